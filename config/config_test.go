@@ -1,0 +1,258 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func writeFile(t *testing.T, dir, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, FileName)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadDefaultsWithoutFile(t *testing.T) {
+	home := t.TempDir()
+	c, err := Load(LoadOptions{Home: home})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.File != "" {
+		t.Errorf("File = %q, want empty when no stack.yaml exists", c.File)
+	}
+	if c.Proxy.Listen != DefaultListen || c.Proxy.AdminListen != DefaultAdminListen {
+		t.Errorf("listeners = %q, %q", c.Proxy.Listen, c.Proxy.AdminListen)
+	}
+	if want := "local://" + filepath.Join(home, "kms.key"); c.KMS.URI != want {
+		t.Errorf("kms.uri = %q, want %q (resolved against home)", c.KMS.URI, want)
+	}
+	if want := filepath.Join(home, DefaultAuditPath); c.Audit.Path != want {
+		t.Errorf("audit.path = %q, want %q", c.Audit.Path, want)
+	}
+	if c.Passport.DefaultTTL != 15*time.Minute || c.Passport.MaxTTL != time.Hour {
+		t.Errorf("passport TTLs = %v, %v", c.Passport.DefaultTTL, c.Passport.MaxTTL)
+	}
+	for _, role := range []string{"billing-reporter", "deploy-assistant", "content-publisher"} {
+		if _, ok := c.Passport.Roles[role]; !ok {
+			t.Errorf("reference role %q missing from defaults", role)
+		}
+	}
+	for _, d := range Detectors {
+		if c.Detect[d].Mode != "alert" {
+			t.Errorf("detect.%s.mode = %q, want alert", d, c.Detect[d].Mode)
+		}
+	}
+	if !reflect.DeepEqual(c, Default(home)) {
+		t.Errorf("Load without a file differs from Default:\n%+v\n%+v", c, Default(home))
+	}
+}
+
+// The file init writes must decode to exactly the defaults, so what it
+// documents is what runs.
+func TestDefaultFileRoundTrips(t *testing.T) {
+	home := t.TempDir()
+	p := writeFile(t, home, string(DefaultFile()))
+	c, err := Load(LoadOptions{Home: home})
+	if err != nil {
+		t.Fatalf("loading the default file: %v\n%s", err, DefaultFile())
+	}
+	if c.File != p {
+		t.Errorf("File = %q, want %q", c.File, p)
+	}
+	want := Default(home)
+	want.File = p
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("default file decodes differently from defaults:\ngot  %+v\nwant %+v", c, want)
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	home := t.TempDir()
+	writeFile(t, home, "proxy:\n  listen: 127.0.0.1:1111\n  admin_listen: 127.0.0.1:2222\nvault:\n  cache_ttl: 5s\n")
+	t.Setenv("STACK_PROXY_ADMIN_LISTEN", "127.0.0.1:3333")
+	t.Setenv("STACK_EGRESS_ALLOW_CIDRS", "10.0.0.0/8,fd00::/8")
+	t.Setenv("STACK_DETECT_CREDENTIAL_BURST_MODE", "revoke")
+
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	fs.String("listen", "", "")
+	fs.String("unset", "", "")
+	if err := fs.Parse([]string{"--listen", "127.0.0.1:4444"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(LoadOptions{Home: home, Flags: map[string]*pflag.Flag{
+		"proxy.listen":      fs.Lookup("listen"),
+		"proxy.upstream_ca": fs.Lookup("unset"),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Proxy.Listen != "127.0.0.1:4444" {
+		t.Errorf("proxy.listen = %q, want the flag's value", c.Proxy.Listen)
+	}
+	if c.Proxy.AdminListen != "127.0.0.1:3333" {
+		t.Errorf("proxy.admin_listen = %q, want the environment's value over the file's", c.Proxy.AdminListen)
+	}
+	if c.Proxy.UpstreamCA != "" {
+		t.Errorf("an unset flag overrode proxy.upstream_ca: %q", c.Proxy.UpstreamCA)
+	}
+	if c.Vault.CacheTTL != 5*time.Second {
+		t.Errorf("vault.cache_ttl = %v, want the file's 5s", c.Vault.CacheTTL)
+	}
+	if want := []string{"10.0.0.0/8", "fd00::/8"}; !reflect.DeepEqual(c.Egress.AllowCIDRs, want) {
+		t.Errorf("egress.allow_cidrs = %q, want %q", c.Egress.AllowCIDRs, want)
+	}
+	if c.Detect["credential_burst"].Mode != "revoke" {
+		t.Errorf("detect.credential_burst.mode = %q", c.Detect["credential_burst"].Mode)
+	}
+}
+
+func TestHomeFromEnvironment(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("STACK_HOME", home)
+	c, err := Load(LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Home != home {
+		t.Errorf("Home = %q, want STACK_HOME %q", c.Home, home)
+	}
+	other := t.TempDir()
+	c, err = Load(LoadOptions{Home: other})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Home != other {
+		t.Errorf("Home = %q, want the explicit %q over STACK_HOME", c.Home, other)
+	}
+}
+
+func TestInvalidValuesNameTheKey(t *testing.T) {
+	tests := []struct {
+		name string
+		file string
+		env  map[string]string
+		key  string
+		says string
+	}{
+		{"listen not host:port", "proxy:\n  listen: localhost\n", nil, "proxy.listen", "host:port"},
+		{"port out of range", "proxy:\n  admin_listen: 127.0.0.1:70000\n", nil, "proxy.admin_listen", "0 to 65535"},
+		{"same listeners", "proxy:\n  listen: 127.0.0.1:9000\n  admin_listen: 127.0.0.1:9000\n", nil, "proxy.admin_listen", "differ"},
+		{"bad cidr", "egress:\n  allow_cidrs: [10.0.0.0/33]\n", nil, "egress.allow_cidrs[0]", "CIDR"},
+		{"bad cidr from env", "", map[string]string{"STACK_EGRESS_ALLOW_CIDRS": "10.0.0.0/8,nope"}, "egress.allow_cidrs[1]", "CIDR"},
+		{"kms scheme", "kms:\n  uri: vault://x\n", nil, "kms.uri", "local://PATH"},
+		{"gcp key name", "kms:\n  uri: gcpkms://projects/p/keyRings/r\n", nil, "kms.uri", "gcpkms://projects/P"},
+		{"kms timeout", "kms:\n  timeout: 0s\n", nil, "kms.timeout", "positive"},
+		{"log level", "log:\n  level: loud\n", nil, "log.level", "debug, info, warn, error"},
+		{"log level from env", "", map[string]string{"STACK_LOG_LEVEL": "verbose"}, "log.level", "debug, info"},
+		{"detector mode", "detect:\n  scope_drift:\n    mode: nuke\n", nil, "detect.scope_drift.mode", "off, shadow, alert, block, revoke"},
+		{"unknown detector", "detect:\n  telepathy:\n    mode: alert\n", nil, "detect.telepathy", "unknown detector"},
+		{"ttl over max", "passport:\n  default_ttl: 2h\n", nil, "passport.default_ttl", "max_ttl"},
+		{"max ttl huge", "passport:\n  max_ttl: 48h\n  default_ttl: 1h\n", nil, "passport.max_ttl", "24h"},
+		{"cache size", "vault:\n  cache_size: 0\n", nil, "vault.cache_size", "at least 1"},
+		{"unknown key", "proxy:\n  lisen: 127.0.0.1:1\n", nil, "proxy.lisen", "proxy.listen"},
+		{"unknown section", "proxxy:\n  listen: 1\n", nil, "proxxy.listen", "sections are"},
+		{"upstream ca missing", "proxy:\n  upstream_ca: /nonexistent/ca.pem\n", nil, "proxy.upstream_ca", "cannot be read"},
+		{"role ttl over max", "passport:\n  roles:\n    quick:\n      ttl: 3h\n      scope:\n        - hosts: [api.example.com]\n", nil, "passport.roles.quick.ttl", "max_ttl"},
+		{"role without scope", "passport:\n  roles:\n    empty:\n      description: nothing\n", nil, "passport.roles.empty.scope", "at least one grant"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			home := t.TempDir()
+			if tc.file != "" {
+				writeFile(t, home, tc.file)
+			}
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			_, err := Load(LoadOptions{Home: home})
+			var verr *ValidationError
+			if !errors.As(err, &verr) {
+				t.Fatalf("Load error = %v, want a *ValidationError", err)
+			}
+			found := false
+			for _, p := range verr.Problems {
+				if p.Key == tc.key {
+					found = true
+					if !strings.Contains(p.String(), tc.says) {
+						t.Errorf("problem %q does not say %q", p, tc.says)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("no problem names %s; got: %v", tc.key, err)
+			}
+		})
+	}
+}
+
+func TestEveryProblemReportedAtOnce(t *testing.T) {
+	home := t.TempDir()
+	writeFile(t, home, "log:\n  level: loud\nproxy:\n  listen: nope\nkms:\n  uri: foo://\n")
+	_, err := Load(LoadOptions{Home: home})
+	var verr *ValidationError
+	if !errors.As(err, &verr) {
+		t.Fatalf("err = %v", err)
+	}
+	if len(verr.Problems) != 3 {
+		t.Errorf("got %d problems, want 3: %v", len(verr.Problems), err)
+	}
+	if !strings.Contains(err.Error(), filepath.Join(home, FileName)) {
+		t.Errorf("error does not name the file: %v", err)
+	}
+}
+
+func TestExplicitConfigMustExist(t *testing.T) {
+	_, err := Load(LoadOptions{Home: t.TempDir(), File: filepath.Join(t.TempDir(), "missing.yaml")})
+	if err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Fatalf("err = %v, want an error naming the missing file", err)
+	}
+}
+
+func TestMalformedYAML(t *testing.T) {
+	home := t.TempDir()
+	writeFile(t, home, "proxy: [unclosed\n")
+	if _, err := Load(LoadOptions{Home: home}); err == nil {
+		t.Fatal("malformed YAML loaded without error")
+	}
+}
+
+func TestFileRoleKeepsReferenceRoles(t *testing.T) {
+	home := t.TempDir()
+	writeFile(t, home, `passport:
+  roles:
+    reader:
+      description: read the example API
+      ttl: 5m
+      scope:
+        - hosts: [api.example.com]
+          methods: [GET]
+          paths: ["/v1/**"]
+          credentials: [example]
+          params:
+            - {name: limit, from: query, op: in, values: ["10", "20"]}
+`)
+	c, err := Load(LoadOptions{Home: home})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, ok := c.Passport.Roles["reader"]
+	if !ok {
+		t.Fatalf("role reader missing: %v", c.Passport.Roles)
+	}
+	if r.TTL != 5*time.Minute || len(r.Scope) != 1 || r.Scope[0].Params[0].Values[1] != "20" {
+		t.Errorf("role decoded as %+v", r)
+	}
+	if _, ok := c.Passport.Roles["billing-reporter"]; !ok {
+		t.Error("a file role removed the reference roles")
+	}
+}

@@ -1,0 +1,319 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+
+	"github.com/stackctl/stack/passport"
+)
+
+// FileName is the config file's name inside the data directory.
+const FileName = "stack.yaml"
+
+// EnvPrefix prefixes every environment variable that sets a key:
+// proxy.admin_listen is STACK_PROXY_ADMIN_LISTEN.
+const EnvPrefix = "STACK"
+
+// LoadOptions says where Load looks.
+type LoadOptions struct {
+	// Home is the data directory from --home; empty means STACK_HOME, then
+	// ~/.stack.
+	Home string
+	// File is the config file from --config; empty means Home/stack.yaml
+	// when it exists (a missing default file is not an error).
+	File string
+	// Flags maps config keys to command-line flags; a flag overrides the
+	// file and the environment only when it was set.
+	Flags map[string]*pflag.Flag
+}
+
+// HomeDir returns the data directory: explicit, else $STACK_HOME, else
+// ~/.stack.
+func HomeDir(explicit string) (string, error) {
+	if explicit != "" {
+		return filepath.Abs(explicit)
+	}
+	if h := os.Getenv("STACK_HOME"); h != "" {
+		return filepath.Abs(h)
+	}
+	u, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("config: no home directory for the default data directory; set STACK_HOME or --home: %w", err)
+	}
+	return filepath.Join(u, ".stack"), nil
+}
+
+// Load reads the configuration and validates it. Every invalid key is
+// reported at once in a *ValidationError; nothing is written.
+func Load(opts LoadOptions) (*Config, error) {
+	home, err := HomeDir(opts.Home)
+	if err != nil {
+		return nil, err
+	}
+	v := viper.New()
+	setDefaults(v)
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+
+	file := opts.File
+	explicit := file != ""
+	if !explicit {
+		file = filepath.Join(home, FileName)
+	}
+	v.SetConfigFile(file)
+	v.SetConfigType("yaml")
+	readFile := true
+	if err := v.ReadInConfig(); err != nil {
+		if !explicit && errors.Is(err, fs.ErrNotExist) {
+			readFile = false
+		} else {
+			return nil, fmt.Errorf("config: read %s: %w", file, err)
+		}
+	}
+	if readFile {
+		if err := checkKeys(file); err != nil {
+			return nil, err
+		}
+	}
+	for key, f := range opts.Flags {
+		if f == nil {
+			continue
+		}
+		if err := v.BindPFlag(key, f); err != nil {
+			return nil, fmt.Errorf("config: bind flag --%s to %s: %w", f.Name, key, err)
+		}
+	}
+
+	var c Config
+	if err := v.UnmarshalExact(&c); err != nil {
+		return nil, fmt.Errorf("config: %s: %w", describeSource(file, readFile), err)
+	}
+	c.Home = home
+	if readFile {
+		c.File = file
+	}
+	c.resolvePaths()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func describeSource(file string, read bool) string {
+	if read {
+		return file
+	}
+	return "environment and flags"
+}
+
+// Default returns the configuration with every default and no file, for
+// the data directory home.
+func Default(home string) *Config {
+	v := viper.New()
+	setDefaults(v)
+	var c Config
+	if err := v.UnmarshalExact(&c); err != nil {
+		panic("config: defaults do not decode: " + err.Error())
+	}
+	c.Home = home
+	c.resolvePaths()
+	return &c
+}
+
+func setDefaults(v *viper.Viper) {
+	v.SetDefault("log.level", DefaultLogLevel)
+	v.SetDefault("log.format", DefaultLogFormat)
+	v.SetDefault("proxy.listen", DefaultListen)
+	v.SetDefault("proxy.admin_listen", DefaultAdminListen)
+	v.SetDefault("proxy.upstream_ca", "")
+	v.SetDefault("proxy.passport_file", "")
+	v.SetDefault("proxy.tunnel_hosts", []string{})
+	v.SetDefault("proxy.max_connections", DefaultMaxConnections)
+	v.SetDefault("proxy.shutdown_timeout", DefaultShutdownTimeout)
+	v.SetDefault("egress.allow_cidrs", []string{})
+	v.SetDefault("egress.resolve", []string{})
+	v.SetDefault("kms.uri", DefaultKMSURI)
+	v.SetDefault("kms.timeout", DefaultKMSTimeout)
+	v.SetDefault("vault.path", DefaultVaultPath)
+	v.SetDefault("vault.cache_ttl", DefaultVaultCacheTTL)
+	v.SetDefault("vault.cache_size", DefaultVaultCacheSize)
+	v.SetDefault("audit.path", DefaultAuditPath)
+	v.SetDefault("audit.checkpoint_every", DefaultCheckpointEvery)
+	v.SetDefault("audit.checkpoint_interval", DefaultCheckpointInterval)
+	v.SetDefault("passport.issuer", DefaultIssuer)
+	v.SetDefault("passport.audience", DefaultAudience)
+	v.SetDefault("passport.keys_path", DefaultKeysPath)
+	v.SetDefault("passport.revocations_path", DefaultRevocationsPath)
+	v.SetDefault("passport.default_ttl", DefaultPassportTTL)
+	v.SetDefault("passport.max_ttl", DefaultPassportMaxTTL)
+	v.SetDefault("passport.leeway", DefaultLeeway)
+	v.SetDefault("passport.cache_size", DefaultPassportCacheSize)
+	v.SetDefault("passport.roles", rolesAsMap(passport.ReferenceRoles()))
+	for _, d := range Detectors {
+		v.SetDefault("detect."+d+".mode", DefaultDetectorMode)
+	}
+}
+
+// rolesAsMap turns roles into the generic shape viper merges with a file,
+// so a file that defines one role keeps the reference ones.
+func rolesAsMap(roles map[string]passport.Role) map[string]any {
+	out := make(map[string]any, len(roles))
+	for name, r := range roles {
+		out[name] = roleMap(r)
+	}
+	return out
+}
+
+func roleMap(r passport.Role) map[string]any {
+	grants := make([]any, 0, len(r.Scope))
+	for _, g := range r.Scope {
+		m := map[string]any{"hosts": g.Hosts}
+		if len(g.Methods) > 0 {
+			m["methods"] = g.Methods
+		}
+		if len(g.Paths) > 0 {
+			m["paths"] = g.Paths
+		}
+		if len(g.Credentials) > 0 {
+			m["credentials"] = g.Credentials
+		}
+		if len(g.Params) > 0 {
+			ps := make([]any, 0, len(g.Params))
+			for _, p := range g.Params {
+				pm := map[string]any{"name": p.Name, "from": p.From, "op": p.Op}
+				if p.Value != "" {
+					pm["value"] = p.Value
+				}
+				if len(p.Values) > 0 {
+					pm["values"] = p.Values
+				}
+				ps = append(ps, pm)
+			}
+			m["params"] = ps
+		}
+		grants = append(grants, m)
+	}
+	m := map[string]any{"scope": grants}
+	if r.Description != "" {
+		m["description"] = r.Description
+	}
+	if r.TTL != 0 {
+		m["ttl"] = r.TTL.String()
+	}
+	if r.Mode != "" {
+		m["mode"] = r.Mode
+	}
+	return m
+}
+
+// resolvePaths makes file paths absolute against Home.
+func (c *Config) resolvePaths() {
+	abs := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(c.Home, p)
+	}
+	c.Proxy.UpstreamCA = abs(c.Proxy.UpstreamCA)
+	c.Proxy.PassportFile = abs(c.Proxy.PassportFile)
+	c.Vault.Path = abs(c.Vault.Path)
+	c.Audit.Path = abs(c.Audit.Path)
+	c.Passport.KeysPath = abs(c.Passport.KeysPath)
+	c.Passport.RevocationsPath = abs(c.Passport.RevocationsPath)
+	if rest, ok := strings.CutPrefix(c.KMS.URI, "local://"); ok && rest != "" && !filepath.IsAbs(rest) {
+		c.KMS.URI = "local://" + abs(rest)
+	}
+}
+
+// knownKeys lists every leaf key a file may set, besides the open-ended
+// maps under passport.roles and detect.
+func knownKeys() map[string]bool {
+	v := viper.New()
+	setDefaults(v)
+	keys := map[string]bool{}
+	for _, k := range v.AllKeys() {
+		if strings.HasPrefix(k, "passport.roles.") || strings.HasPrefix(k, "detect.") {
+			continue
+		}
+		keys[k] = true
+	}
+	return keys
+}
+
+// checkKeys reports keys in the file that no setting reads, so a typo is
+// an error rather than a silently ignored line.
+func checkKeys(file string) error {
+	fv := viper.New()
+	fv.SetConfigFile(file)
+	fv.SetConfigType("yaml")
+	if err := fv.ReadInConfig(); err != nil {
+		return fmt.Errorf("config: read %s: %w", file, err)
+	}
+	known := knownKeys()
+	var verr ValidationError
+	for _, k := range fv.AllKeys() {
+		switch {
+		case known[k]:
+		case strings.HasPrefix(k, "passport.roles."):
+			// Decoded exactly into passport.Role below.
+		case strings.HasPrefix(k, "detect."):
+			parts := strings.Split(k, ".")
+			if len(parts) < 2 || !contains(Detectors, parts[1]) {
+				verr.add(strings.Join(parts[:min(2, len(parts))], "."), "", "unknown detector; known: "+strings.Join(Detectors, ", "))
+			} else if parts[2] != "mode" {
+				verr.add(k, "", "unknown detector setting; known: mode")
+			}
+		default:
+			verr.add(k, "", "unknown key"+suggest(k, known))
+		}
+	}
+	if len(verr.Problems) > 0 {
+		verr.File = file
+		return &verr
+	}
+	return nil
+}
+
+// suggest names the known keys of the same section.
+func suggest(key string, known map[string]bool) string {
+	section, _, _ := strings.Cut(key, ".")
+	var same []string
+	for k := range known {
+		if strings.HasPrefix(k, section+".") {
+			same = append(same, k)
+		}
+	}
+	if len(same) == 0 {
+		sections := map[string]bool{}
+		for k := range known {
+			s, _, _ := strings.Cut(k, ".")
+			sections[s] = true
+		}
+		for s := range sections {
+			same = append(same, s)
+		}
+		same = append(same, "detect")
+		sort.Strings(same)
+		return "; sections are: " + strings.Join(same, ", ")
+	}
+	sort.Strings(same)
+	return "; known keys in " + section + ": " + strings.Join(same, ", ")
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,141 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"text/template"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/stackctl/stack/passport"
+)
+
+// DefaultFile returns a stack.yaml that sets every key to its default,
+// each with a comment, as `stack init` writes it. Relative paths in it are
+// relative to the data directory.
+func DefaultFile() []byte {
+	roles, err := yaml.Marshal(map[string]any{"roles": rolesAsMap(passport.ReferenceRoles())})
+	if err != nil {
+		panic("config: reference roles do not marshal: " + err.Error())
+	}
+	var b bytes.Buffer
+	err = fileTemplate.Execute(&b, map[string]any{
+		"D":         defaultsForTemplate(),
+		"Roles":     indent(string(roles), "  "),
+		"Detectors": Detectors,
+		"Mode":      DefaultDetectorMode,
+	})
+	if err != nil {
+		panic("config: template: " + err.Error())
+	}
+	return b.Bytes()
+}
+
+func defaultsForTemplate() map[string]any {
+	return map[string]any{
+		"LogLevel": DefaultLogLevel, "LogFormat": DefaultLogFormat,
+		"Listen": DefaultListen, "AdminListen": DefaultAdminListen,
+		"MaxConnections": DefaultMaxConnections, "ShutdownTimeout": DefaultShutdownTimeout,
+		"KMSURI": DefaultKMSURI, "KMSTimeout": DefaultKMSTimeout,
+		"VaultPath": DefaultVaultPath, "VaultCacheTTL": DefaultVaultCacheTTL, "VaultCacheSize": DefaultVaultCacheSize,
+		"AuditPath": DefaultAuditPath, "CheckpointEvery": DefaultCheckpointEvery, "CheckpointInterval": DefaultCheckpointInterval,
+		"Issuer": DefaultIssuer, "Audience": DefaultAudience, "KeysPath": DefaultKeysPath,
+		"RevocationsPath": DefaultRevocationsPath, "DefaultTTL": DefaultPassportTTL, "MaxTTL": DefaultPassportMaxTTL,
+		"Leeway": DefaultLeeway, "PassportCacheSize": DefaultPassportCacheSize,
+	}
+}
+
+func indent(s, prefix string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for i, l := range lines {
+		lines[i] = prefix + l
+	}
+	return strings.Join(lines, "\n")
+}
+
+var fileTemplate = template.Must(template.New("stack.yaml").Funcs(template.FuncMap{
+	"q": func(v any) string { return fmt.Sprintf("%q", fmt.Sprint(v)) },
+}).Parse(`# STACK configuration. Every key is shown with its default.
+# Precedence: flags > STACK_* environment variables > this file > defaults.
+# An environment variable names the key in upper case with _ for the dot:
+# proxy.admin_listen is STACK_PROXY_ADMIN_LISTEN. Relative paths are
+# relative to this data directory. Unknown keys are an error.
+
+log:
+  # debug, info, warn or error.
+  level: {{.D.LogLevel}}
+  # auto (console on a terminal, JSON otherwise), json or console.
+  format: {{.D.LogFormat}}
+
+proxy:
+  # Where agents send HTTP(S) traffic (HTTPS_PROXY=http://this-address).
+  listen: {{q .D.Listen}}
+  # /metrics, /healthz, /readyz and the token-protected admin API.
+  admin_listen: {{q .D.AdminListen}}
+  # Extra PEM roots trusted for upstream TLS, besides the system roots.
+  upstream_ca: ""
+  # Single-agent sidecar mode: the passport file of the one agent served.
+  passport_file: ""
+  # Hosts tunnelled without interception (no injection, no inspection),
+  # e.g. ["*.googleapis.com"]; the passport must still grant them.
+  tunnel_hosts: []
+  # Cap on concurrent client connections, and the drain time on shutdown.
+  max_connections: {{.D.MaxConnections}}
+  shutdown_timeout: {{.D.ShutdownTimeout}}
+
+egress:
+  # Ranges the proxy may dial although they are loopback, private or
+  # link-local (refused by default), e.g. ["10.20.0.0/16"].
+  allow_cidrs: []
+  # Host names pinned to addresses before DNS, as HOST=IP (like curl
+  # --resolve), e.g. ["api.stripe.test=127.0.0.1"]; egress checks still apply.
+  resolve: []
+
+kms:
+  # The key that wraps every data key and signing key:
+  #   local://PATH (a 32-byte key file; for development, not production)
+  #   gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K
+  #   awskms://KEY-ID-OR-ARN-OR-alias/NAME
+  uri: {{q .D.KMSURI}}
+  # Bound on each KMS call.
+  timeout: {{.D.KMSTimeout}}
+
+vault:
+  path: {{.D.VaultPath}}
+  # How long a decrypted secret stays in memory, and how many at most.
+  cache_ttl: {{.D.VaultCacheTTL}}
+  cache_size: {{.D.VaultCacheSize}}
+
+audit:
+  path: {{.D.AuditPath}}
+  # A signed checkpoint after this many records (0 = off) ...
+  checkpoint_every: {{.D.CheckpointEvery}}
+  # ... and at least this often while records arrive (0s = off).
+  checkpoint_interval: {{.D.CheckpointInterval}}
+
+passport:
+  issuer: {{.D.Issuer}}
+  audience: {{.D.Audience}}
+  # The issuer's Ed25519 keys, private parts wrapped by the KMS.
+  keys_path: {{.D.KeysPath}}
+  revocations_path: {{.D.RevocationsPath}}
+  default_ttl: {{.D.DefaultTTL}}
+  max_ttl: {{.D.MaxTTL}}
+  # Clock skew tolerated on exp and nbf.
+  leeway: {{.D.Leeway}}
+  # Verified passports remembered (by token hash) to skip signature checks.
+  cache_size: {{.D.PassportCacheSize}}
+  # Role templates for "stack passport issue --role NAME". Each grant names
+  # hosts (exact or *.example.com), methods, path patterns (* within a
+  # segment, a final /** for any remainder), credentials, and optional
+  # params constraints (from: query|body, op: eq|in|prefix|regex).
+{{.Roles}}
+
+detect:
+  # Per detector: off, shadow, alert, block or revoke.
+{{- range .Detectors}}
+  {{.}}:
+    mode: {{$.Mode}}
+{{- end}}
+`))

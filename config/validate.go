@@ -1,0 +1,243 @@
+package config
+
+import (
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Problem is one invalid key.
+type Problem struct {
+	Key     string // e.g. "proxy.listen"
+	Value   string // the offending value, as text; empty when not useful
+	Message string // what is wrong and what is allowed
+}
+
+func (p Problem) String() string {
+	if p.Value != "" {
+		return fmt.Sprintf("%s: %q: %s", p.Key, p.Value, p.Message)
+	}
+	return fmt.Sprintf("%s: %s", p.Key, p.Message)
+}
+
+// ValidationError lists every invalid key found; Load returns it so a user
+// fixes all of them in one pass.
+type ValidationError struct {
+	File     string
+	Problems []Problem
+}
+
+func (e *ValidationError) add(key, value, msg string) {
+	e.Problems = append(e.Problems, Problem{Key: key, Value: value, Message: msg})
+}
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	b.WriteString("invalid configuration")
+	if e.File != "" {
+		b.WriteString(" in " + e.File)
+	}
+	if len(e.Problems) == 1 {
+		b.WriteString(": " + e.Problems[0].String())
+		return b.String()
+	}
+	b.WriteString(":")
+	for _, p := range e.Problems {
+		b.WriteString("\n  " + p.String())
+	}
+	return b.String()
+}
+
+var (
+	gcpKeyName = regexp.MustCompile(`^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$`)
+	kmsSchemes = "local://PATH, gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K, awskms://KEY-ID-OR-ALIAS"
+	roleModes  = []string{"", "enforce", "alert", "shadow"}
+)
+
+// Validate checks every key and reports all problems at once. It reads
+// the upstream CA file, if one is named, and changes nothing.
+func (c *Config) Validate() error {
+	var e ValidationError
+	e.File = c.File
+
+	oneOf := func(key, val string, allowed []string) {
+		if !contains(allowed, val) {
+			e.add(key, val, "must be one of "+strings.Join(allowed, ", "))
+		}
+	}
+	oneOf("log.level", c.Log.Level, LogLevels)
+	oneOf("log.format", c.Log.Format, LogFormats)
+
+	hostPort := func(key, val string) {
+		host, port, err := net.SplitHostPort(val)
+		if err != nil {
+			e.add(key, val, "must be host:port, e.g. 127.0.0.1:8080")
+			return
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			e.add(key, val, "port must be a number from 0 to 65535")
+			return
+		}
+		if host != "" && host != "localhost" {
+			if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err != nil {
+				e.add(key, val, "host must be an IP address, localhost, or empty for all interfaces")
+			}
+		}
+	}
+	hostPort("proxy.listen", c.Proxy.Listen)
+	hostPort("proxy.admin_listen", c.Proxy.AdminListen)
+	if c.Proxy.Listen == c.Proxy.AdminListen && !strings.HasSuffix(c.Proxy.Listen, ":0") {
+		e.add("proxy.admin_listen", c.Proxy.AdminListen, "must differ from proxy.listen")
+	}
+	if c.Proxy.UpstreamCA != "" {
+		pem, err := os.ReadFile(c.Proxy.UpstreamCA)
+		if err != nil {
+			e.add("proxy.upstream_ca", c.Proxy.UpstreamCA, "cannot be read: "+err.Error())
+		} else if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			e.add("proxy.upstream_ca", c.Proxy.UpstreamCA, "holds no PEM certificate")
+		}
+	}
+
+	for i, h := range c.Proxy.TunnelHosts {
+		if !validHostPattern(h) {
+			e.add(fmt.Sprintf("proxy.tunnel_hosts[%d]", i), h, "must be a host name such as api.example.com or *.example.com")
+		}
+	}
+	if c.Proxy.MaxConnections < 1 {
+		e.add("proxy.max_connections", strconv.Itoa(c.Proxy.MaxConnections), "must be at least 1")
+	}
+	nonNeg := func(key string, d time.Duration) {
+		if d < 0 {
+			e.add(key, d.String(), "must not be negative")
+		}
+	}
+	nonNeg("proxy.shutdown_timeout", c.Proxy.ShutdownTimeout)
+
+	for i, cidr := range c.Egress.AllowCIDRs {
+		if _, err := netip.ParsePrefix(strings.TrimSpace(cidr)); err != nil {
+			e.add(fmt.Sprintf("egress.allow_cidrs[%d]", i), cidr, "must be a CIDR such as 10.0.0.0/8 or fd00::/8")
+		}
+	}
+
+	for i, r := range c.Egress.Resolve {
+		host, ip, ok := strings.Cut(strings.TrimSpace(r), "=")
+		if _, err := netip.ParseAddr(ip); !ok || !validHostPattern(host) || strings.HasPrefix(host, "*.") || err != nil {
+			e.add(fmt.Sprintf("egress.resolve[%d]", i), r, "must be HOST=IP, e.g. api.stripe.com=127.0.0.1")
+		}
+	}
+
+	switch scheme, rest, _ := strings.Cut(c.KMS.URI, "://"); scheme {
+	case "local":
+		if rest == "" {
+			e.add("kms.uri", c.KMS.URI, "local:// needs a key file path, e.g. local://kms.key")
+		}
+	case "gcpkms":
+		if !gcpKeyName.MatchString(rest) {
+			e.add("kms.uri", c.KMS.URI, "must be gcpkms://projects/P/locations/L/keyRings/R/cryptoKeys/K")
+		}
+	case "awskms":
+		if rest == "" {
+			e.add("kms.uri", c.KMS.URI, "awskms:// needs a key id, ARN or alias/NAME")
+		}
+	default:
+		e.add("kms.uri", c.KMS.URI, "must be one of "+kmsSchemes)
+	}
+	positive := func(key string, d time.Duration) {
+		if d <= 0 {
+			e.add(key, d.String(), "must be a positive duration such as 10s")
+		}
+	}
+	nonNegative := func(key string, d time.Duration) {
+		if d < 0 {
+			e.add(key, d.String(), "must not be negative")
+		}
+	}
+	positive("kms.timeout", c.KMS.Timeout)
+
+	nonEmpty := func(key, val string) {
+		if strings.TrimSpace(val) == "" {
+			e.add(key, "", "must not be empty")
+		}
+	}
+	nonEmpty("vault.path", c.Vault.Path)
+	nonNegative("vault.cache_ttl", c.Vault.CacheTTL)
+	if c.Vault.CacheSize < 1 {
+		e.add("vault.cache_size", strconv.Itoa(c.Vault.CacheSize), "must be at least 1")
+	}
+
+	nonEmpty("audit.path", c.Audit.Path)
+	if c.Audit.CheckpointEvery < 0 {
+		e.add("audit.checkpoint_every", strconv.Itoa(c.Audit.CheckpointEvery), "must be 0 (off) or a positive count")
+	}
+	nonNegative("audit.checkpoint_interval", c.Audit.CheckpointInterval)
+
+	p := c.Passport
+	nonEmpty("passport.issuer", p.Issuer)
+	nonEmpty("passport.audience", p.Audience)
+	nonEmpty("passport.keys_path", p.KeysPath)
+	nonEmpty("passport.revocations_path", p.RevocationsPath)
+	positive("passport.default_ttl", p.DefaultTTL)
+	positive("passport.max_ttl", p.MaxTTL)
+	if p.MaxTTL > 24*time.Hour {
+		e.add("passport.max_ttl", p.MaxTTL.String(), "must be at most 24h: passports are short-lived by design")
+	}
+	if p.DefaultTTL > p.MaxTTL && p.MaxTTL > 0 {
+		e.add("passport.default_ttl", p.DefaultTTL.String(), "must not exceed passport.max_ttl ("+p.MaxTTL.String()+")")
+	}
+	if p.Leeway < 0 || p.Leeway > 5*time.Minute {
+		e.add("passport.leeway", p.Leeway.String(), "must be between 0s and 5m")
+	}
+	if p.CacheSize < 1 {
+		e.add("passport.cache_size", strconv.Itoa(p.CacheSize), "must be at least 1")
+	}
+	for _, name := range sortedKeys(p.Roles) {
+		r := p.Roles[name]
+		key := "passport.roles." + name
+		if r.TTL < 0 || (p.MaxTTL > 0 && r.TTL > p.MaxTTL) {
+			e.add(key+".ttl", r.TTL.String(), "must be between 0 (default TTL) and passport.max_ttl ("+p.MaxTTL.String()+")")
+		}
+		if !contains(roleModes, r.Mode) {
+			e.add(key+".mode", r.Mode, "must be one of enforce, alert, shadow")
+		}
+		if len(r.Scope) == 0 {
+			e.add(key+".scope", "", "must hold at least one grant")
+		} else if err := r.Scope.Validate(); err != nil {
+			e.add(key+".scope", "", err.Error())
+		}
+	}
+
+	for _, name := range sortedKeys(c.Detect) {
+		if !contains(Detectors, name) {
+			e.add("detect."+name, "", "unknown detector; known: "+strings.Join(Detectors, ", "))
+			continue
+		}
+		oneOf("detect."+name+".mode", c.Detect[name].Mode, DetectorModes)
+	}
+
+	if len(e.Problems) > 0 {
+		return &e
+	}
+	return nil
+}
+
+var hostLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// validHostPattern accepts a DNS name or *.name.
+func validHostPattern(h string) bool {
+	h = strings.ToLower(strings.TrimPrefix(h, "*."))
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(h, ".") {
+		if !hostLabel.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}

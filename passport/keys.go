@@ -1,0 +1,390 @@
+package passport
+
+import (
+	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// Wrapper encrypts the issuer's private keys at rest. The KMS of package
+// vault/kms satisfies it.
+type Wrapper interface {
+	// Wrap encrypts plaintext bound to aad.
+	Wrap(ctx context.Context, plaintext, aad []byte) ([]byte, error)
+	// Unwrap reverses Wrap; it fails when aad differs.
+	Unwrap(ctx context.Context, wrapped, aad []byte) ([]byte, error)
+	// URI names the wrapping key; it is recorded in the key file.
+	URI() string
+}
+
+// KeySet is the issuer's set of Ed25519 signing keys: one current key that
+// signs new passports and older keys kept, public part published, until
+// every passport they signed has expired. It is safe for concurrent use.
+type KeySet struct {
+	mu   sync.RWMutex
+	keys []*issuerKey // oldest first; the last one is current
+	// retired holds the public keys of keys dropped after their passports
+	// expired: no longer in the JWKS, but still needed to verify what they
+	// signed for the record, such as audit checkpoints.
+	retired map[string]ed25519.PublicKey
+}
+
+type issuerKey struct {
+	kid         string
+	created     time.Time
+	retireAfter time.Time // zero while current
+	priv        ed25519.PrivateKey
+}
+
+// KeyInfo describes one key of a KeySet (no key material).
+type KeyInfo struct {
+	KID         string    `json:"kid"`
+	Created     time.Time `json:"created"`
+	RetireAfter time.Time `json:"retire_after,omitzero"`
+	Current     bool      `json:"current"`
+}
+
+// GenerateKeySet returns a key set holding one fresh key created at now.
+func GenerateKeySet(now time.Time) (*KeySet, error) {
+	k, err := newIssuerKey(now)
+	if err != nil {
+		return nil, err
+	}
+	return &KeySet{keys: []*issuerKey{k}}, nil
+}
+
+func newIssuerKey(now time.Time) (*issuerKey, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate issuer key: %w", err)
+	}
+	kid, err := keyID(priv.Public().(ed25519.PublicKey))
+	if err != nil {
+		return nil, err
+	}
+	return &issuerKey{kid: kid, created: now.UTC(), priv: priv}, nil
+}
+
+// keyID is the key's RFC 7638 JWK thumbprint (SHA-256, base64url): stable,
+// derived from the public key, and checkable by anyone holding the JWKS.
+func keyID(pub ed25519.PublicKey) (string, error) {
+	jwk := jose.JSONWebKey{Key: pub}
+	tp, err := jwk.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return "", fmt.Errorf("key thumbprint: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(tp), nil
+}
+
+// Rotate makes a fresh key current. The previous current key stays
+// published until now+keepFor (give it the maximum passport TTL plus the
+// verifiers' leeway) and keys whose time has passed are pruned.
+func (ks *KeySet) Rotate(now time.Time, keepFor time.Duration) (newKid string, err error) {
+	k, err := newIssuerKey(now)
+	if err != nil {
+		return "", err
+	}
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	for _, old := range ks.keys {
+		if old.retireAfter.IsZero() {
+			old.retireAfter = now.Add(keepFor).UTC()
+		}
+	}
+	ks.keys = append(ks.keys, k)
+	ks.pruneLocked(now)
+	return k.kid, nil
+}
+
+// Prune drops keys retired before now and reports how many went.
+func (ks *KeySet) Prune(now time.Time) int {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	return ks.pruneLocked(now)
+}
+
+func (ks *KeySet) pruneLocked(now time.Time) int {
+	kept := ks.keys[:0]
+	for _, k := range ks.keys {
+		if k.live(now) {
+			kept = append(kept, k)
+			continue
+		}
+		if ks.retired == nil {
+			ks.retired = map[string]ed25519.PublicKey{}
+		}
+		ks.retired[k.kid] = k.priv.Public().(ed25519.PublicKey)
+	}
+	n := len(ks.keys) - len(kept)
+	clear(ks.keys[len(kept):])
+	ks.keys = kept
+	return n
+}
+
+// AllPublicKeys returns every public key the set has held, retired ones
+// included, by kid: for verifying old signatures such as audit checkpoints,
+// never passports (use PublicKeys or JWKS for those).
+func (ks *KeySet) AllPublicKeys() map[string]ed25519.PublicKey {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	out := make(map[string]ed25519.PublicKey, len(ks.keys)+len(ks.retired))
+	for kid, pub := range ks.retired {
+		out[kid] = pub
+	}
+	for _, k := range ks.keys {
+		out[k.kid] = k.priv.Public().(ed25519.PublicKey)
+	}
+	return out
+}
+
+func (k *issuerKey) live(now time.Time) bool {
+	return k.retireAfter.IsZero() || now.Before(k.retireAfter)
+}
+
+// Current returns the key that signs new passports.
+func (ks *KeySet) Current() (kid string, priv ed25519.PrivateKey) {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	if len(ks.keys) == 0 {
+		return "", nil
+	}
+	k := ks.keys[len(ks.keys)-1]
+	return k.kid, k.priv
+}
+
+// PublicKeys returns the public keys still published at now, by kid.
+func (ks *KeySet) PublicKeys(now time.Time) map[string]ed25519.PublicKey {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	out := make(map[string]ed25519.PublicKey, len(ks.keys))
+	for _, k := range ks.keys {
+		if k.live(now) {
+			out[k.kid] = k.priv.Public().(ed25519.PublicKey)
+		}
+	}
+	return out
+}
+
+// JWKS returns the public keys still published at now as a JSON Web Key
+// Set, current key first.
+func (ks *KeySet) JWKS(now time.Time) jose.JSONWebKeySet {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	var set jose.JSONWebKeySet
+	for i := len(ks.keys) - 1; i >= 0; i-- {
+		k := ks.keys[i]
+		if !k.live(now) {
+			continue
+		}
+		set.Keys = append(set.Keys, jose.JSONWebKey{
+			Key:       k.priv.Public().(ed25519.PublicKey),
+			KeyID:     k.kid,
+			Algorithm: string(jose.EdDSA),
+			Use:       "sig",
+		})
+	}
+	return set
+}
+
+// Keys describes every key in the set, oldest first.
+func (ks *KeySet) Keys() []KeyInfo {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	out := make([]KeyInfo, len(ks.keys))
+	for i, k := range ks.keys {
+		out[i] = KeyInfo{KID: k.kid, Created: k.created, RetireAfter: k.retireAfter, Current: i == len(ks.keys)-1}
+	}
+	return out
+}
+
+// keyFile is the on-disk form of a KeySet.
+type keyFile struct {
+	Version int          `json:"version"`
+	Wrapper string       `json:"wrapper"`
+	Keys    []keyFileKey `json:"keys"`
+	// Retired are public keys (base64url) of dropped keys, by kid.
+	Retired map[string]string `json:"retired,omitempty"`
+}
+
+type keyFileKey struct {
+	KID         string    `json:"kid"`
+	Created     time.Time `json:"created"`
+	RetireAfter time.Time `json:"retire_after,omitzero"`
+	Public      string    `json:"public"`       // base64url Ed25519 public key
+	WrappedSeed string    `json:"wrapped_seed"` // base64url, wrapped Ed25519 seed
+}
+
+const keyFileVersion = 1
+
+func keyAAD(kid string) []byte { return []byte("stack/issuer-key/" + kid) }
+
+// Save writes the key set to path atomically (temporary file, fsync,
+// rename; mode 0600), each private key wrapped by w with the key's kid as
+// additional data.
+func (ks *KeySet) Save(ctx context.Context, path string, w Wrapper) error {
+	// Snapshot under the lock: Rotate changes retireAfter in place.
+	ks.mu.RLock()
+	keys := make([]issuerKey, len(ks.keys))
+	for i, k := range ks.keys {
+		keys[i] = *k
+	}
+	ks.mu.RUnlock()
+	if len(keys) == 0 {
+		return fmt.Errorf("save issuer keys: %w", ErrNoKey)
+	}
+	f := keyFile{Version: keyFileVersion, Wrapper: w.URI()}
+	ks.mu.RLock()
+	for kid, pub := range ks.retired {
+		if f.Retired == nil {
+			f.Retired = map[string]string{}
+		}
+		f.Retired[kid] = base64.RawURLEncoding.EncodeToString(pub)
+	}
+	ks.mu.RUnlock()
+	for _, k := range keys {
+		wrapped, err := w.Wrap(ctx, k.priv.Seed(), keyAAD(k.kid))
+		if err != nil {
+			return fmt.Errorf("save issuer keys: wrap %s: %w", k.kid, err)
+		}
+		f.Keys = append(f.Keys, keyFileKey{
+			KID:         k.kid,
+			Created:     k.created,
+			RetireAfter: k.retireAfter,
+			Public:      base64.RawURLEncoding.EncodeToString(k.priv.Public().(ed25519.PublicKey)),
+			WrappedSeed: base64.RawURLEncoding.EncodeToString(wrapped),
+		})
+	}
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return fmt.Errorf("save issuer keys: %w", err)
+	}
+	if err := writeFileAtomic(path, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("save issuer keys: %w", err)
+	}
+	return nil
+}
+
+// LoadKeySet reads a key set written by Save, unwrapping each private key
+// with w and checking it against its recorded public key and kid.
+func LoadKeySet(ctx context.Context, path string, w Wrapper) (*KeySet, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load issuer keys: %w", err)
+	}
+	var f keyFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("load issuer keys %s: %v: %w", path, err, ErrKeyFile)
+	}
+	if f.Version != keyFileVersion {
+		return nil, fmt.Errorf("load issuer keys %s: version %d, want %d: %w", path, f.Version, keyFileVersion, ErrKeyFile)
+	}
+	if len(f.Keys) == 0 {
+		return nil, fmt.Errorf("load issuer keys %s: %w", path, ErrNoKey)
+	}
+	ks := &KeySet{}
+	for kid, enc := range f.Retired {
+		pub, err := base64.RawURLEncoding.DecodeString(enc)
+		if err != nil || len(pub) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("load issuer keys %s: retired key %s: %w", path, kid, ErrKeyFile)
+		}
+		if ks.retired == nil {
+			ks.retired = map[string]ed25519.PublicKey{}
+		}
+		ks.retired[kid] = pub
+	}
+	for _, fk := range f.Keys {
+		wrapped, err := base64.RawURLEncoding.DecodeString(fk.WrappedSeed)
+		if err != nil {
+			return nil, fmt.Errorf("load issuer keys %s: key %s: %v: %w", path, fk.KID, err, ErrKeyFile)
+		}
+		seed, err := w.Unwrap(ctx, wrapped, keyAAD(fk.KID))
+		if err != nil {
+			hint := ""
+			if f.Wrapper != w.URI() {
+				hint = fmt.Sprintf(" (file was wrapped by %s, unwrapping with %s)", f.Wrapper, w.URI())
+			}
+			return nil, fmt.Errorf("load issuer keys %s: unwrap %s%s: %w", path, fk.KID, hint, err)
+		}
+		if len(seed) != ed25519.SeedSize {
+			return nil, fmt.Errorf("load issuer keys %s: key %s: seed of %d bytes: %w", path, fk.KID, len(seed), ErrKeyFile)
+		}
+		priv := ed25519.NewKeyFromSeed(seed)
+		clear(seed)
+		pub := priv.Public().(ed25519.PublicKey)
+		if base64.RawURLEncoding.EncodeToString(pub) != fk.Public {
+			return nil, fmt.Errorf("load issuer keys %s: key %s: public key mismatch: %w", path, fk.KID, ErrKeyFile)
+		}
+		kid, err := keyID(pub)
+		if err != nil {
+			return nil, err
+		}
+		if kid != fk.KID {
+			return nil, fmt.Errorf("load issuer keys %s: key %s: kid is not the key's thumbprint: %w", path, fk.KID, ErrKeyFile)
+		}
+		ks.keys = append(ks.keys, &issuerKey{kid: kid, created: fk.Created, retireAfter: fk.RetireAfter, priv: priv})
+	}
+	// The current key is the newest one still unretired; keep file order
+	// otherwise.
+	sort.SliceStable(ks.keys, func(i, j int) bool {
+		return !ks.keys[i].retireAfter.IsZero() && ks.keys[j].retireAfter.IsZero()
+	})
+	if !ks.keys[len(ks.keys)-1].retireAfter.IsZero() {
+		return nil, fmt.Errorf("load issuer keys %s: every key is retired: %w", path, ErrNoKey)
+	}
+	return ks, nil
+}
+
+// writeFileAtomic replaces path with data so that a crash leaves either
+// the old or the new file, never a torn one.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+	if err = tmp.Chmod(perm); err != nil {
+		_ = tmp.Close()
+		return err
+	}
+	if _, err = tmp.Write(data); err != nil {
+		_ = tmp.Close()
+		return err
+	}
+	if err = tmp.Sync(); err != nil {
+		_ = tmp.Close()
+		return err
+	}
+	if err = tmp.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	// Make the rename itself durable.
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err = d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,196 @@
+package passport
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRotation(t *testing.T) {
+	f := newFixture(t, nil)
+	oldKid, _ := f.keys.Current()
+	oldTok, _ := f.issue(t, IssueRequest{TTL: time.Hour})
+
+	keepFor := DefaultMaxTTL + DefaultLeeway
+	newKid, err := f.keys.Rotate(f.clock.Now(), keepFor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if newKid == oldKid {
+		t.Fatal("rotation kept the kid")
+	}
+	if kid, _ := f.keys.Current(); kid != newKid {
+		t.Fatalf("current kid = %s, want %s", kid, newKid)
+	}
+	jwks := f.keys.JWKS(f.clock.Now())
+	if len(jwks.Keys) != 2 || jwks.Keys[0].KeyID != newKid || jwks.Keys[1].KeyID != oldKid {
+		t.Fatalf("JWKS after rotation = %v", jwks.Keys)
+	}
+	if err := f.verify.UpdateJWKS(jwks); err != nil {
+		t.Fatal(err)
+	}
+	newTok, _ := f.issue(t, IssueRequest{})
+	for name, tok := range map[string]string{"old": oldTok, "new": newTok} {
+		if _, err := f.verify.Verify(tok); err != nil {
+			t.Errorf("%s key after rotation: %v", name, err)
+		}
+	}
+
+	// Just before retirement the old key is still published; at it, gone.
+	f.clock.Advance(keepFor - time.Second)
+	if n := len(f.keys.JWKS(f.clock.Now()).Keys); n != 2 {
+		t.Fatalf("JWKS before retire_after has %d keys", n)
+	}
+	f.clock.Advance(time.Second)
+	jwks = f.keys.JWKS(f.clock.Now())
+	if len(jwks.Keys) != 1 || jwks.Keys[0].KeyID != newKid {
+		t.Fatalf("JWKS after retire_after = %v", jwks.Keys)
+	}
+	if _, ok := f.keys.PublicKeys(f.clock.Now())[oldKid]; ok {
+		t.Fatal("PublicKeys still has the retired key")
+	}
+	if err := f.verify.UpdateJWKS(jwks); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.keys.Prune(f.clock.Now()); n != 1 {
+		t.Fatalf("Prune dropped %d keys, want the retired one", n)
+	}
+	if got := f.keys.Keys(); len(got) != 1 || got[0].KID != newKid || !got[0].Current {
+		t.Fatalf("Keys() = %+v", got)
+	}
+}
+
+func TestRetiredKidIsUnknown(t *testing.T) {
+	f := newFixture(t, nil)
+	oldTok, _ := f.issue(t, IssueRequest{TTL: time.Hour})
+	if _, err := f.keys.Rotate(f.clock.Now(), 10*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.verify.UpdateJWKS(f.keys.JWKS(f.clock.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.verify.Verify(oldTok); err != nil {
+		t.Fatalf("before retire_after: %v", err)
+	}
+	f.clock.Advance(10 * time.Minute)
+	if err := f.verify.UpdateJWKS(f.keys.JWKS(f.clock.Now())); err != nil {
+		t.Fatal(err)
+	}
+	// The token has not expired yet, but its key is gone: the cache entry
+	// from the first Verify must not be served either.
+	if _, err := f.verify.Verify(oldTok); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("after retire_after: err = %v, want ErrUnknownKey", err)
+	}
+}
+
+func TestKeySetSaveLoad(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "issuer-keys.json")
+	w := newGCMWrapper(t)
+	clk := newClock()
+	ks, err := GenerateKeySet(clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ks.Rotate(clk.Now(), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := ks.Save(ctx, path, w); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("mode = %v, want 0600", st.Mode().Perm())
+	}
+	raw, _ := os.ReadFile(path)
+	_, priv := ks.Current()
+	if strings.Contains(string(raw), string(priv.Seed())) || !strings.Contains(string(raw), `"wrapper": "test://gcm"`) {
+		t.Errorf("key file content unexpected: %s", raw)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("temporary files left behind: %v", entries)
+	}
+
+	loaded, err := LoadKeySet(ctx, path, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid, lpriv := loaded.Current()
+	wantKid, _ := ks.Current()
+	if kid != wantKid || !lpriv.Equal(priv) {
+		t.Fatalf("loaded current = %s, want %s", kid, wantKid)
+	}
+	if got, want := loaded.Keys(), ks.Keys(); len(got) != 2 || !got[0].RetireAfter.Equal(want[0].RetireAfter) || got[0].Current || !got[1].Current {
+		t.Fatalf("loaded keys = %+v, want %+v", got, want)
+	}
+
+	// A different wrapping key, or a file whose entries were swapped, fails.
+	if _, err := LoadKeySet(ctx, path, newGCMWrapper(t)); err == nil {
+		t.Fatal("loaded with the wrong wrapping key")
+	}
+	swapped := strings.Replace(string(raw), wantKid, "AAAA", 1)
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(bad, []byte(swapped), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadKeySet(ctx, bad, w); err == nil {
+		t.Fatal("loaded a key under another kid (aad must bind the kid)")
+	}
+	if err := os.WriteFile(bad, []byte(`{"version":9,"keys":[]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadKeySet(ctx, bad, w); !errors.Is(err, ErrKeyFile) {
+		t.Fatalf("future version: err = %v, want ErrKeyFile", err)
+	}
+	if _, err := LoadKeySet(ctx, filepath.Join(dir, "missing.json"), w); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("missing file: err = %v", err)
+	}
+}
+
+// A key dropped from the JWKS stays known to AllPublicKeys, across a save
+// and load, so what it signed for the record still verifies.
+func TestRetiredKeysKeptForRecords(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	ks, err := GenerateKeySet(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldKid, _ := ks.Current()
+	if _, err := ks.Rotate(now, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ks.Rotate(now.Add(2*time.Minute), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ks.PublicKeys(now.Add(2 * time.Minute))[oldKid]; ok {
+		t.Fatal("the first key is still published after its window")
+	}
+	if _, ok := ks.AllPublicKeys()[oldKid]; !ok {
+		t.Fatal("AllPublicKeys lost the retired key")
+	}
+	w := newGCMWrapper(t)
+	path := filepath.Join(t.TempDir(), "keys.json")
+	if err := ks.Save(ctx, path, w); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := LoadKeySet(ctx, path, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := loaded.AllPublicKeys()[oldKid]; !ok {
+		t.Error("the retired key did not survive save and load")
+	}
+	if len(loaded.AllPublicKeys()) != 3 {
+		t.Errorf("AllPublicKeys has %d keys, want 3", len(loaded.AllPublicKeys()))
+	}
+}

@@ -1,0 +1,336 @@
+package passport
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// Defaults of a Verifier and an Issuer.
+const (
+	DefaultIssuer    = "stack"
+	DefaultAudience  = "stack-proxy"
+	DefaultLeeway    = 30 * time.Second
+	DefaultTTL       = 15 * time.Minute
+	DefaultMaxTTL    = time.Hour
+	DefaultCacheSize = 10000
+)
+
+// RevocationQuery names everything that, once revoked, revokes a passport.
+type RevocationQuery struct {
+	// JTI is the passport's own id.
+	JTI string
+	// Chain holds the jtis of its delegation ancestors.
+	Chain []string
+	// Agent is the passport's subject.
+	Agent string
+	// IssuedAt is the passport's iat: revoking an agent covers the
+	// passports issued at or before the revocation.
+	IssuedAt time.Time
+}
+
+// RevocationChecker answers whether a passport is revoked. It sits on the
+// request path, so it must answer in O(1) per name without I/O.
+// RevocationStore implements it.
+type RevocationChecker interface {
+	Revoked(q RevocationQuery) bool
+}
+
+// VerifierOptions configure NewVerifier. Zero values take the defaults.
+type VerifierOptions struct {
+	// Keys is the JWKS whose EdDSA keys verify passports. It may be left
+	// empty and set later with UpdateJWKS or SetKeys.
+	Keys jose.JSONWebKeySet
+	// Audience must appear in aud (default DefaultAudience).
+	Audience string
+	// Issuer, when set, must equal iss.
+	Issuer string
+	// Leeway is the clock skew tolerated on exp, nbf and iat (default
+	// DefaultLeeway; negative means none).
+	Leeway time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Revocations is consulted on every Verify, cached or not; nil means
+	// nothing is ever revoked.
+	Revocations RevocationChecker
+	// CacheSize bounds the cache of verified tokens (default
+	// DefaultCacheSize; negative disables the cache).
+	CacheSize int
+}
+
+// Verifier checks passports offline against a JWKS. It is safe for
+// concurrent use; keys can be replaced while it serves.
+type Verifier struct {
+	audience    string
+	issuer      string
+	leeway      time.Duration
+	now         func() time.Time
+	revocations RevocationChecker
+	keys        atomic.Pointer[map[string]ed25519.PublicKey]
+	cache       *tokenCache // nil when disabled
+}
+
+// NewVerifier builds a Verifier.
+func NewVerifier(opts VerifierOptions) (*Verifier, error) {
+	v := &Verifier{
+		audience:    opts.Audience,
+		issuer:      opts.Issuer,
+		leeway:      opts.Leeway,
+		now:         opts.Now,
+		revocations: opts.Revocations,
+	}
+	if v.audience == "" {
+		v.audience = DefaultAudience
+	}
+	switch {
+	case v.leeway == 0:
+		v.leeway = DefaultLeeway
+	case v.leeway < 0:
+		v.leeway = 0
+	}
+	if v.now == nil {
+		v.now = time.Now
+	}
+	switch size := opts.CacheSize; {
+	case size == 0:
+		v.cache = newTokenCache(DefaultCacheSize)
+	case size > 0:
+		v.cache = newTokenCache(size)
+	}
+	empty := map[string]ed25519.PublicKey{}
+	v.keys.Store(&empty)
+	if len(opts.Keys.Keys) > 0 {
+		if err := v.UpdateJWKS(opts.Keys); err != nil {
+			return nil, err
+		}
+	}
+	return v, nil
+}
+
+// UpdateJWKS replaces the verification keys with the Ed25519 signing keys
+// of set. Keys of other types or algorithms are ignored; a set with no
+// usable key, or one holding private keys, is refused. Tokens verified
+// under the old keys are dropped from the cache.
+func (v *Verifier) UpdateJWKS(set jose.JSONWebKeySet) error {
+	keys := make(map[string]ed25519.PublicKey, len(set.Keys))
+	for _, k := range set.Keys {
+		if !k.IsPublic() {
+			return fmt.Errorf("update jwks: key %q is private: %w", k.KeyID, ErrKeyFile)
+		}
+		pub, ok := k.Key.(ed25519.PublicKey)
+		if !ok || k.KeyID == "" || (k.Algorithm != "" && k.Algorithm != string(jose.EdDSA)) || (k.Use != "" && k.Use != "sig") {
+			continue
+		}
+		keys[k.KeyID] = pub
+	}
+	if len(keys) == 0 {
+		return fmt.Errorf("update jwks: no Ed25519 signing key with a kid: %w", ErrUnknownKey)
+	}
+	v.SetKeys(keys)
+	return nil
+}
+
+// SetKeys replaces the verification keys (kid to public key). The map is
+// copied. Tokens verified under the old keys are dropped from the cache.
+func (v *Verifier) SetKeys(keys map[string]ed25519.PublicKey) {
+	cp := make(map[string]ed25519.PublicKey, len(keys))
+	for kid, k := range keys {
+		cp[kid] = k
+	}
+	v.keys.Store(&cp)
+	if v.cache != nil {
+		v.cache.purge()
+	}
+}
+
+// Verify checks a passport's size, structure, algorithm, signature, dates,
+// audience, issuer, scope and revocation, and returns its claims. A token
+// seen before is answered from the cache (dates and revocation are still
+// checked). Errors wrap the package's sentinels; Reason maps them.
+func (v *Verifier) Verify(token string) (*Claims, error) {
+	if len(token) > MaxTokenSize {
+		return nil, fmt.Errorf("verify passport: %d bytes, limit %d: %w", len(token), MaxTokenSize, ErrTooLarge)
+	}
+	now := v.now()
+	var sum [sha256.Size]byte
+	if v.cache != nil {
+		sum = sha256.Sum256([]byte(token))
+		if c, ok := v.cache.get(sum, now); ok {
+			if err := v.checkDynamic(c, now); err != nil {
+				return nil, err
+			}
+			cp := *c
+			return &cp, nil
+		}
+	}
+	c, err := v.verifyFresh(token, now)
+	if err != nil {
+		return nil, err
+	}
+	if v.cache != nil {
+		v.cache.put(sum, c, c.Expiry.Add(v.leeway))
+	}
+	cp := *c
+	return &cp, nil
+}
+
+// checkDynamic repeats the checks whose answer can change while a token
+// sits in the cache: dates and revocation.
+func (v *Verifier) checkDynamic(c *Claims, now time.Time) error {
+	if !now.Before(c.Expiry.Add(v.leeway)) {
+		return fmt.Errorf("verify passport %s: expired at %s: %w", c.ID, c.Expiry.Format(time.RFC3339), ErrExpired)
+	}
+	if !c.NotBefore.IsZero() && now.Add(v.leeway).Before(c.NotBefore) {
+		return fmt.Errorf("verify passport %s: not before %s: %w", c.ID, c.NotBefore.Format(time.RFC3339), ErrNotYetValid)
+	}
+	if now.Add(v.leeway).Before(c.IssuedAt) {
+		return fmt.Errorf("verify passport %s: issued in the future (%s): %w", c.ID, c.IssuedAt.Format(time.RFC3339), ErrNotYetValid)
+	}
+	if v.revocations != nil && v.revocations.Revoked(RevocationQuery{JTI: c.ID, Chain: c.Delegation, Agent: c.Subject, IssuedAt: c.IssuedAt}) {
+		return fmt.Errorf("verify passport %s (agent %s): %w", c.ID, c.Subject, ErrRevoked)
+	}
+	return nil
+}
+
+var strictB64 = base64.RawURLEncoding.Strict()
+
+func (v *Verifier) verifyFresh(token string, now time.Time) (*Claims, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, fmt.Errorf("verify passport: want 3 dot-separated parts, got %d: %w", len(parts), ErrMalformed)
+	}
+	kid, err := checkHeader(parts[0])
+	if err != nil {
+		return nil, err
+	}
+	// go-jose decodes leniently; insist on canonical base64url so one
+	// signature has exactly one spelling.
+	if _, err := strictB64.DecodeString(parts[1]); err != nil {
+		return nil, fmt.Errorf("verify passport: payload: %v: %w", err, ErrMalformed)
+	}
+	if _, err := strictB64.DecodeString(parts[2]); err != nil {
+		return nil, fmt.Errorf("verify passport: signature: %v: %w", err, ErrMalformed)
+	}
+	pub, ok := (*v.keys.Load())[kid]
+	if !ok {
+		return nil, fmt.Errorf("verify passport: kid %q: %w", truncate(kid), ErrUnknownKey)
+	}
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.EdDSA})
+	if err != nil {
+		return nil, fmt.Errorf("verify passport: %v: %w", err, ErrMalformed)
+	}
+	payload, err := jws.Verify(pub)
+	if err != nil {
+		return nil, fmt.Errorf("verify passport: kid %q: %w", kid, ErrBadSignature)
+	}
+	var c Claims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return nil, fmt.Errorf("verify passport: claims: %v: %w", err, ErrMalformed)
+	}
+	if err := v.checkStatic(&c); err != nil {
+		return nil, err
+	}
+	if err := v.checkDynamic(&c, now); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// checkHeader accepts exactly {"alg":"EdDSA","kid":...,"typ":"passport+jwt"}
+// and returns the kid. Any other parameter (crit, jwk, jku, x5u, b64...)
+// is refused rather than half-understood.
+func checkHeader(part string) (string, error) {
+	raw, err := strictB64.DecodeString(part)
+	if err != nil {
+		return "", fmt.Errorf("verify passport: header: %v: %w", err, ErrMalformed)
+	}
+	var h map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(&h); err != nil || h == nil {
+		return "", fmt.Errorf("verify passport: header is not a JSON object: %w", ErrMalformed)
+	}
+	str := func(name string) (string, bool) {
+		var s string
+		r, ok := h[name]
+		if !ok || json.Unmarshal(r, &s) != nil {
+			return "", false
+		}
+		return s, true
+	}
+	alg, ok := str("alg")
+	if !ok {
+		return "", fmt.Errorf("verify passport: header without a string alg: %w", ErrMalformed)
+	}
+	if alg != string(jose.EdDSA) {
+		return "", fmt.Errorf("verify passport: alg %q, only EdDSA is accepted: %w", truncate(alg), ErrUnsupportedAlgorithm)
+	}
+	if typ, ok := str("typ"); !ok || typ != TokenType {
+		return "", fmt.Errorf("verify passport: typ is not %s: %w", TokenType, ErrMalformed)
+	}
+	kid, ok := str("kid")
+	if !ok || kid == "" {
+		return "", fmt.Errorf("verify passport: header without a kid: %w", ErrMalformed)
+	}
+	for name := range h {
+		if name != "alg" && name != "typ" && name != "kid" {
+			return "", fmt.Errorf("verify passport: header parameter %q not accepted: %w", truncate(name), ErrMalformed)
+		}
+	}
+	return kid, nil
+}
+
+// checkStatic checks what cannot change once a token verified: required
+// claims, issuer, audience, mode, chain depth and scope.
+func (v *Verifier) checkStatic(c *Claims) error {
+	var missing []string
+	if c.Subject == "" {
+		missing = append(missing, "sub")
+	}
+	if c.ID == "" {
+		missing = append(missing, "jti")
+	}
+	if c.IssuedAt.IsZero() {
+		missing = append(missing, "iat")
+	}
+	if c.Expiry.IsZero() {
+		missing = append(missing, "exp")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("verify passport: missing claims %s: %w", strings.Join(missing, ", "), ErrMalformed)
+	}
+	if v.issuer != "" && c.Issuer != v.issuer {
+		return fmt.Errorf("verify passport %s: iss %q, want %q: %w", c.ID, truncate(c.Issuer), v.issuer, ErrWrongIssuer)
+	}
+	if !contains(c.Audience, v.audience) {
+		return fmt.Errorf("verify passport %s: aud does not include %q: %w", c.ID, v.audience, ErrWrongAudience)
+	}
+	if c.Mode == "" {
+		c.Mode = ModeEnforce
+	}
+	if _, err := ParseMode(string(c.Mode)); err != nil {
+		return fmt.Errorf("verify passport %s: mode %q: %w", c.ID, truncate(string(c.Mode)), ErrMalformed)
+	}
+	if len(c.Delegation) > MaxDelegationDepth {
+		return fmt.Errorf("verify passport %s: %d delegation hops, limit %d: %w", c.ID, len(c.Delegation), MaxDelegationDepth, ErrChainTooDeep)
+	}
+	if err := c.Scope.Validate(); err != nil {
+		return fmt.Errorf("verify passport %s: %w: %w", c.ID, ErrMalformed, err)
+	}
+	return nil
+}
+
+// truncate keeps attacker-chosen strings short in error messages.
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
