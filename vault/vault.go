@@ -1,0 +1,776 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/stackctl/stack/vault/kms"
+)
+
+// Defaults of Options.
+const (
+	DefaultCacheTTL    = 60 * time.Second
+	DefaultCacheSize   = 1024
+	DefaultOpenTimeout = time.Second
+)
+
+var (
+	bucketMeta  = []byte("meta")
+	bucketCreds = []byte("credentials")
+	keyFormat   = []byte("format")
+	keySalt     = []byte("fingerprint_salt")
+)
+
+// vaultFormat is stored under meta/format; a vault of another format is
+// refused rather than misread.
+const vaultFormat = "1"
+
+// saltAAD binds the wrapped fingerprint salt to its purpose.
+var saltAAD = []byte("stack-vault/v1/fingerprint-salt")
+
+// FingerprintSaltName is the CheckResult name of the vault's fingerprint
+// salt (not a valid credential name, so it cannot collide with one).
+const FingerprintSaltName = "(fingerprint-salt)"
+
+// Options configure Open.
+type Options struct {
+	// CacheTTL is how long a decrypted secret is served from memory.
+	// Zero means DefaultCacheTTL; negative turns the cache off.
+	CacheTTL time.Duration
+	// CacheSize bounds the number of cached secrets. Zero means
+	// DefaultCacheSize; negative turns the cache off.
+	CacheSize int
+	// Now is the clock for cache expiry and creation times; nil means
+	// time.Now.
+	Now func() time.Time
+	// OpenTimeout bounds the wait for the file lock another process holds.
+	// Zero means DefaultOpenTimeout.
+	OpenTimeout time.Duration
+	// ReadOnly opens the file with a shared lock; changes fail with
+	// ErrReadOnly. The file must exist.
+	ReadOnly bool
+}
+
+// Credential describes one credential. It never holds the secret.
+type Credential struct {
+	// Name identifies the credential; agents see the placeholder stk_ph_NAME.
+	Name string `json:"name"`
+	// Hosts are the normalized hosts the secret may be sent to.
+	Hosts []string `json:"hosts"`
+	// Render is how the secret goes into a request.
+	Render Render `json:"render"`
+	// Version counts from 1 and grows with each Rotate.
+	Version int `json:"version"`
+	// Created is when this version was stored.
+	Created time.Time `json:"created"`
+	// Fingerprint identifies the secret in logs and audit records without
+	// revealing it (see the package doc).
+	Fingerprint string `json:"fingerprint"`
+}
+
+func (c *Credential) clone() *Credential {
+	d := *c
+	d.Hosts = slices.Clone(c.Hosts)
+	return &d
+}
+
+// BoundTo reports whether the secret may be sent to host.
+func (c *Credential) BoundTo(host string) bool {
+	for _, p := range c.Hosts {
+		if MatchHost(p, host) {
+			return true
+		}
+	}
+	return false
+}
+
+// PutOptions are a new credential's attributes besides its secret.
+type PutOptions struct {
+	// Hosts the secret may be sent to; at least one.
+	Hosts []string
+	// Render is how the secret goes into a request.
+	Render Render
+}
+
+// CheckResult is the outcome of checking one record.
+type CheckResult struct {
+	// Name is the credential, or FingerprintSaltName.
+	Name string
+	// Version is the credential's version (0 for the salt or an
+	// undecodable record).
+	Version int
+	// Err is nil when the record unwraps and its secret authenticates.
+	Err error
+}
+
+// Vault stores credentials in a bbolt file, each secret encrypted under its
+// own data key wrapped by a KMS. It is safe for concurrent use.
+type Vault struct {
+	db    *bolt.DB
+	opts  Options
+	cache *cache
+
+	// mu guards kms: Rewrap holds it exclusively so that no Put, Rotate
+	// or uncached Get runs with a KMS the records no longer match.
+	mu  sync.RWMutex
+	kms kms.KMS
+
+	saltMu sync.Mutex
+	salt   []byte
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (creating unless opts.ReadOnly) the vault at path, whose
+// records are wrapped by k. The caller keeps ownership of k.
+func Open(path string, k kms.KMS, opts Options) (*Vault, error) {
+	if k == nil {
+		return nil, vaultErr("open", "", errors.New("no KMS"))
+	}
+	if opts.CacheTTL == 0 {
+		opts.CacheTTL = DefaultCacheTTL
+	}
+	if opts.CacheSize == 0 {
+		opts.CacheSize = DefaultCacheSize
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.OpenTimeout <= 0 {
+		opts.OpenTimeout = DefaultOpenTimeout
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.OpenTimeout, ReadOnly: opts.ReadOnly})
+	if err != nil {
+		if errors.Is(err, berrors.ErrTimeout) {
+			err = fmt.Errorf("%w (waited %s for %s)", ErrLocked, opts.OpenTimeout, path)
+		}
+		return nil, vaultErr("open", "", fmt.Errorf("%s: %w", path, err))
+	}
+	v := &Vault{db: db, opts: opts, kms: k, cache: newCache(opts.CacheTTL, opts.CacheSize, opts.Now)}
+	if err := v.init(); err != nil {
+		db.Close()
+		return nil, vaultErr("open", "", fmt.Errorf("%s: %w", path, err))
+	}
+	return v, nil
+}
+
+// init creates the buckets of a new vault and checks the format of an
+// existing one.
+func (v *Vault) init() error {
+	check := func(tx *bolt.Tx) error {
+		if m := tx.Bucket(bucketMeta); m != nil {
+			if f := m.Get(keyFormat); f != nil && string(f) != vaultFormat {
+				return corrupt("vault format %q, want %q", f, vaultFormat)
+			}
+		}
+		return nil
+	}
+	ready := false
+	err := v.db.View(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bucketMeta)
+		ready = m != nil && m.Get(keyFormat) != nil && tx.Bucket(bucketCreds) != nil
+		return check(tx)
+	})
+	if err != nil || ready || v.opts.ReadOnly {
+		// An existing vault is not written to on open.
+		return err
+	}
+	return v.db.Update(func(tx *bolt.Tx) error {
+		if err := check(tx); err != nil {
+			return err
+		}
+		m, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		if m.Get(keyFormat) == nil {
+			if err := m.Put(keyFormat, []byte(vaultFormat)); err != nil {
+				return err
+			}
+		}
+		_, err = tx.CreateBucketIfNotExists(bucketCreds)
+		return err
+	})
+}
+
+// KMS returns the KMS the vault's records are wrapped under (the one given
+// to Open, or to the last successful Rewrap).
+func (v *Vault) KMS() kms.KMS {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.kms
+}
+
+// Path returns the vault's file.
+func (v *Vault) Path() string { return v.db.Path() }
+
+func (v *Vault) usable(write bool) error {
+	if v.closed.Load() {
+		return ErrClosed
+	}
+	if write && v.opts.ReadOnly {
+		return ErrReadOnly
+	}
+	return nil
+}
+
+// Put stores a new credential at version 1. The name must not exist
+// (ErrExists; use Rotate).
+func (v *Vault) Put(ctx context.Context, name string, secret []byte, opts PutOptions) (*Credential, error) {
+	const op = "put"
+	if err := v.usable(true); err != nil {
+		return nil, vaultErr(op, name, err)
+	}
+	if err := ValidateName(name); err != nil {
+		return nil, vaultErr(op, name, err)
+	}
+	hosts, err := NormalizeHosts(opts.Hosts)
+	if err != nil {
+		return nil, vaultErr(op, name, err)
+	}
+	if err := opts.Render.Validate(); err != nil {
+		return nil, vaultErr(op, name, err)
+	}
+	if err := validateSecret(secret, opts.Render); err != nil {
+		return nil, vaultErr(op, name, err)
+	}
+	// Fail before any KMS call when the name is taken.
+	if _, err := v.readRecord(name); err == nil {
+		return nil, vaultErr(op, name, ErrExists)
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, vaultErr(op, name, err)
+	}
+
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	r := &record{Name: name, Version: 1, Hosts: hosts, Render: opts.Render.String()}
+	if err := v.build(ctx, r, secret); err != nil {
+		return nil, vaultErr(op, name, err)
+	}
+	err = v.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCreds)
+		if b.Get([]byte(name)) != nil {
+			return ErrExists
+		}
+		return putRecord(b, r)
+	})
+	if err != nil {
+		return nil, vaultErr(op, name, err)
+	}
+	v.cache.remove(name)
+	return r.credential(), nil
+}
+
+// Rotate replaces a credential's secret with a new version (version+1),
+// keeping its hosts and render form. The previous version is dropped: its
+// data key and ciphertext are deleted in the same transaction, so a
+// rotated-out secret cannot be read back from the vault.
+func (v *Vault) Rotate(ctx context.Context, name string, secret []byte) (*Credential, error) {
+	const op = "rotate"
+	if err := v.usable(true); err != nil {
+		return nil, vaultErr(op, name, err)
+	}
+	old, err := v.readRecord(name)
+	if err != nil {
+		return nil, vaultErr(op, name, err)
+	}
+	render, _ := ParseRender(old.Render)
+	if err := validateSecret(secret, render); err != nil {
+		return nil, vaultErr(op, name, err)
+	}
+
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	r := &record{Name: name, Version: old.Version + 1, Hosts: old.Hosts, Render: old.Render}
+	if err := v.build(ctx, r, secret); err != nil {
+		return nil, vaultErr(op, name, err)
+	}
+	err = v.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCreds)
+		cur := b.Get([]byte(name))
+		if cur == nil {
+			return ErrNotFound
+		}
+		now, err := decodeRecord(name, cur)
+		if err != nil {
+			return err
+		}
+		if now.Version != old.Version {
+			return ErrConflict
+		}
+		return putRecord(b, r)
+	})
+	if err != nil {
+		return nil, vaultErr(op, name, err)
+	}
+	v.cache.remove(name)
+	return r.credential(), nil
+}
+
+// build fills r's creation time, fingerprint, wrapped data key and
+// ciphertext. The caller holds v.mu for reading.
+func (v *Vault) build(ctx context.Context, r *record, secret []byte) error {
+	salt, err := v.fingerprintSalt(ctx)
+	if err != nil {
+		return err
+	}
+	r.Format = recordFormat
+	r.Created = v.opts.Now().UTC().Round(0)
+	r.Fingerprint = fingerprint(salt, secret)
+	r.KMS = v.kms.URI()
+
+	dek := make([]byte, dekSize+nonceSize)
+	if _, err := rand.Read(dek); err != nil {
+		return err
+	}
+	defer clear(dek)
+	key, nonce := dek[:dekSize], bytes.Clone(dek[dekSize:])
+	wrapped, err := v.kms.Wrap(ctx, key, dekAAD(r.Name, r.Version))
+	if err != nil {
+		return err
+	}
+	r.WrappedKey = wrapped
+	return r.seal(key, nonce, secret)
+}
+
+func putRecord(b *bolt.Bucket, r *record) error {
+	data, err := r.encode()
+	if err != nil {
+		return err
+	}
+	return b.Put([]byte(r.Name), data)
+}
+
+// fingerprint is "hmac-sha256:" and the first 12 bytes of
+// HMAC-SHA256(salt, secret), hex.
+func fingerprint(salt, secret []byte) string {
+	m := hmac.New(sha256.New, salt)
+	m.Write(secret)
+	return "hmac-sha256:" + hex.EncodeToString(m.Sum(nil)[:12])
+}
+
+// Fingerprint computes the fingerprint secret would have in this vault,
+// e.g. to recognise a leaked secret in an audit record. It needs the KMS
+// once to unwrap the vault's fingerprint salt.
+func (v *Vault) Fingerprint(ctx context.Context, secret []byte) (string, error) {
+	if err := v.usable(false); err != nil {
+		return "", vaultErr("fingerprint", "", err)
+	}
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	salt, err := v.fingerprintSalt(ctx)
+	if err != nil {
+		return "", vaultErr("fingerprint", "", err)
+	}
+	return fingerprint(salt, secret), nil
+}
+
+type saltRecord struct {
+	Format  int    `json:"format"`
+	KMS     string `json:"kms"`
+	Wrapped []byte `json:"wrapped"`
+}
+
+// fingerprintSalt returns the vault's salt, creating it on first use. The
+// caller holds v.mu for reading.
+func (v *Vault) fingerprintSalt(ctx context.Context) ([]byte, error) {
+	v.saltMu.Lock()
+	defer v.saltMu.Unlock()
+	if v.salt != nil {
+		return v.salt, nil
+	}
+	var stored []byte
+	if err := v.db.View(func(tx *bolt.Tx) error {
+		if m := tx.Bucket(bucketMeta); m != nil {
+			stored = bytes.Clone(m.Get(keySalt))
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	if stored != nil {
+		salt, err := v.unwrapSalt(ctx, v.kms, stored)
+		if err != nil {
+			return nil, err
+		}
+		v.salt = salt
+		return salt, nil
+	}
+	if v.opts.ReadOnly {
+		return nil, ErrReadOnly
+	}
+	salt := make([]byte, 32)
+	if _, err := rand.Read(salt); err != nil {
+		return nil, err
+	}
+	wrapped, err := v.kms.Wrap(ctx, salt, saltAAD)
+	if err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(saltRecord{Format: recordFormat, KMS: v.kms.URI(), Wrapped: wrapped})
+	if err != nil {
+		return nil, err
+	}
+	if err := v.db.Update(func(tx *bolt.Tx) error {
+		m := tx.Bucket(bucketMeta)
+		if m.Get(keySalt) != nil {
+			return ErrConflict // another process created one meanwhile
+		}
+		return m.Put(keySalt, data)
+	}); err != nil {
+		return nil, err
+	}
+	v.salt = salt
+	return salt, nil
+}
+
+func (v *Vault) unwrapSalt(ctx context.Context, k kms.KMS, stored []byte) ([]byte, error) {
+	var sr saltRecord
+	if err := json.Unmarshal(stored, &sr); err != nil || sr.Format != recordFormat || len(sr.Wrapped) == 0 {
+		return nil, corrupt("fingerprint salt record undecodable")
+	}
+	salt, err := k.Unwrap(ctx, sr.Wrapped, saltAAD)
+	if err != nil {
+		return nil, fmt.Errorf("fingerprint salt (wrapped under %s): %w", sr.KMS, err)
+	}
+	if len(salt) != 32 {
+		return nil, corrupt("fingerprint salt of %d bytes", len(salt))
+	}
+	return salt, nil
+}
+
+// validateSecret refuses secrets that could not be rendered safely:
+// control characters would let a stored secret split an HTTP header.
+func validateSecret(secret []byte, render Render) error {
+	switch {
+	case len(secret) == 0:
+		return invalid("empty secret")
+	case len(secret) > maxSecret:
+		return invalid("secret longer than %d bytes", maxSecret)
+	}
+	for _, c := range secret {
+		if c < 0x20 || c == 0x7f {
+			return invalid("secret contains a control character (newline, NUL...)")
+		}
+	}
+	if render.Kind == RenderBasic && !bytes.Contains(secret, []byte(":")) {
+		return invalid("render basic needs a secret of the form user:password")
+	}
+	return nil
+}
+
+// readRecord reads and decodes the record stored under name.
+func (v *Vault) readRecord(name string) (*record, error) {
+	var data []byte
+	err := v.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCreds)
+		if b == nil {
+			return ErrNotFound
+		}
+		d := b.Get([]byte(name))
+		if d == nil {
+			return ErrNotFound
+		}
+		data = bytes.Clone(d)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return decodeRecord(name, data)
+}
+
+// Get returns a credential and its secret. A secret decrypted within the
+// last CacheTTL is served from memory without the KMS, even while the KMS
+// is down; any other fails closed with ErrKMSUnavailable naming the KMS
+// URI. The returned secret is a copy the caller may clear.
+func (v *Vault) Get(ctx context.Context, name string) (*Credential, []byte, error) {
+	const op = "get"
+	if err := v.usable(false); err != nil {
+		return nil, nil, vaultErr(op, name, err)
+	}
+	if cred, secret, ok := v.cache.get(name); ok {
+		return cred, secret, nil
+	}
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	r, err := v.readRecord(name)
+	if err != nil {
+		return nil, nil, vaultErr(op, name, err)
+	}
+	secret, err := v.decrypt(ctx, v.kms, r)
+	if err != nil {
+		return nil, nil, vaultErr(op, name, err)
+	}
+	cred := r.credential()
+	v.cache.put(cred, secret)
+	return cred, secret, nil
+}
+
+// decrypt unwraps r's data key with k and opens the secret.
+func (v *Vault) decrypt(ctx context.Context, k kms.KMS, r *record) ([]byte, error) {
+	dek, err := v.unwrapKey(ctx, k, r)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(dek)
+	return r.open(dek)
+}
+
+func (v *Vault) unwrapKey(ctx context.Context, k kms.KMS, r *record) ([]byte, error) {
+	dek, err := k.Unwrap(ctx, r.WrappedKey, dekAAD(r.Name, r.Version))
+	if err != nil {
+		if errors.Is(err, kms.ErrUnwrap) && r.KMS != k.URI() {
+			return nil, fmt.Errorf("data key was wrapped under %s: %w", r.KMS, err)
+		}
+		return nil, fmt.Errorf("data key: %w", err)
+	}
+	return dek, nil
+}
+
+// List returns every credential, sorted by name, without secrets and
+// without the KMS. A record that cannot be decoded fails the listing with
+// ErrCorrupt naming it (Check reports every record; Delete removes one).
+func (v *Vault) List() ([]*Credential, error) {
+	const op = "list"
+	if err := v.usable(false); err != nil {
+		return nil, vaultErr(op, "", err)
+	}
+	var out []*Credential
+	err := v.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCreds)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, data []byte) error {
+			r, err := decodeRecord(string(k), data)
+			if err != nil {
+				return vaultErr(op, string(k), err)
+			}
+			out = append(out, r.credential())
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, vaultErr(op, "", err)
+	}
+	return out, nil
+}
+
+// Delete removes a credential and every trace of its secret from the
+// vault (freed bbolt pages may keep the ciphertext, never the plaintext).
+func (v *Vault) Delete(name string) error {
+	const op = "delete"
+	if err := v.usable(true); err != nil {
+		return vaultErr(op, name, err)
+	}
+	err := v.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCreds)
+		if b.Get([]byte(name)) == nil {
+			return ErrNotFound
+		}
+		return b.Delete([]byte(name))
+	})
+	v.cache.remove(name)
+	if err != nil {
+		return vaultErr(op, name, err)
+	}
+	return nil
+}
+
+// Rewrap re-wraps every data key (and the fingerprint salt) under to, in
+// one transaction: either every record is rewrapped or none is. Secrets'
+// ciphertexts are not touched; each is authenticated with its data key
+// before the key is rewrapped, so a damaged record aborts the rewrap. On
+// success the vault uses to from then on; the caller keeps ownership of
+// both KMSes. It returns the number of credentials rewrapped.
+func (v *Vault) Rewrap(ctx context.Context, to kms.KMS) (int, error) {
+	const op = "rewrap"
+	if err := v.usable(true); err != nil {
+		return 0, vaultErr(op, "", err)
+	}
+	if to == nil {
+		return 0, vaultErr(op, "", errors.New("no target KMS"))
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	from := v.kms
+	n := 0
+	err := v.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketCreds)
+		var names [][]byte
+		if err := b.ForEach(func(k, _ []byte) error {
+			names = append(names, bytes.Clone(k))
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range names {
+			name := string(k)
+			r, err := decodeRecord(name, bytes.Clone(b.Get(k)))
+			if err != nil {
+				return vaultErr(op, name, err)
+			}
+			if err := v.rewrapRecord(ctx, from, to, r); err != nil {
+				return vaultErr(op, name, err)
+			}
+			if err := putRecord(b, r); err != nil {
+				return vaultErr(op, name, err)
+			}
+			n++
+		}
+		m := tx.Bucket(bucketMeta)
+		if stored := m.Get(keySalt); stored != nil {
+			salt, err := v.unwrapSalt(ctx, from, bytes.Clone(stored))
+			if err != nil {
+				return err
+			}
+			wrapped, err := to.Wrap(ctx, salt, saltAAD)
+			clear(salt)
+			if err != nil {
+				return fmt.Errorf("fingerprint salt: %w", err)
+			}
+			data, err := json.Marshal(saltRecord{Format: recordFormat, KMS: to.URI(), Wrapped: wrapped})
+			if err != nil {
+				return err
+			}
+			if err := m.Put(keySalt, data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, vaultErr(op, "", err)
+	}
+	v.kms = to
+	return n, nil
+}
+
+func (v *Vault) rewrapRecord(ctx context.Context, from, to kms.KMS, r *record) error {
+	dek, err := v.unwrapKey(ctx, from, r)
+	if err != nil {
+		return err
+	}
+	defer clear(dek)
+	secret, err := r.open(dek)
+	if err != nil {
+		return err
+	}
+	clear(secret)
+	wrapped, err := to.Wrap(ctx, dek, dekAAD(r.Name, r.Version))
+	if err != nil {
+		return fmt.Errorf("data key: %w", err)
+	}
+	r.WrappedKey = wrapped
+	r.KMS = to.URI()
+	return nil
+}
+
+// Check unwraps every record through the KMS (bypassing the cache) and
+// authenticates its secret, reporting each; secrets are discarded. The
+// fingerprint salt, when the vault has one, is reported first under
+// FingerprintSaltName. A failure to read the file is reported as a single
+// result with an empty Name.
+func (v *Vault) Check(ctx context.Context) []CheckResult {
+	const op = "check"
+	if err := v.usable(false); err != nil {
+		return []CheckResult{{Err: vaultErr(op, "", err)}}
+	}
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	type item struct {
+		name string
+		data []byte
+	}
+	var items []item
+	var salt []byte
+	err := v.db.View(func(tx *bolt.Tx) error {
+		if m := tx.Bucket(bucketMeta); m != nil {
+			salt = bytes.Clone(m.Get(keySalt))
+		}
+		b := tx.Bucket(bucketCreds)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, d []byte) error {
+			items = append(items, item{string(k), bytes.Clone(d)})
+			return nil
+		})
+	})
+	if err != nil {
+		return []CheckResult{{Err: vaultErr(op, "", err)}}
+	}
+	var out []CheckResult
+	if salt != nil {
+		res := CheckResult{Name: FingerprintSaltName}
+		if s, err := v.unwrapSalt(ctx, v.kms, salt); err != nil {
+			res.Err = vaultErr(op, FingerprintSaltName, err)
+		} else {
+			clear(s)
+		}
+		out = append(out, res)
+	}
+	for _, it := range items {
+		res := CheckResult{Name: it.name}
+		r, err := decodeRecord(it.name, it.data)
+		if err == nil {
+			res.Version = r.Version
+			var secret []byte
+			secret, err = v.decrypt(ctx, v.kms, r)
+			clear(secret)
+		}
+		if err != nil {
+			res.Err = vaultErr(op, it.name, err)
+		}
+		out = append(out, res)
+	}
+	return out
+}
+
+// Close zeroes the cache and closes the file. It is idempotent. The KMS is
+// the caller's to close.
+func (v *Vault) Close() error {
+	v.closeOnce.Do(func() {
+		v.closed.Store(true)
+		v.cache.purge()
+		v.saltMu.Lock()
+		clear(v.salt)
+		v.salt = nil
+		v.saltMu.Unlock()
+		if err := v.db.Close(); err != nil {
+			v.closeErr = vaultErr("close", "", err)
+		}
+	})
+	return v.closeErr
+}
+
+// WriteSnapshot writes a consistent copy of the vault file to w, for a
+// CLI that cannot open the file while a running sidecar holds it. The copy
+// holds only what the file holds: wrapped keys and ciphertexts.
+func (v *Vault) WriteSnapshot(w io.Writer) error {
+	if err := v.usable(false); err != nil {
+		return err
+	}
+	return v.db.View(func(tx *bolt.Tx) error {
+		_, err := tx.WriteTo(w)
+		return err
+	})
+}
