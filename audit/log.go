@@ -1,0 +1,486 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/note"
+)
+
+// Defaults of Options.
+const (
+	DefaultOpenTimeout        = time.Second
+	DefaultCheckpointEvery    = 1000
+	DefaultCheckpointInterval = 60 * time.Second
+)
+
+// Bucket and meta key names; part of the format (docs/audit-format.md).
+var (
+	bucketRecords     = []byte("records")
+	bucketCheckpoints = []byte("checkpoints")
+	bucketMeta        = []byte("meta")
+	metaFormat        = []byte("format")
+	metaAnchor        = []byte("anchor")
+	formatName        = []byte("stack-audit-v1")
+)
+
+// maxBatch bounds the records committed in one transaction, so a burst
+// cannot build one huge transaction in memory.
+const maxBatch = 4096
+
+// Options configure Open. The zero value opens a writable log without
+// checkpoints.
+type Options struct {
+	// Now is the clock (time.Now when nil). It stamps records, checkpoints
+	// and anchors and drives the checkpoint interval.
+	Now func() time.Time
+	// OpenTimeout bounds the wait for the file lock (DefaultOpenTimeout
+	// when zero): Open never hangs on a file another process holds.
+	OpenTimeout time.Duration
+	// ReadOnly opens the file for reading only, sharing it with other
+	// readers. Append and Prune then fail with ErrReadOnly.
+	ReadOnly bool
+	// Signer signs checkpoints and prune anchors; nil writes no
+	// checkpoints and unsigned anchors.
+	Signer note.Signer
+	// CheckpointEvery writes a checkpoint after this many records
+	// (DefaultCheckpointEvery when zero; negative turns it off).
+	CheckpointEvery int
+	// CheckpointInterval writes a checkpoint at least this often while
+	// records arrive. Zero turns the timer off: callers pass the configured
+	// value (config.DefaultCheckpointInterval is DefaultCheckpointInterval).
+	CheckpointInterval time.Duration
+}
+
+// Log is an open audit log. Its methods are safe for concurrent use.
+type Log struct {
+	db   *bolt.DB
+	path string
+	opts Options
+	now  func() time.Time
+
+	// mu guards closed and the handoff to the writer: Append sends on reqs
+	// under RLock and Close closes reqs under Lock, so no send can race the
+	// close.
+	mu     sync.RWMutex
+	closed bool
+	reqs   chan *appendReq
+	done   chan struct{} // closed when the writer goroutine has returned
+
+	// wmu serialises write transactions (the writer's commits, Prune,
+	// timer checkpoints) and guards the fields below.
+	wmu sync.Mutex
+	// hmu guards headSeq and headHash for Head, which must not wait for a
+	// commit's fsync; they are written only with wmu held too.
+	hmu      sync.Mutex
+	headSeq  uint64
+	headHash Hash
+	ckSize   uint64
+	ckTime   time.Time
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+type appendReq struct {
+	rec  Record
+	done chan appendResult
+}
+
+type appendResult struct {
+	seq uint64
+	err error
+}
+
+// Open opens (creating if needed, unless ReadOnly) the audit log at path.
+func Open(path string, opts Options) (*Log, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.OpenTimeout <= 0 {
+		opts.OpenTimeout = DefaultOpenTimeout
+	}
+	if opts.CheckpointEvery == 0 {
+		opts.CheckpointEvery = DefaultCheckpointEvery
+	}
+	if opts.ReadOnly {
+		// bbolt would create a missing file even read-only; a reader must
+		// not conjure an empty, verifying log out of a wrong path.
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("audit: open %s: %w", path, err)
+		}
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:      opts.OpenTimeout,
+		ReadOnly:     opts.ReadOnly,
+		FreelistType: bolt.FreelistMapType,
+	})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("audit: open %s: %w (waited %s)", path, ErrLocked, opts.OpenTimeout)
+		}
+		return nil, fmt.Errorf("audit: open %s: %w", path, err)
+	}
+	l := &Log{db: db, path: path, opts: opts, now: opts.Now}
+	if err := l.init(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("audit: open %s: %w", path, err)
+	}
+	if !opts.ReadOnly {
+		l.reqs = make(chan *appendReq, 1024)
+		l.done = make(chan struct{})
+		go l.writer()
+	}
+	return l, nil
+}
+
+// init creates the buckets of a new log (when writable), checks the format
+// of an existing one and loads the head and the last checkpoint.
+func (l *Log) init() error {
+	if !l.opts.ReadOnly {
+		err := l.db.Update(func(tx *bolt.Tx) error {
+			meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+			if err != nil {
+				return err
+			}
+			if meta.Get(metaFormat) == nil && tx.Bucket(bucketRecords) == nil {
+				if err := meta.Put(metaFormat, formatName); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.CreateBucketIfNotExists(bucketRecords); err != nil {
+				return err
+			}
+			_, err = tx.CreateBucketIfNotExists(bucketCheckpoints)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return l.db.View(func(tx *bolt.Tx) error {
+		if err := checkFormat(tx); err != nil {
+			return err
+		}
+		seq, h, err := loadHead(tx)
+		if err != nil {
+			return err
+		}
+		l.headSeq, l.headHash = seq, h
+		if k, v := tx.Bucket(bucketCheckpoints).Cursor().Last(); k != nil {
+			ck, err := ParseCheckpoint(v, nil)
+			if err != nil {
+				return err
+			}
+			l.ckSize, l.ckTime = ck.Size, ck.Time
+		}
+		return nil
+	})
+}
+
+func checkFormat(tx *bolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil || tx.Bucket(bucketRecords) == nil || tx.Bucket(bucketCheckpoints) == nil {
+		return ErrNotAuditLog
+	}
+	if f := meta.Get(metaFormat); string(f) != string(formatName) {
+		return fmt.Errorf("%w: format %q", ErrNotAuditLog, f)
+	}
+	return nil
+}
+
+// loadHead returns the last record's seq and hash, or the anchor's, or
+// (0, GenesisHash) for an empty log.
+func loadHead(tx *bolt.Tx) (uint64, Hash, error) {
+	if _, v := tx.Bucket(bucketRecords).Cursor().Last(); v != nil {
+		r, err := DecodeStored(v)
+		if err != nil {
+			return 0, Hash{}, fmt.Errorf("last record: %w", err)
+		}
+		return r.Seq, r.Hash, nil
+	}
+	if v := tx.Bucket(bucketMeta).Get(metaAnchor); v != nil {
+		a, err := ParseAnchor(v, nil)
+		if err != nil {
+			return 0, Hash{}, err
+		}
+		return a.Seq, a.Hash, nil
+	}
+	return 0, GenesisHash, nil
+}
+
+// Path returns the file the log was opened from.
+func (l *Log) Path() string { return l.path }
+
+// Head returns the sequence number and hash of the last record (or of the
+// prune anchor when every record was pruned; 0 and GenesisHash when the
+// log is empty). The number of records ever appended is seq. A read-only
+// log reports the head it found when opened.
+func (l *Log) Head() (seq uint64, hash Hash) {
+	l.hmu.Lock()
+	defer l.hmu.Unlock()
+	return l.headSeq, l.headHash
+}
+
+// Append stores rec and returns its sequence number once it is durable on
+// disk. It fills Seq, PrevHash and Hash, EventID when empty and TimestampMS
+// (from Options.Now) when zero. If ctx ends before the record is handed to
+// the writer, nothing is stored; once handed over, Append waits for the
+// commit, so a nil error always means durable and an error means the
+// record was not stored.
+func (l *Log) Append(ctx context.Context, rec Record) (uint64, error) {
+	if l.opts.ReadOnly {
+		return 0, fmt.Errorf("audit: append: %w", ErrReadOnly)
+	}
+	if err := rec.validate(); err != nil {
+		return 0, fmt.Errorf("audit: append: %w", err)
+	}
+	if rec.EventID == "" {
+		rec.EventID = newEventID()
+	}
+	if rec.TimestampMS == 0 {
+		rec.TimestampMS = l.now().UnixMilli()
+	}
+	req := &appendReq{rec: rec, done: make(chan appendResult, 1)}
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return 0, fmt.Errorf("audit: append: %w", ErrClosed)
+	}
+	select {
+	case l.reqs <- req:
+	case <-ctx.Done():
+		l.mu.RUnlock()
+		return 0, fmt.Errorf("audit: append: %w", ctx.Err())
+	}
+	l.mu.RUnlock()
+	res := <-req.done
+	return res.seq, res.err
+}
+
+// writer is the single goroutine that commits appends. Each commit takes
+// every request queued while the previous one was syncing, so appenders
+// share fsyncs without any added delay.
+func (l *Log) writer() {
+	defer close(l.done)
+	var tick <-chan time.Time
+	if l.opts.Signer != nil && l.opts.CheckpointInterval > 0 {
+		t := time.NewTicker(l.opts.CheckpointInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	batch := make([]*appendReq, 0, maxBatch)
+	for {
+		select {
+		case req, ok := <-l.reqs:
+			if !ok {
+				return
+			}
+			batch = append(batch[:0], req)
+		drain:
+			for len(batch) < maxBatch {
+				select {
+				case r, ok := <-l.reqs:
+					if !ok {
+						break drain
+					}
+					batch = append(batch, r)
+				default:
+					break drain
+				}
+			}
+			l.commit(batch)
+			clear(batch)
+		case <-tick:
+			// A quiet log still gets its last records under a checkpoint.
+			// An error here resurfaces on the next commit; there is no
+			// caller to tell.
+			_ = l.timerCheckpoint()
+		}
+	}
+}
+
+// commit writes batch in one transaction, chaining each record to the one
+// before, adds any checkpoint due, and answers every request.
+func (l *Log) commit(batch []*appendReq) {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	seq, prev := l.headSeq, l.headHash
+	ckSize, ckTime := l.ckSize, l.ckTime
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRecords)
+		b.FillPercent = 1 // keys only ever grow: pack pages full
+		cks := tx.Bucket(bucketCheckpoints)
+		every := uint64(max(l.opts.CheckpointEvery, 0))
+		now := l.now()
+		arena := make([]byte, 0, 256*len(batch))
+		for _, req := range batch {
+			seq++
+			req.rec.Seq = seq
+			req.rec.PrevHash = prev
+			// bbolt keeps the value slice until commit: each record gets
+			// its own bytes in one arena per batch.
+			var v []byte
+			arena, v = req.rec.appendStored(arena)
+			if err := b.Put(seqKey(seq), v); err != nil {
+				return err
+			}
+			prev = req.rec.Hash
+			if l.opts.Signer != nil && every > 0 && seq-ckSize >= every {
+				if err := l.putCheckpoint(cks, seq, prev, now); err != nil {
+					return err
+				}
+				ckSize, ckTime = seq, now
+			}
+		}
+		if l.intervalDue(seq, ckSize, ckTime, now) {
+			if err := l.putCheckpoint(cks, seq, prev, now); err != nil {
+				return err
+			}
+			ckSize, ckTime = seq, now
+		}
+		return nil
+	})
+	if err != nil {
+		err = fmt.Errorf("audit: append: commit: %w", err)
+	} else {
+		l.hmu.Lock()
+		l.headSeq, l.headHash = seq, prev
+		l.hmu.Unlock()
+		l.ckSize, l.ckTime = ckSize, ckTime
+	}
+	for _, req := range batch {
+		if err != nil {
+			req.done <- appendResult{err: err}
+		} else {
+			req.done <- appendResult{seq: req.rec.Seq}
+		}
+	}
+}
+
+func (l *Log) intervalDue(seq, ckSize uint64, ckTime, now time.Time) bool {
+	return l.opts.Signer != nil && l.opts.CheckpointInterval > 0 && seq > ckSize &&
+		now.Sub(ckTime) >= l.opts.CheckpointInterval
+}
+
+func (l *Log) putCheckpoint(cks *bolt.Bucket, size uint64, head Hash, now time.Time) error {
+	msg, err := signStatement(statementText(CheckpointOrigin, size, head, now), l.opts.Signer)
+	if err != nil {
+		return err
+	}
+	return cks.Put(seqKey(size), msg)
+}
+
+// timerCheckpoint writes a checkpoint of the current head if the interval
+// has passed since the last one and records arrived since.
+func (l *Log) timerCheckpoint() error {
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	now := l.now()
+	if !l.intervalDue(l.headSeq, l.ckSize, l.ckTime, now) {
+		return nil
+	}
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		return l.putCheckpoint(tx.Bucket(bucketCheckpoints), l.headSeq, l.headHash, now)
+	})
+	if err != nil {
+		return fmt.Errorf("audit: checkpoint: %w", err)
+	}
+	l.ckSize, l.ckTime = l.headSeq, now
+	return nil
+}
+
+// Checkpoint writes a signed checkpoint of the current head now, unless the
+// last checkpoint already covers it. It needs Options.Signer.
+func (l *Log) Checkpoint(ctx context.Context) error {
+	if err := l.usable("checkpoint", true); err != nil {
+		return err
+	}
+	if l.opts.Signer == nil {
+		return errors.New("audit: checkpoint: no signer configured")
+	}
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	if l.headSeq == 0 || l.headSeq == l.ckSize {
+		return nil
+	}
+	now := l.now()
+	err := l.db.Update(func(tx *bolt.Tx) error {
+		return l.putCheckpoint(tx.Bucket(bucketCheckpoints), l.headSeq, l.headHash, now)
+	})
+	if err != nil {
+		return fmt.Errorf("audit: checkpoint: %w", err)
+	}
+	l.ckSize, l.ckTime = l.headSeq, now
+	return nil
+}
+
+// LastCheckpoint returns the newest stored checkpoint, parsed but not
+// verified; ok is false when there is none.
+func (l *Log) LastCheckpoint() (ck Checkpoint, ok bool, err error) {
+	if err := l.usable("last checkpoint", false); err != nil {
+		return ck, false, err
+	}
+	err = l.db.View(func(tx *bolt.Tx) error {
+		k, v := tx.Bucket(bucketCheckpoints).Cursor().Last()
+		if k == nil {
+			return nil
+		}
+		ck, err = ParseCheckpoint(v, nil)
+		ok = err == nil
+		return err
+	})
+	return ck, ok, err
+}
+
+// WriteSnapshot writes a consistent copy of the whole bbolt file to w
+// (bbolt Tx.WriteTo); a reader can open the copy with Open.
+func (l *Log) WriteSnapshot(w io.Writer) error {
+	if err := l.usable("snapshot", false); err != nil {
+		return err
+	}
+	err := l.db.View(func(tx *bolt.Tx) error {
+		_, err := tx.WriteTo(w)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("audit: snapshot: %w", err)
+	}
+	return nil
+}
+
+func (l *Log) usable(op string, write bool) error {
+	if write && l.opts.ReadOnly {
+		return fmt.Errorf("audit: %s: %w", op, ErrReadOnly)
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return fmt.Errorf("audit: %s: %w", op, ErrClosed)
+	}
+	return nil
+}
+
+// Close waits for pending appends to commit, stops the writer and closes
+// the file. It is idempotent.
+func (l *Log) Close() error {
+	l.closeOnce.Do(func() {
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		if l.reqs != nil {
+			close(l.reqs)
+			<-l.done
+		}
+		if err := l.db.Close(); err != nil {
+			l.closeErr = fmt.Errorf("audit: close: %w", err)
+		}
+	})
+	return l.closeErr
+}
