@@ -1,0 +1,423 @@
+package inject
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+// Prefix starts every placeholder: stk_ph_<credential-name>.
+const Prefix = "stk_ph_"
+
+// placeholderRE matches a placeholder; credential names are letters,
+// digits, '_' and '-'.
+var placeholderRE = regexp.MustCompile(`stk_ph_[A-Za-z0-9_-]+`)
+
+// Placeholder returns the placeholder an agent holds for credential name.
+func Placeholder(name string) string { return Prefix + name }
+
+// Kind says where a rendered credential goes.
+type Kind int
+
+// Render kinds.
+const (
+	Bearer Kind = iota + 1 // Authorization: Bearer {secret}
+	Basic                  // Authorization: Basic base64({secret}); secret is user:password
+	Header                 // NAME: TEMPLATE with {secret}
+	Query                  // ?NAME={secret}
+)
+
+// Render is how a credential is written into a request.
+type Render struct {
+	Kind Kind
+	// Name is the header (Header) or query parameter (Query).
+	Name string
+	// Template is the header value, with {secret} where the secret goes
+	// (Header only); "token {secret}" writes a GitHub-style header.
+	Template string
+}
+
+// Credential is what the injector knows of a vault credential: never the
+// secret, which it asks Secrets for only when it injects.
+type Credential struct {
+	Name  string
+	Hosts []string // exact names or *.example.com
+	// Render says where and how the secret is written.
+	Render Render
+	// Fingerprint identifies the secret in audit records.
+	Fingerprint string
+}
+
+// BoundTo reports whether the credential may be sent to host.
+func (c *Credential) BoundTo(host string) bool {
+	host = normalizeHost(host)
+	for _, h := range c.Hosts {
+		h = strings.ToLower(h)
+		if suffix, ok := strings.CutPrefix(h, "*."); ok {
+			label, rest, found := strings.Cut(host, ".")
+			if found && label != "" && rest == suffix {
+				return true
+			}
+			continue
+		}
+		if h == host {
+			return true
+		}
+	}
+	return false
+}
+
+// Store answers what the injector needs from the vault.
+type Store interface {
+	// Credential returns the credential called name, or false.
+	Credential(name string) (Credential, bool)
+	// Secret returns the credential's secret, decrypting it if needed.
+	Secret(ctx context.Context, name string) ([]byte, error)
+	// BoundCredentials lists the credentials bound to host.
+	BoundCredentials(host string) []Credential
+}
+
+// AgentAuth says what happens to credentials an agent sets itself on a
+// request to a host that has a credential bound to it.
+type AgentAuth int
+
+const (
+	// AgentAuthRefuse refuses the request: an agent may not smuggle its
+	// own key to a host whose credential the proxy manages.
+	AgentAuthRefuse AgentAuth = iota
+	// AgentAuthOverwrite replaces the agent's value with the rendered
+	// credential when the passport grants one, and refuses otherwise.
+	AgentAuthOverwrite
+)
+
+// DefaultHeaders are the headers, besides Authorization, searched for
+// placeholders and guarded against agent-set keys.
+var DefaultHeaders = []string{"X-Api-Key", "Api-Key", "X-Auth-Token", "Private-Token", "X-Goog-Api-Key", "Anthropic-Api-Key"}
+
+// Options configure an Injector.
+type Options struct {
+	// Headers searched for placeholders besides Authorization; nil means
+	// DefaultHeaders. Names are case-insensitive.
+	Headers []string
+	// AgentAuth is the policy for keys the agent sets itself.
+	AgentAuth AgentAuth
+}
+
+// Injector replaces placeholders in requests with real credentials.
+type Injector struct {
+	store     Store
+	headers   []string // canonical names
+	agentAuth AgentAuth
+}
+
+// New returns an Injector reading credentials from store.
+func New(store Store, opts Options) *Injector {
+	hs := opts.Headers
+	if hs == nil {
+		hs = DefaultHeaders
+	}
+	canon := make([]string, 0, len(hs))
+	for _, h := range hs {
+		c := textproto.CanonicalMIMEHeaderKey(h)
+		if c != "Authorization" {
+			canon = append(canon, c)
+		}
+	}
+	return &Injector{store: store, headers: canon, agentAuth: opts.AgentAuth}
+}
+
+// Injected is one credential written into a request.
+type Injected struct {
+	Name        string
+	Fingerprint string
+	// Secret is kept so responses can be scrubbed of it; never log it.
+	Secret []byte
+}
+
+// Result lists what Apply injected.
+type Result struct {
+	Injected []Injected
+}
+
+// Granted reports whether the passport grants credential name for the
+// request being injected.
+type Granted func(name string) bool
+
+// Apply finds placeholders in req's Authorization header, the configured
+// headers and the query, and replaces each with the real credential
+// rendered as it says, when the credential exists, is bound to host and
+// granted. Any placeholder elsewhere in the URL or headers headed to a host
+// its credential is not bound to is refused; placeholders inside bodies
+// are never substituted. On error req may be partly modified and must not
+// be forwarded.
+func (in *Injector) Apply(ctx context.Context, req *http.Request, host string, granted Granted) (*Result, error) {
+	// seen: every placeholder anywhere in the URL or headers, so none can
+	// leave for a host its credential is not bound to. sub: those in the
+	// places a credential is substituted.
+	seen, sub := nameSet{}, nameSet{}
+	for _, s := range []string{req.URL.String(), req.URL.Path} {
+		if raw, err := urlUnescapeAll(s); err == nil {
+			s = raw
+		}
+		seen.addAll(s)
+	}
+	for k, vs := range req.Header {
+		for _, v := range vs {
+			seen.addAll(v)
+		}
+		if k == "Authorization" {
+			for _, v := range vs {
+				sub.addAll(v)
+				for _, name := range basicPlaceholders(v) {
+					sub.add(name)
+				}
+			}
+		}
+	}
+	for _, h := range in.headers {
+		for _, v := range req.Header.Values(h) {
+			sub.addAll(v)
+		}
+	}
+	if q, err := url.ParseQuery(req.URL.RawQuery); err == nil {
+		for _, vs := range q {
+			for _, v := range vs {
+				sub.addAll(v)
+			}
+		}
+	} else if raw, err := url.QueryUnescape(req.URL.RawQuery); err == nil {
+		seen.addAll(raw)
+	}
+	for _, name := range sub.order {
+		seen.add(name)
+	}
+
+	for _, name := range seen.order {
+		c, ok := in.store.Credential(name)
+		if !ok {
+			return nil, &DeniedError{Reason: ReasonPlaceholderUnknown, Credential: name,
+				Detail: fmt.Sprintf("no credential named %q in the vault", name)}
+		}
+		if !c.BoundTo(host) {
+			return nil, &DeniedError{Reason: ReasonPlaceholderUnbound, Credential: name,
+				Detail: fmt.Sprintf("credential %q is not bound to host %s", name, normalizeHost(host))}
+		}
+	}
+	creds := make([]Credential, 0, len(sub.order))
+	for _, name := range sub.order {
+		c, _ := in.store.Credential(name)
+		if granted == nil || !granted(name) {
+			return nil, &DeniedError{Reason: ReasonCredentialNotGranted, Credential: name,
+				Detail: fmt.Sprintf("the passport does not grant credential %q for this request", name)}
+		}
+		creds = append(creds, c)
+	}
+
+	// Keys the agent set itself for a host whose credential we manage.
+	if err := in.checkAgentAuth(req, host, creds); err != nil {
+		return nil, err
+	}
+
+	res := &Result{}
+	for _, c := range creds {
+		secret, err := in.store.Secret(ctx, c.Name)
+		if err != nil {
+			return nil, &DeniedError{Reason: ReasonCredentialUnavailable, Credential: c.Name,
+				Detail: "credential could not be decrypted", Err: err}
+		}
+		in.scrub(req, c.Name)
+		if err := write(req, c, secret); err != nil {
+			return nil, err
+		}
+		res.Injected = append(res.Injected, Injected{Name: c.Name, Fingerprint: c.Fingerprint, Secret: secret})
+	}
+	return res, nil
+}
+
+// checkAgentAuth refuses requests that carry their own value in a header
+// or parameter a bound credential renders into, unless that value is one
+// of the placeholders being injected (or the policy overwrites it).
+func (in *Injector) checkAgentAuth(req *http.Request, host string, injecting []Credential) error {
+	bound := in.store.BoundCredentials(host)
+	if len(bound) == 0 {
+		return nil
+	}
+	for _, c := range bound {
+		target, value, present := renderTarget(req, c.Render)
+		if !present {
+			continue
+		}
+		if placeholderRE.MatchString(value) || containsBasicPlaceholder(c.Render, value) {
+			continue
+		}
+		if in.agentAuth == AgentAuthOverwrite && injectingRenderInto(injecting, c.Render) {
+			continue
+		}
+		return &DeniedError{Reason: ReasonAgentCredential, Credential: c.Name,
+			Detail: fmt.Sprintf("the agent set %s itself for %s, where credential %q is managed; send %s instead", target, normalizeHost(host), c.Name, Placeholder(c.Name))}
+	}
+	return nil
+}
+
+func injectingRenderInto(injecting []Credential, r Render) bool {
+	for _, c := range injecting {
+		if sameTarget(c.Render, r) {
+			return true
+		}
+	}
+	return false
+}
+
+func sameTarget(a, b Render) bool {
+	ta, tb := a.target(), b.target()
+	return strings.EqualFold(ta, tb)
+}
+
+// target names the header or parameter a render writes.
+func (r Render) target() string {
+	switch r.Kind {
+	case Bearer, Basic:
+		return "header Authorization"
+	case Header:
+		return "header " + textproto.CanonicalMIMEHeaderKey(r.Name)
+	case Query:
+		return "query parameter " + r.Name
+	}
+	return ""
+}
+
+func renderTarget(req *http.Request, r Render) (target, value string, present bool) {
+	switch r.Kind {
+	case Bearer, Basic:
+		v := req.Header.Get("Authorization")
+		return r.target(), v, v != ""
+	case Header:
+		v := req.Header.Get(r.Name)
+		return r.target(), v, v != ""
+	case Query:
+		q := req.URL.Query()
+		return r.target(), q.Get(r.Name), q.Has(r.Name)
+	}
+	return "", "", false
+}
+
+func containsBasicPlaceholder(r Render, v string) bool {
+	return len(basicPlaceholders(v)) > 0
+}
+
+// basicPlaceholders returns credential names of placeholders inside a
+// Basic Authorization value (user or password), where SDKs such as
+// Stripe's older clients put API keys.
+func basicPlaceholders(v string) []string {
+	scheme, enc, ok := strings.Cut(strings.TrimSpace(v), " ")
+	if !ok || !strings.EqualFold(scheme, "Basic") {
+		return nil
+	}
+	dec, err := base64.StdEncoding.DecodeString(strings.TrimSpace(enc))
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, m := range placeholderRE.FindAllString(string(dec), -1) {
+		names = append(names, strings.TrimPrefix(m, Prefix))
+	}
+	return names
+}
+
+// scrub removes every place the agent put the placeholder for name, so the
+// rendered credential is the only copy that leaves.
+func (in *Injector) scrub(req *http.Request, name string) {
+	ph := Placeholder(name)
+	if v := req.Header.Get("Authorization"); strings.Contains(v, ph) || containsName(basicPlaceholders(v), name) {
+		req.Header.Del("Authorization")
+	}
+	for _, h := range in.headers {
+		if strings.Contains(req.Header.Get(h), ph) {
+			req.Header.Del(h)
+		}
+	}
+	if strings.Contains(req.URL.RawQuery, ph) {
+		q := req.URL.Query()
+		for k, vs := range q {
+			for _, v := range vs {
+				if strings.Contains(v, ph) {
+					q.Del(k)
+					break
+				}
+			}
+		}
+		req.URL.RawQuery = q.Encode()
+	}
+}
+
+func containsName(names []string, name string) bool {
+	for _, n := range names {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// write renders secret into req as c says.
+func write(req *http.Request, c Credential, secret []byte) error {
+	switch c.Render.Kind {
+	case Bearer:
+		req.Header.Set("Authorization", "Bearer "+string(secret))
+	case Basic:
+		req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString(secret))
+	case Header:
+		req.Header.Set(c.Render.Name, strings.ReplaceAll(c.Render.Template, "{secret}", string(secret)))
+	case Query:
+		q := req.URL.Query()
+		q.Set(c.Render.Name, string(secret))
+		req.URL.RawQuery = q.Encode()
+	default:
+		return &DeniedError{Reason: ReasonCredentialUnavailable, Credential: c.Name, Detail: "credential has no render"}
+	}
+	return nil
+}
+
+func normalizeHost(host string) string {
+	h := strings.ToLower(host)
+	if strings.HasPrefix(h, "[") {
+		if i := strings.Index(h, "]"); i > 0 {
+			return h[1:i]
+		}
+	}
+	if i := strings.LastIndexByte(h, ':'); i > 0 && strings.Count(h, ":") == 1 {
+		h = h[:i]
+	}
+	return strings.TrimSuffix(h, ".")
+}
+
+// nameSet collects credential names in first-seen order.
+type nameSet struct {
+	has   map[string]bool
+	order []string
+}
+
+func (s *nameSet) add(name string) {
+	if s.has == nil {
+		s.has = map[string]bool{}
+	}
+	if !s.has[name] {
+		s.has[name] = true
+		s.order = append(s.order, name)
+	}
+}
+
+// addAll adds the names of every placeholder in text.
+func (s *nameSet) addAll(text string) {
+	if !strings.Contains(text, Prefix) {
+		return
+	}
+	for _, m := range placeholderRE.FindAllString(text, -1) {
+		s.add(strings.TrimPrefix(m, Prefix))
+	}
+}

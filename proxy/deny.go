@@ -1,0 +1,72 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strconv"
+)
+
+// Reasons a request is refused, sent in X-Stack-Reason and the JSON body.
+// Reasons from the passport and inject packages pass through unchanged.
+const (
+	ReasonPassportMissing    = "passport_missing"
+	ReasonPassportInvalid    = "passport_invalid"
+	ReasonScopeDenied        = "scope_denied"
+	ReasonEgressDenied       = "egress_denied"
+	ReasonUpstreamTLS        = "upstream_tls"
+	ReasonUpstreamError      = "upstream_unreachable"
+	ReasonCleartext          = "cleartext_credential"
+	ReasonBodyTooLarge       = "body_too_large"
+	ReasonNotAProxyRequest   = "not_a_proxy_request"
+	ReasonAuditUnavailable   = "audit_unavailable"
+	ReasonCredentialNotBound = "placeholder_unbound"
+)
+
+// HeaderReason carries the machine-readable reason of every refusal.
+const HeaderReason = "X-Stack-Reason"
+
+// denial is a refusal: what the agent sees. Detail never holds a secret.
+type denial struct {
+	Status int
+	Reason string
+	Detail string
+	// Credential is the credential concerned, if any, for the audit record.
+	Credential string
+}
+
+type denyBody struct {
+	Error  string `json:"error"`
+	Reason string `json:"reason"`
+	Detail string `json:"detail,omitempty"`
+	Status int    `json:"status"`
+}
+
+// response builds the refusal as an HTTP response to req.
+func (d *denial) response(req *http.Request) *http.Response {
+	body, _ := json.Marshal(denyBody{Error: "request refused by stack", Reason: d.Reason, Detail: d.Detail, Status: d.Status})
+	body = append(body, '\n')
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set(HeaderReason, d.Reason)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("Cache-Control", "no-store")
+	if d.Status == http.StatusProxyAuthRequired {
+		h.Set("Proxy-Authenticate", `Basic realm="stack"`)
+	}
+	return &http.Response{
+		StatusCode:    d.Status,
+		Status:        strconv.Itoa(d.Status) + " " + http.StatusText(d.Status),
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        h,
+		Body:          readCloser{bytes.NewReader(body)},
+		ContentLength: int64(len(body)),
+		Request:       req,
+	}
+}
+
+type readCloser struct{ *bytes.Reader }
+
+func (readCloser) Close() error { return nil }

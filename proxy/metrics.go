@@ -1,0 +1,65 @@
+package proxy
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metric names, all in one place.
+const (
+	MetricRequests         = "stack_requests_total"
+	MetricInjections       = "stack_injections_total"
+	MetricUpstreamDuration = "stack_upstream_duration_seconds"
+	MetricDetectorSignals  = "stack_detector_signals_total"
+	MetricAuditAppend      = "stack_audit_append_duration_seconds"
+	MetricTunnels          = "stack_connect_tunnels_total"
+	MetricActiveConns      = "stack_active_connections"
+)
+
+// Metrics are the sidecar's Prometheus metrics, on their own registry so
+// tests and several proxies in one process do not collide.
+type Metrics struct {
+	Registry         *prometheus.Registry
+	Requests         *prometheus.CounterVec   // outcome (allowed|denied|error), reason
+	Injections       *prometheus.CounterVec   // credential
+	UpstreamDuration *prometheus.HistogramVec // outcome
+	DetectorSignals  *prometheus.CounterVec   // detector, severity
+	AuditAppend      prometheus.Histogram
+	Tunnels          *prometheus.CounterVec // mode (mitm|tunnel)
+	ActiveConns      prometheus.Gauge
+}
+
+// NewMetrics registers every metric on a fresh registry, with the Go
+// runtime and process collectors.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricRequests, Help: "Requests handled, by outcome and reason.",
+		}, []string{"outcome", "reason"}),
+		Injections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricInjections, Help: "Credentials injected into requests, by credential name.",
+		}, []string{"credential"}),
+		UpstreamDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: MetricUpstreamDuration, Help: "Time from sending a request upstream to its response headers.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"outcome"}),
+		DetectorSignals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricDetectorSignals, Help: "Detector signals, by detector and severity.",
+		}, []string{"detector", "severity"}),
+		AuditAppend: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: MetricAuditAppend, Help: "Time to append one audit record durably.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25},
+		}),
+		Tunnels: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricTunnels, Help: "CONNECT tunnels accepted, by mode (mitm or tunnel).",
+		}, []string{"mode"}),
+		ActiveConns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: MetricActiveConns, Help: "Client connections open on the proxy listener.",
+		}),
+	}
+	m.Registry.MustRegister(m.Requests, m.Injections, m.UpstreamDuration, m.DetectorSignals,
+		m.AuditAppend, m.Tunnels, m.ActiveConns,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}

@@ -1,0 +1,707 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/elazarl/goproxy"
+	"go.uber.org/zap"
+
+	"github.com/stackctl/stack/audit"
+	"github.com/stackctl/stack/inject"
+	"github.com/stackctl/stack/passport"
+	"github.com/stackctl/stack/proxy/ca"
+	"github.com/stackctl/stack/proxy/egress"
+)
+
+// Verifier checks passports; *passport.Verifier is one.
+type Verifier interface {
+	Verify(token string) (*passport.Claims, error)
+}
+
+// Auditor records what the proxy does; *audit.Log is one. Append returns
+// only once the record is durable.
+type Auditor interface {
+	Append(ctx context.Context, r audit.Record) (uint64, error)
+}
+
+// PassportSource supplies the passport of the single agent a sidecar
+// serves when requests carry none (single-agent sidecar mode).
+type PassportSource interface {
+	Passport() (token string, err error)
+}
+
+// Defaults of Options.
+const (
+	DefaultMaxBodyScan           = 1 << 20
+	DefaultDialTimeout           = 10 * time.Second
+	DefaultTLSHandshakeTimeout   = 10 * time.Second
+	DefaultResponseHeaderTimeout = 60 * time.Second
+	DefaultIdleConnTimeout       = 90 * time.Second
+)
+
+// Options configure a Proxy. Verifier, Injector, Audit, CA and Guard are
+// required.
+type Options struct {
+	Verifier Verifier
+	Injector *inject.Injector
+	Audit    Auditor
+	CA       *ca.CA
+	// Leaves caches minted leaf certificates; nil makes a default cache.
+	Leaves *ca.LeafCache
+	Guard  *egress.Guard
+	// RootCAs are the roots trusted for upstream TLS; nil means the system
+	// roots.
+	RootCAs *x509.CertPool
+	// Passports, when set, supplies the passport for requests without a
+	// Proxy-Authorization header.
+	Passports PassportSource
+	// TunnelHosts are hosts (exact or *.example.com) whose CONNECT tunnels
+	// pass without interception: no injection and no inner inspection, for
+	// hosts in scope that need neither.
+	TunnelHosts []string
+	// MaxBodyScan is how much of a request body is read to check parameter
+	// constraints; larger bodies are streamed unread and fail body
+	// constraints.
+	MaxBodyScan int64
+	Metrics     *Metrics
+	Log         *zap.Logger
+	Now         func() time.Time
+
+	DialTimeout           time.Duration
+	TLSHandshakeTimeout   time.Duration
+	ResponseHeaderTimeout time.Duration
+	IdleConnTimeout       time.Duration
+}
+
+// Proxy is the data plane: an http.Handler that serves proxy requests
+// (absolute-form HTTP and CONNECT) and runs the request pipeline on each.
+type Proxy struct {
+	opts      Options
+	gp        *goproxy.ProxyHttpServer
+	transport *http.Transport
+	log       *zap.Logger
+	metrics   *Metrics
+	now       func() time.Time
+	leaves    *ca.LeafCache
+	closeOnce sync.Once
+}
+
+// New builds a Proxy.
+func New(opts Options) (*Proxy, error) {
+	switch {
+	case opts.Verifier == nil:
+		return nil, errors.New("proxy: a passport verifier is required")
+	case opts.Injector == nil:
+		return nil, errors.New("proxy: an injector is required")
+	case opts.Audit == nil:
+		return nil, errors.New("proxy: an audit log is required")
+	case opts.CA == nil:
+		return nil, errors.New("proxy: a MITM CA is required")
+	case opts.Guard == nil:
+		return nil, errors.New("proxy: an egress guard is required")
+	}
+	if opts.MaxBodyScan <= 0 {
+		opts.MaxBodyScan = DefaultMaxBodyScan
+	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = DefaultDialTimeout
+	}
+	if opts.TLSHandshakeTimeout <= 0 {
+		opts.TLSHandshakeTimeout = DefaultTLSHandshakeTimeout
+	}
+	if opts.ResponseHeaderTimeout <= 0 {
+		opts.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
+	}
+	if opts.IdleConnTimeout <= 0 {
+		opts.IdleConnTimeout = DefaultIdleConnTimeout
+	}
+	p := &Proxy{opts: opts, log: opts.Log, metrics: opts.Metrics, now: opts.Now, leaves: opts.Leaves}
+	if p.log == nil {
+		p.log = zap.NewNop()
+	}
+	if p.metrics == nil {
+		p.metrics = NewMetrics()
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.leaves == nil {
+		p.leaves = ca.NewLeafCache(ca.CacheOptions{})
+	}
+
+	// Our own transport: verified TLS against our roots, our dialer with the
+	// egress guard, and never the environment's proxy settings.
+	p.transport = &http.Transport{
+		Proxy:       nil,
+		DialContext: opts.Guard.DialContext,
+		TLSClientConfig: &tls.Config{
+			RootCAs:    opts.RootCAs,
+			MinVersion: tls.VersionTLS12,
+		},
+		ForceAttemptHTTP2:     true,
+		TLSHandshakeTimeout:   opts.TLSHandshakeTimeout,
+		ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
+		IdleConnTimeout:       opts.IdleConnTimeout,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64,
+		ExpectContinueTimeout: time.Second,
+	}
+
+	gp := goproxy.NewProxyHttpServer()
+	gp.Tr = p.transport
+	gp.ConnectDial = nil
+	gp.ConnectDialWithReq = func(req *http.Request, network, addr string) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(req.Context(), opts.DialTimeout)
+		defer cancel()
+		return opts.Guard.DialContext(ctx, network, addr)
+	}
+	gp.CertStore = p.leaves
+	gp.Verbose = false
+	gp.Logger = zapPrintf{p.log}
+	gp.KeepHeader = false
+	gp.KeepAcceptEncoding = true
+	gp.NonproxyHandler = http.HandlerFunc(p.serveNonProxy)
+	gp.OnRequest().HandleConnectFunc(p.handleConnect)
+	gp.OnRequest().DoFunc(p.handleRequest)
+	gp.OnResponse().DoFunc(p.handleResponse)
+	p.gp = gp
+	return p, nil
+}
+
+// ServeHTTP serves one proxy request.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.gp.ServeHTTP(w, r) }
+
+// Close drops idle upstream connections. It is idempotent.
+func (p *Proxy) Close() error {
+	p.closeOnce.Do(p.transport.CloseIdleConnections)
+	return nil
+}
+
+// Metrics returns the proxy's metrics.
+func (p *Proxy) Metrics() *Metrics { return p.metrics }
+
+// connState is what a CONNECT established for the requests inside its
+// tunnel.
+type connState struct {
+	token  string
+	agent  string // from Proxy-Authorization Basic, may be empty
+	host   string // CONNECT target host:port
+	remote string
+}
+
+// reqState follows one request from the pipeline to its response.
+type reqState struct {
+	conn     *connState
+	claims   *passport.Claims
+	start    time.Time
+	host     string
+	method   string
+	path     string
+	injected []inject.Injected
+	bytesIn  int64
+	denied   bool
+}
+
+// identity finds the passport for a request: Proxy-Authorization (Basic
+// with user = agent id and password = passport, or Bearer), else the
+// sidecar's own passport source.
+func (p *Proxy) identity(h http.Header) (token, agent string, d *denial) {
+	if v := h.Get("Proxy-Authorization"); v != "" {
+		scheme, cred, _ := strings.Cut(strings.TrimSpace(v), " ")
+		cred = strings.TrimSpace(cred)
+		switch strings.ToLower(scheme) {
+		case "bearer":
+			if cred == "" {
+				return "", "", &denial{Status: http.StatusProxyAuthRequired, Reason: ReasonPassportInvalid, Detail: "empty Bearer passport"}
+			}
+			return cred, "", nil
+		case "basic":
+			raw, err := base64.StdEncoding.DecodeString(cred)
+			if err != nil {
+				return "", "", &denial{Status: http.StatusProxyAuthRequired, Reason: ReasonPassportInvalid, Detail: "Proxy-Authorization Basic is not valid base64"}
+			}
+			user, pass, ok := strings.Cut(string(raw), ":")
+			if !ok || pass == "" {
+				return "", "", &denial{Status: http.StatusProxyAuthRequired, Reason: ReasonPassportInvalid, Detail: "Proxy-Authorization Basic needs agent-id:passport"}
+			}
+			return pass, user, nil
+		default:
+			return "", "", &denial{Status: http.StatusProxyAuthRequired, Reason: ReasonPassportInvalid, Detail: "Proxy-Authorization must be Basic (agent-id:passport) or Bearer"}
+		}
+	}
+	if p.opts.Passports != nil {
+		tok, err := p.opts.Passports.Passport()
+		if err != nil {
+			return "", "", &denial{Status: http.StatusProxyAuthRequired, Reason: ReasonPassportMissing, Detail: "the sidecar's passport file cannot be read: " + err.Error()}
+		}
+		if tok != "" {
+			return tok, "", nil
+		}
+	}
+	return "", "", &denial{Status: http.StatusProxyAuthRequired, Reason: ReasonPassportMissing, Detail: "send a passport in Proxy-Authorization (Basic agent-id:passport, or Bearer)"}
+}
+
+// verify checks a passport and, when the agent named itself, that the
+// passport is its own.
+func (p *Proxy) verify(token, agent string) (*passport.Claims, *denial) {
+	claims, err := p.opts.Verifier.Verify(token)
+	if err != nil {
+		reason := passport.Reason(err)
+		status := http.StatusProxyAuthRequired
+		if reason == passport.ReasonRevoked {
+			status = http.StatusForbidden
+		}
+		return nil, &denial{Status: status, Reason: reason, Detail: verifyDetail(err)}
+	}
+	if agent != "" && agent != claims.Subject {
+		return nil, &denial{Status: http.StatusProxyAuthRequired, Reason: ReasonPassportInvalid,
+			Detail: fmt.Sprintf("agent id %q does not match the passport's subject", agent)}
+	}
+	return claims, nil
+}
+
+// verifyDetail keeps the first line of a verification error, which names
+// the problem without echoing the token.
+func verifyDetail(err error) string {
+	s := err.Error()
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}
+
+// handleConnect runs identify and verify on the CONNECT, refuses hosts no
+// grant names, and chooses interception or a plain tunnel.
+func (p *Proxy) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
+	start := p.now()
+	req := ctx.Req
+	hostname := hostOnly(host)
+	reject := func(d *denial, claims *passport.Claims) (*goproxy.ConnectAction, string) {
+		p.deny(req.Context(), d, claims, "", hostname, http.MethodConnect, "", start)
+		resp := d.response(req)
+		ctx.Resp = resp
+		return goproxy.RejectConnect, host
+	}
+	token, agent, d := p.identity(req.Header)
+	if d != nil {
+		return reject(d, nil)
+	}
+	claims, d := p.verify(token, agent)
+	if d != nil {
+		return reject(d, nil)
+	}
+	if d := p.checkEgressLiteral(hostname); d != nil {
+		return reject(d, claims)
+	}
+	if !scopeNamesHost(claims.Scope, hostname) {
+		return reject(&denial{Status: http.StatusForbidden, Reason: ReasonScopeDenied,
+			Detail: "host not granted: " + hostname}, claims)
+	}
+	state := &connState{token: token, agent: agent, host: host, remote: req.RemoteAddr}
+	ctx.UserData = state
+	if matchAnyHost(p.opts.TunnelHosts, hostname) {
+		p.metrics.Tunnels.WithLabelValues("tunnel").Inc()
+		p.record(req.Context(), audit.Record{
+			Action: audit.ActionRequest, AgentID: claims.Subject, PassportJTI: claims.ID,
+			Host: hostname, Method: http.MethodConnect, Status: http.StatusOK,
+			Detail: "tunnel without interception", DurationMS: p.now().Sub(start).Milliseconds(),
+		})
+		return goproxy.OkConnect, host
+	}
+	p.metrics.Tunnels.WithLabelValues("mitm").Inc()
+	return &goproxy.ConnectAction{
+		Action: goproxy.ConnectMitm,
+		TLSConfig: func(h string, _ *goproxy.ProxyCtx) (*tls.Config, error) {
+			return p.opts.CA.ServerConfig(p.leaves, h), nil
+		},
+	}, host
+}
+
+// handleRequest runs the pipeline on a plain proxy request or a request
+// inside an intercepted tunnel.
+func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+	st := &reqState{start: p.now(), method: req.Method, path: req.URL.EscapedPath()}
+	st.host = hostOnly(req.URL.Host)
+	if st.host == "" {
+		st.host = hostOnly(req.Host)
+	}
+	if cs, ok := ctx.UserData.(*connState); ok {
+		st.conn = cs
+	}
+	ctx.UserData = st
+	ctx.RoundTripper = goproxy.RoundTripperFunc(p.roundTrip)
+
+	resp := p.pipeline(req, st)
+	if resp != nil {
+		st.denied = true
+	}
+	return req, resp
+}
+
+// pipeline runs identify, verify, authorize, inject and audit, and
+// returns a refusal, or nil when the request may go upstream.
+func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
+	ctx := req.Context()
+	fail := func(d *denial) *http.Response {
+		p.deny(ctx, d, st.claims, d.Credential, st.host, st.method, st.path, st.start)
+		return d.response(req)
+	}
+
+	// 1. identify. Inside a tunnel the CONNECT's passport applies, unless
+	// the inner request brings its own.
+	var token, agent string
+	if st.conn != nil && req.Header.Get("Proxy-Authorization") == "" {
+		token, agent = st.conn.token, st.conn.agent
+	} else {
+		var d *denial
+		if token, agent, d = p.identity(req.Header); d != nil {
+			return fail(d)
+		}
+	}
+	req.Header.Del("Proxy-Authorization")
+	req.Header.Del("Proxy-Connection")
+
+	// 2. verify, again on every request: a revocation applies to the very
+	// next request, even inside an open tunnel.
+	claims, d := p.verify(token, agent)
+	if d != nil {
+		return fail(d)
+	}
+	st.claims = claims
+
+	// 3. authorize: egress on literal addresses, then the passport's scope.
+	if d := p.checkEgressLiteral(st.host); d != nil {
+		return fail(d)
+	}
+	body, d := p.scanBody(req)
+	if d != nil {
+		return fail(d)
+	}
+	sreq := passport.Request{
+		Host: st.host, Method: req.Method, Path: req.URL.EscapedPath(), Query: req.URL.Query(),
+		Body: body, ContentType: req.Header.Get("Content-Type"),
+	}
+	if dec := claims.Scope.Allows(sreq); !dec.Allowed {
+		return fail(&denial{Status: http.StatusForbidden, Reason: ReasonScopeDenied, Detail: dec.Reason})
+	}
+
+	// 4. detect: the detector grid plugs in here.
+
+	// 5. inject, only for credentials bound to this host and granted here.
+	granted := func(name string) bool {
+		r := sreq
+		r.Credential = name
+		return claims.Scope.Allows(r).Allowed
+	}
+	res, err := p.opts.Injector.Apply(ctx, req, st.host, granted)
+	if err != nil {
+		var de *inject.DeniedError
+		if errors.As(err, &de) {
+			if de.Err != nil {
+				p.log.Warn("credential unavailable", zap.String("credential", de.Credential), zap.Error(de.Err))
+			}
+			return fail(&denial{Status: de.Status(), Reason: de.Reason, Detail: de.Detail, Credential: de.Credential})
+		}
+		return fail(&denial{Status: http.StatusForbidden, Reason: ReasonScopeDenied, Detail: "credential injection failed"})
+	}
+	if len(res.Injected) > 0 && req.URL.Scheme != "https" {
+		// Never send a real secret over cleartext.
+		return fail(&denial{Status: http.StatusForbidden, Reason: ReasonCleartext,
+			Detail: "credentials are only injected into https requests", Credential: res.Injected[0].Name})
+	}
+
+	// 6. audit: every credential access is durable before the request leaves.
+	for _, in := range res.Injected {
+		if _, err := p.appendDurable(ctx, audit.Record{
+			Action: audit.ActionCredentialAccess, AgentID: claims.Subject, PassportJTI: claims.ID,
+			CredentialID: in.Name, CredentialFingerprint: in.Fingerprint,
+			Host: st.host, Method: st.method, Path: st.path,
+		}); err != nil {
+			p.log.Error("audit append failed; refusing the request", zap.Error(err))
+			return fail(&denial{Status: http.StatusServiceUnavailable, Reason: ReasonAuditUnavailable,
+				Detail: "the audit log cannot record this credential access", Credential: in.Name})
+		}
+		p.metrics.Injections.WithLabelValues(in.Name).Inc()
+	}
+	st.injected = res.Injected
+	st.bytesIn = req.ContentLength
+	return nil
+}
+
+// scanBody reads up to MaxBodyScan bytes of a request body for parameter
+// constraints and puts them back; a larger body streams on unread.
+func (p *Proxy) scanBody(req *http.Request) ([]byte, *denial) {
+	if req.Body == nil || req.Body == http.NoBody {
+		return nil, nil
+	}
+	limit := p.opts.MaxBodyScan
+	if req.ContentLength > limit {
+		return nil, nil
+	}
+	buf, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
+	if err != nil {
+		return nil, &denial{Status: http.StatusBadRequest, Reason: "bad_request", Detail: "reading the request body failed"}
+	}
+	if int64(len(buf)) > limit {
+		req.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(buf), req.Body), req.Body}
+		return nil, nil
+	}
+	req.Body.Close()
+	req.Body = io.NopCloser(bytes.NewReader(buf))
+	req.ContentLength = int64(len(buf))
+	return buf, nil
+}
+
+// checkEgressLiteral refuses IP-literal hosts the egress guard refuses,
+// before anything else happens; names are checked when dialled.
+func (p *Proxy) checkEgressLiteral(host string) *denial {
+	addr, ok := egress.ParseHost(host)
+	if !ok {
+		return nil
+	}
+	if err := p.opts.Guard.Check(addr); err != nil {
+		return &denial{Status: http.StatusForbidden, Reason: ReasonEgressDenied, Detail: egressDetail(err)}
+	}
+	return nil
+}
+
+func egressDetail(err error) string {
+	var de *egress.DeniedError
+	if errors.As(err, &de) {
+		return fmt.Sprintf("destination %s is %s", de.Addr, de.Reason)
+	}
+	return "destination refused by the egress policy"
+}
+
+// roundTrip sends a request upstream and turns failures into answers the
+// agent can act on, instead of a closed connection.
+func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Response, error) {
+	st, _ := ctx.UserData.(*reqState)
+	start := p.now()
+	resp, err := p.transport.RoundTrip(req)
+	if err == nil {
+		p.metrics.UpstreamDuration.WithLabelValues("ok").Observe(p.now().Sub(start).Seconds())
+		return resp, nil
+	}
+	p.metrics.UpstreamDuration.WithLabelValues("error").Observe(p.now().Sub(start).Seconds())
+	d := upstreamDenial(err)
+	if st != nil {
+		st.denied = true
+		p.deny(req.Context(), d, st.claims, "", st.host, st.method, st.path, st.start)
+	}
+	p.log.Info("upstream failed", zap.String("host", req.URL.Host), zap.String("reason", d.Reason), zap.Error(err))
+	return d.response(req), nil
+}
+
+func upstreamDenial(err error) *denial {
+	var de *egress.DeniedError
+	if errors.As(err, &de) {
+		return &denial{Status: http.StatusForbidden, Reason: ReasonEgressDenied, Detail: egressDetail(err)}
+	}
+	var (
+		unknownAuth x509.UnknownAuthorityError
+		hostErr     x509.HostnameError
+		invalid     x509.CertificateInvalidError
+		verifyErr   *tls.CertificateVerificationError
+		recErr      tls.RecordHeaderError
+		alert       tls.AlertError
+	)
+	switch {
+	case errors.As(err, &unknownAuth), errors.As(err, &hostErr), errors.As(err, &invalid),
+		errors.As(err, &verifyErr), errors.As(err, &recErr), errors.As(err, &alert):
+		return &denial{Status: http.StatusBadGateway, Reason: ReasonUpstreamTLS, Detail: "upstream TLS failed: " + tlsDetail(err)}
+	}
+	return &denial{Status: http.StatusBadGateway, Reason: ReasonUpstreamError, Detail: "upstream unreachable: " + firstLine(err.Error())}
+}
+
+func tlsDetail(err error) string {
+	var hostErr x509.HostnameError
+	var unknownAuth x509.UnknownAuthorityError
+	switch {
+	case errors.As(err, &unknownAuth):
+		return "certificate signed by an unknown authority"
+	case errors.As(err, &hostErr):
+		return "certificate is not valid for " + hostErr.Host
+	}
+	return firstLine(err.Error())
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}
+
+// handleResponse scrubs injected secrets from the response and records
+// the request when the body is done.
+func (p *Proxy) handleResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http.Response {
+	st, ok := ctx.UserData.(*reqState)
+	if !ok || resp == nil {
+		return resp
+	}
+	if st.denied {
+		return resp
+	}
+	if len(st.injected) > 0 {
+		inject.RedactHeader(resp.Header, st.injected)
+		if resp.Body != nil && resp.Body != http.NoBody {
+			resp.Body = inject.NewRedactor(resp.Body, st.injected)
+			// The redacted body's length may differ from the upstream's.
+			resp.ContentLength = -1
+			resp.Header.Del("Content-Length")
+		}
+	}
+	rctx := context.WithoutCancel(ctx.Req.Context())
+	finish := func(n int64) {
+		p.metrics.Requests.WithLabelValues("allowed", "").Inc()
+		p.record(rctx, audit.Record{
+			Action: audit.ActionRequest, AgentID: st.claims.Subject, PassportJTI: st.claims.ID,
+			Host: st.host, Method: st.method, Path: st.path, Status: resp.StatusCode,
+			BytesIn: max(st.bytesIn, 0), BytesOut: n, DurationMS: p.now().Sub(st.start).Milliseconds(),
+			CredentialID: injectedNames(st.injected),
+		})
+	}
+	if resp.Body == nil || resp.Body == http.NoBody {
+		finish(0)
+		return resp
+	}
+	resp.Body = &countingBody{ReadCloser: resp.Body, done: finish}
+	return resp
+}
+
+func injectedNames(in []inject.Injected) string {
+	names := make([]string, len(in))
+	for i, x := range in {
+		names[i] = x.Name
+	}
+	return strings.Join(names, ",")
+}
+
+// countingBody counts bytes read and calls done once, at EOF or Close.
+type countingBody struct {
+	io.ReadCloser
+	n    int64
+	once sync.Once
+	done func(n int64)
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	if err != nil {
+		b.once.Do(func() { b.done(b.n) })
+	}
+	return n, err
+}
+
+func (b *countingBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(func() { b.done(b.n) })
+	return err
+}
+
+// deny audits and counts a refusal.
+func (p *Proxy) deny(ctx context.Context, d *denial, claims *passport.Claims, credential, host, method, path string, start time.Time) {
+	p.metrics.Requests.WithLabelValues("denied", d.Reason).Inc()
+	r := audit.Record{
+		Action: audit.ActionRequestDenied, Host: host, Method: method, Path: path,
+		Status: d.Status, Reason: d.Reason, Detail: d.Detail, CredentialID: credential,
+		DurationMS: p.now().Sub(start).Milliseconds(),
+	}
+	if claims != nil {
+		r.AgentID, r.PassportJTI = claims.Subject, claims.ID
+	}
+	p.record(ctx, r)
+	p.log.Info("request denied", zap.String("reason", d.Reason), zap.String("agent", r.AgentID),
+		zap.String("host", host), zap.String("method", method), zap.String("path", path), zap.Int("status", d.Status))
+}
+
+// record appends r; a failure is logged, since the request it describes
+// has already been decided.
+func (p *Proxy) record(ctx context.Context, r audit.Record) {
+	if _, err := p.appendDurable(context.WithoutCancel(ctx), r); err != nil {
+		p.log.Error("audit append failed", zap.String("action", r.Action), zap.Error(err))
+	}
+}
+
+func (p *Proxy) appendDurable(ctx context.Context, r audit.Record) (uint64, error) {
+	start := time.Now()
+	seq, err := p.opts.Audit.Append(ctx, r)
+	p.metrics.AuditAppend.Observe(time.Since(start).Seconds())
+	return seq, err
+}
+
+// serveNonProxy answers requests addressed to the proxy itself.
+func (p *Proxy) serveNonProxy(w http.ResponseWriter, r *http.Request) {
+	d := &denial{Status: http.StatusBadRequest, Reason: ReasonNotAProxyRequest,
+		Detail: "this is the STACK proxy: set HTTPS_PROXY=http://" + r.Host + " in the agent's environment"}
+	resp := d.response(r)
+	for k, vs := range resp.Header {
+		w.Header()[k] = vs
+	}
+	w.WriteHeader(d.Status)
+	io.Copy(w, resp.Body)
+}
+
+// scopeNamesHost reports whether any grant names host.
+func scopeNamesHost(s passport.Scope, host string) bool {
+	for _, g := range s {
+		if matchAnyHost(g.Hosts, host) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchAnyHost matches host against exact names and one-label wildcards.
+func matchAnyHost(patterns []string, host string) bool {
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	for _, pat := range patterns {
+		pat = strings.ToLower(pat)
+		if suffix, ok := strings.CutPrefix(pat, "*."); ok {
+			label, rest, found := strings.Cut(host, ".")
+			if found && label != "" && rest == suffix {
+				return true
+			}
+		} else if pat == host {
+			return true
+		}
+	}
+	return false
+}
+
+// hostOnly strips the port and brackets from host[:port].
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return strings.TrimSuffix(strings.ToLower(h), ".")
+	}
+	return strings.TrimSuffix(strings.ToLower(strings.Trim(hostport, "[]")), ".")
+}
+
+// zapPrintf adapts zap to goproxy's logger, at debug level: goproxy logs
+// per-connection noise only when Verbose is set.
+type zapPrintf struct{ l *zap.Logger }
+
+func (z zapPrintf) Printf(format string, v ...any) { z.l.Debug(fmt.Sprintf(format, v...)) }

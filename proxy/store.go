@@ -1,0 +1,83 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/stackctl/stack/inject"
+	"github.com/stackctl/stack/vault"
+)
+
+// VaultStore serves the injector from a vault: credential metadata from an
+// in-memory index (rebuilt by Reload, so a credential added while the proxy
+// runs applies without a restart), secrets through the vault's cache and
+// KMS.
+type VaultStore struct {
+	v     *vault.Vault
+	index atomic.Pointer[map[string]inject.Credential]
+}
+
+// NewVaultStore indexes v's credentials.
+func NewVaultStore(v *vault.Vault) (*VaultStore, error) {
+	s := &VaultStore{v: v}
+	if err := s.Reload(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Reload rebuilds the index from the vault.
+func (s *VaultStore) Reload() error {
+	creds, err := s.v.List()
+	if err != nil {
+		return fmt.Errorf("proxy: index vault: %w", err)
+	}
+	idx := make(map[string]inject.Credential, len(creds))
+	for _, c := range creds {
+		idx[c.Name] = toInject(c)
+	}
+	s.index.Store(&idx)
+	return nil
+}
+
+// Vault returns the underlying vault.
+func (s *VaultStore) Vault() *vault.Vault { return s.v }
+
+// Credential implements inject.Store.
+func (s *VaultStore) Credential(name string) (inject.Credential, bool) {
+	c, ok := (*s.index.Load())[name]
+	return c, ok
+}
+
+// Secret implements inject.Store.
+func (s *VaultStore) Secret(ctx context.Context, name string) ([]byte, error) {
+	_, secret, err := s.v.Get(ctx, name)
+	return secret, err
+}
+
+// BoundCredentials implements inject.Store.
+func (s *VaultStore) BoundCredentials(host string) []inject.Credential {
+	var out []inject.Credential
+	for _, c := range *s.index.Load() {
+		if c.BoundTo(host) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func toInject(c *vault.Credential) inject.Credential {
+	r := inject.Render{Name: c.Render.Name, Template: c.Render.Template}
+	switch c.Render.Kind {
+	case vault.RenderBearer:
+		r.Kind = inject.Bearer
+	case vault.RenderBasic:
+		r.Kind = inject.Basic
+	case vault.RenderHeader:
+		r.Kind = inject.Header
+	case vault.RenderQuery:
+		r.Kind = inject.Query
+	}
+	return inject.Credential{Name: c.Name, Hosts: c.Hosts, Render: r, Fingerprint: c.Fingerprint}
+}
