@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/mod/sumdb/note"
+	"golang.org/x/term"
+
+	"github.com/stackctl/stack/config"
+	"github.com/stackctl/stack/passport"
+	"github.com/stackctl/stack/vault/kms"
+)
+
+// app is what every command shares: the streams, the loaded config and
+// the logger, and the resources opened on demand that close on exit.
+type app struct {
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+
+	// Set by global flags.
+	homeFlag   string
+	configFlag string
+	logLevel   string
+
+	// flagKeys maps config keys to the flag names that override them.
+	flagKeys map[string]string
+
+	cfg *config.Config
+	log *zap.Logger
+
+	closers []func() error
+}
+
+func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
+	return &app{stdin: stdin, stdout: stdout, stderr: stderr, flagKeys: map[string]string{}, log: zap.NewNop()}
+}
+
+// bindFlag makes flag name override config key when it is set.
+func (a *app) bindFlag(key, name string) { a.flagKeys[key] = name }
+
+// load reads the configuration for cmd and builds the logger. It runs
+// before every command.
+func (a *app) load(cmd *cobra.Command) error {
+	flags := map[string]*pflag.Flag{}
+	for key, name := range a.flagKeys {
+		if f := cmd.Flags().Lookup(name); f != nil {
+			flags[key] = f
+		}
+	}
+	if a.logLevel != "" {
+		flags["log.level"] = cmd.Flags().Lookup("log-level")
+	}
+	cfg, err := config.Load(config.LoadOptions{Home: a.homeFlag, File: a.configFlag, Flags: flags})
+	if err != nil {
+		return usageError(err)
+	}
+	a.cfg = cfg
+	log, err := newLogger(cfg.Log, a.stderr)
+	if err != nil {
+		return usageError(err)
+	}
+	a.log = log
+	return nil
+}
+
+// home is the data directory.
+func (a *app) home() string { return a.cfg.Home }
+
+// onClose registers f to run when the command ends, last registered first.
+func (a *app) onClose(f func() error) { a.closers = append(a.closers, f) }
+
+func (a *app) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		_ = a.closers[i]()
+	}
+	a.closers = nil
+	_ = a.log.Sync()
+}
+
+// openKMS opens the configured KMS; it is closed when the command ends.
+func (a *app) openKMS(ctx context.Context) (kms.KMS, error) {
+	k, err := kms.Open(ctx, a.cfg.KMS.URI, kms.Options{BaseDir: a.home(), Timeout: a.cfg.KMS.Timeout})
+	if err != nil {
+		return nil, err
+	}
+	a.onClose(k.Close)
+	return k, nil
+}
+
+// issuerKeys loads the issuer key set, unwrapping it through the KMS.
+func (a *app) issuerKeys(ctx context.Context) (*passport.KeySet, error) {
+	if _, err := os.Stat(a.cfg.Passport.KeysPath); errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("no issuer keys at %s: run `stack init` first", a.cfg.Passport.KeysPath)
+	}
+	k, err := a.openKMS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return passport.LoadKeySet(ctx, a.cfg.Passport.KeysPath, k)
+}
+
+// auditKeyName names the issuer's key in signed audit checkpoints.
+const auditKeyName = "stack-audit"
+
+// auditSigner signs audit checkpoints with the issuer's current key.
+func (a *app) auditSigner(ctx context.Context) (note.Signer, error) {
+	ks, err := a.issuerKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	_, priv := ks.Current()
+	return newNoteSigner(auditKeyName, priv)
+}
+
+// auditVerifiers verifies checkpoints signed by any issuer key still known.
+func (a *app) auditVerifiers(ctx context.Context) (note.Verifiers, error) {
+	ks, err := a.issuerKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var vs []note.Verifier
+	// Retired keys too: old checkpoints stay verifiable after rotations.
+	for _, pub := range ks.AllPublicKeys() {
+		vkey, err := note.NewEd25519VerifierKey(auditKeyName, pub)
+		if err != nil {
+			return nil, err
+		}
+		v, err := note.NewVerifier(vkey)
+		if err != nil {
+			return nil, err
+		}
+		vs = append(vs, v)
+	}
+	return note.VerifierList(vs...), nil
+}
+
+// noteSigner signs notes with an Ed25519 key held in memory; the note
+// package only builds signers from its own encoded private-key strings.
+type noteSigner struct {
+	name string
+	hash uint32
+	key  ed25519.PrivateKey
+}
+
+func newNoteSigner(name string, key ed25519.PrivateKey) (*noteSigner, error) {
+	if len(key) != ed25519.PrivateKeySize {
+		return nil, errors.New("audit signer: not an Ed25519 private key")
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	// Key hash as sumdb/note computes it: SHA-256(name "\n" alg-byte pubkey)[:4].
+	h := sha256.New()
+	h.Write([]byte(name + "\n"))
+	h.Write([]byte{1})
+	h.Write(pub)
+	return &noteSigner{name: name, hash: binary.BigEndian.Uint32(h.Sum(nil)), key: key}, nil
+}
+
+func (s *noteSigner) Name() string                    { return s.name }
+func (s *noteSigner) KeyHash() uint32                 { return s.hash }
+func (s *noteSigner) Sign(msg []byte) ([]byte, error) { return ed25519.Sign(s.key, msg), nil }
+
+// newLogger builds the process logger: console on a terminal, JSON
+// otherwise, unless the config says which.
+func newLogger(c config.LogConfig, w io.Writer) (*zap.Logger, error) {
+	var level zapcore.Level
+	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
+		return nil, fmt.Errorf("log.level: %q: must be one of %s", c.Level, strings.Join(config.LogLevels, ", "))
+	}
+	format := c.Format
+	if format == "auto" {
+		format = "json"
+		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			format = "console"
+		}
+	}
+	var enc zapcore.Encoder
+	if format == "console" {
+		ec := zap.NewDevelopmentEncoderConfig()
+		ec.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	} else {
+		ec := zap.NewProductionEncoderConfig()
+		ec.EncodeTime = zapcore.ISO8601TimeEncoder
+		enc = zapcore.NewJSONEncoder(ec)
+	}
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)
+	return zap.New(core), nil
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+)
+
+// runStack runs the CLI in-process with STACK_HOME set to home.
+func runStack(t *testing.T, home string, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	full := append([]string{"--home", home}, args...)
+	code = run(context.Background(), full, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// initHome creates a data directory with `stack init` and returns it.
+func initHome(t *testing.T) string {
+	t.Helper()
+	home := filepath.Join(t.TempDir(), "stack")
+	if code, out, errs := runStack(t, home, "", "init"); code != 0 {
+		t.Fatalf("init exited %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	return home
+}
+
+func TestInitCreatesDataDirectory(t *testing.T) {
+	home := initHome(t)
+	checkMode := func(name string, want os.FileMode) {
+		t.Helper()
+		fi, err := os.Stat(filepath.Join(home, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("%s mode = %v, want %v", name, got, want)
+		}
+	}
+	checkMode(".", 0o700)
+	checkMode("kms.key", 0o600)
+	checkMode("stack.yaml", 0o600)
+	checkMode("issuer-keys.json", 0o600)
+	key, err := os.ReadFile(filepath.Join(home, "kms.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(key) != 32 {
+		t.Errorf("kms.key holds %d bytes, want 32", len(key))
+	}
+	if bytes.Equal(key, make([]byte, 32)) {
+		t.Error("kms.key is all zeros")
+	}
+	cfg, err := os.ReadFile(filepath.Join(home, "stack.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"listen: \"127.0.0.1:8080\"", "admin_listen:", "billing-reporter", "credential_burst:"} {
+		if !bytes.Contains(cfg, []byte(want)) {
+			t.Errorf("stack.yaml lacks %q", want)
+		}
+	}
+	if code, out, errs := runStack(t, home, "", "config", "check"); code != 0 || !strings.Contains(out, "configuration ok") {
+		t.Errorf("config check on the written file: exit %d, %s %s", code, out, errs)
+	}
+}
+
+func TestInitTwiceKeepsKeys(t *testing.T) {
+	home := initHome(t)
+	names := []string{"kms.key", "issuer-keys.json", "stack.yaml"}
+	before := map[string][]byte{}
+	for _, n := range names {
+		b, err := os.ReadFile(filepath.Join(home, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[n] = b
+	}
+	code, out, errs := runStack(t, home, "", "init")
+	if code != 0 {
+		t.Fatalf("second init exited %d: %s", code, errs)
+	}
+	for _, n := range names {
+		after, err := os.ReadFile(filepath.Join(home, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(before[n], after) {
+			t.Errorf("second init changed %s", n)
+		}
+		if !strings.Contains(out, "kept     "+filepath.Join(home, n)) {
+			t.Errorf("second init does not say %s was kept:\n%s", n, out)
+		}
+	}
+}
+
+func TestInitDirFlag(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "d")
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"init", "--dir", dir}, strings.NewReader(""), &out, &errb); code != 0 {
+		t.Fatalf("init --dir exited %d: %s", code, errb.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "kms.key")); err != nil {
+		t.Errorf("init --dir did not create the key there: %v", err)
+	}
+}
+
+func TestHomeFromEnvironment(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "envhome")
+	t.Setenv("STACK_HOME", dir)
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"init"}, strings.NewReader(""), &out, &errb); code != 0 {
+		t.Fatalf("init exited %d: %s", code, errb.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "stack.yaml")); err != nil {
+		t.Errorf("STACK_HOME not honoured: %v", err)
+	}
+}
+
+func TestExitStatuses(t *testing.T) {
+	home := initHome(t)
+	tests := []struct {
+		name string
+		env  map[string]string
+		args []string
+		code int
+		says string
+	}{
+		{"unknown command", nil, []string{"frobnicate"}, 2, "unknown command"},
+		{"unknown flag", nil, []string{"init", "--nope"}, 2, "unknown flag"},
+		{"bad config value", map[string]string{"STACK_PROXY_LISTEN": "nope"}, []string{"config", "check"}, 2, "proxy.listen"},
+		{"bad log level flag", nil, []string{"--log-level", "loud", "config", "check"}, 2, "log.level"},
+		{"help", nil, []string{"init", "--help"}, 0, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			code, out, errs := runStack(t, home, "", tc.args...)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, out, errs)
+			}
+			if tc.says != "" && !strings.Contains(errs, tc.says) {
+				t.Errorf("stderr does not mention %q: %s", tc.says, errs)
+			}
+		})
+	}
+}
+
+// Every runnable command explains itself with a short line and an example.
+func TestEveryCommandHasHelpWithExample(t *testing.T) {
+	a := newApp(strings.NewReader(""), &bytes.Buffer{}, &bytes.Buffer{})
+	var check func(c *cobra.Command)
+	check = func(c *cobra.Command) {
+		if c.Short == "" {
+			t.Errorf("%q has no short description", c.CommandPath())
+		}
+		if c.Runnable() && c.Example == "" {
+			t.Errorf("%q has no example in --help", c.CommandPath())
+		}
+		for _, sub := range c.Commands() {
+			check(sub)
+		}
+	}
+	check(newRootCmd(a))
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/stackctl/stack/config"
+	"github.com/stackctl/stack/passport"
+	"github.com/stackctl/stack/proxy/ca"
+	"github.com/stackctl/stack/vault/kms"
+)
+
+func newInitCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create the data directory: KMS key, issuer keys and a commented stack.yaml",
+		Long: `init creates the data directory (mode 0700) with:
+
+  stack.yaml        every setting at its default, each explained
+  kms.key           the local KMS key: 32 random bytes, mode 0600, used when
+                    kms.uri is local:// (the default; for development only)
+  issuer-keys.json  the passport issuer's Ed25519 key, wrapped by the KMS
+  ca.pem            the interception CA agents trust (stack ca export)
+  ca-key.json       its ECDSA P-256 private key, wrapped by the KMS
+
+Running it again never overwrites anything: it says what already exists and
+creates only what is missing. With kms.uri set to gcpkms:// or awskms://
+(in stack.yaml or STACK_KMS_URI) no local key is created and the issuer key
+is wrapped by that KMS.`,
+		Example: `  stack init
+  stack init --dir /var/lib/stack
+  STACK_KMS_URI=awskms://alias/stack stack init --dir ./prod`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.runInit(cmd) },
+	}
+	// --dir is --home under the name users expect for init.
+	cmd.Flags().StringVar(&a.homeFlag, "dir", "", "data directory to create (default $STACK_HOME or ~/.stack)")
+	return cmd
+}
+
+func (a *app) runInit(cmd *cobra.Command) error {
+	ctx := cmd.Context()
+	home := a.home()
+	out := a.stdout
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return fmt.Errorf("init: create data directory: %w", err)
+	}
+	fmt.Fprintf(out, "data directory %s\n", home)
+
+	cfgPath := filepath.Join(home, config.FileName)
+	switch err := writeNew(cfgPath, config.DefaultFile(), 0o600); {
+	case errors.Is(err, fs.ErrExist):
+		fmt.Fprintf(out, "  kept     %s (exists)\n", cfgPath)
+	case err != nil:
+		return fmt.Errorf("init: %w", err)
+	default:
+		fmt.Fprintf(out, "  created  %s\n", cfgPath)
+	}
+
+	if keyPath, ok := strings.CutPrefix(a.cfg.KMS.URI, "local://"); ok {
+		switch err := kms.CreateLocalKey(keyPath); {
+		case errors.Is(err, fs.ErrExist):
+			fmt.Fprintf(out, "  kept     %s (exists; never overwritten)\n", keyPath)
+		case err != nil:
+			return fmt.Errorf("init: %w", err)
+		default:
+			fmt.Fprintf(out, "  created  %s (local KMS key, mode 0600: for development, not production)\n", keyPath)
+		}
+	} else {
+		fmt.Fprintf(out, "  using    %s for key wrapping\n", a.cfg.KMS.URI)
+	}
+
+	keysPath := a.cfg.Passport.KeysPath
+	if _, err := os.Stat(keysPath); err == nil {
+		fmt.Fprintf(out, "  kept     %s (exists; never overwritten)\n", keysPath)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("init: %w", err)
+	} else {
+		k, err := a.openKMS(ctx)
+		if err != nil {
+			return fmt.Errorf("init: %w", err)
+		}
+		ks, err := passport.GenerateKeySet(time.Now())
+		if err != nil {
+			return fmt.Errorf("init: issuer key: %w", err)
+		}
+		if err := ks.Save(ctx, keysPath, k); err != nil {
+			return fmt.Errorf("init: issuer key: %w", err)
+		}
+		kid, _ := ks.Current()
+		fmt.Fprintf(out, "  created  %s (issuer key %s, wrapped by %s)\n", keysPath, kid, k.URI())
+	}
+	if _, err := os.Stat(a.caCertPath()); err == nil {
+		fmt.Fprintf(out, "  kept     %s (exists; never overwritten)\n", a.caCertPath())
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("init: %w", err)
+	} else {
+		k, err := a.openKMS(ctx)
+		if err != nil {
+			return fmt.Errorf("init: %w", err)
+		}
+		authority, err := ca.Generate(time.Now(), "STACK interception CA ("+filepath.Base(home)+")")
+		if err != nil {
+			return fmt.Errorf("init: CA: %w", err)
+		}
+		if err := authority.Save(ctx, a.caCertPath(), a.caKeyPath(), k); err != nil {
+			return fmt.Errorf("init: CA: %w", err)
+		}
+		fmt.Fprintf(out, "  created  %s (interception CA; agents trust it: stack ca export)\n", a.caCertPath())
+	}
+	fmt.Fprintln(out, "next: stack passport issue --agent my-agent --role billing-reporter")
+	return nil
+}
+
+// writeNew writes data to a file that must not exist yet, durably.
+func writeNew(path string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(path)
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(path)
+		return err
+	}
+	return f.Close()
+}

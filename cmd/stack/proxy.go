@@ -1,0 +1,363 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"golang.org/x/net/netutil"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/stackctl/stack/audit"
+	"github.com/stackctl/stack/inject"
+	"github.com/stackctl/stack/passport"
+	"github.com/stackctl/stack/proxy"
+	"github.com/stackctl/stack/proxy/ca"
+	"github.com/stackctl/stack/proxy/egress"
+	"github.com/stackctl/stack/vault"
+)
+
+// Files a running sidecar keeps in the data directory.
+const (
+	adminTokenFile = "admin.token"
+	runFile        = "proxy.json" // where a running sidecar listens; removed on exit
+)
+
+// runInfo is the content of proxy.json.
+type runInfo struct {
+	PID    int    `json:"pid"`
+	Listen string `json:"listen"`
+	Admin  string `json:"admin"`
+	Home   string `json:"home"`
+}
+
+func newProxyCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "proxy",
+		Short: "Run the sidecar: the HTTPS proxy that checks passports and injects credentials",
+		Long: `proxy runs the data plane. Agents set HTTPS_PROXY (and HTTP_PROXY) to
+http://LISTEN, trust the CA from "stack ca export", send their passport in
+Proxy-Authorization (Basic agent-id:passport, or Bearer), and hold only
+placeholders such as stk_ph_stripe where API keys would go.
+
+Every request, including each one inside an intercepted HTTPS tunnel, is
+checked against the passport's scope and the egress policy; placeholders are
+replaced with real credentials only on the way to the hosts they are bound
+to; every decision is written to the audit log.
+
+The admin listener serves /metrics, /healthz and /readyz to anyone, and the
+admin API (revocation, vault changes, audit snapshots) only with the token
+in DATA-DIR/admin.token. While the proxy runs, "stack passport revoke",
+"stack vault put|rotate|rm" and "stack audit verify|tail|timeline|export" go
+through that API. SIGHUP reloads keys and the vault index; SIGINT/SIGTERM
+drain open requests and exit.`,
+		Example: `  stack proxy
+  stack proxy --listen 127.0.0.1:3128 --admin-listen 127.0.0.1:9091
+  stack proxy --passport-file /var/run/stack/passport --allow-cidr 10.20.0.0/16
+  HTTPS_PROXY=http://127.0.0.1:8080 curl --cacert <(stack ca export) \
+    --proxy-user "my-agent:$PASSPORT" -H "Authorization: Bearer stk_ph_stripe" \
+    https://api.stripe.com/v1/balance`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.runProxy(cmd.Context()) },
+	}
+	f := cmd.Flags()
+	f.String("listen", "", "proxy address (default from config: 127.0.0.1:8080)")
+	f.String("admin-listen", "", "admin address for /metrics, /healthz, /readyz and the admin API (default 127.0.0.1:9090)")
+	f.String("upstream-ca", "", "PEM file of extra roots trusted for upstream TLS")
+	f.StringSlice("allow-cidr", nil, "allow dialling this otherwise refused range (repeatable)")
+	f.String("passport-file", "", "single-agent mode: the passport to use when requests carry none")
+	f.StringSlice("resolve", nil, "pin HOST=IP before DNS, like curl --resolve (repeatable; egress checks still apply)")
+	a.bindFlag("proxy.listen", "listen")
+	a.bindFlag("proxy.admin_listen", "admin-listen")
+	a.bindFlag("proxy.upstream_ca", "upstream-ca")
+	a.bindFlag("egress.allow_cidrs", "allow-cidr")
+	a.bindFlag("proxy.passport_file", "passport-file")
+	a.bindFlag("egress.resolve", "resolve")
+	return cmd
+}
+
+// sidecar is the running proxy's state, for reloads.
+type sidecar struct {
+	a        *app
+	keys     *passport.KeySet
+	verifier *passport.Verifier
+	store    *proxy.VaultStore
+}
+
+func (a *app) runProxy(ctx context.Context) error {
+	cfg := a.cfg
+	log := a.log
+	k, err := a.openKMS(ctx)
+	if err != nil {
+		return err
+	}
+	keys, err := a.issuerKeys(ctx)
+	if err != nil {
+		return err
+	}
+	revs, err := passport.OpenRevocationStore(cfg.Passport.RevocationsPath, passport.RevocationOptions{MaxTTL: cfg.Passport.MaxTTL, Leeway: cfg.Passport.Leeway})
+	if err != nil {
+		return ownedByOther(err, cfg.Passport.RevocationsPath)
+	}
+	a.onClose(revs.Close)
+	verifier, err := passport.NewVerifier(passport.VerifierOptions{
+		Keys: keys.JWKS(time.Now()), Audience: cfg.Passport.Audience, Issuer: cfg.Passport.Issuer,
+		Leeway: cfg.Passport.Leeway, Revocations: revs, CacheSize: cfg.Passport.CacheSize,
+	})
+	if err != nil {
+		return err
+	}
+	v, err := vault.Open(cfg.Vault.Path, k, vault.Options{CacheTTL: cfg.Vault.CacheTTL, CacheSize: cfg.Vault.CacheSize})
+	if err != nil {
+		return ownedByOther(err, cfg.Vault.Path)
+	}
+	a.onClose(v.Close)
+	store, err := proxy.NewVaultStore(v)
+	if err != nil {
+		return err
+	}
+	signer, err := newNoteSigner(auditKeyName, currentKey(keys))
+	if err != nil {
+		return err
+	}
+	auditLog, err := audit.Open(cfg.Audit.Path, auditWriteOptions(a, signer))
+	if err != nil {
+		return ownedByOther(err, cfg.Audit.Path)
+	}
+	a.onClose(auditLog.Close)
+	authority, err := ca.Load(ctx, a.caCertPath(), a.caKeyPath(), k)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("no interception CA in %s: run `stack init` first", a.home())
+		}
+		return err
+	}
+	var allow []netip.Prefix
+	for _, c := range cfg.Egress.AllowCIDRs {
+		allow = append(allow, netip.MustParsePrefix(strings.TrimSpace(c))) // validated by config
+	}
+	pinned := map[string][]netip.Addr{}
+	for _, r := range cfg.Egress.Resolve {
+		host, ip, _ := strings.Cut(strings.TrimSpace(r), "=") // validated by config
+		h := strings.ToLower(host)
+		pinned[h] = append(pinned[h], netip.MustParseAddr(ip))
+	}
+	guard, err := egress.New(egress.Options{AllowCIDRs: allow, Resolver: &egress.StaticResolver{Hosts: pinned, Next: net.DefaultResolver}})
+	if err != nil {
+		return usageError(fmt.Errorf("egress.allow_cidrs: %w", err))
+	}
+	roots, err := upstreamRoots(cfg.Proxy.UpstreamCA)
+	if err != nil {
+		return err
+	}
+	metrics := proxy.NewMetrics()
+	opts := proxy.Options{
+		Verifier:    verifier,
+		Injector:    inject.New(store, inject.Options{}),
+		Audit:       auditLog,
+		CA:          authority,
+		Guard:       guard,
+		RootCAs:     roots,
+		TunnelHosts: cfg.Proxy.TunnelHosts,
+		Metrics:     metrics,
+		Log:         log,
+	}
+	if cfg.Proxy.PassportFile != "" {
+		opts.Passports = proxy.NewPassportFile(cfg.Proxy.PassportFile)
+	}
+	px, err := proxy.New(opts)
+	if err != nil {
+		return err
+	}
+	a.onClose(px.Close)
+	sc := &sidecar{a: a, keys: keys, verifier: verifier, store: store}
+
+	token, err := ensureAdminToken(filepath.Join(a.home(), adminTokenFile))
+	if err != nil {
+		return err
+	}
+	var ready atomic.Bool
+	adminHandler, err := proxy.NewAdminHandler(proxy.AdminOptions{
+		Token: token, Metrics: metrics, Ready: ready.Load, Revocations: revs, Store: store,
+		Audit: auditLog, Reload: sc.reload, Home: a.home(), Log: log,
+	})
+	if err != nil {
+		return err
+	}
+
+	pln, err := net.Listen("tcp", cfg.Proxy.Listen)
+	if err != nil {
+		return fmt.Errorf("proxy.listen %s: %w", cfg.Proxy.Listen, err)
+	}
+	aln, err := net.Listen("tcp", cfg.Proxy.AdminListen)
+	if err != nil {
+		pln.Close()
+		return fmt.Errorf("proxy.admin_listen %s: %w", cfg.Proxy.AdminListen, err)
+	}
+	proxySrv := &http.Server{
+		Handler:           px,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          zap.NewStdLog(log.Named("http")),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				metrics.ActiveConns.Inc()
+			case http.StateClosed, http.StateHijacked:
+				metrics.ActiveConns.Dec()
+			}
+		},
+	}
+	adminSrv := &http.Server{Handler: adminHandler, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
+
+	info := runInfo{PID: os.Getpid(), Listen: pln.Addr().String(), Admin: aln.Addr().String(), Home: a.home()}
+	runPath := filepath.Join(a.home(), runFile)
+	if b, err := json.Marshal(info); err == nil {
+		if err := os.WriteFile(runPath, b, 0o600); err != nil {
+			log.Warn("cannot write run file", zap.String("path", runPath), zap.Error(err))
+		}
+	}
+	defer os.Remove(runPath)
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := proxySrv.Serve(netutil.LimitListener(pln, cfg.Proxy.MaxConnections)); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := adminSrv.Serve(aln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-hup:
+				if err := sc.reload(gctx); err != nil {
+					log.Error("reload failed; keeping the running state", zap.Error(err))
+				} else {
+					log.Info("reloaded keys and vault index")
+				}
+			}
+		}
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		ready.Store(false)
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), cfg.Proxy.ShutdownTimeout)
+		defer cancel()
+		err := proxySrv.Shutdown(sctx)
+		adminSrv.Shutdown(sctx)
+		return err
+	})
+	ready.Store(true)
+	log.Info("stack proxy ready", zap.String("listen", info.Listen), zap.String("admin", info.Admin),
+		zap.String("kms", k.URI()), zap.String("home", a.home()))
+	fmt.Fprintf(a.stderr, "stack proxy listening on %s (admin %s)\n", info.Listen, info.Admin)
+	err = g.Wait()
+	log.Info("stack proxy stopped")
+	return err
+}
+
+// reload re-reads the issuer keys (a rotated key applies to verification)
+// and the vault index. A failure leaves the running state as it was.
+func (s *sidecar) reload(ctx context.Context) error {
+	keys, err := s.a.issuerKeys(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.verifier.UpdateJWKS(keys.JWKS(time.Now())); err != nil {
+		return err
+	}
+	s.keys = keys
+	return s.store.Reload()
+}
+
+func currentKey(ks *passport.KeySet) []byte {
+	_, priv := ks.Current()
+	return priv
+}
+
+// ownedByOther explains a lock timeout on a file a sidecar owns.
+func ownedByOther(err error, path string) error {
+	if strings.Contains(strings.ToLower(err.Error()), "timeout") || errors.Is(err, vault.ErrLocked) || errors.Is(err, audit.ErrLocked) {
+		return fmt.Errorf("%s is held by another process (is a `stack proxy` already running with this data directory?): %w", path, err)
+	}
+	return err
+}
+
+// upstreamRoots is the system pool plus the PEM file, if any.
+func upstreamRoots(file string) (*x509.CertPool, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if file == "" {
+		return pool, nil
+	}
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("proxy.upstream_ca: %w", err)
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("proxy.upstream_ca: %s holds no PEM certificate", file)
+	}
+	return pool, nil
+}
+
+// ensureAdminToken returns the admin token, creating the file (mode 0600)
+// with 32 random bytes the first time.
+func ensureAdminToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		tok := strings.TrimSpace(string(b))
+		if len(tok) < 32 {
+			return "", fmt.Errorf("admin token %s is too short; delete it to have a new one made", path)
+		}
+		return tok, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(raw)
+	if err := writeNew(path, []byte(tok+"\n"), 0o600); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return ensureAdminToken(path)
+		}
+		return "", err
+	}
+	return tok, nil
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startSidecar runs `stack proxy` in-process on ephemeral ports and
+// returns where it listens; it is stopped (and must exit cleanly) at the
+// end of the test.
+func startSidecar(t *testing.T, home string) runInfo {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var errb bytes.Buffer
+	go func() {
+		done <- run(ctx, []string{"--home", home, "proxy", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"},
+			strings.NewReader(""), &bytes.Buffer{}, &errb)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("proxy exited %d: %s", code, errb.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("proxy did not stop")
+		}
+		if _, err := os.Stat(filepath.Join(home, runFile)); !os.IsNotExist(err) {
+			t.Errorf("run file left behind: %v", err)
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, err := os.ReadFile(filepath.Join(home, runFile))
+		if err == nil {
+			var info runInfo
+			if json.Unmarshal(b, &info) == nil && info.Admin != "" {
+				return info
+			}
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("proxy exited %d before listening: %s", code, errb.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy not listening after 20s: %s", errb.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// While the sidecar runs, the CLI goes through its admin API: changes
+// apply at once and reads never hang on the file lock.
+func TestCLIAgainstRunningSidecar(t *testing.T) {
+	home := initHome(t)
+	info := startSidecar(t, home)
+
+	if code, out, errs := runStack(t, home, "sk_test_live_ABC123", "vault", "put", "stripe", "--host", "api.stripe.com", "--render", "bearer"); code != 0 {
+		t.Fatalf("vault put through the sidecar: exit %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs := runStack(t, home, "", "vault", "list")
+	if code != 0 || !strings.Contains(out, "stripe") || strings.Contains(out, "sk_test_live_ABC123") {
+		t.Fatalf("vault list: exit %d\n%s\n%s", code, out, errs)
+	}
+	if code, out, errs := runStack(t, home, "", "vault", "check"); code != 0 {
+		t.Fatalf("vault check: exit %d\n%s\n%s", code, out, errs)
+	}
+	if code, out, errs := runStack(t, home, "", "audit", "verify"); code != 0 {
+		t.Fatalf("audit verify against the live log: exit %d\n%s\n%s", code, out, errs)
+	}
+
+	// Revocation goes through the sidecar and is visible to verify at once.
+	code, issued, errs := runStack(t, home, "", "passport", "issue", "--agent", "bot", "--role", "billing-reporter")
+	if code != 0 {
+		t.Fatalf("issue: %d %s", code, errs)
+	}
+	token := strings.TrimSpace(issued)
+	if code, _, errs := runStack(t, home, "", "passport", "verify", token); code != 0 {
+		t.Fatalf("verify before revocation: %d %s", code, errs)
+	}
+	if code, out, errs := runStack(t, home, "", "passport", "revoke", "--agent", "bot", "--reason", "test"); code != 0 || !strings.Contains(out, "running sidecar") {
+		t.Fatalf("revoke through the sidecar: %d\n%s\n%s", code, out, errs)
+	}
+	if code, out, errs := runStack(t, home, "", "passport", "verify", token); code != 1 || !strings.Contains(out+errs, "passport_revoked") {
+		t.Errorf("verify after revocation: exit %d\n%s\n%s", code, out, errs)
+	}
+	if code, out, errs := runStack(t, home, "", "passport", "rotate-key"); code != 0 || !strings.Contains(out, "reloaded") {
+		t.Errorf("rotate-key with a running sidecar: exit %d\n%s\n%s", code, out, errs)
+	}
+
+	// Admin endpoints that change state need the token; health does not.
+	resp, err := http.Post("http://"+info.Admin+"/v1/passport/revoke", "application/json", strings.NewReader(`{"agent":"x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("revoke without the admin token: %d, want 401", resp.StatusCode)
+	}
+	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
+		resp, err := http.Get("http://" + info.Admin + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("%s: %d", p, resp.StatusCode)
+		}
+	}
+	tok, err := os.ReadFile(filepath.Join(home, adminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(filepath.Join(home, adminTokenFile)); fi.Mode().Perm() != 0o600 {
+		t.Errorf("admin.token mode %v", fi.Mode().Perm())
+	}
+	req, _ := http.NewRequest("GET", "http://"+info.Admin+"/v1/status", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("status with the token: %d", resp.StatusCode)
+	}
+}
+
+func TestProxyRefusesSecondInstance(t *testing.T) {
+	home := initHome(t)
+	startSidecar(t, home)
+	code, _, errs := runStack(t, home, "", "proxy", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0")
+	if code == 0 || !strings.Contains(errs, "another process") {
+		t.Errorf("second proxy: exit %d, stderr %s", code, errs)
+	}
+}
+
+func TestCAExport(t *testing.T) {
+	home := initHome(t)
+	code, out, errs := runStack(t, home, "", "ca", "export")
+	if code != 0 || !strings.HasPrefix(out, "-----BEGIN CERTIFICATE-----") {
+		t.Fatalf("ca export: exit %d\n%s\n%s", code, out, errs)
+	}
+	key, err := os.ReadFile(filepath.Join(home, caKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(key, []byte("PRIVATE KEY")) {
+		t.Error("the CA private key is stored in the clear")
+	}
+}

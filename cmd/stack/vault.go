@@ -1,0 +1,478 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"golang.org/x/term"
+
+	"github.com/stackctl/stack/proxy"
+	"github.com/stackctl/stack/vault"
+	"github.com/stackctl/stack/vault/kms"
+)
+
+// maxSecretInput bounds what `vault put` and `vault rotate` read from
+// stdin: credentials are tokens, not files.
+const maxSecretInput = 64<<10 + 2
+
+func newVaultCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "vault",
+		Short: "Manage credentials encrypted under the KMS",
+		Long: `The vault holds the real credentials the proxy swaps in for placeholders
+(stk_ph_NAME). Each secret is encrypted under its own data key, wrapped by
+the KMS named by kms.uri. Secrets are read from stdin or an environment
+variable, never from the command line, and are never printed.
+
+While a sidecar runs it holds the vault file; these commands then fail
+with a clear "locked" error instead of waiting.`,
+		Example: `  printf %s "$STRIPE_KEY" | stack vault put stripe --host api.stripe.com --render bearer
+  stack vault list
+  stack vault check`,
+	}
+	cmd.AddCommand(
+		newVaultPutCmd(a),
+		newVaultListCmd(a),
+		newVaultRmCmd(a),
+		newVaultRotateCmd(a),
+		newVaultRewrapCmd(a),
+		newVaultCheckCmd(a),
+	)
+	return cmd
+}
+
+// openVault opens the configured vault with the configured KMS; both close
+// when the command ends.
+func (a *app) openVault(ctx context.Context, readOnly bool) (*vault.Vault, error) {
+	k, err := a.openKMS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	path := a.cfg.Vault.Path
+	if readOnly {
+		// While a sidecar runs it holds the file: read its snapshot.
+		c, err := a.runningSidecar(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if c != nil {
+			if path, err = a.snapshot(ctx, c, proxy.AdminVaultSnapshot, "vault"); err != nil {
+				return nil, err
+			}
+		}
+	}
+	v, err := vault.Open(path, k, vault.Options{
+		CacheTTL:  a.cfg.Vault.CacheTTL,
+		CacheSize: a.cfg.Vault.CacheSize,
+		ReadOnly:  readOnly,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.onClose(v.Close)
+	return v, nil
+}
+
+// vaultExists reports whether the vault file exists, for read commands
+// that treat a missing vault as an empty one.
+func (a *app) vaultExists() (bool, error) {
+	_, err := os.Stat(a.cfg.Vault.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// vaultError marks refused input as a usage error (exit status 2).
+func vaultError(err error) error {
+	if errors.Is(err, vault.ErrInvalid) {
+		return usageError(err)
+	}
+	return err
+}
+
+// readSecret reads a secret from the environment variable envVar, or else
+// from stdin (without echo on a terminal), stripping one trailing newline.
+func (a *app) readSecret(envVar string) ([]byte, error) {
+	if envVar != "" {
+		s, ok := os.LookupEnv(envVar)
+		if !ok {
+			return nil, usageError(fmt.Errorf("--from-env %s: the variable is not set", envVar))
+		}
+		if s == "" {
+			return nil, usageError(fmt.Errorf("--from-env %s: the variable is empty", envVar))
+		}
+		return []byte(s), nil
+	}
+	var secret []byte
+	if f, ok := a.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(a.stderr, "secret (input hidden): ")
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(a.stderr)
+		if err != nil {
+			return nil, fmt.Errorf("read secret: %w", err)
+		}
+		secret = b
+	} else {
+		b, err := io.ReadAll(io.LimitReader(a.stdin, maxSecretInput+1))
+		if err != nil {
+			return nil, fmt.Errorf("read secret from stdin: %w", err)
+		}
+		if len(b) > maxSecretInput {
+			return nil, usageError(errors.New("secret on stdin is longer than 64 KiB"))
+		}
+		secret = b
+	}
+	if rest, ok := bytes.CutSuffix(secret, []byte("\n")); ok {
+		secret = rest
+		if rest, ok := bytes.CutSuffix(secret, []byte("\r")); ok {
+			secret = rest
+		}
+	}
+	if len(secret) == 0 {
+		return nil, usageError(errors.New("empty secret: pipe it on stdin or name a variable with --from-env"))
+	}
+	return secret, nil
+}
+
+func newVaultPutCmd(a *app) *cobra.Command {
+	var hosts []string
+	var render, fromEnv string
+	cmd := &cobra.Command{
+		Use:   "put NAME --host HOST [--host HOST...] --render FORM [--from-env VAR]",
+		Short: "Store a new credential (secret from stdin or an environment variable)",
+		Long: `Store a new credential. The secret is read from stdin (one trailing newline
+is dropped; on a terminal the input is hidden) or from the environment
+variable named by --from-env. It is never taken as an argument, which
+other users could see in the process list.
+
+--render says how the proxy puts the secret into a request:
+  bearer                 Authorization: Bearer SECRET
+  basic                  Authorization: Basic base64(SECRET), SECRET being user:password
+  header:NAME=TEMPLATE   header NAME set to TEMPLATE with {secret} replaced
+  query:NAME             query parameter NAME set to SECRET
+
+--host binds the secret to the hosts it may be sent to (repeatable;
+*.example.com matches one more label). Agents use the placeholder
+stk_ph_NAME wherever the secret would go.`,
+		Example: `  printf %s "$STRIPE_KEY" | stack vault put stripe --host api.stripe.com --render bearer
+  stack vault put openai --host api.openai.com --render bearer --from-env OPENAI_API_KEY
+  stack vault put anthropic --host api.anthropic.com --render 'header:x-api-key={secret}' --from-env ANTHROPIC_API_KEY`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			r, err := vault.ParseRender(render)
+			if err != nil {
+				return usageError(fmt.Errorf("--render: %w", err))
+			}
+			if len(hosts) == 0 {
+				return usageError(errors.New("at least one --host is required"))
+			}
+			if _, err := vault.NormalizeHosts(hosts); err != nil {
+				return usageError(fmt.Errorf("--host: %w", err))
+			}
+			if err := vault.ValidateName(name); err != nil {
+				return usageError(err)
+			}
+			secret, err := a.readSecret(fromEnv)
+			if err != nil {
+				return err
+			}
+			defer clear(secret)
+			v, err := a.vaultForWrite(cmd.Context())
+			if err != nil {
+				return err
+			}
+			c, err := v.Put(cmd.Context(), name, secret, vault.PutOptions{Hosts: hosts, Render: r})
+			if err != nil {
+				return vaultError(err)
+			}
+			a.log.Info("credential stored", zap.String("credential", c.Name), zap.Int("version", c.Version), zap.String("fingerprint", c.Fingerprint))
+			fmt.Fprintf(a.stdout, "stored %s version %d for %s (fingerprint %s)\nagents use the placeholder stk_ph_%s\n",
+				c.Name, c.Version, strings.Join(c.Hosts, ", "), c.Fingerprint, c.Name)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&hosts, "host", nil, "host the secret may be sent to (repeatable; *.example.com allowed)")
+	f.StringVar(&render, "render", "", "how the secret goes into a request: bearer, basic, header:NAME=TEMPLATE or query:NAME")
+	f.StringVar(&fromEnv, "from-env", "", "read the secret from this environment variable instead of stdin")
+	_ = cmd.MarkFlagRequired("render")
+	return cmd
+}
+
+func newVaultListCmd(a *app) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list [--json]",
+		Short: "List credentials (never their secrets)",
+		Example: `  stack vault list
+  stack vault list --json | jq -r '.[].name'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var creds []*vault.Credential
+			exists, err := a.vaultExists()
+			if err != nil {
+				return err
+			}
+			if exists {
+				v, err := a.openVault(cmd.Context(), true)
+				if err != nil {
+					return err
+				}
+				if creds, err = v.List(); err != nil {
+					return fmt.Errorf("%w (run `stack vault check`; `stack vault rm NAME` removes a damaged record)", err)
+				}
+			}
+			if asJSON {
+				if creds == nil {
+					creds = []*vault.Credential{}
+				}
+				enc := json.NewEncoder(a.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(creds)
+			}
+			if len(creds) == 0 {
+				fmt.Fprintln(a.stdout, "no credentials (add one with `stack vault put`)")
+				return nil
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tHOSTS\tRENDER\tVERSION\tCREATED\tFINGERPRINT")
+			for _, c := range creds {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", c.Name, strings.Join(c.Hosts, ","), c.Render, c.Version, c.Created.UTC().Format(time.RFC3339), c.Fingerprint)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
+	return cmd
+}
+
+func newVaultRmCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm NAME",
+		Short:   "Remove a credential",
+		Example: `  stack vault rm stripe`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v, err := a.vaultForWrite(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if err := v.Delete(args[0]); err != nil {
+				return vaultError(err)
+			}
+			a.log.Info("credential removed", zap.String("credential", args[0]))
+			fmt.Fprintf(a.stdout, "removed %s\n", args[0])
+			return nil
+		},
+	}
+}
+
+func newVaultRotateCmd(a *app) *cobra.Command {
+	var fromEnv string
+	cmd := &cobra.Command{
+		Use:   "rotate NAME [--from-env VAR]",
+		Short: "Replace a credential's secret with a new version",
+		Long: `Store a new version of a credential's secret, read like "vault put" does
+(stdin or --from-env). Hosts and render form are kept. The previous version
+is dropped from the vault.`,
+		Example: `  printf %s "$NEW_STRIPE_KEY" | stack vault rotate stripe
+  stack vault rotate openai --from-env OPENAI_API_KEY`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			secret, err := a.readSecret(fromEnv)
+			if err != nil {
+				return err
+			}
+			defer clear(secret)
+			v, err := a.vaultForWrite(cmd.Context())
+			if err != nil {
+				return err
+			}
+			c, err := v.Rotate(cmd.Context(), args[0], secret)
+			if err != nil {
+				return vaultError(err)
+			}
+			a.log.Info("credential rotated", zap.String("credential", c.Name), zap.Int("version", c.Version), zap.String("fingerprint", c.Fingerprint))
+			fmt.Fprintf(a.stdout, "rotated %s to version %d (fingerprint %s)\n", c.Name, c.Version, c.Fingerprint)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&fromEnv, "from-env", "", "read the new secret from this environment variable instead of stdin")
+	return cmd
+}
+
+func newVaultRewrapCmd(a *app) *cobra.Command {
+	var to string
+	cmd := &cobra.Command{
+		Use:   "rewrap --to KMS-URI",
+		Short: "Re-wrap every data key under another KMS key",
+		Long: `Unwrap every credential's data key with the current KMS (kms.uri) and wrap
+it under the KMS named by --to, in one transaction: all records move or
+none does. Secrets' ciphertexts are not touched.
+
+stack.yaml is not edited: afterwards set kms.uri to the new URI (the
+command prints the line). The issuer keys (passport.keys_path) are wrapped
+by kms.uri too and are not moved by this command.`,
+		Example: `  stack vault rewrap --to awskms://alias/stack
+  stack vault rewrap --to gcpkms://projects/p/locations/global/keyRings/stack/cryptoKeys/vault`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			target, err := kms.Open(ctx, to, kms.Options{BaseDir: a.home(), Timeout: a.cfg.KMS.Timeout})
+			if err != nil {
+				if errors.Is(err, kms.ErrUnknownScheme) || errors.Is(err, kms.ErrInvalidURI) {
+					return usageError(fmt.Errorf("--to: %w", err))
+				}
+				return err
+			}
+			a.onClose(target.Close)
+			v, err := a.openVault(ctx, false)
+			if err != nil {
+				return err
+			}
+			from := v.KMS().URI()
+			n, err := v.Rewrap(ctx, target)
+			if err != nil {
+				return err
+			}
+			a.log.Info("vault rewrapped", zap.String("from", from), zap.String("to", to), zap.Int("credentials", n))
+			fmt.Fprintf(a.stdout, "rewrapped %d credential(s) from %s to %s\n", n, from, to)
+			fmt.Fprintf(a.stdout, "the vault can no longer be read with %s: set kms.uri in %s now:\n\n  kms:\n    uri: %q\n\n",
+				from, a.configPath(), to)
+			fmt.Fprintln(a.stdout, "the issuer keys (passport.keys_path) are still wrapped under the old key")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "URI of the KMS key to wrap under (local://, gcpkms:// or awskms://)")
+	_ = cmd.MarkFlagRequired("to")
+	return cmd
+}
+
+// configPath names the config file for messages.
+func (a *app) configPath() string {
+	if a.cfg.File != "" {
+		return a.cfg.File
+	}
+	return "stack.yaml"
+}
+
+func newVaultCheckCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "check",
+		Short: "Unwrap every record and report those that fail (exit 1 if any)",
+		Long: `Unwrap every credential's data key through the KMS and authenticate its
+secret, printing one line per record. Secrets are discarded, never
+printed. Exits 1 when any record fails.`,
+		Example: `  stack vault check`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			exists, err := a.vaultExists()
+			if err != nil {
+				return err
+			}
+			if !exists {
+				fmt.Fprintln(a.stdout, "no vault yet: nothing to check")
+				return nil
+			}
+			v, err := a.openVault(cmd.Context(), true)
+			if err != nil {
+				return err
+			}
+			results := v.Check(cmd.Context())
+			failed, creds := 0, 0
+			for _, r := range results {
+				if r.Name != vault.FingerprintSaltName {
+					creds++
+				}
+				if r.Err != nil {
+					failed++
+					fmt.Fprintf(a.stdout, "FAIL  %s: %v\n", r.Name, r.Err)
+					continue
+				}
+				fmt.Fprintf(a.stdout, "ok    %s v%d\n", r.Name, r.Version)
+			}
+			if failed > 0 {
+				return exitWith(exitFailure, fmt.Sprintf("vault check: %d of %d record(s) failed", failed, len(results)))
+			}
+			fmt.Fprintf(a.stdout, "%d credential(s) ok under %s\n", creds, v.KMS().URI())
+			return nil
+		},
+	}
+}
+
+// vaultWriter changes credentials: the vault file itself, or the running
+// sidecar's vault through its admin API.
+type vaultWriter interface {
+	Put(ctx context.Context, name string, secret []byte, opts vault.PutOptions) (*vault.Credential, error)
+	Rotate(ctx context.Context, name string, secret []byte) (*vault.Credential, error)
+	Delete(name string) error
+}
+
+// vaultForWrite returns the running sidecar's vault when one runs (so the
+// change applies to it at once), else the vault file.
+func (a *app) vaultForWrite(ctx context.Context) (vaultWriter, error) {
+	c, err := a.runningSidecar(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if c != nil {
+		return &adminVault{c: c, ctx: ctx}, nil
+	}
+	return a.openVault(ctx, false)
+}
+
+// adminVault is a vaultWriter over the admin API.
+type adminVault struct {
+	c   *adminClient
+	ctx context.Context
+}
+
+func (v *adminVault) Put(ctx context.Context, name string, secret []byte, opts vault.PutOptions) (*vault.Credential, error) {
+	var out vault.Credential
+	err := v.c.do(ctx, http.MethodPost, proxy.AdminVaultPut, proxy.VaultWriteRequest{Name: name, Secret: secret, Hosts: opts.Hosts, Render: opts.Render.String()}, &out)
+	return &out, adminVaultErr(err)
+}
+
+func (v *adminVault) Rotate(ctx context.Context, name string, secret []byte) (*vault.Credential, error) {
+	var out vault.Credential
+	err := v.c.do(ctx, http.MethodPost, proxy.AdminVaultRotate, proxy.VaultWriteRequest{Name: name, Secret: secret}, &out)
+	return &out, adminVaultErr(err)
+}
+
+func (v *adminVault) Delete(name string) error {
+	return adminVaultErr(v.c.do(v.ctx, http.MethodPost, proxy.AdminVaultRemove, proxy.VaultWriteRequest{Name: name}, nil))
+}
+
+// adminVaultErr maps admin API statuses back to the vault's errors, so
+// the CLI reports them the same way either path.
+func adminVaultErr(err error) error {
+	var ae *adminError
+	if !errors.As(err, &ae) {
+		return err
+	}
+	switch ae.Status {
+	case http.StatusNotFound:
+		return fmt.Errorf("%s: %w", ae.Msg, vault.ErrNotFound)
+	case http.StatusConflict:
+		return fmt.Errorf("%s: %w", ae.Msg, vault.ErrExists)
+	case http.StatusServiceUnavailable:
+		return fmt.Errorf("%s: %w", ae.Msg, vault.ErrKMSUnavailable)
+	case http.StatusBadRequest:
+		return fmt.Errorf("%s: %w", ae.Msg, vault.ErrInvalid)
+	}
+	return err
+}
