@@ -301,3 +301,11 @@ func (hs *harness) lastRecord(action string) audit.Record {
 	hs.t.Fatalf("no %s record among %d", action, len(rs))
 	return audit.Record{}
 }
+
+func newPool(certs ...*x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, c := range certs {
+		p.AddCert(c)
+	}
+	return p
+}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/elazarl/goproxy"
@@ -96,6 +97,10 @@ type Proxy struct {
 	now       func() time.Time
 	leaves    *ca.LeafCache
 	closeOnce sync.Once
+	// inflight counts requests between the pipeline and the end of their
+	// response, including those inside hijacked tunnels, which
+	// http.Server.Shutdown does not see.
+	inflight atomic.Int64
 }
 
 // New builds a Proxy.
@@ -189,6 +194,24 @@ func (p *Proxy) Close() error {
 	return nil
 }
 
+// Drain waits until every request in flight, including those inside
+// intercepted tunnels, has finished its response, or ctx ends.
+func (p *Proxy) Drain(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for p.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("proxy: %d requests still in flight: %w", p.inflight.Load(), ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// InFlight reports how many requests are between pipeline and response end.
+func (p *Proxy) InFlight() int64 { return p.inflight.Load() }
+
 // Metrics returns the proxy's metrics.
 func (p *Proxy) Metrics() *Metrics { return p.metrics }
 
@@ -212,7 +235,12 @@ type reqState struct {
 	injected []inject.Injected
 	bytesIn  int64
 	denied   bool
+	doneOnce sync.Once
+	p        *Proxy
 }
+
+// done marks the request finished for Drain.
+func (st *reqState) done() { st.doneOnce.Do(func() { st.p.inflight.Add(-1) }) }
 
 // identity finds the passport for a request: Proxy-Authorization (Basic
 // with user = agent id and password = passport, or Bearer), else the
@@ -335,7 +363,8 @@ func (p *Proxy) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Conn
 // handleRequest runs the pipeline on a plain proxy request or a request
 // inside an intercepted tunnel.
 func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
-	st := &reqState{start: p.now(), method: req.Method, path: req.URL.EscapedPath()}
+	st := &reqState{start: p.now(), method: req.Method, path: req.URL.EscapedPath(), p: p}
+	p.inflight.Add(1)
 	st.host = hostOnly(req.URL.Host)
 	if st.host == "" {
 		st.host = hostOnly(req.Host)
@@ -562,6 +591,21 @@ func (p *Proxy) handleResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 		return resp
 	}
 	if st.denied {
+		st.done()
+		return resp
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		st.done()
+		// A WebSocket (or other) upgrade: goproxy needs the raw
+		// read-writer body to splice the two connections, so record the
+		// upgrade now and leave the stream alone.
+		p.metrics.Requests.WithLabelValues("allowed", "").Inc()
+		p.record(ctx.Req.Context(), audit.Record{
+			Action: audit.ActionRequest, AgentID: st.claims.Subject, PassportJTI: st.claims.ID,
+			Host: st.host, Method: st.method, Path: st.path, Status: resp.StatusCode,
+			DurationMS: p.now().Sub(st.start).Milliseconds(), CredentialID: injectedNames(st.injected),
+			Detail: "protocol upgrade: " + resp.Header.Get("Upgrade"),
+		})
 		return resp
 	}
 	if len(st.injected) > 0 {
@@ -575,6 +619,7 @@ func (p *Proxy) handleResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 	}
 	rctx := context.WithoutCancel(ctx.Req.Context())
 	finish := func(n int64) {
+		defer st.done()
 		p.metrics.Requests.WithLabelValues("allowed", "").Inc()
 		p.record(rctx, audit.Record{
 			Action: audit.ActionRequest, AgentID: st.claims.Subject, PassportJTI: st.claims.ID,

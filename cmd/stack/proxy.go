@@ -276,6 +276,11 @@ func (a *app) runProxy(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), cfg.Proxy.ShutdownTimeout)
 		defer cancel()
 		err := proxySrv.Shutdown(sctx)
+		// Requests inside intercepted tunnels live on hijacked
+		// connections, which Shutdown does not wait for.
+		if derr := px.Drain(sctx); derr != nil {
+			log.Warn("shutdown before every request finished", zap.Error(derr))
+		}
 		adminSrv.Shutdown(sctx)
 		return err
 	})
