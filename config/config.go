@@ -17,14 +17,14 @@ type Config struct {
 	// File is the config file that was read, empty when none was.
 	File string `mapstructure:"-" yaml:"-"`
 
-	Log      LogConfig                 `mapstructure:"log" yaml:"log"`
-	Proxy    ProxyConfig               `mapstructure:"proxy" yaml:"proxy"`
-	Egress   EgressConfig              `mapstructure:"egress" yaml:"egress"`
-	KMS      KMSConfig                 `mapstructure:"kms" yaml:"kms"`
-	Vault    VaultConfig               `mapstructure:"vault" yaml:"vault"`
-	Audit    AuditConfig               `mapstructure:"audit" yaml:"audit"`
-	Passport PassportConfig            `mapstructure:"passport" yaml:"passport"`
-	Detect   map[string]DetectorConfig `mapstructure:"detect" yaml:"detect"`
+	Log      LogConfig      `mapstructure:"log" yaml:"log"`
+	Proxy    ProxyConfig    `mapstructure:"proxy" yaml:"proxy"`
+	Egress   EgressConfig   `mapstructure:"egress" yaml:"egress"`
+	KMS      KMSConfig      `mapstructure:"kms" yaml:"kms"`
+	Vault    VaultConfig    `mapstructure:"vault" yaml:"vault"`
+	Audit    AuditConfig    `mapstructure:"audit" yaml:"audit"`
+	Passport PassportConfig `mapstructure:"passport" yaml:"passport"`
+	Detect   DetectConfig   `mapstructure:"detect" yaml:"detect"`
 }
 
 // LogConfig controls the process log.
@@ -121,9 +121,86 @@ type PassportConfig struct {
 	Roles map[string]passport.Role `mapstructure:"roles" yaml:"roles"`
 }
 
-// DetectorConfig is the per-detector block under detect.<name>.
-type DetectorConfig struct {
-	// Mode is off, shadow, alert, block or revoke.
+// DetectConfig controls the detector grid.
+type DetectConfig struct {
+	// AlertOnly is the rollout gate: every detector and rule acts at most
+	// as alert, whatever its mode says.
+	AlertOnly bool `mapstructure:"alert_only" yaml:"alert_only"`
+	// ScanWindow is how many body bytes of each request and response the
+	// detectors see.
+	ScanWindow int `mapstructure:"scan_window" yaml:"scan_window"`
+	// StatePath is the bbolt file where learned baselines persist.
+	StatePath string `mapstructure:"state_path" yaml:"state_path"`
+	// WebhookURLEnv names the environment variable holding the alert
+	// webhook URL (Slack-compatible JSON POST); empty or unset sends none.
+	// The URL is a secret (it carries a token), so config names it only.
+	WebhookURLEnv string `mapstructure:"webhook_url_env" yaml:"webhook_url_env"`
+	// Rules are composite rules: act when all the detectors fire within a
+	// window for one agent.
+	Rules []RuleConfig `mapstructure:"rules" yaml:"rules"`
+	// Suppress silences known false positives.
+	Suppress []SuppressConfig `mapstructure:"suppress" yaml:"suppress"`
+
+	CredentialBurst        BurstConfig     `mapstructure:"credential_burst" yaml:"credential_burst"`
+	ScopeDrift             DriftConfig     `mapstructure:"scope_drift" yaml:"scope_drift"`
+	PromptInjection        InjectionConfig `mapstructure:"prompt_injection" yaml:"prompt_injection"`
+	CredentialExfiltration ExfilConfig     `mapstructure:"credential_exfiltration" yaml:"credential_exfiltration"`
+}
+
+// RuleConfig is one composite rule.
+type RuleConfig struct {
+	Name      string        `mapstructure:"name" yaml:"name"`
+	Detectors []string      `mapstructure:"detectors" yaml:"detectors"`
+	Within    time.Duration `mapstructure:"within" yaml:"within"`
+	// Action is alert, block or revoke.
+	Action string `mapstructure:"action" yaml:"action"`
+}
+
+// SuppressConfig silences signals matching every field given.
+type SuppressConfig struct {
+	Agent    string `mapstructure:"agent" yaml:"agent,omitempty"`
+	Host     string `mapstructure:"host" yaml:"host,omitempty"`
+	Detector string `mapstructure:"detector" yaml:"detector,omitempty"`
+	Rule     string `mapstructure:"rule" yaml:"rule,omitempty"`
+}
+
+// BurstConfig tunes credential_burst.
+type BurstConfig struct {
+	Mode string `mapstructure:"mode" yaml:"mode"`
+	// Factor is how many times the baseline rate the short window must
+	// reach to fire.
+	Factor float64 `mapstructure:"factor" yaml:"factor"`
+	// Window is the short window counted against the baseline.
+	Window time.Duration `mapstructure:"window" yaml:"window"`
+	// LearningWindow is how far back the baseline rate is learned.
+	LearningWindow time.Duration `mapstructure:"learning_window" yaml:"learning_window"`
+	// MinSamples is how many pulls a baseline needs before it is used.
+	MinSamples int `mapstructure:"min_samples" yaml:"min_samples"`
+	// MinCount is the fewest pulls in the window that can fire.
+	MinCount int `mapstructure:"min_count" yaml:"min_count"`
+	// AbsoluteCap fires, before a baseline exists, at this many pulls in
+	// the window.
+	AbsoluteCap int `mapstructure:"absolute_cap" yaml:"absolute_cap"`
+}
+
+// DriftConfig tunes scope_drift.
+type DriftConfig struct {
+	Mode string `mapstructure:"mode" yaml:"mode"`
+	// MinEvents and MinAge are how much an agent's profile must learn
+	// before departures from it are scored.
+	MinEvents int           `mapstructure:"min_events" yaml:"min_events"`
+	MinAge    time.Duration `mapstructure:"min_age" yaml:"min_age"`
+}
+
+// InjectionConfig tunes prompt_injection.
+type InjectionConfig struct {
+	Mode string `mapstructure:"mode" yaml:"mode"`
+	// Threshold is the score (0..1) at which content is flagged.
+	Threshold float64 `mapstructure:"threshold" yaml:"threshold"`
+}
+
+// ExfilConfig tunes credential_exfiltration.
+type ExfilConfig struct {
 	Mode string `mapstructure:"mode" yaml:"mode"`
 }
 
@@ -153,6 +230,17 @@ const (
 	DefaultLogLevel           = "info"
 	DefaultLogFormat          = "auto"
 	DefaultDetectorMode       = "alert"
+	DefaultScanWindow         = 64 << 10
+	DefaultDetectStatePath    = "detect.db"
+	DefaultBurstFactor        = 5.0
+	DefaultBurstWindow        = 60 * time.Second
+	DefaultBurstLearning      = 48 * time.Hour
+	DefaultBurstMinSamples    = 50
+	DefaultBurstMinCount      = 10
+	DefaultBurstAbsoluteCap   = 60
+	DefaultDriftMinEvents     = 200
+	DefaultDriftMinAge        = 24 * time.Hour
+	DefaultInjectionThreshold = 0.5
 )
 
 // Detectors are the built-in detector names, each configurable under
@@ -164,4 +252,5 @@ var (
 	LogLevels     = []string{"debug", "info", "warn", "error"}
 	LogFormats    = []string{"auto", "json", "console"}
 	DetectorModes = []string{"off", "shadow", "alert", "block", "revoke"}
+	RuleActions   = []string{"alert", "block", "revoke"}
 )

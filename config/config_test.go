@@ -47,10 +47,16 @@ func TestLoadDefaultsWithoutFile(t *testing.T) {
 			t.Errorf("reference role %q missing from defaults", role)
 		}
 	}
-	for _, d := range Detectors {
-		if c.Detect[d].Mode != "alert" {
-			t.Errorf("detect.%s.mode = %q, want alert", d, c.Detect[d].Mode)
+	for name, mode := range map[string]string{
+		"credential_burst": c.Detect.CredentialBurst.Mode, "scope_drift": c.Detect.ScopeDrift.Mode,
+		"prompt_injection": c.Detect.PromptInjection.Mode, "credential_exfiltration": c.Detect.CredentialExfiltration.Mode,
+	} {
+		if mode != "alert" {
+			t.Errorf("detect.%s.mode = %q, want alert", name, mode)
 		}
+	}
+	if c.Detect.AlertOnly || c.Detect.ScanWindow != 64<<10 || c.Detect.CredentialBurst.Factor != 5 {
+		t.Errorf("detect defaults = %+v", c.Detect)
 	}
 	if !reflect.DeepEqual(c, Default(home)) {
 		t.Errorf("Load without a file differs from Default:\n%+v\n%+v", c, Default(home))
@@ -111,8 +117,8 @@ func TestPrecedence(t *testing.T) {
 	if want := []string{"10.0.0.0/8", "fd00::/8"}; !reflect.DeepEqual(c.Egress.AllowCIDRs, want) {
 		t.Errorf("egress.allow_cidrs = %q, want %q", c.Egress.AllowCIDRs, want)
 	}
-	if c.Detect["credential_burst"].Mode != "revoke" {
-		t.Errorf("detect.credential_burst.mode = %q", c.Detect["credential_burst"].Mode)
+	if c.Detect.CredentialBurst.Mode != "revoke" {
+		t.Errorf("detect.credential_burst.mode = %q", c.Detect.CredentialBurst.Mode)
 	}
 }
 
@@ -155,7 +161,12 @@ func TestInvalidValuesNameTheKey(t *testing.T) {
 		{"log level", "log:\n  level: loud\n", nil, "log.level", "debug, info, warn, error"},
 		{"log level from env", "", map[string]string{"STACK_LOG_LEVEL": "verbose"}, "log.level", "debug, info"},
 		{"detector mode", "detect:\n  scope_drift:\n    mode: nuke\n", nil, "detect.scope_drift.mode", "off, shadow, alert, block, revoke"},
-		{"unknown detector", "detect:\n  telepathy:\n    mode: alert\n", nil, "detect.telepathy", "unknown detector"},
+		{"unknown detector", "detect:\n  telepathy:\n    mode: alert\n", nil, "detect.telepathy.mode", "unknown key"},
+		{"rule with unknown detector", "detect:\n  rules:\n    - {name: r, detectors: [telepathy], within: 60s, action: revoke}\n", nil, "detect.rules[0].detectors", "unknown detector"},
+		{"rule action", "detect:\n  rules:\n    - {name: r, detectors: [scope_drift], within: 60s, action: nuke}\n", nil, "detect.rules[0].action", "alert, block, revoke"},
+		{"empty suppression", "detect:\n  suppress:\n    - {}\n", nil, "detect.suppress[0]", "at least one"},
+		{"burst factor", "detect:\n  credential_burst:\n    factor: 1\n", nil, "detect.credential_burst.factor", "greater than 1"},
+		{"threshold", "detect:\n  prompt_injection:\n    threshold: 2\n", nil, "detect.prompt_injection.threshold", "at most 1"},
 		{"ttl over max", "passport:\n  default_ttl: 2h\n", nil, "passport.default_ttl", "max_ttl"},
 		{"max ttl huge", "passport:\n  max_ttl: 48h\n  default_ttl: 1h\n", nil, "passport.max_ttl", "24h"},
 		{"cache size", "vault:\n  cache_size: 0\n", nil, "vault.cache_size", "at least 1"},
@@ -254,5 +265,33 @@ func TestFileRoleKeepsReferenceRoles(t *testing.T) {
 	}
 	if _, ok := c.Passport.Roles["billing-reporter"]; !ok {
 		t.Error("a file role removed the reference roles")
+	}
+}
+
+func TestDetectRulesAndSuppressions(t *testing.T) {
+	home := t.TempDir()
+	writeFile(t, home, `detect:
+  alert_only: true
+  rules:
+    - {name: burst-and-drift, detectors: [credential_burst, scope_drift], within: 60s, action: revoke}
+  suppress:
+    - {agent: crawler, detector: prompt_injection}
+  credential_burst:
+    mode: revoke
+    factor: 8
+`)
+	c, err := Load(LoadOptions{Home: home})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.Detect
+	if !d.AlertOnly || len(d.Rules) != 1 || d.Rules[0].Within != time.Minute || d.Rules[0].Detectors[1] != "scope_drift" {
+		t.Errorf("rules = %+v", d)
+	}
+	if len(d.Suppress) != 1 || d.Suppress[0].Agent != "crawler" || d.CredentialBurst.Factor != 8 || d.CredentialBurst.Window != time.Minute {
+		t.Errorf("detect = %+v", d)
+	}
+	if d.StatePath != filepath.Join(home, "detect.db") {
+		t.Errorf("state_path = %q", d.StatePath)
 	}
 }

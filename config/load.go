@@ -161,6 +161,21 @@ func setDefaults(v *viper.Viper) {
 	for _, d := range Detectors {
 		v.SetDefault("detect."+d+".mode", DefaultDetectorMode)
 	}
+	v.SetDefault("detect.alert_only", false)
+	v.SetDefault("detect.scan_window", DefaultScanWindow)
+	v.SetDefault("detect.state_path", DefaultDetectStatePath)
+	v.SetDefault("detect.webhook_url_env", "")
+	v.SetDefault("detect.rules", []any{})
+	v.SetDefault("detect.suppress", []any{})
+	v.SetDefault("detect.credential_burst.factor", DefaultBurstFactor)
+	v.SetDefault("detect.credential_burst.window", DefaultBurstWindow)
+	v.SetDefault("detect.credential_burst.learning_window", DefaultBurstLearning)
+	v.SetDefault("detect.credential_burst.min_samples", DefaultBurstMinSamples)
+	v.SetDefault("detect.credential_burst.min_count", DefaultBurstMinCount)
+	v.SetDefault("detect.credential_burst.absolute_cap", DefaultBurstAbsoluteCap)
+	v.SetDefault("detect.scope_drift.min_events", DefaultDriftMinEvents)
+	v.SetDefault("detect.scope_drift.min_age", DefaultDriftMinAge)
+	v.SetDefault("detect.prompt_injection.threshold", DefaultInjectionThreshold)
 }
 
 // rolesAsMap turns roles into the generic shape viper merges with a file,
@@ -229,6 +244,7 @@ func (c *Config) resolvePaths() {
 	c.Audit.Path = abs(c.Audit.Path)
 	c.Passport.KeysPath = abs(c.Passport.KeysPath)
 	c.Passport.RevocationsPath = abs(c.Passport.RevocationsPath)
+	c.Detect.StatePath = abs(c.Detect.StatePath)
 	if rest, ok := strings.CutPrefix(c.KMS.URI, "local://"); ok && rest != "" && !filepath.IsAbs(rest) {
 		c.KMS.URI = "local://" + abs(rest)
 	}
@@ -241,7 +257,7 @@ func knownKeys() map[string]bool {
 	setDefaults(v)
 	keys := map[string]bool{}
 	for _, k := range v.AllKeys() {
-		if strings.HasPrefix(k, "passport.roles.") || strings.HasPrefix(k, "detect.") {
+		if strings.HasPrefix(k, "passport.roles.") {
 			continue
 		}
 		keys[k] = true
@@ -265,13 +281,8 @@ func checkKeys(file string) error {
 		case known[k]:
 		case strings.HasPrefix(k, "passport.roles."):
 			// Decoded exactly into passport.Role below.
-		case strings.HasPrefix(k, "detect."):
-			parts := strings.Split(k, ".")
-			if len(parts) < 2 || !contains(Detectors, parts[1]) {
-				verr.add(strings.Join(parts[:min(2, len(parts))], "."), "", "unknown detector; known: "+strings.Join(Detectors, ", "))
-			} else if parts[2] != "mode" {
-				verr.add(k, "", "unknown detector setting; known: mode")
-			}
+		case strings.HasPrefix(k, "detect.rules.") || strings.HasPrefix(k, "detect.suppress."):
+			// List items, decoded exactly below.
 		default:
 			verr.add(k, "", "unknown key"+suggest(k, known))
 		}

@@ -21,10 +21,9 @@ func DefaultFile() []byte {
 	}
 	var b bytes.Buffer
 	err = fileTemplate.Execute(&b, map[string]any{
-		"D":         defaultsForTemplate(),
-		"Roles":     indent(string(roles), "  "),
-		"Detectors": Detectors,
-		"Mode":      DefaultDetectorMode,
+		"D":     defaultsForTemplate(),
+		"Roles": indent(string(roles), "  "),
+		"Mode":  DefaultDetectorMode,
 	})
 	if err != nil {
 		panic("config: template: " + err.Error())
@@ -43,6 +42,10 @@ func defaultsForTemplate() map[string]any {
 		"Issuer": DefaultIssuer, "Audience": DefaultAudience, "KeysPath": DefaultKeysPath,
 		"RevocationsPath": DefaultRevocationsPath, "DefaultTTL": DefaultPassportTTL, "MaxTTL": DefaultPassportMaxTTL,
 		"Leeway": DefaultLeeway, "PassportCacheSize": DefaultPassportCacheSize,
+		"ScanWindow": DefaultScanWindow, "StatePath": DefaultDetectStatePath,
+		"BurstFactor": DefaultBurstFactor, "BurstWindow": DefaultBurstWindow, "BurstLearning": DefaultBurstLearning,
+		"BurstMinSamples": DefaultBurstMinSamples, "BurstMinCount": DefaultBurstMinCount, "BurstAbsoluteCap": DefaultBurstAbsoluteCap,
+		"DriftMinEvents": DefaultDriftMinEvents, "DriftMinAge": DefaultDriftMinAge, "InjectionThreshold": DefaultInjectionThreshold,
 	}
 }
 
@@ -133,9 +136,45 @@ passport:
 {{.Roles}}
 
 detect:
-  # Per detector: off, shadow, alert, block or revoke.
-{{- range .Detectors}}
-  {{.}}:
-    mode: {{$.Mode}}
-{{- end}}
+  # The rollout gate: when true, every detector and rule acts at most as
+  # alert. Start with modes at alert (or shadow), watch for 48 hours, then
+  # raise the modes that earned it.
+  alert_only: false
+  # Body bytes of each request and response the detectors see.
+  scan_window: {{.D.ScanWindow}}
+  # Learned baselines, kept across restarts.
+  state_path: {{.D.StatePath}}
+  # Name of the environment variable holding the alert webhook URL
+  # (Slack-compatible JSON POST); empty sends none.
+  webhook_url_env: ""
+  # Composite rules, e.g.:
+  #   - {name: burst-and-drift, detectors: [credential_burst, scope_drift], within: 60s, action: revoke}
+  rules: []
+  # Known false positives, e.g.: - {agent: crawler, detector: prompt_injection}
+  suppress: []
+  # Each detector's mode: off, shadow, alert, block or revoke.
+  credential_burst:
+    mode: {{.Mode}}
+    # Fire when the pulls of one credential by one agent in the window
+    # reach factor x the baseline learned over learning_window (at least
+    # min_count pulls); before min_samples pulls are learned, fire at
+    # absolute_cap pulls in the window.
+    factor: {{.D.BurstFactor}}
+    window: {{.D.BurstWindow}}
+    learning_window: {{.D.BurstLearning}}
+    min_samples: {{.D.BurstMinSamples}}
+    min_count: {{.D.BurstMinCount}}
+    absolute_cap: {{.D.BurstAbsoluteCap}}
+  scope_drift:
+    mode: {{.Mode}}
+    # Out-of-scope attempts always signal; departures from an agent's
+    # learned hosts, methods and paths score after this much learning.
+    min_events: {{.D.DriftMinEvents}}
+    min_age: {{.D.DriftMinAge}}
+  prompt_injection:
+    mode: {{.Mode}}
+    # Score (0..1) at which request or response content is flagged.
+    threshold: {{.D.InjectionThreshold}}
+  credential_exfiltration:
+    mode: {{.Mode}}
 `))

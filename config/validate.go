@@ -212,12 +212,60 @@ func (c *Config) Validate() error {
 		}
 	}
 
-	for _, name := range sortedKeys(c.Detect) {
-		if !contains(Detectors, name) {
-			e.add("detect."+name, "", "unknown detector; known: "+strings.Join(Detectors, ", "))
-			continue
+	d := c.Detect
+	oneOf("detect.credential_burst.mode", d.CredentialBurst.Mode, DetectorModes)
+	oneOf("detect.scope_drift.mode", d.ScopeDrift.Mode, DetectorModes)
+	oneOf("detect.prompt_injection.mode", d.PromptInjection.Mode, DetectorModes)
+	oneOf("detect.credential_exfiltration.mode", d.CredentialExfiltration.Mode, DetectorModes)
+	if d.ScanWindow < 1024 || d.ScanWindow > 16<<20 {
+		e.add("detect.scan_window", strconv.Itoa(d.ScanWindow), "must be between 1024 and 16777216 bytes")
+	}
+	nonEmpty("detect.state_path", d.StatePath)
+	if d.CredentialBurst.Factor <= 1 {
+		e.add("detect.credential_burst.factor", strconv.FormatFloat(d.CredentialBurst.Factor, 'g', -1, 64), "must be greater than 1")
+	}
+	positive("detect.credential_burst.window", d.CredentialBurst.Window)
+	if d.CredentialBurst.LearningWindow <= d.CredentialBurst.Window {
+		e.add("detect.credential_burst.learning_window", d.CredentialBurst.LearningWindow.String(), "must be longer than detect.credential_burst.window")
+	}
+	for key, n := range map[string]int{
+		"detect.credential_burst.min_samples":  d.CredentialBurst.MinSamples,
+		"detect.credential_burst.min_count":    d.CredentialBurst.MinCount,
+		"detect.credential_burst.absolute_cap": d.CredentialBurst.AbsoluteCap,
+		"detect.scope_drift.min_events":        d.ScopeDrift.MinEvents,
+	} {
+		if n < 1 {
+			e.add(key, strconv.Itoa(n), "must be at least 1")
 		}
-		oneOf("detect."+name+".mode", c.Detect[name].Mode, DetectorModes)
+	}
+	nonNegative("detect.scope_drift.min_age", d.ScopeDrift.MinAge)
+	if t := d.PromptInjection.Threshold; t <= 0 || t > 1 {
+		e.add("detect.prompt_injection.threshold", strconv.FormatFloat(t, 'g', -1, 64), "must be greater than 0 and at most 1")
+	}
+	for i, r := range d.Rules {
+		key := fmt.Sprintf("detect.rules[%d]", i)
+		if r.Name == "" {
+			e.add(key+".name", "", "must not be empty")
+		}
+		if len(r.Detectors) < 1 {
+			e.add(key+".detectors", "", "must name at least one detector")
+		}
+		for _, n := range r.Detectors {
+			if !contains(Detectors, n) {
+				e.add(key+".detectors", n, "unknown detector; known: "+strings.Join(Detectors, ", "))
+			}
+		}
+		positive(key+".within", r.Within)
+		oneOf(key+".action", r.Action, RuleActions)
+	}
+	for i, sup := range d.Suppress {
+		key := fmt.Sprintf("detect.suppress[%d]", i)
+		if sup == (SuppressConfig{}) {
+			e.add(key, "", "must set at least one of agent, host, detector, rule")
+		}
+		if sup.Detector != "" && !contains(Detectors, sup.Detector) {
+			e.add(key+".detector", sup.Detector, "unknown detector; known: "+strings.Join(Detectors, ", "))
+		}
 	}
 
 	if len(e.Problems) > 0 {

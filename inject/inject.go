@@ -142,6 +142,9 @@ type Injected struct {
 // Result lists what Apply injected.
 type Result struct {
 	Injected []Injected
+	// Placeholders are the credential names of every placeholder seen in
+	// the URL and headers, injected or not.
+	Placeholders []string
 }
 
 // Granted reports whether the passport grants credential name for the
@@ -223,7 +226,7 @@ func (in *Injector) Apply(ctx context.Context, req *http.Request, host string, g
 		return nil, err
 	}
 
-	res := &Result{}
+	res := &Result{Placeholders: seen.order}
 	for _, c := range creds {
 		secret, err := in.store.Secret(ctx, c.Name)
 		if err != nil {
