@@ -21,6 +21,7 @@ const (
 	ReasonNotAProxyRequest   = "not_a_proxy_request"
 	ReasonAuditUnavailable   = "audit_unavailable"
 	ReasonCredentialNotBound = "placeholder_unbound"
+	ReasonHeaderTooLarge     = "header_too_large"
 )
 
 // HeaderReason carries the machine-readable reason of every refusal.

@@ -213,7 +213,7 @@ func newHarness(t *testing.T, h http.Handler, opts ...harnessOption) *harness {
 	}
 	t.Cleanup(func() { hs.proxy.Close() })
 	hs.server = httptest.NewUnstartedServer(hs.proxy)
-	hs.server.Config.MaxHeaderBytes = 64 << 10
+	hs.server.Config.MaxHeaderBytes = 1 << 20
 	hs.server.Start()
 	t.Cleanup(hs.server.Close)
 	return hs

@@ -46,6 +46,7 @@ type PassportSource interface {
 // Defaults of Options.
 const (
 	DefaultMaxBodyScan           = 1 << 20
+	DefaultMaxHeaderBytes        = 64 << 10
 	DefaultDialTimeout           = 10 * time.Second
 	DefaultTLSHandshakeTimeout   = 10 * time.Second
 	DefaultResponseHeaderTimeout = 60 * time.Second
@@ -76,9 +77,14 @@ type Options struct {
 	// constraints; larger bodies are streamed unread and fail body
 	// constraints.
 	MaxBodyScan int64
-	Metrics     *Metrics
-	Log         *zap.Logger
-	Now         func() time.Time
+	// MaxHeaderBytes bounds a request's header block, including requests
+	// inside intercepted tunnels, which net/http's own limit does not
+	// reach (DefaultMaxHeaderBytes). Serve the proxy with a larger
+	// http.Server.MaxHeaderBytes so this check answers with a reason.
+	MaxHeaderBytes int
+	Metrics        *Metrics
+	Log            *zap.Logger
+	Now            func() time.Time
 
 	DialTimeout           time.Duration
 	TLSHandshakeTimeout   time.Duration
@@ -119,6 +125,9 @@ func New(opts Options) (*Proxy, error) {
 	}
 	if opts.MaxBodyScan <= 0 {
 		opts.MaxBodyScan = DefaultMaxBodyScan
+	}
+	if opts.MaxHeaderBytes <= 0 {
+		opts.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = DefaultDialTimeout
@@ -325,6 +334,9 @@ func (p *Proxy) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Conn
 		ctx.Resp = resp
 		return goproxy.RejectConnect, host
 	}
+	if d := p.checkHeaderSize(req); d != nil {
+		return reject(d, nil)
+	}
 	token, agent, d := p.identity(req.Header)
 	if d != nil {
 		return reject(d, nil)
@@ -389,6 +401,10 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 	fail := func(d *denial) *http.Response {
 		p.deny(ctx, d, st.claims, d.Credential, st.host, st.method, st.path, st.start)
 		return d.response(req)
+	}
+
+	if d := p.checkHeaderSize(req); d != nil {
+		return fail(d)
 	}
 
 	// 1. identify. Inside a tunnel the CONNECT's passport applies, unless
@@ -497,6 +513,25 @@ func (p *Proxy) scanBody(req *http.Request) ([]byte, *denial) {
 	req.Body = io.NopCloser(bytes.NewReader(buf))
 	req.ContentLength = int64(len(buf))
 	return buf, nil
+}
+
+// checkHeaderSize refuses a request whose request line and headers exceed
+// MaxHeaderBytes.
+func (p *Proxy) checkHeaderSize(req *http.Request) *denial {
+	n := len(req.Method) + len(req.URL.String()) + len(req.Host) + 16
+	for k, vs := range req.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+		if n > p.opts.MaxHeaderBytes {
+			break
+		}
+	}
+	if n > p.opts.MaxHeaderBytes {
+		return &denial{Status: http.StatusRequestHeaderFieldsTooLarge, Reason: ReasonHeaderTooLarge,
+			Detail: fmt.Sprintf("request headers exceed %d bytes", p.opts.MaxHeaderBytes)}
+	}
+	return nil
 }
 
 // checkEgressLiteral refuses IP-literal hosts the egress guard refuses,

@@ -315,19 +315,40 @@ func TestServerSentEventsStream(t *testing.T) {
 func TestOversizedHeaderRefused(t *testing.T) {
 	hs := newHarness(t, echoAuth)
 	tok, _ := hs.issue("bot", stripeScope(), 0)
+	big := strings.Repeat("a", 70<<10)
+
+	// On a plain proxy request.
 	pu, _ := url.Parse(hs.server.URL)
 	tr := &http.Transport{Proxy: http.ProxyURL(pu)}
 	defer tr.CloseIdleConnections()
 	req, _ := http.NewRequest("GET", "http://"+otherHost+"/", nil)
 	req.Header.Set("Proxy-Authorization", "Bearer "+tok)
-	req.Header.Set("X-Big", strings.Repeat("a", 200<<10))
+	req.Header.Set("X-Big", big)
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	readAll(t, resp)
-	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
-		t.Errorf("status %d, want 431", resp.StatusCode)
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || resp.Header.Get(HeaderReason) != ReasonHeaderTooLarge {
+		t.Errorf("plain: status %d reason %q, want 431 %s", resp.StatusCode, resp.Header.Get(HeaderReason), ReasonHeaderTooLarge)
+	}
+	if r := hs.lastRecord(audit.ActionRequestDenied); r.Reason != ReasonHeaderTooLarge || r.Status != 431 {
+		t.Errorf("audit record = %+v", r)
+	}
+
+	// Inside an intercepted tunnel, where net/http's limit does not reach.
+	req, _ = http.NewRequest("GET", hs.url(otherHost, "/"), nil)
+	req.Header.Set("X-Big", big)
+	resp, err = hs.client("bot", tok).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || resp.Header.Get(HeaderReason) != ReasonHeaderTooLarge {
+		t.Errorf("tunnel: status %d reason %q", resp.StatusCode, resp.Header.Get(HeaderReason))
+	}
+	if n := len(hs.up.received()); n != 0 {
+		t.Errorf("the upstream received %d oversized requests", n)
 	}
 }
 

@@ -117,9 +117,13 @@ func (a *app) runProxy(ctx context.Context) error {
 		return ownedByOther(err, cfg.Passport.RevocationsPath)
 	}
 	a.onClose(revs.Close)
+	leeway := cfg.Passport.Leeway
+	if leeway == 0 {
+		leeway = -1 // the verifier reads 0 as its default; 0s in config means none
+	}
 	verifier, err := passport.NewVerifier(passport.VerifierOptions{
 		Keys: keys.JWKS(time.Now()), Audience: cfg.Passport.Audience, Issuer: cfg.Passport.Issuer,
-		Leeway: cfg.Passport.Leeway, Revocations: revs, CacheSize: cfg.Passport.CacheSize,
+		Leeway: leeway, Revocations: revs, CacheSize: cfg.Passport.CacheSize,
 	})
 	if err != nil {
 		return err
@@ -215,8 +219,10 @@ func (a *app) runProxy(ctx context.Context) error {
 		Handler:           px,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          zap.NewStdLog(log.Named("http")),
+		// The proxy refuses headers over 64 KiB itself, with a reason and an
+		// audit record; net/http's limit is only the backstop.
+		MaxHeaderBytes: 1 << 20,
+		ErrorLog:       zap.NewStdLog(log.Named("http")),
 		ConnState: func(_ net.Conn, s http.ConnState) {
 			switch s {
 			case http.StateNew:
