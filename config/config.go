@@ -176,6 +176,9 @@ type BurstConfig struct {
 	LearningWindow time.Duration `mapstructure:"learning_window" yaml:"learning_window"`
 	// MinSamples is how many pulls a baseline needs before it is used.
 	MinSamples int `mapstructure:"min_samples" yaml:"min_samples"`
+	// MinBaselineAge is how long a baseline must have been learned before
+	// it is used.
+	MinBaselineAge time.Duration `mapstructure:"min_baseline_age" yaml:"min_baseline_age"`
 	// MinCount is the fewest pulls in the window that can fire.
 	MinCount int `mapstructure:"min_count" yaml:"min_count"`
 	// AbsoluteCap fires, before a baseline exists, at this many pulls in
@@ -236,6 +239,7 @@ const (
 	DefaultBurstWindow        = 60 * time.Second
 	DefaultBurstLearning      = 48 * time.Hour
 	DefaultBurstMinSamples    = 50
+	DefaultBurstMinAge        = time.Hour
 	DefaultBurstMinCount      = 10
 	DefaultBurstAbsoluteCap   = 60
 	DefaultDriftMinEvents     = 200

@@ -171,6 +171,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("detect.credential_burst.window", DefaultBurstWindow)
 	v.SetDefault("detect.credential_burst.learning_window", DefaultBurstLearning)
 	v.SetDefault("detect.credential_burst.min_samples", DefaultBurstMinSamples)
+	v.SetDefault("detect.credential_burst.min_baseline_age", DefaultBurstMinAge)
 	v.SetDefault("detect.credential_burst.min_count", DefaultBurstMinCount)
 	v.SetDefault("detect.credential_burst.absolute_cap", DefaultBurstAbsoluteCap)
 	v.SetDefault("detect.scope_drift.min_events", DefaultDriftMinEvents)

@@ -44,7 +44,7 @@ func defaultsForTemplate() map[string]any {
 		"Leeway": DefaultLeeway, "PassportCacheSize": DefaultPassportCacheSize,
 		"ScanWindow": DefaultScanWindow, "StatePath": DefaultDetectStatePath,
 		"BurstFactor": DefaultBurstFactor, "BurstWindow": DefaultBurstWindow, "BurstLearning": DefaultBurstLearning,
-		"BurstMinSamples": DefaultBurstMinSamples, "BurstMinCount": DefaultBurstMinCount, "BurstAbsoluteCap": DefaultBurstAbsoluteCap,
+		"BurstMinSamples": DefaultBurstMinSamples, "BurstMinAge": DefaultBurstMinAge, "BurstMinCount": DefaultBurstMinCount, "BurstAbsoluteCap": DefaultBurstAbsoluteCap,
 		"DriftMinEvents": DefaultDriftMinEvents, "DriftMinAge": DefaultDriftMinAge, "InjectionThreshold": DefaultInjectionThreshold,
 	}
 }
@@ -157,12 +157,13 @@ detect:
     mode: {{.Mode}}
     # Fire when the pulls of one credential by one agent in the window
     # reach factor x the baseline learned over learning_window (at least
-    # min_count pulls); before min_samples pulls are learned, fire at
-    # absolute_cap pulls in the window.
+    # min_count pulls); until min_samples pulls over min_baseline_age are
+    # learned, fire at absolute_cap pulls in the window.
     factor: {{.D.BurstFactor}}
     window: {{.D.BurstWindow}}
     learning_window: {{.D.BurstLearning}}
     min_samples: {{.D.BurstMinSamples}}
+    min_baseline_age: {{.D.BurstMinAge}}
     min_count: {{.D.BurstMinCount}}
     absolute_cap: {{.D.BurstAbsoluteCap}}
   scope_drift:

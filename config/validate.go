@@ -239,6 +239,10 @@ func (c *Config) Validate() error {
 		}
 	}
 	nonNegative("detect.scope_drift.min_age", d.ScopeDrift.MinAge)
+	nonNegative("detect.credential_burst.min_baseline_age", d.CredentialBurst.MinBaselineAge)
+	if d.CredentialBurst.LearningWindow < 288*time.Second {
+		e.add("detect.credential_burst.learning_window", d.CredentialBurst.LearningWindow.String(), "must be at least 4m48s")
+	}
 	if t := d.PromptInjection.Threshold; t <= 0 || t > 1 {
 		e.add("detect.prompt_injection.threshold", strconv.FormatFloat(t, 'g', -1, 64), "must be greater than 0 and at most 1")
 	}

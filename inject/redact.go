@@ -50,6 +50,10 @@ func NewRedactor(body io.ReadCloser, injected []Injected) io.ReadCloser {
 	if len(ps) == 0 {
 		return body
 	}
+	return newRedactor(body, ps)
+}
+
+func newRedactor(body io.ReadCloser, ps []pair) *redactor {
 	r := &redactor{src: body, pairs: ps}
 	for _, p := range ps {
 		r.first[p.secret[0]] = true
@@ -58,6 +62,27 @@ func NewRedactor(body io.ReadCloser, injected []Injected) io.ReadCloser {
 		}
 	}
 	return r
+}
+
+// RedactBytes returns b with every injected secret replaced by its
+// placeholder, as NewRedactor would stream it, for a body already in
+// memory. b itself is returned when it holds no secret.
+func RedactBytes(b []byte, injected []Injected) []byte {
+	ps := pairsOf(injected)
+	found := false
+	for _, p := range ps {
+		if bytes.Contains(b, p.secret) {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return b
+	}
+	r := newRedactor(nil, ps)
+	r.pending = b
+	r.process(true)
+	return r.out
 }
 
 type redactor struct {

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -165,7 +166,8 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 		sum = sha256.Sum256([]byte(token))
 		if c, ok := v.cache.get(sum, now); ok {
 			if err := v.checkDynamic(c, now); err != nil {
-				return nil, err
+				cp := *c
+				return nil, &VerifiedError{Claims: &cp, Err: err}
 			}
 			cp := *c
 			return &cp, nil
@@ -239,6 +241,7 @@ func (v *Verifier) verifyFresh(token string, now time.Time) (*Claims, error) {
 		return nil, err
 	}
 	if err := v.checkDynamic(&c, now); err != nil {
+		err = &VerifiedError{Claims: &c, Err: err}
 		return nil, err
 	}
 	return &c, nil
@@ -333,4 +336,26 @@ func truncate(s string) string {
 		return s[:64] + "..."
 	}
 	return s
+}
+
+// VerifiedError is a refusal of a passport whose signature and claims
+// checked out but which is expired, not yet valid or revoked: Claims are
+// genuine, so logs and audit records may name its agent and jti. It wraps
+// the sentinel (ErrExpired, ErrNotYetValid, ErrRevoked).
+type VerifiedError struct {
+	Claims *Claims
+	Err    error
+}
+
+func (e *VerifiedError) Error() string { return e.Err.Error() }
+func (e *VerifiedError) Unwrap() error { return e.Err }
+
+// ClaimsOf returns the genuine claims of a passport err refused after
+// checking its signature, or nil.
+func ClaimsOf(err error) *Claims {
+	var ve *VerifiedError
+	if errors.As(err, &ve) {
+		return ve.Claims
+	}
+	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+
+	"github.com/stackctl/stack/passport"
 )
 
 // Reasons a request is refused, sent in X-Stack-Reason and the JSON body.
@@ -34,6 +36,9 @@ type denial struct {
 	Detail string
 	// Credential is the credential concerned, if any, for the audit record.
 	Credential string
+	// claims are a refused passport's genuine claims (expired, revoked),
+	// for the audit record.
+	claims *passport.Claims
 }
 
 type denyBody struct {

@@ -276,9 +276,13 @@ func (hs *harness) url(host, path string) string {
 	return "https://" + host + ":" + hs.up.port + path
 }
 
-// records returns every audit record.
+// records returns every audit record, including those queued without
+// waiting for their commit.
 func (hs *harness) records() []audit.Record {
 	hs.t.Helper()
+	if err := hs.audit.Sync(context.Background()); err != nil {
+		hs.t.Fatal(err)
+	}
 	var out []audit.Record
 	if err := hs.audit.Iterate(context.Background(), 1, func(r audit.Record) error {
 		out = append(out, r)

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/stackctl/stack/audit"
+	"github.com/stackctl/stack/passport"
 )
 
 // Upstreams that offer HTTP/2 get it, while the agent speaks HTTP/1.1 to
@@ -152,5 +153,42 @@ func TestDrainWaitsForTunnelledRequest(t *testing.T) {
 	}
 	if n := hs.proxy.InFlight(); n != 0 {
 		t.Errorf("in flight after drain = %d", n)
+	}
+}
+
+// A passport in alert mode lets an out-of-scope request through and
+// records what enforce would have refused; the credential named for the
+// host is still injected, and nothing unbound ever is.
+func TestReportOnlyPassport(t *testing.T) {
+	hs := newHarness(t, echoAuth)
+	tok, claims, err := hs.issuer.Issue(context.Background(), passport.IssueRequest{Agent: "rollout", Scope: stripeScope(), Mode: passport.ModeAlert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := hs.client("rollout", tok)
+	req, _ := http.NewRequest("DELETE", hs.url(stripeHost, "/v1/customers/cus_1"), nil)
+	req.Header.Set("Authorization", "Bearer stk_ph_stripe")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	if resp.StatusCode != 200 {
+		t.Fatalf("alert-mode passport, out-of-scope request: %d %s", resp.StatusCode, resp.Header.Get(HeaderReason))
+	}
+	r := hs.lastRecord(ActionWouldDeny)
+	if r.PassportJTI != claims.ID || r.Reason != ReasonScopeDenied || r.Method != "DELETE" {
+		t.Errorf("would-deny record = %+v", r)
+	}
+	// Placeholders headed to unbound hosts are refused in every mode.
+	req, _ = http.NewRequest("GET", hs.url(otherHost, "/x"), nil)
+	req.Header.Set("Authorization", "Bearer stk_ph_stripe")
+	resp, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	if resp.StatusCode != 403 || resp.Header.Get(HeaderReason) != "placeholder_unbound" {
+		t.Errorf("unbound placeholder under an alert-mode passport: %d %s", resp.StatusCode, resp.Header.Get(HeaderReason))
 	}
 }

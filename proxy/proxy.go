@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stackctl/stack/audit"
+	"github.com/stackctl/stack/detect"
 	"github.com/stackctl/stack/inject"
 	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/proxy/ca"
@@ -82,9 +83,17 @@ type Options struct {
 	// reach (DefaultMaxHeaderBytes). Serve the proxy with a larger
 	// http.Server.MaxHeaderBytes so this check answers with a reason.
 	MaxHeaderBytes int
-	Metrics        *Metrics
-	Log            *zap.Logger
-	Now            func() time.Time
+	// Grid runs the detectors on every request and response; nil runs none.
+	Grid *detect.Grid
+	// Revoker carries out revoke decisions (the revocation store).
+	Revoker Revoker
+	// Alerts receives decisions that ask for an alert or more.
+	Alerts AlertFunc
+	// ScanWindow bounds the body bytes detectors see (DefaultScanWindow).
+	ScanWindow int
+	Metrics    *Metrics
+	Log        *zap.Logger
+	Now        func() time.Time
 
 	DialTimeout           time.Duration
 	TLSHandshakeTimeout   time.Duration
@@ -300,7 +309,8 @@ func (p *Proxy) verify(token, agent string) (*passport.Claims, *denial) {
 		if reason == passport.ReasonRevoked {
 			status = http.StatusForbidden
 		}
-		return nil, &denial{Status: status, Reason: reason, Detail: verifyDetail(err)}
+		// Expired and revoked passports are genuine: the record names them.
+		return nil, &denial{Status: status, Reason: reason, Detail: verifyDetail(err), claims: passport.ClaimsOf(err)}
 	}
 	if agent != "" && agent != claims.Subject {
 		return nil, &denial{Status: http.StatusProxyAuthRequired, Reason: ReasonPassportInvalid,
@@ -349,6 +359,10 @@ func (p *Proxy) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Conn
 		return reject(d, claims)
 	}
 	if !scopeNamesHost(claims.Scope, hostname) {
+		ev := &detect.Event{Time: p.now(), Direction: detect.Request, Agent: claims.Subject, PassportJTI: claims.ID,
+			Mode: string(claims.Mode), Host: hostname, Method: http.MethodConnect,
+			ScopeDenied: true, ScopeReason: "host not granted: " + hostname}
+		p.runDetectors(req.Context(), ev, claims)
 		return reject(&denial{Status: http.StatusForbidden, Reason: ReasonScopeDenied,
 			Detail: "host not granted: " + hostname}, claims)
 	}
@@ -433,7 +447,7 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 	if d := p.checkEgressLiteral(st.host); d != nil {
 		return fail(d)
 	}
-	body, d := p.scanBody(req)
+	body, head, d := p.scanBody(req)
 	if d != nil {
 		return fail(d)
 	}
@@ -441,22 +455,49 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 		Host: st.host, Method: req.Method, Path: req.URL.EscapedPath(), Query: req.URL.Query(),
 		Body: body, ContentType: req.Header.Get("Content-Type"),
 	}
+	reportOnly := claims.Mode == passport.ModeAlert || claims.Mode == passport.ModeShadow
 	if dec := claims.Scope.Allows(sreq); !dec.Allowed {
-		return fail(&denial{Status: http.StatusForbidden, Reason: ReasonScopeDenied, Detail: dec.Reason})
+		// Out-of-scope attempts are what scope drift watches for.
+		ev := detectEvent(p.now(), claims, st, req, head)
+		ev.ScopeDenied, ev.ScopeReason = true, dec.Reason
+		if d := p.runDetectors(ctx, ev, claims); d != nil && !reportOnly {
+			return fail(d)
+		}
+		if !reportOnly {
+			return fail(&denial{Status: http.StatusForbidden, Reason: ReasonScopeDenied, Detail: dec.Reason})
+		}
+		// A passport in alert or shadow mode is being rolled out: record
+		// what enforce would have refused, and go on.
+		p.metrics.Requests.WithLabelValues("would_deny", ReasonScopeDenied).Inc()
+		p.record(ctx, audit.Record{
+			Action: ActionWouldDeny, AgentID: claims.Subject, PassportJTI: claims.ID,
+			Host: st.host, Method: st.method, Path: st.path, Reason: ReasonScopeDenied,
+			Detail: "passport mode " + string(claims.Mode) + ": " + dec.Reason,
+		})
 	}
 
-	// 4. detect: the detector grid plugs in here.
-
-	// 5. inject, only for credentials bound to this host and granted here.
+	// 4. inject, in memory only: only for credentials bound to this host
+	// and granted here. Nothing leaves before the detectors and the audit
+	// log have had their say.
 	granted := func(name string) bool {
 		r := sreq
 		r.Credential = name
-		return claims.Scope.Allows(r).Allowed
+		if claims.Scope.Allows(r).Allowed {
+			return true
+		}
+		// Report-only passports still name their credentials per host.
+		return reportOnly && grantsCredential(claims.Scope, st.host, name)
 	}
 	res, err := p.opts.Injector.Apply(ctx, req, st.host, granted)
 	if err != nil {
 		var de *inject.DeniedError
 		if errors.As(err, &de) {
+			if de.Reason == inject.ReasonPlaceholderUnbound || de.Reason == inject.ReasonPlaceholderUnknown {
+				// A placeholder headed where it does not belong: exfiltration.
+				ev := detectEvent(p.now(), claims, st, req, head)
+				ev.Placeholders = []string{de.Credential}
+				p.runDetectors(ctx, ev, claims)
+			}
 			if de.Err != nil {
 				p.log.Warn("credential unavailable", zap.String("credential", de.Credential), zap.Error(de.Err))
 			}
@@ -468,6 +509,14 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 		// Never send a real secret over cleartext.
 		return fail(&denial{Status: http.StatusForbidden, Reason: ReasonCleartext,
 			Detail: "credentials are only injected into https requests", Credential: res.Injected[0].Name})
+	}
+
+	// 5. detect, with what the request would carry.
+	ev := detectEvent(p.now(), claims, st, req, head)
+	ev.Credentials = injectedList(res.Injected)
+	ev.Placeholders = res.Placeholders
+	if d := p.runDetectors(ctx, ev, claims); d != nil {
+		return fail(d)
 	}
 
 	// 6. audit: every credential access is durable before the request leaves.
@@ -488,31 +537,35 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 	return nil
 }
 
-// scanBody reads up to MaxBodyScan bytes of a request body for parameter
-// constraints and puts them back; a larger body streams on unread.
-func (p *Proxy) scanBody(req *http.Request) ([]byte, *denial) {
+// scanBody reads a request body for parameter constraints and detectors
+// and puts it back: the whole body when it is at most MaxBodyScan bytes,
+// else only its head (the detectors' window) with the rest streaming on
+// unread. head is at most the scan window.
+func (p *Proxy) scanBody(req *http.Request) (body, head []byte, d *denial) {
 	if req.Body == nil || req.Body == http.NoBody {
-		return nil, nil
+		return nil, nil, nil
 	}
 	limit := p.opts.MaxBodyScan
+	read := limit + 1
 	if req.ContentLength > limit {
-		return nil, nil
+		read = int64(p.scanWindow())
 	}
-	buf, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
+	buf, err := io.ReadAll(io.LimitReader(req.Body, read))
 	if err != nil {
-		return nil, &denial{Status: http.StatusBadRequest, Reason: "bad_request", Detail: "reading the request body failed"}
+		return nil, nil, &denial{Status: http.StatusBadRequest, Reason: "bad_request", Detail: "reading the request body failed"}
 	}
-	if int64(len(buf)) > limit {
+	head = buf[:min(len(buf), p.scanWindow())]
+	if int64(len(buf)) == read && (req.ContentLength > limit || int64(len(buf)) > limit) {
 		req.Body = struct {
 			io.Reader
 			io.Closer
 		}{io.MultiReader(bytes.NewReader(buf), req.Body), req.Body}
-		return nil, nil
+		return nil, head, nil
 	}
 	req.Body.Close()
 	req.Body = io.NopCloser(bytes.NewReader(buf))
 	req.ContentLength = int64(len(buf))
-	return buf, nil
+	return buf, head, nil
 }
 
 // checkHeaderSize refuses a request whose request line and headers exceed
@@ -563,6 +616,7 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 	resp, err := p.transport.RoundTrip(req)
 	if err == nil {
 		p.metrics.UpstreamDuration.WithLabelValues("ok").Observe(p.now().Sub(start).Seconds())
+		wrapUpstreamBody(resp)
 		return resp, nil
 	}
 	p.metrics.UpstreamDuration.WithLabelValues("error").Observe(p.now().Sub(start).Seconds())
@@ -643,20 +697,29 @@ func (p *Proxy) handleResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 		})
 		return resp
 	}
+	// Build on the upstream's own body, and put the result back inside
+	// the value roundTrip returned (see upstreamBody).
+	ub, _ := resp.Body.(*upstreamBody)
+	if ub != nil {
+		resp.Body = ub.src
+	}
 	if len(st.injected) > 0 {
 		inject.RedactHeader(resp.Header, st.injected)
 		if resp.Body != nil && resp.Body != http.NoBody {
-			resp.Body = inject.NewRedactor(resp.Body, st.injected)
-			// The redacted body's length may differ from the upstream's.
-			resp.ContentLength = -1
-			resp.Header.Del("Content-Length")
+			p.redactBody(resp, st.injected)
 		}
 	}
 	rctx := context.WithoutCancel(ctx.Req.Context())
+	if blocked := p.scanResponse(rctx, resp, st); blocked != nil {
+		st.denied = true
+		p.deny(rctx, blocked, st.claims, "", st.host, st.method, st.path, st.start)
+		st.done()
+		return blocked.response(resp.Request)
+	}
 	finish := func(n int64) {
 		defer st.done()
 		p.metrics.Requests.WithLabelValues("allowed", "").Inc()
-		p.record(rctx, audit.Record{
+		p.recordDone(rctx, audit.Record{
 			Action: audit.ActionRequest, AgentID: st.claims.Subject, PassportJTI: st.claims.ID,
 			Host: st.host, Method: st.method, Path: st.path, Status: resp.StatusCode,
 			BytesIn: max(st.bytesIn, 0), BytesOut: n, DurationMS: p.now().Sub(st.start).Milliseconds(),
@@ -667,7 +730,7 @@ func (p *Proxy) handleResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 		finish(0)
 		return resp
 	}
-	resp.Body = &countingBody{ReadCloser: resp.Body, done: finish}
+	resp.Body = ub.install(&countingBody{ReadCloser: resp.Body, done: finish})
 	return resp
 }
 
@@ -705,6 +768,9 @@ func (b *countingBody) Close() error {
 // deny audits and counts a refusal.
 func (p *Proxy) deny(ctx context.Context, d *denial, claims *passport.Claims, credential, host, method, path string, start time.Time) {
 	p.metrics.Requests.WithLabelValues("denied", d.Reason).Inc()
+	if claims == nil {
+		claims = d.claims
+	}
 	r := audit.Record{
 		Action: audit.ActionRequestDenied, Host: host, Method: method, Path: path,
 		Status: d.Status, Reason: d.Reason, Detail: d.Detail, CredentialID: credential,
@@ -743,6 +809,24 @@ func (p *Proxy) serveNonProxy(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(d.Status)
 	io.Copy(w, resp.Body)
+}
+
+// ActionWouldDeny records a request a report-only passport let through
+// that enforce mode would have refused.
+const ActionWouldDeny = "would_deny"
+
+// grantsCredential reports whether a grant naming host lists credential.
+func grantsCredential(s passport.Scope, host, credential string) bool {
+	for _, g := range s {
+		if matchAnyHost(g.Hosts, host) {
+			for _, c := range g.Credentials {
+				if c == credential {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // scopeNamesHost reports whether any grant names host.

@@ -206,8 +206,16 @@ func TestDenials(t *testing.T) {
 			if len(after) != before+1 {
 				t.Fatalf("%d audit records written, want 1", len(after)-before)
 			}
-			if r := after[len(after)-1]; r.Action != audit.ActionRequestDenied || r.Reason != tc.reason || r.Status != tc.status {
+			r := after[len(after)-1]
+			if r.Action != audit.ActionRequestDenied || r.Reason != tc.reason || r.Status != tc.status {
 				t.Errorf("audit record = %+v", r)
+			}
+			// Genuine passports refused for expiry or revocation are named.
+			if (tc.reason == passport.ReasonRevoked || tc.reason == passport.ReasonExpired) && r.AgentID != "bot" {
+				t.Errorf("refusal of a genuine passport does not name its agent: %+v", r)
+			}
+			if tc.reason == passport.ReasonInvalid && r.AgentID != "" {
+				t.Errorf("a forged passport's claims were trusted: %+v", r)
 			}
 			for _, a := range hs.up.received()[nUp:] {
 				if strings.Contains(a, stripeToken) {

@@ -81,3 +81,10 @@ func toInject(c *vault.Credential) inject.Credential {
 	}
 	return inject.Credential{Name: c.Name, Hosts: c.Hosts, Render: r, Fingerprint: c.Fingerprint}
 }
+
+// Bound returns the hosts credential name is bound to, for the
+// exfiltration detector.
+func (s *VaultStore) Bound(name string) ([]string, bool) {
+	c, ok := s.Credential(name)
+	return c.Hosts, ok
+}

@@ -182,7 +182,11 @@ func newLogger(c config.LogConfig, w io.Writer) (*zap.Logger, error) {
 	format := c.Format
 	if format == "auto" {
 		format = "json"
-		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		tw := w
+		if lw, ok := w.(*lockedWriter); ok {
+			tw = lw.w
+		}
+		if f, ok := tw.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 			format = "console"
 		}
 	}

@@ -141,7 +141,11 @@ cut_after_checkpoint, bad_checkpoint_signature, bad_anchor_signature.`,
 			if err != nil {
 				return err
 			}
-			printReport(a.stdout, l.Path(), rep)
+			name := l.Path()
+			if db == "" && name != a.cfg.Audit.Path {
+				name = a.cfg.Audit.Path + " (a consistent snapshot from the running sidecar)"
+			}
+			printReport(a.stdout, name, rep)
 			return nil
 		},
 	}

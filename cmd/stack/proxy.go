@@ -171,8 +171,17 @@ func (a *app) runProxy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	ds, err := buildDetectors(ctx, cfg, store, v, log)
+	if err != nil {
+		return err
+	}
+	a.onClose(ds.close)
 	metrics := proxy.NewMetrics()
 	opts := proxy.Options{
+		Grid:        ds.grid,
+		Revoker:     revs,
+		Alerts:      ds.alerts(),
+		ScanWindow:  cfg.Detect.ScanWindow,
 		Verifier:    verifier,
 		Injector:    inject.New(store, inject.Options{}),
 		Audit:       auditLog,
@@ -262,6 +271,12 @@ func (a *app) runProxy(ctx context.Context) error {
 		}
 		return nil
 	})
+	g.Go(func() error { return ds.run(gctx, 30*time.Second, log) })
+	if ds.webhook != nil {
+		if err := ds.webhook.Start(gctx); err != nil {
+			return err
+		}
+	}
 	g.Go(func() error {
 		for {
 			select {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -157,5 +159,76 @@ func TestCAExport(t *testing.T) {
 	}
 	if bytes.Contains(key, []byte("PRIVATE KEY")) {
 		t.Error("the CA private key is stored in the clear")
+	}
+}
+
+// A detector switched off may still be named by rules and suppressions.
+func TestProxyStartsWithRulesNamingAnOffDetector(t *testing.T) {
+	home := initHome(t)
+	cfg := `detect:
+  scope_drift:
+    mode: "off"
+  credential_burst:
+    mode: revoke
+  rules:
+    - {name: burst-and-drift, detectors: [credential_burst, scope_drift], within: 60s, action: revoke}
+  suppress:
+    - {detector: scope_drift, agent: crawler}
+`
+	if err := os.WriteFile(filepath.Join(home, "stack.yaml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	info := startSidecar(t, home)
+	resp, err := http.Get("http://" + info.Admin + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("readyz %d", resp.StatusCode)
+	}
+}
+
+// An alert reaches the webhook named by detect.webhook_url_env, with a
+// Slack-compatible text field.
+func TestWebhookAlert(t *testing.T) {
+	got := make(chan map[string]any, 4)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m map[string]any
+		json.NewDecoder(r.Body).Decode(&m)
+		got <- m
+	}))
+	defer hook.Close()
+	t.Setenv("STACK_TEST_ALERT_HOOK", hook.URL)
+	home := initHome(t)
+	if err := os.WriteFile(filepath.Join(home, "stack.yaml"), []byte("detect:\n  webhook_url_env: STACK_TEST_ALERT_HOOK\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	info := startSidecar(t, home)
+	code, tok, errs := runStack(t, home, "", "passport", "issue", "--agent", "drifter", "--grant", "host=api.example.com,methods=GET")
+	if code != 0 {
+		t.Fatalf("issue: %s", errs)
+	}
+	proxyURL, _ := url.Parse("http://" + info.Listen)
+	tr := &http.Transport{Proxy: http.ProxyURL(proxyURL)}
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest("GET", "http://internal.example.net/admin", nil)
+	req.Header.Set("Proxy-Authorization", "Bearer "+strings.TrimSpace(tok))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	select {
+	case m := <-got:
+		text, _ := m["text"].(string)
+		if !strings.Contains(text, "scope_drift") || !strings.Contains(text, "drifter") {
+			t.Errorf("webhook payload %v", m)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no webhook alert within 10s")
 	}
 }

@@ -38,6 +38,8 @@ its stack.yaml holds the configuration (see "stack init").`,
 		newAuditCmd(a),
 		newCACmd(a),
 		newProxyCmd(a),
+		newDemoCmd(a),
+		newDetectCmd(a),
 	)
 	return root
 }

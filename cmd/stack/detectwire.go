@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stackctl/stack/config"
+	"github.com/stackctl/stack/detect"
+	"github.com/stackctl/stack/proxy"
+	"github.com/stackctl/stack/vault"
+)
+
+// detectors is the wired detector grid of a running sidecar.
+type detectors struct {
+	grid       *detect.Grid
+	persistent []detect.Persistent
+	store      *detect.Store
+	webhook    *detect.Webhook
+}
+
+// buildDetectors makes the grid from config: the four built-in detectors
+// (those not off), the policy, learned state loaded from detect.state_path,
+// and the alert webhook when its URL is set.
+func buildDetectors(ctx context.Context, cfg *config.Config, store *proxy.VaultStore, v *vault.Vault, log *zap.Logger) (*detectors, error) {
+	dc := cfg.Detect
+	burst, err := detect.NewBurst(detect.BurstOptions{
+		LearningWindow: dc.CredentialBurst.LearningWindow, MinSamples: dc.CredentialBurst.MinSamples,
+		MinBaselineAge: dc.CredentialBurst.MinBaselineAge, ShortWindow: dc.CredentialBurst.Window,
+		Factor: dc.CredentialBurst.Factor, MinCount: dc.CredentialBurst.MinCount, AbsoluteCap: dc.CredentialBurst.AbsoluteCap,
+	})
+	if err != nil {
+		return nil, usageError(fmt.Errorf("detect.credential_burst: %w", err))
+	}
+	drift, err := detect.NewDrift(detect.DriftOptions{MinEvents: dc.ScopeDrift.MinEvents, MinAge: dc.ScopeDrift.MinAge})
+	if err != nil {
+		return nil, usageError(fmt.Errorf("detect.scope_drift: %w", err))
+	}
+	pi, err := detect.NewPromptInjection(detect.PromptInjectionOptions{Threshold: dc.PromptInjection.Threshold, Window: dc.ScanWindow})
+	if err != nil {
+		return nil, usageError(fmt.Errorf("detect.prompt_injection: %w", err))
+	}
+	secrets, err := secretIndex(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	exfil, err := detect.NewExfiltration(detect.ExfiltrationOptions{Bound: store.Bound, Secrets: secrets, Window: dc.ScanWindow})
+	if err != nil {
+		return nil, usageError(fmt.Errorf("detect.credential_exfiltration: %w", err))
+	}
+
+	modes := map[string]string{
+		"credential_burst": dc.CredentialBurst.Mode, "scope_drift": dc.ScopeDrift.Mode,
+		"prompt_injection": dc.PromptInjection.Mode, "credential_exfiltration": dc.CredentialExfiltration.Mode,
+	}
+	// Every detector joins the grid, off ones too: the grid skips them,
+	// and rules and suppressions naming them stay valid.
+	all := []detect.Detector{burst, drift, pi, exfil}
+	policy := detect.Policy{Modes: map[string]detect.Mode{}, AlertOnly: dc.AlertOnly}
+	for _, d := range all {
+		policy.Modes[d.Name()] = detect.Mode(modes[d.Name()])
+	}
+	for _, r := range dc.Rules {
+		policy.Rules = append(policy.Rules, detect.Rule{Name: r.Name, Detectors: r.Detectors, Within: r.Within, Action: detect.Action(r.Action)})
+	}
+	for _, s := range dc.Suppress {
+		policy.Suppress = append(policy.Suppress, detect.Suppression{Agent: s.Agent, Host: s.Host, Detector: s.Detector, Rule: s.Rule})
+	}
+	grid, err := detect.NewGrid(detect.GridOptions{Detectors: all, Policy: policy})
+	if err != nil {
+		return nil, usageError(fmt.Errorf("detect: %w", err))
+	}
+	ds := &detectors{grid: grid, persistent: []detect.Persistent{burst, drift}}
+
+	ds.store, err = detect.OpenStore(dc.StatePath, detect.StoreOptions{})
+	if err != nil {
+		return nil, ownedByOther(err, dc.StatePath)
+	}
+	if err := ds.store.Load(ds.persistent...); err != nil {
+		log.Warn("learned baselines could not be loaded; starting fresh", zap.String("path", dc.StatePath), zap.Error(err))
+	}
+
+	if dc.WebhookURLEnv != "" {
+		if u := os.Getenv(dc.WebhookURLEnv); u != "" {
+			ds.webhook, err = detect.NewWebhook(detect.WebhookOptions{URL: u, OnError: func(a detect.Alert, err error) {
+				log.Warn("alert webhook gave up", zap.Error(err))
+			}})
+			if err != nil {
+				return nil, usageError(fmt.Errorf("detect.webhook_url_env %s: %w", dc.WebhookURLEnv, err))
+			}
+		} else {
+			log.Warn("alert webhook variable is empty; no webhook alerts", zap.String("variable", dc.WebhookURLEnv))
+		}
+	}
+	return ds, nil
+}
+
+// secretIndex indexes the vault's secrets so the exfiltration detector
+// recognises them in outbound bodies; it keeps keyed hashes, not the
+// secrets.
+func secretIndex(ctx context.Context, v *vault.Vault) (detect.SecretMatcher, error) {
+	creds, err := v.List()
+	if err != nil {
+		return nil, err
+	}
+	secrets := make(map[string][]byte, len(creds))
+	for _, c := range creds {
+		_, secret, err := v.Get(ctx, c.Name)
+		if err != nil {
+			return nil, fmt.Errorf("index vault secrets for the exfiltration detector: %w", err)
+		}
+		secrets[c.Name] = secret
+	}
+	idx := detect.NewSecretIndex(secrets)
+	for _, s := range secrets {
+		clear(s)
+	}
+	return idx, nil
+}
+
+// alertRepeat is how long the same agent and detectors stay quiet on the
+// webhook after an alert; every signal is still audited and counted.
+const alertRepeat = time.Minute
+
+// alerts returns the proxy's alert callback: the webhook, when there is
+// one, sending one alert per agent, detectors and action per alertRepeat
+// (a burst fires on every request past its threshold).
+func (ds *detectors) alerts() proxy.AlertFunc {
+	if ds.webhook == nil {
+		return nil
+	}
+	var mu sync.Mutex
+	last := map[string]time.Time{}
+	return func(ev *detect.Event, d detect.Decision) {
+		key := ev.Agent + "\x00" + string(d.Action)
+		for _, s := range d.Signals {
+			key += "\x00" + s.Detector
+		}
+		now := time.Now()
+		mu.Lock()
+		if t, ok := last[key]; ok && now.Sub(t) < alertRepeat {
+			mu.Unlock()
+			return
+		}
+		last[key] = now
+		if len(last) > 10000 {
+			for k, t := range last {
+				if now.Sub(t) >= alertRepeat {
+					delete(last, k)
+				}
+			}
+		}
+		mu.Unlock()
+		ds.webhook.NotifyDecision(ev, d)
+	}
+}
+
+// save writes learned state; the sidecar calls it periodically and on
+// shutdown.
+func (ds *detectors) save() error { return ds.store.Save(ds.persistent...) }
+
+// run saves learned state every interval until ctx ends, then once more.
+func (ds *detectors) run(ctx context.Context, interval time.Duration, log *zap.Logger) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if err := ds.save(); err != nil {
+				log.Error("saving learned baselines failed", zap.Error(err))
+			}
+			return nil
+		case <-t.C:
+			if err := ds.save(); err != nil {
+				log.Warn("saving learned baselines failed", zap.Error(err))
+			}
+		}
+	}
+}
+
+func (ds *detectors) close() error {
+	if ds.webhook != nil {
+		ds.webhook.Close()
+	}
+	return ds.store.Close()
+}

@@ -1,0 +1,490 @@
+package detect
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// ExfiltrationName is the credential-exfiltration detector's config name.
+const ExfiltrationName = "credential_exfiltration"
+
+// PlaceholderPrefix starts every credential placeholder: stk_ph_<name>.
+const PlaceholderPrefix = "stk_ph_"
+
+// SecretMatcher finds the vault's own secrets in content. Match returns
+// the names of the secrets present, none when there are none.
+type SecretMatcher interface {
+	Match(body []byte) (names []string)
+}
+
+// ExfiltrationOptions configure the credential_exfiltration detector.
+// The zero value checks secret shapes only and treats every placeholder
+// as one it cannot place.
+type ExfiltrationOptions struct {
+	// Bound returns the hosts a credential is bound to ("api.stripe.com",
+	// or "*.example.com" for any subdomain), ok false for a credential the
+	// vault does not know. Nil: no binding is known.
+	Bound func(name string) (hosts []string, ok bool)
+	// Secrets finds the vault's own secrets in outbound content (see
+	// NewSecretIndex). Nil: not checked.
+	Secrets SecretMatcher
+	// Window is the most bytes of a body looked at (default
+	// DefaultScanWindow).
+	Window int
+	// AllowShapes maps a secret shape name (see SecretShapes) to hosts it
+	// may be sent to, for the legitimate cases: a JWT to the identity
+	// provider, a GitHub token to api.github.com.
+	AllowShapes map[string][]string
+}
+
+// SecretShape is a kind of secret recognised by its format.
+type SecretShape struct {
+	Name     string
+	Severity Severity
+	// Prefix is the literal the secret starts with (or contains), shown
+	// in evidence instead of the secret.
+	Prefix string
+	re     *regexp.Regexp
+	// skip, when set, rejects a match (RE2 has no negative lookahead).
+	skip func(m []byte) bool
+	// need, when set, must appear within 4 KiB of the match (a service
+	// account file names its type apart from its key).
+	need string
+	// span is how far from the trigger the expression may reach.
+	span int
+}
+
+var secretShapes = []*SecretShape{
+	{Name: "aws_access_key_id", Severity: Critical, Prefix: "AKIA", re: regexp.MustCompile(`\b(?:AKIA|ASIA)[0-9A-Z]{16}\b`), span: 24},
+	{Name: "aws_secret_access_key", Severity: Critical, Prefix: "aws_secret_access_key", re: regexp.MustCompile(`(?i)(?:aws_?secret_?access_?key|secretaccesskey)["']?\s*[:=]\s*["']?[A-Za-z0-9/+]{40}\b`), span: 120},
+	{Name: "gcp_service_account_key", Severity: Critical, Prefix: `"private_key"`, re: regexp.MustCompile(`"private_key"\s*:\s*"-----BEGIN [A-Z ]*PRIVATE KEY-----`), need: `"service_account"`, span: 96},
+	{Name: "stripe_live_key", Severity: Critical, Prefix: "sk_live_", re: regexp.MustCompile(`\b(?:sk|rk)_live_[0-9A-Za-z]{16,}\b`), span: 160},
+	{Name: "stripe_test_key", Severity: Warning, Prefix: "sk_test_", re: regexp.MustCompile(`\b(?:sk|rk)_test_[0-9A-Za-z]{16,}\b`), span: 160},
+	{Name: "github_token", Severity: Critical, Prefix: "ghp_", re: regexp.MustCompile(`\b(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36,}\b|\bgithub_pat_[A-Za-z0-9_]{22,}\b`), span: 128},
+	{Name: "slack_token", Severity: Critical, Prefix: "xox", re: regexp.MustCompile(`\bxox[abpr]-[A-Za-z0-9-]{10,}`), span: 128},
+	{Name: "anthropic_key", Severity: Critical, Prefix: "sk-ant-", re: regexp.MustCompile(`\bsk-ant-[A-Za-z0-9_-]{20,}`), span: 160},
+	{Name: "openai_key", Severity: Critical, Prefix: "sk-", re: regexp.MustCompile(`\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}`), skip: func(m []byte) bool { return strings.HasPrefix(string(m), "sk-ant-") }, span: 200},
+	{Name: "private_key_pem", Severity: Critical, Prefix: "-----BEGIN", re: regexp.MustCompile(`-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----`), span: 48},
+	{Name: "jwt", Severity: Warning, Prefix: "eyJ", re: regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}`), span: 4096},
+	{Name: "placeholder", Severity: Critical, Prefix: PlaceholderPrefix, re: regexp.MustCompile(`stk_ph_[A-Za-z0-9][A-Za-z0-9_.-]*`), span: 128},
+}
+
+// exfilTriggers are the literals the shapes are found by, case-sensitive.
+var exfilTriggers = []struct {
+	lit   string
+	shape int
+}{
+	{"AKIA", 0}, {"ASIA", 0}, {"aws_secret_access_key", 1}, {"AWS_SECRET_ACCESS_KEY", 1}, {"SecretAccessKey", 1},
+	{"aws_secret_key", 1}, {`"private_key"`, 2}, {"sk_live_", 3}, {"rk_live_", 3}, {"sk_test_", 4}, {"rk_test_", 4},
+	{"ghp_", 5}, {"gho_", 5}, {"ghu_", 5}, {"ghs_", 5}, {"ghr_", 5}, {"github_pat_", 5},
+	{"xoxa-", 6}, {"xoxb-", 6}, {"xoxp-", 6}, {"xoxr-", 6}, {"sk-ant-", 7}, {"sk-", 8},
+	{"-----BEGIN", 9}, {"eyJ", 10}, {PlaceholderPrefix, 11},
+}
+
+var exfilAC = func() *acMatcher {
+	words := make([]string, len(exfilTriggers))
+	for i, t := range exfilTriggers {
+		words[i] = t.lit
+	}
+	return newExactMatcher(words)
+}()
+
+// SecretShapes lists the names of the secret formats recognised.
+func SecretShapes() []string {
+	out := make([]string, 0, len(secretShapes)-1)
+	for _, s := range secretShapes[:len(secretShapes)-1] {
+		out = append(out, s.Name)
+	}
+	return out
+}
+
+// shapeHit is one secret-shaped string found in content.
+type shapeHit struct {
+	shape      *SecretShape
+	start, end int
+	text       string // the match itself: never put in evidence
+}
+
+// findShapes finds secret-shaped strings and placeholders in b.
+func findShapes(b []byte) []shapeHit {
+	var out []shapeHit
+	var last [16]int // per shape: end of the last window searched
+	for i := range last {
+		last[i] = -1
+	}
+	exfilAC.scan(b, func(w, end int) {
+		t := exfilTriggers[w]
+		sh := secretShapes[t.shape]
+		start := end - len(t.lit)
+		if start < last[t.shape] {
+			return
+		}
+		lo, hi := max(0, start-1), min(len(b), start+sh.span)
+		if t.shape == 1 {
+			lo = max(0, start-sh.span) // the match may begin before the trigger
+		}
+		last[t.shape] = hi
+		for _, loc := range sh.re.FindAllIndex(b[lo:hi], -1) {
+			m := b[lo+loc[0] : lo+loc[1]]
+			if sh.skip != nil && sh.skip(m) {
+				continue
+			}
+			if sh.need != "" && !bytes.Contains(b[max(0, lo+loc[0]-4096):min(len(b), lo+loc[1]+4096)], []byte(sh.need)) {
+				continue
+			}
+			if n := len(out); n > 0 && out[n-1].shape == sh && out[n-1].start == lo+loc[0] {
+				continue
+			}
+			out = append(out, shapeHit{shape: sh, start: lo + loc[0], end: lo + loc[1], text: string(m)})
+		}
+	})
+	return out
+}
+
+// redacted describes a secret without revealing it: its known prefix
+// and length.
+func redacted(h shapeHit) string {
+	p := h.shape.Prefix
+	if !strings.HasPrefix(h.text, p) {
+		p = ""
+		if h.shape.Name == "aws_access_key_id" {
+			p = h.text[:4]
+		}
+	}
+	if h.shape.Name == "placeholder" || h.shape.Name == "private_key_pem" {
+		return h.text
+	}
+	return fmt.Sprintf("%s... (%d chars)", p, len(h.text))
+}
+
+// redactSecrets replaces secret-shaped strings in s by their redacted
+// form, for excerpts quoted in evidence.
+func redactSecrets(s string) string {
+	hs := findShapes([]byte(s))
+	if len(hs) == 0 {
+		return s
+	}
+	var b strings.Builder
+	at := 0
+	for _, h := range hs {
+		if h.shape.Name == "placeholder" || h.start < at {
+			continue
+		}
+		b.WriteString(s[at:h.start])
+		b.WriteString("[" + h.shape.Name + " redacted]")
+		at = h.end
+	}
+	b.WriteString(s[at:])
+	return b.String()
+}
+
+// Exfiltration is the credential_exfiltration detector. It looks at
+// outbound requests only (the URL and the body window) for placeholders
+// headed to hosts their credential is not bound to, secret-shaped strings
+// headed anywhere, and the vault's own secrets.
+type Exfiltration struct {
+	opts ExfiltrationOptions
+}
+
+// NewExfiltration returns the detector. A negative window is an error
+// wrapping ErrInvalidOptions.
+func NewExfiltration(opts ExfiltrationOptions) (*Exfiltration, error) {
+	if opts.Window < 0 {
+		return nil, fmt.Errorf("exfiltration options: %w: negative window", ErrInvalidOptions)
+	}
+	if opts.Window == 0 {
+		opts.Window = DefaultScanWindow
+	}
+	return &Exfiltration{opts: opts}, nil
+}
+
+// Name returns "credential_exfiltration".
+func (x *Exfiltration) Name() string { return ExfiltrationName }
+
+// Inspect returns one signal per finding; responses are not inspected.
+func (x *Exfiltration) Inspect(ev *Event) []Signal {
+	if ev.Direction != Request {
+		return nil
+	}
+	body := ev.Body
+	if len(body) > x.opts.Window {
+		body = body[:x.opts.Window]
+	}
+	url := requestURL(ev)
+	var sigs []Signal
+	seenPH := map[string]bool{}
+	placeholder := func(name, where string, span *Span) {
+		if seenPH[name] {
+			return
+		}
+		seenPH[name] = true
+		if s, ok := x.placeholderSignal(name, ev.Host, where, span); ok {
+			sigs = append(sigs, s)
+		}
+	}
+	for _, name := range ev.Placeholders {
+		placeholder(name, "request", nil)
+	}
+	seenShape := map[string]bool{}
+	for _, part := range []struct {
+		where string
+		b     []byte
+		body  bool
+	}{{"URL", []byte(url), false}, {"body", body, true}} {
+		for _, h := range findShapes(part.b) {
+			var span *Span
+			if part.body {
+				span = &Span{Start: h.start, End: h.end, Excerpt: redacted(h)}
+			}
+			if h.shape.Name == "placeholder" {
+				placeholder(strings.TrimPrefix(h.text, PlaceholderPrefix), part.where, span)
+				continue
+			}
+			if hostAllowed(ev.Host, x.opts.AllowShapes[h.shape.Name]) || seenShape[h.text] {
+				continue
+			}
+			seenShape[h.text] = true
+			sigs = append(sigs, Signal{
+				Detector: ExfiltrationName, Severity: h.shape.Severity, Score: 1, Rule: h.shape.Name, Span: span,
+				Evidence: fmt.Sprintf("%s-shaped string %s in the request %s to %s", h.shape.Name, redacted(h), part.where, hostOrUnknown(ev.Host)),
+			})
+		}
+	}
+	if x.opts.Secrets != nil {
+		names := map[string]string{}
+		for _, n := range x.opts.Secrets.Match([]byte(url)) {
+			names[n] = "URL"
+		}
+		for _, n := range x.opts.Secrets.Match(body) {
+			names[n] = "body"
+		}
+		keys := make([]string, 0, len(names))
+		for n := range names {
+			keys = append(keys, n)
+		}
+		sort.Strings(keys)
+		for _, n := range keys {
+			if x.opts.Bound != nil {
+				if hosts, ok := x.opts.Bound(n); ok && hostAllowed(ev.Host, hosts) {
+					continue // the credential on its way to its own host
+				}
+			}
+			sigs = append(sigs, Signal{
+				Detector: ExfiltrationName, Severity: Critical, Score: 1, Rule: "vault_secret",
+				Evidence: fmt.Sprintf("the secret of vault credential %q appears in the request %s to %s, a host it is not bound to", n, names[n], hostOrUnknown(ev.Host)),
+			})
+		}
+	}
+	return sigs
+}
+
+func (x *Exfiltration) placeholderSignal(name, host, where string, span *Span) (Signal, bool) {
+	s := Signal{Detector: ExfiltrationName, Score: 1, Span: span}
+	if x.opts.Bound == nil {
+		s.Severity, s.Rule = Warning, "placeholder_unknown"
+		s.Evidence = fmt.Sprintf("placeholder %s%s in the request %s to %s; its binding is not known here", PlaceholderPrefix, name, where, hostOrUnknown(host))
+		return s, true
+	}
+	hosts, ok := x.opts.Bound(name)
+	if !ok {
+		s.Severity, s.Rule = Warning, "placeholder_unknown"
+		s.Evidence = fmt.Sprintf("placeholder %s%s in the request %s to %s names no vault credential", PlaceholderPrefix, name, where, hostOrUnknown(host))
+		return s, true
+	}
+	if hostAllowed(host, hosts) {
+		return s, false
+	}
+	s.Severity, s.Rule = Critical, "placeholder_unbound"
+	s.Evidence = fmt.Sprintf("placeholder %s%s in the request %s headed to %s; the credential is bound to %s", PlaceholderPrefix, name, where, hostOrUnknown(host), strings.Join(hosts, ", "))
+	return s, true
+}
+
+func hostOrUnknown(h string) string {
+	if h == "" {
+		return "an unknown host"
+	}
+	return h
+}
+
+// hostAllowed reports whether host is one of hosts; "*.example.com"
+// matches any subdomain of example.com (not example.com itself).
+func hostAllowed(host string, hosts []string) bool {
+	if host == "" {
+		return false
+	}
+	host = strings.ToLower(host)
+	for _, h := range hosts {
+		h = strings.ToLower(h)
+		if h == host || strings.HasPrefix(h, "*.") && strings.HasSuffix(host, h[1:]) {
+			return true
+		}
+	}
+	return false
+}
+
+// requestURL renders the path and the decoded query for matching.
+func requestURL(ev *Event) string {
+	if len(ev.Query) == 0 {
+		return ev.Path
+	}
+	var b strings.Builder
+	b.WriteString(ev.Path)
+	for k, vs := range ev.Query {
+		for _, v := range vs {
+			b.WriteString(" ")
+			b.WriteString(k)
+			b.WriteString("=")
+			b.WriteString(v)
+		}
+	}
+	return b.String()
+}
+
+// SecretIndex finds the vault's own secrets in content without keeping
+// them: it holds, per secret, a keyed hash (HMAC-SHA-256 under a random
+// per-index key), its length and, for secrets of 16 bytes or more, its
+// first four bytes.
+//
+// Content is split into tokens: runs of the base64 and URL-safe alphabet
+// [A-Za-z0-9+/_.~-] with at most two '=' of padding. A token whose length
+// is that of a secret (and whose first bytes match its prefix) is hashed
+// and compared. This finds API keys, tokens and keys wherever they stand
+// as a whole token (header values, JSON strings, form and query values)
+// at the cost of one pass over the content, and hashes almost nothing.
+//
+// Trade-offs: a secret glued into a longer token, split, encoded, or
+// containing characters outside that alphabet (a password with spaces or
+// punctuation) is not found; secrets shorter than 8 bytes are ignored, as
+// they would match ordinary words. The prefix narrows candidates cheaply
+// but reveals four bytes of a long secret to whoever can read the
+// process memory; keyed hashes of low-entropy secrets remain guessable
+// by someone who also has the key. Neither is worse than the sidecar
+// holding the decrypted credentials it injects.
+type SecretIndex struct {
+	key     []byte
+	byLen   map[int][]indexEntry
+	maxLen  int
+	lengths [256]bool // lengths below 256 present, for a fast check
+}
+
+type indexEntry struct {
+	name   string
+	prefix string
+	mac    []byte
+}
+
+// minSecretLen is the shortest secret SecretIndex indexes.
+const minSecretLen = 8
+
+// NewSecretIndex indexes secrets by name. It does not retain the map or
+// the secret bytes; callers should clear their copies once it returns.
+func NewSecretIndex(secrets map[string][]byte) *SecretIndex {
+	idx := &SecretIndex{key: make([]byte, 32), byLen: map[int][]indexEntry{}}
+	if _, err := rand.Read(idx.key); err != nil {
+		panic("detect: crypto/rand failed: " + err.Error()) // never happens on supported platforms
+	}
+	for name, s := range secrets {
+		if len(s) < minSecretLen {
+			continue
+		}
+		e := indexEntry{name: name, mac: idx.mac(s)}
+		if len(s) >= 16 {
+			e.prefix = string(s[:4])
+		}
+		idx.byLen[len(s)] = append(idx.byLen[len(s)], e)
+		if len(s) < len(idx.lengths) {
+			idx.lengths[len(s)] = true
+		}
+		idx.maxLen = max(idx.maxLen, len(s))
+	}
+	return idx
+}
+
+func (idx *SecretIndex) mac(b []byte) []byte {
+	m := hmac.New(sha256.New, idx.key)
+	m.Write(b)
+	return m.Sum(nil)
+}
+
+func isTokenByte(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '_' || c == '.' || c == '~' || c == '-'
+}
+
+// Match returns the names of the indexed secrets that appear in body as a
+// whole token, sorted.
+func (idx *SecretIndex) Match(body []byte) []string {
+	if idx == nil || len(idx.byLen) == 0 {
+		return nil
+	}
+	found := map[string]bool{}
+	for i := 0; i < len(body); {
+		if !isTokenByte(body[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(body) && isTokenByte(body[j]) {
+			j++
+		}
+		end := j
+		for end < len(body) && end-j < 2 && body[end] == '=' {
+			end++
+		}
+		// With and without the padding: a secret may end in '=' or sit
+		// before "=" in a key=value pair.
+		idx.check(body[i:j], found)
+		if end > j {
+			idx.check(body[i:end], found)
+		}
+		i = end
+		if i == j {
+			i = j + 1
+		}
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(found))
+	for n := range found {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (idx *SecretIndex) check(tok []byte, found map[string]bool) {
+	n := len(tok)
+	if n < minSecretLen || n > idx.maxLen || n < len(idx.lengths) && !idx.lengths[n] {
+		return
+	}
+	es := idx.byLen[n]
+	var mac []byte
+	for _, e := range es {
+		if e.prefix != "" && string(tok[:4]) != e.prefix {
+			continue
+		}
+		if mac == nil {
+			mac = idx.mac(tok)
+		}
+		if hmac.Equal(mac, e.mac) {
+			found[e.name] = true
+		}
+	}
+}
+
+// String describes the index without revealing anything about secrets
+// beyond their count.
+func (idx *SecretIndex) String() string {
+	n := 0
+	for _, es := range idx.byLen {
+		n += len(es)
+	}
+	return "SecretIndex(" + strconv.Itoa(n) + " secrets)"
+}

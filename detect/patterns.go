@@ -1,0 +1,373 @@
+package detect
+
+import "regexp"
+
+// Category groups injection patterns by what they try to achieve.
+type Category string
+
+// Pattern categories.
+const (
+	CategoryOverride   Category = "instruction_override"  // ignore the previous instructions
+	CategoryRolePlay   Category = "role_play"             // DAN, developer mode, "you are no longer"
+	CategoryExtraction Category = "prompt_extraction"     // reveal the system prompt
+	CategoryToolHijack Category = "tool_hijack"           // call a tool the user did not ask for
+	CategoryExfil      Category = "data_exfiltration"     // send data somewhere
+	CategoryMarkdown   Category = "markdown_exfiltration" // image URLs that carry data out
+	CategoryAddress    Category = "addresses_model"       // text written to the model, not the reader
+)
+
+// Pattern is one entry of the layer-1 catalogue.
+type Pattern struct {
+	Name     string
+	Category Category
+	// Weight is how strongly one match suggests an injection, in (0, 1];
+	// weights of distinct patterns combine (see PromptInjectionOptions).
+	Weight float64
+	// Triggers are lower-case literals of which every match contains at
+	// least one. They drive the prefilter: the expression only runs near
+	// a trigger, which keeps a 64 KiB scan within budget.
+	Triggers []string
+	// Expr is the expression, written in lower case: it runs on views
+	// that are lower-cased, which makes it case-insensitive.
+	Expr string
+
+	// lead marks expressions that begin where a trigger begins: they run
+	// anchored at each trigger, which costs a few bytes per trigger.
+	// Others run on a window from back bytes before a trigger to fwd
+	// bytes after it.
+	lead      bool
+	back, fwd int
+	// need lists literals of which one must be in the window for the
+	// expression to run at all: a second, cheap prefilter.
+	need []string
+
+	re *regexp.Regexp
+}
+
+// Shared pieces of the expressions.
+const (
+	reVerbIgnore = `(?:ignore|ignoring|disregard|forget|skip|override|overrule|bypass|stop following|stop obeying|abandon|discard)`
+	reEarlier    = `(?:previous|previously|prior|above|earlier|preceding|former|original|initial|existing|old|all|any|every|your|the system|everything)`
+	reRules      = `(?:instructions?|prompts?|rules|directions?|guidelines|guidance|directives?|commands?|policies|constraints|programming|orders|context|system message)`
+	reSecret     = `(?:\b(?:api[ _-]?keys?|passwords?|passphrases?|secrets?|(?:session |access |auth |bearer |secret )?tokens?|credentials?|private keys?|ssh keys?|id_rsa|cookies?|environment variables|env vars?|conversation(?: history)?|chat history|message history|all messages|the database|customer data|user data)\b|\.env\b|\.aws\b|\.ssh\b)`
+	reURL        = `(?:https?|ftp)://`
+	reMail       = `[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+`
+)
+
+// catalogue is the pattern list. Expressions run on normalized,
+// lower-cased views; every one is RE2 (linear time).
+var catalogue = []Pattern{
+	{
+		Name: "ignore_previous_instructions", lead: true, need: []string{"instruction", "prompt", "rule", "direction", "guideline", "guidance", "directive", "command", "polic", "constraint", "programming", "order", "context", "system message"}, Category: CategoryOverride, Weight: 0.75,
+		Triggers: []string{"ignor", "disregard", "forget", "skip", "overrid", "overrul", "bypass", "stop follow", "stop obey", "abandon", "discard"},
+		Expr:     `\b` + reVerbIgnore + `\b(?:\s+\S+){0,3}?\s+` + reEarlier + `\b[^.!?\n]{0,40}?\b` + reRules + `\b`,
+	},
+	{
+		Name: "ignore_everything_told", lead: true, Category: CategoryOverride, Weight: 0.7,
+		Triggers: []string{"ignor", "disregard", "forget"},
+		Expr:     `\b` + reVerbIgnore + `\s+(?:all|everything|anything)\s+(?:(?:that\s+)?you(?:'ve|'re| have| were| are)?\s+(?:been\s+)?(?:told|said|given|taught|instructed)|(?:above|before|prior|previously|so far|up to now))`,
+	},
+	{
+		Name: "new_instructions", lead: true, need: []string{"instruction", "override", "task", "goal", "objective", "role", "purpose", "job", "prompt", "message"}, Category: CategoryOverride, Weight: 0.45,
+		Triggers: []string{"new ", "updated ", "revised ", "real ", "actual ", "true ", "additional ", "secret ", "system", "override", "your new"},
+		Expr:     `\b(?:new|updated|revised|real|actual|true|additional|secret)\s+(?:system\s+)?instructions?\s*(?::|follow\b|are as follows|below\b)|\bsystem\s+override\b|\boverride\s+(?:mode|protocol)\b|\byour\s+new\s+(?:task|instructions?|goal|objective|role|purpose|job)\s+(?:is|are|will be)\b|\bnew\s+system\s+(?:prompt|message)\s*:`,
+	},
+	{
+		Name: "from_now_on", lead: true, Category: CategoryOverride, Weight: 0.35,
+		Triggers: []string{"from now on", "henceforth"},
+		Expr:     `\b(?:from now on|henceforth),?\s+(?:you|your|always|never|only|ignore|respond|answer|reply|act|pretend|behave|do not|don't)\b`,
+	},
+	{
+		Name: "dan_jailbreak", lead: true, Category: CategoryRolePlay, Weight: 0.6,
+		Triggers: []string{"do anything now", "dan mode", "jailbr"},
+		Expr:     `\bdo\s+anything\s+now\b|\bdan\s+mode\b|\b(?:jailbroken|jailbreak mode)\b`,
+	},
+	{
+		Name: "developer_mode", back: 40, fwd: 30, need: []string{"enable", "activat", "enter", "switch", "turn on", "now in", "are in", "unlock"}, Category: CategoryRolePlay, Weight: 0.55,
+		Triggers: []string{"developer mode", "god mode", "debug mode", "sudo mode"},
+		Expr:     `\b(?:enable|enabled|activate|activated|enter|entering|switch to|turn on|now in|are in|unlock)\s+(?:the\s+)?(?:developer|god|sudo|unrestricted debug)\s+mode\b|\b(?:developer|god|sudo)\s+mode\s+(?:is\s+)?(?:enabled|activated|unlocked|engaged)\b`,
+	},
+	{
+		Name: "persona_override", lead: true, Category: CategoryRolePlay, Weight: 0.55,
+		Triggers: []string{"you are", "you're", "pretend", "act as", "roleplay", "role-play"},
+		Expr:     `\byou(?:'re|\s+are)\s+no\s+longer\s+(?:a|an|the|bound|restricted|limited|constrained|subject|required to (?:follow|obey)|claude|chatgpt|gpt|gemini|llama|an ai|[a-z]+\s+assistant)\b|\byou(?:'re|\s+are)\s+now\s+(?:an?\s+)?(?:unrestricted|unfiltered|uncensored|jailbroken|evil|free|rogue|ai called|assistant called|model called|named|in developer mode|dan)\b|\bpretend\s+(?:that\s+)?you\s+(?:are|have)\s+(?:no|not|an? unrestricted|no longer)\b|\b(?:act as|pretend to be|roleplay as|role-play as|you are now)\b[^.\n]{0,40}?\b(?:without|no|free of)\s+(?:any\s+)?(?:filters|restrictions|rules|limits|limitations|guidelines|censorship|ethics)\b`,
+	},
+	{
+		Name: "reveal_system_prompt", lead: true, need: []string{"prompt", "instruction", "system message", "developer message", "rules"}, Category: CategoryExtraction, Weight: 0.7,
+		Triggers: []string{"reveal", "print", "repeat", "show", "display", "output", "tell", "give", "leak", "dump", "disclose", "share", "recite", "write out", "spell out", "paste", "return", "echo", "reply"},
+		Expr:     `\b(?:reveal|print|repeat|show|display|output|tell|give|leak|dump|disclose|share|recite|write out|spell out|paste|return|echo|reply (?:only )?with)\b(?:\s+\S+){0,4}?\s+(?:your|the|any|all)\s+(?:\S+\s+){0,3}?(?:system\s+prompt|initial\s+prompt|original\s+prompt|hidden\s+(?:prompt|instructions?|rules)|system\s+(?:message|instructions?)|developer\s+(?:message|instructions?|prompt)|confidential\s+(?:instructions?|prompt)|secret\s+instructions?|pre-?prompt|instructions\s+(?:above|you were given))\b`,
+	},
+	{
+		Name: "what_are_your_instructions", lead: true, need: []string{"instruction", "prompt", "rules", "everything"}, Category: CategoryExtraction, Weight: 0.5,
+		Triggers: []string{"what", "print", "repeat", "output", "show", "content"},
+		Expr:     `\bwhat\s+(?:were|are|was|is)\s+your\s+(?:\S+\s+)?(?:instructions|system prompt|initial prompt|rules)\b|\b(?:print|repeat|output|show)\b[^.\n]{0,40}\beverything\s+(?:before|above)\s+(?:this|here)\b|\bcontents?\s+of\s+your\s+(?:\S+\s+)?(?:prompt|instructions)\b`,
+	},
+	{
+		Name: "call_tool", lead: true, need: []string{"_", "tool", "function", "plugin"}, Category: CategoryToolHijack, Weight: 0.5,
+		Triggers: []string{"call", "invoke", "execute", "trigger", "run ", "use the"},
+		Expr:     `\b(?:call|invoke|execute|trigger|run)\s+(?:the\s+)?(?:(?:function|tool|command|action)\s+)?[a-z][a-z0-9]*_[a-z0-9_]+\b(?:\s*(?:tool|function|command|action))?(?:\s+(?:with|using|passing)\b)?|\buse\s+the\s+\S+\s+(?:tool|function|plugin)\s+to\s+(?:send|forward|upload|post|delete|transfer|email|wire|pay)\b`,
+	},
+	{
+		Name: "tool_call_json", back: 30, fwd: 140, need: []string{`"arguments"`, `"args"`, `"parameters"`, `"params"`, `"input"`, `"action_input"`}, Category: CategoryToolHijack, Weight: 0.4,
+		Triggers: []string{`"tool`, `"function`, `"name"`, `"action"`},
+		Expr:     `\{\s*"(?:tool|tool_name|tool_call|function_call|function|name|action)"\s*:\s*(?:\{\s*"name"\s*:\s*)?"[a-z_][a-z0-9_.-]*"\s*,\s*"(?:arguments|args|parameters|params|input|action_input)"\s*:`,
+	},
+	{
+		Name: "dangerous_command", back: 230, fwd: 40, need: []string{"rm ", "curl", "wget", "format"}, Category: CategoryToolHijack, Weight: 0.5,
+		Triggers: []string{"rm -rf", "| sh", "|sh", "| bash", "|bash", "format c:"},
+		Expr:     `\brm\s+-rf\s+(?:/|~|\*|\$home)|\b(?:curl|wget)\b[^|\n]{0,200}\|\s*(?:sudo\s+)?(?:ba|z)?sh\b|\bformat\s+c:`,
+	},
+	{
+		Name: "send_to_url", lead: true, need: []string{"://"}, Category: CategoryExfil, Weight: 0.45,
+		Triggers: []string{"send", "post", "upload", "forward", "transmit", "exfil", "leak", "copy", "submit", "paste", "email", "e-mail", "deliver"},
+		Expr:     `\b(?:send|post|upload|forward|transmit|exfiltrate|leak|copy|submit|paste|email|e-mail|deliver)\b[^\n]{0,80}?\b(?:to|into|at|on)\s+` + reURL,
+	},
+	{
+		Name: "send_secret", lead: true, need: []string{"://", "@"}, Category: CategoryExfil, Weight: 0.75,
+		Triggers: []string{"send", "post", "upload", "forward", "transmit", "exfil", "leak", "email", "e-mail", "mail"},
+		Expr:     `\b(?:send|post|upload|forward|transmit|exfiltrate|leak|email|e-mail|mail)\b[^.\n]{0,60}?` + reSecret + `[^\n]{0,60}?\b(?:to|at)\s+(?:` + reURL + `|` + reMail + `)|\b(?:send|forward|email|e-mail|mail)\b[^.\n]{0,30}?\bto\s+` + reMail + `\b[^.\n]{0,40}?` + reSecret,
+	},
+	{
+		Name: "include_secret", lead: true, need: []string{"key", "passw", "secret", "token", "credential", "cookie", "env", "history", "messages", "database", "data", "ssh", "aws", "id_rsa", "passphrase"}, Category: CategoryExfil, Weight: 0.6,
+		Triggers: []string{"include", "insert", "append", "add ", "embed", "put ", "place", "encode"},
+		Expr:     `\b(?:include|insert|append|add|embed|put|place|encode)\b[^.\n]{0,30}?` + reSecret + `[^.\n]{0,40}?\b(?:in|into|to|as)\s+(?:the\s+|your\s+|a\s+|an\s+)?(?:next\s+)?(?:url|link|image|query|request|response|answer|reply|output|markdown|parameter)`,
+	},
+	{
+		Name: "disclose_secret", lead: true, need: []string{"key", "passw", "secret", "token", "credential", "cookie", "env", "history", "messages", "database", "data", "ssh", "aws", "id_rsa", "passphrase"}, Category: CategoryExfil, Weight: 0.45,
+		Triggers: []string{"tell", "give", "show", "output", "print", "reveal", "send", "list"},
+		Expr:     `\b(?:tell|give|show|output|print|reveal|send|list|dump)\s+(?:me\s+|us\s+)?(?:the|your|all|all of the|every)\s+(?:\S+\s+){0,2}?(?:passwords?|api keys?|secret (?:keys?|tokens?)|credentials|private keys?|tokens?|secrets)\b`,
+	},
+	{
+		Name: "exfiltrate", lead: true, Category: CategoryExfil, Weight: 0.45,
+		Triggers: []string{"exfiltrat"},
+		Expr:     `\bexfiltrat(?:e|ing)\b`,
+	},
+	{
+		Name: "markdown_image_exfil", lead: true, need: []string{"](http"}, Category: CategoryMarkdown, Weight: 0.7,
+		Triggers: []string{"!["},
+		Expr:     `!\[[^\]\n]{0,100}\]\(\s*https?://[^)\s]{1,200}?[?&#][^)\s]{0,200}?(?:\{[^}\s)]{1,40}\}|%7b|\$\{|<[a-z_]{1,30}>|\[[a-z_]{1,30}\]|[a-z0-9+/=_-]{40,}|\b(?:data|secret|token|key|apikey|api_key|password|pwd|history|conversation|chat|msg|message|content|prompt|memory|ssn|email)=)`,
+	},
+	{
+		Name: "html_image_exfil", lead: true, need: []string{"src"}, Category: CategoryMarkdown, Weight: 0.6,
+		Triggers: []string{"<img"},
+		Expr:     `<img\b[^>]{0,100}\bsrc\s*=\s*["']?https?://[^"'\s>]{1,200}?[?&][^"'\s>]{0,200}?(?:\{[^}\s]{1,40}\}|%7b|\$\{|[a-z0-9+/=_-]{40,})`,
+	},
+	{
+		Name: "pwned_marker", back: 30, fwd: 10, Category: CategoryOverride, Weight: 0.5,
+		Triggers: []string{"pwned"},
+		Expr:     `\bi\s+have\s+been\s+pwned\b`,
+	},
+	{
+		Name: "addresses_model", lead: true, need: []string{"ai", "assistant", "llm", "model", "chatbot", "agent", "gpt", "claude"}, Category: CategoryAddress, Weight: 0.25,
+		Triggers: []string{"note", "message", "instruction", "attention", "important"},
+		Expr:     `\b(?:note|message|instructions?|attention|important)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+)?(?:ai|assistant|llm|model|language model|chatbot|agent|gpt|claude)s?\b`,
+	},
+}
+
+// Patterns returns a copy of the layer-1 catalogue.
+func Patterns() []Pattern {
+	out := make([]Pattern, len(catalogue))
+	copy(out, catalogue)
+	return out
+}
+
+// compiled is the catalogue with expressions and the trigger automaton
+// built, once, at package initialisation.
+var compiled = compileCatalogue()
+
+type compiledCatalogue struct {
+	pats []Pattern
+	ac   *acMatcher
+	// trig[id] describes trigger id of the automaton.
+	trig []trigger
+}
+
+// A trigger is one spelling of a pattern trigger the automaton finds:
+// plain, ROT13 or reversed. Leetspeak is handled by the automaton's byte
+// classes, which read 0 as o, 1 as i, 3 as e and so on.
+type trigger struct {
+	form uint8  // formPlain, formROT13, formReversed
+	n    int    // length in bytes
+	mask uint64 // patterns that use it
+}
+
+const (
+	formPlain = iota
+	formROT13
+	formReversed
+)
+
+func compileCatalogue() *compiledCatalogue {
+	if len(catalogue) > 64 {
+		panic("detect: pattern catalogue exceeds 64 entries")
+	}
+	c := &compiledCatalogue{pats: Patterns()}
+	byText := map[string]int{}
+	var words []string
+	addTrig := func(s string, form uint8, p int) {
+		key := string(rune('0'+form)) + s
+		id, ok := byText[key]
+		if !ok {
+			id = len(c.trig)
+			byText[key] = id
+			c.trig = append(c.trig, trigger{form: form, n: len(s)})
+			words = append(words, s)
+		}
+		c.trig[id].mask |= 1 << uint(p)
+	}
+	for p := range c.pats {
+		// Views are lower-cased, so lower-case expressions match any case
+		// without the cost of case folding in the matcher.
+		expr := c.pats[p].Expr
+		if c.pats[p].lead {
+			expr = `^(?:` + expr + `)`
+		} else if c.pats[p].back == 0 && c.pats[p].fwd == 0 {
+			c.pats[p].back, c.pats[p].fwd = 200, 260
+		}
+		c.pats[p].re = regexp.MustCompile(expr)
+		for _, t := range c.pats[p].Triggers {
+			for _, v := range spellings(t) {
+				addTrig(v, formPlain, p)
+				addTrig(string(rot13([]byte(v))), formROT13, p)
+				addTrig(string(reverse([]byte(v))), formReversed, p)
+			}
+		}
+	}
+	c.ac = newACMatcher(words)
+	return c
+}
+
+// spellings returns t and, when t has an "l", t with every "l" read as
+// "i": the automaton folds the leet "1" to "i", and "1" stands for "l" as
+// often as for "i".
+func spellings(t string) []string {
+	b := []byte(t)
+	changed := false
+	for i, c := range b {
+		if c == 'l' {
+			b[i] = 'i'
+			changed = true
+		}
+	}
+	if !changed {
+		return []string{t}
+	}
+	return []string{t, string(b)}
+}
+
+// acMatcher is an Aho-Corasick automaton over byte classes, compiled to a
+// dense transition table: one table lookup per input byte finds every
+// trigger of every pattern in one pass.
+type acMatcher struct {
+	class  [256]uint8
+	nclass int
+	next   []uint16 // state*nclass + class
+	out    [][]int  // word ids ending at each state
+}
+
+// acFold maps leet digits and symbols onto the letters they stand for, and
+// whitespace onto the space, before classes are assigned.
+func acFold(b byte) byte {
+	if m := leetMap[b]; m != 0 {
+		return m
+	}
+	switch b {
+	case '\n', '\t', '\r':
+		return ' '
+	}
+	return b
+}
+
+func newACMatcher(words []string) *acMatcher { return buildAC(words, acFold) }
+
+// newExactMatcher matches words byte for byte (case-sensitive, no
+// folding).
+func newExactMatcher(words []string) *acMatcher {
+	return buildAC(words, func(b byte) byte { return b })
+}
+
+func buildAC(words []string, fold func(byte) byte) *acMatcher {
+	m := &acMatcher{}
+	// Classes: one per distinct folded byte used by a word; 0 is "other".
+	for _, w := range words {
+		for i := 0; i < len(w); i++ {
+			f := fold(w[i])
+			if m.class[f] == 0 {
+				m.nclass++
+				m.class[f] = uint8(m.nclass)
+			}
+		}
+	}
+	m.nclass++
+	for b := 0; b < 256; b++ {
+		m.class[b] = m.class[fold(byte(b))]
+	}
+	// Trie.
+	type node struct {
+		child map[uint8]int
+		fail  int
+		out   []int
+	}
+	nodes := []node{{child: map[uint8]int{}}}
+	for id, w := range words {
+		s := 0
+		for i := 0; i < len(w); i++ {
+			c := m.class[w[i]]
+			nx, ok := nodes[s].child[c]
+			if !ok {
+				nx = len(nodes)
+				nodes = append(nodes, node{child: map[uint8]int{}})
+				nodes[s].child[c] = nx
+			}
+			s = nx
+		}
+		nodes[s].out = append(nodes[s].out, id)
+	}
+	if len(nodes) > 1<<16 {
+		panic("detect: trigger automaton too large")
+	}
+	// Breadth-first fail links and the dense table.
+	m.next = make([]uint16, len(nodes)*m.nclass)
+	queue := []int{}
+	for c := 0; c < m.nclass; c++ {
+		if nx, ok := nodes[0].child[uint8(c)]; ok {
+			m.next[c] = uint16(nx)
+			queue = append(queue, nx)
+		}
+	}
+	for len(queue) > 0 {
+		s := queue[0]
+		queue = queue[1:]
+		f := nodes[s].fail
+		nodes[s].out = append(nodes[s].out, nodes[f].out...)
+		for c := 0; c < m.nclass; c++ {
+			if nx, ok := nodes[s].child[uint8(c)]; ok {
+				nodes[nx].fail = int(m.next[f*m.nclass+c])
+				m.next[s*m.nclass+c] = uint16(nx)
+				queue = append(queue, nx)
+			} else {
+				m.next[s*m.nclass+c] = m.next[f*m.nclass+c]
+			}
+		}
+	}
+	m.out = make([][]int, len(nodes))
+	for i := range nodes {
+		m.out[i] = nodes[i].out
+	}
+	return m
+}
+
+// scan calls hit(word, end) for every occurrence of a word in text, end
+// being the index just past it.
+func (m *acMatcher) scan(text []byte, hit func(word, end int)) {
+	s := 0
+	nc := m.nclass
+	for i, b := range text {
+		s = int(m.next[s*nc+int(m.class[b])])
+		if out := m.out[s]; out != nil {
+			for _, w := range out {
+				hit(w, i+1)
+			}
+		}
+	}
+}

@@ -1,0 +1,212 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stackctl/stack/audit"
+	"github.com/stackctl/stack/detect"
+	"github.com/stackctl/stack/inject"
+	"github.com/stackctl/stack/passport"
+)
+
+// ReasonDetectorBlocked refuses a request a detector's policy blocked.
+const ReasonDetectorBlocked = "detector_blocked"
+
+// DefaultScanWindow bounds the body bytes detectors see per request and
+// per response.
+const DefaultScanWindow = 64 << 10
+
+// Revoker revokes passports; *passport.RevocationStore is one.
+type Revoker interface {
+	RevokeJTI(jti string, exp time.Time, reason string) (passport.Revocation, error)
+}
+
+// AlertFunc receives every decision that asks for an alert or more, off
+// the request path's critical section (it must not block).
+type AlertFunc func(ev *detect.Event, d detect.Decision)
+
+// detectEvent builds the event detectors see for a request.
+func detectEvent(now time.Time, claims *passport.Claims, st *reqState, req *http.Request, body []byte) *detect.Event {
+	ev := &detect.Event{
+		Time: now, Direction: detect.Request, Host: st.host, Method: st.method, Path: st.path,
+		Query: req.URL.Query(), Body: body, ContentType: req.Header.Get("Content-Type"),
+	}
+	if claims != nil {
+		ev.Agent, ev.PassportJTI, ev.Mode = claims.Subject, claims.ID, string(claims.Mode)
+	}
+	return ev
+}
+
+// runDetectors evaluates the grid on ev and carries out its decision:
+// every signal is counted and audited, alerts are sent, a block refuses
+// the request and a revoke also revokes the passport (and so every
+// passport delegated from it). It returns the refusal, or nil.
+func (p *Proxy) runDetectors(ctx context.Context, ev *detect.Event, claims *passport.Claims) *denial {
+	if p.opts.Grid == nil {
+		return nil
+	}
+	d := p.opts.Grid.Evaluate(ev)
+	if len(d.Signals) == 0 && d.Action == detect.ActionNone {
+		return nil
+	}
+	for _, s := range d.Signals {
+		p.metrics.DetectorSignals.WithLabelValues(s.Detector, string(s.Severity)).Inc()
+		p.record(ctx, audit.Record{
+			Action: audit.ActionDetectorFired, AgentID: ev.Agent, PassportJTI: ev.PassportJTI,
+			Host: ev.Host, Method: ev.Method, Path: ev.Path, Detector: s.Detector, Severity: string(s.Severity),
+			Reason: string(d.Action), Detail: truncateDetail(s.Evidence),
+		})
+	}
+	p.log.Info("detector signals", zap.String("agent", ev.Agent), zap.String("host", ev.Host),
+		zap.String("action", string(d.Action)), zap.Int("signals", len(d.Signals)))
+	switch d.Action {
+	case detect.ActionAlert, detect.ActionBlock, detect.ActionRevoke:
+		if p.opts.Alerts != nil {
+			p.opts.Alerts(ev, d)
+		}
+	}
+	switch d.Action {
+	case detect.ActionBlock:
+		return &denial{Status: http.StatusForbidden, Reason: ReasonDetectorBlocked, Detail: blockDetail(d, "blocked")}
+	case detect.ActionRevoke:
+		if claims != nil && p.opts.Revoker != nil {
+			why := "revoked by " + firedDetectors(d)
+			if _, err := p.opts.Revoker.RevokeJTI(claims.ID, claims.Expiry, why); err != nil {
+				// Fail closed: the request is blocked either way.
+				p.log.Error("revocation failed", zap.String("jti", claims.ID), zap.Error(err))
+			} else {
+				p.record(ctx, audit.Record{
+					Action: audit.ActionPassportRevoked, AgentID: claims.Subject, PassportJTI: claims.ID,
+					Host: ev.Host, Method: ev.Method, Path: ev.Path, Detector: firedDetectors(d), Reason: "detector", Detail: why,
+				})
+			}
+		}
+		return &denial{Status: http.StatusForbidden, Reason: ReasonDetectorBlocked, Detail: blockDetail(d, "blocked and the passport revoked")}
+	}
+	return nil
+}
+
+func firedDetectors(d detect.Decision) string {
+	seen := map[string]bool{}
+	var names []string
+	for _, s := range d.Signals {
+		if !seen[s.Detector] {
+			seen[s.Detector] = true
+			names = append(names, s.Detector)
+		}
+	}
+	return strings.Join(names, "+")
+}
+
+func blockDetail(d detect.Decision, what string) string {
+	return fmt.Sprintf("%s by %s", what, firedDetectors(d))
+}
+
+func truncateDetail(s string) string {
+	if len(s) > 300 {
+		return s[:300]
+	}
+	return s
+}
+
+// streamingType reports content that must flow as it arrives.
+func streamingType(ct string) bool {
+	mt, _, _ := mime.ParseMediaType(ct)
+	return mt == "text/event-stream" || strings.HasPrefix(mt, "multipart/")
+}
+
+// scanResponse runs the response-side detectors. A small, complete body
+// is read and judged before the agent sees any of it, so a block can
+// still refuse it; any other body is judged on its first ScanWindow bytes
+// as they stream past, where only alert and revoke (for what follows) are
+// possible.
+// It returns a refusal to send instead of the response, or nil.
+func (p *Proxy) scanResponse(ctx context.Context, resp *http.Response, st *reqState) *denial {
+	if p.opts.Grid == nil || resp.Body == nil || resp.Body == http.NoBody {
+		return nil
+	}
+	window := p.scanWindow()
+	ev := &detect.Event{
+		Time: p.now(), Direction: detect.Response, Host: st.host, Method: st.method, Path: st.path,
+		ContentType: resp.Header.Get("Content-Type"), Status: resp.StatusCode, Credentials: injectedList(st.injected),
+	}
+	if st.claims != nil {
+		ev.Agent, ev.PassportJTI, ev.Mode = st.claims.Subject, st.claims.ID, string(st.claims.Mode)
+	}
+	if resp.ContentLength >= 0 && resp.ContentLength <= int64(window) && !streamingType(ev.ContentType) {
+		body, err := io.ReadAll(io.LimitReader(resp.Body, int64(window)+1))
+		resp.Body.Close()
+		if err != nil {
+			resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errReader{err}))
+			return nil
+		}
+		ev.Body = body
+		if d := p.runDetectors(ctx, ev, st.claims); d != nil {
+			d.Detail = "response " + d.Detail
+			return d
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		return nil
+	}
+	resp.Body = &scanningBody{ReadCloser: resp.Body, window: window, judge: func(b []byte) {
+		ev.Body = b
+		p.runDetectors(ctx, ev, st.claims)
+	}}
+	return nil
+}
+
+func (p *Proxy) scanWindow() int {
+	if p.opts.ScanWindow > 0 {
+		return p.opts.ScanWindow
+	}
+	return DefaultScanWindow
+}
+
+func injectedList(in []inject.Injected) []string {
+	out := make([]string, len(in))
+	for i, x := range in {
+		out[i] = x.Name
+	}
+	return out
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// scanningBody passes bytes through untouched while keeping a copy of the
+// first window of them, judged once when the window fills or the body ends.
+type scanningBody struct {
+	io.ReadCloser
+	window int
+	buf    []byte
+	once   sync.Once
+	judge  func([]byte)
+}
+
+func (b *scanningBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if len(b.buf) < b.window {
+		take := min(n, b.window-len(b.buf))
+		b.buf = append(b.buf, p[:take]...)
+	}
+	if len(b.buf) >= b.window || err != nil {
+		b.once.Do(func() { b.judge(b.buf) })
+	}
+	return n, err
+}
+
+func (b *scanningBody) Close() error {
+	b.once.Do(func() { b.judge(b.buf) })
+	return b.ReadCloser.Close()
+}

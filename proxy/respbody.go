@@ -1,0 +1,73 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/stackctl/stack/inject"
+)
+
+// upstreamBody is the body roundTrip hands goproxy for an upstream
+// response. goproxy answers an intercepted request with chunked encoding
+// whenever a response handler replaced resp.Body, even when the length is
+// known, and chunked encoding costs three TLS records and three writes per
+// chunk plus two more at the end. So handleResponse builds its readers
+// (redaction, detectors, counting) on the upstream body it takes from
+// here and installs the result inside this same value: a response whose
+// length is known keeps its Content-Length, and the body goes out as one
+// record.
+type upstreamBody struct {
+	src io.ReadCloser // the upstream's body
+	r   io.ReadCloser // what Read and Close use: src until install
+}
+
+// wrapUpstreamBody wraps resp's body, unless there is none or the response
+// is a protocol upgrade, whose body goproxy needs as it is.
+func wrapUpstreamBody(resp *http.Response) {
+	if resp.Body == nil || resp.Body == http.NoBody || resp.StatusCode == http.StatusSwitchingProtocols {
+		return
+	}
+	resp.Body = &upstreamBody{src: resp.Body, r: resp.Body}
+}
+
+func (b *upstreamBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+func (b *upstreamBody) Close() error { return b.r.Close() }
+
+// install makes r the body's reader and returns the body; on a nil
+// upstreamBody it returns r.
+func (b *upstreamBody) install(r io.ReadCloser) io.ReadCloser {
+	if b == nil {
+		return r
+	}
+	b.r = r
+	return b
+}
+
+// redactBody replaces injected secrets in resp's body with their
+// placeholders. A small body of known length (at most the scan window, and
+// not a stream) is read and redacted in memory, so the answer keeps an
+// exact Content-Length; any other body streams through the redactor, its
+// length unknown.
+func (p *Proxy) redactBody(resp *http.Response, injected []inject.Injected) {
+	if n := resp.ContentLength; n >= 0 && n <= int64(p.scanWindow()) && !streamingType(resp.Header.Get("Content-Type")) {
+		body, err := io.ReadAll(io.LimitReader(resp.Body, n+1))
+		resp.Body.Close()
+		if err == nil {
+			out := inject.RedactBytes(body, injected)
+			resp.Body = io.NopCloser(bytes.NewReader(out))
+			resp.ContentLength = int64(len(out))
+			resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
+			return
+		}
+		// Pass on what arrived, redacted, then the error.
+		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(inject.RedactBytes(body, injected)), errReader{err}))
+	} else {
+		resp.Body = inject.NewRedactor(resp.Body, injected)
+	}
+	// The redacted body's length may differ from the upstream's.
+	resp.ContentLength = -1
+	resp.Header.Del("Content-Length")
+}
