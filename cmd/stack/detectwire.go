@@ -53,23 +53,10 @@ func buildDetectors(ctx context.Context, cfg *config.Config, store *proxy.VaultS
 		return nil, usageError(fmt.Errorf("detect.credential_exfiltration: %w", err))
 	}
 
-	modes := map[string]string{
-		"credential_burst": dc.CredentialBurst.Mode, "scope_drift": dc.ScopeDrift.Mode,
-		"prompt_injection": dc.PromptInjection.Mode, "credential_exfiltration": dc.CredentialExfiltration.Mode,
-	}
 	// Every detector joins the grid, off ones too: the grid skips them,
 	// and rules and suppressions naming them stay valid.
 	all := []detect.Detector{burst, drift, pi, exfil}
-	policy := detect.Policy{Modes: map[string]detect.Mode{}, AlertOnly: dc.AlertOnly}
-	for _, d := range all {
-		policy.Modes[d.Name()] = detect.Mode(modes[d.Name()])
-	}
-	for _, r := range dc.Rules {
-		policy.Rules = append(policy.Rules, detect.Rule{Name: r.Name, Detectors: r.Detectors, Within: r.Within, Action: detect.Action(r.Action)})
-	}
-	for _, s := range dc.Suppress {
-		policy.Suppress = append(policy.Suppress, detect.Suppression{Agent: s.Agent, Host: s.Host, Detector: s.Detector, Rule: s.Rule})
-	}
+	policy := detectPolicy(dc)
 	grid, err := detect.NewGrid(detect.GridOptions{Detectors: all, Policy: policy})
 	if err != nil {
 		return nil, usageError(fmt.Errorf("detect: %w", err))
@@ -97,6 +84,24 @@ func buildDetectors(ctx context.Context, cfg *config.Config, store *proxy.VaultS
 		}
 	}
 	return ds, nil
+}
+
+// detectPolicy is the grid's policy as the config says: modes, the
+// rollout gate, composite rules and suppressions. SIGHUP re-reads it.
+func detectPolicy(dc config.DetectConfig) detect.Policy {
+	policy := detect.Policy{AlertOnly: dc.AlertOnly, Modes: map[string]detect.Mode{
+		detect.BurstName:        detect.Mode(dc.CredentialBurst.Mode),
+		detect.DriftName:        detect.Mode(dc.ScopeDrift.Mode),
+		detect.InjectionName:    detect.Mode(dc.PromptInjection.Mode),
+		detect.ExfiltrationName: detect.Mode(dc.CredentialExfiltration.Mode),
+	}}
+	for _, r := range dc.Rules {
+		policy.Rules = append(policy.Rules, detect.Rule{Name: r.Name, Detectors: r.Detectors, Within: r.Within, Action: detect.Action(r.Action)})
+	}
+	for _, s := range dc.Suppress {
+		policy.Suppress = append(policy.Suppress, detect.Suppression{Agent: s.Agent, Host: s.Host, Detector: s.Detector, Rule: s.Rule})
+	}
+	return policy
 }
 
 // secretIndex indexes the vault's secrets so the exfiltration detector

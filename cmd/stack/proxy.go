@@ -26,6 +26,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/stackctl/stack/audit"
+	"github.com/stackctl/stack/config"
+	"github.com/stackctl/stack/detect"
 	"github.com/stackctl/stack/inject"
 	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/proxy"
@@ -99,6 +101,7 @@ type sidecar struct {
 	keys     *passport.KeySet
 	verifier *passport.Verifier
 	store    *proxy.VaultStore
+	grid     *detect.Grid
 }
 
 func (a *app) runProxy(ctx context.Context) error {
@@ -200,7 +203,7 @@ func (a *app) runProxy(ctx context.Context) error {
 		return err
 	}
 	a.onClose(px.Close)
-	sc := &sidecar{a: a, keys: keys, verifier: verifier, store: store}
+	sc := &sidecar{a: a, keys: keys, verifier: verifier, store: store, grid: ds.grid}
 
 	token, err := ensureAdminToken(filepath.Join(a.home(), adminTokenFile))
 	if err != nil {
@@ -314,11 +317,22 @@ func (a *app) runProxy(ctx context.Context) error {
 	return err
 }
 
-// reload re-reads the issuer keys (a rotated key applies to verification)
-// and the vault index. A failure leaves the running state as it was.
+// reload re-reads the issuer keys (a rotated key applies to
+// verification), the vault index and the detector policy from stack.yaml
+// (modes, the rollout gate, rules, suppressions). Listeners, egress and
+// detector tuning need a restart. A failure leaves the running state as it
+// was.
 func (s *sidecar) reload(ctx context.Context) error {
+	cfg, err := config.Load(config.LoadOptions{Home: s.a.home(), File: s.a.configFlag})
+	if err != nil {
+		return err
+	}
+	policy := detectPolicy(cfg.Detect)
 	keys, err := s.a.issuerKeys(ctx)
 	if err != nil {
+		return err
+	}
+	if err := s.grid.SetPolicy(policy); err != nil {
 		return err
 	}
 	if err := s.verifier.UpdateJWKS(keys.JWKS(time.Now())); err != nil {

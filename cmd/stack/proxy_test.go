@@ -232,3 +232,50 @@ func TestWebhookAlert(t *testing.T) {
 		t.Fatal("no webhook alert within 10s")
 	}
 }
+
+// A reload (SIGHUP or the admin API) applies a changed detector policy
+// without a restart.
+func TestReloadAppliesDetectorPolicy(t *testing.T) {
+	home := initHome(t)
+	info := startSidecar(t, home)
+	code, tok, errs := runStack(t, home, "", "passport", "issue", "--agent", "drifter", "--grant", "host=api.example.com,methods=GET")
+	if code != 0 {
+		t.Fatalf("issue: %s", errs)
+	}
+	send := func() *http.Response {
+		proxyURL, _ := url.Parse("http://" + info.Listen)
+		tr := &http.Transport{Proxy: http.ProxyURL(proxyURL)}
+		defer tr.CloseIdleConnections()
+		req, _ := http.NewRequest("GET", "http://internal.example.net/", nil)
+		req.Header.Set("Proxy-Authorization", "Bearer "+strings.TrimSpace(tok))
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if r := send(); r.Header.Get("X-Stack-Reason") != "scope_denied" {
+		t.Fatalf("before reload: %s", r.Header.Get("X-Stack-Reason"))
+	}
+	if err := os.WriteFile(filepath.Join(home, "stack.yaml"), []byte("detect:\n  scope_drift:\n    mode: revoke\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	adminTok, _ := os.ReadFile(filepath.Join(home, adminTokenFile))
+	req, _ := http.NewRequest("POST", "http://"+info.Admin+"/v1/reload", nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(adminTok)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("reload: %d", resp.StatusCode)
+	}
+	if r := send(); r.Header.Get("X-Stack-Reason") != "detector_blocked" {
+		t.Errorf("after reload to revoke mode: %s", r.Header.Get("X-Stack-Reason"))
+	}
+	if r := send(); r.Header.Get("X-Stack-Reason") != "passport_revoked" {
+		t.Errorf("next request: %s", r.Header.Get("X-Stack-Reason"))
+	}
+}
