@@ -68,7 +68,8 @@ The admin listener serves /metrics, /healthz and /readyz to anyone, and the
 admin API (revocation, vault changes, audit snapshots) only with the token
 in DATA-DIR/admin.token. While the proxy runs, "stack passport revoke",
 "stack vault put|rotate|rm" and "stack audit verify|tail|timeline|export" go
-through that API. SIGHUP reloads keys and the vault index; SIGINT/SIGTERM
+through that API. SIGHUP reloads the issuer keys, the vault index and the
+detector policy (modes, alert_only, rules, suppressions); SIGINT/SIGTERM
 drain open requests and exit.`,
 		Example: `  stack proxy
   stack proxy --listen 127.0.0.1:3128 --admin-listen 127.0.0.1:9091
