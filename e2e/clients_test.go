@@ -81,7 +81,7 @@ func TestRealClients(t *testing.T) {
 		from := len(e.up.requests())
 		sc := stripe.NewClient(placeholder, stripe.WithBackends(stripe.NewBackendsWithConfig(&stripe.BackendConfig{
 			HTTPClient:        e.goClient(agentID, token),
-			URL:               stripe.String("https://" + stripeHost + ":" + e.up.port),
+			URL:               stripe.String("https://" + stripeHost + ":" + e.up.Port),
 			MaxNetworkRetries: stripe.Int64(0),
 			LeveledLogger:     &stripe.LeveledLogger{Level: stripe.LevelNull},
 		})))

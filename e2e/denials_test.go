@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stackctl/stack/audit"
+	"github.com/stackctl/stack/internal/stacktest"
 )
 
 // Every refusal through the real process gets its documented status and
@@ -109,11 +110,11 @@ func TestDenials(t *testing.T) {
 		{
 			name: "no passport",
 			send: func(t *testing.T) httpResult {
-				r := e.run("", childEnv(), "curl", "-s", "-S", "-i", "--max-time", "20",
+				r := e.run("", stacktest.ChildEnv(), "curl", "-s", "-S", "-i", "--max-time", "20",
 					"--proxy", "http://"+e.proxy.Listen, "--cacert", e.caFile, e.url(stripeHost, "/v1/balance"))
-				res, err := parseCurl(r.stdout)
+				res, err := parseCurl(r.Stdout)
 				if err != nil {
-					t.Fatalf("curl: %v\n%s", err, r.stderr)
+					t.Fatalf("curl: %v\n%s", err, r.Stderr)
 				}
 				return res
 			},
@@ -148,7 +149,7 @@ func TestDenials(t *testing.T) {
 		{
 			name: "upstream certificate from an untrusted CA",
 			send: func(t *testing.T) httpResult {
-				return e.curl(agentID, token, append(auth, "https://"+stripeHost+":"+rogue.port+"/v1/balance")...)
+				return e.curl(agentID, token, append(auth, "https://"+stripeHost+":"+rogue.Port+"/v1/balance")...)
 			},
 			want: want{http.StatusBadGateway, "upstream_tls", stripeHost},
 		},
@@ -169,7 +170,7 @@ func TestDenials(t *testing.T) {
 		{
 			name: "oversized header on a plain request",
 			send: func(t *testing.T) httpResult {
-				return e.curl(agentID, token, "-H", "@"+bigHeader, "http://"+stripeHost+":"+e.up.port+"/v1/balance")
+				return e.curl(agentID, token, "-H", "@"+bigHeader, "http://"+stripeHost+":"+e.up.Port+"/v1/balance")
 			},
 			want: want{http.StatusRequestHeaderFieldsTooLarge, "header_too_large", stripeHost},
 		},

@@ -4,20 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -25,12 +20,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stackctl/stack/audit"
-	"github.com/stackctl/stack/proxy/ca"
+	"github.com/stackctl/stack/internal/stacktest"
 )
 
 // Host names the proxy is told to resolve to loopback (--resolve), and what
@@ -46,80 +40,14 @@ const (
 // stripeGrant is the billing agent's grant on the Stripe API.
 const stripeGrant = "host=" + stripeHost + ",methods=GET|POST,paths=/v1/**,credentials=stripe"
 
-// Bounds on everything that waits, so a broken proxy fails a test instead
-// of hanging it.
-const (
-	commandTimeout = 30 * time.Second
-	startTimeout   = 15 * time.Second
-	stopTimeout    = 20 * time.Second
-)
-
 // stackBin is the stack binary TestMain builds.
 var stackBin string
 
-func TestMain(m *testing.M) { os.Exit(testMain(m)) }
-
-func testMain(m *testing.M) int {
-	flag.Parse()
-	if testing.Short() {
-		// Tests skip themselves; no binary needed.
-		return m.Run()
-	}
-	dir, err := os.MkdirTemp("", "stack-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	root, err := moduleRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	// A cold build of every dependency takes minutes on a small machine.
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
-	bin := filepath.Join(dir, "stack")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/stack")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: go build ./cmd/stack: %v\n%s", err, out)
-		return 1
-	}
-	stackBin = bin
-	return m.Run()
-}
-
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("go env GOMOD: not inside the module")
-	}
-	return filepath.Dir(gomod), nil
-}
-
-// childEnv is the environment of every child process: this one's, without
-// proxy, CA and STACK_* settings that would change what is tested, plus
-// extra.
-func childEnv(extra ...string) []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch strings.ToUpper(k) {
-		case "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE",
-			"CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "NODE_OPTIONS":
-			continue
-		}
-		if strings.HasPrefix(k, "STACK_") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return append(out, extra...)
+func TestMain(m *testing.M) {
+	os.Exit(stacktest.RunMain(m, "e2e", func(ctx context.Context, dir string) (err error) {
+		stackBin, err = stacktest.BuildStack(ctx, dir)
+		return err
+	}))
 }
 
 // seenRequest is what an upstream received.
@@ -136,9 +64,7 @@ type seenRequest struct {
 // upstream is a real TLS server whose certificates are minted per SNI by
 // its own CA. It records every request it receives.
 type upstream struct {
-	srv  *httptest.Server
-	port string
-	ca   *ca.CA
+	*stacktest.TLSUpstream
 
 	mu   sync.Mutex
 	seen []seenRequest
@@ -148,33 +74,17 @@ type upstream struct {
 	sseRelease chan struct{}
 }
 
+// startUpstream starts an upstream with a new CA named after name. A
+// client that sends no server name gets a certificate for stripeHost.
 func startUpstream(t *testing.T, name string) *upstream {
 	t.Helper()
-	authority, err := ca.Generate(time.Now(), name+" CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &upstream{ca: authority, sseRelease: make(chan struct{})}
-	leaves := ca.NewLeafCache(ca.CacheOptions{})
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(u.serve))
-	srv.TLS = &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			host := hello.ServerName
-			if host == "" {
-				host = stripeHost
-			}
-			return leaves.Fetch(host, func() (*tls.Certificate, error) { return authority.Leaf(host) })
-		},
-	}
-	srv.EnableHTTP2 = true
-	// Refused handshakes are expected (the untrusted-CA case); keep them
-	// out of the test output.
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	_, u.port, _ = net.SplitHostPort(srv.Listener.Addr().String())
-	u.srv = srv
+	u := &upstream{sseRelease: make(chan struct{})}
+	u.TLSUpstream = stacktest.StartTLSUpstream(t, name+" CA", http.HandlerFunc(u.serve), func(serverName string) (string, error) {
+		if serverName == "" {
+			return stripeHost, nil
+		}
+		return serverName, nil
+	})
 	return u
 }
 
@@ -240,7 +150,7 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 		case <-u.sseRelease:
 		case <-r.Context().Done():
 			return
-		case <-time.After(commandTimeout):
+		case <-time.After(stacktest.CommandTimeout):
 			// The client never confirmed the first event: send the last
 			// one anyway so the test ends and reports it.
 		}
@@ -265,9 +175,11 @@ type env struct {
 	// ever see it.
 	secret   string
 	extraEnv []string // for every stack command, e.g. STACK_PASSPORT_LEEWAY
+	cli      stacktest.CLI
 	up       *upstream
-	upCAFile string
-	proxy    *proxyProc
+	proxy    *stacktest.Sidecar
+	// proxyStopped is set once stopProxy has checked the current proxy.
+	proxyStopped bool
 }
 
 // newEnv makes a data directory with `stack init`, stores the Stripe
@@ -283,14 +195,11 @@ func newEnv(t *testing.T, extraEnv ...string) *env {
 		dir:      dir,
 		home:     filepath.Join(dir, "home"),
 		caFile:   filepath.Join(dir, "ca.pem"),
-		upCAFile: filepath.Join(dir, "up-ca.pem"),
-		secret:   "sk_live_e2e_" + randomHex(t, 16),
+		secret:   "sk_live_e2e_" + stacktest.RandomHex(t, 16),
 		extraEnv: extraEnv,
 	}
+	e.cli = stacktest.CLI{Bin: stackBin, Home: e.home, Env: stacktest.ChildEnv(extraEnv...), Dir: dir}
 	e.up = startUpstream(t, "upstream")
-	if err := os.WriteFile(e.upCAFile, e.up.ca.CertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	e.mustStack("", "init")
 	e.mustStack(e.secret, "vault", "put", "stripe", "--host", stripeHost, "--render", "bearer")
 	pem := e.mustStack("", "ca", "export")
@@ -303,73 +212,24 @@ func newEnv(t *testing.T, extraEnv ...string) *env {
 	return e
 }
 
-func randomHex(t *testing.T, n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-// cmdResult is what a child process printed and its exit status.
-type cmdResult struct {
-	stdout, stderr string
-	code           int
-}
-
-// run runs a command with a bounded wait; a non-zero exit is returned,
-// not failed on.
-func (e *env) run(stdin string, environ []string, name string, args ...string) cmdResult {
+// run runs a command in the scratch directory with a bounded wait; a
+// non-zero exit is returned, not failed on.
+func (e *env) run(stdin string, environ []string, name string, args ...string) stacktest.Result {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = environ
-	cmd.Dir = e.dir
-	cmd.Stdin = strings.NewReader(stdin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	res := cmdResult{stdout: stdout.String(), stderr: stderr.String()}
-	var exit *exec.ExitError
-	switch {
-	case ctx.Err() != nil:
-		e.t.Fatalf("%s %s: no exit within %s\nstderr: %s", name, strings.Join(redactArgs(args), " "), commandTimeout, res.stderr)
-	case errors.As(err, &exit):
-		res.code = exit.ExitCode()
-	case err != nil:
-		e.t.Fatalf("%s: %v", name, err)
-	}
-	return res
-}
-
-// redactArgs keeps passports out of failure messages.
-func redactArgs(args []string) []string {
-	out := make([]string, len(args))
-	for i, a := range args {
-		if strings.Count(a, ".") == 2 && len(a) > 100 || strings.Contains(a, ":ey") {
-			a = "[passport]"
-		}
-		out[i] = a
-	}
-	return out
+	return stacktest.Run(e.t, stacktest.Command{Name: name, Args: args, Env: environ, Dir: e.dir, Stdin: stdin})
 }
 
 // stack runs the stack binary against the data directory.
-func (e *env) stack(stdin string, args ...string) cmdResult {
+func (e *env) stack(stdin string, args ...string) stacktest.Result {
 	e.t.Helper()
-	return e.run(stdin, childEnv(e.extraEnv...), stackBin, append([]string{"--home", e.home}, args...)...)
+	return e.cli.Run(e.t, stdin, args...)
 }
 
 // mustStack runs stack and fails the test unless it exits 0; it returns
 // stdout.
 func (e *env) mustStack(stdin string, args ...string) string {
 	e.t.Helper()
-	r := e.stack(stdin, args...)
-	if r.code != 0 {
-		e.t.Fatalf("stack %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(redactArgs(args), " "), r.code, r.stdout, r.stderr)
-	}
-	return r.stdout
+	return e.cli.Must(e.t, stdin, args...)
 }
 
 // issue signs a passport with `stack passport issue`.
@@ -389,126 +249,41 @@ func (e *env) issue(agent, ttl string, grants ...string) string {
 	return tok
 }
 
-// proxyProc is a running `stack proxy`.
-type proxyProc struct {
-	cmd     *exec.Cmd
-	done    chan struct{}
-	waitErr error
-	logPath string
-	// Listen and Admin are the addresses from DATA-DIR/proxy.json.
-	Listen, Admin string
-	stopOnce      sync.Once
-}
-
-// startProxy starts `stack proxy` on ephemeral loopback ports and waits
-// (bounded) for its run file. It is stopped with SIGTERM at cleanup, and
-// must then exit 0.
-func (e *env) startProxy(extra ...string) *proxyProc {
+// startProxy starts `stack proxy` with every test host resolved to
+// loopback and only the upstream's CA trusted, then extra. It is stopped
+// with stopProxy at cleanup.
+func (e *env) startProxy(extra ...string) *stacktest.Sidecar {
 	e.t.Helper()
 	args := []string{
-		"--home", e.home, "proxy",
-		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
 		"--allow-cidr", "127.0.0.1/32",
 		"--resolve", stripeHost + "=127.0.0.1",
 		"--resolve", evilHost + "=127.0.0.1",
 		"--resolve", rebindHost + "=127.0.0.2",
-		"--upstream-ca", e.upCAFile,
+		"--upstream-ca", e.up.CAFile,
 	}
-	args = append(args, extra...)
-	p := &proxyProc{done: make(chan struct{}), logPath: filepath.Join(e.dir, "proxy.log")}
-	logFile, err := os.Create(p.logPath)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	p.cmd = exec.Command(stackBin, args...)
-	p.cmd.Env = childEnv(e.extraEnv...)
-	p.cmd.Dir = e.dir
-	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	if err := p.cmd.Start(); err != nil {
-		logFile.Close()
-		e.t.Fatal(err)
-	}
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		logFile.Close()
-		close(p.done)
-	}()
-	e.proxy = p
-	e.t.Cleanup(func() { e.stopProxy() })
-
-	runFile := filepath.Join(e.home, "proxy.json")
-	deadline := time.After(startTimeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-p.done:
-			e.t.Fatalf("stack proxy exited during start-up: %v\n%s", p.waitErr, p.log())
-		case <-deadline:
-			e.t.Fatalf("stack proxy wrote no %s within %s\n%s", runFile, startTimeout, p.log())
-		case <-tick.C:
-		}
-		b, err := os.ReadFile(runFile)
-		if err != nil {
-			continue
-		}
-		var info struct {
-			PID    int    `json:"pid"`
-			Listen string `json:"listen"`
-			Admin  string `json:"admin"`
-			Home   string `json:"home"`
-		}
-		if json.Unmarshal(b, &info) != nil || info.PID != p.cmd.Process.Pid {
-			continue // partly written, or left by an earlier process
-		}
-		if info.Home != e.home {
-			e.t.Fatalf("proxy.json names home %q, want %q", info.Home, e.home)
-		}
-		p.Listen, p.Admin = info.Listen, info.Admin
-		return p
-	}
+	e.proxy = stacktest.StartSidecar(e.t, stackBin, e.home, stacktest.ChildEnv(e.extraEnv...), append(args, extra...)...)
+	e.proxyStopped = false
+	e.t.Cleanup(e.stopProxy)
+	return e.proxy
 }
 
-// stopProxy sends SIGTERM and waits (bounded) for a graceful exit with
-// status 0 that removes the run file. It is idempotent.
+// stopProxy stops the proxy gracefully (see stacktest.Sidecar.Stop) and
+// checks that its log never held the secret. It is idempotent.
 func (e *env) stopProxy() {
 	e.t.Helper()
-	p := e.proxy
-	if p == nil {
+	if e.proxy == nil || e.proxyStopped {
 		return
 	}
-	p.stopOnce.Do(func() {
-		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-			e.t.Errorf("SIGTERM: %v", err)
-		}
-		select {
-		case <-p.done:
-		case <-time.After(stopTimeout):
-			p.cmd.Process.Kill()
-			<-p.done
-			e.t.Errorf("stack proxy did not exit within %s of SIGTERM\n%s", stopTimeout, p.log())
-			return
-		}
-		if p.waitErr != nil {
-			e.t.Errorf("stack proxy exit after SIGTERM: %v (want status 0)\n%s", p.waitErr, p.log())
-		}
-		if _, err := os.Stat(filepath.Join(e.home, "proxy.json")); !errors.Is(err, os.ErrNotExist) {
-			e.t.Errorf("proxy.json left behind after a graceful stop (stat: %v)", err)
-		}
-		if strings.Contains(p.log(), e.secret) {
-			e.t.Errorf("the proxy's log contains the secret")
-		}
-	})
-}
-
-func (p *proxyProc) log() string {
-	b, _ := os.ReadFile(p.logPath)
-	return string(b)
+	e.proxyStopped = true
+	e.proxy.Stop(e.t)
+	if strings.Contains(e.proxy.Log(), e.secret) {
+		e.t.Errorf("the proxy's log contains the secret")
+	}
 }
 
 // url is an https URL on the upstream's port under host.
 func (e *env) url(host, path string) string {
-	return "https://" + net.JoinHostPort(host, e.up.port) + path
+	return e.up.URL(host, path)
 }
 
 // httpResult is a response as a client reported it.
@@ -531,10 +306,10 @@ func (e *env) curl(agent, token string, args ...string) httpResult {
 		"--proxy-user", agent + ":" + token,
 		"--cacert", e.caFile,
 	}
-	r := e.run("", childEnv(), "curl", append(base, args...)...)
-	res, err := parseCurl(r.stdout)
+	r := e.run("", stacktest.ChildEnv(), "curl", append(base, args...)...)
+	res, err := parseCurl(r.Stdout)
 	if err != nil {
-		e.t.Fatalf("curl (exit %d): %v\nstdout: %s\nstderr: %s", r.code, err, r.stdout, r.stderr)
+		e.t.Fatalf("curl (exit %d): %v\nstdout: %s\nstderr: %s", r.Code, err, r.Stdout, r.Stderr)
 	}
 	return res
 }
@@ -604,7 +379,7 @@ func (e *env) python(agent, token, method, target, body string) httpResult {
 	e.t.Helper()
 	script, _ := filepath.Abs(filepath.Join("testdata", "client.py"))
 	proxyURL := (&url.URL{Scheme: "http", User: url.UserPassword(agent, token), Host: e.proxy.Listen}).String()
-	environ := childEnv(
+	environ := stacktest.ChildEnv(
 		"HTTPS_PROXY="+proxyURL, "HTTP_PROXY="+proxyURL,
 		"REQUESTS_CA_BUNDLE="+e.caFile, "STRIPE_API_KEY="+placeholder,
 	)
@@ -613,9 +388,9 @@ func (e *env) python(agent, token, method, target, body string) httpResult {
 		args = append(args, body)
 	}
 	r := e.run("", environ, "python3", args...)
-	res, err := parseClientJSON(r.stdout)
-	if r.code != 0 || err != nil {
-		e.t.Fatalf("client.py: exit %d, %v\nstdout: %s\nstderr: %s", r.code, err, r.stdout, r.stderr)
+	res, err := parseClientJSON(r.Stdout)
+	if r.Code != 0 || err != nil {
+		e.t.Fatalf("client.py: exit %d, %v\nstdout: %s\nstderr: %s", r.Code, err, r.Stdout, r.Stderr)
 	}
 	return res
 }
@@ -627,7 +402,7 @@ const nodeModules = "testdata/node_modules/undici"
 func (e *env) node(agent, token, method, target, body string) httpResult {
 	e.t.Helper()
 	script, _ := filepath.Abs(filepath.Join("testdata", "client.mjs"))
-	environ := childEnv(
+	environ := stacktest.ChildEnv(
 		"STACK_PROXY=http://"+e.proxy.Listen, "STACK_AGENT="+agent, "STACK_PASSPORT="+token,
 		"STACK_CA="+e.caFile, "STRIPE_API_KEY="+placeholder,
 	)
@@ -636,9 +411,9 @@ func (e *env) node(agent, token, method, target, body string) httpResult {
 		args = append(args, body)
 	}
 	r := e.run("", environ, "node", args...)
-	res, err := parseClientJSON(r.stdout)
-	if r.code != 0 || err != nil {
-		e.t.Fatalf("client.mjs: exit %d, %v\nstdout: %s\nstderr: %s", r.code, err, r.stdout, r.stderr)
+	res, err := parseClientJSON(r.Stdout)
+	if r.Code != 0 || err != nil {
+		e.t.Fatalf("client.mjs: exit %d, %v\nstdout: %s\nstderr: %s", r.Code, err, r.Stdout, r.Stderr)
 	}
 	return res
 }
@@ -679,7 +454,7 @@ func (e *env) goClient(agent, token string) *http.Client {
 		TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 	}
 	e.t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr, Timeout: commandTimeout}
+	return &http.Client{Transport: tr, Timeout: stacktest.CommandTimeout}
 }
 
 // do sends one request with c and returns the response as read.
@@ -725,7 +500,7 @@ func (e *env) admin(method, path string, body io.Reader, withToken bool) (int, [
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	c := &http.Client{Timeout: commandTimeout, Transport: &http.Transport{Proxy: nil}}
+	c := &http.Client{Timeout: stacktest.CommandTimeout, Transport: &http.Transport{Proxy: nil}}
 	defer c.CloseIdleConnections()
 	resp, err := c.Do(req)
 	if err != nil {

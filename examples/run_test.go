@@ -1,20 +1,11 @@
 package examples
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/tls"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
-	"io"
-	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -22,11 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
 
-	"github.com/stackctl/stack/proxy/ca"
+	"github.com/stackctl/stack/internal/stacktest"
 )
 
 // The hosts the example agents call. The proxy pins both to loopback
@@ -44,66 +33,19 @@ var grants = []string{
 	"host=" + openaiHost + ",methods=GET|POST,paths=/v1/models|/v1/chat/completions,credentials=openai",
 }
 
-// Bounds on everything that waits, so a broken proxy or agent fails the
-// test instead of hanging it.
-const (
-	commandTimeout = 30 * time.Second
-	startTimeout   = 15 * time.Second
-	stopTimeout    = 20 * time.Second
-)
-
 // Binaries TestMain builds: the stack CLI and the Go example agent.
 var stackBin, goAgentBin string
 
-func TestMain(m *testing.M) { os.Exit(testMain(m)) }
-
-func testMain(m *testing.M) int {
-	flag.Parse()
-	if testing.Short() {
-		return m.Run() // the test skips itself; nothing to build
-	}
-	dir, err := os.MkdirTemp("", "stack-examples-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "examples:", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	root, err := moduleRoot()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "examples:", err)
-		return 1
-	}
-	// A cold build of every dependency takes minutes on a small machine.
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
-	// The Go agent is built once here rather than with `go run` per case:
-	// the same code, without paying for a link on every run.
-	for _, b := range []struct {
-		out *string
-		pkg string
-	}{{&stackBin, "./cmd/stack"}, {&goAgentBin, "./examples/agents/go"}} {
-		bin := filepath.Join(dir, filepath.Base(b.pkg))
-		build := exec.CommandContext(ctx, "go", "build", "-o", bin, b.pkg)
-		build.Dir = root
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "examples: go build %s: %v\n%s", b.pkg, err, out)
-			return 1
+// The Go agent is built once in TestMain rather than with `go run` per
+// case: the same code, without paying for a link on every run.
+func TestMain(m *testing.M) {
+	os.Exit(stacktest.RunMain(m, "examples", func(ctx context.Context, dir string) (err error) {
+		if stackBin, err = stacktest.BuildStack(ctx, dir); err != nil {
+			return err
 		}
-		*b.out = bin
-	}
-	return m.Run()
-}
-
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("go env GOMOD: not inside the module")
-	}
-	return filepath.Dir(gomod), nil
+		goAgentBin, err = stacktest.Build(ctx, dir, "./examples/agents/go")
+		return err
+	}))
 }
 
 // Every example agent, in each of its two ways of presenting the passport,
@@ -116,7 +58,7 @@ func TestAgentsThroughSidecar(t *testing.T) {
 	}
 	e := newEnv(t)
 	token := e.issue(t)
-	e.startProxy(t)
+	proxy := e.startProxy(t)
 
 	agents := []struct {
 		name string
@@ -173,11 +115,11 @@ func TestAgentsThroughSidecar(t *testing.T) {
 		env  func() []string
 	}{
 		{"userinfo", func() []string {
-			u := url.URL{Scheme: "http", User: url.UserPassword(agentID, token), Host: e.proxy.listen}
+			u := url.URL{Scheme: "http", User: url.UserPassword(agentID, token), Host: proxy.Listen}
 			return []string{"HTTPS_PROXY=" + u.String()}
 		}},
 		{"bearer", func() []string {
-			return []string{"HTTPS_PROXY=http://" + e.proxy.listen, "STACK_PASSPORT=" + token}
+			return []string{"HTTPS_PROXY=http://" + proxy.Listen, "STACK_PASSPORT=" + token}
 		}},
 	}
 	for _, a := range agents {
@@ -185,11 +127,14 @@ func TestAgentsThroughSidecar(t *testing.T) {
 			t.Run(a.name+"/"+p.name, func(t *testing.T) {
 				a.need(t)
 				from := e.up.count()
-				environ := childEnv(append(p.env(), a.env...)...)
-				res := e.run(t, environ, a.cmd[0], a.cmd[1:]...)
-				out := res.stdout + res.stderr
-				if res.code != 0 {
-					t.Fatalf("%s exited %d\nstdout: %s\nstderr: %s\nproxy log:\n%s", a.name, res.code, res.stdout, res.stderr, e.proxy.log())
+				res := stacktest.Run(t, stacktest.Command{
+					Name: a.cmd[0],
+					Args: a.cmd[1:],
+					Env:  childEnv(append(p.env(), a.env...)...),
+				})
+				out := res.Stdout + res.Stderr
+				if res.Code != 0 {
+					t.Fatalf("%s exited %d\nstdout: %s\nstderr: %s\nproxy log:\n%s", a.name, res.Code, res.Stdout, res.Stderr, proxy.Log())
 				}
 				for _, s := range e.secrets {
 					if strings.Contains(out, s) {
@@ -197,8 +142,8 @@ func TestAgentsThroughSidecar(t *testing.T) {
 					}
 				}
 				for _, w := range a.want {
-					if !strings.Contains(res.stdout, w) {
-						t.Errorf("the agent's output lacks %q:\n%s", w, res.stdout)
+					if !strings.Contains(res.Stdout, w) {
+						t.Errorf("the agent's output lacks %q:\n%s", w, res.Stdout)
 					}
 				}
 				got := e.up.since(from)
@@ -219,11 +164,11 @@ func TestAgentsThroughSidecar(t *testing.T) {
 
 	// Everything above is in an audit log that verifies once the proxy
 	// has stopped.
-	e.stopProxy(t)
-	if res := e.stack(t, "audit", "verify"); res.code != 0 {
-		t.Errorf("stack audit verify: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	proxy.Stop(t)
+	if res := e.cli.Run(t, "", "audit", "verify"); res.Code != 0 {
+		t.Errorf("stack audit verify: exit %d\n%s%s", res.Code, res.Stdout, res.Stderr)
 	}
-	if log := e.proxy.log(); containsAny(log, e.secrets) {
+	if log := proxy.Log(); containsAny(log, e.secrets) {
 		t.Error("the proxy's log contains a real secret")
 	}
 }
@@ -266,45 +211,22 @@ func missing(t *testing.T, why string) {
 	t.Skip(why)
 }
 
-// childEnv is this process's environment without the proxy, CA, API and
-// STACK_* settings that would change what is tested, plus extra.
+// childEnv is stacktest.ChildEnv without the agents' API settings either,
+// plus extra.
 func childEnv(extra ...string) []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch strings.ToUpper(k) {
-		case "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
-			"SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "NODE_OPTIONS":
-			continue
-		}
-		if strings.HasPrefix(k, "STACK_") || strings.HasPrefix(k, "STRIPE_") || strings.HasPrefix(k, "OPENAI_") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return append(out, extra...)
+	return stacktest.ChildEnvWithout([]string{"STRIPE_", "OPENAI_"}, extra...)
 }
 
-func randomHex(t *testing.T, n int) string {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-// env is one data directory, its upstream and its proxy.
+// env is one data directory and its upstream.
 type env struct {
-	dir, home string
-	caFile    string // the proxy's CA, as `stack ca export` prints it
-	upCAFile  string // the upstream's CA, given to the proxy
+	home   string
+	caFile string // the proxy's CA, as `stack ca export` prints it
+	cli    stacktest.CLI
 	// secrets are the real keys in the vault, by credential name; no agent
 	// may ever see one.
 	secret  map[string]string
 	secrets []string
 	up      *upstream
-	proxy   *proxyProc
 }
 
 // newEnv runs `stack init`, stores both credentials and exports the CA.
@@ -312,24 +234,20 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	dir := t.TempDir()
 	e := &env{
-		dir:      dir,
-		home:     filepath.Join(dir, "home"),
-		caFile:   filepath.Join(dir, "stack-ca.pem"),
-		upCAFile: filepath.Join(dir, "upstream-ca.pem"),
+		home:   filepath.Join(dir, "home"),
+		caFile: filepath.Join(dir, "stack-ca.pem"),
 		secret: map[string]string{
-			"stripe": "sk_test_example_" + randomHex(t, 16),
-			"openai": "sk-example-" + randomHex(t, 16),
+			"stripe": "sk_test_example_" + stacktest.RandomHex(t, 16),
+			"openai": "sk-example-" + stacktest.RandomHex(t, 16),
 		},
 	}
+	e.cli = stacktest.CLI{Bin: stackBin, Home: e.home, Env: childEnv()}
 	e.secrets = []string{e.secret["stripe"], e.secret["openai"]}
 	e.up = startUpstream(t, map[string]string{stripeHost: e.secret["stripe"], openaiHost: e.secret["openai"]})
-	if err := os.WriteFile(e.upCAFile, e.up.ca.CertPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	e.mustStack(t, "", "init")
-	e.mustStack(t, e.secret["stripe"], "vault", "put", "stripe", "--host", stripeHost, "--render", "bearer")
-	e.mustStack(t, e.secret["openai"], "vault", "put", "openai", "--host", openaiHost, "--render", "bearer")
-	pem := e.mustStack(t, "", "ca", "export")
+	e.cli.Must(t, "", "init")
+	e.cli.Must(t, e.secret["stripe"], "vault", "put", "stripe", "--host", stripeHost, "--render", "bearer")
+	e.cli.Must(t, e.secret["openai"], "vault", "put", "openai", "--host", openaiHost, "--render", "bearer")
+	pem := e.cli.Must(t, "", "ca", "export")
 	if !strings.Contains(pem, "BEGIN CERTIFICATE") {
 		t.Fatalf("stack ca export printed no certificate: %q", pem)
 	}
@@ -346,163 +264,24 @@ func (e *env) issue(t *testing.T) string {
 	for _, g := range grants {
 		args = append(args, "--grant", g)
 	}
-	tok := strings.TrimSpace(e.mustStack(t, "", args...))
+	tok := strings.TrimSpace(e.cli.Must(t, "", args...))
 	if strings.Count(tok, ".") != 2 {
 		t.Fatalf("passport issue printed %d bytes, not a compact JWS", len(tok))
 	}
 	return tok
 }
 
-type cmdResult struct {
-	stdout, stderr string
-	code           int
-}
-
-// run runs a command in the examples directory with a bounded wait; a
-// non-zero exit is returned, not failed on.
-func (e *env) run(t *testing.T, environ []string, name string, args ...string) cmdResult {
-	return e.runIn(t, "", environ, name, args...)
-}
-
-func (e *env) runIn(t *testing.T, stdin string, environ []string, name string, args ...string) cmdResult {
+// startProxy starts `stack proxy` with both API hosts resolved to
+// loopback and only the upstream's CA trusted, as the examples' docs
+// describe. It is stopped at cleanup if the test has not stopped it.
+func (e *env) startProxy(t *testing.T) *stacktest.Sidecar {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = environ
-	cmd.Stdin = strings.NewReader(stdin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	res := cmdResult{stdout: stdout.String(), stderr: stderr.String()}
-	var exit *exec.ExitError
-	switch {
-	case ctx.Err() != nil:
-		t.Fatalf("%s: no exit within %s\nstdout: %s\nstderr: %s", name, commandTimeout, res.stdout, res.stderr)
-	case errors.As(err, &exit):
-		res.code = exit.ExitCode()
-	case err != nil:
-		t.Fatalf("%s: %v", name, err)
-	}
-	return res
-}
-
-// stack runs the stack binary against the data directory.
-func (e *env) stack(t *testing.T, args ...string) cmdResult {
-	t.Helper()
-	return e.runIn(t, "", childEnv(), stackBin, append([]string{"--home", e.home}, args...)...)
-}
-
-// mustStack runs stack with stdin and fails the test unless it exits 0; it
-// returns stdout.
-func (e *env) mustStack(t *testing.T, stdin string, args ...string) string {
-	t.Helper()
-	r := e.runIn(t, stdin, childEnv(), stackBin, append([]string{"--home", e.home}, args...)...)
-	if r.code != 0 {
-		t.Fatalf("stack %s: exit %d\nstdout: %s\nstderr: %s", args[0], r.code, r.stdout, r.stderr)
-	}
-	return r.stdout
-}
-
-// proxyProc is a running `stack proxy`.
-type proxyProc struct {
-	cmd      *exec.Cmd
-	done     chan struct{}
-	waitErr  error
-	logPath  string
-	listen   string // from DATA-DIR/proxy.json
-	stopOnce sync.Once
-}
-
-func (p *proxyProc) log() string {
-	b, _ := os.ReadFile(p.logPath)
-	return string(b)
-}
-
-// startProxy starts `stack proxy` on ephemeral loopback ports, as the
-// examples' docs describe, and waits (bounded) for its run file.
-func (e *env) startProxy(t *testing.T) {
-	t.Helper()
-	args := []string{
-		"--home", e.home, "proxy",
-		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+	return stacktest.StartSidecar(t, stackBin, e.home, childEnv(),
 		"--allow-cidr", "127.0.0.1/32",
-		"--resolve", stripeHost + "=127.0.0.1",
-		"--resolve", openaiHost + "=127.0.0.1",
-		"--upstream-ca", e.upCAFile,
-	}
-	p := &proxyProc{done: make(chan struct{}), logPath: filepath.Join(e.dir, "proxy.log")}
-	logFile, err := os.Create(p.logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = exec.Command(stackBin, args...)
-	p.cmd.Env = childEnv()
-	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
-	if err := p.cmd.Start(); err != nil {
-		logFile.Close()
-		t.Fatal(err)
-	}
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		logFile.Close()
-		close(p.done)
-	}()
-	e.proxy = p
-	t.Cleanup(func() { e.stopProxy(t) })
-
-	runFile := filepath.Join(e.home, "proxy.json")
-	deadline := time.After(startTimeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-p.done:
-			t.Fatalf("stack proxy exited during start-up: %v\n%s", p.waitErr, p.log())
-		case <-deadline:
-			t.Fatalf("stack proxy wrote no %s within %s\n%s", runFile, startTimeout, p.log())
-		case <-tick.C:
-		}
-		b, err := os.ReadFile(runFile)
-		if err != nil {
-			continue
-		}
-		var info struct {
-			PID    int    `json:"pid"`
-			Listen string `json:"listen"`
-		}
-		if json.Unmarshal(b, &info) != nil || info.PID != p.cmd.Process.Pid {
-			continue // partly written, or left by an earlier process
-		}
-		p.listen = info.Listen
-		return
-	}
-}
-
-// stopProxy sends SIGTERM and waits (bounded) for a clean exit. It is
-// idempotent.
-func (e *env) stopProxy(t *testing.T) {
-	t.Helper()
-	p := e.proxy
-	if p == nil {
-		return
-	}
-	p.stopOnce.Do(func() {
-		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-			t.Errorf("SIGTERM: %v", err)
-		}
-		select {
-		case <-p.done:
-		case <-time.After(stopTimeout):
-			p.cmd.Process.Kill()
-			<-p.done
-			t.Errorf("stack proxy did not exit within %s of SIGTERM\n%s", stopTimeout, p.log())
-			return
-		}
-		if p.waitErr != nil {
-			t.Errorf("stack proxy exit after SIGTERM: %v (want status 0)\n%s", p.waitErr, p.log())
-		}
-	})
+		"--resolve", stripeHost+"=127.0.0.1",
+		"--resolve", openaiHost+"=127.0.0.1",
+		"--upstream-ca", e.up.CAFile,
+	)
 }
 
 // seen is one request the upstream received.
@@ -517,47 +296,29 @@ type seen struct {
 // certificates minted per SNI by its own CA. It answers only requests
 // that carry the real secret of the host they are for.
 type upstream struct {
-	srv     *httptest.Server
-	port    string
-	ca      *ca.CA
+	*stacktest.TLSUpstream
 	secrets map[string]string // host -> real secret
 
 	mu   sync.Mutex
 	seen []seen
 }
 
+// startUpstream starts the upstream; it has certificates only for the
+// hosts in secrets.
 func startUpstream(t *testing.T, secrets map[string]string) *upstream {
 	t.Helper()
-	authority, err := ca.Generate(time.Now(), "example upstream CA")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &upstream{ca: authority, secrets: secrets}
-	leaves := ca.NewLeafCache(ca.CacheOptions{})
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(u.serve))
-	srv.TLS = &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		GetCertificate: func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-			host := hello.ServerName
-			if _, ok := secrets[host]; !ok {
-				return nil, fmt.Errorf("no certificate for %q", host)
-			}
-			return leaves.Fetch(host, func() (*tls.Certificate, error) { return authority.Leaf(host) })
-		},
-	}
-	srv.EnableHTTP2 = true
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	_, u.port, _ = net.SplitHostPort(srv.Listener.Addr().String())
-	u.srv = srv
+	u := &upstream{secrets: secrets}
+	u.TLSUpstream = stacktest.StartTLSUpstream(t, "example upstream CA", http.HandlerFunc(u.serve), func(serverName string) (string, error) {
+		if _, ok := secrets[serverName]; !ok {
+			return "", fmt.Errorf("no certificate for %q", serverName)
+		}
+		return serverName, nil
+	})
 	return u
 }
 
 // base is the API base URL of host on the upstream's port.
-func (u *upstream) base(host string) string {
-	return "https://" + net.JoinHostPort(host, u.port)
-}
+func (u *upstream) base(host string) string { return u.URL(host, "") }
 
 func (u *upstream) count() int {
 	u.mu.Lock()
