@@ -59,6 +59,10 @@ type SecretShape struct {
 	need string
 	// span is how far from the trigger the expression may reach.
 	span int
+	// anchored is re anchored at its trigger; wordStart is set when re
+	// begins with \b (see findShapes).
+	anchored  *regexp.Regexp
+	wordStart bool
 }
 
 var secretShapes = []*SecretShape{
@@ -89,6 +93,7 @@ var exfilTriggers = []struct {
 }
 
 var exfilAC = func() *acMatcher {
+	anchorShapes()
 	words := make([]string, len(exfilTriggers))
 	for i, t := range exfilTriggers {
 		words[i] = t.lit
@@ -113,12 +118,14 @@ type shapeHit struct {
 }
 
 // findShapes finds secret-shaped strings and placeholders in b.
+//
+// Every shape but aws_secret_access_key begins where its trigger begins,
+// so its expression runs anchored there (its leading \b checked by hand),
+// which reads only as far as the match goes; aws_secret_access_key may
+// begin before its trigger and is searched in a window around it.
 func findShapes(b []byte) []shapeHit {
 	var out []shapeHit
-	var last [16]int // per shape: end of the last window searched
-	for i := range last {
-		last[i] = -1
-	}
+	var last [16]int // per shape: where the last match or window ended
 	exfilAC.scan(b, func(w, end int) {
 		t := exfilTriggers[w]
 		sh := secretShapes[t.shape]
@@ -126,26 +133,59 @@ func findShapes(b []byte) []shapeHit {
 		if start < last[t.shape] {
 			return
 		}
-		lo, hi := max(0, start-1), min(len(b), start+sh.span)
-		if t.shape == 1 {
-			lo = max(0, start-sh.span) // the match may begin before the trigger
-		}
-		last[t.shape] = hi
-		for _, loc := range sh.re.FindAllIndex(b[lo:hi], -1) {
-			m := b[lo+loc[0] : lo+loc[1]]
+		add := func(s, e int) {
+			m := b[s:e]
 			if sh.skip != nil && sh.skip(m) {
-				continue
+				return
 			}
-			if sh.need != "" && !bytes.Contains(b[max(0, lo+loc[0]-4096):min(len(b), lo+loc[1]+4096)], []byte(sh.need)) {
-				continue
+			if sh.need != "" && !bytes.Contains(b[max(0, s-4096):min(len(b), e+4096)], []byte(sh.need)) {
+				return
 			}
-			if n := len(out); n > 0 && out[n-1].shape == sh && out[n-1].start == lo+loc[0] {
-				continue
+			if n := len(out); n > 0 && out[n-1].shape == sh && out[n-1].start == s {
+				return
 			}
-			out = append(out, shapeHit{shape: sh, start: lo + loc[0], end: lo + loc[1], text: string(m)})
+			out = append(out, shapeHit{shape: sh, start: s, end: e, text: string(m)})
 		}
+		if sh.anchored == nil {
+			lo, hi := max(0, start-sh.span), min(len(b), start+sh.span)
+			last[t.shape] = hi
+			for _, loc := range sh.re.FindAllIndex(b[lo:hi], -1) {
+				add(lo+loc[0], lo+loc[1])
+			}
+			return
+		}
+		if sh.wordStart && start > 0 && isWordByte(b[start-1]) {
+			return
+		}
+		loc := sh.anchored.FindIndex(b[start:min(len(b), start+sh.span)])
+		if loc == nil {
+			return
+		}
+		last[t.shape] = start + loc[1]
+		add(start, start+loc[1])
 	})
 	return out
+}
+
+func isWordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+}
+
+// anchorShapes compiles, for the shapes whose match begins at their
+// trigger, the expression anchored at the start (without its leading \b,
+// which findShapes checks against the byte before).
+func anchorShapes() {
+	for i, sh := range secretShapes {
+		if i == 1 { // aws_secret_access_key: may begin before its trigger
+			continue
+		}
+		expr := sh.re.String()
+		// Each alternative of an expression that begins with \b does.
+		if strings.HasPrefix(expr, `\b`) {
+			sh.wordStart = true
+		}
+		sh.anchored = regexp.MustCompile(`^(?:` + expr + `)`)
+	}
 }
 
 // redacted describes a secret without revealing it: its known prefix
@@ -413,9 +453,15 @@ func (idx *SecretIndex) mac(b []byte) []byte {
 	return m.Sum(nil)
 }
 
-func isTokenByte(c byte) bool {
-	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '_' || c == '.' || c == '~' || c == '-'
-}
+func isTokenByte(c byte) bool { return tokenBytes[c] }
+
+var tokenBytes = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		t[c] = b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '+' || b == '/' || b == '_' || b == '.' || b == '~' || b == '-'
+	}
+	return t
+}()
 
 // Match returns the names of the indexed secrets that appear in body as a
 // whole token, sorted.

@@ -6,6 +6,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // InjectionName is the prompt-injection detector's config name.
@@ -204,6 +205,12 @@ type hit struct {
 	mask       uint64
 }
 
+// needHit is one occurrence of a need literal in a view.
+type needHit struct {
+	start, end int32
+	mask       uint64
+}
+
 // kinds of rendering a trigger was found in.
 const (
 	kindPlain = iota
@@ -215,20 +222,80 @@ const (
 
 var kindNames = [nKinds]string{"", "leet", "rot13", "reversed"}
 
+// viewHits is what the trigger automaton found in one view.
 type viewHits struct {
-	v    *View
-	hits [nKinds][]hit
+	v     *View
+	hits  [nKinds][]hit
+	needs [nForms][]needHit
+	// leetFrom is where leetspeak folding of words made of leet
+	// characters alone begins (see leet): just past the start of the
+	// first word mixing letters with them, or -1 when there is none;
+	// -2 until computed.
+	leetFrom int
 }
 
+// scanner is the working memory of one scan. Scans take one from a pool
+// and return it, so that a scan allocates almost nothing.
+type scanner struct {
+	o     PromptInjectionOptions
+	norm  normalizer
+	vh    []viewHits
+	found [64]Match
+	has   uint64 // patterns in found
+	done  uint64 // patterns found in earnest: no need to look further
+	wins  [][2]int
+	rend  [2][]byte // window renderings
+}
+
+var scanners = sync.Pool{New: func() any { return new(scanner) }}
+
 func scanInjection(text []byte, o PromptInjectionOptions) Result {
-	views := normalize(text, NormalizeOptions{Window: o.Window, MaxDepth: o.MaxDepth}, false)
+	sc := scanners.Get().(*scanner)
+	defer func() {
+		sc.vh = sc.vh[:0]
+		scanners.Put(sc)
+	}()
+	return sc.scan(text, o)
+}
+
+func (sc *scanner) scan(text []byte, o PromptInjectionOptions) Result {
+	sc.o, sc.has, sc.done = o, 0, 0
+	nopts := NormalizeOptions{Window: o.Window, MaxDepth: o.MaxDepth}.withDefaults()
+	if len(text) > nopts.Window {
+		text = text[:nopts.Window]
+	}
+	n := &sc.norm
+	n.reset(nopts, len(text))
+	n.source(text, "", 0, nil, false)
+	views := n.views
+
 	c := compiled
-	vh := make([]viewHits, len(views))
+	if cap(sc.vh) < len(views) {
+		sc.vh = make([]viewHits, len(views))
+	}
+	sc.vh = sc.vh[:len(views)]
 	for i := range views {
-		vh[i].v = &views[i]
+		vh := &sc.vh[i]
+		vh.v, vh.leetFrom = &views[i], -2
+		for k := range vh.hits {
+			vh.hits[k] = vh.hits[k][:0]
+		}
+		for f := range vh.needs {
+			vh.needs[f] = vh.needs[f][:0]
+		}
 		t := views[i].Text
 		c.ac.scan(t, func(w, end int) {
 			tr := &c.trig[w]
+			start := end - tr.n
+			if tr.need != 0 {
+				ns := vh.needs[tr.form]
+				if len(ns) < maxHits {
+					vh.needs[tr.form] = append(ns, needHit{start: int32(start), end: int32(end), mask: tr.need})
+				}
+			}
+			if tr.mask == 0 {
+				return
+			}
 			k := kindPlain
 			switch tr.form {
 			case formROT13:
@@ -236,14 +303,13 @@ func scanInjection(text []byte, o PromptInjectionOptions) Result {
 			case formReversed:
 				k = kindReversed
 			}
-			start := end - tr.n
 			if k != kindROT13 && hasLeet(t[start:end]) {
 				if k == kindReversed {
 					return // reversed leetspeak: not worth the views
 				}
 				k = kindLeet
 			}
-			hs := vh[i].hits[k]
+			hs := vh.hits[k]
 			if len(hs) >= maxHits {
 				return
 			}
@@ -252,45 +318,45 @@ func scanInjection(text []byte, o PromptInjectionOptions) Result {
 				hs[n-1].mask |= tr.mask
 				return
 			}
-			vh[i].hits[k] = append(hs, hit{start: start, end: end, mask: tr.mask})
+			vh.hits[k] = append(hs, hit{start: start, end: end, mask: tr.mask})
 		})
 	}
 
-	// A trigger spelled plainly may still sit in a leetspeak sentence
-	// ("![](h77p5://...)"): where the view has leetspeak words, plain hits
-	// are tried on the leet rendering too.
-	for i := range vh {
-		h := &vh[i].hits
-		if len(h[kindPlain]) > 0 && hasLeetWords(vh[i].v.Text) {
-			h[kindLeet] = append(h[kindLeet], h[kindPlain]...)
-			sort.Slice(h[kindLeet], func(a, b int) bool { return h[kindLeet][a].start < h[kindLeet][b].start })
-		}
-	}
-
-	found := map[int]Match{}
-	var done uint64
 	// Plain renderings of views a reader sees come first, so that a
 	// pattern visible in the clear never earns the hidden bonus.
 	for _, pass := range []bool{false, true} {
-		for i := range vh {
+		for i := range sc.vh {
+			vh := &sc.vh[i]
 			for k := 0; k < nKinds; k++ {
-				obf := vh[i].v.Obfuscated || k != kindPlain
-				if obf != pass || len(vh[i].hits[k]) == 0 {
+				obf := vh.v.Obfuscated || k != kindPlain
+				if obf != pass {
 					continue
 				}
-				matchKind(&vh[i], k, obf, o, found, &done)
+				if len(vh.hits[k]) > 0 {
+					sc.matchKind(vh, k, vh.hits[k], obf)
+				}
+				// A trigger spelled plainly may still sit in a leetspeak
+				// sentence ("![](h77p5://...)"): where the view has
+				// leetspeak words, plain hits are tried on the leet
+				// rendering too.
+				if k == kindLeet && len(vh.hits[kindPlain]) > 0 && sc.leetFrom(vh) >= 0 {
+					sc.matchKind(vh, k, vh.hits[kindPlain], obf)
+				}
 			}
 		}
 	}
 
 	r := Result{}
-	if len(found) == 0 {
+	if sc.has == 0 {
 		return r
 	}
 	keep := 1.0
-	for _, m := range found {
-		r.Matches = append(r.Matches, m)
-		keep *= 1 - m.Weight
+	for p := range compiled.pats {
+		if sc.has&(1<<uint(p)) != 0 {
+			m := sc.found[p]
+			r.Matches = append(r.Matches, m)
+			keep *= 1 - m.Weight
+		}
 	}
 	sort.Slice(r.Matches, func(a, b int) bool {
 		if r.Matches[a].Weight != r.Matches[b].Weight {
@@ -309,25 +375,40 @@ func scanInjection(text []byte, o PromptInjectionOptions) Result {
 	return r
 }
 
-// hasLeetWords reports a word mixing letters with leetspeak digits or
-// symbols.
-func hasLeetWords(t []byte) bool {
-	letters, leets := false, false
-	for _, c := range t {
-		switch {
-		case c >= 'a' && c <= 'z':
-			letters = true
-		case leetMap[c] != 0:
-			leets = true
-		default:
-			letters, leets = false, false
+// leetFrom returns vh.leetFrom, computing it on first use: a pass over
+// the view that stops at the first word mixing letters with leetspeak
+// digits or symbols.
+func (sc *scanner) leetFrom(vh *viewHits) int {
+	if vh.leetFrom != -2 {
+		return vh.leetFrom
+	}
+	vh.leetFrom = -1
+	t := vh.v.Text
+	for i := 0; i < len(t); {
+		j := i
+		letters, leets := 0, 0
+		for j < len(t) {
+			c := lowerByte(t[j])
+			if c >= 'a' && c <= 'z' {
+				letters++
+			} else if leetMap[c] != 0 {
+				leets++
+			} else if c < '0' || c > '9' {
+				break
+			}
+			j++
+		}
+		if j == i {
+			i++
 			continue
 		}
-		if letters && leets {
-			return true
+		if letters > 0 && leets > 0 && !hexID(t[i:j]) {
+			vh.leetFrom = i + 1
+			break
 		}
+		i = j
 	}
-	return false
+	return vh.leetFrom
 }
 
 func hasLeet(b []byte) bool {
@@ -339,43 +420,6 @@ func hasLeet(b []byte) bool {
 	return false
 }
 
-// rendering returns the views that kind k of v is matched on: v itself,
-// its leetspeak folding(s), ROT13 or reversal.
-func rendering(v *View, k int) []View {
-	w := *v
-	switch k {
-	case kindPlain:
-		return []View{w}
-	case kindROT13:
-		w.Text, w.Name = rot13(v.Text), v.Name+"/rot13"
-		return []View{w}
-	case kindReversed:
-		w.Text, w.Name, w.rev = reverse(v.Text), v.Name+"/reversed", !v.rev
-		return []View{w}
-	}
-	l, ok := leet(v.Text)
-	if !ok {
-		return nil
-	}
-	w.Text, w.Name = l, v.Name+"/leet"
-	out := []View{w}
-	// "1" stands for "l" as often as for "i": a second folding.
-	l2 := append([]byte(nil), l...)
-	changed := false
-	for j, ch := range v.Text {
-		if ch == '1' && l2[j] == 'i' {
-			l2[j] = 'l'
-			changed = true
-		}
-	}
-	if changed {
-		w2 := w
-		w2.Text = l2
-		out = append(out, w2)
-	}
-	return out
-}
-
 // Windows around a trigger in which the expressions run.
 const (
 	maxWindow = 1024
@@ -383,30 +427,141 @@ const (
 	leadSpan = 240
 	// maxLeadPerPattern bounds anchored runs per pattern and view.
 	maxLeadPerPattern = 1024
+	// maxNeedLen is the length of the longest need literal, at least.
+	maxNeedLen = 16
 )
 
-func matchKind(vh *viewHits, k int, obf bool, o PromptInjectionOptions, found map[int]Match, done *uint64) {
-	hs := vh.hits[k]
+// renderAt returns byte i of rendering k of view text t (of length n),
+// lower-cased, for the word-boundary test; leetspeak counts its symbols
+// as letters.
+func renderAt(t []byte, k, i int) byte {
+	n := len(t)
+	switch k {
+	case kindReversed:
+		return lowerByte(t[n-1-i])
+	case kindROT13:
+		return rot13Byte(lowerByte(t[i]))
+	case kindLeet:
+		if m := leetMap[t[i]]; m != 0 {
+			return m
+		}
+	}
+	return lowerByte(t[i])
+}
+
+func rot13Byte(c byte) byte {
+	if c >= 'a' && c <= 'z' {
+		return 'a' + (c-'a'+13)%26
+	}
+	return c
+}
+
+// render writes window [s, e) of rendering k of vh's view (in the
+// rendering's coordinates) to the scanner's buffers and returns it; for
+// leetspeak, alt is the second folding that reads "1" as "l" (nil when
+// the same), and ok is false when leetspeak changed nothing, so the plain
+// rendering already said all there is.
+func (sc *scanner) render(vh *viewHits, k, s, e int) (text, alt []byte, ok bool) {
+	v := vh.v
+	t := v.Text
+	b := sc.rend[0][:0]
+	switch k {
+	case kindPlain:
+		if !v.mixed {
+			return t[s:e], nil, true
+		}
+		b = lowerInto(b, t[s:e])
+	case kindROT13:
+		b = lowerInto(b, t[s:e])
+		for i, c := range b {
+			b[i] = rot13Byte(c)
+		}
+	case kindReversed:
+		n := len(t)
+		for i := n - 1 - s; i >= n-e; i-- {
+			b = append(b, lowerByte(t[i]))
+		}
+	case kindLeet:
+		b = lowerInto(b, t[s:e])
+		changed, ones := leetWindow(b, t, s, e, sc.leetFrom(vh))
+		if !changed {
+			sc.rend[0] = b
+			return nil, nil, false
+		}
+		if ones {
+			a := append(sc.rend[1][:0], b...)
+			for i := s; i < e; i++ {
+				if t[i] == '1' && a[i-s] == 'i' {
+					a[i-s] = 'l'
+				}
+			}
+			sc.rend[1] = a
+			alt = a
+		}
+	}
+	sc.rend[0] = b
+	return b, alt, true
+}
+
+// leetWindow folds leetspeak in b, the lower-cased window t[s:e], as
+// leet(t) would: inside words that mix letters with leet digits and
+// symbols, and in words of leet characters alone from leetFrom on. It
+// reports whether anything changed and whether a "1" was folded.
+func leetWindow(b, t []byte, s, e, leetFrom int) (changed, ones bool) {
+	i := s
+	for i > 0 && isWordish(lowerByte(t[i-1])) {
+		i--
+	}
+	for i < e {
+		j := i
+		letters, leets := 0, 0
+		for j < len(t) && isWordish(lowerByte(t[j])) {
+			c := lowerByte(t[j])
+			if c >= 'a' && c <= 'z' {
+				letters++
+			} else if leetMap[c] != 0 {
+				leets++
+			}
+			j++
+		}
+		if j == i {
+			i++
+			continue
+		}
+		if leets > 0 && (letters > 0 || leetFrom >= 0 && i >= leetFrom) && !hexID(t[i:j]) {
+			for k := max(i, s); k < min(j, e); k++ {
+				if m := leetMap[t[k]]; m != 0 {
+					b[k-s] = m
+					changed = true
+					ones = ones || t[k] == '1'
+				}
+			}
+		}
+		i = j
+	}
+	return changed, ones
+}
+
+// matchKind runs the expressions of the patterns that hs triggered on
+// rendering k of a view, in windows around the triggers.
+func (sc *scanner) matchKind(vh *viewHits, k int, hs []hit, obf bool) {
 	var want uint64
 	for _, h := range hs {
 		want |= h.mask
 	}
-	want &^= *done
+	want &^= sc.done
 	if want == 0 {
 		return
 	}
-	rs := rendering(vh.v, k)
-	if len(rs) == 0 {
-		return
-	}
-	n := len(vh.v.Text)
+	t := vh.v.Text
+	n := len(t)
 	for p := range compiled.pats {
 		if want&(1<<uint(p)) == 0 {
 			continue
 		}
 		pat := &compiled.pats[p]
 		// Windows in the rendering's coordinates, merged.
-		var wins [][2]int
+		wins := sc.wins[:0]
 		for _, h := range hs {
 			if h.mask&(1<<uint(p)) == 0 {
 				continue
@@ -417,20 +572,24 @@ func matchKind(vh *viewHits, k int, obf bool, o PromptInjectionOptions, found ma
 			}
 			if pat.lead {
 				// Anchored at the trigger, which must start a word.
-				if s > 0 && isAlnum(rs[0].Text[s-1]) && isAlnum(rs[0].Text[s]) {
+				if s > 0 && isAlnum(renderAt(t, k, s-1)) && isAlnum(renderAt(t, k, s)) {
 					continue
 				}
 				if len(wins) >= maxLeadPerPattern {
 					break
 				}
 				w := [2]int{s, min(n, s+leadSpan)}
-				if needs(rs, w, pat.need) {
+				nw := w
+				if pat.needSpan > 0 {
+					nw[1] = min(n, s+pat.needSpan+maxNeedLen)
+				}
+				if sc.needs(vh, k, nw, p, pat.needSpan) {
 					wins = append(wins, w)
 				}
 				continue
 			}
 			s, e = max(0, s-pat.back), min(n, e+pat.fwd)
-			if !needs(rs, [2]int{s, e}, pat.need) {
+			if !sc.needs(vh, k, [2]int{s, e}, p, 0) {
 				continue
 			}
 			// Overlapping windows merge, up to a bound: one huge window
@@ -444,48 +603,147 @@ func matchKind(vh *viewHits, k int, obf bool, o PromptInjectionOptions, found ma
 			}
 			wins = append(wins, [2]int{s, e})
 		}
-	search:
-		for ri := range rs {
-			r := &rs[ri]
-			for _, w := range wins {
-				loc := pat.re.FindIndex(r.Text[w[0]:w[1]])
-				if loc == nil {
-					continue
-				}
-				i, j := w[0]+loc[0], w[0]+loc[1]
-				m := Match{Pattern: pat.Name, Category: pat.Category, View: r.Name, Obfuscated: obf, Weight: pat.Weight}
-				if obf {
-					m.Weight = math.Min(1, m.Weight+o.HiddenBonus)
-				} else if mentioned(r.Text, i, j) {
-					m.Mention = true
-					m.Weight *= o.MentionFactor
-				}
-				m.Span.Start, m.Span.End = r.Origin(i, j)
-				m.Span.Excerpt = excerpt(r.Text[i:j])
-				if prev, ok := found[p]; !ok || m.Weight > prev.Weight {
-					found[p] = m
-				}
-				if !m.Mention {
-					*done |= 1 << uint(p)
-				}
-				break search
+		sc.wins = wins
+		for _, w := range wins {
+			text, alt, ok := sc.render(vh, k, w[0], w[1])
+			if !ok {
+				continue
 			}
+			loc := pat.find(text)
+			if loc == nil && alt != nil {
+				text = alt
+				loc = pat.find(text)
+			}
+			if loc == nil {
+				continue
+			}
+			sc.record(vh, k, p, w[0]+loc[0], w[0]+loc[1], text[loc[0]:loc[1]], obf)
+			break
 		}
 	}
 }
 
-// needs reports whether one of the literals is in window w of any of the
-// renderings (all when there are none).
-func needs(rs []View, w [2]int, lits []string) bool {
-	if len(lits) == 0 {
+// find returns the first match of the pattern's expression in text. The
+// relaxed expression, when there is one, rules out most text at a
+// fraction of the cost, and its match stands when its gaps keep the
+// exact expression's bounds; only otherwise does the exact one run.
+func (p *Pattern) find(text []byte) []int {
+	switch {
+	case p.relaxed == nil:
+		return p.re.FindIndex(text)
+	case !p.relaxed.Match(text):
+		return nil
+	case p.confirm:
+		return p.re.FindIndex(text)
+	}
+	loc := p.relaxed.FindSubmatchIndex(text)
+	if loc == nil {
+		return nil
+	}
+	for g, b := range p.gaps {
+		if s, e := loc[2+2*g], loc[3+2*g]; s >= 0 && (e-s < b.min || e-s > b.max) {
+			return p.re.FindIndex(text)
+		}
+	}
+	return loc[:2]
+}
+
+// record notes pattern p matched [i, j) of rendering k of vh's view,
+// reading matched.
+func (sc *scanner) record(vh *viewHits, k, p, i, j int, matched []byte, obf bool) {
+	v := vh.v
+	pat := &compiled.pats[p]
+	m := Match{Pattern: pat.Name, Category: pat.Category, View: v.Name, Obfuscated: obf, Weight: pat.Weight}
+	if k != kindPlain {
+		m.View += "/" + kindNames[k]
+	}
+	fi, fj := i, j // forward coordinates in the view
+	if k == kindReversed {
+		n := len(v.Text)
+		fi, fj = n-j, n-i
+	}
+	m.Span.Start, m.Span.End = v.Origin(fi, fj)
+	if !obf && sc.inHidden(v, m.Span.Start, m.Span.End) {
+		// The text view shows hidden markup as if visible.
+		obf = true
+		m.Obfuscated = true
+	}
+	if obf {
+		m.Weight = math.Min(1, m.Weight+sc.o.HiddenBonus)
+	} else if mentioned(v.Text, i, j) {
+		m.Mention = true
+		m.Weight *= sc.o.MentionFactor
+	}
+	m.Span.Excerpt = excerpt(matched)
+	if sc.has&(1<<uint(p)) == 0 || m.Weight > sc.found[p].Weight {
+		sc.found[p] = m
+		sc.has |= 1 << uint(p)
+	}
+	if !m.Mention {
+		sc.done |= 1 << uint(p)
+	}
+}
+
+// inHidden reports whether [s, e) of the original overlaps text that
+// markup hides, for a match in the top-level text view.
+func (sc *scanner) inHidden(v *View, s, e int) bool {
+	if len(sc.norm.hidden) == 0 || v != &sc.norm.views[0] {
+		return false
+	}
+	for _, h := range sc.norm.hidden {
+		if s < h[1] && e > h[0] {
+			return true
+		}
+	}
+	return false
+}
+
+// needs reports whether one of pattern p's need literals is in window w
+// (rendering coordinates) of rendering k of the view (true when p has
+// none). The automaton found the literals; those it cannot find are
+// looked up in the window.
+//
+// span, when not zero, is how far from the window's start (in the
+// rendering) a literal must start.
+func (sc *scanner) needs(vh *viewHits, k int, w [2]int, p int, span int) bool {
+	pat := &compiled.pats[p]
+	if len(pat.need) == 0 {
 		return true
 	}
-	for _, r := range rs {
-		t := r.Text[w[0]:w[1]]
-		for _, l := range lits {
-			if bytes.Contains(t, []byte(l)) {
-				return true
+	s, e := w[0], w[1]
+	n := len(vh.v.Text)
+	form := formPlain
+	switch k {
+	case kindROT13:
+		form = formROT13
+	case kindReversed:
+		form = formReversed
+		s, e = n-e, n-s
+	}
+	hs := vh.needs[form]
+	bit := uint64(1) << uint(p)
+	// Hits are ordered by end.
+	for i := sort.Search(len(hs), func(i int) bool { return int(hs[i].end) > s }); i < len(hs) && int(hs[i].end) <= e; i++ {
+		h := hs[i]
+		if h.mask&bit == 0 || int(h.start) < s {
+			continue
+		}
+		if span > 0 {
+			// Distance from the window's start to the literal's start,
+			// in the rendering.
+			d := int(h.start) - s
+			if k == kindReversed {
+				d = e - int(h.end)
 			}
+			if d > span {
+				continue
+			}
+		}
+		return true
+	}
+	for _, l := range compiled.needAny[p] {
+		if bytes.Contains(vh.v.Text[s:e], l) {
+			return true
 		}
 	}
 	return false

@@ -3,6 +3,7 @@ package detect
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"html"
 	"unicode"
 	"unicode/utf16"
@@ -73,6 +74,10 @@ type View struct {
 	off  []int32
 	segs []segment
 	rev  bool // Text is reversed relative to the mapping
+	// mixed is set on the scanner's own text view, which is the content
+	// itself rather than a lower-cased copy: Text may hold upper-case
+	// ASCII, and the scanner folds case where it looks.
+	mixed bool
 }
 
 // segment maps Text[at:] (up to the next segment) to original[start:end].
@@ -127,27 +132,51 @@ func clamp(x, lo, hi int) int {
 // pattern catalogue cannot be expected to list their spellings. Views
 // that would equal an existing one are not repeated.
 func Normalize(text []byte, opts NormalizeOptions) []View {
-	return normalize(text, opts, true)
+	return normalize(text, opts)
 }
 
-// normalize makes the views; with eager false it leaves out the leetspeak,
-// ROT13 and reversed renderings, which the scanner finds through its
-// trigger automaton and builds only where a trigger was seen.
-func normalize(text []byte, opts NormalizeOptions, eager bool) []View {
+// normalize makes the views eagerly, every one in full, as Normalize
+// promises.
+func normalize(text []byte, opts NormalizeOptions) []View {
 	opts = opts.withDefaults()
 	if len(text) > opts.Window {
 		text = text[:opts.Window]
 	}
-	n := &normalizer{opts: opts, origLen: len(text), eager: eager}
+	n := &normalizer{opts: opts, origLen: len(text)}
 	n.source(text, "", 0, nil, false)
 	return n.views
 }
 
+// normalizer makes views. In lazy mode (the scanner's) it makes only
+// what the scanner cannot do better itself: the text view is the content
+// as it is when that is ASCII (the trigger automaton folds case), the
+// leetspeak, ROT13 and reversed renderings are left to the scanner, which
+// renders them only in windows around triggers, and the HTML and
+// separator views cover only the regions where they differ from the text.
+// Its buffers are reused from scan to scan.
 type normalizer struct {
 	opts    NormalizeOptions
 	origLen int
 	views   []View
-	eager   bool
+	lazy    bool
+	// hidden lists the ranges of the original that markup hides
+	// (comments, hidden elements), in lazy mode: the text view shows them
+	// as if visible, so a match there counts as hidden.
+	hidden [][2]int
+
+	// Reused buffers (lazy mode).
+	text    folded
+	vis     markup
+	regions [][2]int
+	sep     []byte
+	sepOff  []int32
+}
+
+// reset prepares a pooled normalizer for content of length origLen.
+func (n *normalizer) reset(opts NormalizeOptions, origLen int) {
+	n.opts, n.origLen, n.lazy = opts, origLen, true
+	clear(n.views)
+	n.views, n.hidden = n.views[:0], n.hidden[:0]
 }
 
 func (n *normalizer) full() bool { return len(n.views) >= n.opts.MaxViews }
@@ -181,8 +210,21 @@ func (n *normalizer) source(raw []byte, prefix string, depth int, coarse *segmen
 	if n.full() {
 		return
 	}
-	f := fold(raw, coarse == nil)
-	base := View{Name: join(prefix, "text"), Text: f.text, Obfuscated: obf || f.disguised, Depth: depth, off: f.off}
+	top := n.lazy && coarse == nil
+	var f *folded
+	switch {
+	case top && isASCII(raw):
+		// The content itself: the scanner folds case as it reads.
+		f = &n.text
+		*f = folded{text: raw, tags: f.tags[:0], buf: f.buf, offBuf: f.offBuf}
+	case top:
+		f = &n.text
+		f.fold(raw, true)
+	default:
+		f = new(folded)
+		f.fold(raw, coarse == nil)
+	}
+	base := View{Name: join(prefix, "text"), Text: f.text, Obfuscated: obf || f.disguised, Depth: depth, off: f.off, mixed: top && f.off == nil}
 	if coarse != nil {
 		base.off = nil
 		base.segs = []segment{*coarse}
@@ -202,7 +244,9 @@ func (n *normalizer) source(raw []byte, prefix string, depth int, coarse *segmen
 		n.source(f.tags, join(prefix, "tags"), depth, &seg, true)
 	}
 	if bytes.IndexByte(raw, '<') >= 0 || bytes.IndexByte(raw, '&') >= 0 {
-		if n.html(raw, prefix, depth, coarse, obf) && baseIdx < len(n.views) && n.views[baseIdx].Name == base.Name {
+		if top {
+			n.htmlLazy(raw)
+		} else if n.html(raw, prefix, depth, coarse, obf) && baseIdx < len(n.views) && n.views[baseIdx].Name == base.Name {
 			// The markup carries hidden text: the raw text shows it as
 			// if visible, so matches there count as hidden; the visible
 			// rendering is the "html" view.
@@ -216,7 +260,27 @@ func (n *normalizer) source(raw []byte, prefix string, depth int, coarse *segmen
 	n.decodePercent(raw, prefix, depth, coarse)
 	n.decodeHex(raw, prefix, depth, coarse)
 	n.decodeJSON(raw, prefix, depth, coarse)
-	n.separators(base, prefix)
+	if n.lazy {
+		n.separatorsLazy(base, prefix)
+	} else {
+		n.separators(base, prefix)
+	}
+}
+
+// isASCII reports whether b is all ASCII, eight bytes at a time.
+func isASCII(b []byte) bool {
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		if binary.LittleEndian.Uint64(b[i:])&0x8080808080808080 != 0 {
+			return false
+		}
+	}
+	for ; i < len(b); i++ {
+		if b[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // decodeJSON undoes JSON string escapes (\" \\ \/ \n \uXXXX) when the
@@ -277,7 +341,7 @@ func (n *normalizer) decodeJSON(raw []byte, prefix string, depth int, coarse *se
 
 // transforms adds the leetspeak, ROT13 and reversed renderings of v.
 func (n *normalizer) transforms(v View) {
-	if !n.eager {
+	if n.lazy {
 		return
 	}
 	if l, ok := leet(v.Text); ok {
@@ -301,6 +365,10 @@ type folded struct {
 	tags      []byte  // ASCII decoded from Unicode tag characters
 	tagStart  int
 	tagEnd    int
+
+	// Buffers kept for reuse by a pooled normalizer.
+	buf    []byte
+	offBuf []int32
 }
 
 // fold lower-cases ASCII, and for other content applies NFKC, folds
@@ -308,38 +376,39 @@ type folded struct {
 // characters. Pure ASCII keeps its positions, so no offset table is
 // needed.
 func fold(raw []byte, exact bool) folded {
-	ascii := true
-	for _, c := range raw {
-		if c >= utf8.RuneSelf {
-			ascii = false
-			break
-		}
+	var f folded
+	f.fold(raw, exact)
+	return f
+}
+
+// fold sets f to the folding of raw, reusing f's buffers.
+func (f *folded) fold(raw []byte, exact bool) {
+	*f = folded{buf: f.buf[:0], offBuf: f.offBuf[:0], tags: f.tags[:0], tagStart: -1}
+	if isASCII(raw) {
+		f.text = lowerInto(f.buf, raw)
+		f.buf = f.text
+		f.tagStart = 0
+		return
 	}
-	if ascii {
-		return folded{text: lowerASCII(raw)}
-	}
-	f := folded{text: make([]byte, 0, len(raw)), tagStart: -1}
+	text := f.buf
+	var off []int32
 	if exact {
-		f.off = make([]int32, 0, len(raw)+1)
+		off = f.offBuf
 	}
 	var buf [32]byte
 	for i := 0; i < len(raw); {
-		r, size := utf8.DecodeRune(raw[i:])
-		emit := func(b []byte) {
-			f.text = append(f.text, b...)
+		c := raw[i]
+		if c < utf8.RuneSelf {
+			text = append(text, lowerByte(c))
 			if exact {
-				for range b {
-					f.off = append(f.off, int32(i))
-				}
+				off = append(off, int32(i))
 			}
+			i++
+			continue
 		}
+		r, size := utf8.DecodeRune(raw[i:])
+		var out []byte
 		switch {
-		case r < utf8.RuneSelf:
-			c := byte(r)
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			emit([]byte{c})
 		case isInvisible(r):
 			f.disguised = true
 		case r >= 0xE0000 && r <= 0xE007F:
@@ -354,32 +423,49 @@ func fold(raw []byte, exact bool) folded {
 		default:
 			lr := unicode.ToLower(r)
 			if h, ok := homoglyphs[lr]; ok {
-				emit([]byte{h})
+				buf[0] = h
+				out = buf[:1]
 				f.disguised = true
 				break
 			}
 			if r >= 0xFF01 && r <= 0xFF5E { // full-width ASCII
-				c := byte(r - 0xFF01 + 0x21)
-				if 'A' <= c && c <= 'Z' {
-					c += 'a' - 'A'
-				}
-				emit([]byte{c})
+				buf[0] = lowerByte(byte(r - 0xFF01 + 0x21))
+				out = buf[:1]
 				f.disguised = true
 				break
 			}
-			out := norm.NFKC.Append(buf[:0], raw[i:i+size]...)
+			out = norm.NFKC.Append(buf[:0], raw[i:i+size]...)
 			out = bytes.ToLower(out)
-			emit(out)
+		}
+		text = append(text, out...)
+		if exact {
+			for range out {
+				off = append(off, int32(i))
+			}
 		}
 		i += size
 	}
 	if exact {
-		f.off = append(f.off, int32(len(raw)))
+		off = append(off, int32(len(raw)))
 	}
 	if f.tagStart < 0 {
 		f.tagStart = 0
 	}
-	return f
+	f.text, f.buf = text, text
+	if exact {
+		f.off, f.offBuf = off, off
+	}
+}
+
+// lowerInto appends b lower-cased (ASCII only) to dst[:0].
+func lowerInto(dst, b []byte) []byte {
+	dst = append(dst[:0], b...)
+	for i, c := range dst {
+		if 'A' <= c && c <= 'Z' {
+			dst[i] = c + 'a' - 'A'
+		}
+	}
+	return dst
 }
 
 // isInvisible reports zero-width and bidirectional controls: U+200B-U+200F,
@@ -505,32 +591,13 @@ func reverse(t []byte) []byte {
 // shorter runs with the same separator ("a.l.l", "n.o") collapse too.
 func (n *normalizer) separators(v View, prefix string) {
 	t := v.Text
-	// paddedRun returns the end (index of the last letter) of a run of
-	// single letters separated by sep starting at i, and its letter count.
-	// A padded "letter" is any visible byte other than the separator:
-	// padded URLs and identifiers ("r-u-n-_-c-m-d") collapse as well.
-	isCh := func(c, sep byte) bool { return c > ' ' && c != sep && c < 0x7F }
-	paddedRun := func(i int, sep byte) (int, int) {
-		j := i
-		for j+2 < len(t) && t[j+1] == sep && isCh(t[j+2], sep) && (j+3 >= len(t) || !isCh(t[j+3], sep)) {
-			j += 2
-		}
-		return j, (j-i)/2 + 1
-	}
-	startsRun := func(i int) bool {
-		if i+2 >= len(t) || !isAlnum(t[i]) && t[i] != '{' && t[i] != '!' && t[i] != '"' {
-			return false
-		}
-		sep := t[i+1]
-		return (sep == ' ' || sep > ' ' && sep < 0x7F && !isAlnum(sep)) && (i == 0 || !isCh(t[i-1], sep))
-	}
 	var seps [256]bool
 	any := false
 	for i := 0; i+6 < len(t); i++ {
-		if !startsRun(i) {
+		if !startsPadded(t, i) {
 			continue
 		}
-		j, letters := paddedRun(i, t[i+1])
+		j, letters := paddedRun(t, i, t[i+1])
 		if letters >= 4 {
 			seps[t[i+1]] = true
 			any = true
@@ -540,14 +607,105 @@ func (n *normalizer) separators(v View, prefix string) {
 	if !any {
 		return
 	}
-	out := make([]byte, 0, len(t))
-	off := make([]int32, 0, len(t)+1)
-	last := 0
-	for i := 0; i+2 < len(t); i++ {
-		if !startsRun(i) || !seps[t[i+1]] {
+	out, off := collapsePadded(t, 0, len(t), &seps, make([]byte, 0, len(t)), make([]int32, 0, len(t)+1))
+	off = append(off, int32(len(t)))
+	n.addSeparators(v, prefix, out, off)
+}
+
+// sepContext is how far around a padded run the scanner's separators view
+// reaches: the rest of a sentence written partly in the clear.
+const sepContext = 200
+
+// separatorsLazy is separators for the scanner: the view covers only the
+// regions around padded runs of four letters or more (with sepContext
+// bytes on either side), joined by newlines, not a copy of the whole text.
+func (n *normalizer) separatorsLazy(v View, prefix string) {
+	t := v.Text
+	var seps [256]bool
+	regions := n.regions[:0]
+	for i := 0; i+6 < len(t); i++ {
+		// A run of four padded letters has its separator at i+1, i+3 and
+		// i+5: a cheap test before the exact one.
+		if t[i+1] != t[i+3] || t[i+3] != t[i+5] || !startsPadded(t, i) {
 			continue
 		}
-		j, letters := paddedRun(i, t[i+1])
+		j, letters := paddedRun(t, i, t[i+1])
+		if letters >= 4 {
+			seps[t[i+1]] = true
+			regions = addRegion(regions, max(0, i-sepContext), min(len(t), j+1+sepContext))
+		}
+		i = j
+	}
+	n.regions = regions
+	if len(regions) == 0 {
+		return
+	}
+	out, off := n.sep[:0], n.sepOff[:0]
+	for k, r := range regions {
+		if k > 0 {
+			out = append(out, '\n')
+			off = append(off, int32(r[0]))
+		}
+		out, off = collapsePadded(t, r[0], r[1], &seps, out, off)
+	}
+	off = append(off, int32(regions[len(regions)-1][1]))
+	n.sep, n.sepOff = out, off
+	if v.mixed {
+		for i, c := range out {
+			out[i] = lowerByte(c)
+		}
+	}
+	n.addSeparators(v, prefix, out, off)
+}
+
+// addRegion appends [s, e) to sorted regions, merging it with the last
+// one when they touch.
+func addRegion(regions [][2]int, s, e int) [][2]int {
+	if k := len(regions) - 1; k >= 0 && s <= regions[k][1] {
+		regions[k][1] = max(regions[k][1], e)
+		return regions
+	}
+	return append(regions, [2]int{s, e})
+}
+
+// isPadCh reports a padded "letter": any visible byte other than the
+// separator, so padded URLs and identifiers ("r-u-n-_-c-m-d") collapse
+// as well.
+func isPadCh(c, sep byte) bool { return c > ' ' && c != sep && c < 0x7F }
+
+// paddedRun returns the end (index of the last letter) of a run of single
+// letters separated by sep starting at i, and its letter count.
+func paddedRun(t []byte, i int, sep byte) (int, int) {
+	j := i
+	for j+2 < len(t) && t[j+1] == sep && isPadCh(t[j+2], sep) && (j+3 >= len(t) || !isPadCh(t[j+3], sep)) {
+		j += 2
+	}
+	return j, (j-i)/2 + 1
+}
+
+// startsPadded reports whether a padded run may start at i.
+func startsPadded(t []byte, i int) bool {
+	if i+2 >= len(t) {
+		return false
+	}
+	c := lowerByte(t[i])
+	if !isAlnum(c) && c != '{' && c != '!' && c != '"' {
+		return false
+	}
+	sep := t[i+1]
+	return (sep == ' ' || sep > ' ' && sep < 0x7F && !isAlnum(lowerByte(sep))) && (i == 0 || !isPadCh(t[i-1], sep))
+}
+
+// collapsePadded appends t[from:to] to out with padded runs of the
+// separators in seps collapsed, and the index in t of every byte to off.
+// A run that starts before to is collapsed to its end.
+func collapsePadded(t []byte, from, to int, seps *[256]bool, out []byte, off []int32) ([]byte, []int32) {
+	last := from
+	for i := from; i+2 < to; i++ {
+		if !seps[t[i+1]] || !startsPadded(t, i) {
+			continue
+		}
+		j, letters := paddedRun(t, i, t[i+1])
 		if letters < 2 {
 			continue
 		}
@@ -562,11 +720,16 @@ func (n *normalizer) separators(v View, prefix string) {
 		last = j + 1
 		i = j
 	}
-	for k := last; k < len(t); k++ {
+	for k := last; k < to; k++ {
 		out = append(out, t[k])
 		off = append(off, int32(k))
 	}
-	off = append(off, int32(len(t)))
+	return out, off
+}
+
+// addSeparators adds the separators view of v: out, with off mapping
+// each byte (and the end) to an index of v.Text.
+func (n *normalizer) addSeparators(v View, prefix string, out []byte, off []int32) {
 	// Runs padded with spaces lose their word gaps ("a l l  p r e v"
 	// becomes "all  prev"), and gaps of several spaces stand for one.
 	out, off = squeezeSpaces(out, off)
@@ -694,41 +857,242 @@ func (n *normalizer) html(raw []byte, prefix string, depth int, coarse *segment,
 	}
 	visOff = append(visOff, int32(len(raw)))
 	hidOff = append(hidOff, int32(len(raw)))
-	mk := func(name string, t []byte, off []int32, o bool) bool {
-		if len(bytes.TrimSpace(t)) == 0 {
-			return false
-		}
-		// The extracted text gets the same folding as any text; positions
-		// stay exact through off when the input was the original.
-		f := fold(t, coarse == nil)
-		v := View{Name: join(prefix, name), Text: f.text, Obfuscated: o || f.disguised, Depth: depth}
-		if coarse != nil {
-			v.segs = []segment{*coarse}
-		} else if f.off != nil {
-			m := make([]int32, len(f.off))
-			for k, x := range f.off {
-				m[k] = off[x]
-			}
-			v.off = m
-		} else {
-			v.off = off
-		}
-		n.add(v)
-		n.transforms(v)
-		if depth < n.opts.MaxDepth && o {
-			// Hidden or entity-encoded text may hide a further encoding.
-			seg := segment{start: int(off[0]), end: int(off[len(off)-1])}
-			if coarse != nil {
-				seg = *coarse
-			}
-			n.decodeBase64(t, v.Name, depth, &seg)
-			n.decodePercent(t, v.Name, depth, &seg)
-			n.decodeHex(t, v.Name, depth, &seg)
-		}
-		return true
+	n.addMarkup("html", vis, visOff, obf || entities, prefix, depth, coarse)
+	return n.addMarkup("hidden-html", hid, hidOff, true, prefix, depth, coarse)
+}
+
+// addMarkup adds a view of text extracted from markup: t, with off
+// mapping each byte (and the end) to the content. It reports whether t
+// had anything but white space.
+func (n *normalizer) addMarkup(name string, t []byte, off []int32, o bool, prefix string, depth int, coarse *segment) bool {
+	if len(bytes.TrimSpace(t)) == 0 {
+		return false
 	}
-	mk("html", vis, visOff, obf || entities)
-	return mk("hidden-html", hid, hidOff, true)
+	// The extracted text gets the same folding as any text; positions
+	// stay exact through off when the input was the original.
+	f := fold(t, coarse == nil)
+	v := View{Name: join(prefix, name), Text: f.text, Obfuscated: o || f.disguised, Depth: depth}
+	if coarse != nil {
+		v.segs = []segment{*coarse}
+	} else if f.off != nil {
+		m := make([]int32, len(f.off))
+		for k, x := range f.off {
+			m[k] = off[x]
+		}
+		v.off = m
+	} else {
+		v.off = off
+	}
+	n.add(v)
+	n.transforms(v)
+	if depth < n.opts.MaxDepth && o {
+		// Hidden or entity-encoded text may hide a further encoding.
+		seg := segment{start: int(off[0]), end: int(off[len(off)-1])}
+		if coarse != nil {
+			seg = *coarse
+		}
+		n.decodeBase64(t, v.Name, depth, &seg)
+		n.decodePercent(t, v.Name, depth, &seg)
+		n.decodeHex(t, v.Name, depth, &seg)
+	}
+	return true
+}
+
+// markup holds the buffers htmlLazy reuses.
+type markup struct {
+	vis, hid       []byte
+	visOff, hidOff []int32
+	stack          []bool
+}
+
+// htmlContext is how far around markup the scanner's html view reaches:
+// beyond it, the visible text is the text view's own.
+const htmlContext = 300
+
+// htmlLazy is html for the scanner, on the content itself. It extracts
+// the hidden text in full (all of it is suspicious, and it is usually
+// small) and records where it lies, but renders the visible text only in
+// the regions around markup and entities, where it differs from the text
+// view; elsewhere it holds the same words. The text view is not marked
+// hidden as a whole: the scanner counts a match there as hidden when it
+// overlaps a hidden range.
+func (n *normalizer) htmlLazy(raw []byte) {
+	regions := n.regions[:0]
+	lt, amp := bytes.IndexByte(raw, '<'), bytes.IndexByte(raw, '&')
+	for lt >= 0 || amp >= 0 {
+		p := lt
+		if p < 0 || amp >= 0 && amp < p {
+			p = amp
+		}
+		regions = addRegion(regions, max(0, p-htmlContext), min(len(raw), p+htmlContext))
+		next := func(c byte) int {
+			if k := bytes.IndexByte(raw[p+1:], c); k >= 0 {
+				return p + 1 + k
+			}
+			return -1
+		}
+		if p == lt {
+			lt = next('<')
+		} else {
+			amp = next('&')
+		}
+	}
+	n.regions = regions
+
+	m := &n.vis
+	vis, hid, visOff, hidOff := m.vis[:0], m.hid[:0], m.visOff[:0], m.hidOff[:0]
+	stack := m.stack[:0] // per open element: whether it hides its content
+	entities := false
+	hiddenDepth, hiddenStart := 0, 0
+	ri, lastVis := 0, -1
+	// visible appends raw[a:b] (or, when rep is not nil, rep for the
+	// markup at a) to the visible text where it lies in a region.
+	visible := func(a, b int, rep []byte) {
+		for a < b {
+			for ri < len(regions) && regions[ri][1] <= a {
+				ri++
+			}
+			if ri == len(regions) {
+				return
+			}
+			s, e := max(a, regions[ri][0]), min(b, regions[ri][1])
+			if s >= e {
+				if regions[ri][0] >= b {
+					return
+				}
+				continue
+			}
+			if len(vis) > 0 && lastVis != s {
+				vis = append(vis, '\n')
+				visOff = append(visOff, int32(s))
+			}
+			if rep != nil {
+				vis = append(vis, rep...)
+				for range rep {
+					visOff = append(visOff, int32(a))
+				}
+				lastVis = b
+				return
+			}
+			for k := s; k < e; k++ {
+				vis = append(vis, lowerByte(raw[k]))
+				visOff = append(visOff, int32(k))
+			}
+			lastVis = e
+			a = e
+		}
+	}
+	hidden := func(a, b int, rep []byte) {
+		if rep != nil {
+			hid = append(hid, rep...)
+			for range rep {
+				hidOff = append(hidOff, int32(a))
+			}
+			return
+		}
+		for k := a; k < b; k++ {
+			hid = append(hid, lowerByte(raw[k]))
+			hidOff = append(hidOff, int32(k))
+		}
+	}
+	emit := func(a, b int, rep []byte) {
+		if hiddenDepth > 0 {
+			hidden(a, b, rep)
+		} else {
+			visible(a, b, rep)
+		}
+	}
+	space := []byte{' '}
+	for i := 0; i < len(raw); {
+		// Plain text up to the next markup.
+		k := i
+		for k < len(raw) && raw[k] != '<' && raw[k] != '&' {
+			k++
+		}
+		if k > i {
+			emit(i, k, nil)
+			i = k
+			continue
+		}
+		c := raw[i]
+		switch {
+		case c == '<' && bytes.HasPrefix(raw[i:], []byte("<!--")):
+			end := bytes.Index(raw[i+4:], []byte("-->"))
+			stop := len(raw)
+			if end >= 0 {
+				stop = i + 4 + end
+			}
+			hidden(i, i+1, space)
+			hidden(i+4, stop, nil)
+			hidden(stop, stop+1, space)
+			n.hidden = append(n.hidden, [2]int{i, min(len(raw), stop+3)})
+			i = stop + 3
+		case c == '<' && i+1 < len(raw) && (isASCIILetter(raw[i+1]) || raw[i+1] == '/'):
+			end := bytes.IndexByte(raw[i:], '>')
+			if end < 0 {
+				emit(i, i+1, nil)
+				i++
+				continue
+			}
+			tag := raw[i+1 : i+end]
+			emit(i, i+end+1, space)
+			start := i
+			i += end + 1
+			if tag[0] == '/' {
+				if len(stack) > 0 {
+					if stack[len(stack)-1] {
+						hiddenDepth--
+						if hiddenDepth == 0 {
+							n.hidden = append(n.hidden, [2]int{hiddenStart, i})
+						}
+					}
+					stack = stack[:len(stack)-1]
+				}
+				continue
+			}
+			if tag[len(tag)-1] == '/' {
+				continue
+			}
+			tag = lowerASCII(tag)
+			if isVoid(tag) {
+				continue
+			}
+			h := hidesContent(tag)
+			stack = append(stack, h)
+			if h {
+				if hiddenDepth == 0 {
+					hiddenStart = start
+				}
+				hiddenDepth++
+			}
+		case c == '&':
+			end := bytes.IndexByte(raw[i:min(len(raw), i+12)], ';')
+			if end > 1 {
+				dec := html.UnescapeString(string(raw[i : i+end+1]))
+				if dec != string(raw[i:i+end+1]) {
+					if raw[i+1] == '#' {
+						entities = true
+					}
+					emit(i, i+end+1, lowerASCII([]byte(dec)))
+					i += end + 1
+					continue
+				}
+			}
+			emit(i, i+1, nil)
+			i++
+		default:
+			emit(i, i+1, nil)
+			i++
+		}
+	}
+	if hiddenDepth > 0 {
+		n.hidden = append(n.hidden, [2]int{hiddenStart, len(raw)})
+	}
+	visOff = append(visOff, int32(len(raw)))
+	hidOff = append(hidOff, int32(len(raw)))
+	*m = markup{vis: vis, hid: hid, visOff: visOff, hidOff: hidOff, stack: stack}
+	n.addMarkup("html", vis, visOff, entities, "", 0, nil)
+	n.addMarkup("hidden-html", hid, hidOff, true, "", 0, nil)
 }
 
 func lowerByte(c byte) byte {
@@ -845,21 +1209,38 @@ func (n *normalizer) emitDecoded(d *decoded, name string, depth int) {
 // mostly identifiers and hashes, and too short to carry an instruction.
 const minBase64 = 20
 
-func isB64(c byte) bool {
-	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '-' || c == '_'
-}
+func isB64(c byte) bool { return byteClass[c]&clB64 != 0 }
+
+// Byte classes, for the loops that look at every byte.
+const (
+	clB64 = 1 << iota // the base64 and base64url alphabets
+	clHex             // hex digits
+)
+
+var byteClass = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		if b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '+' || b == '/' || b == '-' || b == '_' {
+			t[c] |= clB64
+		}
+		if _, ok := unhex(b); ok {
+			t[c] |= clHex
+		}
+	}
+	return t
+}()
 
 // decodeBase64 decodes runs of the base64 or base64url alphabet that
 // decode to mostly printable text.
 func (n *normalizer) decodeBase64(raw []byte, prefix string, depth int, coarse *segment) {
 	var d decoded
 	for i := 0; i < len(raw); {
-		if !isB64(raw[i]) {
+		if byteClass[raw[i]]&clB64 == 0 {
 			i++
 			continue
 		}
-		j := i
-		for j < len(raw) && isB64(raw[j]) {
+		j := i + 1
+		for j < len(raw) && byteClass[raw[j]]&clB64 != 0 {
 			j++
 		}
 		end := j
@@ -916,9 +1297,11 @@ func unhex(c byte) (byte, bool) {
 // allowed between them) that contain at least four escapes.
 func escapeRuns(raw []byte, prefix string, coarse *segment, d *decoded) {
 	for i := 0; i < len(raw); i++ {
-		if !bytes.HasPrefix(raw[i:], []byte(prefix)) {
-			continue
+		k := bytes.Index(raw[i:], []byte(prefix))
+		if k < 0 {
+			return
 		}
+		i += k
 		var out []byte
 		j, count, plain := i, 0, 0
 		for j < len(raw) {
@@ -968,19 +1351,19 @@ func (n *normalizer) decodeHex(raw []byte, prefix string, depth int, coarse *seg
 	if bytes.Count(raw, []byte(`\x`)) >= 4 {
 		escapeRuns(raw, `\x`, coarse, &d)
 	}
+	// Plain runs: a whole run of the base64 alphabet made of hex digits
+	// alone.
 	for i := 0; i < len(raw); {
-		if _, ok := unhex(raw[i]); !ok || (i > 0 && isB64(raw[i-1])) {
+		if byteClass[raw[i]]&clB64 == 0 {
 			i++
 			continue
 		}
-		j := i
-		for j < len(raw) {
-			if _, ok := unhex(raw[j]); !ok {
-				break
-			}
+		j, hex := i, true
+		for j < len(raw) && byteClass[raw[j]]&clB64 != 0 {
+			hex = hex && byteClass[raw[j]]&clHex != 0
 			j++
 		}
-		if j-i >= 16 && (j == len(raw) || !isB64(raw[j])) {
+		if hex && j-i >= 16 {
 			run := raw[i : j-(j-i)%2]
 			out := make([]byte, len(run)/2)
 			for k := range out {

@@ -1,6 +1,10 @@
 package detect
 
-import "regexp"
+import (
+	"math"
+	"regexp"
+	"regexp/syntax"
+)
 
 // Category groups injection patterns by what they try to achieve.
 type Category string
@@ -40,8 +44,20 @@ type Pattern struct {
 	// need lists literals of which one must be in the window for the
 	// expression to run at all: a second, cheap prefilter.
 	need []string
+	// needSpan, for an anchored expression, is how far from the trigger's
+	// start a need literal must start: the expression cannot reach one
+	// further away (allowing for words of about 20 letters where it
+	// reads any word). Zero means anywhere in the window.
+	needSpan int
 
 	re *regexp.Regexp
+	// relaxed is re with its long counted repetitions made unbounded
+	// ("[^\n]{0,80}?" becomes "[^\n]*?"): it matches wherever re does, and
+	// runs far faster, because every count of a bounded repetition is a
+	// thread of its own in the matcher. re confirms its matches.
+	relaxed *regexp.Regexp
+	gaps    []gapBound // bounds of relaxed's capture groups
+	confirm bool       // relaxed matches need re to confirm them
 }
 
 // Shared pieces of the expressions.
@@ -58,17 +74,17 @@ const (
 // lower-cased views; every one is RE2 (linear time).
 var catalogue = []Pattern{
 	{
-		Name: "ignore_previous_instructions", lead: true, need: []string{"instruction", "prompt", "rule", "direction", "guideline", "guidance", "directive", "command", "polic", "constraint", "programming", "order", "context", "system message"}, Category: CategoryOverride, Weight: 0.75,
+		Name: "ignore_previous_instructions", lead: true, needSpan: 140, need: []string{"instruction", "prompt", "rule", "direction", "guideline", "guidance", "directive", "command", "polic", "constraint", "programming", "order", "context", "system message"}, Category: CategoryOverride, Weight: 0.75,
 		Triggers: []string{"ignor", "disregard", "forget", "skip", "overrid", "overrul", "bypass", "stop follow", "stop obey", "abandon", "discard"},
 		Expr:     `\b` + reVerbIgnore + `\b(?:\s+\S+){0,3}?\s+` + reEarlier + `\b[^.!?\n]{0,40}?\b` + reRules + `\b`,
 	},
 	{
-		Name: "ignore_everything_told", lead: true, Category: CategoryOverride, Weight: 0.7,
+		Name: "ignore_everything_told", lead: true, needSpan: 28, need: []string{"all", "everything", "anything"}, Category: CategoryOverride, Weight: 0.7,
 		Triggers: []string{"ignor", "disregard", "forget"},
 		Expr:     `\b` + reVerbIgnore + `\s+(?:all|everything|anything)\s+(?:(?:that\s+)?you(?:'ve|'re| have| were| are)?\s+(?:been\s+)?(?:told|said|given|taught|instructed)|(?:above|before|prior|previously|so far|up to now))`,
 	},
 	{
-		Name: "new_instructions", lead: true, need: []string{"instruction", "override", "task", "goal", "objective", "role", "purpose", "job", "prompt", "message"}, Category: CategoryOverride, Weight: 0.45,
+		Name: "new_instructions", lead: true, needSpan: 32, need: []string{"instruction", "override", "task", "goal", "objective", "role", "purpose", "job", "prompt", "message"}, Category: CategoryOverride, Weight: 0.45,
 		Triggers: []string{"new ", "updated ", "revised ", "real ", "actual ", "true ", "additional ", "secret ", "system", "override", "your new"},
 		Expr:     `\b(?:new|updated|revised|real|actual|true|additional|secret)\s+(?:system\s+)?instructions?\s*(?::|follow\b|are as follows|below\b)|\bsystem\s+override\b|\boverride\s+(?:mode|protocol)\b|\byour\s+new\s+(?:task|instructions?|goal|objective|role|purpose|job)\s+(?:is|are|will be)\b|\bnew\s+system\s+(?:prompt|message)\s*:`,
 	},
@@ -93,17 +109,17 @@ var catalogue = []Pattern{
 		Expr:     `\byou(?:'re|\s+are)\s+no\s+longer\s+(?:a|an|the|bound|restricted|limited|constrained|subject|required to (?:follow|obey)|claude|chatgpt|gpt|gemini|llama|an ai|[a-z]+\s+assistant)\b|\byou(?:'re|\s+are)\s+now\s+(?:an?\s+)?(?:unrestricted|unfiltered|uncensored|jailbroken|evil|free|rogue|ai called|assistant called|model called|named|in developer mode|dan)\b|\bpretend\s+(?:that\s+)?you\s+(?:are|have)\s+(?:no|not|an? unrestricted|no longer)\b|\b(?:act as|pretend to be|roleplay as|role-play as|you are now)\b[^.\n]{0,40}?\b(?:without|no|free of)\s+(?:any\s+)?(?:filters|restrictions|rules|limits|limitations|guidelines|censorship|ethics)\b`,
 	},
 	{
-		Name: "reveal_system_prompt", lead: true, need: []string{"prompt", "instruction", "system message", "developer message", "rules"}, Category: CategoryExtraction, Weight: 0.7,
+		Name: "reveal_system_prompt", lead: true, needSpan: 180, need: []string{"prompt", "instruction", "system message", "developer message", "rules"}, Category: CategoryExtraction, Weight: 0.7,
 		Triggers: []string{"reveal", "print", "repeat", "show", "display", "output", "tell", "give", "leak", "dump", "disclose", "share", "recite", "write out", "spell out", "paste", "return", "echo", "reply"},
 		Expr:     `\b(?:reveal|print|repeat|show|display|output|tell|give|leak|dump|disclose|share|recite|write out|spell out|paste|return|echo|reply (?:only )?with)\b(?:\s+\S+){0,4}?\s+(?:your|the|any|all)\s+(?:\S+\s+){0,3}?(?:system\s+prompt|initial\s+prompt|original\s+prompt|hidden\s+(?:prompt|instructions?|rules)|system\s+(?:message|instructions?)|developer\s+(?:message|instructions?|prompt)|confidential\s+(?:instructions?|prompt)|secret\s+instructions?|pre-?prompt|instructions\s+(?:above|you were given))\b`,
 	},
 	{
-		Name: "what_are_your_instructions", lead: true, need: []string{"instruction", "prompt", "rules", "everything"}, Category: CategoryExtraction, Weight: 0.5,
+		Name: "what_are_your_instructions", lead: true, needSpan: 64, need: []string{"instruction", "prompt", "rules", "everything"}, Category: CategoryExtraction, Weight: 0.5,
 		Triggers: []string{"what", "print", "repeat", "output", "show", "content"},
 		Expr:     `\bwhat\s+(?:were|are|was|is)\s+your\s+(?:\S+\s+)?(?:instructions|system prompt|initial prompt|rules)\b|\b(?:print|repeat|output|show)\b[^.\n]{0,40}\beverything\s+(?:before|above)\s+(?:this|here)\b|\bcontents?\s+of\s+your\s+(?:\S+\s+)?(?:prompt|instructions)\b`,
 	},
 	{
-		Name: "call_tool", lead: true, need: []string{"_", "tool", "function", "plugin"}, Category: CategoryToolHijack, Weight: 0.5,
+		Name: "call_tool", lead: true, needSpan: 64, need: []string{"_", "tool", "function", "plugin"}, Category: CategoryToolHijack, Weight: 0.5,
 		Triggers: []string{"call", "invoke", "execute", "trigger", "run ", "use the"},
 		Expr:     `\b(?:call|invoke|execute|trigger|run)\s+(?:the\s+)?(?:(?:function|tool|command|action)\s+)?[a-z][a-z0-9]*_[a-z0-9_]+\b(?:\s*(?:tool|function|command|action))?(?:\s+(?:with|using|passing)\b)?|\buse\s+the\s+\S+\s+(?:tool|function|plugin)\s+to\s+(?:send|forward|upload|post|delete|transfer|email|wire|pay)\b`,
 	},
@@ -118,22 +134,22 @@ var catalogue = []Pattern{
 		Expr:     `\brm\s+-rf\s+(?:/|~|\*|\$home)|\b(?:curl|wget)\b[^|\n]{0,200}\|\s*(?:sudo\s+)?(?:ba|z)?sh\b|\bformat\s+c:`,
 	},
 	{
-		Name: "send_to_url", lead: true, need: []string{"://"}, Category: CategoryExfil, Weight: 0.45,
+		Name: "send_to_url", lead: true, needSpan: 120, need: []string{"://"}, Category: CategoryExfil, Weight: 0.45,
 		Triggers: []string{"send", "post", "upload", "forward", "transmit", "exfil", "leak", "copy", "submit", "paste", "email", "e-mail", "deliver"},
 		Expr:     `\b(?:send|post|upload|forward|transmit|exfiltrate|leak|copy|submit|paste|email|e-mail|deliver)\b[^\n]{0,80}?\b(?:to|into|at|on)\s+` + reURL,
 	},
 	{
-		Name: "send_secret", lead: true, need: []string{"://", "@"}, Category: CategoryExfil, Weight: 0.75,
+		Name: "send_secret", lead: true, needSpan: 180, need: []string{"://", "@"}, Category: CategoryExfil, Weight: 0.75,
 		Triggers: []string{"send", "post", "upload", "forward", "transmit", "exfil", "leak", "email", "e-mail", "mail"},
 		Expr:     `\b(?:send|post|upload|forward|transmit|exfiltrate|leak|email|e-mail|mail)\b[^.\n]{0,60}?` + reSecret + `[^\n]{0,60}?\b(?:to|at)\s+(?:` + reURL + `|` + reMail + `)|\b(?:send|forward|email|e-mail|mail)\b[^.\n]{0,30}?\bto\s+` + reMail + `\b[^.\n]{0,40}?` + reSecret,
 	},
 	{
-		Name: "include_secret", lead: true, need: []string{"key", "passw", "secret", "token", "credential", "cookie", "env", "history", "messages", "database", "data", "ssh", "aws", "id_rsa", "passphrase"}, Category: CategoryExfil, Weight: 0.6,
+		Name: "include_secret", lead: true, needSpan: 48, need: []string{"key", "passw", "secret", "token", "credential", "cookie", "env", "history", "messages", "database", "data", "ssh", "aws", "id_rsa", "passphrase"}, Category: CategoryExfil, Weight: 0.6,
 		Triggers: []string{"include", "insert", "append", "add ", "embed", "put ", "place", "encode"},
 		Expr:     `\b(?:include|insert|append|add|embed|put|place|encode)\b[^.\n]{0,30}?` + reSecret + `[^.\n]{0,40}?\b(?:in|into|to|as)\s+(?:the\s+|your\s+|a\s+|an\s+)?(?:next\s+)?(?:url|link|image|query|request|response|answer|reply|output|markdown|parameter)`,
 	},
 	{
-		Name: "disclose_secret", lead: true, need: []string{"key", "passw", "secret", "token", "credential", "cookie", "env", "history", "messages", "database", "data", "ssh", "aws", "id_rsa", "passphrase"}, Category: CategoryExfil, Weight: 0.45,
+		Name: "disclose_secret", lead: true, needSpan: 80, need: []string{"key", "passw", "secret", "token", "credential", "cookie", "env", "history", "messages", "database", "data", "ssh", "aws", "id_rsa", "passphrase"}, Category: CategoryExfil, Weight: 0.45,
 		Triggers: []string{"tell", "give", "show", "output", "print", "reveal", "send", "list"},
 		Expr:     `\b(?:tell|give|show|output|print|reveal|send|list|dump)\s+(?:me\s+|us\s+)?(?:the|your|all|all of the|every)\s+(?:\S+\s+){0,2}?(?:passwords?|api keys?|secret (?:keys?|tokens?)|credentials|private keys?|tokens?|secrets)\b`,
 	},
@@ -143,12 +159,12 @@ var catalogue = []Pattern{
 		Expr:     `\bexfiltrat(?:e|ing)\b`,
 	},
 	{
-		Name: "markdown_image_exfil", lead: true, need: []string{"](http"}, Category: CategoryMarkdown, Weight: 0.7,
+		Name: "markdown_image_exfil", lead: true, needSpan: 110, need: []string{"](http"}, Category: CategoryMarkdown, Weight: 0.7,
 		Triggers: []string{"!["},
 		Expr:     `!\[[^\]\n]{0,100}\]\(\s*https?://[^)\s]{1,200}?[?&#][^)\s]{0,200}?(?:\{[^}\s)]{1,40}\}|%7b|\$\{|<[a-z_]{1,30}>|\[[a-z_]{1,30}\]|[a-z0-9+/=_-]{40,}|\b(?:data|secret|token|key|apikey|api_key|password|pwd|history|conversation|chat|msg|message|content|prompt|memory|ssn|email)=)`,
 	},
 	{
-		Name: "html_image_exfil", lead: true, need: []string{"src"}, Category: CategoryMarkdown, Weight: 0.6,
+		Name: "html_image_exfil", lead: true, needSpan: 110, need: []string{"src"}, Category: CategoryMarkdown, Weight: 0.6,
 		Triggers: []string{"<img"},
 		Expr:     `<img\b[^>]{0,100}\bsrc\s*=\s*["']?https?://[^"'\s>]{1,200}?[?&][^"'\s>]{0,200}?(?:\{[^}\s]{1,40}\}|%7b|\$\{|[a-z0-9+/=_-]{40,})`,
 	},
@@ -158,7 +174,7 @@ var catalogue = []Pattern{
 		Expr:     `\bi\s+have\s+been\s+pwned\b`,
 	},
 	{
-		Name: "addresses_model", lead: true, need: []string{"ai", "assistant", "llm", "model", "chatbot", "agent", "gpt", "claude"}, Category: CategoryAddress, Weight: 0.25,
+		Name: "addresses_model", lead: true, needSpan: 32, need: []string{"ai", "assistant", "llm", "model", "chatbot", "agent", "gpt", "claude"}, Category: CategoryAddress, Weight: 0.25,
 		Triggers: []string{"note", "message", "instruction", "attention", "important"},
 		Expr:     `\b(?:note|message|instructions?|attention|important)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+)?(?:ai|assistant|llm|model|language model|chatbot|agent|gpt|claude)s?\b`,
 	},
@@ -178,33 +194,40 @@ var compiled = compileCatalogue()
 type compiledCatalogue struct {
 	pats []Pattern
 	ac   *acMatcher
-	// trig[id] describes trigger id of the automaton.
+	// trig[id] describes word id of the automaton.
 	trig []trigger
+	// needAny is, per pattern, the need literals the automaton cannot
+	// find (they contain bytes it folds, such as "@"); they are looked
+	// up in the window itself.
+	needAny [][][]byte
 }
 
-// A trigger is one spelling of a pattern trigger the automaton finds:
-// plain, ROT13 or reversed. Leetspeak is handled by the automaton's byte
-// classes, which read 0 as o, 1 as i, 3 as e and so on.
+// A trigger is one spelling, plain, ROT13 or reversed, of a word the
+// automaton finds: a pattern trigger, a need literal, or both. Leetspeak
+// is handled by the automaton's byte classes, which read 0 as o, 1 as i,
+// 3 as e and so on.
 type trigger struct {
 	form uint8  // formPlain, formROT13, formReversed
 	n    int    // length in bytes
-	mask uint64 // patterns that use it
+	mask uint64 // patterns it triggers
+	need uint64 // patterns it is a need literal of
 }
 
 const (
 	formPlain = iota
 	formROT13
 	formReversed
+	nForms
 )
 
 func compileCatalogue() *compiledCatalogue {
 	if len(catalogue) > 64 {
 		panic("detect: pattern catalogue exceeds 64 entries")
 	}
-	c := &compiledCatalogue{pats: Patterns()}
+	c := &compiledCatalogue{pats: Patterns(), needAny: make([][][]byte, len(catalogue))}
 	byText := map[string]int{}
 	var words []string
-	addTrig := func(s string, form uint8, p int) {
+	addWord := func(s string, form uint8, p int, need bool) {
 		key := string(rune('0'+form)) + s
 		id, ok := byText[key]
 		if !ok {
@@ -213,7 +236,18 @@ func compileCatalogue() *compiledCatalogue {
 			c.trig = append(c.trig, trigger{form: form, n: len(s)})
 			words = append(words, s)
 		}
-		c.trig[id].mask |= 1 << uint(p)
+		if need {
+			c.trig[id].need |= 1 << uint(p)
+		} else {
+			c.trig[id].mask |= 1 << uint(p)
+		}
+	}
+	addForms := func(t string, p int, need bool) {
+		for _, v := range spellings(t) {
+			addWord(v, formPlain, p, need)
+			addWord(string(rot13([]byte(v))), formROT13, p, need)
+			addWord(string(reverse([]byte(v))), formReversed, p, need)
+		}
 	}
 	for p := range c.pats {
 		// Views are lower-cased, so lower-case expressions match any case
@@ -225,16 +259,102 @@ func compileCatalogue() *compiledCatalogue {
 			c.pats[p].back, c.pats[p].fwd = 200, 260
 		}
 		c.pats[p].re = regexp.MustCompile(expr)
+		rx, gaps, confirm := relax(expr)
+		if rx != expr {
+			c.pats[p].relaxed = regexp.MustCompile(rx)
+			c.pats[p].gaps, c.pats[p].confirm = gaps, confirm
+		}
 		for _, t := range c.pats[p].Triggers {
-			for _, v := range spellings(t) {
-				addTrig(v, formPlain, p)
-				addTrig(string(rot13([]byte(v))), formROT13, p)
-				addTrig(string(reverse([]byte(v))), formReversed, p)
+			addForms(t, p, false)
+		}
+		for _, l := range c.pats[p].need {
+			if foldsInAC(l) {
+				c.needAny[p] = append(c.needAny[p], []byte(l))
+				continue
 			}
+			addForms(l, p, true)
 		}
 	}
 	c.ac = newACMatcher(words)
 	return c
+}
+
+// gapBound is the length a relaxed repetition of single characters must
+// have for the exact expression to accept it.
+type gapBound struct{ min, max int }
+
+// relax returns expr with counted repetitions of more than two
+// (x{0,80}, x{1,200}?, x{40,}, (?:\s+\S+){0,3}) made unbounded (x*, x+?,
+// x+), which accepts a superset of what expr accepts. A relaxed repetition
+// of single characters, outside any other repetition, becomes a capture
+// group and gaps lists its bounds in order, so a match can be checked
+// against them; confirm is set when some other repetition was relaxed,
+// whose bounds only the exact expression can check.
+func relax(expr string) (relaxed string, gaps []gapBound, confirm bool) {
+	re, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		panic("detect: pattern: " + err.Error())
+	}
+	var walk func(r *syntax.Regexp, inRepeat bool)
+	walk = func(r *syntax.Regexp, inRepeat bool) {
+		rep := r.Op == syntax.OpRepeat || r.Op == syntax.OpStar || r.Op == syntax.OpPlus || r.Op == syntax.OpQuest
+		for _, sub := range r.Sub {
+			walk(sub, inRepeat || rep)
+		}
+		if r.Op != syntax.OpRepeat || r.Max >= 0 && r.Max <= 2 {
+			return
+		}
+		single := false
+		switch r.Sub[0].Op {
+		case syntax.OpCharClass, syntax.OpAnyCharNotNL, syntax.OpAnyChar:
+			single = true
+		case syntax.OpLiteral:
+			single = len(r.Sub[0].Rune) == 1
+		}
+		bound := gapBound{min: r.Min, max: r.Max}
+		if bound.max < 0 {
+			bound.max = math.MaxInt
+		}
+		star := *r
+		star.Sub = []*syntax.Regexp{r.Sub[0]} // not r's inline storage
+		star.Op, star.Min, star.Max = syntax.OpStar, 0, 0
+		if r.Min > 0 {
+			star.Op = syntax.OpPlus
+		}
+		if !single || inRepeat {
+			confirm = true
+			*r = star
+			return
+		}
+		// Mark the capture with its bound; numbered below.
+		*r = syntax.Regexp{Op: syntax.OpCapture, Sub: []*syntax.Regexp{&star}, Min: bound.min, Max: bound.max}
+	}
+	walk(re, false)
+	// Captures are numbered in the order their parentheses open: pre-order.
+	var number func(r *syntax.Regexp)
+	number = func(r *syntax.Regexp) {
+		if r.Op == syntax.OpCapture {
+			gaps = append(gaps, gapBound{min: r.Min, max: r.Max})
+			r.Cap = len(gaps)
+			r.Min, r.Max = 0, 0
+		}
+		for _, sub := range r.Sub {
+			number(sub)
+		}
+	}
+	number(re)
+	return re.String(), gaps, confirm
+}
+
+// foldsInAC reports whether the automaton reads s other than as written:
+// it folds leet digits and symbols and whitespace.
+func foldsInAC(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if acFold(s[i]) != lowerByte(s[i]) {
+			return true
+		}
+	}
+	return false
 }
 
 // spellings returns t and, when t has an "l", t with every "l" read as
@@ -261,12 +381,19 @@ func spellings(t string) []string {
 type acMatcher struct {
 	class  [256]uint8
 	nclass int
-	next   []uint16 // state*nclass + class
-	out    [][]int  // word ids ending at each state
+	// next holds, per state and class, the next state premultiplied by
+	// nclass, so the hot loop needs no multiplication.
+	next []uint32
+	// States at or above firstOut (premultiplied) end a word: the hot
+	// loop tests one comparison instead of loading a slice.
+	firstOut uint32
+	out      [][]int32 // word ids ending at state firstOut/nclass + i
 }
 
-// acFold maps leet digits and symbols onto the letters they stand for, and
-// whitespace onto the space, before classes are assigned.
+// acFold maps upper-case ASCII onto lower case, leet digits and symbols
+// onto the letters they stand for, and whitespace onto the space, before
+// classes are assigned: the automaton runs on text as it is, without a
+// lower-cased copy.
 func acFold(b byte) byte {
 	if m := leetMap[b]; m != 0 {
 		return m
@@ -275,7 +402,7 @@ func acFold(b byte) byte {
 	case '\n', '\t', '\r':
 		return ' '
 	}
-	return b
+	return lowerByte(b)
 }
 
 func newACMatcher(words []string) *acMatcher { return buildAC(words, acFold) }
@@ -306,7 +433,7 @@ func buildAC(words []string, fold func(byte) byte) *acMatcher {
 	type node struct {
 		child map[uint8]int
 		fail  int
-		out   []int
+		out   []int32
 	}
 	nodes := []node{{child: map[uint8]int{}}}
 	for id, w := range words {
@@ -321,17 +448,15 @@ func buildAC(words []string, fold func(byte) byte) *acMatcher {
 			}
 			s = nx
 		}
-		nodes[s].out = append(nodes[s].out, id)
+		nodes[s].out = append(nodes[s].out, int32(id))
 	}
-	if len(nodes) > 1<<16 {
-		panic("detect: trigger automaton too large")
-	}
-	// Breadth-first fail links and the dense table.
-	m.next = make([]uint16, len(nodes)*m.nclass)
+	// Breadth-first fail links and the dense table over trie ids.
+	nc := m.nclass
+	next := make([]int, len(nodes)*nc)
 	queue := []int{}
-	for c := 0; c < m.nclass; c++ {
+	for c := 0; c < nc; c++ {
 		if nx, ok := nodes[0].child[uint8(c)]; ok {
-			m.next[c] = uint16(nx)
+			next[c] = nx
 			queue = append(queue, nx)
 		}
 	}
@@ -340,19 +465,42 @@ func buildAC(words []string, fold func(byte) byte) *acMatcher {
 		queue = queue[1:]
 		f := nodes[s].fail
 		nodes[s].out = append(nodes[s].out, nodes[f].out...)
-		for c := 0; c < m.nclass; c++ {
+		for c := 0; c < nc; c++ {
 			if nx, ok := nodes[s].child[uint8(c)]; ok {
-				nodes[nx].fail = int(m.next[f*m.nclass+c])
-				m.next[s*m.nclass+c] = uint16(nx)
+				nodes[nx].fail = next[f*nc+c]
+				next[s*nc+c] = nx
 				queue = append(queue, nx)
 			} else {
-				m.next[s*m.nclass+c] = m.next[f*m.nclass+c]
+				next[s*nc+c] = next[f*nc+c]
 			}
 		}
 	}
-	m.out = make([][]int, len(nodes))
-	for i := range nodes {
-		m.out[i] = nodes[i].out
+	// Renumber: states without output first (the root stays 0), then
+	// states with output.
+	id := make([]int, len(nodes))
+	k := 0
+	for s := range nodes {
+		if len(nodes[s].out) == 0 {
+			id[s] = k
+			k++
+		}
+	}
+	m.firstOut = uint32(k * nc)
+	for s := range nodes {
+		if len(nodes[s].out) > 0 {
+			id[s] = k
+			k++
+			m.out = append(m.out, nodes[s].out)
+		}
+	}
+	if uint64(len(nodes))*uint64(nc) > 1<<31 {
+		panic("detect: trigger automaton too large")
+	}
+	m.next = make([]uint32, len(nodes)*nc)
+	for s := range nodes {
+		for c := 0; c < nc; c++ {
+			m.next[id[s]*nc+c] = uint32(id[next[s*nc+c]] * nc)
+		}
 	}
 	return m
 }
@@ -360,13 +508,13 @@ func buildAC(words []string, fold func(byte) byte) *acMatcher {
 // scan calls hit(word, end) for every occurrence of a word in text, end
 // being the index just past it.
 func (m *acMatcher) scan(text []byte, hit func(word, end int)) {
-	s := 0
-	nc := m.nclass
+	var s uint32
+	next, class, fo, nc := m.next, &m.class, m.firstOut, uint32(m.nclass)
 	for i, b := range text {
-		s = int(m.next[s*nc+int(m.class[b])])
-		if out := m.out[s]; out != nil {
-			for _, w := range out {
-				hit(w, i+1)
+		s = next[s+uint32(class[b])]
+		if s >= fo {
+			for _, w := range m.out[(s-fo)/nc] {
+				hit(int(w), i+1)
 			}
 		}
 	}

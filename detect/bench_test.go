@@ -1,0 +1,72 @@
+package detect
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// llmRequest4K is a typical request body on its way to a model API: a
+// chat completion (JSON, as a Go client marshals it, so markup in strings
+// is escaped as \u003c) with a system prompt, tool definitions and a tool
+// result carrying a fetched web page, padded to 4 KiB.
+func llmRequest4K() []byte {
+	type msg struct {
+		Role       string `json:"role"`
+		Content    string `json:"content"`
+		ToolCallID string `json:"tool_call_id,omitempty"`
+	}
+	page := "<html><head><title>Release notes 4.2</title></head><body>\n" +
+		"<h1>Release notes</h1>\n<p>This release improves the scheduler &amp; the cache. " +
+		"Upgrade with <code>pip install -U example==4.2</code>. The previous behaviour of the " +
+		"<em>--strict</em> flag is kept; see the migration guide for the new configuration keys.</p>\n" +
+		"<ul><li>Faster cold start (35% on average)</li><li>Fixed a race in the retry loop</li>" +
+		"<li>New: per-tenant quotas, documented in the admin guide</li></ul>\n" +
+		"<p>Questions? Write to support@example.com or open an issue.</p></body></html>"
+	body := map[string]any{
+		"model":       "gpt-4o-mini",
+		"temperature": 0.2,
+		"messages": []msg{
+			{Role: "system", Content: "You are a release assistant. Summarise changes for the user, cite versions, and never run commands without asking. Answer in the user's language."},
+			{Role: "user", Content: "What changed in 4.2, and do I need to change my config?\nWe run the --strict flag in CI."},
+			{Role: "tool", ToolCallID: "call_0", Content: page},
+		},
+		"tools": []map[string]any{{
+			"type": "function",
+			"function": map[string]any{
+				"name":        "fetch_url",
+				"description": "Fetch a web page and return its HTML.",
+				"parameters": map[string]any{
+					"type":       "object",
+					"properties": map[string]any{"url": map[string]string{"type": "string", "description": "The URL to fetch."}},
+					"required":   []string{"url"},
+				},
+			},
+		}},
+	}
+	out, err := json.Marshal(body)
+	if err != nil {
+		panic(err)
+	}
+	// Pad the user's question with more conversation to 4 KiB.
+	s := string(out)
+	filler := `{"role":"assistant","content":"Earlier answer: the 4.1 release changed the default timeout to 30s and deprecated the legacy exporter.\nSee the changelog for details."},`
+	i := strings.Index(s, `{"role":"user"`)
+	for len(s) < 4<<10 {
+		s = s[:i] + filler + s[i:]
+	}
+	return []byte(s[:4<<10])
+}
+
+func BenchmarkPromptInjection4KiB(b *testing.B) {
+	body := llmRequest4K()
+	pi, _ := NewPromptInjection(PromptInjectionOptions{})
+	ev := &Event{Body: body}
+	if sigs := pi.Inspect(ev); len(sigs) != 0 {
+		b.Fatalf("benign request flagged: %+v", sigs)
+	}
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		pi.Inspect(ev)
+	}
+}
