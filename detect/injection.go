@@ -3,6 +3,7 @@ package detect
 import (
 	"bytes"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"sort"
 	"strings"
@@ -232,6 +233,23 @@ type viewHits struct {
 	// first word mixing letters with them, or -1 when there is none;
 	// -2 until computed.
 	leetFrom int
+	// rendered counts the bytes of windows rendered per kind; once they
+	// exceed the view's length, the whole view is rendered once (whole)
+	// and windows become slices of it.
+	rendered [nKinds]int
+	whole    [nKinds]*wholeRendering
+}
+
+// wholeRendering is one rendering of a whole view. Every rendering folds
+// a byte by what it is and by the word it is in, never by where a window
+// starts, so a window of it equals the window rendered on its own.
+type wholeRendering struct {
+	text []byte
+	// For leetspeak: alt reads a folded "1" as "l" (made on first use by
+	// a window with such a "1"); folded and ones list, in order, the
+	// positions leetspeak changed and those where it read a "1".
+	alt          []byte
+	folded, ones []int32
 }
 
 // scanner is the working memory of one scan. Scans take one from a pool
@@ -245,7 +263,27 @@ type scanner struct {
 	done  uint64 // patterns found in earnest: no need to look further
 	wins  [][2]int
 	rend  [2][]byte // window renderings
+	// wholes are the whole-view renderings, reused from scan to scan;
+	// nwhole are in use.
+	wholes []*wholeRendering
+	nwhole int
+	// misses holds the windows, by content, in which a pattern was
+	// looked for in vain: the same text in another view (the HTML view
+	// repeats the text outside markup) or repeated in the body is not
+	// looked at twice.
+	misses map[missKey]struct{}
 }
+
+// missKey names a window by the pattern, the rendering and a hash of the
+// raw text it is rendered from, which decides it.
+type missKey struct {
+	hash uint64
+	p, k uint8
+}
+
+// missSeed keys window hashes; it is random per process, so content
+// cannot be made to collide with another window on purpose.
+var missSeed = maphash.MakeSeed()
 
 var scanners = sync.Pool{New: func() any { return new(scanner) }}
 
@@ -259,7 +297,11 @@ func scanInjection(text []byte, o PromptInjectionOptions) Result {
 }
 
 func (sc *scanner) scan(text []byte, o PromptInjectionOptions) Result {
-	sc.o, sc.has, sc.done = o, 0, 0
+	sc.o, sc.has, sc.done, sc.nwhole = o, 0, 0, 0
+	if sc.misses == nil {
+		sc.misses = make(map[missKey]struct{})
+	}
+	clear(sc.misses)
 	nopts := NormalizeOptions{Window: o.Window, MaxDepth: o.MaxDepth}.withDefaults()
 	if len(text) > nopts.Window {
 		text = text[:nopts.Window]
@@ -277,6 +319,7 @@ func (sc *scanner) scan(text []byte, o PromptInjectionOptions) Result {
 	for i := range views {
 		vh := &sc.vh[i]
 		vh.v, vh.leetFrom = &views[i], -2
+		vh.rendered, vh.whole = [nKinds]int{}, [nKinds]*wholeRendering{}
 		for k := range vh.hits {
 			vh.hits[k] = vh.hits[k][:0]
 		}
@@ -462,6 +505,85 @@ func rot13Byte(c byte) byte {
 // the same), and ok is false when leetspeak changed nothing, so the plain
 // rendering already said all there is.
 func (sc *scanner) render(vh *viewHits, k, s, e int) (text, alt []byte, ok bool) {
+	if k != kindPlain || vh.v.mixed {
+		if w := vh.whole[k]; w != nil {
+			return w.window(k, s, e)
+		}
+		if vh.rendered[k] += e - s; vh.rendered[k] > len(vh.v.Text) {
+			return sc.renderWhole(vh, k).window(k, s, e)
+		}
+	}
+	return sc.renderWindow(vh, k, s, e)
+}
+
+// renderWhole renders the whole of rendering k of vh's view, once.
+func (sc *scanner) renderWhole(vh *viewHits, k int) *wholeRendering {
+	if sc.nwhole == len(sc.wholes) {
+		sc.wholes = append(sc.wholes, new(wholeRendering))
+	}
+	w := sc.wholes[sc.nwhole]
+	sc.nwhole++
+	vh.whole[k] = w
+	t := vh.v.Text
+	n := len(t)
+	w.alt, w.folded, w.ones = nil, w.folded[:0], w.ones[:0]
+	switch k {
+	case kindPlain:
+		w.text = lowerInto(w.text, t)
+	case kindROT13:
+		w.text = lowerInto(w.text, t)
+		for i, c := range w.text {
+			w.text[i] = rot13Byte(c)
+		}
+	case kindReversed:
+		w.text = append(w.text[:0], t...)
+		for i := range n {
+			w.text[i] = lowerByte(t[n-1-i])
+		}
+	case kindLeet:
+		b := lowerInto(w.text, t)
+		leetWindow(b, t, 0, n, sc.leetFrom(vh))
+		w.text = b
+		for i, c := range b {
+			if c != lowerByte(t[i]) {
+				w.folded = append(w.folded, int32(i))
+				if t[i] == '1' {
+					w.ones = append(w.ones, int32(i))
+				}
+			}
+		}
+	}
+	return w
+}
+
+// window returns window [s, e) of the rendering, as renderWindow would.
+func (w *wholeRendering) window(k, s, e int) (text, alt []byte, ok bool) {
+	if k != kindLeet {
+		return w.text[s:e], nil, true
+	}
+	if !anyWithin(w.folded, s, e) {
+		return nil, nil, false
+	}
+	if anyWithin(w.ones, s, e) {
+		if w.alt == nil {
+			w.alt = append(w.alt, w.text...)
+			for _, i := range w.ones {
+				w.alt[i] = 'l'
+			}
+		}
+		return w.text[s:e], w.alt[s:e], true
+	}
+	return w.text[s:e], nil, true
+}
+
+// anyWithin reports whether sorted positions ps have one in [s, e).
+func anyWithin(ps []int32, s, e int) bool {
+	i := sort.Search(len(ps), func(i int) bool { return int(ps[i]) >= s })
+	return i < len(ps) && int(ps[i]) < e
+}
+
+// renderWindow renders window [s, e) alone.
+func (sc *scanner) renderWindow(vh *viewHits, k, s, e int) (text, alt []byte, ok bool) {
 	v := vh.v
 	t := v.Text
 	b := sc.rend[0][:0]
@@ -605,16 +727,25 @@ func (sc *scanner) matchKind(vh *viewHits, k int, hs []hit, obf bool) {
 		}
 		sc.wins = wins
 		for _, w := range wins {
-			text, alt, ok := sc.render(vh, k, w[0], w[1])
-			if !ok {
-				continue
+			key, memo := sc.missKey(vh, k, p, w[0], w[1])
+			if memo {
+				if _, seen := sc.misses[key]; seen {
+					continue
+				}
 			}
-			loc := pat.find(text)
-			if loc == nil && alt != nil {
-				text = alt
+			text, alt, ok := sc.render(vh, k, w[0], w[1])
+			var loc []int
+			if ok {
 				loc = pat.find(text)
+				if loc == nil && alt != nil {
+					text = alt
+					loc = pat.find(text)
+				}
 			}
 			if loc == nil {
+				if memo {
+					sc.misses[key] = struct{}{}
+				}
 				continue
 			}
 			sc.record(vh, k, p, w[0]+loc[0], w[0]+loc[1], text[loc[0]:loc[1]], obf)
@@ -623,11 +754,47 @@ func (sc *scanner) matchKind(vh *viewHits, k int, hs []hit, obf bool) {
 	}
 }
 
-// find returns the first match of the pattern's expression in text. The
-// relaxed expression, when there is one, rules out most text at a
+// missKey returns the key of window [s, e) of rendering k of vh's view
+// for pattern p: a hash of the raw text the window is rendered from. A
+// leetspeak rendering folds whole words, and words of leet characters
+// alone only from the view's leetFrom on, so its raw text runs to the
+// ends of the words the window cuts, and memo is false where leetFrom
+// falls inside it.
+func (sc *scanner) missKey(vh *viewHits, k, p, s, e int) (key missKey, memo bool) {
+	t := vh.v.Text
+	if k == kindReversed {
+		n := len(t)
+		s, e = n-e, n-s
+	}
+	if k == kindLeet {
+		for s > 0 && isWordish(lowerByte(t[s-1])) {
+			s--
+		}
+		for e < len(t) && isWordish(lowerByte(t[e])) {
+			e++
+		}
+		lf := sc.leetFrom(vh)
+		if lf > s && lf <= e {
+			return key, false
+		}
+		if lf >= 0 && lf <= s {
+			// Words of leet characters alone are folded here, not
+			// before leetFrom: the same text renders differently.
+			k += nKinds
+		}
+	}
+	return missKey{hash: maphash.Bytes(missSeed, t[s:e]), p: uint8(p), k: uint8(k)}, true
+}
+
+// find returns the first match of the pattern's expression in text. A
+// prefilter, when the pattern has one, rules out most windows without
+// running an expression at all. The relaxed expression, when there is one, rules out most text at a
 // fraction of the cost, and its match stands when its gaps keep the
 // exact expression's bounds; only otherwise does the exact one run.
 func (p *Pattern) find(text []byte) []int {
+	if p.pre != nil && !p.pre(text) {
+		return nil
+	}
 	switch {
 	case p.relaxed == nil:
 		return p.re.FindIndex(text)

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"html"
+	"slices"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -256,9 +257,10 @@ func (n *normalizer) source(raw []byte, prefix string, depth int, coarse *segmen
 	if depth >= n.opts.MaxDepth {
 		return
 	}
-	n.decodeBase64(raw, prefix, depth, coarse)
+	runs := b64Runs(raw)
+	n.decodeBase64(raw, runs, prefix, depth, coarse)
 	n.decodePercent(raw, prefix, depth, coarse)
-	n.decodeHex(raw, prefix, depth, coarse)
+	n.decodeHex(raw, runs, prefix, depth, coarse)
 	n.decodeJSON(raw, prefix, depth, coarse)
 	if n.lazy {
 		n.separatorsLazy(base, prefix)
@@ -395,15 +397,33 @@ func (f *folded) fold(raw []byte, exact bool) {
 	if exact {
 		off = f.offBuf
 	}
+	text = slices.Grow(text, len(raw))
+	if exact {
+		off = slices.Grow(off, len(raw)+1)
+	}
 	var buf [32]byte
 	for i := 0; i < len(raw); {
-		c := raw[i]
-		if c < utf8.RuneSelf {
-			text = append(text, lowerByte(c))
-			if exact {
-				off = append(off, int32(i))
+		if raw[i] < utf8.RuneSelf {
+			// A run of ASCII, lower-cased and mapped in bulk.
+			j := i + 1
+			for j < len(raw) && raw[j] < utf8.RuneSelf {
+				j++
 			}
-			i++
+			k := len(text)
+			text = append(text, raw[i:j]...)
+			for p, c := range text[k:] {
+				if 'A' <= c && c <= 'Z' {
+					text[k+p] = c + 'a' - 'A'
+				}
+			}
+			if exact {
+				k = len(off)
+				off = slices.Grow(off, j-i)[:k+j-i]
+				for p := range j - i {
+					off[k+p] = int32(i + p)
+				}
+			}
+			i = j
 			continue
 		}
 		r, size := utf8.DecodeRune(raw[i:])
@@ -434,6 +454,12 @@ func (f *folded) fold(raw []byte, exact bool) {
 				f.disguised = true
 				break
 			}
+			if r != utf8.RuneError && norm.NFKC.IsNormal(raw[i:i+size]) {
+				// NFKC keeps the rune: lower-casing it is all there is
+				// to do (as bytes.ToLower would, without allocating).
+				out = utf8.AppendRune(buf[:0], lr)
+				break
+			}
 			out = norm.NFKC.Append(buf[:0], raw[i:i+size]...)
 			out = bytes.ToLower(out)
 		}
@@ -455,6 +481,24 @@ func (f *folded) fold(raw []byte, exact bool) {
 	if exact {
 		f.off, f.offBuf = off, off
 	}
+}
+
+// appendLowerAt appends b lower-cased (ASCII only) to dst, and to off the
+// offsets at, at+1, ... of its bytes.
+func appendLowerAt(dst []byte, off []int32, b []byte, at int) ([]byte, []int32) {
+	k := len(dst)
+	dst = append(dst, b...)
+	for p, c := range dst[k:] {
+		if 'A' <= c && c <= 'Z' {
+			dst[k+p] = c + 'a' - 'A'
+		}
+	}
+	k = len(off)
+	off = slices.Grow(off, len(b))[:k+len(b)]
+	for p := range b {
+		off[k+p] = int32(at + p)
+	}
+	return dst, off
 }
 
 // lowerInto appends b lower-cased (ASCII only) to dst[:0].
@@ -851,8 +895,17 @@ func (n *normalizer) html(raw []byte, prefix string, depth int, coarse *segment,
 			emit([]byte{'&'}, i)
 			i++
 		default:
-			emit([]byte{lowerByte(c)}, i)
-			i++
+			// Up to the next markup character, text is copied as it is.
+			j := i + 1
+			for j < len(raw) && raw[j] != '<' && raw[j] != '&' {
+				j++
+			}
+			if hiddenDepth > 0 {
+				hid, hidOff = appendLowerAt(hid, hidOff, raw[i:j], i)
+			} else {
+				vis, visOff = appendLowerAt(vis, visOff, raw[i:j], i)
+			}
+			i = j
 		}
 	}
 	visOff = append(visOff, int32(len(raw)))
@@ -891,9 +944,10 @@ func (n *normalizer) addMarkup(name string, t []byte, off []int32, o bool, prefi
 		if coarse != nil {
 			seg = *coarse
 		}
-		n.decodeBase64(t, v.Name, depth, &seg)
+		runs := b64Runs(t)
+		n.decodeBase64(t, runs, v.Name, depth, &seg)
 		n.decodePercent(t, v.Name, depth, &seg)
-		n.decodeHex(t, v.Name, depth, &seg)
+		n.decodeHex(t, runs, v.Name, depth, &seg)
 	}
 	return true
 }
@@ -1232,8 +1286,33 @@ var byteClass = func() (t [256]uint8) {
 
 // decodeBase64 decodes runs of the base64 or base64url alphabet that
 // decode to mostly printable text.
-func (n *normalizer) decodeBase64(raw []byte, prefix string, depth int, coarse *segment) {
+func (n *normalizer) decodeBase64(raw []byte, runs [][2]int, prefix string, depth int, coarse *segment) {
 	var d decoded
+	for _, r := range runs {
+		i, j := r[0], r[1]
+		if j-i < minBase64 {
+			continue
+		}
+		end := j
+		for end < len(raw) && raw[end] == '=' && end-j < 2 {
+			end++
+		}
+		if b := decodeB64Run(raw[i:j]); b != nil && printable(b) {
+			d.add(b, i, end, coarse)
+		}
+	}
+	n.emitDecoded(&d, join(prefix, "base64"), depth)
+}
+
+// minRun is the shortest run of the base64 alphabet either decoder
+// reads: base64 from minBase64 bytes, plain hex from 16.
+const minRun = min(minBase64, 16)
+
+// b64Runs returns the maximal runs of the base64 alphabet in raw of at
+// least minRun bytes, which the base64 and hex decoders share: one pass
+// over the content finds them for both.
+func b64Runs(raw []byte) [][2]int {
+	var runs [][2]int
 	for i := 0; i < len(raw); {
 		if byteClass[raw[i]]&clB64 == 0 {
 			i++
@@ -1243,21 +1322,12 @@ func (n *normalizer) decodeBase64(raw []byte, prefix string, depth int, coarse *
 		for j < len(raw) && byteClass[raw[j]]&clB64 != 0 {
 			j++
 		}
-		end := j
-		for end < len(raw) && raw[end] == '=' && end-j < 2 {
-			end++
+		if j-i >= minRun {
+			runs = append(runs, [2]int{i, j})
 		}
-		if j-i >= minBase64 {
-			if b := decodeB64Run(raw[i:j]); b != nil && printable(b) {
-				d.add(b, i, end, coarse)
-			}
-		}
-		i = end
-		if i == j && j < len(raw) {
-			i++
-		}
+		i = j
 	}
-	n.emitDecoded(&d, join(prefix, "base64"), depth)
+	return runs
 }
 
 func decodeB64Run(run []byte) []byte {
@@ -1346,24 +1416,20 @@ func (n *normalizer) decodePercent(raw []byte, prefix string, depth int, coarse 
 // decodeHex decodes \x41 escapes and plain runs of hex digits (at least
 // 16, an even number) that decode to printable text; hashes and ids
 // decode to binary and are dropped.
-func (n *normalizer) decodeHex(raw []byte, prefix string, depth int, coarse *segment) {
+func (n *normalizer) decodeHex(raw []byte, runs [][2]int, prefix string, depth int, coarse *segment) {
 	var d decoded
 	if bytes.Count(raw, []byte(`\x`)) >= 4 {
 		escapeRuns(raw, `\x`, coarse, &d)
 	}
 	// Plain runs: a whole run of the base64 alphabet made of hex digits
 	// alone.
-	for i := 0; i < len(raw); {
-		if byteClass[raw[i]]&clB64 == 0 {
-			i++
-			continue
+	for _, r := range runs {
+		i, j := r[0], r[1]
+		hex := j-i >= 16
+		for k := i; hex && k < j; k++ {
+			hex = byteClass[raw[k]]&clHex != 0
 		}
-		j, hex := i, true
-		for j < len(raw) && byteClass[raw[j]]&clB64 != 0 {
-			hex = hex && byteClass[raw[j]]&clHex != 0
-			j++
-		}
-		if hex && j-i >= 16 {
+		if hex {
 			run := raw[i : j-(j-i)%2]
 			out := make([]byte, len(run)/2)
 			for k := range out {
@@ -1375,7 +1441,6 @@ func (n *normalizer) decodeHex(raw []byte, prefix string, depth int, coarse *seg
 				d.add(out, i, j, coarse)
 			}
 		}
-		i = j
 	}
 	n.emitDecoded(&d, join(prefix, "hex"), depth)
 }

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"bytes"
 	"math"
 	"regexp"
 	"regexp/syntax"
@@ -51,6 +52,8 @@ type Pattern struct {
 	needSpan int
 
 	re *regexp.Regexp
+	// pre, when set, is the pattern's prefilter (see prefilters).
+	pre func(t []byte) bool
 	// relaxed is re with its long counted repetitions made unbounded
 	// ("[^\n]{0,80}?" becomes "[^\n]*?"): it matches wherever re does, and
 	// runs far faster, because every count of a bounded repetition is a
@@ -259,6 +262,7 @@ func compileCatalogue() *compiledCatalogue {
 			c.pats[p].back, c.pats[p].fwd = 200, 260
 		}
 		c.pats[p].re = regexp.MustCompile(expr)
+		c.pats[p].pre = prefilters[c.pats[p].Name]
 		rx, gaps, confirm := relax(expr)
 		if rx != expr {
 			c.pats[p].relaxed = regexp.MustCompile(rx)
@@ -518,4 +522,541 @@ func (m *acMatcher) scan(text []byte, hit func(word, end int)) {
 			}
 		}
 	}
+}
+
+// Prefilters. Most windows an expression runs on do not match: benign
+// text is full of "ignore", "send" and "![". A prefilter is a hand-written
+// test over the rendered, lower-cased window that is true wherever the
+// expression matches (it reads the same words in the same order, with the
+// same gaps, but need not check every detail); only when it passes does the
+// expression run, to confirm and to locate the match. A prefilter that
+// passed text the expression rejects costs time; one that rejected text
+// the expression accepts would lose a match, which TestPrefilters guards
+// against.
+var prefilters = map[string]func(t []byte) bool{
+	"ignore_previous_instructions": preIgnorePrevious,
+	"ignore_everything_told":       preIgnoreEverything,
+	"reveal_system_prompt":         preRevealPrompt,
+	"send_to_url":                  preSendToURL,
+	"send_secret":                  preSendSecret,
+	"include_secret":               preIncludeSecret,
+	"markdown_image_exfil":         preMarkdownImage,
+	"developer_mode":               preDeveloperMode,
+	"persona_override":             prePersona,
+	"html_image_exfil":             preHTMLImage,
+	"dangerous_command":            preDangerous,
+}
+
+// Word lists of the expressions above, as the prefilters read them.
+var (
+	wsVerbIgnore = []string{"ignore", "ignoring", "disregard", "forget", "skip", "override", "overrule", "bypass", "stop following", "stop obeying", "abandon", "discard"}
+	wsEarlier    = []string{"previous", "previously", "prior", "above", "earlier", "preceding", "former", "original", "initial", "existing", "old", "all", "any", "every", "your", "the system", "everything"}
+	wsRules      = []string{"instruction", "instructions", "prompt", "prompts", "rules", "direction", "directions", "guidelines", "guidance", "directive", "directives", "command", "commands", "policies", "constraints", "programming", "orders", "context", "system message"}
+	wsReveal     = []string{"reveal", "print", "repeat", "show", "display", "output", "tell", "give", "leak", "dump", "disclose", "share", "recite", "write out", "spell out", "paste", "return", "echo", "reply"}
+	wsDet        = []string{"your", "the", "any", "all"}
+	wsPromptHead = []string{"system", "initial", "original", "hidden", "developer", "confidential", "secret", "pre-prompt", "preprompt", "instructions"}
+	wsSend       = []string{"send", "post", "upload", "forward", "transmit", "exfiltrate", "leak", "copy", "submit", "paste", "email", "e-mail", "deliver", "mail"}
+	wsInclude    = []string{"include", "insert", "append", "add", "embed", "put", "place", "encode"}
+	wsIncludeTo  = []string{"url", "link", "image", "query", "request", "response", "answer", "reply", "output", "markdown", "parameter"}
+	wsModeWho    = []string{"developer", "god", "sudo", "unrestricted debug"}
+	wsModeVerb   = []string{"enable", "enabled", "activate", "activated", "enter", "entering", "switch to", "turn on", "now in", "are in", "unlock"}
+	wsModeState  = []string{"enabled", "activated", "unlocked", "engaged"}
+)
+
+// isSpaceRE is the expressions' \s: [\t\n\f\r ].
+func isSpaceRE(c byte) bool {
+	return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f'
+}
+
+// isWordRE is the expressions' \w, which decides \b.
+func isWordRE(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c >= 'A' && c <= 'Z'
+}
+
+// boundaryAt reports \b at t[i].
+func boundaryAt(t []byte, i int) bool {
+	a := i > 0 && isWordRE(t[i-1])
+	b := i < len(t) && isWordRE(t[i])
+	return a != b
+}
+
+// wordsAt calls f with the end of every word of ws that t[i:] starts with.
+func wordsAt(t []byte, i int, ws []string, f func(end int) bool) bool {
+	for _, w := range ws {
+		if len(t)-i >= len(w) && string(t[i:i+len(w)]) == w && f(i+len(w)) {
+			return true
+		}
+	}
+	return false
+}
+
+// wordAt reports whether t[i:] starts with a word of ws followed by \b.
+func wordAt(t []byte, i int, ws []string) bool {
+	return wordsAt(t, i, ws, func(e int) bool { return boundaryAt(t, e) })
+}
+
+// skipSpace returns the index past the \s run at t[i:].
+func skipSpace(t []byte, i int) int {
+	for i < len(t) && isSpaceRE(t[i]) {
+		i++
+	}
+	return i
+}
+
+// tokenStarts returns the starts of the first n tokens (\S+ runs) after
+// t[i:], each preceded by at least one \s: the places (?:\s+\S+){0,k}?\s+
+// can reach. It stops at the first position not preceded by space.
+func tokenStarts(dst []int, t []byte, i, n int) []int {
+	for len(dst) < n {
+		j := skipSpace(t, i)
+		if j == i || j == len(t) {
+			break
+		}
+		dst = append(dst, j)
+		for j < len(t) && !isSpaceRE(t[j]) {
+			j++
+		}
+		i = j
+	}
+	return dst
+}
+
+// leadVerb calls f with the end of every verb of ws that t starts with
+// and that is followed by \s (the expressions read \s+ after their verb).
+func leadVerb(t []byte, ws []string, f func(end int) bool) bool {
+	return wordsAt(t, 0, ws, func(e int) bool { return e < len(t) && isSpaceRE(t[e]) && f(e) })
+}
+
+// ignore_previous_instructions: verb, up to three words, an "earlier"
+// word starting a word, then within 40 bytes of one sentence a rules word.
+func preIgnorePrevious(t []byte) bool {
+	var buf [4]int
+	return leadVerb(t, wsVerbIgnore, func(e int) bool {
+		for _, s := range tokenStarts(buf[:0], t, e, 4) {
+			if wordsAt(t, s, wsEarlier, func(ee int) bool { return boundaryAt(t, ee) && rulesWithin(t, ee) }) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// rulesWithin reports a rules word at a word start within 40 bytes of i,
+// none of them ending a sentence: [^.!?\n]{0,40}?\b(rules)\b.
+func rulesWithin(t []byte, i int) bool {
+	for p := i; p <= i+40 && p < len(t); p++ {
+		if p > i {
+			if c := t[p-1]; c == '.' || c == '!' || c == '?' || c == '\n' {
+				return false
+			}
+		}
+		if boundaryAt(t, p) && wordAt(t, p, wsRules) {
+			return true
+		}
+	}
+	return false
+}
+
+// ignore_everything_told: verb, all/everything/anything, then "that",
+// "you" or a word of time.
+func preIgnoreEverything(t []byte) bool {
+	return leadVerb(t, wsVerbIgnore, func(e int) bool {
+		s := skipSpace(t, e)
+		return wordsAt(t, s, []string{"all", "everything", "anything"}, func(e2 int) bool {
+			s2 := skipSpace(t, e2)
+			if s2 == e2 {
+				return false
+			}
+			return wordsAt(t, s2, []string{"that", "you", "above", "before", "prior", "previously", "so far", "up to now"}, func(int) bool { return true })
+		})
+	})
+}
+
+// reveal_system_prompt: verb, up to four words, a determiner word, then
+// within four words the head of a prompt phrase.
+func preRevealPrompt(t []byte) bool {
+	var buf [10]int
+	return leadVerb(t, wsReveal, func(e int) bool {
+		ts := tokenStarts(buf[:0], t, e, 9)
+		for k := 0; k < len(ts) && k < 5; k++ {
+			if !wordsAt(t, ts[k], wsDet, func(de int) bool { return de < len(t) && isSpaceRE(t[de]) }) {
+				continue
+			}
+			for m := k + 1; m < len(ts) && m <= k+4; m++ {
+				if wordsAt(t, ts[m], wsPromptHead, func(int) bool { return true }) {
+					return true
+				}
+			}
+		}
+		return false
+	})
+}
+
+// toTarget reports, before the first newline and within limit bytes of
+// the start, one of the words ws at a word start followed by \s+ and then
+// text that at accepts.
+func toTarget(t []byte, limit int, ws []string, at func(i int) bool) bool {
+	for p := 1; p < len(t) && p <= limit; p++ {
+		if t[p-1] == '\n' {
+			return false
+		}
+		if !boundaryAt(t, p) {
+			continue
+		}
+		if wordsAt(t, p, ws, func(e int) bool {
+			s := skipSpace(t, e)
+			return s > e && at(s)
+		}) {
+			return true
+		}
+	}
+	return false
+}
+
+func urlAt(t []byte, i int) bool {
+	return wordsAt(t, i, []string{"http://", "https://", "ftp://"}, func(int) bool { return true })
+}
+
+// mailAt reports the start of [a-z0-9._%+-]+@[a-z0-9-] at t[i:].
+func mailAt(t []byte, i int) bool {
+	j := i
+	for j < len(t) && (isAlnum(t[j]) || t[j] == '.' || t[j] == '_' || t[j] == '%' || t[j] == '+' || t[j] == '-') {
+		j++
+	}
+	return j > i && j+1 < len(t) && t[j] == '@' && (isAlnum(t[j+1]) || t[j+1] == '-')
+}
+
+// send_to_url: verb, then on the same line within 80 bytes "to", "into",
+// "at" or "on" and a URL.
+func preSendToURL(t []byte) bool {
+	return wordAt(t, 0, wsSend) && toTarget(t, 16+80, []string{"to", "into", "at", "on"}, func(i int) bool { return urlAt(t, i) })
+}
+
+// send_secret: verb, then on the same line "to" or "at" and a URL or an
+// e-mail address.
+func preSendSecret(t []byte) bool {
+	return wordAt(t, 0, wsSend) && toTarget(t, len(t), []string{"to", "at"}, func(i int) bool { return urlAt(t, i) || mailAt(t, i) })
+}
+
+// include_secret: verb, then on the same line "in", "into", "to" or "as"
+// and, after an optional determiner and "next", a place in the answer.
+func preIncludeSecret(t []byte) bool {
+	return wordAt(t, 0, wsInclude) && toTarget(t, 16+30+24+40, []string{"in", "into", "to", "as"}, func(i int) bool {
+		wordsAt(t, i, []string{"the", "your", "a", "an"}, func(e int) bool {
+			if s := skipSpace(t, e); s > e {
+				i = s
+				return true
+			}
+			return false
+		})
+		if wordsAt(t, i, []string{"next"}, func(e int) bool { return skipSpace(t, e) > e }) && !wordsAt(t, i, wsIncludeTo, func(int) bool { return true }) {
+			i = skipSpace(t, i+4)
+		}
+		return wordsAt(t, i, wsIncludeTo, func(int) bool { return true })
+	})
+}
+
+// markdown_image_exfil: "![", a label of at most 100 bytes on one line,
+// "](", an http(s) URL with a query or fragment within 200 bytes.
+func preMarkdownImage(t []byte) bool {
+	if len(t) < 2 || t[0] != '!' || t[1] != '[' {
+		return false
+	}
+	i := 2
+	for i < len(t) && i <= 102 && t[i] != ']' && t[i] != '\n' {
+		i++
+	}
+	if i >= len(t) || t[i] != ']' || i+1 >= len(t) || t[i+1] != '(' {
+		return false
+	}
+	i = skipSpace(t, i+2)
+	var e int
+	switch {
+	case bytes.HasPrefix(t[i:], []byte("https://")):
+		e = i + 8
+	case bytes.HasPrefix(t[i:], []byte("http://")):
+		e = i + 7
+	default:
+		return false
+	}
+	for j := e + 1; j < len(t) && j <= e+200; j++ {
+		c := t[j-1]
+		if c == ')' || isSpaceRE(c) {
+			return false
+		}
+		if c = t[j]; c == '?' || c == '&' || c == '#' {
+			// The expression may take a later "?", "&" or "#" as the
+			// query's start, up to 200 bytes into the URL.
+			return exfilQuery(t[j:min(len(t), e+200+1+200+64)])
+		}
+	}
+	return false
+}
+
+// exfilQuery reports, in the URL from its first "?", "&" or "#" on, one
+// of the places the expression looks for data: a template ({x}, ${x},
+// %7b, <x>, [x]), a run of 40 base64 bytes or a parameter named for data.
+func exfilQuery(q []byte) bool {
+	run := 0
+	for i, c := range q {
+		if c == ')' || isSpaceRE(c) {
+			return false
+		}
+		switch c {
+		case '{', '<', '[':
+			return true
+		case '%':
+			if i+2 < len(q) && q[i+1] == '7' && q[i+2] == 'b' {
+				return true
+			}
+		case '=':
+			for _, k := range wsExfilParam {
+				if i >= len(k) && string(q[i-len(k):i]) == k {
+					return true
+				}
+			}
+		}
+		if isAlnum(c) || c == '+' || c == '/' || c == '=' || c == '_' || c == '-' {
+			if run++; run >= 40 {
+				return true
+			}
+		} else {
+			run = 0
+		}
+	}
+	return false
+}
+
+// wsExfilParam are the query parameters markdown_image_exfil reads as
+// carrying data.
+var wsExfilParam = []string{"data", "secret", "token", "key", "apikey", "api_key", "password", "pwd", "history", "conversation", "chat", "msg", "message", "content", "prompt", "memory", "ssn", "email"}
+
+// developer_mode: "mode" after developer, god, sudo or "unrestricted
+// debug", with an activating verb before or a state after.
+func preDeveloperMode(t []byte) bool {
+	for off := 0; ; {
+		k := bytes.Index(t[off:], []byte("mode"))
+		if k < 0 {
+			return false
+		}
+		m := off + k
+		off = m + 4
+		if !boundaryAt(t, off) {
+			continue
+		}
+		// Back over \s+ to the mode's owner.
+		e := m
+		for e > 0 && isSpaceRE(t[e-1]) {
+			e--
+		}
+		if e == m {
+			continue
+		}
+		for _, w := range wsModeWho {
+			if e < len(w) || string(t[e-len(w):e]) != w {
+				continue
+			}
+			x := e - len(w)
+			// A state after: \s+(is\s+)?(enabled|...)\b.
+			s := skipSpace(t, off)
+			if s > off {
+				if wordsAt(t, s, []string{"is"}, func(ie int) bool { return skipSpace(t, ie) > ie }) {
+					if wordAt(t, skipSpace(t, s+2), wsModeState) {
+						return true
+					}
+				}
+				if wordAt(t, s, wsModeState) {
+					return true
+				}
+			}
+			// A verb before: verb\s+(the\s+)?.
+			b := x
+			for b > 0 && isSpaceRE(t[b-1]) {
+				b--
+			}
+			if b == x {
+				continue
+			}
+			if verbBefore(t, b) {
+				return true
+			}
+			if b >= 3 && string(t[b-3:b]) == "the" {
+				b2 := b - 3
+				for b2 > 0 && isSpaceRE(t[b2-1]) {
+					b2--
+				}
+				if b2 < b-3 && verbBefore(t, b2) {
+					return true
+				}
+			}
+		}
+	}
+}
+
+// verbBefore reports a word of wsModeVerb ending at t[e] that starts a
+// word.
+func verbBefore(t []byte, e int) bool {
+	for _, v := range wsModeVerb {
+		if e >= len(v) && string(t[e-len(v):e]) == v && boundaryAt(t, e-len(v)) {
+			return true
+		}
+	}
+	return false
+}
+
+// persona_override: "you are" or "you're" then "no longer" or "now";
+// "pretend" then "that", "you" or "to"; or "act as" and the like, then
+// within 40 bytes of one sentence "without", "no" or "free of".
+func prePersona(t []byte) bool {
+	if wordsAt(t, 0, []string{"you"}, func(e int) bool { return true }) {
+		i := 3
+		switch {
+		case wordsAt(t, i, []string{"'re"}, func(int) bool { return true }):
+			i += 3
+		case skipSpace(t, i) > i && wordsAt(t, skipSpace(t, i), []string{"are"}, func(int) bool { return true }):
+			i = skipSpace(t, i) + 3
+		default:
+			return false
+		}
+		s := skipSpace(t, i)
+		return s > i && wordsAt(t, s, []string{"no", "now"}, func(int) bool { return true })
+	}
+	if wordsAt(t, 0, []string{"pretend"}, func(int) bool { return true }) {
+		s := skipSpace(t, 7)
+		return s > 7 && wordsAt(t, s, []string{"that", "you", "to"}, func(int) bool { return true })
+	}
+	return wordsAt(t, 0, []string{"act as", "roleplay as", "role-play as"}, func(e int) bool {
+		for p := e; p <= e+40 && p < len(t); p++ {
+			if p > e && (t[p-1] == '.' || t[p-1] == '\n') {
+				return false
+			}
+			if boundaryAt(t, p) && wordsAt(t, p, []string{"without", "no", "free of"}, func(int) bool { return true }) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// html_image_exfil: "<img", "src" within the tag's first 100 bytes, "=",
+// an http(s) URL with a query within 200 bytes and, after it, a template
+// or a run of 40 base64 bytes.
+func preHTMLImage(t []byte) bool {
+	if !bytes.HasPrefix(t, []byte("<img")) {
+		return false
+	}
+	for i := 4; i+3 <= len(t) && i <= 4+100; i++ {
+		if t[i-1] == '>' {
+			return false
+		}
+		if string(t[i:i+3]) != "src" || !boundaryAt(t, i) {
+			continue
+		}
+		j := skipSpace(t, i+3)
+		if j >= len(t) || t[j] != '=' {
+			continue
+		}
+		j = skipSpace(t, j+1)
+		if j < len(t) && (t[j] == '"' || t[j] == '\'') {
+			j++
+		}
+		var e int
+		switch {
+		case bytes.HasPrefix(t[j:], []byte("https://")):
+			e = j + 8
+		case bytes.HasPrefix(t[j:], []byte("http://")):
+			e = j + 7
+		default:
+			continue
+		}
+		if htmlQuery(t, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// htmlQuery reads the URL from t[e] (past "://"): a "?" or "&" within 200
+// bytes, then a template or a run of 40 base64 bytes.
+func htmlQuery(t []byte, e int) bool {
+	stop := func(c byte) bool { return c == '"' || c == '\'' || c == '>' || isSpaceRE(c) }
+	for j := e + 1; j < len(t) && j <= e+200; j++ {
+		if stop(t[j-1]) {
+			return false
+		}
+		if t[j] != '?' && t[j] != '&' {
+			continue
+		}
+		// A later "?" or "&", up to 200 bytes into the URL, may start
+		// the query instead.
+		run := 0
+		for k := j + 1; k < len(t) && k <= e+200+1+200+48; k++ {
+			c := t[k]
+			if stop(c) {
+				return false
+			}
+			if c == '{' || c == '%' && k+2 < len(t) && t[k+1] == '7' && t[k+2] == 'b' {
+				return true
+			}
+			if isAlnum(c) || c == '+' || c == '/' || c == '=' || c == '_' || c == '-' {
+				if run++; run >= 40 {
+					return true
+				}
+			} else {
+				run = 0
+			}
+		}
+		return false
+	}
+	return false
+}
+
+// dangerous_command: "rm -rf" and a root, home or glob; curl or wget
+// piped on the same line into a shell; or "format c:".
+func preDangerous(t []byte) bool {
+	for i := 0; i+2 <= len(t); i++ {
+		switch t[i] {
+		case 'r':
+			if t[i+1] != 'm' || !boundaryAt(t, i) {
+				continue
+			}
+			j := skipSpace(t, i+2)
+			if j == i+2 || !bytes.HasPrefix(t[j:], []byte("-rf")) {
+				continue
+			}
+			k := skipSpace(t, j+3)
+			if k > j+3 && k < len(t) && (t[k] == '/' || t[k] == '~' || t[k] == '*' || t[k] == '$') {
+				return true
+			}
+		case 'c', 'w':
+			if !boundaryAt(t, i) || !wordAt(t, i, []string{"curl", "wget"}) {
+				continue
+			}
+			for j := i + 4; j < len(t) && j <= i+4+200; j++ {
+				if t[j] == '\n' {
+					break
+				}
+				if t[j] != '|' {
+					continue
+				}
+				k := skipSpace(t, j+1)
+				if wordsAt(t, k, []string{"sudo"}, func(e int) bool { return skipSpace(t, e) > e }) {
+					k = skipSpace(t, k+4)
+				}
+				if wordsAt(t, k, []string{"sh", "bash", "zsh"}, func(int) bool { return true }) {
+					return true
+				}
+				break
+			}
+		case 'f':
+			if !bytes.HasPrefix(t[i:], []byte("format")) {
+				continue
+			}
+			j := skipSpace(t, i+6)
+			if j > i+6 && bytes.HasPrefix(t[j:], []byte("c:")) {
+				return true
+			}
+		}
+	}
+	return false
 }
