@@ -24,6 +24,15 @@
 // appenders are grouped: one writer goroutine owned by the Log commits
 // whatever has queued during the previous commit in a single transaction,
 // so many appenders share one fsync and the chain stays a single line.
+// Under sustained concurrent load a commit also waits up to
+// Options.CommitDelay for more records, since each commit costs two
+// fdatasyncs whatever its size.
+//
+// Enqueue hands a record to the same writer without waiting for its
+// commit, for records of what has already happened (the end of a request)
+// where nobody should wait for an fsync; it is chained in order with every
+// other record, Sync waits until everything handed over is durable, and
+// Close commits it before returning.
 //
 // # Checkpoints
 //

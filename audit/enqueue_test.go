@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Enqueued records share the chain with waiting appends, in the order
@@ -158,5 +159,49 @@ func BenchmarkEnqueue(b *testing.B) {
 	}
 	if err := l.Sync(ctx); err != nil {
 		b.Fatal(err)
+	}
+}
+
+// Commits that wait for company (CommitDelay) lose nothing and keep one
+// chain, whether the wait ends by time, by batch size or by Close.
+func TestCommitDelayUnderConcurrency(t *testing.T) {
+	for _, delay := range []time.Duration{-1, 0, 20 * time.Millisecond} {
+		t.Run(delay.String(), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "a.db")
+			l, err := Open(path, Options{CommitDelay: delay})
+			if err != nil {
+				t.Fatal(err)
+			}
+			const workers, each = 16, 20
+			var wg sync.WaitGroup
+			for range workers {
+				wg.Go(func() {
+					for i := range each {
+						var err error
+						if i%2 == 0 {
+							_, err = l.Append(context.Background(), Record{AgentID: "a", Action: ActionCredentialAccess})
+						} else {
+							err = l.Enqueue(context.Background(), Record{AgentID: "a", Action: ActionRequest}, nil)
+						}
+						if err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			// Close while a commit may be waiting: everything is committed.
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := VerifyFile(context.Background(), path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Records != workers*each {
+				t.Fatalf("%d records, want %d", rep.Records, workers*each)
+			}
+		})
 	}
 }

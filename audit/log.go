@@ -31,6 +31,11 @@ const busyWindow = 5 * time.Millisecond
 // lingerBatch is the batch size at which a waiting commit stops waiting.
 const lingerBatch = 64
 
+// releaseEvery: after this many records the writer drops the file's
+// memory map from the resident set (see releaseMapped), so RSS does not
+// grow with the log.
+const releaseEvery = 8192
+
 // Bucket and meta key names; part of the format (docs/audit-format.md).
 var (
 	bucketRecords     = []byte("records")
@@ -68,12 +73,12 @@ type Options struct {
 	// value (config.DefaultCheckpointInterval is DefaultCheckpointInterval).
 	CheckpointInterval time.Duration
 	// CommitDelay is the most a commit waits for more records when the
-	// log is under sustained load (a record arrived within a few
-	// milliseconds of the previous commit), so one fsync covers more of
-	// them: each commit costs two fdatasyncs, several hundred microseconds
-	// of CPU on small virtual machines, whatever its size. An isolated
-	// record commits at once. Zero means DefaultCommitDelay; negative
-	// never waits.
+	// log is under sustained concurrent load (the previous commit, a few
+	// milliseconds ago, carried several records), so one fsync covers
+	// more of them: each commit costs two fdatasyncs, several hundred
+	// microseconds of CPU on small virtual machines, whatever its size.
+	// A lone appender never waits. Zero means DefaultCommitDelay;
+	// negative never waits.
 	CommitDelay time.Duration
 }
 
@@ -102,6 +107,9 @@ type Log struct {
 	headHash Hash
 	ckSize   uint64
 	ckTime   time.Time
+
+	// releaseEvery is releaseEvery, changed only by tests.
+	releaseEvery uint64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -166,7 +174,7 @@ func Open(path string, opts Options) (*Log, error) {
 		}
 		return nil, fmt.Errorf("audit: open %s: %w", path, err)
 	}
-	l := &Log{db: db, path: path, opts: opts, now: opts.Now}
+	l := &Log{db: db, path: path, opts: opts, now: opts.Now, releaseEvery: releaseEvery}
 	if err := l.init(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("audit: open %s: %w", path, err)
@@ -371,6 +379,7 @@ func (l *Log) writer() {
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
 	var lastCommit time.Time
+	lastSize := 0
 	batch := make([]*appendReq, 0, maxBatch)
 	for {
 		select {
@@ -380,13 +389,13 @@ func (l *Log) writer() {
 			}
 			batch = append(batch[:0], req)
 			batch = l.drain(batch, nil)
-			if l.opts.CommitDelay > 0 && len(batch) < lingerBatch && time.Since(lastCommit) < busyWindow {
+			if l.lingers(len(batch), lastSize, lastCommit) {
 				linger.Reset(l.opts.CommitDelay)
 				batch = l.drain(batch, linger.C)
 				linger.Stop()
 			}
 			l.commit(batch)
-			lastCommit = time.Now()
+			lastCommit, lastSize = time.Now(), len(batch)
 			clear(batch)
 		case <-tick:
 			// A quiet log still gets its last records under a checkpoint.
@@ -395,6 +404,14 @@ func (l *Log) writer() {
 			_ = l.timerCheckpoint()
 		}
 	}
+}
+
+// lingers reports whether a commit of n records should wait for more:
+// only under sustained concurrent load, when the previous commit, which
+// ended less than busyWindow ago, carried more than one record. A lone
+// appender never waits.
+func (l *Log) lingers(n, lastSize int, lastCommit time.Time) bool {
+	return l.opts.CommitDelay > 0 && n < lingerBatch && lastSize > 1 && time.Since(lastCommit) < busyWindow
 }
 
 // drain adds queued requests to batch: with a nil until, those already
@@ -450,7 +467,9 @@ func (l *Log) commit(batch []*appendReq) {
 	defer l.wmu.Unlock()
 	seq, prev := l.headSeq, l.headHash
 	ckSize, ckTime := l.ckSize, l.ckTime
+	var dbSize int64
 	err := l.db.Update(func(tx *bolt.Tx) error {
+		defer func() { dbSize = tx.Size() }()
 		b := tx.Bucket(bucketRecords)
 		b.FillPercent = 1 // keys only ever grow: pack pages full
 		cks := tx.Bucket(bucketCheckpoints)
@@ -490,6 +509,9 @@ func (l *Log) commit(batch []*appendReq) {
 	if err != nil {
 		err = fmt.Errorf("audit: append: commit: %w", err)
 	} else {
+		if seq/l.releaseEvery != l.headSeq/l.releaseEvery {
+			releaseMapped(l.db, dbSize)
+		}
 		l.hmu.Lock()
 		l.headSeq, l.headHash = seq, prev
 		l.hmu.Unlock()

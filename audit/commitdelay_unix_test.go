@@ -1,0 +1,67 @@
+//go:build unix
+
+package audit
+
+import (
+	"context"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// BenchmarkRequestPattern is the proxy's pattern per request, from 32
+// concurrent requests: a durable credential-access Append, then the
+// request record Enqueued. It reports the process CPU per request, which
+// is what the commit delay saves: each commit costs two fdatasyncs.
+func BenchmarkRequestPattern(b *testing.B) {
+	cases := []struct {
+		name         string
+		delay        time.Duration
+		durableAfter bool // the request record waits for its fsync too
+	}{
+		{"both-durable/commit-delay=off", -1, true},
+		{"request-enqueued/commit-delay=off", -1, false},
+		{"request-enqueued/commit-delay=" + DefaultCommitDelay.String(), DefaultCommitDelay, false},
+	}
+	for _, tc := range cases {
+		b.Run(tc.name, func(b *testing.B) {
+			l, _ := openTest(b, Options{CommitDelay: tc.delay})
+			ctx := context.Background()
+			rec := Record{AgentID: "bot", Action: ActionCredentialAccess, CredentialID: "stripe", Host: "api.stripe.com", Method: "GET", Path: "/v1/balance"}
+			done := rec
+			done.Action, done.Status = ActionRequest, 200
+			cpu0 := processCPU()
+			b.SetParallelism(16) // 32 goroutines on 2 CPUs
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := l.Append(ctx, rec); err != nil {
+						b.Error(err)
+						return
+					}
+					var err error
+					if tc.durableAfter {
+						_, err = l.Append(ctx, done)
+					} else {
+						err = l.Enqueue(ctx, done, nil)
+					}
+					if err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/req")
+		})
+	}
+}
+
+// processCPU is the user and system CPU this process has used.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
