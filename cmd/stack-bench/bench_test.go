@@ -1,0 +1,339 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseStatCPU(t *testing.T) {
+	cases := []struct {
+		name string
+		line string
+		want float64
+		err  bool
+	}{
+		// Fields after the command: state ppid pgrp session tty tpgid
+		// flags minflt cminflt majflt cmajflt utime stime ...
+		{"plain", "42 (stack) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0", 3.0, false},
+		{"command with spaces and parens", "42 (a (b) c) R 1 42 42 0 -1 0 0 0 0 0 7 3 0 0", 0.1, false},
+		{"truncated", "42 (stack) S 1 42", 0, true},
+		{"no command", "42 stack S", 0, true},
+		{"not a number", "42 (x) S 1 42 42 0 -1 0 0 0 0 0 x 3", 0, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseStatCPU([]byte(tc.line))
+			if tc.err {
+				if err == nil {
+					t.Fatalf("got %v, want an error", got)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseStatus(t *testing.T) {
+	in := "Name:\tstack\nVmPeak:\t  900 kB\nVmHWM:\t   31672 kB\nVmRSS:\t   20000 kB\nRssAnon:\t    9000 kB\nThreads:\t9\n"
+	m, err := parseStatus([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Peak != 31672<<10 || m.RSS != 20000<<10 || m.Anon != 9000<<10 {
+		t.Fatalf("got %+v", m)
+	}
+	if _, err := parseStatus([]byte("VmRSS:\t1 kB\n")); err == nil {
+		t.Fatal("missing VmHWM accepted")
+	}
+	if _, err := parseStatus([]byte("VmRSS:\t1 MB\nVmHWM:\t1 kB\n")); err == nil {
+		t.Fatal("unexpected unit accepted")
+	}
+}
+
+// The readers work on a real process: this one.
+func TestProcReadersOnSelf(t *testing.T) {
+	pid := os.Getpid()
+	if _, err := procCPU(pid); err != nil {
+		t.Fatal(err)
+	}
+	m, err := procMem(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.RSS <= 0 || m.Peak < m.RSS {
+		t.Fatalf("memory %+v: want 0 < RSS <= peak", m)
+	}
+	before, err := procFDs(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := procFDs(pid)
+	f.Close()
+	if after != before+1 {
+		t.Fatalf("fds %d then %d after opening one file", before, after)
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	var s []time.Duration
+	for i := 1; i <= 100; i++ {
+		s = append(s, time.Duration(i)*time.Millisecond)
+	}
+	cases := []struct {
+		q    float64
+		want time.Duration
+	}{
+		{0.5, 50 * time.Millisecond}, {0.9, 90 * time.Millisecond}, {0.99, 99 * time.Millisecond},
+		{1, 100 * time.Millisecond}, {0, time.Millisecond},
+	}
+	for _, tc := range cases {
+		if got := quantile(s, tc.q); got != tc.want {
+			t.Errorf("q%.2f = %v, want %v", tc.q, got, tc.want)
+		}
+	}
+	if got := quantile(nil, 0.5); got != 0 {
+		t.Errorf("empty: %v", got)
+	}
+	if got := quantile(s[:1], 0.99); got != time.Millisecond {
+		t.Errorf("one sample: %v", got)
+	}
+}
+
+// Past maxSamples a client keeps every other sample, so memory stays
+// bounded while the distribution is kept.
+func TestSampleBounded(t *testing.T) {
+	cs := &clientStats{stride: 1}
+	for i := range 3 * maxSamples {
+		cs.sample(time.Duration(i))
+	}
+	if len(cs.samples) > maxSamples {
+		t.Fatalf("%d samples kept, bound %d", len(cs.samples), maxSamples)
+	}
+	if cs.stride < 2 {
+		t.Fatalf("stride %d after overflow", cs.stride)
+	}
+}
+
+func TestJSONBody(t *testing.T) {
+	for _, size := range []int{0, 64, 512, 4096} {
+		b := jsonBody(size)
+		var v map[string]any
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatalf("size %d: %v", size, err)
+		}
+		if size >= 100 && len(b) != size {
+			t.Errorf("size %d: got %d bytes", size, len(b))
+		}
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	o, err := parseFlags(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.clients != 32 || o.rssClients != 256 || o.duration != 10*time.Second || o.warmup != 2*time.Second ||
+		len(o.targets) != len(allTargets) || o.rounds != 1 {
+		t.Fatalf("defaults %+v", o)
+	}
+	o, err = parseFlags([]string{"--targets", "stack, reference", "--clients", "8"}, io.Discard)
+	if err != nil || strings.Join(o.targets, ",") != "stack,reference" || o.clients != 8 {
+		t.Fatalf("got %+v, %v", o, err)
+	}
+	for _, bad := range [][]string{
+		{"--targets", "stack,nginx"}, {"--clients", "0"}, {"--duration", "0s"}, {"--soak", "2h"},
+		{"--rounds", "0"}, {"extra"}, {"--no-such-flag"},
+	} {
+		if _, err := parseFlags(bad, io.Discard); !errors.Is(err, errUsage) {
+			t.Errorf("%q: err %v, want a usage error", bad, err)
+		}
+	}
+}
+
+func TestRatios(t *testing.T) {
+	rs := []result{
+		{Name: "reference", Proxy: "reference", RPS: 1000, P99MS: 10},
+		{Name: "stack", Proxy: "stack", RPS: 850, P99MS: 11.5, IdleRSSMiB: 20, ReadyMS: 90},
+		{Name: "reference-tunnel", Proxy: "reference", RPS: 1000},
+		{Name: "stack-tunnel", Proxy: "stack", RPS: 800, IdleRSSMiB: 30, ReadyMS: 100},
+		{Name: "stack-256", Proxy: "stack", Clients: 256, RPS: 100, PeakRSSMiB: 61},
+		{Name: "mitmdump", Skipped: "not installed"},
+	}
+	got := map[string]ratio{}
+	for _, r := range ratios(rs) {
+		got[strings.Fields(r.Name)[0]+" "+strings.Fields(r.Name)[1]] = r
+	}
+	check := func(key string, value float64, pass bool) {
+		t.Helper()
+		r, ok := got[key]
+		if !ok {
+			t.Fatalf("no %q ratio in %v", key, got)
+		}
+		if d := r.Value - value; d > 1e-9 || d < -1e-9 || r.Pass != pass {
+			t.Errorf("%s = %v pass %v, want %v pass %v", key, r.Value, r.Pass, value, pass)
+		}
+	}
+	check("throughput stack/reference", 0.85, true)
+	check("added p99", 1.5, true)
+	check("tunnel stack/reference", 0.8, false)
+	check("stack peak", 61, false)
+	check("stack idle", 30, false) // the worst start counts
+	check("stack start", 100, true)
+}
+
+func TestMedianRound(t *testing.T) {
+	rs := []result{{RPS: 30}, {RPS: 10}, {Skipped: "x"}, {RPS: 20}}
+	if got := medianRound(rs); got.RPS != 20 {
+		t.Fatalf("median %v, want 20", got.RPS)
+	}
+	if got := medianRound([]result{{Skipped: "a"}, {Skipped: "b"}}); got.Skipped != "b" {
+		t.Fatalf("all skipped: %+v", got)
+	}
+}
+
+func TestParseGoroutines(t *testing.T) {
+	in := "# HELP go_goroutines Number of goroutines that currently exist.\n# TYPE go_goroutines gauge\ngo_goroutines 37\ngo_threads 9\n"
+	n, err := parseGoroutines(bufio.NewScanner(strings.NewReader(in)))
+	if err != nil || n != 37 {
+		t.Fatalf("got %d, %v", n, err)
+	}
+	if _, err := parseGoroutines(bufio.NewScanner(strings.NewReader("go_threads 9\n"))); err == nil {
+		t.Fatal("missing go_goroutines accepted")
+	}
+}
+
+func TestSetTunnelHosts(t *testing.T) {
+	home := t.TempDir()
+	yaml := "proxy:\n  listen: \"127.0.0.1:8080\"\n  tunnel_hosts: []\n  max_connections: 4096\n"
+	if err := os.WriteFile(filepath.Join(home, "stack.yaml"), []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := &bench{stackHome: home}
+	if err := b.setTunnelHosts(true); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(filepath.Join(home, "stack.yaml"))
+	if !strings.Contains(string(raw), `  tunnel_hosts: ["`+benchHost+`"]`) || !strings.Contains(string(raw), "max_connections: 4096") {
+		t.Fatalf("after on:\n%s", raw)
+	}
+	if err := b.setTunnelHosts(false); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ = os.ReadFile(filepath.Join(home, "stack.yaml"))
+	if string(raw) != yaml {
+		t.Fatalf("after off:\n%s\nwant\n%s", raw, yaml)
+	}
+	os.WriteFile(filepath.Join(home, "stack.yaml"), []byte("proxy: {}\n"), 0o600)
+	if err := b.setTunnelHosts(true); err == nil {
+		t.Fatal("a stack.yaml without tunnel_hosts accepted")
+	}
+}
+
+func TestSoakGrowth(t *testing.T) {
+	steady := []soakSample{
+		{At: "idle", Goroutines: 15, FDs: 12, RSSMiB: 30, AnonMiB: 10},
+		{At: "start", Goroutines: 120, FDs: 80, RSSMiB: 40, AnonMiB: 14},
+		{At: "30s", Goroutines: 130, FDs: 81, RSSMiB: 52, AnonMiB: 15},
+		{At: "1m0s", Goroutines: 124, FDs: 80, RSSMiB: 70, AnonMiB: 14},
+		{At: "after load", Goroutines: 16, FDs: 12, RSSMiB: 44, AnonMiB: 13},
+		{At: "idle after", Goroutines: 16, FDs: 12, RSSMiB: 45, AnonMiB: 13},
+	}
+	if g := soakGrowth(steady); len(g) != 0 {
+		t.Fatalf("steady run reported growth: %v", g)
+	}
+	leaky := []soakSample{
+		{At: "idle", Goroutines: 15, FDs: 12, RSSMiB: 30, AnonMiB: 10},
+		{At: "start", Goroutines: 120, FDs: 80, RSSMiB: 40, AnonMiB: 14},
+		{At: "30s", Goroutines: 500, FDs: 300, RSSMiB: 60, AnonMiB: 30},
+		{At: "1m0s", Goroutines: 900, FDs: 500, RSSMiB: 90, AnonMiB: 60},
+		{At: "after load", Goroutines: 800, FDs: 450, RSSMiB: 90, AnonMiB: 60},
+		{At: "idle after", Goroutines: 700, FDs: 400, RSSMiB: 90, AnonMiB: 60},
+	}
+	if g := soakGrowth(leaky); len(g) != 5 {
+		t.Fatalf("leaky run: %v, want goroutines, fds and anonymous RSS under load and goroutines and fds idle", g)
+	}
+}
+
+// The load driver against the real upstream over loopback TLS: every
+// answer is counted once, warm-up included in Total only, and the
+// upstream saw exactly the requests the clients completed.
+func TestDriveDirect(t *testing.T) {
+	up, err := startUpstream(benchHost, 256, "sk_test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.close()
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(up.ca.CertPEM())
+	starts := 0
+	lr, err := drive(context.Background(), loadSpec{
+		Target:   "https://" + benchHost + ":" + up.port() + benchPath,
+		DialAddr: "127.0.0.1:" + up.port(), Roots: roots, Header: placeholderHeader(),
+		Clients: 3, Warmup: 50 * time.Millisecond, Duration: 300 * time.Millisecond,
+		OnStart: func() { starts++ },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lr.Errors != 0 || lr.FirstError != "" {
+		t.Fatalf("%d errors, first %q", lr.Errors, lr.FirstError)
+	}
+	if lr.Requests == 0 || lr.Total < lr.Requests || int64(len(lr.Latencies)) != lr.Requests {
+		t.Fatalf("requests %d, total %d, samples %d", lr.Requests, lr.Total, len(lr.Latencies))
+	}
+	if got := up.requests.Load(); got != lr.Total {
+		t.Fatalf("upstream answered %d requests, clients counted %d", got, lr.Total)
+	}
+	if up.injected.Load() != 0 {
+		t.Fatal("the placeholder was counted as the secret")
+	}
+	if starts != 1 {
+		t.Fatalf("OnStart called %d times", starts)
+	}
+	if lr.Elapsed != 300*time.Millisecond {
+		t.Fatalf("elapsed %v, want the window", lr.Elapsed)
+	}
+	for i := 1; i < len(lr.Latencies); i++ {
+		if lr.Latencies[i] < lr.Latencies[i-1] {
+			t.Fatal("latencies not sorted")
+		}
+	}
+}
+
+// A target that refuses every request shows up as errors, not as
+// throughput.
+func TestDriveCountsErrors(t *testing.T) {
+	up, err := startUpstream(benchHost, 64, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.close()
+	// The client does not trust the upstream's CA: every handshake fails.
+	lr, err := drive(context.Background(), loadSpec{
+		Target:   "https://" + benchHost + ":" + up.port() + benchPath,
+		DialAddr: "127.0.0.1:" + up.port(), Roots: x509.NewCertPool(),
+		Clients: 2, Duration: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lr.Requests != 0 || lr.Errors == 0 || !strings.Contains(lr.FirstError, "certificate") {
+		t.Fatalf("requests %d, errors %d, first %q", lr.Requests, lr.Errors, lr.FirstError)
+	}
+}

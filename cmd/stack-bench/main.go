@@ -1,0 +1,335 @@
+// Command stack-bench is the load harness of STACK: in one run on
+// loopback it starts a TLS upstream, then drives concurrent HTTPS clients
+// through each target in turn (no proxy, the goproxy reference in
+// bench/reference, `stack proxy` with everything on, mitmdump when
+// installed; CONNECT tunnels without interception; a new connection per
+// request) and prints requests/s, latency percentiles, the proxy's CPU
+// seconds and peak RSS, and the ratios to the reference.
+//
+//	go run ./cmd/stack-bench                       # the full table
+//	go run ./cmd/stack-bench --rounds 3 --json results.json
+//	go run ./cmd/stack-bench --targets reference,stack --duration 5s
+//	go run ./cmd/stack-bench --soak 10m            # leak and audit check
+//
+// Every process listens on 127.0.0.1 only; every wait is bounded. The
+// figures are only comparable within one run: clients, upstream and proxy
+// share the machine. docs/performance.md has the method and the results.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// The names the bench uses inside STACK's data directory.
+const (
+	benchHost       = "api.bench.test"
+	benchAgent      = "bench-agent"
+	benchCredential = "bench"
+	benchPath       = "/v1/balance"
+)
+
+// allTargets is every target in the order they run: each STACK target
+// right after the reference it is compared with, so both see the same
+// machine.
+var allTargets = []string{
+	"direct", "reference", "stack", "stack-alerting", "mitmdump",
+	"reference-tunnel", "stack-tunnel",
+	"reference-newconn", "stack-newconn",
+	"reference-256", "stack-256",
+}
+
+// options are the command-line flags.
+type options struct {
+	stackBin   string
+	refBin     string
+	mitmdump   string
+	targets    []string
+	clients    int
+	rssClients int
+	duration   time.Duration
+	warmup     time.Duration
+	respSize   int
+	jsonOut    string
+	soak       time.Duration
+	keep       bool
+	rounds     int
+	rate       int
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stack-bench:", err)
+		if errors.Is(err, errUsage) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+var errUsage = errors.New("usage")
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("stack-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.stackBin, "stack", "", "stack binary to measure (default: go build ./cmd/stack)")
+	fs.StringVar(&o.refBin, "reference", "", "reference proxy binary (default: go build ./bench/reference)")
+	fs.StringVar(&o.mitmdump, "mitmdump", "", "mitmdump to compare with (default: from PATH; skipped when absent)")
+	targets := fs.String("targets", strings.Join(allTargets, ","), "comma-separated targets to run")
+	fs.IntVar(&o.clients, "clients", 32, "concurrent keep-alive clients, each with its own Transport and connection")
+	fs.IntVar(&o.rssClients, "rss-clients", 256, "clients of the *-256 targets (peak RSS under many connections)")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per target")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured warm-up per target")
+	fs.IntVar(&o.respSize, "resp-size", 512, "bytes in the upstream's JSON answer")
+	fs.StringVar(&o.jsonOut, "json", "", "also write the results to this JSON file")
+	fs.DurationVar(&o.soak, "soak", 0, "instead of the table, run steady load through stack for this long and check for growth and lost audit records")
+	fs.IntVar(&o.rate, "soak-rate", 500, "requests/s the soak's clients send in total (0: as fast as they can)")
+	fs.IntVar(&o.rounds, "rounds", 1, "run the target list this many times, interleaved, and report each target's median round by requests/s")
+	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, data directory) and print its path")
+	if err := fs.Parse(args); err != nil {
+		return o, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	for t := range strings.SplitSeq(*targets, ",") {
+		t = strings.TrimSpace(t)
+		if t == "" {
+			continue
+		}
+		if !knownTarget(t) {
+			return o, fmt.Errorf("%w: unknown target %q (known: %s)", errUsage, t, strings.Join(allTargets, ", "))
+		}
+		o.targets = append(o.targets, t)
+	}
+	switch {
+	case o.clients <= 0 || o.clients > 4096 || o.rssClients <= 0 || o.rssClients > 4096:
+		return o, fmt.Errorf("%w: clients must be between 1 and 4096", errUsage)
+	case o.duration <= 0 || o.duration > time.Hour:
+		return o, fmt.Errorf("%w: --duration must be positive and at most 1h", errUsage)
+	case o.warmup < 0 || o.warmup > 10*time.Minute:
+		return o, fmt.Errorf("%w: --warmup must be between 0 and 10m", errUsage)
+	case o.soak < 0 || o.soak > 50*time.Minute:
+		// Passports live at most an hour.
+		return o, fmt.Errorf("%w: --soak must be at most 50m", errUsage)
+	case o.rate < 0 || o.rate > 1_000_000:
+		return o, fmt.Errorf("%w: --soak-rate must be between 0 and 1000000", errUsage)
+	case o.rounds < 1 || o.rounds > 20:
+		return o, fmt.Errorf("%w: --rounds must be between 1 and 20", errUsage)
+	case o.respSize < 0 || o.respSize > 64<<20:
+		return o, fmt.Errorf("%w: --resp-size must be between 0 and 64 MiB", errUsage)
+	}
+	return o, nil
+}
+
+func knownTarget(t string) bool {
+	for _, k := range allTargets {
+		if k == t {
+			return true
+		}
+	}
+	return false
+}
+
+// bench is one run's shared state.
+type bench struct {
+	opts     options
+	stdout   io.Writer
+	stderr   io.Writer
+	work     string
+	stackBin string
+	refBin   string
+	mitmdump string
+
+	up        *upstream
+	upCAFile  string
+	upRoots   *x509.CertPool
+	stackHome string
+	stackCA   *x509.CertPool
+	token     string
+	refCAFile string
+	refRoots  *x509.CertPool
+	mitmRoots *x509.CertPool
+	runs      int // targets run so far, naming each run's audit log
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "stack-bench-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		fmt.Fprintf(stderr, "work directory: %s\n", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	b := &bench{opts: o, stdout: stdout, stderr: stderr, work: work}
+	if err := b.setup(ctx); err != nil {
+		return err
+	}
+	defer b.up.close()
+	if o.soak > 0 {
+		return b.runSoak(ctx)
+	}
+	rep := report{Machine: machineInfo(), Clients: o.clients, RSSClients: o.rssClients, Rounds: o.rounds,
+		Duration: o.duration.String(), Warmup: o.warmup.String(), RespSize: o.respSize, Started: time.Now().UTC()}
+	byTarget := map[string][]result{}
+	for round := 1; round <= o.rounds; round++ {
+		for _, t := range o.targets {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			fmt.Fprintf(stderr, "round %d/%d: %s ...\n", round, o.rounds, t)
+			res := b.runTarget(ctx, t)
+			if res.Skipped != "" {
+				fmt.Fprintf(stderr, "  skipped: %s\n", res.Skipped)
+			} else {
+				fmt.Fprintf(stderr, "  %.0f req/s, p99 %.2f ms, errors %d\n", res.RPS, res.P99MS, res.Errors)
+			}
+			byTarget[t] = append(byTarget[t], res)
+			rep.AllRounds = append(rep.AllRounds, res)
+		}
+	}
+	for _, t := range o.targets {
+		rep.Results = append(rep.Results, medianRound(byTarget[t]))
+	}
+	rep.Ratios = ratios(rep.Results)
+	rep.print(stdout)
+	if o.jsonOut != "" {
+		raw, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.jsonOut, append(raw, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// setup builds the binaries, starts the upstream and prepares STACK's
+// data directory: init, the bench credential, a passport, the CA.
+func (b *bench) setup(ctx context.Context) error {
+	var err error
+	b.stackBin, err = b.binary(ctx, b.opts.stackBin, "./cmd/stack", "stack")
+	if err != nil {
+		return err
+	}
+	b.refBin, err = b.binary(ctx, b.opts.refBin, "./bench/reference", "reference")
+	if err != nil {
+		return err
+	}
+	b.mitmdump = b.opts.mitmdump
+	if b.mitmdump == "" {
+		b.mitmdump, _ = exec.LookPath("mitmdump")
+	}
+	secret := "sk_bench_" + randomHex(16)
+	b.up, err = startUpstream(benchHost, b.opts.respSize, secret)
+	if err != nil {
+		return err
+	}
+	b.upCAFile = filepath.Join(b.work, "upstream-ca.pem")
+	if err := os.WriteFile(b.upCAFile, b.up.ca.CertPEM(), 0o600); err != nil {
+		return err
+	}
+	b.upRoots = x509.NewCertPool()
+	b.upRoots.AppendCertsFromPEM(b.up.ca.CertPEM())
+	b.refCAFile = filepath.Join(b.work, "reference-ca.pem")
+
+	b.stackHome = filepath.Join(b.work, "home")
+	env := b.stackEnv("")
+	if _, err := runCmd("", env, b.stackBin, "--home", b.stackHome, "init"); err != nil {
+		return err
+	}
+	if _, err := runCmd(secret, env, b.stackBin, "--home", b.stackHome, "vault", "put", benchCredential,
+		"--host", benchHost, "--render", "bearer"); err != nil {
+		return err
+	}
+	ttl := "1h"
+	tok, err := runCmd("", env, b.stackBin, "--home", b.stackHome, "passport", "issue", "--agent", benchAgent,
+		"--ttl", ttl, "--grant", "host="+benchHost+",methods=GET,paths=/v1/**,credentials="+benchCredential)
+	if err != nil {
+		return err
+	}
+	b.token = strings.TrimSpace(tok)
+	pem, err := runCmd("", env, b.stackBin, "--home", b.stackHome, "ca", "export")
+	if err != nil {
+		return err
+	}
+	b.stackCA = x509.NewCertPool()
+	if !b.stackCA.AppendCertsFromPEM([]byte(pem)) {
+		return errors.New("stack ca export printed no certificate")
+	}
+	return nil
+}
+
+// binary returns given, or builds pkg from the module root into the work
+// directory.
+func (b *bench) binary(ctx context.Context, given, pkg, name string) (string, error) {
+	if given != "" {
+		return filepath.Abs(given)
+	}
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("not inside the module: pass --%s BIN or run from the repository", name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	bin := filepath.Join(b.work, name)
+	fmt.Fprintf(b.stderr, "building %s ...\n", pkg)
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
+	build.Dir = filepath.Dir(gomod)
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
+	}
+	return bin, nil
+}
+
+func randomHex(n int) string {
+	raw := make([]byte, n)
+	rand.Read(raw)
+	return hex.EncodeToString(raw)
+}
+
+// proxyURL is the URL the clients use for a proxy at addr, carrying the
+// passport as Basic user info (agent id : passport).
+func (b *bench) proxyURL(addr string) *url.URL {
+	return &url.URL{Scheme: "http", Host: addr, User: url.UserPassword(benchAgent, b.token)}
+}
+
+func (b *bench) targetURL() string {
+	return "https://" + benchHost + ":" + b.up.port() + benchPath
+}
+
+// placeholderHeader is what an agent sends where the API key would go.
+func placeholderHeader() http.Header {
+	return http.Header{"Authorization": {"Bearer stk_ph_" + benchCredential}}
+}

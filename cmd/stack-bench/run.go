@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/stackctl/stack/audit"
+)
+
+// result is one target's figures.
+type result struct {
+	Name    string `json:"name"`
+	Proxy   string `json:"proxy"` // direct, reference, stack or mitmdump
+	Mode    string `json:"mode"`  // mitm, tunnel or direct
+	Clients int    `json:"clients"`
+	NewConn bool   `json:"new_conn_per_request"`
+	Skipped string `json:"skipped,omitempty"`
+
+	RPS        float64 `json:"requests_per_second"`
+	Requests   int64   `json:"requests"`
+	Errors     int64   `json:"errors"`
+	FirstError string  `json:"first_error,omitempty"`
+	P50MS      float64 `json:"p50_ms"`
+	P90MS      float64 `json:"p90_ms"`
+	P99MS      float64 `json:"p99_ms"`
+
+	// Of the proxy process, over the measured window (CPU) or its life
+	// (peak RSS).
+	CPUSeconds   float64 `json:"proxy_cpu_seconds"`
+	CPUPerReqUS  float64 `json:"proxy_cpu_us_per_request"`
+	PeakRSSMiB   float64 `json:"proxy_peak_rss_mib"`
+	IdleRSSMiB   float64 `json:"proxy_idle_rss_mib"`
+	IdleAnonMiB  float64 `json:"proxy_idle_anon_rss_mib"`
+	ReadyMS      float64 `json:"proxy_ready_ms"`
+	UpstreamSeen int64   `json:"upstream_requests"`
+	// UpstreamInjected counts upstream requests that carried the real
+	// credential (STACK's injection at work).
+	UpstreamInjected int64 `json:"upstream_injected"`
+	// Audit is, for STACK targets, the records by action and whether the
+	// records account for every request answered.
+	Audit *auditCheck `json:"audit,omitempty"`
+}
+
+// auditCheck is what the audit log held after a STACK run.
+type auditCheck struct {
+	Records  uint64           `json:"records"`
+	ByAction map[string]int64 `json:"by_action"`
+	// Expected is the request records the run should have left: one per
+	// 200 answer (MITM), or one per tunnel.
+	Expected int64  `json:"expected_request_records"`
+	Found    int64  `json:"request_records"`
+	Verified bool   `json:"chain_verified"`
+	Problem  string `json:"problem,omitempty"`
+}
+
+// splitTarget turns "stack-newconn" into ("stack", "newconn").
+func splitTarget(name string) (proxy, variant string) {
+	proxy, variant, _ = strings.Cut(name, "-")
+	return proxy, variant
+}
+
+// runTarget measures one target; a failure is reported in the result.
+func (b *bench) runTarget(ctx context.Context, name string) result {
+	proxyName, variant := splitTarget(name)
+	res := result{Name: name, Proxy: proxyName, Mode: "mitm", Clients: b.opts.clients}
+	spec := loadSpec{
+		Target: b.targetURL(), Header: placeholderHeader(), Clients: b.opts.clients,
+		Warmup: b.opts.warmup, Duration: b.opts.duration,
+	}
+	switch variant {
+	case "tunnel":
+		res.Mode = "tunnel"
+	case "newconn":
+		res.NewConn, spec.NewConn = true, true
+	case "256":
+		res.Clients, spec.Clients = b.opts.rssClients, b.opts.rssClients
+	}
+	var p *proc
+	var err error
+	// A fresh log per run, so its records can be counted against it.
+	b.runs++
+	auditPath := filepath.Join(b.work, fmt.Sprintf("%s-%d-audit.db", name, b.runs))
+	switch proxyName {
+	case "direct":
+		res.Mode = "direct"
+		spec.DialAddr = "127.0.0.1:" + b.up.port()
+		spec.Roots = b.upRoots
+	case "reference":
+		p, err = b.startReference(name, res.Mode == "tunnel")
+		spec.Roots = b.refRoots
+	case "stack":
+		if res.Mode == "tunnel" {
+			if err = b.setTunnelHosts(true); err != nil {
+				break
+			}
+			defer b.setTunnelHosts(false)
+		}
+		p, err = b.startStack(name, auditPath, variant == "alerting")
+		spec.Roots = b.stackCA
+	case "mitmdump":
+		if b.mitmdump == "" {
+			res.Skipped = "mitmdump is not on PATH (apt-get install mitmproxy)"
+			return res
+		}
+		p, err = b.startMitmdump(name)
+		spec.Roots = b.mitmRoots
+	}
+	if err != nil {
+		res.Skipped = "start failed: " + err.Error()
+		return res
+	}
+	if res.Mode == "tunnel" {
+		spec.Roots = b.upRoots
+	}
+	if p != nil {
+		defer p.stop()
+		spec.Proxy = b.proxyURL(p.addr)
+		res.ReadyMS = ms(p.ready)
+		res.IdleRSSMiB, res.IdleAnonMiB = mib(p.idle.RSS), mib(p.idle.Anon)
+	}
+	var cpu0 float64
+	spec.OnStart = func() {
+		if p != nil {
+			cpu0, _ = procCPU(p.pid())
+		}
+	}
+	seen0, inj0 := b.up.requests.Load(), b.up.injected.Load()
+	lr, err := drive(ctx, spec)
+	if err != nil {
+		res.Skipped = err.Error()
+		return res
+	}
+	res.UpstreamSeen = b.up.requests.Load() - seen0
+	res.UpstreamInjected = b.up.injected.Load() - inj0
+	res.fill(lr)
+	if p != nil {
+		if cpu1, err := procCPU(p.pid()); err == nil {
+			res.CPUSeconds = cpu1 - cpu0
+			if res.Requests > 0 {
+				res.CPUPerReqUS = res.CPUSeconds / float64(res.Requests) * 1e6
+			}
+		}
+		if m, err := procMem(p.pid()); err == nil {
+			res.PeakRSSMiB = mib(m.Peak)
+		}
+		if err := p.stop(); err != nil {
+			fmt.Fprintf(b.stderr, "  %s: %v\n", name, err)
+		}
+	}
+	if proxyName == "stack" {
+		expected := lr.Total
+		if res.Mode == "tunnel" {
+			expected = int64(spec.Clients) // one CONNECT per keep-alive client
+		}
+		res.Audit = b.checkAudit(ctx, auditPath, expected, res.Mode == "tunnel")
+	}
+	return res
+}
+
+func (r *result) fill(lr loadResult) {
+	r.RPS = lr.RPS()
+	r.Requests, r.Errors, r.FirstError = lr.Requests, lr.Errors, lr.FirstError
+	r.P50MS, r.P90MS, r.P99MS = ms(lr.Quantile(0.50)), ms(lr.Quantile(0.90)), ms(lr.Quantile(0.99))
+}
+
+// checkAudit counts the records of a stopped proxy's audit log by action,
+// compares the request records with expected and verifies the chain with
+// `stack audit verify`.
+func (b *bench) checkAudit(ctx context.Context, path string, expected int64, tunnel bool) *auditCheck {
+	ac := &auditCheck{ByAction: map[string]int64{}, Expected: expected}
+	l, err := audit.Open(path, audit.Options{ReadOnly: true})
+	if err != nil {
+		ac.Problem = err.Error()
+		return ac
+	}
+	err = l.Iterate(ctx, 0, func(r audit.Record) error {
+		ac.Records++
+		ac.ByAction[r.Action]++
+		if r.Action == audit.ActionRequest && r.Status == 200 && (r.Method == "CONNECT") == tunnel {
+			ac.Found++
+		}
+		return nil
+	})
+	l.Close()
+	if err != nil {
+		ac.Problem = err.Error()
+		return ac
+	}
+	if _, err := runCmdTimeout(10*time.Minute, "", b.stackEnv(path), b.stackBin, "--home", b.stackHome, "audit", "verify"); err != nil {
+		ac.Problem = "audit verify: " + firstLine(err.Error())
+	} else {
+		ac.Verified = true
+	}
+	if ac.Found != ac.Expected && ac.Problem == "" {
+		ac.Problem = fmt.Sprintf("%d request records for %d requests answered", ac.Found, ac.Expected)
+	}
+	return ac
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func mib(n int64) float64 { return float64(n) / (1 << 20) }
+
+// machine describes where the figures come from.
+type machine struct {
+	CPUs      int    `json:"cpus"`
+	CPUModel  string `json:"cpu_model"`
+	GoVersion string `json:"go_version"`
+	Kernel    string `json:"kernel"`
+	Load      string `json:"load_average_at_start"`
+}
+
+func machineInfo() machine {
+	m := machine{CPUs: numCPU(), GoVersion: goVersion()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		f := strings.Fields(string(b))
+		if len(f) >= 3 {
+			m.Load = strings.Join(f[:3], " ")
+		}
+	}
+	return m
+}
