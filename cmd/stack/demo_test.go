@@ -34,9 +34,13 @@ func TestDemoStoryHolds(t *testing.T) {
 	if !res.Held || res.DollarsMoved != 0 || res.TransferStatus != 403 || res.TransferReason != "passport_revoked" || !res.AuditVerified {
 		t.Errorf("story: %+v", res)
 	}
-	if res.DetectedAfter <= 0 || res.DetectedAfter > 1000 {
-		t.Errorf("detected %d ms into the burst, want within the first second", res.DetectedAfter)
+	// How soon is measured in real time, so it is reported, not asserted
+	// (proxy.TestCredentialBurstRevokes pins the crossing request with an
+	// injected clock).
+	if res.DetectedAfter <= 0 || res.BurstCalls <= 0 {
+		t.Errorf("detection not recorded: %+v", res)
 	}
+	t.Logf("detected %d ms into the burst, after %d allowed burst calls", res.DetectedAfter, res.BurstCalls)
 	if strings.Contains(out.String(), demoSecret) {
 		t.Error("the demo printed the secret")
 	}
