@@ -35,11 +35,12 @@ type Revoker interface {
 // the request path's critical section (it must not block).
 type AlertFunc func(ev *detect.Event, d detect.Decision)
 
-// detectEvent builds the event detectors see for a request.
-func detectEvent(now time.Time, claims *passport.Claims, st *reqState, req *http.Request, body []byte) *detect.Event {
+// detectEvent builds the event detectors see for a request, reusing the
+// query the scope check already parsed.
+func detectEvent(now time.Time, claims *passport.Claims, st *reqState, sreq *passport.Request, body []byte) *detect.Event {
 	ev := &detect.Event{
 		Time: now, Direction: detect.Request, Host: st.host, Method: st.method, Path: st.path,
-		Query: req.URL.Query(), Body: body, ContentType: req.Header.Get("Content-Type"),
+		Query: sreq.Query, Body: body, ContentType: sreq.ContentType,
 	}
 	if claims != nil {
 		ev.Agent, ev.PassportJTI, ev.Mode = claims.Subject, claims.ID, string(claims.Mode)

@@ -25,6 +25,7 @@ import (
 	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/proxy/ca"
 	"github.com/stackctl/stack/proxy/egress"
+	"github.com/stackctl/stack/vault"
 )
 
 // Verifier checks passports; *passport.Verifier is one.
@@ -458,7 +459,7 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 	reportOnly := claims.Mode == passport.ModeAlert || claims.Mode == passport.ModeShadow
 	if dec := claims.Scope.Allows(sreq); !dec.Allowed {
 		// Out-of-scope attempts are what scope drift watches for.
-		ev := detectEvent(p.now(), claims, st, req, head)
+		ev := detectEvent(p.now(), claims, st, &sreq, head)
 		ev.ScopeDenied, ev.ScopeReason = true, dec.Reason
 		if d := p.runDetectors(ctx, ev, claims); d != nil && !reportOnly {
 			return fail(d)
@@ -494,7 +495,7 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 		if errors.As(err, &de) {
 			if de.Reason == inject.ReasonPlaceholderUnbound || de.Reason == inject.ReasonPlaceholderUnknown {
 				// A placeholder headed where it does not belong: exfiltration.
-				ev := detectEvent(p.now(), claims, st, req, head)
+				ev := detectEvent(p.now(), claims, st, &sreq, head)
 				ev.Placeholders = []string{de.Credential}
 				p.runDetectors(ctx, ev, claims)
 			}
@@ -512,11 +513,13 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 	}
 
 	// 5. detect, with what the request would carry.
-	ev := detectEvent(p.now(), claims, st, req, head)
-	ev.Credentials = injectedList(res.Injected)
-	ev.Placeholders = res.Placeholders
-	if d := p.runDetectors(ctx, ev, claims); d != nil {
-		return fail(d)
+	if p.opts.Grid != nil {
+		ev := detectEvent(p.now(), claims, st, &sreq, head)
+		ev.Credentials = injectedList(res.Injected)
+		ev.Placeholders = res.Placeholders
+		if d := p.runDetectors(ctx, ev, claims); d != nil {
+			return fail(d)
+		}
 	}
 
 	// 6. audit: every credential access is durable before the request leaves.
@@ -839,17 +842,11 @@ func scopeNamesHost(s passport.Scope, host string) bool {
 	return false
 }
 
-// matchAnyHost matches host against exact names and one-label wildcards.
+// matchAnyHost matches host against exact names and one-label wildcards,
+// as credential bindings are matched.
 func matchAnyHost(patterns []string, host string) bool {
-	host = strings.TrimSuffix(strings.ToLower(host), ".")
 	for _, pat := range patterns {
-		pat = strings.ToLower(pat)
-		if suffix, ok := strings.CutPrefix(pat, "*."); ok {
-			label, rest, found := strings.Cut(host, ".")
-			if found && label != "" && rest == suffix {
-				return true
-			}
-		} else if pat == host {
+		if vault.MatchHost(strings.ToLower(pat), host) {
 			return true
 		}
 	}
