@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -21,15 +22,19 @@ import (
 // the admin token: the agent shares the pod's network namespace and so
 // reaches this port too.
 const (
-	AdminRevoke         = "/v1/passport/revoke"
-	AdminRevocations    = "/v1/passport/revocations/snapshot"
-	AdminVaultPut       = "/v1/vault/put"
-	AdminVaultRotate    = "/v1/vault/rotate"
-	AdminVaultRemove    = "/v1/vault/rm"
-	AdminVaultSnapshot  = "/v1/vault/snapshot"
-	AdminAuditSnapshot  = "/v1/audit/snapshot"
-	AdminReload         = "/v1/reload"
-	AdminStatus         = "/v1/status"
+	AdminRevoke        = "/v1/passport/revoke"
+	AdminRevocations   = "/v1/passport/revocations/snapshot"
+	AdminVaultPut      = "/v1/vault/put"
+	AdminVaultRotate   = "/v1/vault/rotate"
+	AdminVaultRemove   = "/v1/vault/rm"
+	AdminVaultSnapshot = "/v1/vault/snapshot"
+	AdminAuditSnapshot = "/v1/audit/snapshot"
+	AdminReload        = "/v1/reload"
+	AdminStatus        = "/v1/status"
+	// AdminPprof serves Go's runtime profiles (CPU, heap, goroutines,
+	// execution trace) to diagnose a slow or growing sidecar. Behind the
+	// token: a CPU profile costs CPU and traces show request timing.
+	AdminPprof          = "/debug/pprof/"
 	maxAdminRequestBody = 1 << 20
 )
 
@@ -82,6 +87,9 @@ func NewAdminHandler(opts AdminOptions) (http.Handler, error) {
 	mux.Handle("GET "+AdminVaultSnapshot, a.auth(a.vaultSnapshot))
 	mux.Handle("GET "+AdminAuditSnapshot, a.auth(a.auditSnapshot))
 	mux.Handle("POST "+AdminReload, a.auth(a.reload))
+	mux.Handle("GET "+AdminPprof, a.auth(pprof.Index))
+	mux.Handle("GET "+AdminPprof+"profile", a.auth(pprof.Profile))
+	mux.Handle("GET "+AdminPprof+"trace", a.auth(pprof.Trace))
 	return mux, nil
 }
 

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -123,9 +125,15 @@ func (b *bench) runTarget(ctx context.Context, name string) result {
 		res.IdleRSSMiB, res.IdleAnonMiB = mib(p.idle.RSS), mib(p.idle.Anon)
 	}
 	var cpu0 float64
+	var profiled chan error
 	spec.OnStart = func() {
 		if p != nil {
 			cpu0, _ = procCPU(p.pid())
+		}
+		if proxyName == "stack" && b.opts.profileDir != "" {
+			profiled = make(chan error, 1)
+			out := filepath.Join(b.opts.profileDir, fmt.Sprintf("%s-%d.pprof", name, b.runs))
+			go func() { profiled <- b.cpuProfile(ctx, p.admin, b.opts.duration, out) }()
 		}
 	}
 	seen0, inj0 := b.up.requests.Load(), b.up.injected.Load()
@@ -133,6 +141,11 @@ func (b *bench) runTarget(ctx context.Context, name string) result {
 	if err != nil {
 		res.Skipped = err.Error()
 		return res
+	}
+	if profiled != nil {
+		if err := <-profiled; err != nil {
+			fmt.Fprintf(b.stderr, "  %s: cpu profile: %v\n", name, err)
+		}
 	}
 	res.UpstreamSeen = b.up.requests.Load() - seen0
 	res.UpstreamInjected = b.up.injected.Load() - inj0
@@ -239,4 +252,40 @@ func machineInfo() machine {
 		}
 	}
 	return m
+}
+
+// cpuProfile fetches a CPU profile of the STACK process at admin covering
+// d from its admin API and writes it to path.
+func (b *bench) cpuProfile(ctx context.Context, admin string, d time.Duration, path string) error {
+	tok, err := os.ReadFile(filepath.Join(b.stackHome, "admin.token"))
+	if err != nil {
+		return err
+	}
+	secs := max(int(d/time.Second), 1)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, secs), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	c := &http.Client{Timeout: d + 30*time.Second, Transport: &http.Transport{Proxy: nil}}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", req.URL.Path, resp.Status)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -135,6 +136,26 @@ func TestCLIAgainstRunningSidecar(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Errorf("status with the token: %d", resp.StatusCode)
+	}
+
+	// Profiles are behind the token too.
+	pprofURL := "http://" + info.Admin + "/debug/pprof/goroutine?debug=1"
+	if resp, err = http.Get(pprofURL); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("pprof without the admin token: %d, want 401", resp.StatusCode)
+	}
+	req, _ = http.NewRequest("GET", pprofURL, nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Contains(body, []byte("goroutine profile:")) {
+		t.Errorf("pprof with the token: %d %.200s", resp.StatusCode, body)
 	}
 }
 
