@@ -7,16 +7,45 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
-	"regexp"
+	"slices"
 	"strings"
 )
 
 // Prefix starts every placeholder: stk_ph_<credential-name>.
 const Prefix = "stk_ph_"
 
-// placeholderRE matches a placeholder; credential names are letters,
-// digits, '_' and '-'.
-var placeholderRE = regexp.MustCompile(`stk_ph_[A-Za-z0-9_-]+`)
+// placeholders calls fn with the credential name of every placeholder in
+// text, left to right: Prefix followed by one or more letters, digits, '_'
+// or '-' (the longest such run). It runs on every header of every request,
+// so it is a byte scan rather than a regular expression.
+func placeholders(text string, fn func(name string)) {
+	for {
+		i := strings.Index(text, Prefix)
+		if i < 0 {
+			return
+		}
+		text = text[i+len(Prefix):]
+		n := 0
+		for n < len(text) && nameByte(text[n]) {
+			n++
+		}
+		if n > 0 {
+			fn(text[:n])
+		}
+		text = text[n:]
+	}
+}
+
+// hasPlaceholder reports whether text holds a placeholder.
+func hasPlaceholder(text string) bool {
+	found := false
+	placeholders(text, func(string) { found = true })
+	return found
+}
+
+func nameByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '-'
+}
 
 // Placeholder returns the placeholder an agent holds for credential name.
 func Placeholder(name string) string { return Prefix + name }
@@ -164,8 +193,10 @@ func (in *Injector) Apply(ctx context.Context, req *http.Request, host string, g
 	// places a credential is substituted.
 	seen, sub := nameSet{}, nameSet{}
 	for _, s := range []string{req.URL.String(), req.URL.Path} {
-		if raw, err := urlUnescapeAll(s); err == nil {
-			s = raw
+		if strings.IndexByte(s, '%') >= 0 {
+			if raw, err := urlUnescapeAll(s); err == nil {
+				s = raw
+			}
 		}
 		seen.addAll(s)
 	}
@@ -187,7 +218,9 @@ func (in *Injector) Apply(ctx context.Context, req *http.Request, host string, g
 			sub.addAll(v)
 		}
 	}
-	if q, err := url.ParseQuery(req.URL.RawQuery); err == nil {
+	if req.URL.RawQuery == "" {
+		// Nothing to parse.
+	} else if q, err := url.ParseQuery(req.URL.RawQuery); err == nil {
 		for _, vs := range q {
 			for _, v := range vs {
 				sub.addAll(v)
@@ -255,7 +288,7 @@ func (in *Injector) checkAgentAuth(req *http.Request, host string, injecting []C
 		if !present {
 			continue
 		}
-		if placeholderRE.MatchString(value) || containsBasicPlaceholder(c.Render, value) {
+		if hasPlaceholder(value) || containsBasicPlaceholder(c.Render, value) {
 			continue
 		}
 		if in.agentAuth == AgentAuthOverwrite && injectingRenderInto(injecting, c.Render) {
@@ -326,9 +359,7 @@ func basicPlaceholders(v string) []string {
 		return nil
 	}
 	var names []string
-	for _, m := range placeholderRE.FindAllString(string(dec), -1) {
-		names = append(names, strings.TrimPrefix(m, Prefix))
-	}
+	placeholders(string(dec), func(name string) { names = append(names, name) })
 	return names
 }
 
@@ -399,28 +430,17 @@ func normalizeHost(host string) string {
 	return strings.TrimSuffix(h, ".")
 }
 
-// nameSet collects credential names in first-seen order.
+// nameSet collects credential names in first-seen order. A request
+// names one or two credentials, so a slice beats a map.
 type nameSet struct {
-	has   map[string]bool
 	order []string
 }
 
 func (s *nameSet) add(name string) {
-	if s.has == nil {
-		s.has = map[string]bool{}
-	}
-	if !s.has[name] {
-		s.has[name] = true
+	if !slices.Contains(s.order, name) {
 		s.order = append(s.order, name)
 	}
 }
 
 // addAll adds the names of every placeholder in text.
-func (s *nameSet) addAll(text string) {
-	if !strings.Contains(text, Prefix) {
-		return
-	}
-	for _, m := range placeholderRE.FindAllString(text, -1) {
-		s.add(strings.TrimPrefix(m, Prefix))
-	}
-}
+func (s *nameSet) addAll(text string) { placeholders(text, s.add) }
