@@ -309,6 +309,7 @@ func (a *app) runProxy(ctx context.Context) error {
 		adminSrv.Shutdown(sctx)
 		return err
 	})
+	releaseStartupMemory()
 	ready.Store(true)
 	log.Info("stack proxy ready", zap.String("listen", info.Listen), zap.String("admin", info.Admin),
 		zap.String("kms", k.URI()), zap.String("home", a.home()))
