@@ -145,8 +145,7 @@ func (p *Proxy) scanResponse(ctx context.Context, resp *http.Response, st *reqSt
 		ev.Agent, ev.PassportJTI, ev.Mode = st.claims.Subject, st.claims.ID, string(st.claims.Mode)
 	}
 	if resp.ContentLength >= 0 && resp.ContentLength <= int64(window) && !streamingType(ev.ContentType) {
-		body, err := io.ReadAll(io.LimitReader(resp.Body, int64(window)+1))
-		resp.Body.Close()
+		body, err := readSmall(resp.Body, resp.ContentLength)
 		if err != nil {
 			resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errReader{err}))
 			return nil
@@ -156,7 +155,7 @@ func (p *Proxy) scanResponse(ctx context.Context, resp *http.Response, st *reqSt
 			d.Detail = "response " + d.Detail
 			return d
 		}
-		resp.Body = io.NopCloser(bytes.NewReader(body))
+		resp.Body = newMemBody(body)
 		return nil
 	}
 	resp.Body = &scanningBody{ReadCloser: resp.Body, window: window, judge: func(b []byte) {

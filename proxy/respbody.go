@@ -53,11 +53,10 @@ func (b *upstreamBody) install(r io.ReadCloser) io.ReadCloser {
 // length unknown.
 func (p *Proxy) redactBody(resp *http.Response, injected []inject.Injected) {
 	if n := resp.ContentLength; n >= 0 && n <= int64(p.scanWindow()) && !streamingType(resp.Header.Get("Content-Type")) {
-		body, err := io.ReadAll(io.LimitReader(resp.Body, n+1))
-		resp.Body.Close()
+		body, err := readSmall(resp.Body, n)
 		if err == nil {
 			out := inject.RedactBytes(body, injected)
-			resp.Body = io.NopCloser(bytes.NewReader(out))
+			resp.Body = newMemBody(out)
 			resp.ContentLength = int64(len(out))
 			resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
 			return
@@ -70,4 +69,39 @@ func (p *Proxy) redactBody(resp *http.Response, injected []inject.Injected) {
 	// The redacted body's length may differ from the upstream's.
 	resp.ContentLength = -1
 	resp.Header.Del("Content-Length")
+}
+
+// memBody is a body already read into memory. The response steps (redact,
+// scan) each need the whole of a small body: the second one takes the
+// bytes from here instead of reading and copying them again.
+type memBody struct {
+	*bytes.Reader
+	b []byte
+}
+
+func newMemBody(b []byte) *memBody { return &memBody{Reader: bytes.NewReader(b), b: b} }
+
+func (*memBody) Close() error { return nil }
+
+// readSmall reads body, whose declared length is n, into memory: at most
+// n+1 bytes, so a body longer than it said shows as such. A memBody not yet
+// read from gives its bytes without a copy. On error the bytes that
+// arrived are returned with it.
+func readSmall(body io.ReadCloser, n int64) ([]byte, error) {
+	if mb, ok := body.(*memBody); ok && mb.Len() == len(mb.b) {
+		return mb.b, nil
+	}
+	defer body.Close()
+	buf := make([]byte, 0, n+1)
+	for len(buf) < cap(buf) {
+		m, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
 }

@@ -1,10 +1,13 @@
 package proxy
 
 import (
+	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // An answer of known length keeps its Content-Length through the proxy,
@@ -62,5 +65,25 @@ func TestResponseFraming(t *testing.T) {
 				t.Errorf("transfer encoding %v, Content-Length %d: a body redacted as it streams must be chunked", resp.TransferEncoding, resp.ContentLength)
 			}
 		})
+	}
+}
+
+func TestReadSmall(t *testing.T) {
+	b := []byte("hello")
+	mb := newMemBody(b)
+	got, err := readSmall(mb, 5)
+	if err != nil || &got[0] != &b[0] {
+		t.Errorf("an unread memBody: %q %v, want its own bytes without a copy", got, err)
+	}
+	io.ReadAll(mb)
+	if got, err := readSmall(mb, 5); err != nil || len(got) != 0 {
+		t.Errorf("a drained memBody: %q %v, want what is left (nothing)", got, err)
+	}
+	if got, err := readSmall(io.NopCloser(strings.NewReader("0123456789")), 4); err != nil || string(got) != "01234" {
+		t.Errorf("a body longer than declared: %q %v, want n+1 bytes", got, err)
+	}
+	broken := io.NopCloser(io.MultiReader(strings.NewReader("012"), iotest.ErrReader(io.ErrUnexpectedEOF)))
+	if got, err := readSmall(broken, 10); !errors.Is(err, io.ErrUnexpectedEOF) || string(got) != "012" {
+		t.Errorf("a body cut short: %q %v, want what arrived and the error", got, err)
 	}
 }

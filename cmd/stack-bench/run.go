@@ -133,7 +133,14 @@ func (b *bench) runTarget(ctx context.Context, name string) result {
 		if proxyName == "stack" && b.opts.profileDir != "" {
 			profiled = make(chan error, 1)
 			out := filepath.Join(b.opts.profileDir, fmt.Sprintf("%s-%d.pprof", name, b.runs))
-			go func() { profiled <- b.cpuProfile(ctx, p.admin, b.opts.duration, out) }()
+			go func() {
+				err := b.fetchProfile(ctx, p.admin, fmt.Sprintf("profile?seconds=%d", max(int(b.opts.duration/time.Second), 1)), b.opts.duration, out)
+				if err == nil {
+					// Allocations since start: what the GC pays for.
+					err = b.fetchProfile(ctx, p.admin, "allocs", 0, strings.TrimSuffix(out, ".pprof")+".allocs.pprof")
+				}
+				profiled <- err
+			}()
 		}
 	}
 	seen0, inj0 := b.up.requests.Load(), b.up.injected.Load()
@@ -254,15 +261,14 @@ func machineInfo() machine {
 	return m
 }
 
-// cpuProfile fetches a CPU profile of the STACK process at admin covering
-// d from its admin API and writes it to path.
-func (b *bench) cpuProfile(ctx context.Context, admin string, d time.Duration, path string) error {
+// fetchProfile fetches /debug/pprof/NAME from the STACK process at admin,
+// which takes d, and writes it to path.
+func (b *bench) fetchProfile(ctx context.Context, admin, name string, d time.Duration, path string) error {
 	tok, err := os.ReadFile(filepath.Join(b.stackHome, "admin.token"))
 	if err != nil {
 		return err
 	}
-	secs := max(int(d/time.Second), 1)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, secs), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/debug/pprof/"+name, nil)
 	if err != nil {
 		return err
 	}
