@@ -347,7 +347,7 @@ func relax(expr string) (relaxed string, gaps []gapBound, confirm bool) {
 		}
 	}
 	number(re)
-	return re.String(), gaps, confirm
+	return exprString(re), gaps, confirm
 }
 
 // foldsInAC reports whether the automaton reads s other than as written:
@@ -392,6 +392,9 @@ type acMatcher struct {
 	// loop tests one comparison instead of loading a slice.
 	firstOut uint32
 	out      [][]int32 // word ids ending at state firstOut/nclass + i
+	// maxLen is the length of the longest word: the state after any
+	// text depends on its last maxLen bytes alone.
+	maxLen int
 }
 
 // acFold maps upper-case ASCII onto lower case, leet digits and symbols
@@ -421,6 +424,7 @@ func buildAC(words []string, fold func(byte) byte) *acMatcher {
 	m := &acMatcher{}
 	// Classes: one per distinct folded byte used by a word; 0 is "other".
 	for _, w := range words {
+		m.maxLen = max(m.maxLen, len(w))
 		for i := 0; i < len(w); i++ {
 			f := fold(w[i])
 			if m.class[f] == 0 {
@@ -520,6 +524,94 @@ func (m *acMatcher) scan(text []byte, hit func(word, end int)) {
 			for _, w := range m.out[(s-fo)/nc] {
 				hit(int(w), i+1)
 			}
+		}
+	}
+}
+
+// acLanes is how many parts of a text scanLanes reads at once.
+const acLanes = 4
+
+// acLaneMin is the shortest text scanLanes splits: below it, the lanes'
+// overlap costs more than they save.
+const acLaneMin = 2048
+
+// acHits buffers what the lanes of scanLanes find: word id and end,
+// packed.
+type acHits [acLanes][]uint64
+
+// scanLanes is scan for long texts. One lookup per byte in a table far
+// larger than the processor's first-level cache is slow because each
+// lookup waits for the one before; scanLanes cuts the text in acLanes
+// parts and advances one state per part in the same loop, so the lookups
+// of different parts overlap. Each part but the first starts maxLen bytes
+// early, which puts its state where a scan from the start would have it,
+// and reports only what ends inside the part. hit sees every occurrence,
+// in the order scan reports them.
+func (m *acMatcher) scanLanes(text []byte, buf *acHits, hit func(word, end int)) {
+	if len(text) < acLaneMin {
+		m.scan(text, hit)
+		return
+	}
+	var lo, from [acLanes]int // lane l reports ends in (lo[l], lo[l+1]] and reads from from[l]
+	part := len(text) / acLanes
+	for l := range acLanes {
+		lo[l] = l * part
+		from[l] = max(0, lo[l]-m.maxLen)
+		buf[l] = buf[l][:0]
+	}
+	next, class, fo, nc := m.next, &m.class, m.firstOut, uint32(m.nclass)
+	var s0, s1, s2, s3 uint32
+	t0, t1, t2, t3 := text[from[0]:], text[from[1]:], text[from[2]:], text[from[3]:]
+	// The loop advances every lane by as many bytes as the first one
+	// reads (the others read more); each then finishes alone.
+	n := part
+	t0, t1, t2, t3 = t0[:n], t1[:n], t2[:n], t3[:n]
+	emit := func(l int, s uint32, end int) {
+		if l > 0 && end <= lo[l] {
+			return // in the lane's lead-in: the lane before reports it
+		}
+		for _, w := range m.out[(s-fo)/nc] {
+			buf[l] = append(buf[l], uint64(w)<<32|uint64(end))
+		}
+	}
+	for i := range n {
+		s0 = next[s0+uint32(class[t0[i]])]
+		s1 = next[s1+uint32(class[t1[i]])]
+		s2 = next[s2+uint32(class[t2[i]])]
+		s3 = next[s3+uint32(class[t3[i]])]
+		if s0 >= fo || s1 >= fo || s2 >= fo || s3 >= fo {
+			if s0 >= fo {
+				emit(0, s0, from[0]+i+1)
+			}
+			if s1 >= fo {
+				emit(1, s1, from[1]+i+1)
+			}
+			if s2 >= fo {
+				emit(2, s2, from[2]+i+1)
+			}
+			if s3 >= fo {
+				emit(3, s3, from[3]+i+1)
+			}
+		}
+	}
+	// Each lane finishes its part alone.
+	states := [acLanes]uint32{s0, s1, s2, s3}
+	for l := range acLanes {
+		end := len(text)
+		if l+1 < acLanes {
+			end = lo[l+1]
+		}
+		s := states[l]
+		for i := from[l] + n; i < end; i++ {
+			s = next[s+uint32(class[text[i]])]
+			if s >= fo {
+				emit(l, s, i+1)
+			}
+		}
+	}
+	for l := range acLanes {
+		for _, h := range buf[l] {
+			hit(int(h>>32), int(uint32(h)))
 		}
 	}
 }
