@@ -27,6 +27,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -56,10 +57,22 @@ func run(args []string) error {
 	caOut := fs.String("ca-out", "", "write the interception CA certificate (PEM) here")
 	upstreamCA := fs.String("upstream-ca", "", "PEM roots trusted for upstream TLS (besides the system roots)")
 	tunnel := fs.Bool("tunnel", false, "pass CONNECT tunnels through without interception")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run here")
 	var resolve stringList
 	fs.Var(&resolve, "resolve", "pin HOST=IP (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
 	}
 	pinned := map[string]string{}
 	for _, r := range resolve {

@@ -106,7 +106,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.soak, "soak", 0, "instead of the table, run steady load through stack for this long and check for growth and lost audit records")
 	fs.IntVar(&o.rate, "soak-rate", 500, "requests/s the soak's clients send in total (0: as fast as they can)")
 	fs.IntVar(&o.rounds, "rounds", 1, "run the target list this many times, interleaved, and report each target's median round by requests/s")
-	fs.StringVar(&o.profileDir, "profile", "", "write a CPU profile of each STACK target's measured window to this directory (go tool pprof)")
+	fs.StringVar(&o.profileDir, "profile", "", "write CPU and allocation profiles of each STACK target's measured window (and a CPU profile of each reference run) to this directory, for go tool pprof")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, data directory) and print its path")
 	if err := fs.Parse(args); err != nil {
 		return o, fmt.Errorf("%w: %v", errUsage, err)

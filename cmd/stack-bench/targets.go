@@ -305,6 +305,10 @@ func (b *bench) startReference(name string, tunnel bool) (*proc, error) {
 	if tunnel {
 		args = append(args, "--tunnel")
 	}
+	if b.opts.profileDir != "" {
+		// The whole life of the process, warm-up included.
+		args = append(args, "--cpuprofile", filepath.Join(b.opts.profileDir, fmt.Sprintf("%s-%d.pprof", name, b.runs)))
+	}
 	p, err := startProc(name, filepath.Join(b.work, name+".log"), childEnv(), b.refBin, args...)
 	if err != nil {
 		return nil, err
