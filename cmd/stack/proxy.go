@@ -247,6 +247,7 @@ func (a *app) runProxy(ctx context.Context) error {
 	}
 	adminSrv := &http.Server{Handler: adminHandler, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
 
+	releaseStartupMemory()
 	info := runInfo{PID: os.Getpid(), Listen: pln.Addr().String(), Admin: aln.Addr().String(), Home: a.home()}
 	runPath := filepath.Join(a.home(), runFile)
 	if b, err := json.Marshal(info); err == nil {
@@ -309,7 +310,6 @@ func (a *app) runProxy(ctx context.Context) error {
 		adminSrv.Shutdown(sctx)
 		return err
 	})
-	releaseStartupMemory()
 	ready.Store(true)
 	log.Info("stack proxy ready", zap.String("listen", info.Listen), zap.String("admin", info.Admin),
 		zap.String("kms", k.URI()), zap.String("home", a.home()))
