@@ -20,13 +20,16 @@
 //		CredentialID: "stripe", Host: "api.stripe.com", Method: "POST", Path: "/v1/charges",
 //	})
 //
-// Append returns only once the record is on disk (fsync). Concurrent
-// appenders are grouped: one writer goroutine owned by the Log commits
-// whatever has queued during the previous commit in a single transaction,
-// so many appenders share one fsync and the chain stays a single line.
-// Under sustained concurrent load a commit also waits up to
-// Options.CommitDelay for more records, since each commit costs two
-// fdatasyncs whatever its size.
+// Append returns only once the record is on disk. Concurrent appenders are
+// grouped: one writer goroutine owned by the Log commits whatever has
+// queued during the previous commit at once, so many appenders share one
+// sync and the chain stays a single line. A commit writes the batch to a
+// journal next to the file (PATH-wal) with one fdatasync; the journal's
+// records move into the bbolt file in one transaction every 100 ms, before
+// reads, and on Close, and a crash's leftovers move at the next Open (see
+// docs/audit-format.md). Under sustained concurrent load a commit also
+// waits up to Options.CommitDelay for more records, since each sync costs
+// the same whatever its size.
 //
 // Enqueue hands a record to the same writer without waiting for its
 // commit, for records of what has already happened (the end of a request)

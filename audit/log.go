@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -74,9 +75,10 @@ type Options struct {
 	CheckpointInterval time.Duration
 	// CommitDelay is the most a commit waits for more records when the
 	// log is under sustained concurrent load (the previous commit, a few
-	// milliseconds ago, carried several records), so one fsync covers
-	// more of them: each commit costs two fdatasyncs, several hundred
-	// microseconds of CPU on small virtual machines, whatever its size.
+	// milliseconds ago, carried several records), so one sync covers more
+	// of them: each costs one fdatasync (two without the journal), a
+	// hundred microseconds or more of CPU on small virtual machines,
+	// whatever its size.
 	// A lone appender never waits. Zero means DefaultCommitDelay;
 	// negative never waits.
 	CommitDelay time.Duration
@@ -110,9 +112,15 @@ type Log struct {
 
 	// releaseEvery is releaseEvery, changed only by tests.
 	releaseEvery uint64
+	// wal is the journal (see wal.go); nil when read-only or when it could
+	// not be set up. Guarded by wmu; the writer also reads it without.
+	wal *wal
+	// unapplied counts records in the journal and not yet in the file.
+	unapplied atomic.Int64
 
-	closeOnce sync.Once
-	closeErr  error
+	closeOnce   sync.Once
+	closeErr    error
+	walCloseErr error // set by the writer as it exits
 }
 
 type appendReq struct {
@@ -162,6 +170,17 @@ func Open(path string, opts Options) (*Log, error) {
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("audit: open %s: %w", path, err)
 		}
+		if walDirty(path) {
+			// A writer stopped without moving its journal into the file:
+			// do it now if the file can be had for writing, so a reader
+			// sees every acknowledged record. If not (a writer holds it,
+			// or no permission), read what the file has.
+			w := opts
+			w.ReadOnly = false
+			if wl, err := Open(path, w); err == nil {
+				wl.Close()
+			}
+		}
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:      opts.OpenTimeout,
@@ -180,6 +199,10 @@ func Open(path string, opts Options) (*Log, error) {
 		return nil, fmt.Errorf("audit: open %s: %w", path, err)
 	}
 	if !opts.ReadOnly {
+		if l.wal, err = l.openWAL(); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("audit: open %s: %w", path, err)
+		}
 		l.reqs = make(chan *appendReq, 1024)
 		l.done = make(chan struct{})
 		go l.writer()
@@ -378,6 +401,18 @@ func (l *Log) writer() {
 	}
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
+	// apply moves journaled records into the file when no commit has
+	// done so for walApplyEvery.
+	apply := time.NewTimer(time.Hour)
+	apply.Stop()
+	applyArmed := false
+	defer func() {
+		l.wmu.Lock()
+		if err := l.closeWAL(); err != nil {
+			l.walCloseErr = err
+		}
+		l.wmu.Unlock()
+	}()
 	var lastCommit time.Time
 	lastSize := 0
 	batch := make([]*appendReq, 0, maxBatch)
@@ -397,6 +432,20 @@ func (l *Log) writer() {
 			l.commit(batch)
 			lastCommit, lastSize = time.Now(), len(batch)
 			clear(batch)
+			if !applyArmed && l.unapplied.Load() > 0 {
+				apply.Reset(walApplyEvery)
+				applyArmed = true
+			}
+		case <-apply.C:
+			applyArmed = false
+			l.wmu.Lock()
+			err := l.applyLocked()
+			l.wmu.Unlock()
+			if err != nil && l.unapplied.Load() > 0 {
+				// Still durable in the journal; try again later.
+				apply.Reset(walApplyEvery)
+				applyArmed = true
+			}
 		case <-tick:
 			// A quiet log still gets its last records under a checkpoint.
 			// An error here resurfaces on the next commit; there is no
@@ -456,7 +505,7 @@ func (l *Log) commit(batch []*appendReq) {
 			records++
 		}
 	}
-	if records == 0 {
+	if records == 0 && l.wal == nil {
 		// Only Syncs: everything before them is already committed.
 		for _, req := range batch {
 			req.answer(0, nil)
@@ -466,64 +515,131 @@ func (l *Log) commit(batch []*appendReq) {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	seq, prev := l.headSeq, l.headHash
+	// One arena per batch: bbolt keeps value slices until its commit, and
+	// pending records keep theirs until applied.
+	arena := make([]byte, 0, 256*records)
+	recs := make([]stored, 0, records)
+	for _, req := range batch {
+		if req.barrier {
+			continue
+		}
+		seq++
+		req.rec.Seq = seq
+		req.rec.PrevHash = prev
+		var v []byte
+		arena, v = req.rec.appendStored(arena)
+		prev = req.rec.Hash
+		recs = append(recs, stored{seq: seq, v: v, hash: prev})
+	}
+	undo := l.markCheckpoints(recs)
+	var err, syncErr error
+	if l.wal != nil {
+		err, syncErr = l.journalLocked(recs, hasBarrier(batch))
+	} else if err = l.storeLocked(recs); err == nil {
+		l.setHead(seq, prev)
+	}
+	if err != nil {
+		undo()
+		err = fmt.Errorf("audit: append: commit: %w", err)
+	}
+	if syncErr != nil {
+		syncErr = fmt.Errorf("audit: sync: %w", syncErr)
+	}
+	for _, req := range batch {
+		switch {
+		case err != nil:
+			req.answer(0, err)
+		case req.barrier:
+			req.answer(0, syncErr)
+		default:
+			req.answer(req.rec.Seq, nil)
+		}
+	}
+}
+
+// stored is a record encoded for the records bucket.
+type stored struct {
+	seq  uint64
+	v    []byte // the stored value
+	hash Hash
+	// ck, when set, is the time of the checkpoint due after this record.
+	ck time.Time
+}
+
+func hasBarrier(batch []*appendReq) bool {
+	for _, r := range batch {
+		if r.barrier {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *Log) setHead(seq uint64, h Hash) {
+	l.hmu.Lock()
+	l.headSeq, l.headHash = seq, h
+	l.hmu.Unlock()
+}
+
+// markCheckpoints decides, as recs are committed, after which of them a
+// checkpoint is due (every CheckpointEvery records, or CheckpointInterval
+// after the last one) and notes it on the record, to be written with it.
+// It returns the previous decision state, for undo when the commit fails.
+// The caller holds wmu.
+func (l *Log) markCheckpoints(recs []stored) (undo func()) {
 	ckSize, ckTime := l.ckSize, l.ckTime
+	undo = func() { l.ckSize, l.ckTime = ckSize, ckTime }
+	if l.opts.Signer == nil || len(recs) == 0 {
+		return undo
+	}
+	every := uint64(max(l.opts.CheckpointEvery, 0))
+	now := l.now()
+	for i := range recs {
+		if every > 0 && recs[i].seq-l.ckSize >= every {
+			recs[i].ck = now
+			l.ckSize, l.ckTime = recs[i].seq, now
+		}
+	}
+	last := &recs[len(recs)-1]
+	if l.intervalDue(last.seq, l.ckSize, l.ckTime, now) {
+		last.ck = now
+		l.ckSize, l.ckTime = last.seq, now
+	}
+	return undo
+}
+
+// storeLocked writes recs, which continue the records in the file, to the
+// records bucket in one bbolt transaction (durable when it returns), with
+// the checkpoints markCheckpoints noted on them. The caller holds wmu.
+func (l *Log) storeLocked(recs []stored) error {
+	if len(recs) == 0 {
+		return nil
+	}
 	var dbSize int64
 	err := l.db.Update(func(tx *bolt.Tx) error {
 		defer func() { dbSize = tx.Size() }()
 		b := tx.Bucket(bucketRecords)
 		b.FillPercent = 1 // keys only ever grow: pack pages full
 		cks := tx.Bucket(bucketCheckpoints)
-		every := uint64(max(l.opts.CheckpointEvery, 0))
-		now := l.now()
-		arena := make([]byte, 0, 256*records)
-		for _, req := range batch {
-			if req.barrier {
-				continue
-			}
-			seq++
-			req.rec.Seq = seq
-			req.rec.PrevHash = prev
-			// bbolt keeps the value slice until commit: each record gets
-			// its own bytes in one arena per batch.
-			var v []byte
-			arena, v = req.rec.appendStored(arena)
-			if err := b.Put(seqKey(seq), v); err != nil {
+		for _, r := range recs {
+			if err := b.Put(seqKey(r.seq), r.v); err != nil {
 				return err
 			}
-			prev = req.rec.Hash
-			if l.opts.Signer != nil && every > 0 && seq-ckSize >= every {
-				if err := l.putCheckpoint(cks, seq, prev, now); err != nil {
+			if !r.ck.IsZero() {
+				if err := l.putCheckpoint(cks, r.seq, r.hash, r.ck); err != nil {
 					return err
 				}
-				ckSize, ckTime = seq, now
 			}
-		}
-		if l.intervalDue(seq, ckSize, ckTime, now) {
-			if err := l.putCheckpoint(cks, seq, prev, now); err != nil {
-				return err
-			}
-			ckSize, ckTime = seq, now
 		}
 		return nil
 	})
 	if err != nil {
-		err = fmt.Errorf("audit: append: commit: %w", err)
-	} else {
-		if seq/l.releaseEvery != l.headSeq/l.releaseEvery {
-			releaseMapped(l.db, dbSize)
-		}
-		l.hmu.Lock()
-		l.headSeq, l.headHash = seq, prev
-		l.hmu.Unlock()
-		l.ckSize, l.ckTime = ckSize, ckTime
+		return err
 	}
-	for _, req := range batch {
-		if err != nil {
-			req.answer(0, err)
-		} else {
-			req.answer(req.rec.Seq, nil)
-		}
+	if (recs[0].seq-1)/l.releaseEvery != recs[len(recs)-1].seq/l.releaseEvery {
+		releaseMapped(l.db, dbSize)
 	}
+	return nil
 }
 
 func (l *Log) intervalDue(seq, ckSize uint64, ckTime, now time.Time) bool {
@@ -544,6 +660,9 @@ func (l *Log) putCheckpoint(cks *bolt.Bucket, size uint64, head Hash, now time.T
 func (l *Log) timerCheckpoint() error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
+	if err := l.applyLocked(); err != nil {
+		return fmt.Errorf("audit: checkpoint: %w", err)
+	}
 	now := l.now()
 	if !l.intervalDue(l.headSeq, l.ckSize, l.ckTime, now) {
 		return nil
@@ -569,6 +688,9 @@ func (l *Log) Checkpoint(ctx context.Context) error {
 	}
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
+	if err := l.applyLocked(); err != nil {
+		return fmt.Errorf("audit: checkpoint: %w", err)
+	}
 	if l.headSeq == 0 || l.headSeq == l.ckSize {
 		return nil
 	}
@@ -626,9 +748,16 @@ func (l *Log) usable(op string, write bool) error {
 		return fmt.Errorf("audit: %s: %w", op, ErrReadOnly)
 	}
 	l.mu.RLock()
-	defer l.mu.RUnlock()
-	if l.closed {
+	closed := l.closed
+	l.mu.RUnlock()
+	if closed {
 		return fmt.Errorf("audit: %s: %w", op, ErrClosed)
+	}
+	if l.unapplied.Load() > 0 {
+		// Readers read the file: move the journal's records into it.
+		if err := l.Sync(context.Background()); err != nil {
+			return fmt.Errorf("audit: %s: %w", op, err)
+		}
 	}
 	return nil
 }
@@ -644,7 +773,10 @@ func (l *Log) Close() error {
 			close(l.reqs)
 			<-l.done
 		}
-		if err := l.db.Close(); err != nil {
+		if l.walCloseErr != nil {
+			l.closeErr = fmt.Errorf("audit: close: journal: %w", l.walCloseErr)
+		}
+		if err := l.db.Close(); err != nil && l.closeErr == nil {
 			l.closeErr = fmt.Errorf("audit: close: %w", err)
 		}
 	})

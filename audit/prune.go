@@ -31,6 +31,9 @@ func (l *Log) Prune(ctx context.Context, before time.Time) (removed int, err err
 	}
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
+	if err := l.applyLocked(); err != nil {
+		return 0, fmt.Errorf("audit: prune: %w", err)
+	}
 	limit := before.UnixMilli()
 	for {
 		n, done, err := l.pruneChunk(ctx, limit)

@@ -44,6 +44,7 @@ func mappedRSS(t *testing.T, path string) int64 {
 // the tail pages somewhere new, so without the release the map's RSS
 // grows with the file.
 func TestReleaseMappedKeepsRSSDown(t *testing.T) {
+	withJournal(t, walSize, walApplyEvery, 1) // every record into the file at once
 	l, path := openTest(t, Options{})
 	const every = 256
 	l.releaseEvery = every
