@@ -2,9 +2,11 @@ package detect
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"hash/maphash"
 	"math"
+	"math/bits"
 	"sort"
 	"strings"
 	"sync"
@@ -106,6 +108,13 @@ type Match struct {
 }
 
 // Result is the verdict of Scan.
+//
+// A scan stops as soon as its score reaches the critical threshold
+// (PromptInjectionOptions.Critical): further matches could only add
+// evidence to a verdict that is already as severe as it gets, and content
+// stuffed with injections must not cost more to scan than content with
+// one. Matches then holds the patterns found up to that point, and Score
+// is at least Critical but may be lower than a full scan would find.
 type Result struct {
 	Flagged  bool     `json:"flagged"`
 	Score    float64  `json:"score"`
@@ -117,8 +126,10 @@ type Result struct {
 // Scan scores text for prompt injection: it normalizes the text into
 // views (see Normalize), finds the catalogue's patterns in them through a
 // trigger prefilter, and combines the weights of the distinct patterns
-// found. It does no I/O and never fails; invalid options fall back to the
-// defaults.
+// found. Text that is a JSON object or array is read with its string
+// escapes decoded, as the model it is sent to reads it; spans still point
+// into the text as given. It does no I/O and never fails; invalid options
+// fall back to the defaults.
 func Scan(text []byte, opts PromptInjectionOptions) Result {
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -207,10 +218,7 @@ type hit struct {
 }
 
 // needHit is one occurrence of a need literal in a view.
-type needHit struct {
-	start, end int32
-	mask       uint64
-}
+type needHit struct{ start, end int32 }
 
 // kinds of rendering a trigger was found in.
 const (
@@ -225,9 +233,15 @@ var kindNames = [nKinds]string{"", "leet", "rot13", "reversed"}
 
 // viewHits is what the trigger automaton found in one view.
 type viewHits struct {
-	v     *View
-	hits  [nKinds][]hit
-	needs [nForms][]needHit
+	v *View
+	// scanned is set once the trigger automaton has run over the view;
+	// it runs on first use, so views a scan never reaches (it stopped at
+	// the critical threshold) cost nothing.
+	scanned bool
+	hits    [nKinds][]hit
+	// needs are the need literals found, per form and per pattern
+	// whose literal they are, so a pattern's look-up reads its own.
+	needs [nForms][][]needHit
 	// leetFrom is where leetspeak folding of words made of leet
 	// characters alone begins (see leet): just past the start of the
 	// first word mixing letters with them, or -1 when there is none;
@@ -261,8 +275,18 @@ type scanner struct {
 	found [64]Match
 	has   uint64 // patterns in found
 	done  uint64 // patterns found in earnest: no need to look further
-	wins  [][2]int
-	rend  [2][]byte // window renderings
+	// critical is set once the matches found reach the critical
+	// threshold: the scan ends there (see Result).
+	critical bool
+	wins     [][2]int
+	byPat    [][]int32 // hit indexes per pattern (matchKind)
+	rend     [2][]byte // window renderings
+	// json is the decoded body when the body is JSON (isJSON; see
+	// jsonBody): spans map back to the raw body through it.
+	json   jsonBody
+	isJSON bool
+	// acHits is the trigger automaton's buffer.
+	acHits acHits
 	// wholes are the whole-view renderings, reused from scan to scan;
 	// nwhole are in use.
 	wholes []*wholeRendering
@@ -297,7 +321,7 @@ func scanInjection(text []byte, o PromptInjectionOptions) Result {
 }
 
 func (sc *scanner) scan(text []byte, o PromptInjectionOptions) Result {
-	sc.o, sc.has, sc.done, sc.nwhole = o, 0, 0, 0
+	sc.o, sc.has, sc.done, sc.nwhole, sc.critical = o, 0, 0, 0, false
 	if sc.misses == nil {
 		sc.misses = make(map[missKey]struct{})
 	}
@@ -306,87 +330,20 @@ func (sc *scanner) scan(text []byte, o PromptInjectionOptions) Result {
 	if len(text) > nopts.Window {
 		text = text[:nopts.Window]
 	}
+	sc.isJSON = jsonShaped(text)
+	if sc.isJSON {
+		sc.json.decode(text)
+		text = sc.json.text
+	}
 	n := &sc.norm
 	n.reset(nopts, len(text))
 	n.source(text, "", 0, nil, false)
-	views := n.views
-
-	c := compiled
-	if cap(sc.vh) < len(views) {
-		sc.vh = make([]viewHits, len(views))
-	}
-	sc.vh = sc.vh[:len(views)]
-	for i := range views {
-		vh := &sc.vh[i]
-		vh.v, vh.leetFrom = &views[i], -2
-		vh.rendered, vh.whole = [nKinds]int{}, [nKinds]*wholeRendering{}
-		for k := range vh.hits {
-			vh.hits[k] = vh.hits[k][:0]
-		}
-		for f := range vh.needs {
-			vh.needs[f] = vh.needs[f][:0]
-		}
-		t := views[i].Text
-		c.ac.scan(t, func(w, end int) {
-			tr := &c.trig[w]
-			start := end - tr.n
-			if tr.need != 0 {
-				ns := vh.needs[tr.form]
-				if len(ns) < maxHits {
-					vh.needs[tr.form] = append(ns, needHit{start: int32(start), end: int32(end), mask: tr.need})
-				}
-			}
-			if tr.mask == 0 {
-				return
-			}
-			k := kindPlain
-			switch tr.form {
-			case formROT13:
-				k = kindROT13
-			case formReversed:
-				k = kindReversed
-			}
-			if k != kindROT13 && hasLeet(t[start:end]) {
-				if k == kindReversed {
-					return // reversed leetspeak: not worth the views
-				}
-				k = kindLeet
-			}
-			hs := vh.hits[k]
-			if len(hs) >= maxHits {
-				return
-			}
-			// Merge with the previous hit when it is the same place.
-			if n := len(hs); n > 0 && hs[n-1].start == start && hs[n-1].end == end {
-				hs[n-1].mask |= tr.mask
-				return
-			}
-			vh.hits[k] = append(hs, hit{start: start, end: end, mask: tr.mask})
-		})
-	}
-
-	// Plain renderings of views a reader sees come first, so that a
-	// pattern visible in the clear never earns the hidden bonus.
-	for _, pass := range []bool{false, true} {
-		for i := range sc.vh {
-			vh := &sc.vh[i]
-			for k := 0; k < nKinds; k++ {
-				obf := vh.v.Obfuscated || k != kindPlain
-				if obf != pass {
-					continue
-				}
-				if len(vh.hits[k]) > 0 {
-					sc.matchKind(vh, k, vh.hits[k], obf)
-				}
-				// A trigger spelled plainly may still sit in a leetspeak
-				// sentence ("![](h77p5://...)"): where the view has
-				// leetspeak words, plain hits are tried on the leet
-				// rendering too.
-				if k == kindLeet && len(vh.hits[kindPlain]) > 0 && sc.leetFrom(vh) >= 0 {
-					sc.matchKind(vh, k, vh.hits[kindPlain], obf)
-				}
-			}
-		}
+	// The text and markup views first; the decoded ones, all obfuscated,
+	// only when those did not settle the verdict.
+	sc.vh = sc.vh[:0]
+	sc.match(n.views)
+	if !sc.critical && n.finish() {
+		sc.match(n.views)
 	}
 
 	r := Result{}
@@ -418,6 +375,113 @@ func (sc *scanner) scan(text []byte, o PromptInjectionOptions) Result {
 	return r
 }
 
+// match looks for the catalogue's patterns in the views past those
+// already looked at.
+func (sc *scanner) match(views []View) {
+	from := len(sc.vh)
+	if cap(sc.vh) < len(views) {
+		sc.vh = append(make([]viewHits, 0, max(len(views), 2*cap(sc.vh))), sc.vh...)
+	}
+	sc.vh = sc.vh[:len(views)]
+	for i := range from {
+		// Adding views may have moved them.
+		sc.vh[i].v = &views[i]
+	}
+	for i := from; i < len(views); i++ {
+		vh := &sc.vh[i]
+		vh.v, vh.leetFrom, vh.scanned = &views[i], -2, false
+		vh.rendered, vh.whole = [nKinds]int{}, [nKinds]*wholeRendering{}
+	}
+	// Plain renderings of views a reader sees come first, so that a
+	// pattern visible in the clear never earns the hidden bonus.
+	for _, pass := range []bool{false, true} {
+		for i := from; i < len(sc.vh); i++ {
+			vh := &sc.vh[i]
+			if sc.critical {
+				return
+			}
+			if !pass && vh.v.Obfuscated {
+				continue
+			}
+			sc.triggers(vh)
+			for k := 0; k < nKinds && !sc.critical; k++ {
+				obf := vh.v.Obfuscated || k != kindPlain
+				if obf != pass {
+					continue
+				}
+				if len(vh.hits[k]) > 0 {
+					sc.matchKind(vh, k, vh.hits[k], obf)
+				}
+				// A trigger spelled plainly may still sit in a leetspeak
+				// sentence ("![](h77p5://...)"): where the view has
+				// leetspeak words, plain hits are tried on the leet
+				// rendering too.
+				if k == kindLeet && len(vh.hits[kindPlain]) > 0 && sc.leetFrom(vh) >= 0 {
+					sc.matchKind(vh, k, vh.hits[kindPlain], obf)
+				}
+			}
+		}
+	}
+}
+
+// triggers runs the trigger automaton over vh's view, once, and records
+// the triggers and need literals it finds, per rendering.
+func (sc *scanner) triggers(vh *viewHits) {
+	if vh.scanned {
+		return
+	}
+	vh.scanned = true
+	c := compiled
+	for k := range vh.hits {
+		vh.hits[k] = vh.hits[k][:0]
+	}
+	for f := range vh.needs {
+		if len(vh.needs[f]) != len(c.pats) {
+			vh.needs[f] = make([][]needHit, len(c.pats))
+		}
+		for p := range vh.needs[f] {
+			vh.needs[f][p] = vh.needs[f][p][:0]
+		}
+	}
+	t := vh.v.Text
+	c.ac.scanLanes(t, &sc.acHits, func(w, end int) {
+		tr := &c.trig[w]
+		start := end - tr.n
+		for m := tr.need; m != 0; m &= m - 1 {
+			p := bits.TrailingZeros64(m)
+			if ns := vh.needs[tr.form][p]; len(ns) < maxHits {
+				vh.needs[tr.form][p] = append(ns, needHit{start: int32(start), end: int32(end)})
+			}
+		}
+		if tr.mask == 0 {
+			return
+		}
+		k := kindPlain
+		switch tr.form {
+		case formROT13:
+			k = kindROT13
+		case formReversed:
+			k = kindReversed
+		}
+		if k != kindROT13 && hasLeet(t[start:end]) {
+			if k == kindReversed {
+				return // reversed leetspeak: not worth the views
+			}
+			k = kindLeet
+		}
+		hs := vh.hits[k]
+		if len(hs) >= maxHits {
+			return
+		}
+		// Merge with the previous hit when it is the same place.
+		if n := len(hs); n > 0 && hs[n-1].start == start && hs[n-1].end == end {
+			hs[n-1].mask |= tr.mask
+			return
+		}
+		vh.hits[k] = append(hs, hit{start: start, end: end, mask: tr.mask})
+	})
+}
+
 // leetFrom returns vh.leetFrom, computing it on first use: a pass over
 // the view that stops at the first word mixing letters with leetspeak
 // digits or symbols.
@@ -425,9 +489,35 @@ func (sc *scanner) leetFrom(vh *viewHits) int {
 	if vh.leetFrom != -2 {
 		return vh.leetFrom
 	}
-	vh.leetFrom = -1
-	t := vh.v.Text
+	vh.leetFrom = firstLeetWord(vh.v.Text)
+	return vh.leetFrom
+}
+
+// firstLeetWord returns leetFrom for text t: just past the start of the
+// first word (a run of letters, digits, "@" and "$") that mixes letters
+// with leetspeak digits or symbols and is not a hex id, or -1. Text
+// without such characters is passed over eight bytes at a time.
+func firstLeetWord(t []byte) int {
+	const ones = 0x0101010101010101
 	for i := 0; i < len(t); {
+		if i+8 <= len(t) {
+			w := binary.LittleEndian.Uint64(t[i:])
+			// Leet characters: '0'-'7' but '2' and '6' (0x30-0x37), '@'
+			// and '$'. A byte is a candidate when it is one of 0x30-0x37,
+			// 0x40 or 0x24.
+			if zeroBytes(w&(ones*0xf8)^ones*0x30)|zeroBytes(w^ones*'@')|zeroBytes(w^ones*'$') == 0 {
+				i += 8
+				continue
+			}
+		}
+		if leetMap[t[i]] == 0 {
+			i++
+			continue
+		}
+		// The word around the leet character.
+		for i > 0 && isWordish(lowerByte(t[i-1])) {
+			i--
+		}
 		j := i
 		letters, leets := 0, 0
 		for j < len(t) {
@@ -441,17 +531,18 @@ func (sc *scanner) leetFrom(vh *viewHits) int {
 			}
 			j++
 		}
-		if j == i {
-			i++
-			continue
-		}
 		if letters > 0 && leets > 0 && !hexID(t[i:j]) {
-			vh.leetFrom = i + 1
-			break
+			return i + 1
 		}
-		i = j
+		i = max(j, i+1)
 	}
-	return vh.leetFrom
+	return -1
+}
+
+// zeroBytes has the high bit of each zero byte of x set, exactly.
+func zeroBytes(x uint64) uint64 {
+	const lows, highs = 0x7f7f7f7f7f7f7f7f, 0x8080808080808080
+	return ^((x&lows + lows) | x) & highs
 }
 
 func hasLeet(b []byte) bool {
@@ -578,8 +669,15 @@ func (w *wholeRendering) window(k, s, e int) (text, alt []byte, ok bool) {
 
 // anyWithin reports whether sorted positions ps have one in [s, e).
 func anyWithin(ps []int32, s, e int) bool {
-	i := sort.Search(len(ps), func(i int) bool { return int(ps[i]) >= s })
-	return i < len(ps) && int(ps[i]) < e
+	lo, hi := 0, len(ps)
+	for lo < hi {
+		if m := int(uint(lo+hi) >> 1); int(ps[m]) >= s {
+			hi = m
+		} else {
+			lo = m + 1
+		}
+	}
+	return lo < len(ps) && int(ps[lo]) < e
 }
 
 // renderWindow renders window [s, e) alone.
@@ -604,6 +702,11 @@ func (sc *scanner) renderWindow(vh *viewHits, k, s, e int) (text, alt []byte, ok
 			b = append(b, lowerByte(t[i]))
 		}
 	case kindLeet:
+		// Leetspeak changes only its own characters: a window without
+		// any renders as the plain one.
+		if !hasLeet(t[s:e]) {
+			return nil, nil, false
+		}
 		b = lowerInto(b, t[s:e])
 		changed, ones := leetWindow(b, t, s, e, sc.leetFrom(vh))
 		if !changed {
@@ -631,26 +734,24 @@ func (sc *scanner) renderWindow(vh *viewHits, k, s, e int) (text, alt []byte, ok
 // reports whether anything changed and whether a "1" was folded.
 func leetWindow(b, t []byte, s, e, leetFrom int) (changed, ones bool) {
 	i := s
-	for i > 0 && isWordish(lowerByte(t[i-1])) {
+	for i > 0 && wordClass[t[i-1]] != 0 {
 		i--
 	}
 	for i < e {
+		// Skip to the next word, then read it.
+		for i < e && wordClass[t[i]] == 0 {
+			i++
+		}
+		if i >= e {
+			break
+		}
 		j := i
-		letters, leets := 0, 0
-		for j < len(t) && isWordish(lowerByte(t[j])) {
-			c := lowerByte(t[j])
-			if c >= 'a' && c <= 'z' {
-				letters++
-			} else if leetMap[c] != 0 {
-				leets++
-			}
+		var seen uint8
+		for j < len(t) && wordClass[t[j]] != 0 {
+			seen |= wordClass[t[j]]
 			j++
 		}
-		if j == i {
-			i++
-			continue
-		}
-		if leets > 0 && (letters > 0 || leetFrom >= 0 && i >= leetFrom) && !hexID(t[i:j]) {
+		if seen&wcLeet != 0 && (seen&wcLetter != 0 || leetFrom >= 0 && i >= leetFrom) && !hexID(t[i:j]) {
 			for k := max(i, s); k < min(j, e); k++ {
 				if m := leetMap[t[k]]; m != 0 {
 					b[k-s] = m
@@ -664,6 +765,30 @@ func leetWindow(b, t []byte, s, e, leetFrom int) (changed, ones bool) {
 	return changed, ones
 }
 
+// Word classes for leetspeak folding: what isWordish accepts (ASCII
+// letters of either case, digits, "@" and "$"), marked as letter, leet
+// character or other digit.
+const (
+	wcLetter = 1 << iota
+	wcLeet
+	wcDigit
+)
+
+var wordClass = func() (t [256]uint8) {
+	for c := range 256 {
+		b := lowerByte(byte(c))
+		switch {
+		case b >= 'a' && b <= 'z':
+			t[c] = wcLetter
+		case leetMap[b] != 0:
+			t[c] = wcLeet
+		case b >= '0' && b <= '9':
+			t[c] = wcDigit
+		}
+	}
+	return t
+}()
+
 // matchKind runs the expressions of the patterns that hs triggered on
 // rendering k of a view, in windows around the triggers.
 func (sc *scanner) matchKind(vh *viewHits, k int, hs []hit, obf bool) {
@@ -672,22 +797,35 @@ func (sc *scanner) matchKind(vh *viewHits, k int, hs []hit, obf bool) {
 		want |= h.mask
 	}
 	want &^= sc.done
-	if want == 0 {
+	if want == 0 || sc.critical {
 		return
 	}
 	t := vh.v.Text
 	n := len(t)
-	for p := range compiled.pats {
-		if want&(1<<uint(p)) == 0 {
-			continue
+	// The hits of each pattern, in order, gathered in one pass.
+	if len(sc.byPat) < len(compiled.pats) {
+		sc.byPat = make([][]int32, len(compiled.pats))
+	}
+	for m := want; m != 0; m &= m - 1 {
+		p := bits.TrailingZeros64(m)
+		sc.byPat[p] = sc.byPat[p][:0]
+	}
+	for i, h := range hs {
+		for m := h.mask & want; m != 0; m &= m - 1 {
+			p := bits.TrailingZeros64(m)
+			sc.byPat[p] = append(sc.byPat[p], int32(i))
+		}
+	}
+	for m := want; m != 0; m &= m - 1 {
+		p := bits.TrailingZeros64(m)
+		if sc.critical {
+			return
 		}
 		pat := &compiled.pats[p]
 		// Windows in the rendering's coordinates, merged.
 		wins := sc.wins[:0]
-		for _, h := range hs {
-			if h.mask&(1<<uint(p)) == 0 {
-				continue
-			}
+		for _, hi := range sc.byPat[p] {
+			h := hs[hi]
 			s, e := h.start, h.end
 			if k == kindReversed {
 				s, e = n-h.end, n-h.start
@@ -835,11 +973,19 @@ func (sc *scanner) record(vh *viewHits, k, p, i, j int, matched []byte, obf bool
 		obf = true
 		m.Obfuscated = true
 	}
+	if !obf && sc.inEscaped(v, m.Span.Start, m.Span.End) {
+		obf = true
+		m.Obfuscated = true
+		m.View = "json"
+	}
 	if obf {
 		m.Weight = math.Min(1, m.Weight+sc.o.HiddenBonus)
 	} else if mentioned(v.Text, i, j) {
 		m.Mention = true
 		m.Weight *= sc.o.MentionFactor
+	}
+	if sc.isJSON {
+		m.Span.Start, m.Span.End = sc.json.origin(m.Span.Start), sc.json.origin(m.Span.End)
 	}
 	m.Span.Excerpt = excerpt(matched)
 	if sc.has&(1<<uint(p)) == 0 || m.Weight > sc.found[p].Weight {
@@ -849,6 +995,26 @@ func (sc *scanner) record(vh *viewHits, k, p, i, j int, matched []byte, obf bool
 	if !m.Mention {
 		sc.done |= 1 << uint(p)
 	}
+	sc.critical = sc.score() >= sc.o.Critical
+}
+
+// score combines the weights of the patterns found so far, rounded as
+// the result's score is.
+func (sc *scanner) score() float64 {
+	keep := 1.0
+	for p := range compiled.pats {
+		if sc.has&(1<<uint(p)) != 0 {
+			keep *= 1 - sc.found[p].Weight
+		}
+	}
+	return math.Round((1-keep)*1000) / 1000
+}
+
+// inEscaped reports whether [s, e) of the decoded JSON body overlaps
+// text decoded from an escape, for a match in the top-level text view
+// (see jsonBody.escaped).
+func (sc *scanner) inEscaped(v *View, s, e int) bool {
+	return sc.isJSON && v == &sc.norm.views[0] && sc.json.escaped(s, e)
 }
 
 // inHidden reports whether [s, e) of the original overlaps text that
@@ -887,12 +1053,20 @@ func (sc *scanner) needs(vh *viewHits, k int, w [2]int, p int, span int) bool {
 		form = formReversed
 		s, e = n-e, n-s
 	}
-	hs := vh.needs[form]
-	bit := uint64(1) << uint(p)
-	// Hits are ordered by end.
-	for i := sort.Search(len(hs), func(i int) bool { return int(hs[i].end) > s }); i < len(hs) && int(hs[i].end) <= e; i++ {
+	// Hits are ordered by end: the first ending past s, by binary
+	// search.
+	hs := vh.needs[form][p]
+	lo, hi := 0, len(hs)
+	for lo < hi {
+		if m := int(uint(lo+hi) >> 1); int(hs[m].end) > s {
+			hi = m
+		} else {
+			lo = m + 1
+		}
+	}
+	for i := lo; i < len(hs) && int(hs[i].end) <= e; i++ {
 		h := hs[i]
-		if h.mask&bit == 0 || int(h.start) < s {
+		if int(h.start) < s {
 			continue
 		}
 		if span > 0 {

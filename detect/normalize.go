@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"html"
+	"math/bits"
 	"slices"
 	"unicode"
 	"unicode/utf16"
@@ -73,12 +74,43 @@ type View struct {
 	// Mapping back to the original, one of: off (exact, len(Text)+1
 	// entries), segs (coarse), or identity when both are nil.
 	off  []int32
+	lin  []linSeg
 	segs []segment
 	rev  bool // Text is reversed relative to the mapping
 	// mixed is set on the scanner's own text view, which is the content
 	// itself rather than a lower-cased copy: Text may hold upper-case
 	// ASCII, and the scanner folds case where it looks.
 	mixed bool
+}
+
+// linSeg maps Text[at:] (up to the next segment) to the original from
+// src on: byte for byte when run is set, all to src otherwise (the bytes
+// a rune folded to).
+type linSeg struct {
+	at, src int32
+	run     bool
+}
+
+// at maps Text[i] (or its end, i = len(Text)) to the original, for a
+// view mapped exactly (off or lin).
+func (v *View) at(i int) int {
+	if v.off != nil {
+		return int(v.off[i])
+	}
+	// The last segment starting at or before i.
+	lo, hi := 0, len(v.lin)
+	for lo < hi {
+		if m := int(uint(lo+hi) >> 1); int(v.lin[m].at) > i {
+			hi = m
+		} else {
+			lo = m + 1
+		}
+	}
+	sg := v.lin[lo-1]
+	if sg.run {
+		return int(sg.src) + i - int(sg.at)
+	}
+	return int(sg.src)
 }
 
 // segment maps Text[at:] (up to the next segment) to original[start:end].
@@ -93,8 +125,8 @@ func (v *View) Origin(i, j int) (start, end int) {
 		i, j = n-j, n-i
 	}
 	switch {
-	case v.off != nil:
-		start, end = int(v.off[i]), int(v.off[j])
+	case v.off != nil || v.lin != nil:
+		start, end = v.at(i), v.at(j)
 		if j > i && end <= start {
 			end = start + 1
 		}
@@ -145,6 +177,7 @@ func normalize(text []byte, opts NormalizeOptions) []View {
 	}
 	n := &normalizer{opts: opts, origLen: len(text)}
 	n.source(text, "", 0, nil, false)
+	n.finish()
 	return n.views
 }
 
@@ -152,9 +185,11 @@ func normalize(text []byte, opts NormalizeOptions) []View {
 // what the scanner cannot do better itself: the text view is the content
 // as it is when that is ASCII (the trigger automaton folds case), the
 // leetspeak, ROT13 and reversed renderings are left to the scanner, which
-// renders them only in windows around triggers, and the HTML and
+// renders them only in windows around triggers, and the HTML, JSON and
 // separator views cover only the regions where they differ from the text.
-// Its buffers are reused from scan to scan.
+// It works in two steps: source makes the text and markup views, finish
+// the rest (all of them obfuscated), which a scan that already reached
+// its verdict never asks for. Its buffers are reused from scan to scan.
 type normalizer struct {
 	opts    NormalizeOptions
 	origLen int
@@ -164,8 +199,19 @@ type normalizer struct {
 	// (comments, hidden elements), in lazy mode: the text view shows them
 	// as if visible, so a match there counts as hidden.
 	hidden [][2]int
+	// rest and later are what source left for finish (lazy mode).
+	rest  *restOf
+	later []markupRest
 
-	// Reused buffers (lazy mode).
+	// Reused buffers (lazy mode): the top level's, and arenas for
+	// nested content, whose views live until the scan ends.
+	mfold   [2]markupFold
+	folds   arena[folded]
+	markups arena[markup]
+	mfolds  arena[markupFold]
+	decs    [DefaultMaxDepth + 2]decoded
+	runs    [DefaultMaxDepth + 1][][2]int
+	runes   *runeCache
 	text    folded
 	vis     markup
 	regions [][2]int
@@ -177,7 +223,60 @@ type normalizer struct {
 func (n *normalizer) reset(opts NormalizeOptions, origLen int) {
 	n.opts, n.origLen, n.lazy = opts, origLen, true
 	clear(n.views)
-	n.views, n.hidden = n.views[:0], n.hidden[:0]
+	n.views, n.hidden, n.rest, n.later = n.views[:0], n.hidden[:0], nil, n.later[:0]
+	n.folds.reset()
+	n.markups.reset()
+	n.mfolds.reset()
+}
+
+// arena hands out values of T from scan to scan: the buffers they hold
+// are reused once the scan that used them ended (reset).
+type arena[T any] struct {
+	items []*T
+	n     int
+}
+
+func (a *arena[T]) get() *T {
+	if a.n == len(a.items) {
+		a.items = append(a.items, new(T))
+	}
+	a.n++
+	return a.items[a.n-1]
+}
+
+func (a *arena[T]) reset() { a.n = 0 }
+
+// b64Runs is b64Runs with a buffer per depth: the decoders of content
+// at depth are done with its runs before any other content at that
+// depth is looked at.
+func (n *normalizer) b64Runs(raw []byte, depth int) [][2]int {
+	if depth >= len(n.runs) {
+		return b64Runs(raw)
+	}
+	n.runs[depth] = appendB64Runs(n.runs[depth][:0], raw)
+	return n.runs[depth]
+}
+
+// decoded returns the collector for views decoded from content at depth
+// (so at depth+1). Its text is dead once emitDecoded returned (views fold
+// a copy of it), so decoders at one depth take turns with one buffer;
+// its segments live on in the view and are fresh.
+func (n *normalizer) decoded(depth int) *decoded {
+	if depth+1 >= len(n.decs) {
+		return new(decoded)
+	}
+	d := &n.decs[depth+1]
+	d.text, d.segs = d.text[:0], nil
+	return d
+}
+
+// runeCache returns the normalizer's cache of rune foldings, made on
+// first use.
+func (n *normalizer) runeCache() *runeCache {
+	if n.runes == nil {
+		n.runes = new(runeCache)
+	}
+	return n.runes
 }
 
 func (n *normalizer) full() bool { return len(n.views) >= n.opts.MaxViews }
@@ -217,15 +316,17 @@ func (n *normalizer) source(raw []byte, prefix string, depth int, coarse *segmen
 	case top && isASCII(raw):
 		// The content itself: the scanner folds case as it reads.
 		f = &n.text
-		*f = folded{text: raw, tags: f.tags[:0], buf: f.buf, offBuf: f.offBuf}
+		*f = folded{text: raw, tags: f.tags[:0], buf: f.buf, offBuf: f.offBuf, linBuf: f.linBuf, cache: f.cache}
 	case top:
 		f = &n.text
-		f.fold(raw, true)
+		f.cache = n.runeCache()
+		f.foldLin(raw)
 	default:
-		f = new(folded)
+		f = n.folds.get()
+		f.cache = n.runeCache()
 		f.fold(raw, coarse == nil)
 	}
-	base := View{Name: join(prefix, "text"), Text: f.text, Obfuscated: obf || f.disguised, Depth: depth, off: f.off, mixed: top && f.off == nil}
+	base := View{Name: join(prefix, "text"), Text: f.text, Obfuscated: obf || f.disguised, Depth: depth, off: f.off, lin: f.lin, mixed: top && f.off == nil && f.lin == nil}
 	if coarse != nil {
 		base.off = nil
 		base.segs = []segment{*coarse}
@@ -237,6 +338,63 @@ func (n *normalizer) source(raw []byte, prefix string, depth int, coarse *segmen
 	n.add(base)
 	n.transforms(base)
 
+	if !top {
+		n.tags(f, prefix, depth, coarse)
+	}
+	if bytes.IndexByte(raw, '<') >= 0 || bytes.IndexByte(raw, '&') >= 0 {
+		var hidden bool
+		if n.lazy {
+			hidden = n.htmlLazy(raw, prefix, depth, coarse, obf)
+		} else {
+			hidden = n.html(raw, prefix, depth, coarse, obf)
+		}
+		if hidden && !top && baseIdx < len(n.views) && n.views[baseIdx].Name == base.Name {
+			// The markup carries hidden text: the raw text shows it as
+			// if visible, so matches there count as hidden; the visible
+			// rendering is the "html" view.
+			n.views[baseIdx].Obfuscated = true
+		}
+	}
+	if top {
+		// The scanner matches the text and markup views first, and asks
+		// for the rest (finish) only when they did not settle the
+		// verdict: every other view is obfuscated, and scanned after.
+		n.rest = &restOf{raw: raw, f: f, base: base, prefix: prefix, depth: depth}
+		return
+	}
+	n.decodes(raw, base, prefix, depth, coarse)
+}
+
+// restOf is what source left for finish to do.
+type restOf struct {
+	raw    []byte
+	f      *folded
+	base   View
+	prefix string
+	depth  int
+}
+
+// finish adds the views source left for later, if any, and reports
+// whether it added any.
+func (n *normalizer) finish() bool {
+	r := n.rest
+	if r == nil {
+		return false
+	}
+	n.rest = nil
+	k := len(n.views)
+	n.tags(r.f, r.prefix, r.depth, nil)
+	for i := range n.later {
+		m := &n.later[i]
+		n.decodeMarkup(m.t, m.name, m.depth, &m.seg)
+	}
+	n.later = n.later[:0]
+	n.decodes(r.raw, r.base, r.prefix, r.depth, nil)
+	return len(n.views) > k
+}
+
+// tags adds the view of the text spelled in Unicode tag characters.
+func (n *normalizer) tags(f *folded, prefix string, depth int, coarse *segment) {
 	if len(f.tags) > 0 {
 		seg := segment{start: f.tagStart, end: f.tagEnd}
 		if coarse != nil {
@@ -244,20 +402,14 @@ func (n *normalizer) source(raw []byte, prefix string, depth int, coarse *segmen
 		}
 		n.source(f.tags, join(prefix, "tags"), depth, &seg, true)
 	}
-	if bytes.IndexByte(raw, '<') >= 0 || bytes.IndexByte(raw, '&') >= 0 {
-		if top {
-			n.htmlLazy(raw)
-		} else if n.html(raw, prefix, depth, coarse, obf) && baseIdx < len(n.views) && n.views[baseIdx].Name == base.Name {
-			// The markup carries hidden text: the raw text shows it as
-			// if visible, so matches there count as hidden; the visible
-			// rendering is the "html" view.
-			n.views[baseIdx].Obfuscated = true
-		}
-	}
+}
+
+// decodes adds the decoded views of raw, and its separators view.
+func (n *normalizer) decodes(raw []byte, base View, prefix string, depth int, coarse *segment) {
 	if depth >= n.opts.MaxDepth {
 		return
 	}
-	runs := b64Runs(raw)
+	runs := n.b64Runs(raw, depth)
 	n.decodeBase64(raw, runs, prefix, depth, coarse)
 	n.decodePercent(raw, prefix, depth, coarse)
 	n.decodeHex(raw, runs, prefix, depth, coarse)
@@ -287,12 +439,43 @@ func isASCII(b []byte) bool {
 
 // decodeJSON undoes JSON string escapes (\" \\ \/ \n \uXXXX) when the
 // content has several: tool output is often JSON whose strings carry
-// escaped markup (Go escapes < and > as \u003c and \u003e) or text.
+// escaped markup (Go escapes < and > as \u003c and \u003e) or text, and
+// JSON inside a JSON string is escaped twice.
 func (n *normalizer) decodeJSON(raw []byte, prefix string, depth int, coarse *segment) {
 	if bytes.Count(raw, []byte(`\"`)) < 2 && bytes.Count(raw, []byte(`\u`)) < 2 {
 		return
 	}
-	out := make([]byte, 0, len(raw))
+	// Decoding changes the text only around escapes: the view covers the
+	// regions around them (all of the text when escapes are dense), each
+	// mapped to where it came from.
+	regions := n.regions[:0]
+	for i := 0; ; {
+		k := bytes.IndexByte(raw[i:], '\\')
+		if k < 0 {
+			break
+		}
+		i += k
+		regions = addRegion(regions, max(0, i-jsonContext), min(len(raw), i+jsonContext))
+		i += 2
+		if i >= len(raw) {
+			break
+		}
+	}
+	n.regions = regions
+	d := n.decoded(depth)
+	for _, r := range regions {
+		d.scratch = unescapeJSON(d.scratch[:0], raw[r[0]:r[1]])
+		d.add(d.scratch, r[0], r[1], coarse)
+	}
+	n.emitDecoded(d, prefix, "json", depth)
+}
+
+// jsonContext is how far around an escape the JSON view reaches: far
+// enough for a pattern's match across the escape.
+const jsonContext = 256
+
+// unescapeJSON appends raw with JSON string escapes undone to out.
+func unescapeJSON(out, raw []byte) []byte {
 	for i := 0; i < len(raw); i++ {
 		c := raw[i]
 		if c != '\\' || i+1 >= len(raw) {
@@ -336,9 +519,7 @@ func (n *normalizer) decodeJSON(raw []byte, prefix string, depth int, coarse *se
 			out = append(out, raw[i])
 		}
 	}
-	var d decoded
-	d.add(out, 0, len(raw), coarse)
-	n.emitDecoded(&d, join(prefix, "json"), depth)
+	return out
 }
 
 // transforms adds the leetspeak, ROT13 and reversed renderings of v.
@@ -368,9 +549,15 @@ type folded struct {
 	tagStart  int
 	tagEnd    int
 
+	// lin, when not nil, maps text to the input instead of off.
+	lin []linSeg
+	// cache, when not nil, remembers foldings of runes.
+	cache *runeCache
+
 	// Buffers kept for reuse by a pooled normalizer.
 	buf    []byte
 	offBuf []int32
+	linBuf []linSeg
 }
 
 // fold lower-cases ASCII, and for other content applies NFKC, folds
@@ -384,8 +571,15 @@ func fold(raw []byte, exact bool) folded {
 }
 
 // fold sets f to the folding of raw, reusing f's buffers.
-func (f *folded) fold(raw []byte, exact bool) {
-	*f = folded{buf: f.buf[:0], offBuf: f.offBuf[:0], tags: f.tags[:0], tagStart: -1}
+func (f *folded) fold(raw []byte, exact bool) { f.foldMode(raw, exact, false) }
+
+// foldLin is fold with an exact mapping made of segments (f.lin), not
+// one offset per byte: cheaper when most of the text is ASCII.
+func (f *folded) foldLin(raw []byte) { f.foldMode(raw, false, true) }
+
+func (f *folded) foldMode(raw []byte, exact, lin bool) {
+	*f = folded{buf: f.buf[:0], offBuf: f.offBuf[:0], tags: f.tags[:0], tagStart: -1, linBuf: f.linBuf[:0], cache: f.cache}
+	cache := f.cache
 	if isASCII(raw) {
 		f.text = lowerInto(f.buf, raw)
 		f.buf = f.text
@@ -397,6 +591,10 @@ func (f *folded) fold(raw []byte, exact bool) {
 	if exact {
 		off = f.offBuf
 	}
+	var segs []linSeg
+	if lin {
+		segs = f.linBuf
+	}
 	text = slices.Grow(text, len(raw))
 	if exact {
 		off = slices.Grow(off, len(raw)+1)
@@ -405,29 +603,45 @@ func (f *folded) fold(raw []byte, exact bool) {
 	for i := 0; i < len(raw); {
 		if raw[i] < utf8.RuneSelf {
 			// A run of ASCII, lower-cased and mapped in bulk.
-			j := i + 1
-			for j < len(raw) && raw[j] < utf8.RuneSelf {
-				j++
-			}
+			j := asciiEnd(raw, i+1)
 			k := len(text)
 			text = append(text, raw[i:j]...)
-			for p, c := range text[k:] {
-				if 'A' <= c && c <= 'Z' {
-					text[k+p] = c + 'a' - 'A'
-				}
-			}
+			lowerInPlace(text[k:])
 			if exact {
-				k = len(off)
-				off = slices.Grow(off, j-i)[:k+j-i]
-				for p := range j - i {
-					off[k+p] = int32(i + p)
-				}
+				off = appendSeq(off, i, j)
+			}
+			if lin {
+				segs = append(segs, linSeg{at: int32(k), src: int32(i), run: true})
 			}
 			i = j
 			continue
 		}
 		r, size := utf8.DecodeRune(raw[i:])
 		var out []byte
+		// Text in a script other than Latin repeats its letters: their
+		// foldings are remembered.
+		var ce *runeFold
+		if cache != nil {
+			ce = &cache[uint32(r)*0x9E3779B1>>(32-runeCacheBits)]
+		}
+		if ce != nil && r != utf8.RuneError && ce.r == r && ce.ok {
+			out = ce.out[:ce.n]
+			f.disguised = f.disguised || ce.disguised
+			text = append(text, out...)
+			if exact {
+				for range out {
+					off = append(off, int32(i))
+				}
+			}
+			if lin && len(out) > 0 {
+				segs = append(segs, linSeg{at: int32(len(text) - len(out)), src: int32(i)})
+			}
+			i += size
+			continue
+		}
+		wasDisguised := f.disguised
+		f.disguised = false
+		cacheable := r != utf8.RuneError && !(r >= 0xE0000 && r <= 0xE007F)
 		switch {
 		case isInvisible(r):
 			f.disguised = true
@@ -442,7 +656,7 @@ func (f *folded) fold(raw []byte, exact bool) {
 			f.disguised = true
 		default:
 			lr := unicode.ToLower(r)
-			if h, ok := homoglyphs[lr]; ok {
+			if h := homoglyph(lr); h != 0 {
 				buf[0] = h
 				out = buf[:1]
 				f.disguised = true
@@ -463,6 +677,14 @@ func (f *folded) fold(raw []byte, exact bool) {
 			out = norm.NFKC.Append(buf[:0], raw[i:i+size]...)
 			out = bytes.ToLower(out)
 		}
+		if ce != nil && cacheable && len(out) <= len(ce.out) {
+			*ce = runeFold{r: r, ok: true, n: uint8(len(out)), disguised: f.disguised}
+			copy(ce.out[:], out)
+		}
+		f.disguised = f.disguised || wasDisguised
+		if lin && len(out) > 0 {
+			segs = append(segs, linSeg{at: int32(len(text)), src: int32(i)})
+		}
 		text = append(text, out...)
 		if exact {
 			for range out {
@@ -474,6 +696,10 @@ func (f *folded) fold(raw []byte, exact bool) {
 	if exact {
 		off = append(off, int32(len(raw)))
 	}
+	if lin {
+		segs = append(segs, linSeg{at: int32(len(text)), src: int32(len(raw)), run: true})
+		f.lin, f.linBuf = segs, segs
+	}
 	if f.tagStart < 0 {
 		f.tagStart = 0
 	}
@@ -483,33 +709,84 @@ func (f *folded) fold(raw []byte, exact bool) {
 	}
 }
 
+// runeFold is the folding of one rune: what it becomes, and whether
+// folding it disguised something.
+type runeFold struct {
+	r         rune
+	ok        bool
+	n         uint8
+	disguised bool
+	out       [12]byte
+}
+
+// runeCacheBits sizes runeCache.
+const runeCacheBits = 9
+
+// runeCache remembers the foldings of runes. A scanner has its own (see
+// folded.cache): scans run concurrently.
+type runeCache [1 << runeCacheBits]runeFold
+
+// asciiEnd returns the index of the first byte of b from i on that is
+// not ASCII, or len(b), reading eight bytes at a time.
+func asciiEnd(b []byte, i int) int {
+	for ; i+8 <= len(b); i += 8 {
+		if w := binary.LittleEndian.Uint64(b[i:]) & 0x8080808080808080; w != 0 {
+			return i + bits.TrailingZeros64(w)/8
+		}
+	}
+	for ; i < len(b) && b[i] < utf8.RuneSelf; i++ {
+	}
+	return i
+}
+
+// appendSeq appends the offsets from, from+1, ..., to-1 to off.
+func appendSeq(off []int32, from, to int) []int32 {
+	k := len(off)
+	off = slices.Grow(off, to-from)[:k+to-from]
+	o := off[k:]
+	for p := range o {
+		o[p] = int32(from + p)
+	}
+	return off
+}
+
 // appendLowerAt appends b lower-cased (ASCII only) to dst, and to off the
 // offsets at, at+1, ... of its bytes.
 func appendLowerAt(dst []byte, off []int32, b []byte, at int) ([]byte, []int32) {
 	k := len(dst)
 	dst = append(dst, b...)
-	for p, c := range dst[k:] {
-		if 'A' <= c && c <= 'Z' {
-			dst[k+p] = c + 'a' - 'A'
-		}
-	}
-	k = len(off)
-	off = slices.Grow(off, len(b))[:k+len(b)]
-	for p := range b {
-		off[k+p] = int32(at + p)
-	}
-	return dst, off
+	lowerInPlace(dst[k:])
+	return dst, appendSeq(off, at, at+len(b))
 }
 
 // lowerInto appends b lower-cased (ASCII only) to dst[:0].
 func lowerInto(dst, b []byte) []byte {
 	dst = append(dst[:0], b...)
-	for i, c := range dst {
-		if 'A' <= c && c <= 'Z' {
-			dst[i] = c + 'a' - 'A'
+	lowerInPlace(dst)
+	return dst
+}
+
+// lowerInPlace lower-cases the ASCII letters of b, eight bytes at a time:
+// per byte, without carries between bytes, the high bit of lo is set
+// from 'A' up, that of hi above 'Z', and bytes beyond ASCII are left
+// alone.
+func lowerInPlace(b []byte) {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		h := w &^ highs
+		lo := h + ones*(0x80-'A')
+		hi := h + ones*(0x80-'Z'-1)
+		if upper := lo &^ hi &^ w & highs; upper != 0 {
+			binary.LittleEndian.PutUint64(b[i:], w|upper>>2)
 		}
 	}
-	return dst
+	for ; i < len(b); i++ {
+		if c := b[i]; 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
 }
 
 // isInvisible reports zero-width and bidirectional controls: U+200B-U+200F,
@@ -537,6 +814,33 @@ var homoglyphs = map[rune]byte{
 	'υ': 'u', 'χ': 'x', 'γ': 'y', 'ω': 'w', 'μ': 'u', 'ζ': 'z',
 	// Latin look-alikes outside ASCII
 	'ı': 'i', 'ȷ': 'j', 'ℓ': 'l',
+}
+
+// homoglyphTable is homoglyphs as an array, for the runes below its
+// length (all but a few): a lookup per non-ASCII rune of the text;
+// homoglyphFar holds the few beyond it.
+var homoglyphTable, homoglyphFar = func() (t [0x600]byte, far []rune) {
+	for r, c := range homoglyphs {
+		if int(r) < len(t) {
+			t[r] = c
+		} else {
+			far = append(far, r)
+		}
+	}
+	return t, far
+}()
+
+// homoglyph returns the Latin letter r imitates, or 0.
+func homoglyph(r rune) byte {
+	if r >= 0 && int(r) < len(homoglyphTable) {
+		return homoglyphTable[r]
+	}
+	for _, f := range homoglyphFar {
+		if f == r {
+			return homoglyphs[r]
+		}
+	}
+	return 0
 }
 
 func lowerASCII(b []byte) []byte {
@@ -667,24 +971,42 @@ func (n *normalizer) separatorsLazy(v View, prefix string) {
 	t := v.Text
 	var seps [256]bool
 	regions := n.regions[:0]
-	for i := 0; i+6 < len(t); i++ {
-		// A run of four padded letters has its separator at i+1, i+3 and
-		// i+5: a cheap test before the exact one.
-		if t[i+1] != t[i+3] || t[i+3] != t[i+5] || !startsPadded(t, i) {
-			continue
+	// A run of four padded letters starting at i has its separator at
+	// i+1, i+3 and i+5: a cheap test made for eight values of i at once,
+	// before the exact one. Positions before next were read as part of a
+	// run.
+	next := 0
+	at := func(i int) {
+		if i < next || t[i+1] != t[i+3] || t[i+3] != t[i+5] || !startsPadded(t, i) {
+			return
 		}
 		j, letters := paddedRun(t, i, t[i+1])
 		if letters >= 4 {
 			seps[t[i+1]] = true
 			regions = addRegion(regions, max(0, i-sepContext), min(len(t), j+1+sepContext))
 		}
-		i = j
+		next = j + 1
+	}
+	i := 0
+	for ; i+13 <= len(t); i += 8 {
+		for c := paddedCandidates(t, i); c != 0; c &= c - 1 {
+			at(i + bits.TrailingZeros64(c)/8)
+		}
+	}
+	for ; i+6 < len(t); i++ {
+		at(i)
 	}
 	n.regions = regions
 	if len(regions) == 0 {
 		return
 	}
-	out, off := n.sep[:0], n.sepOff[:0]
+	// The top level's buffers are reused; a nested view's must outlive
+	// the top level's.
+	var out []byte
+	var off []int32
+	if prefix == "" {
+		out, off = n.sep[:0], n.sepOff[:0]
+	}
 	for k, r := range regions {
 		if k > 0 {
 			out = append(out, '\n')
@@ -693,13 +1015,31 @@ func (n *normalizer) separatorsLazy(v View, prefix string) {
 		out, off = collapsePadded(t, r[0], r[1], &seps, out, off)
 	}
 	off = append(off, int32(regions[len(regions)-1][1]))
-	n.sep, n.sepOff = out, off
+	if prefix == "" {
+		n.sep, n.sepOff = out, off
+	}
 	if v.mixed {
 		for i, c := range out {
 			out[i] = lowerByte(c)
 		}
 	}
 	n.addSeparators(v, prefix, out, off)
+}
+
+// paddedCandidates has the high bit of byte k set when t[i+k+1],
+// t[i+k+3] and t[i+k+5] are equal and t[i+k+2] differs from them (a
+// padded letter is not its separator), for k in [0, 8); t must have 13
+// bytes from i.
+func paddedCandidates(t []byte, i int) uint64 {
+	const lows, highs = 0x7f7f7f7f7f7f7f7f, 0x8080808080808080
+	b := t[i+1 : i+13]
+	w1 := binary.LittleEndian.Uint64(b)
+	w2 := binary.LittleEndian.Uint64(b[1:])
+	w3 := binary.LittleEndian.Uint64(b[2:])
+	w5 := binary.LittleEndian.Uint64(b[4:])
+	// The high bit of each byte that is not zero, exactly.
+	x, y := w1^w3|w3^w5, w1^w2
+	return ^((x&lows + lows) | x) & ((y&lows + lows) | y) & highs
 }
 
 // addRegion appends [s, e) to sorted regions, merging it with the last
@@ -784,6 +1124,23 @@ func (n *normalizer) addSeparators(v View, prefix string, out []byte, off []int3
 		m := make([]int32, len(off))
 		for k, o := range off {
 			m[k] = v.off[o]
+		}
+		w.off = m
+	case v.lin != nil:
+		// off is non-decreasing: the segments are walked alongside.
+		m := make([]int32, len(off))
+		g := 0
+		for k, o := range off {
+			for g+1 < len(v.lin) && v.lin[g+1].at <= o {
+				g++
+			}
+			if sg := v.lin[g]; sg.at > o {
+				m[k] = int32(v.at(int(o)))
+			} else if sg.run {
+				m[k] = sg.src + o - sg.at
+			} else {
+				m[k] = sg.src
+			}
 		}
 		w.off = m
 	case v.segs != nil:
@@ -922,17 +1279,36 @@ func (n *normalizer) addMarkup(name string, t []byte, off []int32, o bool, prefi
 		return false
 	}
 	// The extracted text gets the same folding as any text; positions
-	// stay exact through off when the input was the original.
-	f := fold(t, coarse == nil)
+	// stay exact through off when the input was the original. ASCII
+	// (lower-cased as it was extracted) is its own folding.
+	// The scanner's top-level markup views reuse buffers from scan to
+	// scan.
+	top := n.lazy && coarse == nil
+	var buf *markupFold
+	if top {
+		buf = &n.mfold[0]
+		if name != "html" {
+			buf = &n.mfold[1]
+		}
+	} else {
+		buf = n.mfolds.get()
+	}
+	f := &buf.f
+	if isASCII(t) {
+		*f = folded{text: t, buf: f.buf, offBuf: f.offBuf, tags: f.tags}
+	} else {
+		f.cache = n.runeCache()
+		f.fold(t, coarse == nil)
+	}
 	v := View{Name: join(prefix, name), Text: f.text, Obfuscated: o || f.disguised, Depth: depth}
 	if coarse != nil {
 		v.segs = []segment{*coarse}
 	} else if f.off != nil {
-		m := make([]int32, len(f.off))
+		m := slices.Grow(buf.off[:0], len(f.off))[:len(f.off)]
 		for k, x := range f.off {
 			m[k] = off[x]
 		}
-		v.off = m
+		v.off, buf.off = m, m
 	} else {
 		v.off = off
 	}
@@ -944,12 +1320,37 @@ func (n *normalizer) addMarkup(name string, t []byte, off []int32, o bool, prefi
 		if coarse != nil {
 			seg = *coarse
 		}
-		runs := b64Runs(t)
-		n.decodeBase64(t, runs, v.Name, depth, &seg)
-		n.decodePercent(t, v.Name, depth, &seg)
-		n.decodeHex(t, runs, v.Name, depth, &seg)
+		if top {
+			// Views of decoded text are obfuscated: the scanner asks
+			// for them after the text and markup views (see finish).
+			n.later = append(n.later, markupRest{t: t, name: v.Name, depth: depth, seg: seg})
+		} else {
+			n.decodeMarkup(t, v.Name, depth, &seg)
+		}
 	}
 	return true
+}
+
+// markupFold holds the buffers of one markup view's folding.
+type markupFold struct {
+	f   folded
+	off []int32
+}
+
+// markupRest is text extracted from markup left for finish to decode.
+type markupRest struct {
+	t     []byte
+	name  string
+	depth int
+	seg   segment
+}
+
+// decodeMarkup adds the decoded views of text extracted from markup.
+func (n *normalizer) decodeMarkup(t []byte, name string, depth int, seg *segment) {
+	runs := n.b64Runs(t, depth)
+	n.decodeBase64(t, runs, name, depth, seg)
+	n.decodePercent(t, name, depth, seg)
+	n.decodeHex(t, runs, name, depth, seg)
 }
 
 // markup holds the buffers htmlLazy reuses.
@@ -957,43 +1358,52 @@ type markup struct {
 	vis, hid       []byte
 	visOff, hidOff []int32
 	stack          []bool
+	marks          []int32
+	tag            []byte
+	ent            []byte
 }
 
 // htmlContext is how far around markup the scanner's html view reaches:
 // beyond it, the visible text is the text view's own.
 const htmlContext = 300
 
-// htmlLazy is html for the scanner, on the content itself. It extracts
-// the hidden text in full (all of it is suspicious, and it is usually
-// small) and records where it lies, but renders the visible text only in
-// the regions around markup and entities, where it differs from the text
-// view; elsewhere it holds the same words. The text view is not marked
-// hidden as a whole: the scanner counts a match there as hidden when it
-// overlaps a hidden range.
-func (n *normalizer) htmlLazy(raw []byte) {
-	regions := n.regions[:0]
-	lt, amp := bytes.IndexByte(raw, '<'), bytes.IndexByte(raw, '&')
-	for lt >= 0 || amp >= 0 {
-		p := lt
-		if p < 0 || amp >= 0 && amp < p {
-			p = amp
-		}
-		regions = addRegion(regions, max(0, p-htmlContext), min(len(raw), p+htmlContext))
-		next := func(c byte) int {
-			if k := bytes.IndexByte(raw[p+1:], c); k >= 0 {
-				return p + 1 + k
+// htmlLazy is html for the scanner. It extracts the hidden text in full
+// (all of it is suspicious, and it is usually small) but renders the
+// visible text only in the regions around markup and entities, where it
+// differs from the text view; elsewhere it holds the same words. A "<"
+// or "&" that cannot start markup ("a < b", "&&", "&x") makes no region.
+//
+// On the content itself (the top level), it records where hidden text
+// lies: the text view is not marked hidden as a whole, the scanner counts
+// a match there as hidden when it overlaps a hidden range. It reports
+// whether markup hides any text.
+func (n *normalizer) htmlLazy(raw []byte, prefix string, depth int, coarse *segment, obf bool) bool {
+	top := coarse == nil
+	m := &n.vis
+	if !top {
+		// Nested content: its views must outlive the next call.
+		m = n.markups.get()
+	}
+	// Where markup may start, and the regions around it.
+	marks, regions := m.marks[:0], n.regions[:0]
+	for _, c := range [2]byte{'<', '&'} {
+		for p := 0; ; p++ {
+			k := bytes.IndexByte(raw[p:], c)
+			if k < 0 {
+				break
 			}
-			return -1
+			p += k
+			if startsMarkup(raw, p) {
+				marks = append(marks, int32(p))
+			}
 		}
-		if p == lt {
-			lt = next('<')
-		} else {
-			amp = next('&')
-		}
+	}
+	slices.Sort(marks)
+	for _, p := range marks {
+		regions = addRegion(regions, max(0, int(p)-htmlContext), min(len(raw), int(p)+htmlContext))
 	}
 	n.regions = regions
 
-	m := &n.vis
 	vis, hid, visOff, hidOff := m.vis[:0], m.hid[:0], m.visOff[:0], m.hidOff[:0]
 	stack := m.stack[:0] // per open element: whether it hides its content
 	entities := false
@@ -1006,16 +1416,10 @@ func (n *normalizer) htmlLazy(raw []byte) {
 			for ri < len(regions) && regions[ri][1] <= a {
 				ri++
 			}
-			if ri == len(regions) {
+			if ri == len(regions) || regions[ri][0] >= b {
 				return
 			}
 			s, e := max(a, regions[ri][0]), min(b, regions[ri][1])
-			if s >= e {
-				if regions[ri][0] >= b {
-					return
-				}
-				continue
-			}
 			if len(vis) > 0 && lastVis != s {
 				vis = append(vis, '\n')
 				visOff = append(visOff, int32(s))
@@ -1028,10 +1432,7 @@ func (n *normalizer) htmlLazy(raw []byte) {
 				lastVis = b
 				return
 			}
-			for k := s; k < e; k++ {
-				vis = append(vis, lowerByte(raw[k]))
-				visOff = append(visOff, int32(k))
-			}
+			vis, visOff = appendLowerAt(vis, visOff, raw[s:e], s)
 			lastVis = e
 			a = e
 		}
@@ -1044,10 +1445,7 @@ func (n *normalizer) htmlLazy(raw []byte) {
 			}
 			return
 		}
-		for k := a; k < b; k++ {
-			hid = append(hid, lowerByte(raw[k]))
-			hidOff = append(hidOff, int32(k))
-		}
+		hid, hidOff = appendLowerAt(hid, hidOff, raw[a:b], a)
 	}
 	emit := func(a, b int, rep []byte) {
 		if hiddenDepth > 0 {
@@ -1056,18 +1454,20 @@ func (n *normalizer) htmlLazy(raw []byte) {
 			visible(a, b, rep)
 		}
 	}
+	addHidden := func(r [2]int) {
+		if top {
+			n.hidden = append(n.hidden, r)
+		}
+	}
 	space := []byte{' '}
-	for i := 0; i < len(raw); {
-		// Plain text up to the next markup.
-		k := i
-		for k < len(raw) && raw[k] != '<' && raw[k] != '&' {
-			k++
+	i := 0
+	for _, mk := range marks {
+		if int(mk) < i {
+			continue // inside markup already read
 		}
-		if k > i {
-			emit(i, k, nil)
-			i = k
-			continue
-		}
+		// Text up to the markup is the text itself.
+		emit(i, int(mk), nil)
+		i = int(mk)
 		c := raw[i]
 		switch {
 		case c == '<' && bytes.HasPrefix(raw[i:], []byte("<!--")):
@@ -1079,14 +1479,12 @@ func (n *normalizer) htmlLazy(raw []byte) {
 			hidden(i, i+1, space)
 			hidden(i+4, stop, nil)
 			hidden(stop, stop+1, space)
-			n.hidden = append(n.hidden, [2]int{i, min(len(raw), stop+3)})
+			addHidden([2]int{i, min(len(raw), stop+3)})
 			i = stop + 3
-		case c == '<' && i+1 < len(raw) && (isASCIILetter(raw[i+1]) || raw[i+1] == '/'):
+		case c == '<' && (isASCIILetter(raw[i+1]) || raw[i+1] == '/'):
 			end := bytes.IndexByte(raw[i:], '>')
 			if end < 0 {
-				emit(i, i+1, nil)
-				i++
-				continue
+				continue // not a tag: text
 			}
 			tag := raw[i+1 : i+end]
 			emit(i, i+end+1, space)
@@ -1097,7 +1495,7 @@ func (n *normalizer) htmlLazy(raw []byte) {
 					if stack[len(stack)-1] {
 						hiddenDepth--
 						if hiddenDepth == 0 {
-							n.hidden = append(n.hidden, [2]int{hiddenStart, i})
+							addHidden([2]int{hiddenStart, i})
 						}
 					}
 					stack = stack[:len(stack)-1]
@@ -1107,7 +1505,8 @@ func (n *normalizer) htmlLazy(raw []byte) {
 			if tag[len(tag)-1] == '/' {
 				continue
 			}
-			tag = lowerASCII(tag)
+			m.tag = lowerInto(m.tag, tag)
+			tag = m.tag
 			if isVoid(tag) {
 				continue
 			}
@@ -1122,31 +1521,89 @@ func (n *normalizer) htmlLazy(raw []byte) {
 		case c == '&':
 			end := bytes.IndexByte(raw[i:min(len(raw), i+12)], ';')
 			if end > 1 {
-				dec := html.UnescapeString(string(raw[i : i+end+1]))
-				if dec != string(raw[i:i+end+1]) {
+				if dec, ok := unescapeEntity(m.ent[:0], raw[i:i+end+1]); ok {
+					m.ent = dec
 					if raw[i+1] == '#' {
 						entities = true
 					}
-					emit(i, i+end+1, lowerASCII([]byte(dec)))
+					emit(i, i+end+1, dec)
 					i += end + 1
-					continue
 				}
 			}
-			emit(i, i+1, nil)
-			i++
-		default:
-			emit(i, i+1, nil)
-			i++
 		}
+		// Anything else is text, emitted with what follows.
 	}
+	emit(i, len(raw), nil)
 	if hiddenDepth > 0 {
-		n.hidden = append(n.hidden, [2]int{hiddenStart, len(raw)})
+		addHidden([2]int{hiddenStart, len(raw)})
 	}
 	visOff = append(visOff, int32(len(raw)))
 	hidOff = append(hidOff, int32(len(raw)))
-	*m = markup{vis: vis, hid: hid, visOff: visOff, hidOff: hidOff, stack: stack}
-	n.addMarkup("html", vis, visOff, entities, "", 0, nil)
-	n.addMarkup("hidden-html", hid, hidOff, true, "", 0, nil)
+	*m = markup{vis: vis, hid: hid, visOff: visOff, hidOff: hidOff, stack: stack, marks: marks, tag: m.tag, ent: m.ent}
+	n.addMarkup("html", vis, visOff, obf || entities, prefix, depth, coarse)
+	return n.addMarkup("hidden-html", hid, hidOff, true, prefix, depth, coarse)
+}
+
+// unescapeEntity appends the lower-cased decoding of the character
+// reference ent ("&...;") to dst, and reports false when ent is not one
+// (it decodes to itself). The common references, numeric ones for ASCII
+// and the named ones markup escapes with, are decoded here; the rest as
+// html.UnescapeString does.
+func unescapeEntity(dst, ent []byte) ([]byte, bool) {
+	name := ent[1 : len(ent)-1]
+	if len(name) > 1 && name[0] == '#' {
+		var r, base rune = 0, 10
+		digits := name[1:]
+		if digits[0] == 'x' || digits[0] == 'X' {
+			base, digits = 16, digits[1:]
+		}
+		ok := len(digits) > 0 && len(digits) <= 6
+		for _, c := range digits {
+			v, good := unhex(c)
+			if !good || base == 10 && v > 9 {
+				ok = false
+				break
+			}
+			r = r*base + rune(v)
+		}
+		if ok && r >= 0x20 && r < 0x7F {
+			return append(dst, lowerByte(byte(r))), true
+		}
+	} else {
+		switch string(name) {
+		case "amp":
+			return append(dst, '&'), true
+		case "lt":
+			return append(dst, '<'), true
+		case "gt":
+			return append(dst, '>'), true
+		case "quot":
+			return append(dst, '"'), true
+		case "apos":
+			return append(dst, '\''), true
+		case "nbsp":
+			return append(dst, "\u00a0"...), true
+		}
+	}
+	dec := html.UnescapeString(string(ent))
+	if dec == string(ent) {
+		return dst, false
+	}
+	return append(dst, lowerASCII([]byte(dec))...), true
+}
+
+// startsMarkup reports whether the "<" or "&" at raw[p] can start a tag,
+// a comment or an entity: only there does the visible text differ from
+// the text itself.
+func startsMarkup(raw []byte, p int) bool {
+	if p+1 >= len(raw) {
+		return false
+	}
+	c := raw[p+1]
+	if raw[p] == '<' {
+		return isASCIILetter(c) || c == '/' || c == '!'
+	}
+	return isASCIILetter(c) || c == '#'
 }
 
 func lowerByte(c byte) byte {
@@ -1171,7 +1628,7 @@ func isVoid(tag []byte) bool {
 }
 
 // hidesContent reports whether an opening tag (lower-cased, without the
-// angle brackets) hides its content from a reader.
+// angle brackets) hides its content from a reader. It overwrites tag.
 func hidesContent(tag []byte) bool {
 	if bytes.Contains(tag, []byte(`aria-hidden="true"`)) || bytes.Contains(tag, []byte(" hidden")) && !bytes.Contains(tag, []byte("overflow")) && !bytes.Contains(tag, []byte("type=")) {
 		return true
@@ -1180,7 +1637,13 @@ func hidesContent(tag []byte) bool {
 	if i < 0 {
 		return false
 	}
-	s := bytes.ReplaceAll(tag[i:], []byte(" "), nil)
+	// The style without spaces, in place: tag is a scratch copy.
+	s := tag[i:i]
+	for _, c := range tag[i:] {
+		if c != ' ' {
+			s = append(s, c)
+		}
+	}
 	for _, h := range hiddenCSS {
 		if bytes.Contains(s, h) {
 			return true
@@ -1228,6 +1691,8 @@ func printable(b []byte) bool {
 type decoded struct {
 	text []byte
 	segs []segment
+	// scratch is where a run is decoded before add copies it.
+	scratch []byte
 }
 
 func (d *decoded) add(b []byte, start, end int, coarse *segment) {
@@ -1242,10 +1707,11 @@ func (d *decoded) add(b []byte, start, end int, coarse *segment) {
 	d.text = append(d.text, b...)
 }
 
-func (n *normalizer) emitDecoded(d *decoded, name string, depth int) {
+func (n *normalizer) emitDecoded(d *decoded, prefix, kind string, depth int) {
 	if len(d.text) == 0 || n.full() {
 		return
 	}
+	name := join(prefix, kind)
 	// Decoded content is a source of its own: fold it, transform it and
 	// decode it once more, up to MaxDepth. The whole view maps coarsely.
 	seg := segment{start: d.segs[0].start, end: d.segs[len(d.segs)-1].end}
@@ -1287,7 +1753,7 @@ var byteClass = func() (t [256]uint8) {
 // decodeBase64 decodes runs of the base64 or base64url alphabet that
 // decode to mostly printable text.
 func (n *normalizer) decodeBase64(raw []byte, runs [][2]int, prefix string, depth int, coarse *segment) {
-	var d decoded
+	d := n.decoded(depth)
 	for _, r := range runs {
 		i, j := r[0], r[1]
 		if j-i < minBase64 {
@@ -1297,11 +1763,15 @@ func (n *normalizer) decodeBase64(raw []byte, runs [][2]int, prefix string, dept
 		for end < len(raw) && raw[end] == '=' && end-j < 2 {
 			end++
 		}
-		if b := decodeB64Run(raw[i:j]); b != nil && printable(b) {
+		b := decodeB64Run(d.scratch, raw[i:j])
+		if b != nil {
+			d.scratch = b
+		}
+		if b != nil && printable(b) {
 			d.add(b, i, end, coarse)
 		}
 	}
-	n.emitDecoded(&d, join(prefix, "base64"), depth)
+	n.emitDecoded(d, prefix, "base64", depth)
 }
 
 // minRun is the shortest run of the base64 alphabet either decoder
@@ -1312,25 +1782,41 @@ const minRun = min(minBase64, 16)
 // least minRun bytes, which the base64 and hex decoders share: one pass
 // over the content finds them for both.
 func b64Runs(raw []byte) [][2]int {
-	var runs [][2]int
-	for i := 0; i < len(raw); {
-		if byteClass[raw[i]]&clB64 == 0 {
-			i++
+	return appendB64Runs(nil, raw)
+}
+
+// appendB64Runs appends the runs b64Runs returns to runs. A run of
+// minRun bytes or more covers one of every minRun consecutive positions,
+// so it looks only at every minRun-th byte and, where that byte is of
+// the alphabet, at the run around it: prose and code, made of short
+// words, are read a few bytes in sixteen.
+func appendB64Runs(runs [][2]int, raw []byte) [][2]int {
+	lo := 0 // no run of interest starts before lo
+	for p := minRun - 1; p < len(raw); p += minRun {
+		if byteClass[raw[p]]&clB64 == 0 {
+			lo = p + 1
 			continue
 		}
-		j := i + 1
+		i := p
+		for i > lo && byteClass[raw[i-1]]&clB64 != 0 {
+			i--
+		}
+		j := p + 1
 		for j < len(raw) && byteClass[raw[j]]&clB64 != 0 {
 			j++
 		}
 		if j-i >= minRun {
 			runs = append(runs, [2]int{i, j})
 		}
-		i = j
+		// Runs of interest start past this one's end: the next byte
+		// looked at is the last of the first minRun after it.
+		lo = j + 1
+		p = j
 	}
 	return runs
 }
 
-func decodeB64Run(run []byte) []byte {
+func decodeB64Run(dst, run []byte) []byte {
 	enc := base64.RawStdEncoding
 	if bytes.ContainsAny(run, "-_") {
 		if bytes.ContainsAny(run, "+/") {
@@ -1343,7 +1829,7 @@ func decodeB64Run(run []byte) []byte {
 	if len(run)%4 == 1 {
 		run = run[:len(run)-1]
 	}
-	out := make([]byte, enc.DecodedLen(len(run)))
+	out := slices.Grow(dst[:0], enc.DecodedLen(len(run)))[:enc.DecodedLen(len(run))]
 	k, err := enc.Decode(out, run)
 	if err != nil {
 		return nil
@@ -1372,7 +1858,7 @@ func escapeRuns(raw []byte, prefix string, coarse *segment, d *decoded) {
 			return
 		}
 		i += k
-		var out []byte
+		out := d.scratch[:0]
 		j, count, plain := i, 0, 0
 		for j < len(raw) {
 			if bytes.HasPrefix(raw[j:], []byte(prefix)) && j+len(prefix)+1 < len(raw) {
@@ -1396,6 +1882,7 @@ func escapeRuns(raw []byte, prefix string, coarse *segment, d *decoded) {
 			plain++
 			j++
 		}
+		d.scratch = out
 		if count >= 4 && printable(out) {
 			d.add(out, i, j, coarse)
 		}
@@ -1408,18 +1895,18 @@ func (n *normalizer) decodePercent(raw []byte, prefix string, depth int, coarse 
 	if bytes.Count(raw, []byte("%")) < 4 {
 		return
 	}
-	var d decoded
-	escapeRuns(raw, "%", coarse, &d)
-	n.emitDecoded(&d, join(prefix, "percent"), depth)
+	d := n.decoded(depth)
+	escapeRuns(raw, "%", coarse, d)
+	n.emitDecoded(d, prefix, "percent", depth)
 }
 
 // decodeHex decodes \x41 escapes and plain runs of hex digits (at least
 // 16, an even number) that decode to printable text; hashes and ids
 // decode to binary and are dropped.
 func (n *normalizer) decodeHex(raw []byte, runs [][2]int, prefix string, depth int, coarse *segment) {
-	var d decoded
+	d := n.decoded(depth)
 	if bytes.Count(raw, []byte(`\x`)) >= 4 {
-		escapeRuns(raw, `\x`, coarse, &d)
+		escapeRuns(raw, `\x`, coarse, d)
 	}
 	// Plain runs: a whole run of the base64 alphabet made of hex digits
 	// alone.
@@ -1431,7 +1918,8 @@ func (n *normalizer) decodeHex(raw []byte, runs [][2]int, prefix string, depth i
 		}
 		if hex {
 			run := raw[i : j-(j-i)%2]
-			out := make([]byte, len(run)/2)
+			out := slices.Grow(d.scratch[:0], len(run)/2)[:len(run)/2]
+			d.scratch = out
 			for k := range out {
 				h, _ := unhex(run[2*k])
 				l, _ := unhex(run[2*k+1])
@@ -1442,5 +1930,5 @@ func (n *normalizer) decodeHex(raw []byte, runs [][2]int, prefix string, depth i
 			}
 		}
 	}
-	n.emitDecoded(&d, join(prefix, "hex"), depth)
+	n.emitDecoded(d, prefix, "hex", depth)
 }

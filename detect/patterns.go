@@ -579,7 +579,7 @@ func (m *acMatcher) scanLanes(text []byte, buf *acHits, hit func(word, end int))
 		s1 = next[s1+uint32(class[t1[i]])]
 		s2 = next[s2+uint32(class[t2[i]])]
 		s3 = next[s3+uint32(class[t3[i]])]
-		if s0 >= fo || s1 >= fo || s2 >= fo || s3 >= fo {
+		if max(s0, s1, s2, s3) >= fo {
 			if s0 >= fo {
 				emit(0, s0, from[0]+i+1)
 			}
