@@ -12,7 +12,7 @@ import (
 // BenchmarkRequestPattern is the proxy's pattern per request, from 32
 // concurrent requests: a durable credential-access Append, then the
 // request record Enqueued. It reports the process CPU per request, which
-// is what the commit delay saves: each commit costs two fdatasyncs.
+// is what the commit delay saves: each commit costs an fdatasync.
 func BenchmarkRequestPattern(b *testing.B) {
 	cases := []struct {
 		name         string
