@@ -74,8 +74,19 @@ type Claims struct {
 	Mode      Mode
 	// Delegation lists the jtis of the ancestors, oldest first; empty for a
 	// root passport.
-	Delegation   []string
+	Delegation []string
+	// Ancestors holds, for each entry of Delegation, its agent and issue
+	// time, so that revoking an agent reaches what its passports
+	// delegated. Passports issued before it existed leave it empty.
+	Ancestors    []Ancestor
 	Confirmation *Confirmation
+}
+
+// Ancestor is a delegated passport's ancestor: the agent it was issued to,
+// and when.
+type Ancestor struct {
+	Agent    string
+	IssuedAt time.Time
 }
 
 // wireClaims is the JWT form of Claims.
@@ -90,16 +101,23 @@ type wireClaims struct {
 	Scope Scope            `json:"scope"`
 	Mode  Mode             `json:"mode,omitempty"`
 	Del   []string         `json:"del,omitempty"`
+	DSub  []string         `json:"del_sub,omitempty"`
+	DIat  []int64          `json:"del_iat,omitempty"`
 	Cnf   *Confirmation    `json:"cnf,omitempty"`
 }
 
 // MarshalJSON writes the JWT claim set (iss, sub, aud, iat, nbf, exp, jti,
-// scope, mode, del, cnf), dates as seconds since the epoch.
+// scope, mode, del, del_sub, del_iat, cnf), dates as seconds since the
+// epoch.
 func (c Claims) MarshalJSON() ([]byte, error) {
 	w := wireClaims{
 		Iss: c.Issuer, Sub: c.Subject, Aud: jwt.Audience(c.Audience),
 		Iat: numericDate(c.IssuedAt), Nbf: numericDate(c.NotBefore), Exp: numericDate(c.Expiry),
 		Jti: c.ID, Scope: c.Scope, Mode: c.Mode, Del: c.Delegation, Cnf: c.Confirmation,
+	}
+	for _, a := range c.Ancestors {
+		w.DSub = append(w.DSub, a.Agent)
+		w.DIat = append(w.DIat, a.IssuedAt.Unix())
 	}
 	return json.Marshal(w)
 }
@@ -115,6 +133,12 @@ func (c *Claims) UnmarshalJSON(b []byte) error {
 		Issuer: w.Iss, Subject: w.Sub, Audience: []string(w.Aud),
 		IssuedAt: timeOf(w.Iat), NotBefore: timeOf(w.Nbf), Expiry: timeOf(w.Exp),
 		ID: w.Jti, Scope: w.Scope, Mode: w.Mode, Delegation: w.Del, Confirmation: w.Cnf,
+	}
+	if len(w.DSub) != len(w.DIat) {
+		return fmt.Errorf("del_sub has %d entries and del_iat %d", len(w.DSub), len(w.DIat))
+	}
+	for i, sub := range w.DSub {
+		c.Ancestors = append(c.Ancestors, Ancestor{Agent: sub, IssuedAt: time.Unix(w.DIat[i], 0).UTC()})
 	}
 	return nil
 }

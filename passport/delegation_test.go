@@ -108,6 +108,39 @@ func TestDelegation(t *testing.T) {
 		}
 	})
 
+	t.Run("revoking an agent revokes what its passports delegated", func(t *testing.T) {
+		boss, bossClaims := f.issue(t, IssueRequest{Agent: "boss"})
+		helper, helperClaims := f.issue(t, IssueRequest{Agent: "helper", Scope: narrow, Parent: boss})
+		sub, _ := f.issue(t, IssueRequest{Agent: "sub", Scope: narrow, Parent: helper})
+		unrelated, _ := f.issue(t, IssueRequest{Agent: "helper", Scope: narrow, Parent: root})
+		want := []Ancestor{{Agent: "boss", IssuedAt: bossClaims.IssuedAt}}
+		if !slices.Equal(helperClaims.Ancestors, want) {
+			t.Fatalf("ancestors = %+v, want %+v", helperClaims.Ancestors, want)
+		}
+		f.clock.Advance(time.Second)
+		// On the fixture's clock (RevokeAgent would stamp the store's).
+		now := f.clock.Now()
+		if err := store.Add(Revocation{Kind: RevokeAgent, ID: "boss", RevokedAt: now, ExpiresAt: now.Add(2 * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		for name, tok := range map[string]string{"boss's own": boss, "delegated to helper": helper, "delegated on to sub": sub} {
+			if _, err := f.verify.Verify(tok); !errors.Is(err, ErrRevoked) {
+				t.Errorf("%s passport after revoking agent boss: err = %v, want ErrRevoked", name, err)
+			}
+		}
+		if _, err := f.verify.Verify(unrelated); err != nil {
+			t.Errorf("helper's passport from another parent: %v", err)
+		}
+		// A passport issued to boss after the revocation, and what it
+		// delegates, are valid.
+		f.clock.Advance(time.Second)
+		boss2, _ := f.issue(t, IssueRequest{Agent: "boss"})
+		helper2, _ := f.issue(t, IssueRequest{Agent: "helper", Scope: narrow, Parent: boss2})
+		if _, err := f.verify.Verify(helper2); err != nil {
+			t.Errorf("delegated from boss's new passport: %v", err)
+		}
+	})
+
 	t.Run("expired parent", func(t *testing.T) {
 		short, _ := f.issue(t, IssueRequest{Agent: "short", TTL: time.Minute})
 		f.clock.Advance(2 * time.Minute)

@@ -166,6 +166,9 @@ func (is *Issuer) delegate(c *Claims, req IssueRequest, now time.Time) error {
 		return fmt.Errorf("issue passport for %s: parent %s expires at %s: %w", req.Agent, parent.ID, parent.Expiry.Format(time.RFC3339), ErrExpired)
 	}
 	c.Delegation = append(append([]string(nil), parent.Delegation...), parent.ID)
+	if len(parent.Ancestors) == len(parent.Delegation) {
+		c.Ancestors = append(append([]Ancestor(nil), parent.Ancestors...), Ancestor{Agent: parent.Subject, IssuedAt: parent.IssuedAt})
+	}
 	return nil
 }
 

@@ -240,6 +240,12 @@ func (s *RevocationStore) Revoked(q RevocationQuery) bool {
 	if r, ok := s.agents[q.Agent]; ok && q.IssuedAt.Unix() <= r.RevokedAt.Unix() {
 		return true
 	}
+	// A passport delegated from one the agent revocation covers.
+	for _, a := range q.Ancestors {
+		if r, ok := s.agents[a.Agent]; ok && a.IssuedAt.Unix() <= r.RevokedAt.Unix() {
+			return true
+		}
+	}
 	return false
 }
 

@@ -36,6 +36,10 @@ type RevocationQuery struct {
 	// IssuedAt is the passport's iat: revoking an agent covers the
 	// passports issued at or before the revocation.
 	IssuedAt time.Time
+	// Ancestors are the agents and issue times of the passports in Chain
+	// (empty for passports that do not name them): revoking an agent also
+	// covers what its passports delegated.
+	Ancestors []Ancestor
 }
 
 // RevocationChecker answers whether a passport is revoked. It sits on the
@@ -196,7 +200,7 @@ func (v *Verifier) checkDynamic(c *Claims, now time.Time) error {
 	if now.Add(v.leeway).Before(c.IssuedAt) {
 		return fmt.Errorf("verify passport %s: issued in the future (%s): %w", c.ID, c.IssuedAt.Format(time.RFC3339), ErrNotYetValid)
 	}
-	if v.revocations != nil && v.revocations.Revoked(RevocationQuery{JTI: c.ID, Chain: c.Delegation, Agent: c.Subject, IssuedAt: c.IssuedAt}) {
+	if v.revocations != nil && v.revocations.Revoked(RevocationQuery{JTI: c.ID, Chain: c.Delegation, Agent: c.Subject, IssuedAt: c.IssuedAt, Ancestors: c.Ancestors}) {
 		return fmt.Errorf("verify passport %s (agent %s): %w", c.ID, c.Subject, ErrRevoked)
 	}
 	return nil
@@ -334,6 +338,9 @@ func (v *Verifier) checkStatic(c *Claims) error {
 	}
 	if len(c.Delegation) > MaxDelegationDepth {
 		return fmt.Errorf("verify passport %s: %d delegation hops, limit %d: %w", c.ID, len(c.Delegation), MaxDelegationDepth, ErrChainTooDeep)
+	}
+	if len(c.Ancestors) != 0 && len(c.Ancestors) != len(c.Delegation) {
+		return fmt.Errorf("verify passport %s: del_sub names %d ancestors for %d in del: %w", c.ID, len(c.Ancestors), len(c.Delegation), ErrMalformed)
 	}
 	if err := c.Scope.Validate(); err != nil {
 		return fmt.Errorf("verify passport %s: %w: %w", c.ID, ErrMalformed, err)

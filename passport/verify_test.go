@@ -198,6 +198,11 @@ func TestVerifyTypedErrors(t *testing.T) {
 		{"not yet valid", withClaims(func(c *Claims) { c.NotBefore = f.clock.Now().Add(time.Minute) }), ErrNotYetValid},
 		{"issued in the future", withClaims(func(c *Claims) { c.IssuedAt = f.clock.Now().Add(time.Minute) }), ErrNotYetValid},
 		{"chain too deep", withClaims(func(c *Claims) { c.Delegation = []string{"a", "b", "c", "d", "e"} }), ErrChainTooDeep},
+		{"ancestors not matching del", withClaims(func(c *Claims) {
+			c.Delegation = []string{"a", "b"}
+			c.Ancestors = []Ancestor{{Agent: "x", IssuedAt: f.clock.Now()}}
+		}), ErrMalformed},
+		{"del_sub without del_iat", rawClaims(map[string]any{"iss": claims.Issuer, "sub": "a", "aud": claims.Audience, "iat": f.clock.Now().Unix(), "exp": f.clock.Now().Add(time.Hour).Unix(), "jti": "j", "scope": claims.Scope, "del": []string{"p"}, "del_sub": []string{"x"}}), ErrMalformed},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -254,12 +254,13 @@ func newPassportRevokeCmd(a *app) *cobra.Command {
 	var jti, agent, reason string
 	cmd := &cobra.Command{
 		Use:   "revoke (--jti ID | --agent ID) [--reason TEXT]",
-		Short: "Revoke one passport (and its delegates) or every passport of an agent",
+		Short: "Revoke one passport or every passport of an agent, with their delegates",
 		Long: `revoke adds an entry to the revocation set (passport.revocations_path).
 
   --jti ID     revokes that passport and every passport delegated from it
-  --agent ID   revokes every passport issued to the agent up to now; new
-               passports issued afterwards are valid
+  --agent ID   revokes every passport issued to the agent up to now, and
+               every passport delegated from one of them (whoever holds
+               it); new passports issued afterwards are valid
 
 Entries expire on their own once no passport they cover can still be valid
 (passport.max_ttl plus passport.leeway). While a sidecar runs with this data
