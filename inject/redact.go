@@ -161,3 +161,31 @@ func (r *redactor) prefixOfSecret(b []byte) bool {
 }
 
 func (r *redactor) Close() error { return r.src.Close() }
+
+// A StreamRedactor replaces injected secrets in a stream that arrives in
+// pieces the caller frames itself (WebSocket messages): Feed returns what
+// can be passed on of what has arrived so far, keeping back only a tail
+// that could be the start of a secret, and a final Feed returns the rest.
+type StreamRedactor struct{ r *redactor }
+
+// NewStreamRedactor returns a StreamRedactor for the injected secrets, or
+// nil when there is nothing to redact.
+func NewStreamRedactor(injected []Injected) *StreamRedactor {
+	ps := pairsOf(injected)
+	if len(ps) == 0 {
+		return nil
+	}
+	return &StreamRedactor{r: newRedactor(nil, ps)}
+}
+
+// Feed adds b to the stream and appends to dst what is ready, redacted.
+// With final set, the stream ends here: everything kept back is flushed,
+// and the StreamRedactor starts afresh.
+func (s *StreamRedactor) Feed(dst, b []byte, final bool) []byte {
+	r := s.r
+	r.pending = append(r.pending, b...)
+	r.process(final)
+	dst = append(dst, r.out...)
+	r.out = r.out[:0]
+	return dst
+}

@@ -50,3 +50,25 @@ func FuzzRedactBytes(f *testing.F) {
 		}
 	})
 }
+
+// Fed piece by piece, however the pieces fall, a stream comes out as
+// RedactBytes makes it whole.
+func TestStreamRedactor(t *testing.T) {
+	injected := []Injected{{Name: "stripe", Secret: []byte("sk_live_abcdef")}, {Name: "gh", Secret: []byte("ghp_0123")}}
+	in := []byte("a sk_live_abcdef b sk_live_abc ghp_0123ghp_0123 c sk_live_abcdef")
+	want := RedactBytes(in, injected)
+	for size := 1; size <= len(in); size++ {
+		s := NewStreamRedactor(injected)
+		var out []byte
+		for i := 0; i < len(in); i += size {
+			out = s.Feed(out, in[i:min(i+size, len(in))], false)
+		}
+		out = s.Feed(out, nil, true)
+		if string(out) != string(want) {
+			t.Fatalf("pieces of %d: %q, want %q", size, out, want)
+		}
+	}
+	if NewStreamRedactor(nil) != nil {
+		t.Error("a StreamRedactor with nothing to redact")
+	}
+}

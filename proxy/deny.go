@@ -24,6 +24,10 @@ const (
 	ReasonAuditUnavailable   = "audit_unavailable"
 	ReasonCredentialNotBound = "placeholder_unbound"
 	ReasonHeaderTooLarge     = "header_too_large"
+	// ReasonUpgradeRefused: a protocol upgrade on which a credential was
+	// injected, whose traffic the proxy cannot scrub of it (anything but
+	// a WebSocket without extensions).
+	ReasonUpgradeRefused = "upgrade_refused"
 )
 
 // HeaderReason carries the machine-readable reason of every refusal.

@@ -506,6 +506,11 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 		}
 		return fail(&denial{Status: http.StatusForbidden, Reason: ReasonScopeDenied, Detail: "credential injection failed"})
 	}
+	if len(res.Injected) > 0 && isWebSocketUpgrade(req.Header) {
+		// Compressed frames could carry an echoed secret past the
+		// scrubber: ask for none (see wsScrubber).
+		req.Header.Del("Sec-WebSocket-Extensions")
+	}
 	if len(res.Injected) > 0 && req.URL.Scheme != "https" {
 		// Never send a real secret over cleartext.
 		return fail(&denial{Status: http.StatusForbidden, Reason: ReasonCleartext,
@@ -687,10 +692,29 @@ func (p *Proxy) handleResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 		return resp
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		st.done()
 		// A WebSocket (or other) upgrade: goproxy needs the raw
 		// read-writer body to splice the two connections, so record the
-		// upgrade now and leave the stream alone.
+		// upgrade now. With a credential injected, the upstream's frames
+		// are scrubbed of it (see wsScrubber); an upgrade they cannot be
+		// scrubbed on is refused.
+		if len(st.injected) > 0 {
+			rwc, ok := resp.Body.(io.ReadWriteCloser)
+			if !ok || !isWebSocketUpgrade(resp.Header) || resp.Header.Get("Sec-WebSocket-Extensions") != "" {
+				if resp.Body != nil {
+					resp.Body.Close()
+				}
+				d := &denial{Status: http.StatusBadGateway, Reason: ReasonUpgradeRefused, Credential: st.injected[0].Name,
+					Detail: fmt.Sprintf("the upstream switched to %q with extensions %q on a request a credential was injected into; only a WebSocket without extensions can be scrubbed of it",
+						resp.Header.Get("Upgrade"), resp.Header.Get("Sec-WebSocket-Extensions"))}
+				st.denied = true
+				rctx := context.WithoutCancel(ctx.Req.Context())
+				p.deny(rctx, d, st.claims, d.Credential, st.host, st.method, st.path, st.start)
+				st.done()
+				return d.response(resp.Request)
+			}
+			resp.Body = newWSScrubber(rwc, st.injected)
+		}
+		st.done()
 		p.metrics.Requests.WithLabelValues("allowed", "").Inc()
 		p.record(ctx.Req.Context(), audit.Record{
 			Action: audit.ActionRequest, AgentID: st.claims.Subject, PassportJTI: st.claims.ID,
