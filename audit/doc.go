@@ -26,8 +26,8 @@
 // sync and the chain stays a single line. A commit writes the batch to a
 // journal next to the file (PATH-wal) with one fdatasync; the journal's
 // records move into the bbolt file in one transaction every 100 ms, before
-// reads, and on Close, and a crash's leftovers move at the next Open (see
-// docs/audit-format.md). Under sustained concurrent load a commit also
+// reads, and on Close, and a crash's leftovers move at the next writable
+// Open (see docs/audit-format.md). Under sustained concurrent load a commit also
 // waits up to Options.CommitDelay for more records, since each sync costs
 // the same whatever its size.
 //

@@ -28,6 +28,11 @@ var (
 	// ErrStop may be returned by the callback of Iterate, Scan or Follow to
 	// stop early; the method then returns nil.
 	ErrStop = errors.New("audit: stop iteration")
+
+	// ErrJournalMismatch: the log's journal (PATH-wal) holds acknowledged
+	// records that do not continue the log file, as when the file was
+	// restored from a backup; Open refuses rather than drop them.
+	ErrJournalMismatch = errors.New("audit: journal does not continue the log")
 )
 
 // Kinds of VerifyError, naming what is wrong at VerifyError.Seq.

@@ -117,6 +117,9 @@ type Log struct {
 	wal *wal
 	// unapplied counts records in the journal and not yet in the file.
 	unapplied atomic.Int64
+	// journalPending, for a read-only Log, counts the records in the
+	// journal past the file's last (see JournalPending).
+	journalPending int
 
 	closeOnce   sync.Once
 	closeErr    error
@@ -170,17 +173,6 @@ func Open(path string, opts Options) (*Log, error) {
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("audit: open %s: %w", path, err)
 		}
-		if walDirty(path) {
-			// A writer stopped without moving its journal into the file:
-			// do it now if the file can be had for writing, so a reader
-			// sees every acknowledged record. If not (a writer holds it,
-			// or no permission), read what the file has.
-			w := opts
-			w.ReadOnly = false
-			if wl, err := Open(path, w); err == nil {
-				wl.Close()
-			}
-		}
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:      opts.OpenTimeout,
@@ -197,6 +189,12 @@ func Open(path string, opts Options) (*Log, error) {
 	if err := l.init(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("audit: open %s: %w", path, err)
+	}
+	if opts.ReadOnly {
+		// A reader writes nothing: records a stopped writer left in its
+		// journal are counted, and moved into the file by the next
+		// writer (with the checkpoints only it can sign).
+		l.journalPending = pendingInWAL(path, l.headSeq, l.headHash)
 	}
 	if !opts.ReadOnly {
 		if l.wal, err = l.openWAL(); err != nil {
@@ -288,6 +286,13 @@ func loadHead(tx *bolt.Tx) (uint64, Hash, error) {
 // Path returns the file the log was opened from.
 func (l *Log) Path() string { return l.path }
 
+// JournalPending is, for a log opened read-only, how many acknowledged
+// records its journal holds that are not in the file yet (a writer stopped
+// without moving them, as in a crash): the next writable Open moves them
+// in. It is -1 when the journal cannot be read, and 0 for a writable log,
+// whose reads see every record.
+func (l *Log) JournalPending() int { return l.journalPending }
+
 // Head returns the sequence number and hash of the last record (or of the
 // prune anchor when every record was pruned; 0 and GenesisHash when the
 // log is empty). The number of records ever appended is seq. A read-only
@@ -326,7 +331,7 @@ func (l *Log) Append(ctx context.Context, rec Record) (uint64, error) {
 // only while the writer's queue is full (or until ctx ends, when nothing
 // is stored). notify, when not nil, is called from the writer goroutine
 // with the record's sequence number or the commit error; it must not
-// block.
+// block, nor call the Log's methods (they may wait for the writer).
 func (l *Log) Enqueue(ctx context.Context, rec Record, notify func(seq uint64, err error)) error {
 	req, err := l.newReq(rec)
 	if err != nil {
@@ -532,9 +537,9 @@ func (l *Log) commit(batch []*appendReq) {
 		recs = append(recs, stored{seq: seq, v: v, hash: prev})
 	}
 	undo := l.markCheckpoints(recs)
-	var err, syncErr error
+	var err error
 	if l.wal != nil {
-		err, syncErr = l.journalLocked(recs, hasBarrier(batch))
+		err = l.journalLocked(recs)
 	} else if err = l.storeLocked(recs); err == nil {
 		l.setHead(seq, prev)
 	}
@@ -542,17 +547,28 @@ func (l *Log) commit(batch []*appendReq) {
 		undo()
 		err = fmt.Errorf("audit: append: commit: %w", err)
 	}
-	if syncErr != nil {
-		syncErr = fmt.Errorf("audit: sync: %w", syncErr)
-	}
+	// Appenders are answered first: a move into the file that this batch
+	// makes due (a Sync, or a full journal) is not theirs to wait for.
 	for _, req := range batch {
 		switch {
 		case err != nil:
 			req.answer(0, err)
-		case req.barrier:
-			req.answer(0, syncErr)
-		default:
+		case !req.barrier:
 			req.answer(req.rec.Seq, nil)
+		}
+	}
+	barrier := hasBarrier(batch)
+	var syncErr error
+	if l.wal != nil && (barrier || l.wal.due()) {
+		if syncErr = l.applyLocked(); syncErr != nil {
+			syncErr = fmt.Errorf("audit: sync: %w", syncErr)
+		}
+	}
+	if err == nil && barrier {
+		for _, req := range batch {
+			if req.barrier {
+				req.answer(0, syncErr)
+			}
 		}
 	}
 }
@@ -680,7 +696,7 @@ func (l *Log) timerCheckpoint() error {
 // Checkpoint writes a signed checkpoint of the current head now, unless the
 // last checkpoint already covers it. It needs Options.Signer.
 func (l *Log) Checkpoint(ctx context.Context) error {
-	if err := l.usable("checkpoint", true); err != nil {
+	if err := l.usable(ctx, "checkpoint", true); err != nil {
 		return err
 	}
 	if l.opts.Signer == nil {
@@ -708,7 +724,7 @@ func (l *Log) Checkpoint(ctx context.Context) error {
 // LastCheckpoint returns the newest stored checkpoint, parsed but not
 // verified; ok is false when there is none.
 func (l *Log) LastCheckpoint() (ck Checkpoint, ok bool, err error) {
-	if err := l.usable("last checkpoint", false); err != nil {
+	if err := l.usable(context.Background(), "last checkpoint", false); err != nil {
 		return ck, false, err
 	}
 	err = l.db.View(func(tx *bolt.Tx) error {
@@ -727,7 +743,7 @@ func (l *Log) LastCheckpoint() (ck Checkpoint, ok bool, err error) {
 // (bbolt Tx.WriteTo); a reader can open the copy with Open. The copy holds
 // every record handed to the log before the call, Enqueued ones included.
 func (l *Log) WriteSnapshot(w io.Writer) error {
-	if err := l.usable("snapshot", false); err != nil {
+	if err := l.usable(context.Background(), "snapshot", false); err != nil {
 		return err
 	}
 	if err := l.Sync(context.Background()); err != nil {
@@ -743,7 +759,7 @@ func (l *Log) WriteSnapshot(w io.Writer) error {
 	return nil
 }
 
-func (l *Log) usable(op string, write bool) error {
+func (l *Log) usable(ctx context.Context, op string, write bool) error {
 	if write && l.opts.ReadOnly {
 		return fmt.Errorf("audit: %s: %w", op, ErrReadOnly)
 	}
@@ -754,9 +770,12 @@ func (l *Log) usable(op string, write bool) error {
 		return fmt.Errorf("audit: %s: %w", op, ErrClosed)
 	}
 	if l.unapplied.Load() > 0 {
-		// Readers read the file: move the journal's records into it.
-		if err := l.Sync(context.Background()); err != nil {
-			return fmt.Errorf("audit: %s: %w", op, err)
+		// Readers read the file: move the journal's records into it. If
+		// that fails (a full disk), they read the file as it is rather
+		// than nothing; the records are safe in the journal. A cancelled
+		// ctx ends the wait.
+		if err := l.Sync(ctx); err != nil && ctx.Err() != nil {
+			return fmt.Errorf("audit: %s: %w", op, ctx.Err())
 		}
 	}
 	return nil

@@ -26,7 +26,7 @@ const pruneChunk = 50000
 // with a *VerifyError at the first bad one: it never launders a tampered
 // record into a trusted anchor.
 func (l *Log) Prune(ctx context.Context, before time.Time) (removed int, err error) {
-	if err := l.usable("prune", true); err != nil {
+	if err := l.usable(ctx, "prune", true); err != nil {
 		return 0, err
 	}
 	l.wmu.Lock()

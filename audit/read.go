@@ -44,7 +44,8 @@ func (f Filter) Match(r *Record) bool {
 
 // Iterate calls fn for every record with seq >= from, in order. It reads in
 // short transactions, so memory stays constant however long the log is;
-// records appended meanwhile are included. fn returning ErrStop ends the
+// every record acknowledged before the call is included, and records
+// appended meanwhile may be. fn returning ErrStop ends the
 // iteration with a nil error; any other error is returned as is.
 func (l *Log) Iterate(ctx context.Context, from uint64, fn func(Record) error) error {
 	_, err := l.Scan(ctx, from, Filter{}, fn)
@@ -55,7 +56,7 @@ func (l *Log) Iterate(ctx context.Context, from uint64, fn func(Record) error) e
 // and returns the seq to resume from (one past the last record seen).
 // Records that do not decode are an error (run Verify to locate them).
 func (l *Log) Scan(ctx context.Context, from uint64, f Filter, fn func(Record) error) (next uint64, err error) {
-	if err := l.usable("scan", false); err != nil {
+	if err := l.usable(ctx, "scan", false); err != nil {
 		return from, err
 	}
 	next = from
@@ -131,7 +132,7 @@ func (l *Log) Follow(ctx context.Context, from uint64, f Filter, poll time.Durat
 // It walks backwards from the head in one read transaction and holds at
 // most n records.
 func (l *Log) Last(ctx context.Context, n int, f Filter) ([]Record, error) {
-	if err := l.usable("last", false); err != nil {
+	if err := l.usable(ctx, "last", false); err != nil {
 		return nil, err
 	}
 	if n <= 0 {
@@ -166,7 +167,7 @@ func (l *Log) Last(ctx context.Context, n int, f Filter) ([]Record, error) {
 // Get returns the record with sequence number seq; ok is false when no
 // such record is stored.
 func (l *Log) Get(seq uint64) (r Record, ok bool, err error) {
-	if err := l.usable("get", false); err != nil {
+	if err := l.usable(context.Background(), "get", false); err != nil {
 		return r, false, err
 	}
 	err = l.db.View(func(tx *bolt.Tx) error {

@@ -81,7 +81,7 @@ func VerifyReader(ctx context.Context, r io.Reader, verifiers note.Verifiers) (R
 // Report of what was checked up to it; other errors (I/O, a closed log)
 // are returned wrapped.
 func (l *Log) Verify(ctx context.Context, verifiers note.Verifiers) (Report, error) {
-	if err := l.usable("verify", false); err != nil {
+	if err := l.usable(ctx, "verify", false); err != nil {
 		return Report{}, err
 	}
 	var rep Report

@@ -88,7 +88,12 @@ func (l *Log) openWAL() (w *wal, err error) {
 		f.Close()
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	if recs := scanWAL(data, l.headSeq, l.headHash); len(recs) > 0 {
+	recs, err := scanWAL(data, l.headSeq, l.headHash)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("journal %s: %w; move it aside to open the log without its records", p, err)
+	}
+	if len(recs) > 0 {
 		l.wmu.Lock()
 		l.markCheckpoints(recs)
 		err := l.storeLocked(recs)
@@ -107,11 +112,12 @@ func (l *Log) openWAL() (w *wal, err error) {
 		f.Close()
 		return nil, nil
 	}
-	if created {
-		if d, err := os.Open(filepath.Dir(p)); err == nil {
-			d.Sync()
-			d.Close()
-		}
+	// The journal's directory entry must be durable before an append
+	// relies on it; an earlier Open killed before this point may have
+	// created the file without it being.
+	if d, err := os.Open(filepath.Dir(p)); err == nil {
+		d.Sync()
+		d.Close()
 	}
 	return w, nil
 }
@@ -139,8 +145,13 @@ func (w *wal) markEmpty() {
 }
 
 // scanWAL returns the records of a journal's content that continue the
-// chain of a file whose last record is head (hash h).
-func scanWAL(data []byte, head uint64, h Hash) []stored {
+// chain of a file whose last record is head (hash h). It fails when the
+// journal's first frame is a record the file should already end with or
+// continue into, but does not: a journal that belongs to another state of
+// the file (one restored from a backup, say). Its records were
+// acknowledged; they must be neither dropped nor overwritten by new ones
+// under the same numbers.
+func scanWAL(data []byte, head uint64, h Hash) ([]stored, error) {
 	var out []stored
 	var gen uint32
 	for off := 0; off+frameHeader <= len(data); {
@@ -155,17 +166,47 @@ func scanWAL(data []byte, head uint64, h Hash) []stored {
 		if err != nil {
 			break
 		}
+		first := off == 0
 		off += frameHeader + n
 		if r.Seq <= head {
 			continue // in the file already
 		}
 		if r.Seq != head+1 || r.PrevHash != h {
+			if first {
+				return nil, fmt.Errorf("%w: the journal starts at record %d, which does not continue the log's last record %d", ErrJournalMismatch, r.Seq, head)
+			}
 			break
 		}
 		out = append(out, stored{seq: r.Seq, v: v, hash: r.Hash})
 		head, h = r.Seq, r.Hash
 	}
-	return out
+	return out, nil
+}
+
+// pendingInWAL counts the records the journal of the log at path holds
+// past head, for a reader (-1 when it cannot tell).
+func pendingInWAL(path string, head uint64, h Hash) int {
+	if !walDirty(path) {
+		return 0
+	}
+	data, err := readWAL(walPath(path))
+	if err != nil {
+		return -1
+	}
+	recs, err := scanWAL(data, head, h)
+	if err != nil {
+		return -1
+	}
+	return len(recs)
+}
+
+func readWAL(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, maxWALRead))
 }
 
 // walDirty reports whether the journal of the log at path may hold
@@ -184,59 +225,67 @@ func walDirty(path string) bool {
 }
 
 // journalLocked makes recs, which continue the chain, durable in the
-// journal and pending; then, when a Sync asked for it or the journal is
-// due, moves the pending records into the file. err is about recs (which
-// are acknowledged only without it), syncErr about the move. The caller
-// holds wmu.
-func (l *Log) journalLocked(recs []stored, sync bool) (err, syncErr error) {
+// journal and pending. The caller holds wmu.
+func (l *Log) journalLocked(recs []stored) error {
 	w := l.wal
-	if len(recs) > 0 {
-		size := 0
-		for _, r := range recs {
-			size += frameHeader + len(r.v)
-		}
-		if int64(size) > w.size/2 {
-			// Too big for the journal: straight into the file.
-			if err := l.applyLocked(); err != nil {
-				return err, err
-			}
-			if err := l.storeLocked(recs); err != nil {
-				return err, err
-			}
-			last := recs[len(recs)-1]
-			l.setHead(last.seq, last.hash)
-			return nil, nil
-		}
-		if w.off+int64(size) > w.size {
-			if err := l.applyLocked(); err != nil {
-				return err, err
-			}
-		}
-		buf := w.buf[:0]
-		for _, r := range recs {
-			buf = binary.LittleEndian.AppendUint32(buf, uint32(len(r.v)))
-			buf = binary.LittleEndian.AppendUint32(buf, w.gen)
-			buf = append(buf, r.v...)
-		}
-		w.buf = buf
-		if _, err := w.f.WriteAt(buf, w.off); err != nil {
-			return err, err
-		}
-		if err := fdatasync(w.f); err != nil {
-			return err, err
-		}
-		w.off += int64(size)
-		w.pending = append(w.pending, recs...)
-		l.unapplied.Store(int64(len(w.pending)))
-		last := recs[len(recs)-1]
-		l.setHead(last.seq, last.hash)
+	if len(recs) == 0 {
+		return nil
 	}
-	if sync || len(w.pending) >= walApplyRecords || w.off > w.size*3/4 {
+	size := 0
+	for _, r := range recs {
+		size += frameHeader + len(r.v)
+	}
+	last := recs[len(recs)-1]
+	if int64(size) > w.size/2 {
+		// Too big for the journal: straight into the file, and the
+		// journal starts afresh (durably empty: no frame of it may be
+		// read as continuing the file).
 		if err := l.applyLocked(); err != nil {
-			return nil, err
+			return err
+		}
+		if err := l.storeLocked(recs); err != nil {
+			return err
+		}
+		l.setHead(last.seq, last.hash)
+		w.off, w.gen = 0, newGen()
+		w.markEmpty()
+		fdatasync(w.f)
+		return nil
+	}
+	if w.off+int64(size) > w.size {
+		if err := l.applyLocked(); err != nil {
+			return err
 		}
 	}
-	return nil, nil
+	buf := w.buf[:0]
+	for _, r := range recs {
+		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(r.v)))
+		buf = binary.LittleEndian.AppendUint32(buf, w.gen)
+		buf = append(buf, r.v...)
+	}
+	w.buf = buf
+	_, err := w.f.WriteAt(buf, w.off)
+	if err == nil {
+		err = fdatasync(w.f)
+	}
+	if err != nil {
+		// The records are refused. Frames of them that reached the disk
+		// anyway must not be recovered: clear the first (best effort).
+		var zero [frameHeader]byte
+		w.f.WriteAt(zero[:], w.off)
+		fdatasync(w.f)
+		return err
+	}
+	w.off += int64(size)
+	w.pending = append(w.pending, recs...)
+	l.unapplied.Store(int64(len(w.pending)))
+	l.setHead(last.seq, last.hash)
+	return nil
+}
+
+// due reports whether the pending records should move into the file now.
+func (w *wal) due() bool {
+	return len(w.pending) >= walApplyRecords || w.off > w.size*3/4
 }
 
 // applyLocked moves the journal's pending records into the file, in one

@@ -1,8 +1,10 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,8 +43,9 @@ func crashCopy(t *testing.T, l *Log, dir string) string {
 }
 
 // Acknowledged records that were only in the journal when the writer died
-// are in the file after the next open, chained, with their checkpoints;
-// a read-only open recovers them too.
+// are in the file after the next writable open, chained, with their
+// checkpoints. A read-only open changes nothing: it reads the file as it
+// is and counts what the journal holds.
 func TestJournalRecoversAcknowledgedRecords(t *testing.T) {
 	withJournal(t, 1<<20, time.Hour, 1<<20) // nothing moves on its own
 	signer, verifiers := newKey(t)
@@ -51,39 +54,82 @@ func TestJournalRecoversAcknowledgedRecords(t *testing.T) {
 	if n := l.unapplied.Load(); n != 25 {
 		t.Fatalf("%d records pending in the journal, want 25", n)
 	}
-
-	for _, readOnly := range []bool{false, true} {
-		path := crashCopy(t, l, t.TempDir())
-		rl, err := Open(path, Options{Signer: signer, CheckpointEvery: 10, ReadOnly: readOnly})
-		if err != nil {
-			t.Fatal(err)
-		}
+	path := crashCopy(t, l, t.TempDir())
+	count := func(l *Log) int {
 		var n int
-		if err := rl.Iterate(context.Background(), 1, func(Record) error { n++; return nil }); err != nil {
+		if err := l.Iterate(context.Background(), 1, func(Record) error { n++; return nil }); err != nil {
 			t.Fatal(err)
 		}
-		if seq, _ := rl.Head(); n != 25 || seq != 25 {
-			t.Errorf("read-only %v: %d records, head %d after recovery; want 25", readOnly, n, seq)
-		}
-		if !readOnly {
-			// The chain goes on from the recovered records.
-			if seq, err := rl.Append(context.Background(), Record{AgentID: "a", Action: ActionRequest}); err != nil || seq != 26 {
-				t.Errorf("append after recovery: seq %d, %v", seq, err)
-			}
-		}
-		if err := rl.Close(); err != nil {
-			t.Fatal(err)
-		}
-		rep, err := VerifyFile(context.Background(), path, verifiers)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := uint64(25); readOnly && rep.LastSeq != want || rep.Checkpoints != 2 {
-			t.Errorf("read-only %v: report %+v, want 25 records and checkpoints at 10 and 20", readOnly, rep)
-		}
-		if walDirty(path) {
-			t.Errorf("read-only %v: the journal is not marked empty after a clean close", readOnly)
-		}
+		return n
+	}
+
+	before, _ := os.ReadFile(walPath(path))
+	rl, err := Open(path, Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, p := count(rl), rl.JournalPending(); n != 0 || p != 25 {
+		t.Errorf("read-only: %d records in the file, %d pending in the journal; want 0 and 25", n, p)
+	}
+	rl.Close()
+	if after, _ := os.ReadFile(walPath(path)); !bytes.Equal(before, after) {
+		t.Error("a read-only open changed the journal")
+	}
+
+	wl, err := Open(path, Options{Signer: signer, CheckpointEvery: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, seq := count(wl), func() uint64 { s, _ := wl.Head(); return s }(); n != 25 || seq != 25 {
+		t.Errorf("after recovery: %d records, head %d; want 25", n, seq)
+	}
+	// The chain goes on from the recovered records.
+	if seq, err := wl.Append(context.Background(), Record{AgentID: "a", Action: ActionRequest}); err != nil || seq != 26 {
+		t.Errorf("append after recovery: seq %d, %v", seq, err)
+	}
+	if err := wl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := VerifyFile(context.Background(), path, verifiers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.LastSeq != 26 || rep.Checkpoints != 2 || rep.LastCheckpoint.Size != 20 {
+		t.Errorf("report %+v, want 26 records and checkpoints at 10 and 20", rep)
+	}
+	if walDirty(path) {
+		t.Error("the journal is not marked empty after a clean close")
+	}
+}
+
+// A journal whose records do not continue the file (the file restored
+// from a backup) stops the writable open instead of losing them.
+func TestJournalMismatchRefusesToOpen(t *testing.T) {
+	withJournal(t, 1<<20, time.Hour, 1<<20)
+	dir := t.TempDir()
+	l, _ := openTest(t, Options{})
+	appendN(t, l, 3, "a")
+	if err := l.Sync(context.Background()); err != nil { // records 1-3 in the file
+		t.Fatal(err)
+	}
+	backup := filepath.Join(dir, "backup.db")
+	copyFile(t, l.Path(), backup)
+	appendN(t, l, 5, "a") // 4-8 in the journal only
+	path := crashCopy(t, l, dir)
+	copyFile(t, backup, path) // the file goes back to 1-3; its journal starts at 4
+	walData, _ := os.ReadFile(walPath(path))
+	// Make the journal start past the file: drop the frame of record 4.
+	n := int(binary.LittleEndian.Uint32(walData))
+	if err := os.WriteFile(walPath(path), walData[frameHeader+n:], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(path, Options{}); !errors.Is(err, ErrJournalMismatch) {
+		t.Fatalf("open: %v, want ErrJournalMismatch", err)
+	}
+	if rl, err := Open(path, Options{ReadOnly: true}); err != nil || rl.JournalPending() != -1 {
+		t.Errorf("read-only open: %v, pending %d; want the file and -1", err, rl.JournalPending())
+	} else {
+		rl.Close()
 	}
 }
 
@@ -181,7 +227,7 @@ func TestScanWALStopsWhereTheChainDoes(t *testing.T) {
 		{"zeros", make([]byte, 4096), 0, genesis, 0},
 	}
 	for _, c := range cases {
-		if got := scanWAL(c.data, c.head, c.h); len(got) != c.want {
+		if got, _ := scanWAL(c.data, c.head, c.h); len(got) != c.want {
 			t.Errorf("%s: %d records recovered, want %d", c.name, len(got), c.want)
 		}
 	}
@@ -204,7 +250,8 @@ func FuzzScanWAL(f *testing.F) {
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		head, prev := uint64(0), GenesisHash
-		for _, r := range scanWAL(data, 0, prev) {
+		recs, _ := scanWAL(data, 0, prev)
+		for _, r := range recs {
 			got, err := DecodeStored(r.v)
 			if err != nil || got.Seq != head+1 || got.PrevHash != prev || got.Hash != r.hash {
 				t.Fatalf("recovered a record that does not continue the chain: %+v %v", got, err)

@@ -146,6 +146,13 @@ cut_after_checkpoint, bad_checkpoint_signature, bad_anchor_signature.`,
 				name = a.cfg.Audit.Path + " (a consistent snapshot from the running sidecar)"
 			}
 			printReport(a.stdout, name, rep)
+			if n := l.JournalPending(); n != 0 {
+				pending := fmt.Sprintf("%d acknowledged records", n)
+				if n < 0 {
+					pending = "records that could not be read"
+				}
+				fmt.Fprintf(a.stdout, "journal:         %s in %s-wal, not yet in the log file: the sidecar moves them in when it next starts\n", pending, l.Path())
+			}
 			return nil
 		},
 	}
