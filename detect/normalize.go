@@ -1759,6 +1759,9 @@ func (n *normalizer) decodeBase64(raw []byte, runs [][2]int, prefix string, dept
 		if j-i < minBase64 {
 			continue
 		}
+		if fewSymbols(raw[i:j]) {
+			continue
+		}
 		end := j
 		for end < len(raw) && raw[end] == '=' && end-j < 2 {
 			end++
@@ -1772,6 +1775,25 @@ func (n *normalizer) decodeBase64(raw []byte, runs [][2]int, prefix string, dept
 		}
 	}
 	n.emitDecoded(d, prefix, "base64", depth)
+}
+
+// fewSymbols reports whether a run of the base64 alphabet uses fewer than
+// six distinct bytes in its first 64: padding, rulers and repeated
+// characters ("xxxx…", "AAAA…", "----…") decode to no text, and are common
+// in answers (fill, zeroed keys), so they are not decoded. Base64 of any
+// sentence uses far more.
+func fewSymbols(run []byte) bool {
+	var seen [256]bool
+	distinct := 0
+	for _, c := range run[:min(len(run), 64)] {
+		if !seen[c] {
+			seen[c] = true
+			if distinct++; distinct >= 6 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // minRun is the shortest run of the base64 alphabet either decoder
