@@ -59,6 +59,11 @@ func jsonShaped(body []byte) bool {
 // decoders that read it.
 func (j *jsonBody) decode(body []byte) {
 	text, esc := j.text[:0], j.esc[:0]
+	// The text is never longer than the body (an escape decodes to fewer
+	// bytes than it takes): one allocation, no growth on the way.
+	if cap(text) < len(body) {
+		text = make([]byte, 0, len(body))
+	}
 	for i := 0; i < len(body); {
 		k := indexBackslash(body, i)
 		if k < 0 {
