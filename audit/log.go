@@ -674,23 +674,9 @@ func (l *Log) putCheckpoint(cks *bolt.Bucket, size uint64, head Hash, now time.T
 // timerCheckpoint writes a checkpoint of the current head if the interval
 // has passed since the last one and records arrived since.
 func (l *Log) timerCheckpoint() error {
-	l.wmu.Lock()
-	defer l.wmu.Unlock()
-	if err := l.applyLocked(); err != nil {
-		return fmt.Errorf("audit: checkpoint: %w", err)
-	}
-	now := l.now()
-	if !l.intervalDue(l.headSeq, l.ckSize, l.ckTime, now) {
-		return nil
-	}
-	err := l.db.Update(func(tx *bolt.Tx) error {
-		return l.putCheckpoint(tx.Bucket(bucketCheckpoints), l.headSeq, l.headHash, now)
+	return l.checkpointHead(func(now time.Time) bool {
+		return l.intervalDue(l.headSeq, l.ckSize, l.ckTime, now)
 	})
-	if err != nil {
-		return fmt.Errorf("audit: checkpoint: %w", err)
-	}
-	l.ckSize, l.ckTime = l.headSeq, now
-	return nil
 }
 
 // Checkpoint writes a signed checkpoint of the current head now, unless the
@@ -702,15 +688,21 @@ func (l *Log) Checkpoint(ctx context.Context) error {
 	if l.opts.Signer == nil {
 		return errors.New("audit: checkpoint: no signer configured")
 	}
+	return l.checkpointHead(func(time.Time) bool { return l.headSeq != 0 && l.headSeq != l.ckSize })
+}
+
+// checkpointHead moves the journal into the file and, when due says so,
+// writes a checkpoint of the head.
+func (l *Log) checkpointHead(due func(now time.Time) bool) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
 	if err := l.applyLocked(); err != nil {
 		return fmt.Errorf("audit: checkpoint: %w", err)
 	}
-	if l.headSeq == 0 || l.headSeq == l.ckSize {
+	now := l.now()
+	if !due(now) {
 		return nil
 	}
-	now := l.now()
 	err := l.db.Update(func(tx *bolt.Tx) error {
 		return l.putCheckpoint(tx.Bucket(bucketCheckpoints), l.headSeq, l.headHash, now)
 	})

@@ -49,10 +49,10 @@ var errWSFrame = errors.New("websocket frame the proxy cannot scrub")
 // agent's frames through. goproxy reads and writes it from two goroutines;
 // all of Read's state is its own.
 type wsScrubber struct {
-	conn io.ReadWriteCloser
-	br   *bufio.Reader
-	red  *inject.StreamRedactor // the current data message
-	ctl  *inject.StreamRedactor // control frames, each on its own
+	conn     io.ReadWriteCloser
+	br       *bufio.Reader
+	red      *inject.StreamRedactor // the current data message
+	injected []inject.Injected      // for control frames, each on its own
 
 	out []byte // frames ready for Read
 	err error  // ends Read once out is drained
@@ -72,8 +72,7 @@ func newWSScrubber(conn io.ReadWriteCloser, injected []inject.Injected) io.ReadW
 	if red == nil {
 		return conn
 	}
-	return &wsScrubber{conn: conn, br: bufio.NewReaderSize(conn, 4096), red: red,
-		ctl: inject.NewStreamRedactor(injected)}
+	return &wsScrubber{conn: conn, br: bufio.NewReaderSize(conn, 4096), red: red, injected: injected}
 }
 
 func (w *wsScrubber) Write(p []byte) (int, error) { return w.conn.Write(p) }
@@ -164,7 +163,7 @@ func (w *wsScrubber) header() error {
 			return unexpected(err)
 		}
 		// Redacted on its own; a control frame must stay within 125 bytes.
-		payload = w.ctl.Feed(nil, payload, true)
+		payload = inject.RedactBytes(payload, w.injected)
 		if len(payload) > wsMaxControl {
 			payload = payload[:wsMaxControl]
 		}
