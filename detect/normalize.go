@@ -342,12 +342,7 @@ func (n *normalizer) source(raw []byte, prefix string, depth int, coarse *segmen
 		n.tags(f, prefix, depth, coarse)
 	}
 	if bytes.IndexByte(raw, '<') >= 0 || bytes.IndexByte(raw, '&') >= 0 {
-		var hidden bool
-		if n.lazy {
-			hidden = n.htmlLazy(raw, prefix, depth, coarse, obf)
-		} else {
-			hidden = n.html(raw, prefix, depth, coarse, obf)
-		}
+		hidden := n.html(raw, prefix, depth, coarse, obf)
 		if hidden && !top && baseIdx < len(n.views) && n.views[baseIdx].Name == base.Name {
 			// The markup carries hidden text: the raw text shows it as
 			// if visible, so matches there count as hidden; the visible
@@ -1167,110 +1162,6 @@ func squeezeSpaces(t []byte, off []int32) ([]byte, []int32) {
 
 func isAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
 
-// html renders markup as its visible text (tags stripped, entities
-// decoded) and, separately, the text a reader would not see: comments and
-// elements hidden with display:none, visibility:hidden, font-size:0,
-// white text, off-screen positioning, aria-hidden or the hidden attribute.
-func (n *normalizer) html(raw []byte, prefix string, depth int, coarse *segment, obf bool) (hidden bool) {
-	var vis, hid []byte
-	var visOff, hidOff []int32
-	entities := false
-	hiddenDepth := 0 // >0 while inside a hidden element
-	var stack []bool // per open element: whether it hides its content
-	emit := func(b []byte, at int) {
-		if hiddenDepth > 0 {
-			hid = append(hid, b...)
-			for range b {
-				hidOff = append(hidOff, int32(at))
-			}
-			return
-		}
-		vis = append(vis, b...)
-		for range b {
-			visOff = append(visOff, int32(at))
-		}
-	}
-	for i := 0; i < len(raw); {
-		c := raw[i]
-		switch {
-		case c == '<' && bytes.HasPrefix(raw[i:], []byte("<!--")):
-			end := bytes.Index(raw[i+4:], []byte("-->"))
-			stop := len(raw)
-			if end >= 0 {
-				stop = i + 4 + end
-			}
-			body := raw[i+4 : stop]
-			hid = append(hid, ' ')
-			hidOff = append(hidOff, int32(i))
-			for k, b := range body {
-				hid = append(hid, lowerByte(b))
-				hidOff = append(hidOff, int32(i+4+k))
-			}
-			hid = append(hid, ' ')
-			hidOff = append(hidOff, int32(stop))
-			i = stop + 3
-		case c == '<' && i+1 < len(raw) && (isASCIILetter(raw[i+1]) || raw[i+1] == '/'):
-			end := bytes.IndexByte(raw[i:], '>')
-			if end < 0 {
-				emit([]byte{lowerByte(c)}, i)
-				i++
-				continue
-			}
-			tag := lowerASCII(raw[i+1 : i+end])
-			emit([]byte{' '}, i)
-			i += end + 1
-			if tag[0] == '/' {
-				if len(stack) > 0 {
-					if stack[len(stack)-1] {
-						hiddenDepth--
-					}
-					stack = stack[:len(stack)-1]
-				}
-				continue
-			}
-			if bytes.HasSuffix(tag, []byte("/")) || isVoid(tag) {
-				continue
-			}
-			h := hidesContent(tag)
-			stack = append(stack, h)
-			if h {
-				hiddenDepth++
-			}
-		case c == '&':
-			end := bytes.IndexByte(raw[i:min(len(raw), i+12)], ';')
-			if end > 1 {
-				dec := html.UnescapeString(string(raw[i : i+end+1]))
-				if dec != string(raw[i:i+end+1]) {
-					if raw[i+1] == '#' {
-						entities = true
-					}
-					emit(lowerASCII([]byte(dec)), i)
-					i += end + 1
-					continue
-				}
-			}
-			emit([]byte{'&'}, i)
-			i++
-		default:
-			// Up to the next markup character, text is copied as it is.
-			j := i + 1
-			for j < len(raw) && raw[j] != '<' && raw[j] != '&' {
-				j++
-			}
-			if hiddenDepth > 0 {
-				hid, hidOff = appendLowerAt(hid, hidOff, raw[i:j], i)
-			} else {
-				vis, visOff = appendLowerAt(vis, visOff, raw[i:j], i)
-			}
-			i = j
-		}
-	}
-	visOff = append(visOff, int32(len(raw)))
-	hidOff = append(hidOff, int32(len(raw)))
-	n.addMarkup("html", vis, visOff, obf || entities, prefix, depth, coarse)
-	return n.addMarkup("hidden-html", hid, hidOff, true, prefix, depth, coarse)
-}
-
 // addMarkup adds a view of text extracted from markup: t, with off
 // mapping each byte (and the end) to the content. It reports whether t
 // had anything but white space.
@@ -1353,7 +1244,7 @@ func (n *normalizer) decodeMarkup(t []byte, name string, depth int, seg *segment
 	n.decodeHex(t, runs, name, depth, seg)
 }
 
-// markup holds the buffers htmlLazy reuses.
+// markup holds the buffers html reuses.
 type markup struct {
 	vis, hid       []byte
 	visOff, hidOff []int32
@@ -1367,18 +1258,25 @@ type markup struct {
 // beyond it, the visible text is the text view's own.
 const htmlContext = 300
 
-// htmlLazy is html for the scanner. It extracts the hidden text in full
-// (all of it is suspicious, and it is usually small) but renders the
-// visible text only in the regions around markup and entities, where it
-// differs from the text view; elsewhere it holds the same words. A "<"
-// or "&" that cannot start markup ("a < b", "&&", "&x") makes no region.
+// html renders markup as its visible text (tags stripped, entities
+// decoded) and, separately, the text a reader would not see: comments and
+// elements hidden with display:none, visibility:hidden, font-size:0,
+// white text, off-screen positioning, aria-hidden or the hidden attribute.
+// It reports whether markup hides any text.
 //
-// On the content itself (the top level), it records where hidden text
-// lies: the text view is not marked hidden as a whole, the scanner counts
-// a match there as hidden when it overlaps a hidden range. It reports
-// whether markup hides any text.
-func (n *normalizer) htmlLazy(raw []byte, prefix string, depth int, coarse *segment, obf bool) bool {
+// The hidden text is extracted in full (all of it is suspicious, and it is
+// usually small). For the scanner (lazy mode) the visible text is rendered
+// only in the regions around markup and entities, where it differs from
+// the text view; elsewhere it holds the same words. A "<" or "&" that
+// cannot start markup ("a < b", "&&", "&x") makes no region. On the
+// content itself (the top level) the scanner also records where hidden
+// text lies: the text view is not marked hidden as a whole, a match there
+// counts as hidden when it overlaps a hidden range.
+func (n *normalizer) html(raw []byte, prefix string, depth int, coarse *segment, obf bool) bool {
 	top := coarse == nil
+	// Outside the scanner (Normalize), the visible text is rendered in
+	// full: one region over all of it.
+	full := !n.lazy
 	m := &n.vis
 	if !top {
 		// Nested content: its views must outlive the next call.
@@ -1399,8 +1297,12 @@ func (n *normalizer) htmlLazy(raw []byte, prefix string, depth int, coarse *segm
 		}
 	}
 	slices.Sort(marks)
-	for _, p := range marks {
-		regions = addRegion(regions, max(0, int(p)-htmlContext), min(len(raw), int(p)+htmlContext))
+	if full {
+		regions = append(regions, [2]int{0, len(raw)})
+	} else {
+		for _, p := range marks {
+			regions = addRegion(regions, max(0, int(p)-htmlContext), min(len(raw), int(p)+htmlContext))
+		}
 	}
 	n.regions = regions
 
@@ -1420,7 +1322,7 @@ func (n *normalizer) htmlLazy(raw []byte, prefix string, depth int, coarse *segm
 				return
 			}
 			s, e := max(a, regions[ri][0]), min(b, regions[ri][1])
-			if len(vis) > 0 && lastVis != s {
+			if !full && len(vis) > 0 && lastVis != s {
 				vis = append(vis, '\n')
 				visOff = append(visOff, int32(s))
 			}
@@ -1438,6 +1340,9 @@ func (n *normalizer) htmlLazy(raw []byte, prefix string, depth int, coarse *segm
 		}
 	}
 	hidden := func(a, b int, rep []byte) {
+		if a >= b {
+			return
+		}
 		if rep != nil {
 			hid = append(hid, rep...)
 			for range rep {
@@ -1455,7 +1360,7 @@ func (n *normalizer) htmlLazy(raw []byte, prefix string, depth int, coarse *segm
 		}
 	}
 	addHidden := func(r [2]int) {
-		if top {
+		if top && n.lazy {
 			n.hidden = append(n.hidden, r)
 		}
 	}
@@ -1480,7 +1385,7 @@ func (n *normalizer) htmlLazy(raw []byte, prefix string, depth int, coarse *segm
 			hidden(i+4, stop, nil)
 			hidden(stop, stop+1, space)
 			addHidden([2]int{i, min(len(raw), stop+3)})
-			i = stop + 3
+			i = min(len(raw), stop+3) // an unclosed comment runs to the end
 		case c == '<' && (isASCIILetter(raw[i+1]) || raw[i+1] == '/'):
 			end := bytes.IndexByte(raw[i:], '>')
 			if end < 0 {
