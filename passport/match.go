@@ -66,8 +66,9 @@ func (s Scope) Allows(r Request) Decision {
 	cleanPath, pathErr := cleanRequestPath(r.Path)
 	body := lazyBody{raw: r.Body, contentType: r.ContentType}
 
-	best := Decision{Grant: -1, Reason: fmt.Sprintf("host not granted: %s", host)}
-	bestStage := stageHost
+	// The reason is formatted only for a denial: Allows runs on every
+	// request, most of which are allowed.
+	best, bestStage := Decision{Grant: -1}, stageHost
 	for i := range s {
 		stage, reason := s[i].check(host, r, cleanPath, pathErr, &body)
 		if stage == stageAllowed {
@@ -76,6 +77,9 @@ func (s Scope) Allows(r Request) Decision {
 		if stage > bestStage {
 			best, bestStage = Decision{Grant: i, Reason: reason}, stage
 		}
+	}
+	if bestStage == stageHost {
+		best.Reason = "host not granted: " + host
 	}
 	return best
 }
@@ -122,7 +126,7 @@ func (g *Grant) check(host string, r Request, cleanPath string, pathErr error, b
 
 func (g *Grant) matchHost(host string) bool {
 	for _, p := range g.Hosts {
-		if matchHostPattern(normalizeHostPattern(p), host) {
+		if p == host || matchHostPattern(normalizeHostPattern(p), host) {
 			return true
 		}
 	}
@@ -218,7 +222,9 @@ func cleanRequestPath(raw string) (string, error) {
 		return "", fmt.Errorf("path not absolute")
 	}
 	clean := path.Clean(dec)
-	for _, seg := range strings.Split(clean, "/") {
+	for rest := clean; rest != ""; {
+		var seg string
+		seg, rest, _ = strings.Cut(rest, "/")
 		if strings.HasPrefix(seg, "..") {
 			return "", fmt.Errorf("dot-dot segment")
 		}
@@ -244,25 +250,29 @@ func splitPath(p string) []string {
 	return strings.Split(p, "/")
 }
 
-// matchPath matches a cleaned path against a pattern.
+// matchPath matches a cleaned path against a pattern. It walks both
+// segment by segment rather than splitting them: it runs for every grant
+// on every request.
 func matchPath(pattern, p string) bool {
-	ps := splitPath(pattern)
-	segs := splitPath(p)
-	tail := len(ps) > 0 && ps[len(ps)-1] == "**"
-	if tail {
-		ps = ps[:len(ps)-1]
-		if len(segs) < len(ps) {
+	pat := strings.Trim(pattern, "/")
+	rest := strings.Trim(p, "/")
+	for pat != "" {
+		var ps string
+		ps, pat, _ = strings.Cut(pat, "/")
+		if ps == "**" && pat == "" {
+			// A final "**" matches whatever remains, nothing included.
+			return true
+		}
+		if rest == "" {
 			return false
 		}
-	} else if len(segs) != len(ps) {
-		return false
-	}
-	for i, pat := range ps {
-		if !matchSegment(pat, segs[i]) {
+		var seg string
+		seg, rest, _ = strings.Cut(rest, "/")
+		if !matchSegment(ps, seg) {
 			return false
 		}
 	}
-	return true
+	return rest == ""
 }
 
 // matchSegment matches one segment where '*' stands for any run of
