@@ -80,7 +80,10 @@ type Verifier struct {
 	now         func() time.Time
 	revocations RevocationChecker
 	keys        atomic.Pointer[map[string]ed25519.PublicKey]
-	cache       *tokenCache // nil when disabled
+	// keysGen counts key replacements: a Verified made under other keys
+	// is verified afresh.
+	keysGen atomic.Uint64
+	cache   *tokenCache // nil when disabled
 }
 
 // NewVerifier builds a Verifier.
@@ -151,6 +154,7 @@ func (v *Verifier) SetKeys(keys map[string]ed25519.PublicKey) {
 		cp[kid] = k
 	}
 	v.keys.Store(&cp)
+	v.keysGen.Add(1)
 	if v.cache != nil {
 		v.cache.purge()
 	}
@@ -186,6 +190,45 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	}
 	cp := *c
 	return &cp, nil
+}
+
+// Verified is a passport Verify accepted, held by a caller that presents
+// the same token again and again (the requests inside one proxied
+// connection) so Recheck can skip what cannot have changed.
+type Verified struct {
+	token  string
+	claims *Claims
+	gen    uint64
+}
+
+// Claims returns the passport's claims. They are shared by every Recheck
+// of vd: callers must not modify them.
+func (vd *Verified) Claims() *Claims { return vd.claims }
+
+// Check verifies token as Verify does and returns it as a Verified.
+func (v *Verifier) Check(token string) (*Verified, error) {
+	gen := v.keysGen.Load()
+	c, err := v.Verify(token)
+	if err != nil {
+		return nil, err
+	}
+	return &Verified{token: token, claims: c, gen: gen}, nil
+}
+
+// Recheck answers as Verify(token) would for the token vd was made from,
+// without hashing or parsing it again: its signature and fixed claims
+// were checked under the current keys, so only the checks whose answer
+// can change (dates, revocation) run. After the keys were replaced the
+// token is verified afresh.
+func (v *Verifier) Recheck(vd *Verified) (*Claims, error) {
+	if vd.gen != v.keysGen.Load() {
+		return v.Verify(vd.token)
+	}
+	if err := v.checkDynamic(vd.claims, v.now()); err != nil {
+		cp := *vd.claims
+		return nil, &VerifiedError{Claims: &cp, Err: err}
+	}
+	return vd.claims, nil
 }
 
 // checkDynamic repeats the checks whose answer can change while a token
