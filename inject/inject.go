@@ -36,6 +36,48 @@ func placeholders(text string, fn func(name string)) {
 	}
 }
 
+// containsPlaceholderFor reports whether text contains Placeholder(name),
+// without building it.
+func containsPlaceholderFor(text, name string) bool {
+	for {
+		i := strings.Index(text, Prefix)
+		if i < 0 {
+			return false
+		}
+		text = text[i+len(Prefix):]
+		if strings.HasPrefix(text, name) {
+			return true
+		}
+	}
+}
+
+// mayHoldPlaceholder reports whether a query string could hold a
+// placeholder once decoded: only if it has one as sent, or escapes.
+func mayHoldPlaceholder(rawQuery string) bool {
+	return strings.IndexByte(rawQuery, '%') >= 0 || strings.Contains(rawQuery, Prefix)
+}
+
+// urlParts calls fn with each part of u a placeholder could hide in, and
+// with the decoded path. The parts are scanned one by one rather than as
+// u.String(), which would cost an allocation on every request; no
+// placeholder can span two parts, since the separators between them are
+// not name bytes.
+func urlParts(u *url.URL, fn func(string)) {
+	fn(u.Scheme)
+	fn(u.Opaque)
+	if u.User != nil {
+		fn(u.User.Username())
+		if p, ok := u.User.Password(); ok {
+			fn(p)
+		}
+	}
+	fn(u.Host)
+	fn(u.EscapedPath())
+	fn(u.RawQuery)
+	fn(u.EscapedFragment())
+	fn(u.Path)
+}
+
 // hasPlaceholder reports whether text holds a placeholder.
 func hasPlaceholder(text string) bool {
 	found := false
@@ -192,14 +234,14 @@ func (in *Injector) Apply(ctx context.Context, req *http.Request, host string, g
 	// leave for a host its credential is not bound to. sub: those in the
 	// places a credential is substituted.
 	seen, sub := nameSet{}, nameSet{}
-	for _, s := range []string{req.URL.String(), req.URL.Path} {
+	urlParts(req.URL, func(s string) {
 		if strings.IndexByte(s, '%') >= 0 {
 			if raw, err := urlUnescapeAll(s); err == nil {
 				s = raw
 			}
 		}
 		seen.addAll(s)
-	}
+	})
 	for k, vs := range req.Header {
 		for _, v := range vs {
 			seen.addAll(v)
@@ -214,12 +256,12 @@ func (in *Injector) Apply(ctx context.Context, req *http.Request, host string, g
 		}
 	}
 	for _, h := range in.headers {
-		for _, v := range req.Header.Values(h) {
+		for _, v := range req.Header[h] {
 			sub.addAll(v)
 		}
 	}
-	if req.URL.RawQuery == "" {
-		// Nothing to parse.
+	if !mayHoldPlaceholder(req.URL.RawQuery) {
+		// No placeholder, even once decoded: nothing to parse.
 	} else if q, err := url.ParseQuery(req.URL.RawQuery); err == nil {
 		for _, vs := range q {
 			for _, v := range vs {
@@ -366,16 +408,16 @@ func basicPlaceholders(v string) []string {
 // scrub removes every place the agent put the placeholder for name, so the
 // rendered credential is the only copy that leaves.
 func (in *Injector) scrub(req *http.Request, name string) {
-	ph := Placeholder(name)
-	if v := req.Header.Get("Authorization"); strings.Contains(v, ph) || containsName(basicPlaceholders(v), name) {
+	if v := req.Header.Get("Authorization"); containsPlaceholderFor(v, name) || containsName(basicPlaceholders(v), name) {
 		req.Header.Del("Authorization")
 	}
 	for _, h := range in.headers {
-		if strings.Contains(req.Header.Get(h), ph) {
+		if containsPlaceholderFor(req.Header.Get(h), name) {
 			req.Header.Del(h)
 		}
 	}
-	if strings.Contains(req.URL.RawQuery, ph) {
+	if containsPlaceholderFor(req.URL.RawQuery, name) {
+		ph := Placeholder(name)
 		q := req.URL.Query()
 		for k, vs := range q {
 			for _, v := range vs {

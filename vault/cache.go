@@ -51,6 +51,27 @@ func (c *cache) get(name string) (*Credential, []byte, bool) {
 	return e.cred.clone(), append([]byte(nil), e.secret...), true
 }
 
+// secret is get without the credential's metadata, which the request
+// path does not need and get copies.
+func (c *cache) secret(name string) ([]byte, bool) {
+	if !c.enabled() {
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.m[name]
+	if !ok {
+		return nil, false
+	}
+	e := el.Value.(*cacheEntry)
+	if !c.now().Before(e.expires) {
+		c.removeElement(el)
+		return nil, false
+	}
+	c.ll.MoveToFront(el)
+	return append([]byte(nil), e.secret...), true
+}
+
 // put stores copies of cred and secret.
 func (c *cache) put(cred *Credential, secret []byte) {
 	if !c.enabled() {

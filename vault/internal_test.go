@@ -135,9 +135,24 @@ func TestCacheTTLAndBound(t *testing.T) {
 	if _, s2, _ := c.get("c"); string(s2) != "3" {
 		t.Fatal("caller's copy aliases the cache")
 	}
+	if s, ok := c.secret("c"); !ok || string(s) != "3" {
+		t.Fatal("secret: c not served")
+	} else {
+		s[0] = 'X'
+	}
+	if s, _ := c.secret("c"); string(s) != "3" {
+		t.Fatal("secret: caller's copy aliases the cache")
+	}
+	now = now.Add(time.Minute)
+	if _, ok := c.secret("c"); ok {
+		t.Fatal("secret served at its TTL")
+	}
 	off := newCache(-1, 10, time.Now)
 	off.put(&Credential{Name: "a"}, []byte("1"))
 	if _, _, ok := off.get("a"); ok {
+		t.Fatal("disabled cache served a secret")
+	}
+	if _, ok := off.secret("a"); ok {
 		t.Fatal("disabled cache served a secret")
 	}
 }

@@ -524,6 +524,19 @@ func (v *Vault) Get(ctx context.Context, name string) (*Credential, []byte, erro
 	return cred, secret, nil
 }
 
+// Secret returns the secret of credential name, as Get does, without
+// its metadata.
+func (v *Vault) Secret(ctx context.Context, name string) ([]byte, error) {
+	if err := v.usable(false); err != nil {
+		return nil, vaultErr("get", name, err)
+	}
+	if secret, ok := v.cache.secret(name); ok {
+		return secret, nil
+	}
+	_, secret, err := v.Get(ctx, name)
+	return secret, err
+}
+
 // decrypt unwraps r's data key with k and opens the secret.
 func (v *Vault) decrypt(ctx context.Context, k kms.KMS, r *record) ([]byte, error) {
 	dek, err := v.unwrapKey(ctx, k, r)

@@ -573,13 +573,20 @@ func TestKMSOutage(t *testing.T) {
 	if _, s, err := v.Get(short(), "stripe"); err != nil || string(s) != secretA {
 		t.Fatalf("cached secret not served during the outage: %v", err)
 	}
+	if s, err := v.Secret(short(), "stripe"); err != nil || string(s) != secretA {
+		t.Fatalf("cached secret not served by Secret during the outage: %v", err)
+	}
 	_, _, err := v.Get(short(), "github")
 	wantErr(t, err, vault.ErrKMSUnavailable, "github")
 	if !strings.Contains(err.Error(), k.URI()) {
 		t.Fatalf("outage error %q does not name the KMS", err)
 	}
+	_, err = v.Secret(short(), "github")
+	wantErr(t, err, vault.ErrKMSUnavailable, "github")
 	now = now.Add(time.Minute)
 	_, _, err = v.Get(short(), "stripe")
+	wantErr(t, err, vault.ErrKMSUnavailable, "stripe")
+	_, err = v.Secret(short(), "stripe")
 	wantErr(t, err, vault.ErrKMSUnavailable, "stripe")
 }
 
