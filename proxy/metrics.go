@@ -27,6 +27,11 @@ type Metrics struct {
 	AuditAppend      prometheus.Histogram
 	Tunnels          *prometheus.CounterVec // mode (mitm|tunnel)
 	ActiveConns      prometheus.Gauge
+
+	// The children every allowed request touches, resolved once: a
+	// label lookup hashes its values on every call.
+	allowed    prometheus.Counter
+	upstreamOK prometheus.Observer
 }
 
 // NewMetrics registers every metric on a fresh registry, with the Go
@@ -58,6 +63,8 @@ func NewMetrics() *Metrics {
 			Name: MetricActiveConns, Help: "Client connections open on the proxy listener.",
 		}),
 	}
+	m.allowed = m.Requests.WithLabelValues("allowed", "")
+	m.upstreamOK = m.UpstreamDuration.WithLabelValues("ok")
 	m.Registry.MustRegister(m.Requests, m.Injections, m.UpstreamDuration, m.DetectorSignals,
 		m.AuditAppend, m.Tunnels, m.ActiveConns,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,9 +29,12 @@ import (
 	"github.com/stackctl/stack/vault"
 )
 
-// Verifier checks passports; *passport.Verifier is one.
+// Verifier checks passports; *passport.Verifier is one. Check verifies a
+// CONNECT's passport once; Recheck repeats, for each request inside the
+// tunnel, the checks whose answer can change (dates, revocation, keys).
 type Verifier interface {
-	Verify(token string) (*passport.Claims, error)
+	Check(token string) (*passport.Verified, error)
+	Recheck(vd *passport.Verified) (*passport.Claims, error)
 }
 
 // Auditor records what the proxy does; *audit.Log is one. Append returns
@@ -237,10 +241,11 @@ func (p *Proxy) Metrics() *Metrics { return p.metrics }
 // connState is what a CONNECT established for the requests inside its
 // tunnel.
 type connState struct {
-	token  string
-	agent  string // from Proxy-Authorization Basic, may be empty
-	host   string // CONNECT target host:port
-	remote string
+	agent string // from Proxy-Authorization Basic, may be empty
+	// verified is the CONNECT's passport, checked again on each request.
+	verified *passport.Verified
+	host     string // CONNECT target host:port
+	remote   string
 }
 
 // reqState follows one request from the pipeline to its response.
@@ -302,22 +307,36 @@ func (p *Proxy) identity(h http.Header) (token, agent string, d *denial) {
 
 // verify checks a passport and, when the agent named itself, that the
 // passport is its own.
-func (p *Proxy) verify(token, agent string) (*passport.Claims, *denial) {
-	claims, err := p.opts.Verifier.Verify(token)
+func (p *Proxy) verify(token, agent string) (*passport.Verified, *denial) {
+	vd, err := p.opts.Verifier.Check(token)
 	if err != nil {
-		reason := passport.Reason(err)
-		status := http.StatusProxyAuthRequired
-		if reason == passport.ReasonRevoked {
-			status = http.StatusForbidden
-		}
-		// Expired and revoked passports are genuine: the record names them.
-		return nil, &denial{Status: status, Reason: reason, Detail: verifyDetail(err), claims: passport.ClaimsOf(err)}
+		return nil, verifyDenial(err)
 	}
-	if agent != "" && agent != claims.Subject {
+	if agent != "" && agent != vd.Claims().Subject {
 		return nil, &denial{Status: http.StatusProxyAuthRequired, Reason: ReasonPassportInvalid,
 			Detail: fmt.Sprintf("agent id %q does not match the passport's subject", agent)}
 	}
+	return vd, nil
+}
+
+// reverify checks a passport verify accepted again: a revocation applies
+// to the very next request, even inside an open tunnel.
+func (p *Proxy) reverify(vd *passport.Verified) (*passport.Claims, *denial) {
+	claims, err := p.opts.Verifier.Recheck(vd)
+	if err != nil {
+		return nil, verifyDenial(err)
+	}
 	return claims, nil
+}
+
+func verifyDenial(err error) *denial {
+	reason := passport.Reason(err)
+	status := http.StatusProxyAuthRequired
+	if reason == passport.ReasonRevoked {
+		status = http.StatusForbidden
+	}
+	// Expired and revoked passports are genuine: the record names them.
+	return &denial{Status: status, Reason: reason, Detail: verifyDetail(err), claims: passport.ClaimsOf(err)}
 }
 
 // verifyDetail keeps the first line of a verification error, which names
@@ -352,10 +371,11 @@ func (p *Proxy) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Conn
 	if d != nil {
 		return reject(d, nil)
 	}
-	claims, d := p.verify(token, agent)
+	vd, d := p.verify(token, agent)
 	if d != nil {
 		return reject(d, nil)
 	}
+	claims := vd.Claims()
 	if d := p.checkEgressLiteral(hostname); d != nil {
 		return reject(d, claims)
 	}
@@ -367,7 +387,7 @@ func (p *Proxy) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Conn
 		return reject(&denial{Status: http.StatusForbidden, Reason: ReasonScopeDenied,
 			Detail: "host not granted: " + hostname}, claims)
 	}
-	state := &connState{token: token, agent: agent, host: host, remote: req.RemoteAddr}
+	state := &connState{agent: agent, verified: vd, host: host, remote: req.RemoteAddr}
 	ctx.UserData = state
 	if matchAnyHost(p.opts.TunnelHosts, hostname) {
 		p.metrics.Tunnels.WithLabelValues("tunnel").Inc()
@@ -424,23 +444,29 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 
 	// 1. identify. Inside a tunnel the CONNECT's passport applies, unless
 	// the inner request brings its own.
-	var token, agent string
-	if st.conn != nil && req.Header.Get("Proxy-Authorization") == "" {
-		token, agent = st.conn.token, st.conn.agent
-	} else {
+	var claims *passport.Claims
+	if st.conn != nil && st.conn.verified != nil && req.Header.Get("Proxy-Authorization") == "" {
+		// 2. verify, again on every request: a revocation applies to the
+		// very next request, even inside an open tunnel.
 		var d *denial
-		if token, agent, d = p.identity(req.Header); d != nil {
+		if claims, d = p.reverify(st.conn.verified); d != nil {
 			return fail(d)
 		}
+	} else {
+		token, agent, d := p.identity(req.Header)
+		if d != nil {
+			return fail(d)
+		}
+		// 2. verify.
+		vd, d := p.verify(token, agent)
+		if d != nil {
+			return fail(d)
+		}
+		claims = vd.Claims()
 	}
-	req.Header.Del("Proxy-Authorization")
-	req.Header.Del("Proxy-Connection")
-
-	// 2. verify, again on every request: a revocation applies to the very
-	// next request, even inside an open tunnel.
-	claims, d := p.verify(token, agent)
-	if d != nil {
-		return fail(d)
+	if len(req.Header) > 0 {
+		req.Header.Del("Proxy-Authorization")
+		req.Header.Del("Proxy-Connection")
 	}
 	st.claims = claims
 
@@ -453,8 +479,11 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 		return fail(d)
 	}
 	sreq := passport.Request{
-		Host: st.host, Method: req.Method, Path: req.URL.EscapedPath(), Query: req.URL.Query(),
+		Host: st.host, Method: req.Method, Path: st.path,
 		Body: body, ContentType: req.Header.Get("Content-Type"),
+	}
+	if req.URL.RawQuery != "" {
+		sreq.Query = req.URL.Query()
 	}
 	reportOnly := claims.Mode == passport.ModeAlert || claims.Mode == passport.ModeShadow
 	if dec := claims.Scope.Allows(sreq); !dec.Allowed {
@@ -579,7 +608,7 @@ func (p *Proxy) scanBody(req *http.Request) (body, head []byte, d *denial) {
 // checkHeaderSize refuses a request whose request line and headers exceed
 // MaxHeaderBytes.
 func (p *Proxy) checkHeaderSize(req *http.Request) *denial {
-	n := len(req.Method) + len(req.URL.String()) + len(req.Host) + 16
+	n := len(req.Method) + urlSize(req.URL) + len(req.Host) + 16
 	for k, vs := range req.Header {
 		for _, v := range vs {
 			n += len(k) + len(v) + 4
@@ -593,6 +622,19 @@ func (p *Proxy) checkHeaderSize(req *http.Request) *denial {
 			Detail: fmt.Sprintf("request headers exceed %d bytes", p.opts.MaxHeaderBytes)}
 	}
 	return nil
+}
+
+// urlSize is about len(u.String()), counted without building it: the
+// header size check runs on every request.
+func urlSize(u *url.URL) int {
+	n := len(u.Scheme) + len(u.Opaque) + len(u.Host) + len(u.EscapedPath()) + len(u.RawQuery) + len(u.EscapedFragment()) + 8
+	if u.User != nil {
+		n += len(u.User.Username()) + 1
+		if pw, ok := u.User.Password(); ok {
+			n += len(pw) + 1
+		}
+	}
+	return n
 }
 
 // checkEgressLiteral refuses IP-literal hosts the egress guard refuses,
@@ -623,7 +665,7 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 	start := p.now()
 	resp, err := p.transport.RoundTrip(req)
 	if err == nil {
-		p.metrics.UpstreamDuration.WithLabelValues("ok").Observe(p.now().Sub(start).Seconds())
+		p.metrics.upstreamOK.Observe(p.now().Sub(start).Seconds())
 		wrapUpstreamBody(resp)
 		return resp, nil
 	}
@@ -715,7 +757,7 @@ func (p *Proxy) handleResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 			resp.Body = newWSScrubber(rwc, st.injected)
 		}
 		st.done()
-		p.metrics.Requests.WithLabelValues("allowed", "").Inc()
+		p.metrics.allowed.Inc()
 		p.record(ctx.Req.Context(), audit.Record{
 			Action: audit.ActionRequest, AgentID: st.claims.Subject, PassportJTI: st.claims.ID,
 			Host: st.host, Method: st.method, Path: st.path, Status: resp.StatusCode,
@@ -745,7 +787,7 @@ func (p *Proxy) handleResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 	}
 	finish := func(n int64) {
 		defer st.done()
-		p.metrics.Requests.WithLabelValues("allowed", "").Inc()
+		p.metrics.allowed.Inc()
 		p.recordDone(rctx, audit.Record{
 			Action: audit.ActionRequest, AgentID: st.claims.Subject, PassportJTI: st.claims.ID,
 			Host: st.host, Method: st.method, Path: st.path, Status: resp.StatusCode,
@@ -762,6 +804,9 @@ func (p *Proxy) handleResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 }
 
 func injectedNames(in []inject.Injected) string {
+	if len(in) == 1 {
+		return in[0].Name
+	}
 	names := make([]string, len(in))
 	for i, x := range in {
 		names[i] = x.Name

@@ -180,6 +180,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if o.profileDir != "" {
+		// The reference writes its own profile and cannot create the directory.
+		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+			return err
+		}
+	}
 	work, err := os.MkdirTemp("", "stack-bench-")
 	if err != nil {
 		return err
