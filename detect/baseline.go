@@ -227,6 +227,18 @@ func (l *lru[V]) get(key string) (V, bool) {
 	return e.val, true
 }
 
+// getBytes is get for a key held in a byte slice; the look-up does not
+// copy it.
+func (l *lru[V]) getBytes(key []byte) (V, bool) {
+	e, ok := l.m[string(key)]
+	if !ok {
+		var zero V
+		return zero, false
+	}
+	l.toFront(e)
+	return e.val, true
+}
+
 // put stores val under key as the most recently used, evicting the least
 // recently used entry when the map is full.
 func (l *lru[V]) put(key string, val V) {

@@ -170,12 +170,15 @@ func (b *Burst) Inspect(ev *Event) []Signal {
 		if cred == "" || contains(ev.Credentials[:i], cred) {
 			continue
 		}
-		key := ev.Agent + "\x00" + cred
-		st, ok := b.keys.get(key)
+		// The key is built in a buffer on the stack: looking up a known
+		// pair, the common case, then allocates nothing.
+		var kb [96]byte
+		key := append(append(append(kb[:0], ev.Agent...), 0), cred...)
+		st, ok := b.keys.getBytes(key)
 		if !ok {
 			st = &burstState{agent: ev.Agent, cred: cred, first: now, last: now,
 				longHead: now / b.longWidth, shortHead: now / b.slotWidth}
-			b.keys.put(key, st)
+			b.keys.put(string(key), st)
 		}
 		if s, fired := b.count(st, now); fired {
 			sigs = append(sigs, s)

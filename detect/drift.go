@@ -180,14 +180,14 @@ func (d *Drift) Inspect(ev *Event) []Signal {
 				what, ev.Agent, len(p.hosts), p.events, fmtDur(time.Duration(now-p.first))),
 		}}
 	}
-	d.learn(p, ev.Host, method, tmpl)
+	d.learn(p, h, ev.Host, method, tmpl)
 	return sigs
 }
 
-// learn adds a request to a profile, within the profile's bounds.
-func (d *Drift) learn(p *driftProfile, host, method, tmpl string) {
+// learn adds a request to a profile, within the profile's bounds; h is
+// the profile of host, nil when it has none yet.
+func (d *Drift) learn(p *driftProfile, h *hostProfile, host, method, tmpl string) {
 	p.events++
-	h := p.hosts[host]
 	if h == nil {
 		if len(p.hosts) >= d.opts.MaxHosts {
 			return
@@ -220,6 +220,15 @@ func (d *Drift) Learned(agent string, now time.Time) bool {
 // tokens become {id}; a trailing slash is dropped; past 32 segments the
 // rest becomes {rest}.
 func PathTemplate(path string) string {
+	if isTemplate(path) {
+		// Most paths of an API are routes already: no copy to make.
+		return path
+	}
+	return buildTemplate(path)
+}
+
+// buildTemplate is PathTemplate the long way, building the template.
+func buildTemplate(path string) string {
 	if i := strings.IndexAny(path, "?#"); i >= 0 {
 		path = path[:i]
 	}
@@ -248,6 +257,33 @@ func PathTemplate(path string) string {
 		}
 	}
 	return b.String()
+}
+
+// isTemplate reports whether PathTemplate(path) is path itself: one
+// leading slash, no trailing one, no query or fragment, at most
+// driftMaxSegments segments and none of them id-like.
+func isTemplate(path string) bool {
+	if path == "/" {
+		return true
+	}
+	if len(path) < 2 || path[0] != '/' || path[1] == '/' || path[len(path)-1] == '/' {
+		return false
+	}
+	segs, from := 0, 1
+	for i := 1; i <= len(path); i++ {
+		if i < len(path) {
+			if c := path[i]; c == '?' || c == '#' {
+				return false
+			} else if c != '/' {
+				continue
+			}
+		}
+		if segs++; segs > driftMaxSegments || idLike(path[from:i]) {
+			return false
+		}
+		from = i + 1
+	}
+	return true
 }
 
 // idLike reports a path segment that names one object rather than a

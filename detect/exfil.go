@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // ExfiltrationName is the credential-exfiltration detector's config name.
@@ -19,7 +20,8 @@ const ExfiltrationName = "credential_exfiltration"
 const PlaceholderPrefix = "stk_ph_"
 
 // SecretMatcher finds the vault's own secrets in content. Match returns
-// the names of the secrets present, none when there are none.
+// the names of the secrets present, none when there are none. It must
+// neither change nor keep body: the detector reuses the buffer.
 type SecretMatcher interface {
 	Match(body []byte) (names []string)
 }
@@ -257,38 +259,59 @@ func (x *Exfiltration) Inspect(ev *Event) []Signal {
 	if len(body) > x.opts.Window {
 		body = body[:x.opts.Window]
 	}
-	url := requestURL(ev)
-	var sigs []Signal
-	seenPH := map[string]bool{}
-	placeholder := func(name, where string, span *Span) {
-		if seenPH[name] {
-			return
+	// The URL as bytes, in a pooled buffer: the matchers keep nothing of
+	// it, and a request without findings then allocates nothing.
+	ub := urlBufs.Get().(*[]byte)
+	url := appendRequestURL((*ub)[:0], ev)
+	*ub = url
+	defer func() {
+		// A URL can carry a secret: none stays behind in the pool.
+		clear(url)
+		if cap(url) <= maxPooledURL {
+			urlBufs.Put(ub)
 		}
-		seenPH[name] = true
-		if s, ok := x.placeholderSignal(name, ev.Host, where, span); ok {
+	}()
+
+	var sigs []Signal
+	// Placeholder names already reported; a request names one or two.
+	var seenBuf [8]string
+	seenPH := seenBuf[:0]
+	for _, name := range ev.Placeholders {
+		if contains(seenPH, name) {
+			continue
+		}
+		seenPH = append(seenPH, name)
+		if s, ok := x.placeholderSignal(name, ev.Host, "request", nil); ok {
 			sigs = append(sigs, s)
 		}
 	}
-	for _, name := range ev.Placeholders {
-		placeholder(name, "request", nil)
-	}
-	seenShape := map[string]bool{}
-	for _, part := range []struct {
+	var seenShape map[string]bool
+	for _, part := range [...]struct {
 		where string
 		b     []byte
 		body  bool
-	}{{"URL", []byte(url), false}, {"body", body, true}} {
+	}{{"URL", url, false}, {"body", body, true}} {
 		for _, h := range findShapes(part.b) {
 			var span *Span
 			if part.body {
 				span = &Span{Start: h.start, End: h.end, Excerpt: redacted(h)}
 			}
 			if h.shape.Name == "placeholder" {
-				placeholder(strings.TrimPrefix(h.text, PlaceholderPrefix), part.where, span)
+				name := strings.TrimPrefix(h.text, PlaceholderPrefix)
+				if contains(seenPH, name) {
+					continue
+				}
+				seenPH = append(seenPH, name)
+				if s, ok := x.placeholderSignal(name, ev.Host, part.where, span); ok {
+					sigs = append(sigs, s)
+				}
 				continue
 			}
 			if hostAllowed(ev.Host, x.opts.AllowShapes[h.shape.Name]) || seenShape[h.text] {
 				continue
+			}
+			if seenShape == nil {
+				seenShape = map[string]bool{}
 			}
 			seenShape[h.text] = true
 			sigs = append(sigs, Signal{
@@ -298,29 +321,53 @@ func (x *Exfiltration) Inspect(ev *Event) []Signal {
 		}
 	}
 	if x.opts.Secrets != nil {
-		names := map[string]string{}
-		for _, n := range x.opts.Secrets.Match([]byte(url)) {
-			names[n] = "URL"
+		// Empty content holds no secret: the matcher is not asked.
+		var inURL, inBody []string
+		if len(url) > 0 {
+			inURL = x.opts.Secrets.Match(url)
 		}
-		for _, n := range x.opts.Secrets.Match(body) {
-			names[n] = "body"
+		if len(body) > 0 {
+			inBody = x.opts.Secrets.Match(body)
 		}
-		keys := make([]string, 0, len(names))
-		for n := range names {
-			keys = append(keys, n)
+		if len(inURL)+len(inBody) > 0 {
+			sigs = x.secretSignals(sigs, ev.Host, inURL, inBody)
 		}
-		sort.Strings(keys)
-		for _, n := range keys {
-			if x.opts.Bound != nil {
-				if hosts, ok := x.opts.Bound(n); ok && hostAllowed(ev.Host, hosts) {
-					continue // the credential on its way to its own host
-				}
+	}
+	return sigs
+}
+
+// urlBufs holds buffers for the URL of a request being inspected; those
+// grown past maxPooledURL bytes are left to the collector.
+var urlBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+const maxPooledURL = 16 << 10
+
+// secretSignals appends a signal for each vault secret found in the URL
+// or the body of a request to host a secret is not bound to, by name;
+// one found in both is reported in the body.
+func (x *Exfiltration) secretSignals(sigs []Signal, host string, inURL, inBody []string) []Signal {
+	names := map[string]string{}
+	for _, n := range inURL {
+		names[n] = "URL"
+	}
+	for _, n := range inBody {
+		names[n] = "body"
+	}
+	keys := make([]string, 0, len(names))
+	for n := range names {
+		keys = append(keys, n)
+	}
+	sort.Strings(keys)
+	for _, n := range keys {
+		if x.opts.Bound != nil {
+			if hosts, ok := x.opts.Bound(n); ok && hostAllowed(host, hosts) {
+				continue // the credential on its way to its own host
 			}
-			sigs = append(sigs, Signal{
-				Detector: ExfiltrationName, Severity: Critical, Score: 1, Rule: "vault_secret",
-				Evidence: fmt.Sprintf("the secret of vault credential %q appears in the request %s to %s, a host it is not bound to", n, names[n], hostOrUnknown(ev.Host)),
-			})
 		}
+		sigs = append(sigs, Signal{
+			Detector: ExfiltrationName, Severity: Critical, Score: 1, Rule: "vault_secret",
+			Evidence: fmt.Sprintf("the secret of vault credential %q appears in the request %s to %s, a host it is not bound to", n, names[n], hostOrUnknown(host)),
+		})
 	}
 	return sigs
 }
@@ -354,37 +401,70 @@ func hostOrUnknown(h string) string {
 }
 
 // hostAllowed reports whether host is one of hosts; "*.example.com"
-// matches any subdomain of example.com (not example.com itself).
+// matches any subdomain of example.com (not example.com itself). Case
+// does not matter.
 func hostAllowed(host string, hosts []string) bool {
 	if host == "" {
 		return false
 	}
-	host = strings.ToLower(host)
 	for _, h := range hosts {
-		h = strings.ToLower(h)
-		if h == host || strings.HasPrefix(h, "*.") && strings.HasSuffix(host, h[1:]) {
+		if boundHostMatches(host, h) {
 			return true
 		}
 	}
 	return false
 }
 
-// requestURL renders the path and the decoded query for matching.
-func requestURL(ev *Event) string {
-	if len(ev.Query) == 0 {
-		return ev.Path
+// boundHostMatches is hostAllowed for one entry. ASCII names, which host
+// names are, are compared without lower-casing copies; anything else is
+// lower-cased first, as Unicode says.
+func boundHostMatches(host, h string) bool {
+	if h == host {
+		return true
 	}
-	var b strings.Builder
-	b.WriteString(ev.Path)
-	for k, vs := range ev.Query {
-		for _, v := range vs {
-			b.WriteString(" ")
-			b.WriteString(k)
-			b.WriteString("=")
-			b.WriteString(v)
+	if !asciiString(host) || !asciiString(h) {
+		host, h = strings.ToLower(host), strings.ToLower(h)
+		return h == host || strings.HasPrefix(h, "*.") && strings.HasSuffix(host, h[1:])
+	}
+	if len(h) == len(host) && asciiEqualFold(h, host) {
+		return true
+	}
+	return len(h) >= 2 && h[0] == '*' && h[1] == '.' && len(host) >= len(h)-1 && asciiEqualFold(host[len(host)-(len(h)-1):], h[1:])
+}
+
+func asciiString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
 		}
 	}
-	return b.String()
+	return true
+}
+
+// asciiEqualFold reports whether ASCII strings a and b, of the same
+// length, are equal lower-cased.
+func asciiEqualFold(a, b string) bool {
+	for i := 0; i < len(a); i++ {
+		if lowerByte(a[i]) != lowerByte(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// appendRequestURL appends the path and the decoded query of ev to b,
+// for matching.
+func appendRequestURL(b []byte, ev *Event) []byte {
+	b = append(b, ev.Path...)
+	for k, vs := range ev.Query {
+		for _, v := range vs {
+			b = append(b, ' ')
+			b = append(b, k...)
+			b = append(b, '=')
+			b = append(b, v...)
+		}
+	}
+	return b
 }
 
 // SecretIndex finds the vault's own secrets in content without keeping

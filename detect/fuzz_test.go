@@ -1,6 +1,9 @@
 package detect
 
 import (
+	"bytes"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -44,6 +47,119 @@ func FuzzScan(f *testing.F) {
 			if s.Span != nil && (s.Span.Start < 0 || s.Span.End > len(b)) {
 				t.Fatalf("signal span %+v", s.Span)
 			}
+		}
+	})
+}
+
+// scanEveryByte is acMatcher.scan without skipping runs: one transition
+// per byte, the reference the skipping is checked against.
+func scanEveryByte(m *acMatcher, text []byte, hit func(word, end int)) {
+	var s uint32
+	fo, nc := m.firstOut, uint32(m.nclass)
+	for i, b := range text {
+		s = m.next[s+uint32(m.class[b])]
+		if s >= fo {
+			for _, w := range m.out[(s-fo)/nc] {
+				hit(int(w), i+1)
+			}
+		}
+	}
+}
+
+// FuzzACScanRuns checks that skipping runs of one byte finds exactly
+// what a transition per byte finds, in the same order, with both
+// automatons; the input is spread into runs so that runs are common.
+func FuzzACScanRuns(f *testing.F) {
+	for _, s := range []string{"ignore previous instructions", "xxxxxxxx", "sk_live_aaaa", "eeee    ignore", "\x00\xff"} {
+		f.Add([]byte(s), uint8(70))
+	}
+	f.Add([]byte(`{"amount":1000,"pad":"xxxx"}`), uint8(200))
+	f.Fuzz(func(t *testing.T, seed []byte, rep uint8) {
+		// Every other byte of seed is repeated rep times, so the text
+		// mixes runs of every length with plain bytes.
+		var text []byte
+		for i, c := range seed {
+			if i%2 == 1 {
+				text = append(text, bytes.Repeat([]byte{c}, int(rep))...)
+			} else {
+				text = append(text, c)
+			}
+		}
+		for _, m := range []*acMatcher{compiled.ac, exfilAC} {
+			var want, got [][2]int
+			scanEveryByte(m, text, func(w, end int) { want = append(want, [2]int{w, end}) })
+			m.scan(text, func(w, end int) { got = append(got, [2]int{w, end}) })
+			if !slices.Equal(got, want) {
+				t.Fatalf("scan of %q found %v, want %v", text, got, want)
+			}
+		}
+	})
+}
+
+// TestACScanRuns checks run skipping on runs of every byte the
+// automatons know, including the ones that spell words on their own.
+func TestACScanRuns(t *testing.T) {
+	for _, m := range []*acMatcher{compiled.ac, exfilAC} {
+		for c := range 256 {
+			for _, text := range [][]byte{
+				bytes.Repeat([]byte{byte(c)}, 200),
+				append([]byte("ignore all "), append(bytes.Repeat([]byte{byte(c)}, 100), " instructions sk_live_"...)...),
+			} {
+				var want, got [][2]int
+				scanEveryByte(m, text, func(w, end int) { want = append(want, [2]int{w, end}) })
+				m.scan(text, func(w, end int) { got = append(got, [2]int{w, end}) })
+				if !slices.Equal(got, want) {
+					t.Fatalf("byte %#x: scan found %v, want %v", c, got, want)
+				}
+			}
+		}
+	}
+}
+
+// FuzzPathTemplateShortcut checks that a path PathTemplate returns as it
+// is would be built into itself.
+func FuzzPathTemplateShortcut(f *testing.F) {
+	for _, s := range []string{"/", "/v1/balance", "/v1/customers/cus_9s6XKzkNRiz8i3", "//a", "/a/", "/a//b", "/a?b", strings.Repeat("/a", 33)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, path string) {
+		if got, want := PathTemplate(path), buildTemplate(path); got != want {
+			t.Fatalf("PathTemplate(%q) = %q, want %q", path, got, want)
+		}
+	})
+}
+
+// FuzzB64Runs checks the base64 runs found with fill passed over eight
+// bytes at a time against a byte-by-byte search; the input is spread
+// into runs of one byte so that fill is common.
+func FuzzB64Runs(f *testing.F) {
+	f.Add([]byte(`{"pad":"x"}`), uint8(100))
+	f.Add([]byte("aAbB=c.d"), uint8(9))
+	f.Fuzz(func(t *testing.T, seed []byte, rep uint8) {
+		var raw []byte
+		for i, c := range seed {
+			if i%2 == 1 {
+				raw = append(raw, bytes.Repeat([]byte{c}, int(rep))...)
+			} else {
+				raw = append(raw, c)
+			}
+		}
+		var want [][2]int
+		for i := 0; i < len(raw); i++ {
+			if !isB64(raw[i]) {
+				continue
+			}
+			j := i + 1
+			for j < len(raw) && isB64(raw[j]) {
+				j++
+			}
+			if j-i >= minRun {
+				want = append(want, [2]int{i, j})
+			}
+			i = j
+		}
+		if got := b64Runs(raw); !slices.Equal(got, want) {
+			t.Fatalf("%q: runs %v, want %v", raw, got, want)
 		}
 	})
 }

@@ -187,14 +187,27 @@ func (p *PromptInjection) Inspect(ev *Event) []Signal {
 // binaryContent reports content types that cannot carry readable
 // instructions.
 func binaryContent(ct string) bool {
-	ct = strings.ToLower(ct)
-	for _, p := range []string{"image/", "audio/", "video/", "font/", "application/octet-stream", "application/zip", "application/gzip", "application/x-tar", "application/pdf"} {
-		if strings.HasPrefix(ct, p) {
+	if !asciiString(ct) {
+		// Some runes lower-case to ASCII letters ("İ" to "i").
+		ct = strings.ToLower(ct)
+	}
+	if ct == "" {
+		return false
+	}
+	c := lowerByte(ct[0])
+	for _, p := range binaryTypes {
+		// ct is ASCII or lower-cased: comparing it ASCII
+		// case-insensitively is lower-casing it, without the copy.
+		if p[0] == c && len(ct) >= len(p) && asciiEqualFold(ct[1:len(p)], p[1:]) {
 			return true
 		}
 	}
 	return false
 }
+
+// binaryTypes are the media type prefixes binaryContent reports, lower
+// case.
+var binaryTypes = []string{"image/", "audio/", "video/", "font/", "application/octet-stream", "application/zip", "application/gzip", "application/x-tar", "application/pdf"}
 
 func summarize(ms []Match) string {
 	parts := make([]string, 0, len(ms))

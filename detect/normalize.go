@@ -200,8 +200,10 @@ type normalizer struct {
 	// as if visible, so a match there counts as hidden.
 	hidden [][2]int
 	// rest and later are what source left for finish (lazy mode).
-	rest  *restOf
-	later []markupRest
+	rest *restOf
+	// restBuf holds what rest points to, so that a scan allocates none.
+	restBuf restOf
+	later   []markupRest
 
 	// Reused buffers (lazy mode): the top level's, and arenas for
 	// nested content, whose views live until the scan ends.
@@ -354,7 +356,8 @@ func (n *normalizer) source(raw []byte, prefix string, depth int, coarse *segmen
 		// The scanner matches the text and markup views first, and asks
 		// for the rest (finish) only when they did not settle the
 		// verdict: every other view is obfuscated, and scanned after.
-		n.rest = &restOf{raw: raw, f: f, base: base, prefix: prefix, depth: depth}
+		n.restBuf = restOf{raw: raw, f: f, base: base, prefix: prefix, depth: depth}
+		n.rest = &n.restBuf
 		return
 	}
 	n.decodes(raw, base, prefix, depth, coarse)
@@ -1731,6 +1734,13 @@ func appendB64Runs(runs [][2]int, raw []byte) [][2]int {
 		j := p + 1
 		for j < len(raw) && byteClass[raw[j]]&clB64 != 0 {
 			j++
+			// Fill ("xxxx…", "AAAA…") is passed over eight bytes at a
+			// time.
+			if c := raw[j-1]; j+8 <= len(raw) && raw[j] == c {
+				for j+8 <= len(raw) && binary.LittleEndian.Uint64(raw[j:]) == uint64(c)*0x0101010101010101 {
+					j += 8
+				}
+			}
 		}
 		if j-i >= minRun {
 			runs = append(runs, [2]int{i, j})

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
 	"regexp"
 	"regexp/syntax"
@@ -515,17 +516,75 @@ func buildAC(words []string, fold func(byte) byte) *acMatcher {
 
 // scan calls hit(word, end) for every occurrence of a word in text, end
 // being the index just past it.
+//
+// A long run of one repeated byte (padding, fill, indentation) is read
+// only until the automaton settles: once the state is one that byte
+// leads back to and that ends no word, the rest of the run can change
+// neither the state nor what is found.
 func (m *acMatcher) scan(text []byte, hit func(word, end int)) {
 	var s uint32
 	next, class, fo, nc := m.next, &m.class, m.firstOut, uint32(m.nclass)
-	for i, b := range text {
-		s = next[s+uint32(class[b])]
-		if s >= fo {
-			for _, w := range m.out[(s-fo)/nc] {
-				hit(int(w), i+1)
+	for i := 0; i < len(text); {
+		a, b := repeatRun(text, i, acRunMin)
+		// Up to the run and its first maxLen bytes, byte by byte; past
+		// them the state has settled, if it ever does.
+		stop := min(b, a+m.maxLen)
+		for ; i < stop; i++ {
+			s = next[s+uint32(class[text[i]])]
+			if s >= fo {
+				for _, w := range m.out[(s-fo)/nc] {
+					hit(int(w), i+1)
+				}
+			}
+		}
+		if i == len(text) {
+			break
+		}
+		if s < fo && next[s+uint32(class[text[a]])] == s {
+			i = b
+			continue
+		}
+		for ; i < b; i++ {
+			s = next[s+uint32(class[text[i]])]
+			if s >= fo {
+				for _, w := range m.out[(s-fo)/nc] {
+					hit(int(w), i+1)
+				}
 			}
 		}
 	}
+}
+
+// acRunMin is the shortest run of one byte scan skips: shorter runs save
+// less than looking for them costs.
+const acRunMin = 64
+
+// repeatRun returns the first maximal run [a, b) of one repeated byte in
+// t[from:] that is at least minLen (>= 16) long, or a = b = len(t). It
+// reads eight bytes at a time: such a run holds eight aligned ones.
+func repeatRun(t []byte, from, minLen int) (a, b int) {
+	const ones = 0x0101010101010101
+	for k := from; k+8 <= len(t); k += 8 {
+		w := binary.LittleEndian.Uint64(t[k:])
+		if w != uint64(t[k])*ones {
+			continue
+		}
+		a, b = k, k+8
+		for a > from && t[a-1] == t[k] {
+			a--
+		}
+		for b+8 <= len(t) && binary.LittleEndian.Uint64(t[b:]) == w {
+			b += 8
+		}
+		for b < len(t) && t[b] == t[k] {
+			b++
+		}
+		if b-a >= minLen {
+			return a, b
+		}
+		k = b - 8
+	}
+	return len(t), len(t)
 }
 
 // acLanes is how many parts of a text scanLanes reads at once.
