@@ -4,6 +4,7 @@ package audit
 
 import (
 	"context"
+	"math/rand/v2"
 	"syscall"
 	"testing"
 	"time"
@@ -11,17 +12,23 @@ import (
 
 // BenchmarkRequestPattern is the proxy's pattern per request, from 32
 // concurrent requests: a durable credential-access Append, then the
-// request record Enqueued. It reports the process CPU per request, which
-// is what the commit delay saves: each commit costs an fdatasync.
+// request record Enqueued (at once, or after a simulated upstream round
+// trip). It reports the process CPU per request, which is what the commit
+// delay saves: each commit costs an fdatasync.
 func BenchmarkRequestPattern(b *testing.B) {
 	cases := []struct {
 		name         string
 		delay        time.Duration
 		durableAfter bool // the request record waits for its fsync too
+		// upstream, when set, is the mean time between the two records
+		// (the upstream round trip), drawn from [upstream/2, 3*upstream/2)
+		// so that requests do not move in step as they do back to back.
+		upstream time.Duration
 	}{
-		{"both-durable/commit-delay=off", -1, true},
-		{"request-enqueued/commit-delay=off", -1, false},
-		{"request-enqueued/commit-delay=" + DefaultCommitDelay.String(), DefaultCommitDelay, false},
+		{"both-durable/commit-delay=off", -1, true, 0},
+		{"request-enqueued/commit-delay=off", -1, false, 0},
+		{"request-enqueued/commit-delay=" + DefaultCommitDelay.String(), DefaultCommitDelay, false, 0},
+		{"request-enqueued/upstream=2ms/commit-delay=" + DefaultCommitDelay.String(), DefaultCommitDelay, false, 2 * time.Millisecond},
 	}
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
@@ -38,6 +45,9 @@ func BenchmarkRequestPattern(b *testing.B) {
 					if _, err := l.Append(ctx, rec); err != nil {
 						b.Error(err)
 						return
+					}
+					if tc.upstream > 0 {
+						time.Sleep(tc.upstream/2 + rand.N(tc.upstream))
 					}
 					var err error
 					if tc.durableAfter {

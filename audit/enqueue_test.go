@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -203,5 +204,86 @@ func TestCommitDelayUnderConcurrency(t *testing.T) {
 				t.Fatalf("%d records, want %d", rep.Records, workers*each)
 			}
 		})
+	}
+}
+
+// A lingering commit ends as soon as enough requests are queued to fill
+// the batch, however long CommitDelay is.
+func TestLingerEndsWhenBatchFills(t *testing.T) {
+	l := &Log{
+		opts: Options{CommitDelay: time.Hour},
+		reqs: make(chan *appendReq, 1024),
+		full: make(chan struct{}, 1),
+	}
+	got := make(chan []*appendReq, 1)
+	go func() {
+		got <- l.linger([]*appendReq{{}}, time.NewTimer(time.Hour))
+	}()
+	for l.lingerWant.Load() == 0 { // until the writer waits
+		time.Sleep(time.Millisecond)
+	}
+	for range lingerBatch - 1 {
+		if err := l.submit(context.Background(), &appendReq{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case batch := <-got:
+		if len(batch) != lingerBatch {
+			t.Fatalf("batch of %d requests after the wait, want %d", len(batch), lingerBatch)
+		}
+	case <-time.After(time.Minute): // a hang guard, far beyond any schedule
+		t.Fatal("the commit kept waiting with a full batch queued")
+	}
+}
+
+// Event IDs the log generates are distinct UUIDs, across the batches the
+// writer reads random bytes in.
+func TestGeneratedEventIDsDistinct(t *testing.T) {
+	l, _ := openTest(t, Options{})
+	ctx := context.Background()
+	const n = 300
+	for range n {
+		if err := l.Enqueue(ctx, Record{Action: ActionRequest}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	err := l.Iterate(ctx, 1, func(r Record) error {
+		if len(r.EventID) != uuidLen || seen[r.EventID] {
+			t.Errorf("record %d: event id %q is malformed or repeated", r.Seq, r.EventID)
+		}
+		seen[r.EventID] = true
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) != n {
+		t.Fatalf("%d event ids, want %d", len(seen), n)
+	}
+}
+
+// storedLen predicts the stored size exactly, which the journal relies on
+// to decide where a batch goes.
+func TestStoredLen(t *testing.T) {
+	long := strings.Repeat("é", MaxFieldLen/2)
+	for _, r := range []Record{
+		vectorRecord(),
+		{Action: "x"},
+		{Action: "x", Detail: long, Path: strings.Repeat("/", 200), EventID: "e"},
+	} {
+		want := len(EncodeStored(&r))
+		if r.EventID == "" {
+			var id [uuidLen]byte
+			_, v := r.appendStoredID(nil, id[:])
+			want = len(v)
+		}
+		if got := r.storedLen(); got != want {
+			t.Errorf("storedLen %d, stored value %d bytes", got, want)
+		}
 	}
 }

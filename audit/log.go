@@ -2,10 +2,12 @@ package audit
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,6 +100,10 @@ type Log struct {
 	closed bool
 	reqs   chan *appendReq
 	done   chan struct{} // closed when the writer goroutine has returned
+	// lingerWant, while the writer lingers (see linger), is how many
+	// queued requests end its wait; 0 otherwise. full wakes it.
+	lingerWant atomic.Int64
+	full       chan struct{}
 
 	// wmu serialises write transactions (the writer's commits, Prune,
 	// timer checkpoints) and guards the fields below.
@@ -121,6 +127,11 @@ type Log struct {
 	// journal past the file's last (see JournalPending).
 	journalPending int
 
+	// ids supplies the random bytes of event IDs; guarded by wmu.
+	ids idSource
+	// barriers is the writer's scratch list of a batch's Syncs.
+	barriers []*appendReq
+
 	closeOnce   sync.Once
 	closeErr    error
 	walCloseErr error // set by the writer as it exits
@@ -128,7 +139,11 @@ type Log struct {
 
 type appendReq struct {
 	rec Record
-	// done receives the result of a waiting Append; nil for Enqueue.
+	// wait marks a request whose caller waits on done (an Append or a
+	// Sync); the writer must not touch it once answered, as the caller may
+	// reuse it at once.
+	wait bool
+	// done receives the result of a waiting request.
 	done chan appendResult
 	// notify, when set, is called with the result of an Enqueue from the
 	// writer goroutine.
@@ -138,14 +153,31 @@ type appendReq struct {
 	barrier bool
 }
 
-// answer delivers a request's result to whoever waits for it.
+// reqPool recycles the requests of Append and Enqueue (and the done
+// channel each carries), which would otherwise be two allocations of a few
+// hundred bytes per record. A request returns to the pool only once
+// nothing can touch it again: an Append's after it has read its answer,
+// an Enqueue's once the writer has notified.
+var reqPool = sync.Pool{New: func() any { return &appendReq{done: make(chan appendResult, 1)} }}
+
+func getReq() *appendReq { return reqPool.Get().(*appendReq) }
+
+func putReq(req *appendReq) {
+	*req = appendReq{done: req.done} // drop the record's strings and notify
+	reqPool.Put(req)
+}
+
+// answer delivers a request's result to whoever waits for it. The writer
+// must not touch req afterwards.
 func (req *appendReq) answer(seq uint64, err error) {
-	if req.done != nil {
+	if req.wait {
 		req.done <- appendResult{seq: seq, err: err}
+		return
 	}
 	if req.notify != nil {
 		req.notify(seq, err)
 	}
+	putReq(req)
 }
 
 type appendResult struct {
@@ -202,6 +234,7 @@ func Open(path string, opts Options) (*Log, error) {
 			return nil, fmt.Errorf("audit: open %s: %w", path, err)
 		}
 		l.reqs = make(chan *appendReq, 1024)
+		l.full = make(chan struct{}, 1)
 		l.done = make(chan struct{})
 		go l.writer()
 	}
@@ -310,15 +343,17 @@ func (l *Log) Head() (seq uint64, hash Hash) {
 // commit, so a nil error always means durable and an error means the
 // record was not stored.
 func (l *Log) Append(ctx context.Context, rec Record) (uint64, error) {
-	req, err := l.newReq(rec)
+	req, err := l.newReq(&rec)
 	if err != nil {
 		return 0, err
 	}
-	req.done = make(chan appendResult, 1)
+	req.wait = true
 	if err := l.submit(ctx, req); err != nil {
+		putReq(req)
 		return 0, err
 	}
 	res := <-req.done
+	putReq(req)
 	return res.seq, res.err
 }
 
@@ -333,12 +368,16 @@ func (l *Log) Append(ctx context.Context, rec Record) (uint64, error) {
 // with the record's sequence number or the commit error; it must not
 // block, nor call the Log's methods (they may wait for the writer).
 func (l *Log) Enqueue(ctx context.Context, rec Record, notify func(seq uint64, err error)) error {
-	req, err := l.newReq(rec)
+	req, err := l.newReq(&rec)
 	if err != nil {
 		return err
 	}
 	req.notify = notify
-	return l.submit(ctx, req)
+	if err := l.submit(ctx, req); err != nil {
+		putReq(req)
+		return err
+	}
+	return nil
 }
 
 // Sync waits until every record handed to the log before the call
@@ -347,7 +386,8 @@ func (l *Log) Sync(ctx context.Context) error {
 	if l.opts.ReadOnly {
 		return nil
 	}
-	req := &appendReq{barrier: true, done: make(chan appendResult, 1)}
+	// Not pooled: a Sync whose ctx ends leaves its request to the writer.
+	req := &appendReq{barrier: true, wait: true, done: make(chan appendResult, 1)}
 	if err := l.submit(ctx, req); err != nil {
 		return fmt.Errorf("audit: sync: %w", errors.Unwrap(err))
 	}
@@ -359,21 +399,22 @@ func (l *Log) Sync(ctx context.Context) error {
 	}
 }
 
-// newReq validates rec and fills EventID and TimestampMS.
-func (l *Log) newReq(rec Record) (*appendReq, error) {
+// newReq validates rec and returns a request carrying a copy of it, with
+// TimestampMS filled. An empty EventID is filled by the writer as it
+// encodes the record (see Log.encode).
+func (l *Log) newReq(rec *Record) (*appendReq, error) {
 	if l.opts.ReadOnly {
 		return nil, fmt.Errorf("audit: append: %w", ErrReadOnly)
 	}
 	if err := rec.validate(); err != nil {
 		return nil, fmt.Errorf("audit: append: %w", err)
 	}
-	if rec.EventID == "" {
-		rec.EventID = newEventID()
+	req := getReq()
+	req.rec = *rec
+	if req.rec.TimestampMS == 0 {
+		req.rec.TimestampMS = l.now().UnixMilli()
 	}
-	if rec.TimestampMS == 0 {
-		rec.TimestampMS = l.now().UnixMilli()
-	}
-	return &appendReq{rec: rec}, nil
+	return req, nil
 }
 
 // submit hands req to the writer, or fails when the log is closed or ctx
@@ -384,8 +425,16 @@ func (l *Log) submit(ctx context.Context, req *appendReq) error {
 	if l.closed {
 		return fmt.Errorf("audit: append: %w", ErrClosed)
 	}
+	// A queue with room takes req without a two-way select.
 	select {
 	case l.reqs <- req:
+		l.queued()
+		return nil
+	default:
+	}
+	select {
+	case l.reqs <- req:
+		l.queued()
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("audit: append: %w", ctx.Err())
@@ -428,11 +477,9 @@ func (l *Log) writer() {
 				return
 			}
 			batch = append(batch[:0], req)
-			batch = l.drain(batch, nil)
+			batch = l.drain(batch)
 			if l.lingers(len(batch), lastSize, lastCommit) {
-				linger.Reset(l.opts.CommitDelay)
-				batch = l.drain(batch, linger.C)
-				linger.Stop()
+				batch = l.linger(batch, linger)
 			}
 			l.commit(batch)
 			lastCommit, lastSize = time.Now(), len(batch)
@@ -468,33 +515,52 @@ func (l *Log) lingers(n, lastSize int, lastCommit time.Time) bool {
 	return l.opts.CommitDelay > 0 && n < lingerBatch && lastSize > 1 && time.Since(lastCommit) < busyWindow
 }
 
-// drain adds queued requests to batch: with a nil until, those already
-// waiting; else those arriving until it fires or lingerBatch is reached.
-// It stops early when reqs is closed.
-func (l *Log) drain(batch []*appendReq, until <-chan time.Time) []*appendReq {
+// linger waits up to CommitDelay for the queue to hold enough requests to
+// make batch lingerBatch long, then adds every queued request to it. The
+// writer sleeps meanwhile instead of taking each request as it comes:
+// waking it per request costs more than the request's own work. The
+// submit that queues the last request wanted wakes it (see queued); a
+// wake-up missed in a race only makes the wait run its full length.
+func (l *Log) linger(batch []*appendReq, t *time.Timer) []*appendReq {
+	select {
+	case <-l.full: // left by a submit after the last wait ended
+	default:
+	}
+	want := lingerBatch - len(batch)
+	l.lingerWant.Store(int64(want))
+	if len(l.reqs) < want {
+		t.Reset(l.opts.CommitDelay)
+		select {
+		case <-t.C:
+		case <-l.full:
+		}
+		t.Stop()
+	}
+	l.lingerWant.Store(0)
+	return l.drain(batch)
+}
+
+// queued wakes a lingering writer once the queue holds what it waits for.
+func (l *Log) queued() {
+	if want := l.lingerWant.Load(); want > 0 && int64(len(l.reqs)) >= want {
+		select {
+		case l.full <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// drain adds the requests already queued to batch, up to maxBatch. It
+// stops early when reqs is closed.
+func (l *Log) drain(batch []*appendReq) []*appendReq {
 	for len(batch) < maxBatch {
-		if until == nil {
-			select {
-			case r, ok := <-l.reqs:
-				if !ok {
-					return batch
-				}
-				batch = append(batch, r)
-				continue
-			default:
-				return batch
-			}
-		}
-		if len(batch) >= lingerBatch {
-			return batch
-		}
 		select {
 		case r, ok := <-l.reqs:
 			if !ok {
 				return batch
 			}
 			batch = append(batch, r)
-		case <-until:
+		default:
 			return batch
 		}
 	}
@@ -505,46 +571,31 @@ func (l *Log) drain(batch []*appendReq, until <-chan time.Time) []*appendReq {
 // before, adds any checkpoint due, and answers every request.
 func (l *Log) commit(batch []*appendReq) {
 	records := 0
+	// Barriers are collected before any request is answered: an answered
+	// Append's request may already be reused by its caller.
+	barriers := l.barriers[:0]
 	for _, req := range batch {
-		if !req.barrier {
+		if req.barrier {
+			barriers = append(barriers, req)
+		} else {
 			records++
 		}
 	}
+	defer func() {
+		clear(barriers)
+		l.barriers = barriers[:0]
+	}()
 	if records == 0 && l.wal == nil {
 		// Only Syncs: everything before them is already committed.
-		for _, req := range batch {
+		for _, req := range barriers {
 			req.answer(0, nil)
 		}
 		return
 	}
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
-	seq, prev := l.headSeq, l.headHash
-	// One arena per batch: bbolt keeps value slices until its commit, and
-	// pending records keep theirs until applied.
-	arena := make([]byte, 0, 256*records)
-	recs := make([]stored, 0, records)
-	for _, req := range batch {
-		if req.barrier {
-			continue
-		}
-		seq++
-		req.rec.Seq = seq
-		req.rec.PrevHash = prev
-		var v []byte
-		arena, v = req.rec.appendStored(arena)
-		prev = req.rec.Hash
-		recs = append(recs, stored{seq: seq, v: v, hash: prev})
-	}
-	undo := l.markCheckpoints(recs)
-	var err error
-	if l.wal != nil {
-		err = l.journalLocked(recs)
-	} else if err = l.storeLocked(recs); err == nil {
-		l.setHead(seq, prev)
-	}
+	err := l.writeLocked(batch, records)
 	if err != nil {
-		undo()
 		err = fmt.Errorf("audit: append: commit: %w", err)
 	}
 	// Appenders are answered first: a move into the file that this batch
@@ -557,20 +608,117 @@ func (l *Log) commit(batch []*appendReq) {
 			req.answer(req.rec.Seq, nil)
 		}
 	}
-	barrier := hasBarrier(batch)
 	var syncErr error
-	if l.wal != nil && (barrier || l.wal.due()) {
+	if l.wal != nil && (len(barriers) > 0 || l.wal.due()) {
 		if syncErr = l.applyLocked(); syncErr != nil {
 			syncErr = fmt.Errorf("audit: sync: %w", syncErr)
 		}
 	}
-	if err == nil && barrier {
-		for _, req := range batch {
-			if req.barrier {
-				req.answer(0, syncErr)
-			}
+	if err == nil {
+		for _, req := range barriers {
+			req.answer(0, syncErr)
 		}
 	}
+}
+
+// writeLocked chains the records of batch to the head, makes them
+// durable (in the journal, or in the file when there is none or the batch
+// is too big for it) with the checkpoints due among them, and moves the
+// head. On failure nothing is stored or changed. The caller holds wmu.
+func (l *Log) writeLocked(batch []*appendReq, records int) error {
+	if records == 0 {
+		return nil
+	}
+	ckSize, ckTime := l.ckSize, l.ckTime
+	size := 0
+	for _, req := range batch {
+		if !req.barrier {
+			size += frameHeader + req.rec.storedLen()
+		}
+	}
+	w := l.wal
+	if w != nil && int64(size) <= w.size/2 {
+		if w.off+int64(size) > w.size {
+			if err := l.applyLocked(); err != nil {
+				return err
+			}
+		}
+		start, n := len(w.mem), len(w.pending)
+		w.mem = slices.Grow(w.mem, size)
+		w.mem, w.pending = l.encode(batch, w.mem, w.pending, w.gen)
+		recs := w.pending[n:]
+		l.markCheckpoints(recs)
+		if err := w.write(start); err != nil {
+			clear(recs)
+			w.pending, w.mem = w.pending[:n], w.mem[:start]
+			l.ckSize, l.ckTime = ckSize, ckTime
+			return err
+		}
+		l.unapplied.Store(int64(len(w.pending)))
+		last := w.pending[len(w.pending)-1]
+		l.setHead(last.seq, last.hash)
+		return nil
+	}
+	// Straight into the file. bbolt keeps the values until its commit, so
+	// they get a buffer of their own rather than the journal's.
+	_, recs := l.encode(batch, make([]byte, 0, size), make([]stored, 0, records), 0)
+	l.markCheckpoints(recs)
+	var err error
+	if w != nil {
+		err = l.applyLocked()
+	}
+	if err == nil {
+		err = l.storeLocked(recs)
+	}
+	if err != nil {
+		l.ckSize, l.ckTime = ckSize, ckTime
+		return err
+	}
+	last := recs[len(recs)-1]
+	l.setHead(last.seq, last.hash)
+	if w != nil {
+		// The journal starts afresh, durably empty: no frame of it may be
+		// read as continuing the file.
+		w.restart()
+		fdatasync(w.f)
+	}
+	return nil
+}
+
+// encode chains the records of batch to the head: it fills their Seq,
+// PrevHash and Hash, appends each one's stored value to buf (behind a
+// journal frame header of generation gen unless gen is 0) and its entry
+// to recs. Records without an EventID get a random one here, formatted
+// straight into buf, rather than a string each on the appender's side.
+func (l *Log) encode(batch []*appendReq, buf []byte, recs []stored, gen uint32) ([]byte, []stored) {
+	seq, prev := l.headSeq, l.headHash
+	var id [uuidLen]byte
+	for _, req := range batch {
+		if req.barrier {
+			continue
+		}
+		r := &req.rec
+		seq++
+		r.Seq, r.PrevHash = seq, prev
+		hdr := len(buf)
+		if gen != 0 {
+			buf = append(buf, make([]byte, frameHeader)...)
+		}
+		var eventID []byte
+		if r.EventID == "" {
+			l.ids.uuid(&id)
+			eventID = id[:]
+		}
+		var v []byte
+		buf, v = r.appendStoredID(buf, eventID)
+		if gen != 0 {
+			binary.LittleEndian.PutUint32(buf[hdr:], uint32(len(v)))
+			binary.LittleEndian.PutUint32(buf[hdr+4:], gen)
+		}
+		prev = r.Hash
+		recs = append(recs, stored{seq: seq, v: v, hash: prev})
+	}
+	return buf, recs
 }
 
 // stored is a record encoded for the records bucket.
@@ -582,15 +730,6 @@ type stored struct {
 	ck time.Time
 }
 
-func hasBarrier(batch []*appendReq) bool {
-	for _, r := range batch {
-		if r.barrier {
-			return true
-		}
-	}
-	return false
-}
-
 func (l *Log) setHead(seq uint64, h Hash) {
 	l.hmu.Lock()
 	l.headSeq, l.headHash = seq, h
@@ -600,13 +739,11 @@ func (l *Log) setHead(seq uint64, h Hash) {
 // markCheckpoints decides, as recs are committed, after which of them a
 // checkpoint is due (every CheckpointEvery records, or CheckpointInterval
 // after the last one) and notes it on the record, to be written with it.
-// It returns the previous decision state, for undo when the commit fails.
-// The caller holds wmu.
-func (l *Log) markCheckpoints(recs []stored) (undo func()) {
-	ckSize, ckTime := l.ckSize, l.ckTime
-	undo = func() { l.ckSize, l.ckTime = ckSize, ckTime }
+// A caller whose commit fails restores ckSize and ckTime. The caller holds
+// wmu.
+func (l *Log) markCheckpoints(recs []stored) {
 	if l.opts.Signer == nil || len(recs) == 0 {
-		return undo
+		return
 	}
 	every := uint64(max(l.opts.CheckpointEvery, 0))
 	now := l.now()
@@ -621,7 +758,6 @@ func (l *Log) markCheckpoints(recs []stored) (undo func()) {
 		last.ck = now
 		l.ckSize, l.ckTime = last.seq, now
 	}
-	return undo
 }
 
 // storeLocked writes recs, which continue the records in the file, to the
@@ -637,8 +773,12 @@ func (l *Log) storeLocked(recs []stored) error {
 		b := tx.Bucket(bucketRecords)
 		b.FillPercent = 1 // keys only ever grow: pack pages full
 		cks := tx.Bucket(bucketCheckpoints)
+		cks.FillPercent = 1
+		// bbolt copies keys (not values), so one key buffer serves all.
+		var key [8]byte
 		for _, r := range recs {
-			if err := b.Put(seqKey(r.seq), r.v); err != nil {
+			binary.BigEndian.PutUint64(key[:], r.seq)
+			if err := b.Put(key[:], r.v); err != nil {
 				return err
 			}
 			if !r.ck.IsZero() {
@@ -782,6 +922,10 @@ func (l *Log) Close() error {
 		l.mu.Unlock()
 		if l.reqs != nil {
 			close(l.reqs)
+			select {
+			case l.full <- struct{}{}: // a lingering commit goes at once
+			default:
+			}
 			<-l.done
 		}
 		if l.walCloseErr != nil {

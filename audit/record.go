@@ -128,13 +128,18 @@ var fieldNames = [13]string{
 }
 
 // appendBody appends the canonical encoding of r (everything but Hash) to
-// dst.
-func (r *Record) appendBody(dst []byte) []byte {
+// dst. A non-nil eventID is encoded in place of r.EventID.
+func (r *Record) appendBody(dst, eventID []byte) []byte {
 	dst = append(dst, FormatVersion)
 	dst = binary.BigEndian.AppendUint64(dst, r.Seq)
 	dst = append(dst, r.PrevHash[:]...)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(r.TimestampMS))
-	for _, p := range r.strings() {
+	for i, p := range r.strings() {
+		if i == 0 && eventID != nil {
+			dst = binary.AppendUvarint(dst, uint64(len(eventID)))
+			dst = append(dst, eventID...)
+			continue
+		}
 		dst = binary.AppendUvarint(dst, uint64(len(*p)))
 		dst = append(dst, *p...)
 	}
@@ -145,12 +150,32 @@ func (r *Record) appendBody(dst []byte) []byte {
 	return dst
 }
 
+// storedLen is the length of r's stored value, with a UUID as its event
+// ID when it has none.
+func (r *Record) storedLen() int {
+	n := headerLen + trailerLen + len(r.Hash)
+	for i, p := range r.strings() {
+		l := len(*p)
+		if i == 0 && l == 0 {
+			l = uuidLen
+		}
+		n += uvarintLen(uint64(l)) + l
+	}
+	return n
+}
+
 // appendStored computes r.Hash and appends the stored value (body
 // followed by the 32-byte hash) to dst. It returns the grown dst and the
 // stored value, a full slice of it that later appends never overwrite.
 func (r *Record) appendStored(dst []byte) (grown, stored []byte) {
+	return r.appendStoredID(dst, nil)
+}
+
+// appendStoredID is appendStored with eventID, when not nil, encoded in
+// place of r.EventID.
+func (r *Record) appendStoredID(dst, eventID []byte) (grown, stored []byte) {
 	start := len(dst)
-	dst = r.appendBody(dst)
+	dst = r.appendBody(dst, eventID)
 	r.Hash = sha256.Sum256(dst[start:])
 	dst = append(dst, r.Hash[:]...)
 	return dst, dst[start:len(dst):len(dst)]
@@ -239,13 +264,30 @@ func uvarintLen(x uint64) int {
 // seqKey returns the bucket key of seq.
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), seq) }
 
-// newEventID returns a random UUID (version 4) string.
-func newEventID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never returns an error
+// uuidLen is the length of a UUID's text form.
+const uuidLen = 36
+
+// idSource hands out the random bytes of event IDs, read from crypto/rand
+// a few hundred IDs at a time rather than one call each.
+type idSource struct {
+	buf [64 * 16]byte
+	off int
+}
+
+// uuid writes a random UUID (version 4) to dst.
+func (s *idSource) uuid(dst *[uuidLen]byte) {
+	if s.off == 0 {
+		_, _ = rand.Read(s.buf[:]) // crypto/rand.Read never returns an error
+	}
+	b := [16]byte(s.buf[s.off:])
+	s.off = (s.off + len(b)) % len(s.buf)
+	formatUUID(dst, &b)
+}
+
+// formatUUID writes b, made a version 4 UUID, to s in its text form.
+func formatUUID(s *[uuidLen]byte, b *[16]byte) {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
-	var s [36]byte
 	hex.Encode(s[0:8], b[0:4])
 	s[8] = '-'
 	hex.Encode(s[9:13], b[4:6])
@@ -255,5 +297,4 @@ func newEventID() string {
 	hex.Encode(s[19:23], b[8:10])
 	s[23] = '-'
 	hex.Encode(s[24:36], b[10:16])
-	return string(s[:])
 }

@@ -52,11 +52,21 @@ type wal struct {
 	size int64
 	off  int64 // where the next frame goes
 	gen  uint32
-	buf  []byte
+	// mem is the journal's content, off bytes of frames: records are
+	// encoded into it as frames, a commit writes what it added in one
+	// write, and the pending records' values are slices of it until they
+	// are in the file.
+	mem []byte
 	// pending are the records in the journal and not yet in the file, in
 	// order.
 	pending []stored
 }
+
+// maxKeptMem is the most journal memory kept across restarts (sustained
+// load of small records needs about 1 MiB between two moves into the
+// file); a bigger buffer (a burst of large records) is left to the
+// collector.
+const maxKeptMem = 2 << 20
 
 func walPath(path string) string { return path + "-wal" }
 
@@ -224,63 +234,36 @@ func walDirty(path string) bool {
 	return hdr != [frameHeader]byte{}
 }
 
-// journalLocked makes recs, which continue the chain, durable in the
-// journal and pending. The caller holds wmu.
-func (l *Log) journalLocked(recs []stored) error {
-	w := l.wal
-	if len(recs) == 0 {
-		return nil
-	}
-	size := 0
-	for _, r := range recs {
-		size += frameHeader + len(r.v)
-	}
-	last := recs[len(recs)-1]
-	if int64(size) > w.size/2 {
-		// Too big for the journal: straight into the file, and the
-		// journal starts afresh (durably empty: no frame of it may be
-		// read as continuing the file).
-		if err := l.applyLocked(); err != nil {
-			return err
-		}
-		if err := l.storeLocked(recs); err != nil {
-			return err
-		}
-		l.setHead(last.seq, last.hash)
-		w.off, w.gen = 0, newGen()
-		w.markEmpty()
-		fdatasync(w.f)
-		return nil
-	}
-	if w.off+int64(size) > w.size {
-		if err := l.applyLocked(); err != nil {
-			return err
-		}
-	}
-	buf := w.buf[:0]
-	for _, r := range recs {
-		buf = binary.LittleEndian.AppendUint32(buf, uint32(len(r.v)))
-		buf = binary.LittleEndian.AppendUint32(buf, w.gen)
-		buf = append(buf, r.v...)
-	}
-	w.buf = buf
-	_, err := w.f.WriteAt(buf, w.off)
+// write writes the frames mem holds from start, past the last write, to
+// the journal at off and syncs them. On failure the frames are refused:
+// any of them that reached the disk anyway must not be recovered, so the
+// first one's header is cleared (best effort).
+func (w *wal) write(start int) error {
+	_, err := w.f.WriteAt(w.mem[start:], w.off)
 	if err == nil {
 		err = fdatasync(w.f)
 	}
 	if err != nil {
-		// The records are refused. Frames of them that reached the disk
-		// anyway must not be recovered: clear the first (best effort).
 		var zero [frameHeader]byte
 		w.f.WriteAt(zero[:], w.off)
 		fdatasync(w.f)
 		return err
 	}
-	w.off += int64(size)
-	w.pending = append(w.pending, recs...)
-	l.unapplied.Store(int64(len(w.pending)))
-	l.setHead(last.seq, last.hash)
+	w.off = int64(len(w.mem))
 	return nil
+}
+
+// restart empties the journal once its records are in the file: it starts
+// again at offset 0 with a new generation. No pending record may refer to
+// mem any more.
+func (w *wal) restart() {
+	w.off, w.gen = 0, newGen()
+	if cap(w.mem) > maxKeptMem {
+		w.mem = nil
+	} else {
+		w.mem = w.mem[:0]
+	}
+	w.markEmpty()
 }
 
 // due reports whether the pending records should move into the file now.
@@ -306,8 +289,7 @@ func (l *Log) applyLocked() error {
 		w.pending = w.pending[:0]
 	}
 	l.unapplied.Store(0)
-	w.off, w.gen = 0, newGen()
-	w.markEmpty()
+	w.restart()
 	return nil
 }
 
