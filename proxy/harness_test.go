@@ -214,6 +214,8 @@ func newHarness(t *testing.T, h http.Handler, opts ...harnessOption) *harness {
 	t.Cleanup(func() { hs.proxy.Close() })
 	hs.server = httptest.NewUnstartedServer(hs.proxy)
 	hs.server.Config.MaxHeaderBytes = 1 << 20
+	// As stack proxy serves: agent connections coalesce their writes.
+	hs.server.Listener = CoalescingListener(hs.server.Listener)
 	hs.server.Start()
 	t.Cleanup(hs.server.Close)
 	return hs

@@ -265,7 +265,7 @@ func (a *app) runProxy(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := proxySrv.Serve(netutil.LimitListener(pln, cfg.Proxy.MaxConnections)); !errors.Is(err, http.ErrServerClosed) {
+		if err := proxySrv.Serve(proxy.CoalescingListener(netutil.LimitListener(pln, cfg.Proxy.MaxConnections))); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil

@@ -1,0 +1,164 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countingConn counts the writes that reach the real connection.
+type countingConn struct {
+	net.Conn
+	writes atomic.Int32
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// tcpPair is a real loopback TCP connection: the proxy's end wrapped in a
+// coalescingConn over a write counter, and the agent's end.
+func tcpPair(t *testing.T) (*coalescingConn, *countingConn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			accepted <- nil
+			return
+		}
+		accepted <- c
+	}()
+	agent, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := <-accepted
+	if raw == nil {
+		t.Fatal("accept failed")
+	}
+	counted := &countingConn{Conn: raw}
+	cc := newCoalescingConn(counted)
+	t.Cleanup(func() { cc.Close(); agent.Close() })
+	return cc, counted, agent
+}
+
+func readN(t *testing.T, c net.Conn, n int) []byte {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b := make([]byte, n)
+	if _, err := io.ReadFull(c, b); err != nil {
+		t.Fatalf("reading %d bytes: %v", n, err)
+	}
+	return b
+}
+
+func TestCoalescingConn(t *testing.T) {
+	t.Run("a response's writes leave together when the connection is read", func(t *testing.T) {
+		cc, counted, agent := tcpPair(t)
+		for _, part := range []string{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", "ok"} {
+			if _, err := cc.Write([]byte(part)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := make(chan []byte, 1)
+		go func() {
+			b := make([]byte, 1)
+			cc.SetReadDeadline(time.Now().Add(10 * time.Second))
+			n, _ := cc.Read(b) // the next request
+			got <- b[:n]
+		}()
+		if b := readN(t, agent, 40); !bytes.HasSuffix(b, []byte("\r\n\r\nok")) {
+			t.Fatalf("agent got %q", b)
+		}
+		if n := counted.writes.Load(); n != 1 {
+			t.Fatalf("%d writes reached the socket, want 1", n)
+		}
+		agent.Write([]byte("G"))
+		if b := <-got; string(b) != "G" {
+			t.Fatalf("proxy read %q", b)
+		}
+	})
+	t.Run("held bytes leave on their own when no read comes", func(t *testing.T) {
+		cc, _, agent := tcpPair(t)
+		cc.Write([]byte("data: 1\n\n"))
+		if b := readN(t, agent, 9); string(b) != "data: 1\n\n" {
+			t.Fatalf("agent got %q", b)
+		}
+	})
+	t.Run("writes pass straight through while another goroutine reads", func(t *testing.T) {
+		cc, counted, agent := tcpPair(t)
+		reading := make(chan struct{})
+		go func() {
+			for cc.reading.Load() == 0 {
+				time.Sleep(time.Millisecond)
+			}
+			close(reading)
+		}()
+		go func() {
+			b := make([]byte, 1)
+			cc.Read(b) // blocks: the agent sends nothing
+		}()
+		<-reading
+		cc.Write([]byte("frame-1"))
+		cc.Write([]byte("frame-2"))
+		if n := counted.writes.Load(); n != 2 {
+			t.Fatalf("%d writes reached the socket during a read, want 2", n)
+		}
+		if b := readN(t, agent, 14); string(b) != "frame-1frame-2" {
+			t.Fatalf("agent got %q", b)
+		}
+	})
+	t.Run("a large write goes out at once, after what was held, in order", func(t *testing.T) {
+		cc, _, agent := tcpPair(t)
+		big := bytes.Repeat([]byte("x"), holdMax)
+		cc.Write([]byte("head"))
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if b := readN(t, agent, 4+len(big)); string(b[:5]) != "headx" || len(b) != 4+len(big) {
+				t.Errorf("agent got %q...", b[:8])
+			}
+		}()
+		if _, err := cc.Write(big); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+	})
+	t.Run("Close sends what is held", func(t *testing.T) {
+		cc, _, agent := tcpPair(t)
+		cc.Write([]byte("bye"))
+		cc.Close()
+		agent.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b, err := io.ReadAll(agent)
+		if err != nil || string(b) != "bye" {
+			t.Fatalf("agent got %q, %v", b, err)
+		}
+		if _, err := cc.Write([]byte("more")); err == nil {
+			t.Fatal("write after Close succeeded")
+		}
+	})
+	t.Run("a failed send fails the next read and write", func(t *testing.T) {
+		cc, counted, agent := tcpPair(t)
+		agent.Close()
+		counted.Conn.Close() // the socket is gone under the held bytes
+		cc.Write([]byte("lost"))
+		if _, err := cc.Read(make([]byte, 1)); err == nil {
+			t.Fatal("read after a failed send succeeded")
+		}
+		if _, err := cc.Write([]byte("x")); err == nil {
+			t.Fatal("write after a failed send succeeded")
+		}
+	})
+}
