@@ -149,7 +149,8 @@ type Store interface {
 	Credential(name string) (Credential, bool)
 	// Secret returns the credential's secret, decrypting it if needed.
 	Secret(ctx context.Context, name string) ([]byte, error)
-	// BoundCredentials lists the credentials bound to host.
+	// BoundCredentials lists the credentials bound to host. The slice may
+	// be shared: callers must not modify it.
 	BoundCredentials(host string) []Credential
 }
 

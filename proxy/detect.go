@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"strings"
 	"sync"
@@ -122,8 +121,14 @@ func truncateDetail(s string) string {
 
 // streamingType reports content that must flow as it arrives.
 func streamingType(ct string) bool {
-	mt, _, _ := mime.ParseMediaType(ct)
-	return mt == "text/event-stream" || strings.HasPrefix(mt, "multipart/")
+	// Only the media type matters, compared case-insensitively; parsing
+	// the parameters would cost allocations on every response. A value
+	// mime.ParseMediaType would refuse is judged on its media type too,
+	// so a malformed event stream still streams.
+	mt, _, _ := strings.Cut(ct, ";")
+	mt = strings.TrimSpace(mt)
+	return strings.EqualFold(mt, "text/event-stream") ||
+		len(mt) >= len("multipart/") && strings.EqualFold(mt[:len("multipart/")], "multipart/")
 }
 
 // scanResponse runs the response-side detectors. A small, complete body

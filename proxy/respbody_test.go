@@ -87,3 +87,22 @@ func TestReadSmall(t *testing.T) {
 		t.Errorf("a body cut short: %q %v, want what arrived and the error", got, err)
 	}
 }
+
+func TestStreamingType(t *testing.T) {
+	for ct, want := range map[string]bool{
+		"text/event-stream":                         true,
+		"Text/Event-Stream; charset=utf-8":          true,
+		" text/event-stream ;;":                     true,
+		"multipart/x-mixed-replace; boundary=frame": true,
+		"MULTIPART/byteranges":                      true,
+		"application/json":                          false,
+		"text/event-streamer":                       false,
+		"multipart":                                 false,
+		"":                                          false,
+		"text/plain; note=text/event-stream":        false,
+	} {
+		if got := streamingType(ct); got != want {
+			t.Errorf("streamingType(%q) = %v, want %v", ct, got, want)
+		}
+	}
+}

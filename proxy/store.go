@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/stackctl/stack/inject"
@@ -15,7 +16,7 @@ import (
 // KMS.
 type VaultStore struct {
 	v     *vault.Vault
-	index atomic.Pointer[map[string]inject.Credential]
+	index atomic.Pointer[storeIndex]
 	// OnReload, when set, runs after each Reload that succeeded, for what
 	// else depends on the vault's contents (the exfiltration detector's
 	// index of secrets). Set it before the store is shared.
@@ -37,11 +38,11 @@ func (s *VaultStore) Reload() error {
 	if err != nil {
 		return fmt.Errorf("proxy: index vault: %w", err)
 	}
-	idx := make(map[string]inject.Credential, len(creds))
+	idx := &storeIndex{byName: make(map[string]inject.Credential, len(creds))}
 	for _, c := range creds {
-		idx[c.Name] = toInject(c)
+		idx.byName[c.Name] = toInject(c)
 	}
-	s.index.Store(&idx)
+	s.index.Store(idx)
 	if s.OnReload != nil {
 		s.OnReload()
 	}
@@ -53,7 +54,7 @@ func (s *VaultStore) Vault() *vault.Vault { return s.v }
 
 // Credential implements inject.Store.
 func (s *VaultStore) Credential(name string) (inject.Credential, bool) {
-	c, ok := (*s.index.Load())[name]
+	c, ok := s.index.Load().byName[name]
 	return c, ok
 }
 
@@ -62,16 +63,36 @@ func (s *VaultStore) Secret(ctx context.Context, name string) ([]byte, error) {
 	return s.v.Secret(ctx, name)
 }
 
-// BoundCredentials implements inject.Store.
+// BoundCredentials implements inject.Store. The answer for a host is
+// computed once per index: every request to a host asks for it.
 func (s *VaultStore) BoundCredentials(host string) []inject.Credential {
+	idx := s.index.Load()
+	if v, ok := idx.bound.Load(host); ok {
+		return v.([]inject.Credential)
+	}
 	var out []inject.Credential
-	for _, c := range *s.index.Load() {
+	for _, c := range idx.byName {
 		if c.BoundTo(host) {
 			out = append(out, c)
 		}
 	}
+	// Bounded: hosts come from requests.
+	if idx.boundHosts.Add(1) <= maxBoundHosts {
+		idx.bound.Store(host, out)
+	}
 	return out
 }
+
+// storeIndex is the vault's credentials as of the last Reload.
+type storeIndex struct {
+	byName map[string]inject.Credential
+	// bound memoizes BoundCredentials by host, for at most maxBoundHosts
+	// hosts.
+	bound      sync.Map
+	boundHosts atomic.Int64
+}
+
+const maxBoundHosts = 4096
 
 func toInject(c *vault.Credential) inject.Credential {
 	r := inject.Render{Name: c.Render.Name, Template: c.Render.Template}
