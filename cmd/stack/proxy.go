@@ -108,6 +108,7 @@ type sidecar struct {
 func (a *app) runProxy(ctx context.Context) error {
 	cfg := a.cfg
 	log := a.log
+	tuneGC(os.Getenv)
 	k, err := a.openKMS(ctx)
 	if err != nil {
 		return err
