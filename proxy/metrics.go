@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -32,6 +34,18 @@ type Metrics struct {
 	// label lookup hashes its values on every call.
 	allowed    prometheus.Counter
 	upstreamOK prometheus.Observer
+	// injections holds Injections' child per credential name.
+	injections sync.Map
+}
+
+// injected returns the injection counter of credential name.
+func (m *Metrics) injected(name string) prometheus.Counter {
+	if c, ok := m.injections.Load(name); ok {
+		return c.(prometheus.Counter)
+	}
+	c := m.Injections.WithLabelValues(name)
+	m.injections.Store(name, c)
+	return c
 }
 
 // NewMetrics registers every metric on a fresh registry, with the Go

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -486,7 +487,8 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 		sreq.Query = req.URL.Query()
 	}
 	reportOnly := claims.Mode == passport.ModeAlert || claims.Mode == passport.ModeShadow
-	if dec := claims.Scope.Allows(sreq); !dec.Allowed {
+	dec := claims.Scope.Allows(sreq)
+	if !dec.Allowed {
 		// Out-of-scope attempts are what scope drift watches for.
 		ev := detectEvent(p.now(), claims, st, &sreq, head)
 		ev.ScopeDenied, ev.ScopeReason = true, dec.Reason
@@ -510,6 +512,11 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 	// and granted here. Nothing leaves before the detectors and the audit
 	// log have had their say.
 	granted := func(name string) bool {
+		// The grant that allowed the request allows it with any
+		// credential it names: only the credential stage differs.
+		if dec.Allowed && slices.Contains(claims.Scope[dec.Grant].Credentials, name) {
+			return true
+		}
 		r := sreq
 		r.Credential = name
 		if claims.Scope.Allows(r).Allowed {
@@ -567,7 +574,7 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 			return fail(&denial{Status: http.StatusServiceUnavailable, Reason: ReasonAuditUnavailable,
 				Detail: "the audit log cannot record this credential access", Credential: in.Name})
 		}
-		p.metrics.Injections.WithLabelValues(in.Name).Inc()
+		p.metrics.injected(in.Name).Inc()
 	}
 	st.injected = res.Injected
 	st.bytesIn = req.ContentLength
