@@ -143,6 +143,25 @@ func (c *coalescingConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
+// SetWriteDeadline sends what is held first, under the deadline it was
+// written under: crypto/tls, closing, sets a deadline in the past so
+// that nothing written after its close_notify goes out, and held bytes
+// written before it must.
+func (c *coalescingConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_ = c.flushLocked()
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// SetDeadline sends what is held first, as SetWriteDeadline does.
+func (c *coalescingConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_ = c.flushLocked()
+	return c.Conn.SetDeadline(t)
+}
+
 func (c *coalescingConn) Close() error {
 	c.mu.Lock()
 	_ = c.flushLocked()

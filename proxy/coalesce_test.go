@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -149,6 +150,31 @@ func TestCoalescingConn(t *testing.T) {
 			t.Fatal("write after Close succeeded")
 		}
 	})
+	t.Run("held bytes leave before a deadline set in the past", func(t *testing.T) {
+		// crypto/tls closing: close_notify, a write deadline of now, Close.
+		cc, _, agent := tcpPair(t)
+		cc.Write([]byte("response"))
+		cc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		cc.Write([]byte("+alert"))
+		cc.SetWriteDeadline(time.Now())
+		cc.Close()
+		agent.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b, err := io.ReadAll(agent)
+		if err != nil || string(b) != "response+alert" {
+			t.Fatalf("agent got %q, %v", b, err)
+		}
+	})
+	t.Run("SetDeadline sends what is held", func(t *testing.T) {
+		cc, counted, agent := tcpPair(t)
+		cc.Write([]byte("held"))
+		cc.SetDeadline(time.Now().Add(time.Minute))
+		if n := counted.writes.Load(); n != 1 {
+			t.Fatalf("%d writes reached the socket, want 1", n)
+		}
+		if b := readN(t, agent, 4); string(b) != "held" {
+			t.Fatalf("agent got %q", b)
+		}
+	})
 	t.Run("a failed send fails the next read and write", func(t *testing.T) {
 		cc, counted, agent := tcpPair(t)
 		agent.Close()
@@ -161,4 +187,25 @@ func TestCoalescingConn(t *testing.T) {
 			t.Fatal("write after a failed send succeeded")
 		}
 	})
+}
+
+// A client that closes its connection after each request (Connection:
+// close) gets every answer: the response is held until the connection is
+// read, and goproxy closes it instead, through crypto/tls's Close.
+func TestAnswersReachClientsThatCloseEachConnection(t *testing.T) {
+	hs := newHarness(t, echoAuth)
+	tok, _ := hs.issue("bot", stripeScope(), 0)
+	c := hs.client("bot", tok)
+	c.Transport.(*headerRT).tr.DisableKeepAlives = true
+	for i := range 5 {
+		req, _ := http.NewRequest("GET", hs.url(stripeHost, "/v1/charges/ch_1"), nil)
+		req.Header.Set("Authorization", "Bearer stk_ph_stripe")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		if body := readAll(t, resp); resp.StatusCode != 200 || body != "auth=Bearer stk_ph_stripe path=/v1/charges/ch_1" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
 }
