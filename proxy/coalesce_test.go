@@ -209,3 +209,32 @@ func TestAnswersReachClientsThatCloseEachConnection(t *testing.T) {
 		}
 	}
 }
+
+// A client that asks for 100 Continue gets it before it sends its body:
+// the interim answer is held only until the proxy reads the body.
+func TestExpectContinueThroughCoalescing(t *testing.T) {
+	received := make(chan int, 1)
+	up := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		received <- int(n)
+		io.WriteString(w, "stored")
+	})
+	hs := newHarness(t, up)
+	tok, _ := hs.issue("bot", stripeScope(), 0)
+	c := hs.client("bot", tok)
+	c.Transport.(*headerRT).tr.ExpectContinueTimeout = time.Minute // a lost 100 would stall the test
+	body := bytes.Repeat([]byte("a"), 1<<20)
+	req, _ := http.NewRequest("POST", hs.url(stripeHost, "/v1/charges"), bytes.NewReader(body))
+	req.Header.Set("Expect", "100-continue")
+	req.Header.Set("Authorization", "Bearer stk_ph_stripe")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, resp); resp.StatusCode != 200 || got != "stored" {
+		t.Fatalf("%d %q", resp.StatusCode, got)
+	}
+	if n := <-received; n != len(body) {
+		t.Fatalf("upstream received %d bytes, want %d", n, len(body))
+	}
+}
