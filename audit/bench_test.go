@@ -10,6 +10,13 @@ import (
 	"time"
 )
 
+// benchRecord is a typical credential access record.
+var benchRecord = Record{
+	AgentID: "billing-agent", PassportJTI: "3f1c9a", Action: ActionCredentialAccess,
+	CredentialID: "stripe", CredentialFingerprint: "sha256:9f86d081", Host: "api.stripe.com",
+	Method: "POST", Path: "/v1/charges", Status: 200,
+}
+
 // BenchmarkAppendParallel64 measures durable appends (each returns after
 // fsync) from 64 concurrent appenders, with checkpoints every 1000.
 func BenchmarkAppendParallel64(b *testing.B) {
@@ -22,11 +29,7 @@ func BenchmarkAppendParallel64(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer l.Close()
-	rec := Record{
-		AgentID: "billing-agent", PassportJTI: "3f1c9a", Action: ActionCredentialAccess,
-		CredentialID: "stripe", CredentialFingerprint: "sha256:9f86d081", Host: "api.stripe.com",
-		Method: "POST", Path: "/v1/charges", Status: 200,
-	}
+	rec := benchRecord
 	const workers = 64
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -89,11 +92,7 @@ func BenchmarkCommit(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer l.Close()
-	rec := Record{
-		AgentID: "billing-agent", PassportJTI: "3f1c9a", Action: ActionCredentialAccess,
-		CredentialID: "stripe", CredentialFingerprint: "sha256:9f86d081", Host: "api.stripe.com",
-		Method: "POST", Path: "/v1/charges", Status: 200,
-	}
+	rec := benchRecord
 	const batchSize = 64
 	batch := make([]*appendReq, 0, batchSize)
 	b.ReportAllocs()

@@ -3,19 +3,12 @@ package passport
 import (
 	"crypto/sha256"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 )
 
 func TestCacheHitStillSeesRevocation(t *testing.T) {
-	clk := newClock()
-	store, err := OpenRevocationStore(filepath.Join(t.TempDir(), "r.db"), RevocationOptions{Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = store.Close() })
-	f := newFixture(t, store)
+	f, store := newStoreFixture(t)
 	tok, c := f.issue(t, IssueRequest{Agent: "cached"})
 	for i := 0; i < 2; i++ {
 		if _, err := f.verify.Verify(tok); err != nil {

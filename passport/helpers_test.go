@@ -6,6 +6,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"errors"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -99,6 +100,18 @@ func newFixture(t testing.TB, rev RevocationChecker) *fixture {
 		issuer: &Issuer{Keys: keys, Now: clk.Now, Parents: v},
 		verify: v,
 	}
+}
+
+// newStoreFixture is a fixture whose verifier consults a real revocation
+// store, returned too.
+func newStoreFixture(t testing.TB) (*fixture, *RevocationStore) {
+	t.Helper()
+	store, err := OpenRevocationStore(filepath.Join(t.TempDir(), "r.db"), RevocationOptions{Now: newClock().Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	return newFixture(t, store), store
 }
 
 func (f *fixture) issue(t testing.TB, req IssueRequest) (string, *Claims) {

@@ -2,7 +2,6 @@ package passport
 
 import (
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -24,13 +23,7 @@ func TestRecheck(t *testing.T) {
 		}
 	})
 	t.Run("sees a revocation at once", func(t *testing.T) {
-		clk := newClock()
-		store, err := OpenRevocationStore(filepath.Join(t.TempDir(), "r.db"), RevocationOptions{Now: clk.Now})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = store.Close() })
-		f := newFixture(t, store)
+		f, store := newStoreFixture(t)
 		tok, c := f.issue(t, IssueRequest{Agent: "bot"})
 		vd, err := f.verify.Check(tok)
 		if err != nil {

@@ -16,8 +16,6 @@ import (
 	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/proxy/ca"
 	"github.com/stackctl/stack/proxy/egress"
-	"github.com/stackctl/stack/vault"
-	"github.com/stackctl/stack/vault/kms"
 )
 
 // benchProxy is a Proxy wired to the same real parts as the test harness
@@ -33,24 +31,8 @@ func newBenchProxy(b *testing.B, verifierCache int) *benchProxy {
 	b.Helper()
 	ctx := context.Background()
 	dir := b.TempDir()
-	keyPath := filepath.Join(dir, "kms.key")
-	if err := kms.CreateLocalKey(keyPath); err != nil {
-		b.Fatal(err)
-	}
-	k, err := kms.Open(ctx, "local://"+keyPath, kms.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { k.Close() })
-	v, err := vault.Open(filepath.Join(dir, "vault.db"), k, vault.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { v.Close() })
-	bearer, _ := vault.ParseRender("bearer")
-	if _, err := v.Put(ctx, "stripe", []byte(stripeToken), vault.PutOptions{Hosts: []string{stripeHost}, Render: bearer}); err != nil {
-		b.Fatal(err)
-	}
+	v := newTestVault(b, dir)
+	putBearer(b, v, "stripe", stripeToken, stripeHost)
 	store, err := NewVaultStore(v)
 	if err != nil {
 		b.Fatal(err)
@@ -192,7 +174,7 @@ func BenchmarkPipeline(b *testing.B) {
 		if d != nil {
 			b.Fatal(d.Detail)
 		}
-		cs := &connState{agent: "bot", verified: vd, host: stripeHost + ":443"}
+		cs := &connState{verified: vd}
 		b.SetParallelism(16)
 		b.ReportAllocs()
 		cpu0 := processCPU()

@@ -64,6 +64,17 @@ func readN(t *testing.T, c net.Conn, n int) []byte {
 	return b
 }
 
+// readToEnd reads what the agent receives until the proxy's end closes.
+func readToEnd(t *testing.T, c net.Conn) string {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatalf("agent read: %v", err)
+	}
+	return string(b)
+}
+
 func TestCoalescingConn(t *testing.T) {
 	t.Run("a response's writes leave together when the connection is read", func(t *testing.T) {
 		cc, counted, agent := tcpPair(t)
@@ -141,10 +152,8 @@ func TestCoalescingConn(t *testing.T) {
 		cc, _, agent := tcpPair(t)
 		cc.Write([]byte("bye"))
 		cc.Close()
-		agent.SetReadDeadline(time.Now().Add(10 * time.Second))
-		b, err := io.ReadAll(agent)
-		if err != nil || string(b) != "bye" {
-			t.Fatalf("agent got %q, %v", b, err)
+		if got := readToEnd(t, agent); got != "bye" {
+			t.Fatalf("agent got %q", got)
 		}
 		if _, err := cc.Write([]byte("more")); err == nil {
 			t.Fatal("write after Close succeeded")
@@ -158,10 +167,8 @@ func TestCoalescingConn(t *testing.T) {
 		cc.Write([]byte("+alert"))
 		cc.SetWriteDeadline(time.Now())
 		cc.Close()
-		agent.SetReadDeadline(time.Now().Add(10 * time.Second))
-		b, err := io.ReadAll(agent)
-		if err != nil || string(b) != "response+alert" {
-			t.Fatalf("agent got %q, %v", b, err)
+		if got := readToEnd(t, agent); got != "response+alert" {
+			t.Fatalf("agent got %q", got)
 		}
 	})
 	t.Run("SetDeadline sends what is held", func(t *testing.T) {

@@ -125,34 +125,47 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// newTestVault opens a vault in dir under a new local KMS key; both are
+// closed when tb ends.
+func newTestVault(tb testing.TB, dir string) *vault.Vault {
+	tb.Helper()
+	keyPath := filepath.Join(dir, "kms.key")
+	if err := kms.CreateLocalKey(keyPath); err != nil {
+		tb.Fatal(err)
+	}
+	k, err := kms.Open(context.Background(), "local://"+keyPath, kms.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { k.Close() })
+	v, err := vault.Open(filepath.Join(dir, "vault.db"), k, vault.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { v.Close() })
+	return v
+}
+
+// putBearer stores a credential rendered as a Bearer token for host.
+func putBearer(tb testing.TB, v *vault.Vault, name, secret, host string) {
+	tb.Helper()
+	bearer, _ := vault.ParseRender("bearer")
+	if _, err := v.Put(context.Background(), name, []byte(secret), vault.PutOptions{Hosts: []string{host}, Render: bearer}); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 type harnessOption func(*Options)
 
 func newHarness(t *testing.T, h http.Handler, opts ...harnessOption) *harness {
 	t.Helper()
-	ctx := context.Background()
 	dir := t.TempDir()
 	hs := &harness{t: t, dir: dir, clock: &clock{t: time.Now()}}
 
-	keyPath := filepath.Join(dir, "kms.key")
-	if err := kms.CreateLocalKey(keyPath); err != nil {
-		t.Fatal(err)
-	}
-	k, err := kms.Open(ctx, "local://"+keyPath, kms.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { k.Close() })
-
-	hs.vault, err = vault.Open(filepath.Join(dir, "vault.db"), k, vault.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { hs.vault.Close() })
-	bearer, _ := vault.ParseRender("bearer")
-	if _, err := hs.vault.Put(ctx, "stripe", []byte(stripeToken), vault.PutOptions{Hosts: []string{stripeHost}, Render: bearer}); err != nil {
-		t.Fatal(err)
-	}
-	hs.store, err = NewVaultStore(hs.vault)
+	hs.vault = newTestVault(t, dir)
+	putBearer(t, hs.vault, "stripe", stripeToken, stripeHost)
+	store, err := NewVaultStore(hs.vault)
+	hs.store = store
 	if err != nil {
 		t.Fatal(err)
 	}

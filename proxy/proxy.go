@@ -242,11 +242,9 @@ func (p *Proxy) Metrics() *Metrics { return p.metrics }
 // connState is what a CONNECT established for the requests inside its
 // tunnel.
 type connState struct {
-	agent string // from Proxy-Authorization Basic, may be empty
-	// verified is the CONNECT's passport, checked again on each request.
+	// verified is the CONNECT's passport (its agent id already matched),
+	// checked again on each request.
 	verified *passport.Verified
-	host     string // CONNECT target host:port
-	remote   string
 }
 
 // reqState follows one request from the pipeline to its response.
@@ -388,7 +386,7 @@ func (p *Proxy) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Conn
 		return reject(&denial{Status: http.StatusForbidden, Reason: ReasonScopeDenied,
 			Detail: "host not granted: " + hostname}, claims)
 	}
-	state := &connState{agent: agent, verified: vd, host: host, remote: req.RemoteAddr}
+	state := &connState{verified: vd}
 	ctx.UserData = state
 	if matchAnyHost(p.opts.TunnelHosts, hostname) {
 		p.metrics.Tunnels.WithLabelValues("tunnel").Inc()
@@ -446,7 +444,7 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 	// 1. identify. Inside a tunnel the CONNECT's passport applies, unless
 	// the inner request brings its own.
 	var claims *passport.Claims
-	if st.conn != nil && st.conn.verified != nil && req.Header.Get("Proxy-Authorization") == "" {
+	if st.conn != nil && req.Header.Get("Proxy-Authorization") == "" {
 		// 2. verify, again on every request: a revocation applies to the
 		// very next request, even inside an open tunnel.
 		var d *denial

@@ -1,39 +1,10 @@
 package proxy
 
-import (
-	"context"
-	"path/filepath"
-	"testing"
-
-	"github.com/stackctl/stack/vault"
-	"github.com/stackctl/stack/vault/kms"
-)
+import "testing"
 
 func TestVaultStoreBoundCredentialsFollowReload(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	keyPath := filepath.Join(dir, "kms.key")
-	if err := kms.CreateLocalKey(keyPath); err != nil {
-		t.Fatal(err)
-	}
-	k, err := kms.Open(ctx, "local://"+keyPath, kms.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { k.Close() })
-	v, err := vault.Open(filepath.Join(dir, "vault.db"), k, vault.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { v.Close() })
-	bearer, _ := vault.ParseRender("bearer")
-	put := func(name, host string) {
-		t.Helper()
-		if _, err := v.Put(ctx, name, []byte("sk_"+name), vault.PutOptions{Hosts: []string{host}, Render: bearer}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	put("stripe", "api.stripe.com")
+	v := newTestVault(t, t.TempDir())
+	putBearer(t, v, "stripe", "sk_a", "api.stripe.com")
 	s, err := NewVaultStore(v)
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +25,7 @@ func TestVaultStoreBoundCredentialsFollowReload(t *testing.T) {
 	if got := names("evil.test"); len(got) != 0 {
 		t.Fatalf("bound to evil.test: %v", got)
 	}
-	put("stripe-b", "api.stripe.com")
+	putBearer(t, v, "stripe-b", "sk_b", "api.stripe.com")
 	if err := s.Reload(); err != nil {
 		t.Fatal(err)
 	}

@@ -14,19 +14,13 @@ const (
 	proxyMemoryLimit = 40 << 20
 )
 
-// gcSettings returns what tuneGC sets: a percent and a limit, each only
-// when its environment variable is unset.
-func gcSettings(getenv func(string) string) (percent int, setPercent bool, limit int64, setLimit bool) {
-	return proxyGCPercent, getenv("GOGC") == "", proxyMemoryLimit, getenv("GOMEMLIMIT") == ""
-}
-
-// tuneGC applies gcSettings to the running process.
+// tuneGC sets the proxy's GC percent and memory limit, each only when its
+// environment variable is unset.
 func tuneGC(getenv func(string) string) {
-	percent, setPercent, limit, setLimit := gcSettings(getenv)
-	if setPercent {
-		debug.SetGCPercent(percent)
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(proxyGCPercent)
 	}
-	if setLimit {
-		debug.SetMemoryLimit(limit)
+	if getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(proxyMemoryLimit)
 	}
 }

@@ -1,17 +1,44 @@
 package main
 
-import "testing"
+import (
+	"math"
+	"runtime/debug"
+	"testing"
+)
 
-func TestGCSettingsYieldToEnvironment(t *testing.T) {
+func TestTuneGCYieldsToEnvironment(t *testing.T) {
+	// The runtime's own settings, put back at the end; the negative
+	// arguments read without changing.
+	percent, limit := debug.SetGCPercent(100), debug.SetMemoryLimit(-1)
+	debug.SetGCPercent(percent)
+	t.Cleanup(func() {
+		debug.SetGCPercent(percent)
+		debug.SetMemoryLimit(limit)
+	})
 	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
-	p, setP, l, setL := gcSettings(env(nil))
-	if !setP || !setL || p != proxyGCPercent || l != proxyMemoryLimit {
-		t.Fatalf("defaults: %d %v %d %v", p, setP, l, setL)
+	current := func() (int, int64) {
+		p := debug.SetGCPercent(100)
+		debug.SetGCPercent(p)
+		return p, debug.SetMemoryLimit(-1)
 	}
-	if _, setP, _, setL := gcSettings(env(map[string]string{"GOGC": "off"})); setP || !setL {
-		t.Fatalf("GOGC set: percent applied %v, limit applied %v", setP, setL)
+	reset := func() {
+		debug.SetGCPercent(100)
+		debug.SetMemoryLimit(math.MaxInt64)
 	}
-	if _, setP, _, setL := gcSettings(env(map[string]string{"GOMEMLIMIT": "1GiB"})); !setP || setL {
-		t.Fatalf("GOMEMLIMIT set: percent applied %v, limit applied %v", setP, setL)
+
+	reset()
+	tuneGC(env(nil))
+	if p, l := current(); p != proxyGCPercent || l != proxyMemoryLimit {
+		t.Fatalf("no environment: GOGC %d, limit %d; want %d, %d", p, l, proxyGCPercent, proxyMemoryLimit)
+	}
+	reset()
+	tuneGC(env(map[string]string{"GOGC": "50"}))
+	if p, l := current(); p != 100 || l != proxyMemoryLimit {
+		t.Fatalf("GOGC set: GOGC %d, limit %d; want the percent left alone", p, l)
+	}
+	reset()
+	tuneGC(env(map[string]string{"GOMEMLIMIT": "1GiB"}))
+	if p, l := current(); p != proxyGCPercent || l != math.MaxInt64 {
+		t.Fatalf("GOMEMLIMIT set: GOGC %d, limit %d; want the limit left alone", p, l)
 	}
 }
