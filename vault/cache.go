@@ -33,43 +33,44 @@ func (c *cache) enabled() bool { return c.ttl > 0 && c.max > 0 }
 
 // get returns copies of a live entry.
 func (c *cache) get(name string) (*Credential, []byte, bool) {
-	if !c.enabled() {
-		return nil, nil, false
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	el, ok := c.m[name]
-	if !ok {
+	e := c.liveLocked(name)
+	if e == nil {
 		return nil, nil, false
 	}
-	e := el.Value.(*cacheEntry)
-	if !c.now().Before(e.expires) {
-		c.removeElement(el)
-		return nil, nil, false
-	}
-	c.ll.MoveToFront(el)
 	return e.cred.clone(), append([]byte(nil), e.secret...), true
 }
 
 // secret is get without the credential's metadata, which the request
 // path does not need and get copies.
 func (c *cache) secret(name string) ([]byte, bool) {
-	if !c.enabled() {
-		return nil, false
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	e := c.liveLocked(name)
+	if e == nil {
+		return nil, false
+	}
+	return append([]byte(nil), e.secret...), true
+}
+
+// liveLocked returns name's entry, marked most recently used, or nil when
+// there is none or it has expired (and is dropped).
+func (c *cache) liveLocked(name string) *cacheEntry {
+	if !c.enabled() {
+		return nil
+	}
 	el, ok := c.m[name]
 	if !ok {
-		return nil, false
+		return nil
 	}
 	e := el.Value.(*cacheEntry)
 	if !c.now().Before(e.expires) {
 		c.removeElement(el)
-		return nil, false
+		return nil
 	}
 	c.ll.MoveToFront(el)
-	return append([]byte(nil), e.secret...), true
+	return e
 }
 
 // put stores copies of cred and secret.
