@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -156,9 +157,16 @@ func TestParseFlags(t *testing.T) {
 	if err != nil || strings.Join(o.targets, ",") != "stack,reference" || o.clients != 8 {
 		t.Fatalf("got %+v, %v", o, err)
 	}
+	o, err = parseFlags([]string{"--targets", "stack,candidate", "--candidate", "/tmp/other-stack"}, io.Discard)
+	if err != nil || strings.Join(o.targets, ",") != "stack,candidate" || o.candidateBin != "/tmp/other-stack" {
+		t.Fatalf("got %+v, %v", o, err)
+	}
 	for _, bad := range [][]string{
 		{"--targets", "stack,nginx"}, {"--clients", "0"}, {"--duration", "0s"}, {"--soak", "2h"},
 		{"--rounds", "0"}, {"extra"}, {"--no-such-flag"},
+		{"--targets", "stack,candidate"},                     // no binary to measure
+		{"--candidate", "/tmp/other-stack"},                  // nothing would measure it
+		{"--targets", "stack-candidate", "--candidate", "x"}, // no such variant
 	} {
 		if _, err := parseFlags(bad, io.Discard); !errors.Is(err, errUsage) {
 			t.Errorf("%q: err %v, want a usage error", bad, err)
@@ -169,7 +177,8 @@ func TestParseFlags(t *testing.T) {
 func TestRatios(t *testing.T) {
 	rs := []result{
 		{Name: "reference", Proxy: "reference", RPS: 1000, P99MS: 10},
-		{Name: "stack", Proxy: "stack", RPS: 850, P99MS: 11.5, IdleRSSMiB: 20, ReadyMS: 90},
+		{Name: "stack", Proxy: "stack", RPS: 850, P99MS: 11.5, IdleRSSMiB: 20, ReadyMS: 90, CPUPerReqUS: 200},
+		{Name: "candidate", Proxy: "candidate", RPS: 935, P99MS: 11, IdleRSSMiB: 99, CPUPerReqUS: 180},
 		{Name: "reference-tunnel", Proxy: "reference", RPS: 1000},
 		{Name: "stack-tunnel", Proxy: "stack", RPS: 800, IdleRSSMiB: 30, ReadyMS: 100},
 		{Name: "stack-256", Proxy: "stack", Clients: 256, RPS: 100, PeakRSSMiB: 61},
@@ -177,7 +186,10 @@ func TestRatios(t *testing.T) {
 	}
 	got := map[string]ratio{}
 	for _, r := range ratios(rs) {
-		got[strings.Fields(r.Name)[0]+" "+strings.Fields(r.Name)[1]] = r
+		got[r.Name] = r
+		if _, dup := got[strings.Fields(r.Name)[0]+" "+strings.Fields(r.Name)[1]]; !dup {
+			got[strings.Fields(r.Name)[0]+" "+strings.Fields(r.Name)[1]] = r
+		}
 	}
 	check := func(key string, value float64, pass bool) {
 		t.Helper()
@@ -195,6 +207,33 @@ func TestRatios(t *testing.T) {
 	check("stack peak", 61, false)
 	check("stack idle", 30, false) // the worst start counts
 	check("stack start", 100, true)
+	check("throughput candidate/stack", 1.1, true)
+	check("added p99 candidate - stack", -0.5, true)
+	check("CPU per", 0.9, true)
+}
+
+func TestRoundRatios(t *testing.T) {
+	by := map[string][]result{
+		"reference": {{RPS: 1000}, {RPS: 2000}, {RPS: 1000}},
+		"stack":     {{RPS: 700}, {RPS: 1800}, {RPS: 800}},
+		"candidate": {{RPS: 770}, {Skipped: "start failed"}, {RPS: 800}},
+	}
+	got := roundRatios(by)
+	if len(got) != 2 {
+		t.Fatalf("%d ratios, want 2: %+v", len(got), got)
+	}
+	// Rounds 0.7, 0.9, 0.8: the median pairs rounds, unlike the ratio of
+	// the medians (800/1000).
+	if r := got[0]; r.Name != "throughput stack/reference by round (0.70 0.90 0.80), median" || math.Abs(r.Value-0.8) > 1e-9 {
+		t.Errorf("stack/reference: %+v", r)
+	}
+	// A skipped round drops out; two rounds give their mean.
+	if r := got[1]; r.Name != "throughput candidate/stack by round (1.10 1.00), median" || math.Abs(r.Value-1.05) > 1e-9 {
+		t.Errorf("candidate/stack: %+v", r)
+	}
+	if got := roundRatios(map[string][]result{"reference": {{RPS: 1}}, "stack": {{RPS: 1}}}); len(got) != 0 {
+		t.Errorf("one round gave %+v", got)
+	}
 }
 
 func TestMedianRound(t *testing.T) {

@@ -32,6 +32,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -57,21 +58,23 @@ var allTargets = []string{
 
 // options are the command-line flags.
 type options struct {
-	stackBin   string
-	refBin     string
-	mitmdump   string
-	targets    []string
-	clients    int
-	rssClients int
-	duration   time.Duration
-	warmup     time.Duration
-	respSize   int
-	jsonOut    string
-	soak       time.Duration
-	keep       bool
-	rounds     int
-	rate       int
-	profileDir string
+	stackBin string
+	// candidateBin, when set, is measured by the candidate target.
+	candidateBin string
+	refBin       string
+	mitmdump     string
+	targets      []string
+	clients      int
+	rssClients   int
+	duration     time.Duration
+	warmup       time.Duration
+	respSize     int
+	jsonOut      string
+	soak         time.Duration
+	keep         bool
+	rounds       int
+	rate         int
+	profileDir   string
 }
 
 func main() {
@@ -94,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("stack-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.stackBin, "stack", "", "stack binary to measure (default: go build ./cmd/stack)")
+	fs.StringVar(&o.candidateBin, "candidate", "", "a second stack binary, measured by the target \"candidate\" exactly as \"stack\" is, to compare two builds in one run (e.g. --targets stack,candidate --rounds 5)")
 	fs.StringVar(&o.refBin, "reference", "", "reference proxy binary (default: go build ./bench/reference)")
 	fs.StringVar(&o.mitmdump, "mitmdump", "", "mitmdump to compare with (default: from PATH; skipped when absent)")
 	targets := fs.String("targets", strings.Join(allTargets, ","), "comma-separated targets to run")
@@ -119,12 +123,18 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		if t == "" {
 			continue
 		}
+		if t == "candidate" {
+			o.targets = append(o.targets, t)
+			continue
+		}
 		if !knownTarget(t) {
 			return o, fmt.Errorf("%w: unknown target %q (known: %s)", errUsage, t, strings.Join(allTargets, ", "))
 		}
 		o.targets = append(o.targets, t)
 	}
 	switch {
+	case slices.Contains(o.targets, "candidate") != (o.candidateBin != ""):
+		return o, fmt.Errorf("%w: the candidate target and --candidate go together", errUsage)
 	case o.clients <= 0 || o.clients > 4096 || o.rssClients <= 0 || o.rssClients > 4096:
 		return o, fmt.Errorf("%w: clients must be between 1 and 4096", errUsage)
 	case o.duration <= 0 || o.duration > time.Hour:
@@ -160,8 +170,10 @@ type bench struct {
 	stderr   io.Writer
 	work     string
 	stackBin string
-	refBin   string
-	mitmdump string
+	// candidateBin is the candidate target's binary; "" without one.
+	candidateBin string
+	refBin       string
+	mitmdump     string
 
 	up        *upstream
 	upCAFile  string
@@ -225,7 +237,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for _, t := range o.targets {
 		rep.Results = append(rep.Results, medianRound(byTarget[t]))
 	}
-	rep.Ratios = ratios(rep.Results)
+	rep.Ratios = append(ratios(rep.Results), roundRatios(byTarget)...)
 	rep.print(stdout)
 	if o.jsonOut != "" {
 		raw, err := json.MarshalIndent(rep, "", "  ")
@@ -250,6 +262,11 @@ func (b *bench) setup(ctx context.Context) error {
 	b.refBin, err = b.binary(ctx, b.opts.refBin, "./bench/reference", "reference")
 	if err != nil {
 		return err
+	}
+	if b.opts.candidateBin != "" {
+		if b.candidateBin, err = filepath.Abs(b.opts.candidateBin); err != nil {
+			return err
+		}
 	}
 	b.mitmdump = b.opts.mitmdump
 	if b.mitmdump == "" {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"runtime"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -69,6 +70,13 @@ func ratios(rs []result) []ratio {
 		add := s.P99MS - r.P99MS
 		out = append(out, ratio{Name: "added p99 stack - reference", Value: add, Unit: "ms",
 			Target: fmt.Sprintf("<= %.0f", targetAddedP99MS), Pass: add <= targetAddedP99MS})
+	}
+	if c, s, ok := pair("candidate", "stack"); ok {
+		out = append(out, ratio{Name: "throughput candidate/stack", Value: c.RPS / s.RPS, Unit: "x", Target: "-", Pass: true})
+		out = append(out, ratio{Name: "added p99 candidate - stack", Value: c.P99MS - s.P99MS, Unit: "ms", Target: "-", Pass: true})
+		if s.CPUPerReqUS > 0 {
+			out = append(out, ratio{Name: "CPU per request candidate/stack", Value: c.CPUPerReqUS / s.CPUPerReqUS, Unit: "x", Target: "-", Pass: true})
+		}
 	}
 	if s, r, ok := pair("stack-tunnel", "reference-tunnel"); ok {
 		v := s.RPS / r.RPS
@@ -137,7 +145,7 @@ func (rep report) print(w io.Writer) {
 		if r.FirstError != "" {
 			notes = append(notes, fmt.Sprintf("%s: first error: %s", r.Name, r.FirstError))
 		}
-		if r.Proxy == "stack" && r.Mode == "mitm" && r.Skipped == "" && r.UpstreamInjected != r.UpstreamSeen {
+		if stackLike(r.Proxy) && r.Mode == "mitm" && r.Skipped == "" && r.UpstreamInjected != r.UpstreamSeen {
 			notes = append(notes, fmt.Sprintf("%s: only %d of %d upstream requests carried the injected credential", r.Name, r.UpstreamInjected, r.UpstreamSeen))
 		}
 		if a := r.Audit; a != nil {
@@ -185,6 +193,42 @@ func dash(v float64, format string, show bool) string {
 		return "-"
 	}
 	return fmt.Sprintf(format, v)
+}
+
+// roundRatios compares the throughput of each pair of targets round by
+// round, when there are several: neighbours in one round share the
+// machine's state, so their ratios drift less than the targets' medians
+// do when the host's load changes during the run. The value is the
+// median ratio; the name lists every round's.
+func roundRatios(byTarget map[string][]result) []ratio {
+	var out []ratio
+	for _, p := range [][2]string{{"stack", "reference"}, {"candidate", "stack"}} {
+		a, b := byTarget[p[0]], byTarget[p[1]]
+		if len(a) < 2 || len(a) != len(b) {
+			continue
+		}
+		var rs []float64
+		var each []string
+		for i := range a {
+			if a[i].Skipped != "" || b[i].Skipped != "" || b[i].RPS <= 0 {
+				continue
+			}
+			rs = append(rs, a[i].RPS/b[i].RPS)
+			each = append(each, fmt.Sprintf("%.2f", rs[len(rs)-1]))
+		}
+		if len(rs) < 2 {
+			continue
+		}
+		sorted := slices.Clone(rs)
+		slices.Sort(sorted)
+		med := sorted[len(sorted)/2]
+		if len(sorted)%2 == 0 {
+			med = (sorted[len(sorted)/2-1] + med) / 2
+		}
+		out = append(out, ratio{Name: fmt.Sprintf("throughput %s/%s by round (%s), median", p[0], p[1], strings.Join(each, " ")),
+			Value: med, Unit: "x", Target: "-", Pass: true})
+	}
+	return out
 }
 
 // medianRound returns the round with the median requests/s (the lower

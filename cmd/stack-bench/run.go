@@ -59,6 +59,9 @@ type auditCheck struct {
 	Problem  string `json:"problem,omitempty"`
 }
 
+// stackLike reports whether proxy runs `stack proxy` (of either build).
+func stackLike(proxy string) bool { return proxy == "stack" || proxy == "candidate" }
+
 // splitTarget turns "stack-newconn" into ("stack", "newconn").
 func splitTarget(name string) (proxy, variant string) {
 	proxy, variant, _ = strings.Cut(name, "-")
@@ -94,14 +97,18 @@ func (b *bench) runTarget(ctx context.Context, name string) result {
 	case "reference":
 		p, err = b.startReference(name, res.Mode == "tunnel")
 		spec.Roots = b.refRoots
-	case "stack":
+	case "stack", "candidate":
 		if res.Mode == "tunnel" {
 			if err = b.setTunnelHosts(true); err != nil {
 				break
 			}
 			defer b.setTunnelHosts(false)
 		}
-		p, err = b.startStack(name, auditPath, variant == "alerting")
+		bin := b.stackBin
+		if proxyName == "candidate" {
+			bin = b.candidateBin
+		}
+		p, err = b.startStack(name, bin, auditPath, variant == "alerting")
 		spec.Roots = b.stackCA
 	case "mitmdump":
 		if b.mitmdump == "" {
@@ -130,7 +137,7 @@ func (b *bench) runTarget(ctx context.Context, name string) result {
 		if p != nil {
 			cpu0, _ = procCPU(p.pid())
 		}
-		if proxyName == "stack" && b.opts.profileDir != "" {
+		if stackLike(proxyName) && b.opts.profileDir != "" {
 			profiled = make(chan error, 1)
 			out := filepath.Join(b.opts.profileDir, fmt.Sprintf("%s-%d.pprof", name, b.runs))
 			go func() {
@@ -171,7 +178,7 @@ func (b *bench) runTarget(ctx context.Context, name string) result {
 			fmt.Fprintf(b.stderr, "  %s: %v\n", name, err)
 		}
 	}
-	if proxyName == "stack" {
+	if stackLike(proxyName) {
 		expected := lr.Total
 		if res.Mode == "tunnel" {
 			expected = int64(spec.Clients) // one CONNECT per keep-alive client

@@ -48,7 +48,7 @@ const (
 func (b *bench) runSoak(ctx context.Context) error {
 	o := b.opts
 	auditPath := filepath.Join(b.work, "soak-audit.db")
-	p, err := b.startStack("stack-soak", auditPath, false)
+	p, err := b.startStack("stack-soak", b.stackBin, auditPath, false)
 	if err != nil {
 		return err
 	}

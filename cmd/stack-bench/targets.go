@@ -204,9 +204,9 @@ type stackRunInfo struct {
 	Admin  string `json:"admin"`
 }
 
-// startStack starts `stack proxy` on ephemeral loopback ports with the
+// startStack starts `stack proxy` (from bin) on ephemeral loopback ports with the
 // audit log at auditPath and waits for proxy.json and /readyz.
-func (b *bench) startStack(name, auditPath string, alerting bool) (*proc, error) {
+func (b *bench) startStack(name, bin, auditPath string, alerting bool) (*proc, error) {
 	args := []string{
 		"--home", b.stackHome, "proxy",
 		"--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
@@ -218,7 +218,7 @@ func (b *bench) startStack(name, auditPath string, alerting bool) (*proc, error)
 	if !alerting {
 		env = append(env, steadyBurst)
 	}
-	p, err := startProc(name, filepath.Join(b.work, name+".log"), env, b.stackBin, args...)
+	p, err := startProc(name, filepath.Join(b.work, name+".log"), env, bin, args...)
 	if err != nil {
 		return nil, err
 	}
