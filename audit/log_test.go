@@ -257,6 +257,13 @@ func TestCloseIdempotentAndNoLeak(t *testing.T) {
 	if err := l.Iterate(context.Background(), 0, func(Record) error { return nil }); !errors.Is(err, ErrClosed) {
 		t.Fatalf("iterate after close: %v", err)
 	}
+	// The writer closes done as its last step, so it may still be on its
+	// way out when Close returns: wait for it to be gone. A goroutine
+	// that stays is a leak; the deadline only bounds the wait.
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 	if after := runtime.NumGoroutine(); after > before {
 		t.Fatalf("goroutines: %d before Open, %d after Close", before, after)
 	}
