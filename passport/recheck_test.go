@@ -71,7 +71,15 @@ func TestRecheck(t *testing.T) {
 	t.Run("a bad token gives no Verified", func(t *testing.T) {
 		f := newFixture(t, nil)
 		tok, _ := f.issue(t, IssueRequest{})
-		if vd, err := f.verify.Check(tok[:len(tok)-2] + "AA"); err == nil || vd != nil {
+		// A character inside the signature, not its last one: that one
+		// carries padding bits, so some replacements decode to the same
+		// signature.
+		i := len(tok) - 10
+		c := byte('A')
+		if tok[i] == c {
+			c = 'B'
+		}
+		if vd, err := f.verify.Check(tok[:i] + string(c) + tok[i+1:]); err == nil || vd != nil {
 			t.Fatalf("Check of a tampered token = %v, %v", vd, err)
 		}
 	})
