@@ -108,7 +108,9 @@ type sidecar struct {
 func (a *app) runProxy(ctx context.Context) error {
 	cfg := a.cfg
 	log := a.log
-	tuneGC(os.Getenv)
+	if tuneGC(os.Getenv) {
+		go followHeap(ctx, heapCheckEvery)
+	}
 	k, err := a.openKMS(ctx)
 	if err != nil {
 		return err
