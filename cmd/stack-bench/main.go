@@ -267,6 +267,9 @@ func (b *bench) setup(ctx context.Context) error {
 		if b.candidateBin, err = filepath.Abs(b.opts.candidateBin); err != nil {
 			return err
 		}
+		if _, err := os.Stat(b.candidateBin); err != nil {
+			return fmt.Errorf("--candidate: %w", err)
+		}
 	}
 	b.mitmdump = b.opts.mitmdump
 	if b.mitmdump == "" {
