@@ -5,9 +5,10 @@ package audit
 import (
 	"context"
 	"math/rand/v2"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stackctl/stack/internal/benchkit"
 )
 
 // BenchmarkRequestPattern is the proxy's pattern per request, from 32
@@ -37,7 +38,7 @@ func BenchmarkRequestPattern(b *testing.B) {
 			rec := Record{AgentID: "bot", Action: ActionCredentialAccess, CredentialID: "stripe", Host: "api.stripe.com", Method: "GET", Path: "/v1/balance"}
 			done := rec
 			done.Action, done.Status = ActionRequest, 200
-			cpu0 := processCPU()
+			cpu0 := benchkit.ProcessCPU()
 			b.SetParallelism(16) // 32 goroutines on 2 CPUs
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
@@ -62,16 +63,7 @@ func BenchmarkRequestPattern(b *testing.B) {
 				}
 			})
 			b.StopTimer()
-			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/req")
+			b.ReportMetric(float64((benchkit.ProcessCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/req")
 		})
 	}
-}
-
-// processCPU is the user and system CPU this process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -66,6 +67,33 @@ func scanEveryByte(m *acMatcher, text []byte, hit func(word, end int)) {
 	}
 }
 
+// spreadRuns repeats every other byte of seed rep times, so the text
+// mixes runs of every length with plain bytes.
+func spreadRuns(seed []byte, rep uint8) []byte {
+	var text []byte
+	for i, c := range seed {
+		if i%2 == 1 {
+			text = append(text, bytes.Repeat([]byte{c}, int(rep))...)
+		} else {
+			text = append(text, c)
+		}
+	}
+	return text
+}
+
+// scanMismatch compares m.scan of text with scanEveryByte and describes
+// the difference, or returns "" when both find the same words at the
+// same ends in the same order.
+func scanMismatch(m *acMatcher, text []byte) string {
+	var want, got [][2]int
+	scanEveryByte(m, text, func(w, end int) { want = append(want, [2]int{w, end}) })
+	m.scan(text, func(w, end int) { got = append(got, [2]int{w, end}) })
+	if slices.Equal(got, want) {
+		return ""
+	}
+	return fmt.Sprintf("scan found %v, want %v", got, want)
+}
+
 // FuzzACScanRuns checks that skipping runs of one byte finds exactly
 // what a transition per byte finds, in the same order, with both
 // automatons; the input is spread into runs so that runs are common.
@@ -75,22 +103,10 @@ func FuzzACScanRuns(f *testing.F) {
 	}
 	f.Add([]byte(`{"amount":1000,"pad":"xxxx"}`), uint8(200))
 	f.Fuzz(func(t *testing.T, seed []byte, rep uint8) {
-		// Every other byte of seed is repeated rep times, so the text
-		// mixes runs of every length with plain bytes.
-		var text []byte
-		for i, c := range seed {
-			if i%2 == 1 {
-				text = append(text, bytes.Repeat([]byte{c}, int(rep))...)
-			} else {
-				text = append(text, c)
-			}
-		}
+		text := spreadRuns(seed, rep)
 		for _, m := range []*acMatcher{compiled.ac, exfilAC} {
-			var want, got [][2]int
-			scanEveryByte(m, text, func(w, end int) { want = append(want, [2]int{w, end}) })
-			m.scan(text, func(w, end int) { got = append(got, [2]int{w, end}) })
-			if !slices.Equal(got, want) {
-				t.Fatalf("scan of %q found %v, want %v", text, got, want)
+			if d := scanMismatch(m, text); d != "" {
+				t.Fatalf("%q: %s", text, d)
 			}
 		}
 	})
@@ -105,11 +121,8 @@ func TestACScanRuns(t *testing.T) {
 				bytes.Repeat([]byte{byte(c)}, 200),
 				append([]byte("ignore all "), append(bytes.Repeat([]byte{byte(c)}, 100), " instructions sk_live_"...)...),
 			} {
-				var want, got [][2]int
-				scanEveryByte(m, text, func(w, end int) { want = append(want, [2]int{w, end}) })
-				m.scan(text, func(w, end int) { got = append(got, [2]int{w, end}) })
-				if !slices.Equal(got, want) {
-					t.Fatalf("byte %#x: scan found %v, want %v", c, got, want)
+				if d := scanMismatch(m, text); d != "" {
+					t.Fatalf("byte %#x: %s", c, d)
 				}
 			}
 		}
@@ -136,29 +149,8 @@ func FuzzB64Runs(f *testing.F) {
 	f.Add([]byte(`{"pad":"x"}`), uint8(100))
 	f.Add([]byte("aAbB=c.d"), uint8(9))
 	f.Fuzz(func(t *testing.T, seed []byte, rep uint8) {
-		var raw []byte
-		for i, c := range seed {
-			if i%2 == 1 {
-				raw = append(raw, bytes.Repeat([]byte{c}, int(rep))...)
-			} else {
-				raw = append(raw, c)
-			}
-		}
-		var want [][2]int
-		for i := 0; i < len(raw); i++ {
-			if !isB64(raw[i]) {
-				continue
-			}
-			j := i + 1
-			for j < len(raw) && isB64(raw[j]) {
-				j++
-			}
-			if j-i >= minRun {
-				want = append(want, [2]int{i, j})
-			}
-			i = j
-		}
-		if got := b64Runs(raw); !slices.Equal(got, want) {
+		raw := spreadRuns(seed, rep)
+		if got, want := b64Runs(raw), b64RunsByByte(raw); !slices.Equal(got, want) {
 			t.Fatalf("%q: runs %v, want %v", raw, got, want)
 		}
 	})

@@ -4,9 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/stackctl/stack/internal/benchkit"
 )
 
 // benchGrid builds the grid as the sidecar does (cmd/stack): every
@@ -62,18 +63,6 @@ func benchResponse(at time.Time, body []byte) *Event {
 		Host: "api.bench.test", Method: "GET", Path: "/v1/balance", ContentType: "application/json",
 		Status: 200, Credentials: []string{"bench"}, Body: body,
 	}
-}
-
-// balanceJSON is the harness's answer (cmd/stack-bench): a balance
-// object padded to size bytes with its trailing newline.
-func balanceJSON(size int) []byte {
-	base := map[string]any{"object": "balance", "livemode": false, "amount": 1000, "currency": "usd", "pad": ""}
-	b, _ := json.Marshal(base)
-	if pad := size - len(b) - 1; pad > 0 {
-		base["pad"] = strings.Repeat("x", pad)
-		b, _ = json.Marshal(base)
-	}
-	return append(b, '\n')
 }
 
 // apiListJSON is a benign API answer of about 4 KiB: a page of support
@@ -166,7 +155,7 @@ func BenchmarkGridRequest(b *testing.B) {
 }
 
 func BenchmarkGridResponseJSON512(b *testing.B) {
-	body := balanceJSON(512)
+	body := benchkit.BalanceJSON(512) // the harness's answer
 	benchEvaluate(b, func(at time.Time) *Event { return benchResponse(at, body) })
 }
 
@@ -176,9 +165,6 @@ func BenchmarkGridResponseJSON4KiB(b *testing.B) {
 }
 
 func TestBenchBodies(t *testing.T) {
-	if b := balanceJSON(512); len(b) != 512 || !json.Valid(b) {
-		t.Fatalf("balance body: %d bytes, valid %v", len(b), json.Valid(b))
-	}
 	if b := apiListJSON(); len(b) < 4<<10 || len(b) > 5<<10 || !json.Valid(b) {
 		t.Fatalf("list body: %d bytes, valid %v", len(b), json.Valid(b))
 	}

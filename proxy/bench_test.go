@@ -7,12 +7,12 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/inject"
+	"github.com/stackctl/stack/internal/benchkit"
 	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/proxy/ca"
 	"github.com/stackctl/stack/proxy/egress"
@@ -177,7 +177,7 @@ func BenchmarkPipeline(b *testing.B) {
 		cs := &connState{verified: vd}
 		b.SetParallelism(16)
 		b.ReportAllocs()
-		cpu0 := processCPU()
+		cpu0 := benchkit.ProcessCPU()
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
@@ -191,15 +191,6 @@ func BenchmarkPipeline(b *testing.B) {
 			}
 		})
 		b.StopTimer()
-		b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+		b.ReportMetric(float64((benchkit.ProcessCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 	})
-}
-
-// processCPU is the user and system CPU this process has used.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

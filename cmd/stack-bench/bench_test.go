@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"io"
 	"math"
@@ -128,19 +127,6 @@ func TestSampleBounded(t *testing.T) {
 	}
 	if cs.stride < 2 {
 		t.Fatalf("stride %d after overflow", cs.stride)
-	}
-}
-
-func TestJSONBody(t *testing.T) {
-	for _, size := range []int{0, 64, 512, 4096} {
-		b := jsonBody(size)
-		var v map[string]any
-		if err := json.Unmarshal(b, &v); err != nil {
-			t.Fatalf("size %d: %v", size, err)
-		}
-		if size >= 100 && len(b) != size {
-			t.Errorf("size %d: got %d bytes", size, len(b))
-		}
 	}
 }
 

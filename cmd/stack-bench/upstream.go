@@ -2,16 +2,15 @@ package main
 
 import (
 	"crypto/tls"
-	"encoding/json"
 	"io"
 	"log"
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/stackctl/stack/internal/benchkit"
 	"github.com/stackctl/stack/proxy/ca"
 )
 
@@ -41,7 +40,7 @@ func startUpstream(host string, respSize int, secret string) (*upstream, error) 
 	if err != nil {
 		return nil, err
 	}
-	u := &upstream{ca: authority, body: jsonBody(respSize), secret: secret}
+	u := &upstream{ca: authority, body: benchkit.BalanceJSON(respSize), secret: secret}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -81,16 +80,4 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(u.body)))
 	w.Write(u.body)
-}
-
-// jsonBody is a JSON object of exactly size bytes (at least its fixed
-// part), shaped like a small API answer.
-func jsonBody(size int) []byte {
-	base := map[string]any{"object": "balance", "livemode": false, "amount": 1000, "currency": "usd", "pad": ""}
-	b, _ := json.Marshal(base)
-	if pad := size - len(b) - 1; pad > 0 {
-		base["pad"] = strings.Repeat("x", pad)
-		b, _ = json.Marshal(base)
-	}
-	return append(b, '\n')
 }
