@@ -64,6 +64,17 @@ func readN(t *testing.T, c net.Conn, n int) []byte {
 	return b
 }
 
+// wantSent checks that want reached the agent in writes socket writes.
+func wantSent(t *testing.T, counted *countingConn, agent net.Conn, writes int32, want string) {
+	t.Helper()
+	if n := counted.writes.Load(); n != writes {
+		t.Fatalf("%d writes reached the socket, want %d", n, writes)
+	}
+	if b := readN(t, agent, len(want)); string(b) != want {
+		t.Fatalf("agent got %q, want %q", b, want)
+	}
+}
+
 // readToEnd reads what the agent receives until the proxy's end closes.
 func readToEnd(t *testing.T, c net.Conn) string {
 	t.Helper()
@@ -124,12 +135,7 @@ func TestCoalescingConn(t *testing.T) {
 		<-reading
 		cc.Write([]byte("frame-1"))
 		cc.Write([]byte("frame-2"))
-		if n := counted.writes.Load(); n != 2 {
-			t.Fatalf("%d writes reached the socket during a read, want 2", n)
-		}
-		if b := readN(t, agent, 14); string(b) != "frame-1frame-2" {
-			t.Fatalf("agent got %q", b)
-		}
+		wantSent(t, counted, agent, 2, "frame-1frame-2") // each at once, during the read
 	})
 	t.Run("a large write goes out at once, after what was held, in order", func(t *testing.T) {
 		cc, _, agent := tcpPair(t)
@@ -175,12 +181,7 @@ func TestCoalescingConn(t *testing.T) {
 		cc, counted, agent := tcpPair(t)
 		cc.Write([]byte("held"))
 		cc.SetDeadline(time.Now().Add(time.Minute))
-		if n := counted.writes.Load(); n != 1 {
-			t.Fatalf("%d writes reached the socket, want 1", n)
-		}
-		if b := readN(t, agent, 4); string(b) != "held" {
-			t.Fatalf("agent got %q", b)
-		}
+		wantSent(t, counted, agent, 1, "held")
 	})
 	t.Run("a failed send fails the next read and write", func(t *testing.T) {
 		cc, counted, agent := tcpPair(t)

@@ -123,12 +123,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		if t == "" {
 			continue
 		}
-		if t == "candidate" {
-			o.targets = append(o.targets, t)
-			continue
-		}
 		if !knownTarget(t) {
-			return o, fmt.Errorf("%w: unknown target %q (known: %s)", errUsage, t, strings.Join(allTargets, ", "))
+			return o, fmt.Errorf("%w: unknown target %q (known: %s, and candidate with --candidate)", errUsage, t, strings.Join(allTargets, ", "))
 		}
 		o.targets = append(o.targets, t)
 	}
@@ -155,12 +151,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 }
 
 func knownTarget(t string) bool {
-	for _, k := range allTargets {
-		if k == t {
-			return true
-		}
-	}
-	return false
+	return t == "candidate" || slices.Contains(allTargets, t)
 }
 
 // bench is one run's shared state.
