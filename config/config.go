@@ -52,8 +52,28 @@ type ProxyConfig struct {
 	// through a plain tunnel, without interception: no injection and no
 	// inspection inside. The passport must still grant the host.
 	TunnelHosts []string `mapstructure:"tunnel_hosts" yaml:"tunnel_hosts"`
-	// MaxConnections caps concurrent client connections.
+	// MaxConnections caps concurrent agent connections; more are answered
+	// 503 overloaded.
 	MaxConnections int `mapstructure:"max_connections" yaml:"max_connections"`
+	// MaxRequests caps requests in flight; more are answered 503
+	// overloaded.
+	MaxRequests int `mapstructure:"max_requests" yaml:"max_requests"`
+	// MaxUpstreamConnsPerHost caps connections to one upstream host; more
+	// requests wait for one to be free.
+	MaxUpstreamConnsPerHost int `mapstructure:"max_upstream_conns_per_host" yaml:"max_upstream_conns_per_host"`
+	// UpstreamResponseTimeout bounds the wait for an upstream's response
+	// headers (a non-streaming LLM call can take minutes); a tunnel without
+	// interception closes after this long with no byte either way.
+	UpstreamResponseTimeout time.Duration `mapstructure:"upstream_response_timeout" yaml:"upstream_response_timeout"`
+	// HandshakeTimeout bounds an agent's TLS handshake inside a tunnel and
+	// the head of its first request.
+	HandshakeTimeout time.Duration `mapstructure:"handshake_timeout" yaml:"handshake_timeout"`
+	// IdleTimeout closes an agent connection with no request in flight, or
+	// whose request body or response stalls, for this long.
+	IdleTimeout time.Duration `mapstructure:"idle_timeout" yaml:"idle_timeout"`
+	// HTTP2 offers HTTP/2 to agents inside intercepted tunnels besides
+	// HTTP/1.1 (chosen by agents that speak only HTTP/2, such as gRPC).
+	HTTP2 bool `mapstructure:"http2" yaml:"http2"`
 	// ShutdownTimeout bounds the drain of open requests on shutdown.
 	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout" yaml:"shutdown_timeout"`
 }
@@ -213,6 +233,11 @@ const (
 	DefaultListen             = "127.0.0.1:8080"
 	DefaultAdminListen        = "127.0.0.1:9090"
 	DefaultMaxConnections     = 4096
+	DefaultMaxRequests        = 1024
+	DefaultMaxUpstreamConns   = 256
+	DefaultUpstreamResponse   = 10 * time.Minute
+	DefaultHandshakeTimeout   = 10 * time.Second
+	DefaultIdleTimeout        = 2 * time.Minute
 	DefaultShutdownTimeout    = 15 * time.Second
 	DefaultKMSURI             = "local://kms.key"
 	DefaultKMSTimeout         = 10 * time.Second

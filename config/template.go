@@ -36,7 +36,10 @@ func defaultsForTemplate() map[string]any {
 		"LogLevel": DefaultLogLevel, "LogFormat": DefaultLogFormat,
 		"Listen": DefaultListen, "AdminListen": DefaultAdminListen,
 		"MaxConnections": DefaultMaxConnections, "ShutdownTimeout": DefaultShutdownTimeout,
-		"KMSURI": DefaultKMSURI, "KMSTimeout": DefaultKMSTimeout,
+		"MaxRequests": DefaultMaxRequests, "MaxUpstreamConns": DefaultMaxUpstreamConns,
+		"UpstreamResponse": DefaultUpstreamResponse, "HandshakeTimeout": DefaultHandshakeTimeout,
+		"IdleTimeout": DefaultIdleTimeout,
+		"KMSURI":      DefaultKMSURI, "KMSTimeout": DefaultKMSTimeout,
 		"VaultPath": DefaultVaultPath, "VaultCacheTTL": DefaultVaultCacheTTL, "VaultCacheSize": DefaultVaultCacheSize,
 		"AuditPath": DefaultAuditPath, "CheckpointEvery": DefaultCheckpointEvery, "CheckpointInterval": DefaultCheckpointInterval,
 		"Issuer": DefaultIssuer, "Audience": DefaultAudience, "KeysPath": DefaultKeysPath,
@@ -83,8 +86,25 @@ proxy:
   # Hosts tunnelled without interception (no injection, no inspection),
   # e.g. ["*.googleapis.com"]; the passport must still grant them.
   tunnel_hosts: []
-  # Cap on concurrent client connections, and the drain time on shutdown.
+  # Load shedding: agent connections and requests in flight beyond these
+  # are answered 503 (X-Stack-Reason: overloaded, Retry-After: 1).
   max_connections: {{.D.MaxConnections}}
+  max_requests: {{.D.MaxRequests}}
+  # Connections to one upstream host; more requests wait for a free one.
+  max_upstream_conns_per_host: {{.D.MaxUpstreamConns}}
+  # The wait for an upstream's response headers (a non-streaming LLM call
+  # can take minutes): past it, 504 upstream_timeout. A tunnel without
+  # interception closes after this long with no byte either way.
+  upstream_response_timeout: {{.D.UpstreamResponse}}
+  # An agent's TLS handshake inside a tunnel, and its first request head.
+  handshake_timeout: {{.D.HandshakeTimeout}}
+  # An agent connection with no request in flight, or whose request body
+  # or response stalls, closes after this long.
+  idle_timeout: {{.D.IdleTimeout}}
+  # Offer HTTP/2 inside intercepted tunnels (agents that speak only
+  # HTTP/2, such as gRPC, need it; the others keep HTTP/1.1).
+  http2: true
+  # The drain time on shutdown.
   shutdown_timeout: {{.D.ShutdownTimeout}}
 
 egress:

@@ -109,15 +109,28 @@ func (c *Config) Validate() error {
 			e.add(fmt.Sprintf("proxy.tunnel_hosts[%d]", i), h, "must be a host name such as api.example.com or *.example.com")
 		}
 	}
-	if c.Proxy.MaxConnections < 1 {
-		e.add("proxy.max_connections", strconv.Itoa(c.Proxy.MaxConnections), "must be at least 1")
+	atLeastOne := func(key string, n int) {
+		if n < 1 {
+			e.add(key, strconv.Itoa(n), "must be at least 1")
+		}
 	}
+	atLeastOne("proxy.max_connections", c.Proxy.MaxConnections)
+	atLeastOne("proxy.max_requests", c.Proxy.MaxRequests)
+	atLeastOne("proxy.max_upstream_conns_per_host", c.Proxy.MaxUpstreamConnsPerHost)
 	nonNeg := func(key string, d time.Duration) {
 		if d < 0 {
 			e.add(key, d.String(), "must not be negative")
 		}
 	}
 	nonNeg("proxy.shutdown_timeout", c.Proxy.ShutdownTimeout)
+	atLeast := func(key string, d, least time.Duration) {
+		if d < least {
+			e.add(key, d.String(), "must be at least "+least.String())
+		}
+	}
+	atLeast("proxy.upstream_response_timeout", c.Proxy.UpstreamResponseTimeout, time.Second)
+	atLeast("proxy.handshake_timeout", c.Proxy.HandshakeTimeout, 100*time.Millisecond)
+	atLeast("proxy.idle_timeout", c.Proxy.IdleTimeout, 100*time.Millisecond)
 
 	for i, cidr := range c.Egress.AllowCIDRs {
 		if _, err := netip.ParsePrefix(strings.TrimSpace(cidr)); err != nil {

@@ -28,20 +28,6 @@ const (
 	keepBuf = 4 << 10
 )
 
-// CoalescingListener returns ln with every accepted connection's writes
-// coalesced as described above.
-func CoalescingListener(ln net.Listener) net.Listener { return coalescingListener{ln} }
-
-type coalescingListener struct{ net.Listener }
-
-func (l coalescingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return newCoalescingConn(c), nil
-}
-
 type coalescingConn struct {
 	net.Conn
 	// reading counts Reads in progress: while one is, nothing is held.

@@ -28,7 +28,23 @@ const (
 	// injected, whose traffic the proxy cannot scrub of it (anything but
 	// a WebSocket without extensions).
 	ReasonUpgradeRefused = "upgrade_refused"
+	// ReasonUpstreamTimeout: the upstream did not answer in time
+	// (proxy.upstream_response_timeout for its response headers).
+	ReasonUpstreamTimeout = "upstream_timeout"
+	// ReasonOverloaded: the sidecar sheds load (proxy.max_connections,
+	// proxy.max_requests); the agent may retry after Retry-After.
+	ReasonOverloaded = "overloaded"
+	// ReasonClientClosed is recorded, never sent: the agent went away
+	// before its answer came.
+	ReasonClientClosed = "client_closed"
+	// ReasonResponseEncoding: the upstream answered in a content coding
+	// the sidecar cannot decode, on a response it must scrub or scan.
+	ReasonResponseEncoding = "response_encoding_unsupported"
 )
+
+// statusClientClosed is the audit status of a request whose agent went
+// away first (nginx's 499).
+const statusClientClosed = 499
 
 // HeaderReason carries the machine-readable reason of every refusal.
 const HeaderReason = "X-Stack-Reason"
@@ -61,10 +77,23 @@ func (d *denial) response(req *http.Request) *http.Response {
 	h.Set(HeaderReason, d.Reason)
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Set("Cache-Control", "no-store")
-	if d.Status == http.StatusProxyAuthRequired {
+	closeConn := false
+	switch d.Status {
+	case http.StatusProxyAuthRequired:
 		h.Set("Proxy-Authenticate", `Basic realm="stack"`)
+		// An agent without a valid passport has no business keeping the
+		// connection: it retries on a new one.
+		closeConn = true
+	case http.StatusServiceUnavailable:
+		if d.Reason == ReasonOverloaded {
+			h.Set("Retry-After", "1")
+		}
+	}
+	if closeConn {
+		h.Set("Connection", "close")
 	}
 	return &http.Response{
+		Close:         closeConn,
 		StatusCode:    d.Status,
 		Status:        strconv.Itoa(d.Status) + " " + http.StatusText(d.Status),
 		Proto:         "HTTP/1.1",

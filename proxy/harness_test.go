@@ -225,10 +225,10 @@ func newHarness(t *testing.T, h http.Handler, opts ...harnessOption) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { hs.proxy.Close() })
+	// Served as stack proxy serves it.
 	hs.server = httptest.NewUnstartedServer(hs.proxy)
-	hs.server.Config.MaxHeaderBytes = 1 << 20
-	// As stack proxy serves: agent connections coalesce their writes.
-	hs.server.Listener = CoalescingListener(hs.server.Listener)
+	hs.server.Config = hs.proxy.NewServer(nil)
+	hs.server.Listener = hs.proxy.Listener(hs.server.Listener)
 	hs.server.Start()
 	t.Cleanup(hs.server.Close)
 	return hs

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/url"
@@ -26,6 +27,7 @@ import (
 	"github.com/stackctl/stack/inject"
 	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/proxy/ca"
+	"github.com/stackctl/stack/proxy/coding"
 	"github.com/stackctl/stack/proxy/egress"
 	"github.com/stackctl/stack/vault"
 )
@@ -56,8 +58,13 @@ const (
 	DefaultMaxHeaderBytes        = 64 << 10
 	DefaultDialTimeout           = 10 * time.Second
 	DefaultTLSHandshakeTimeout   = 10 * time.Second
-	DefaultResponseHeaderTimeout = 60 * time.Second
+	DefaultResponseHeaderTimeout = 10 * time.Minute
 	DefaultIdleConnTimeout       = 90 * time.Second
+	DefaultHandshakeTimeout      = 10 * time.Second
+	DefaultIdleTimeout           = 2 * time.Minute
+	DefaultMaxConnections        = 4096
+	DefaultMaxRequests           = 1024
+	DefaultMaxConnsPerHost       = 256
 )
 
 // Options configure a Proxy. Verifier, Injector, Audit, CA and Guard are
@@ -101,10 +108,39 @@ type Options struct {
 	Log        *zap.Logger
 	Now        func() time.Time
 
-	DialTimeout           time.Duration
-	TLSHandshakeTimeout   time.Duration
+	// DialTimeout, TLSHandshakeTimeout and IdleConnTimeout bound the
+	// upstream side: connecting, its TLS handshake, and how long an idle
+	// upstream connection is kept for reuse.
+	DialTimeout         time.Duration
+	TLSHandshakeTimeout time.Duration
+	IdleConnTimeout     time.Duration
+	// ResponseHeaderTimeout bounds the wait for an upstream's response
+	// headers (DefaultResponseHeaderTimeout): a non-streaming LLM call can
+	// take minutes. It also closes a tunnel without interception that
+	// carries no byte either way for that long.
 	ResponseHeaderTimeout time.Duration
-	IdleConnTimeout       time.Duration
+	// MaxConnsPerHost bounds the upstream connections to one host; more
+	// requests wait for one to be free (DefaultMaxConnsPerHost).
+	MaxConnsPerHost int
+
+	// HandshakeTimeout bounds an agent's TLS handshake inside an
+	// intercepted tunnel, and the head of the first request on a new
+	// connection (DefaultHandshakeTimeout).
+	HandshakeTimeout time.Duration
+	// IdleTimeout closes an agent connection with no request in flight
+	// for this long, and one whose request body or response stalls for
+	// this long (DefaultIdleTimeout).
+	IdleTimeout time.Duration
+	// MaxConnections caps agent connections on the Listener; more are
+	// answered 503 overloaded (DefaultMaxConnections).
+	MaxConnections int
+	// MaxRequests caps requests in flight; more are answered 503
+	// overloaded (DefaultMaxRequests).
+	MaxRequests int
+	// DisableHTTP2 offers agents only HTTP/1.1 inside intercepted
+	// tunnels. By default HTTP/2 is offered too, and chosen by agents
+	// that speak only it (gRPC).
+	DisableHTTP2 bool
 }
 
 // Proxy is the data plane: an http.Handler that serves proxy requests
@@ -118,6 +154,9 @@ type Proxy struct {
 	now       func() time.Time
 	leaves    *ca.LeafCache
 	closeOnce sync.Once
+	// agentProtos are the ALPN protocols offered inside intercepted
+	// tunnels, in order of preference.
+	agentProtos []string
 	// inflight counts requests between the pipeline and the end of their
 	// response, including those inside hijacked tunnels, which
 	// http.Server.Shutdown does not see.
@@ -156,7 +195,29 @@ func New(opts Options) (*Proxy, error) {
 	if opts.IdleConnTimeout <= 0 {
 		opts.IdleConnTimeout = DefaultIdleConnTimeout
 	}
+	if opts.MaxConnsPerHost <= 0 {
+		opts.MaxConnsPerHost = DefaultMaxConnsPerHost
+	}
+	if opts.HandshakeTimeout <= 0 {
+		opts.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	if opts.MaxConnections <= 0 {
+		opts.MaxConnections = DefaultMaxConnections
+	}
+	if opts.MaxRequests <= 0 {
+		opts.MaxRequests = DefaultMaxRequests
+	}
 	p := &Proxy{opts: opts, log: opts.Log, metrics: opts.Metrics, now: opts.Now, leaves: opts.Leaves}
+	// The server's order decides: an agent that offers both keeps
+	// HTTP/1.1, the path docs/performance.md measures; one that speaks
+	// only HTTP/2 (gRPC) gets it.
+	p.agentProtos = []string{"http/1.1"}
+	if !opts.DisableHTTP2 {
+		p.agentProtos = append(p.agentProtos, "h2")
+	}
 	if p.log == nil {
 		p.log = zap.NewNop()
 	}
@@ -185,6 +246,7 @@ func New(opts Options) (*Proxy, error) {
 		IdleConnTimeout:       opts.IdleConnTimeout,
 		MaxIdleConns:          256,
 		MaxIdleConnsPerHost:   64,
+		MaxConnsPerHost:       opts.MaxConnsPerHost,
 		ExpectContinueTimeout: time.Second,
 	}
 
@@ -201,12 +263,41 @@ func New(opts Options) (*Proxy, error) {
 	gp.Logger = zapPrintf{p.log}
 	gp.KeepHeader = false
 	gp.KeepAcceptEncoding = true
+	gp.AllowHTTP2 = !opts.DisableHTTP2
 	gp.NonproxyHandler = http.HandlerFunc(p.serveNonProxy)
 	gp.OnRequest().HandleConnectFunc(p.handleConnect)
 	gp.OnRequest().DoFunc(p.handleRequest)
 	gp.OnResponse().DoFunc(p.handleResponse)
 	p.gp = gp
 	return p, nil
+}
+
+// NewServer returns the http.Server that serves p on a listener from
+// p.Listener: it finds each request's agent connection, closes idle ones
+// after IdleTimeout, and leaves header size to the proxy's own check,
+// which answers with a reason (net/http's larger limit is only the
+// backstop).
+func (p *Proxy) NewServer(errorLog *log.Logger) *http.Server {
+	return &http.Server{
+		Handler:           p,
+		ReadHeaderTimeout: p.opts.HandshakeTimeout,
+		IdleTimeout:       p.opts.IdleTimeout,
+		MaxHeaderBytes:    1 << 20,
+		ErrorLog:          errorLog,
+		ConnState: func(c net.Conn, s http.ConnState) {
+			if s == http.StateHijacked {
+				if ac := agentConnOf(c); ac != nil {
+					ac.hijacked()
+				}
+			}
+		},
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if ac := agentConnOf(c); ac != nil {
+				return context.WithValue(ctx, agentConnKey{}, ac)
+			}
+			return ctx
+		},
+	}
 }
 
 // ServeHTTP serves one proxy request.
@@ -245,6 +336,8 @@ type connState struct {
 	// verified is the CONNECT's passport (its agent id already matched),
 	// checked again on each request.
 	verified *passport.Verified
+	// ac is the agent's connection, nil when not served through Listener.
+	ac *agentConn
 }
 
 // reqState follows one request from the pipeline to its response.
@@ -257,13 +350,22 @@ type reqState struct {
 	path     string
 	injected []inject.Injected
 	bytesIn  int64
+	// bodyRead: the request has no body, or the pipeline read all of it.
+	bodyRead bool
 	denied   bool
 	doneOnce sync.Once
 	p        *Proxy
 }
 
-// done marks the request finished for Drain.
-func (st *reqState) done() { st.doneOnce.Do(func() { st.p.inflight.Add(-1) }) }
+// done marks the request finished for Drain and its connection.
+func (st *reqState) done() {
+	st.doneOnce.Do(func() {
+		st.p.inflight.Add(-1)
+		if st.conn != nil && st.conn.ac != nil {
+			st.conn.ac.end()
+		}
+	})
+}
 
 // identity finds the passport for a request: Proxy-Authorization (Basic
 // with user = agent id and password = passport, or Bearer), else the
@@ -360,6 +462,11 @@ func (p *Proxy) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Conn
 	reject := func(d *denial, claims *passport.Claims) (*goproxy.ConnectAction, string) {
 		p.deny(req.Context(), d, claims, "", hostname, http.MethodConnect, "", start)
 		resp := d.response(req)
+		// goproxy closes the connection after a refused CONNECT: say so,
+		// or a client retrying with credentials after a 407 (libcurl:
+		// git, curl --proxy-anyauth) sends its retry into a dead socket.
+		resp.Close = true
+		resp.Header.Set("Connection", "close")
 		ctx.Resp = resp
 		return goproxy.RejectConnect, host
 	}
@@ -386,9 +493,13 @@ func (p *Proxy) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Conn
 		return reject(&denial{Status: http.StatusForbidden, Reason: ReasonScopeDenied,
 			Detail: "host not granted: " + hostname}, claims)
 	}
-	state := &connState{verified: vd}
+	ac := agentConnFrom(req.Context())
+	state := &connState{verified: vd, ac: ac}
 	ctx.UserData = state
 	if matchAnyHost(p.opts.TunnelHosts, hostname) {
+		if ac != nil {
+			ac.tunnel()
+		}
 		p.metrics.Tunnels.WithLabelValues("tunnel").Inc()
 		p.record(req.Context(), audit.Record{
 			Action: audit.ActionRequest, AgentID: claims.Subject, PassportJTI: claims.ID,
@@ -398,10 +509,21 @@ func (p *Proxy) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Conn
 		return goproxy.OkConnect, host
 	}
 	p.metrics.Tunnels.WithLabelValues("mitm").Inc()
+	if ac != nil {
+		ac.intercept()
+	}
 	return &goproxy.ConnectAction{
 		Action: goproxy.ConnectMitm,
 		TLSConfig: func(h string, _ *goproxy.ProxyCtx) (*tls.Config, error) {
-			return p.opts.CA.ServerConfig(p.leaves, h), nil
+			cfg := p.opts.CA.ServerConfig(p.leaves, h)
+			cfg.NextProtos = p.agentProtos
+			if ac != nil {
+				cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+					ac.handshakeDone(cs.NegotiatedProtocol)
+					return nil
+				}
+			}
+			return cfg, nil
 		},
 	}, host
 }
@@ -410,17 +532,29 @@ func (p *Proxy) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Conn
 // inside an intercepted tunnel.
 func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 	st := &reqState{start: p.now(), method: req.Method, path: req.URL.EscapedPath(), p: p}
-	p.inflight.Add(1)
+	inflight := p.inflight.Add(1)
 	st.host = hostOnly(req.URL.Host)
 	if st.host == "" {
 		st.host = hostOnly(req.Host)
 	}
 	if cs, ok := ctx.UserData.(*connState); ok {
 		st.conn = cs
+		if cs.ac != nil {
+			cs.ac.begin(req.ProtoMajor == 2)
+		}
 	}
 	ctx.UserData = st
 	ctx.RoundTripper = goproxy.RoundTripperFunc(p.roundTrip)
 
+	if inflight > int64(p.opts.MaxRequests) {
+		// Shed load before doing any work for it: a refusal now beats
+		// every agent waiting on a sidecar that has fallen over.
+		d := &denial{Status: http.StatusServiceUnavailable, Reason: ReasonOverloaded,
+			Detail: fmt.Sprintf("%d requests in flight (proxy.max_requests); retry shortly", inflight-1)}
+		p.deny(req.Context(), d, nil, "", st.host, st.method, st.path, st.start)
+		st.denied = true
+		return req, d.response(req)
+	}
 	resp := p.pipeline(req, st)
 	if resp != nil {
 		st.denied = true
@@ -477,6 +611,7 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 	if d != nil {
 		return fail(d)
 	}
+	st.bodyRead = body != nil || req.Body == nil || req.Body == http.NoBody
 	sreq := passport.Request{
 		Host: st.host, Method: req.Method, Path: st.path,
 		Body: body, ContentType: req.Header.Get("Content-Type"),
@@ -576,7 +711,29 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 	}
 	st.injected = res.Injected
 	st.bytesIn = req.ContentLength
+	askDecodable(req.Header)
 	return nil
+}
+
+// askDecodable narrows the agent's Accept-Encoding to the codings the
+// response steps can decode, so that a compressed answer can still be
+// scrubbed and scanned; a range of a compressed representation could not
+// be decoded at all, so a range request asks for identity.
+func askDecodable(h http.Header) {
+	ae := h.Get("Accept-Encoding")
+	if ae == "" {
+		return
+	}
+	if h.Get("Range") != "" {
+		h.Set("Accept-Encoding", "identity")
+		return
+	}
+	if narrowed := coding.Accept(ae); narrowed != ae {
+		if narrowed == "" {
+			narrowed = "identity"
+		}
+		h.Set("Accept-Encoding", narrowed)
+	}
 }
 
 // scanBody reads a request body for parameter constraints and detectors
@@ -668,6 +825,19 @@ func egressDetail(err error) string {
 func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Response, error) {
 	st, _ := ctx.UserData.(*reqState)
 	start := p.now()
+	if st != nil && st.conn != nil && st.conn.ac != nil && req.ProtoMajor < 2 && st.bodyRead {
+		// Inside an HTTP/1.1 tunnel nothing reads the agent's connection
+		// while the request waits: watch it, so that an agent that goes
+		// away does not leave its request waiting upstream. (net/http
+		// and the HTTP/2 server do this for their own requests; a body
+		// still streaming is read by the upstream request itself.)
+		// The response body streams on after this returns, so the
+		// context ends with goproxy's own for the request, not here.
+		rctx, cancel := context.WithCancel(req.Context())
+		stop := st.conn.ac.watch(cancel)
+		defer stop()
+		req = req.WithContext(rctx)
+	}
 	resp, err := p.transport.RoundTrip(req)
 	if err == nil {
 		p.metrics.upstreamOK.Observe(p.now().Sub(start).Seconds())
@@ -676,9 +846,12 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 	}
 	p.metrics.UpstreamDuration.WithLabelValues("error").Observe(p.now().Sub(start).Seconds())
 	d := upstreamDenial(err)
+	if req.Context().Err() != nil {
+		d = &denial{Status: statusClientClosed, Reason: ReasonClientClosed, Detail: "the agent went away before the upstream answered"}
+	}
 	if st != nil {
 		st.denied = true
-		p.deny(req.Context(), d, st.claims, "", st.host, st.method, st.path, st.start)
+		p.deny(context.WithoutCancel(req.Context()), d, st.claims, "", st.host, st.method, st.path, st.start)
 	}
 	p.log.Info("upstream failed", zap.String("host", req.URL.Host), zap.String("reason", d.Reason), zap.Error(err))
 	return d.response(req), nil
@@ -701,6 +874,10 @@ func upstreamDenial(err error) *denial {
 	case errors.As(err, &unknownAuth), errors.As(err, &hostErr), errors.As(err, &invalid),
 		errors.As(err, &verifyErr), errors.As(err, &recErr), errors.As(err, &alert):
 		return &denial{Status: http.StatusBadGateway, Reason: ReasonUpstreamTLS, Detail: "upstream TLS failed: " + tlsDetail(err)}
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return &denial{Status: http.StatusGatewayTimeout, Reason: ReasonUpstreamTimeout, Detail: "upstream timed out: " + firstLine(err.Error())}
 	}
 	return &denial{Status: http.StatusBadGateway, Reason: ReasonUpstreamError, Detail: "upstream unreachable: " + firstLine(err.Error())}
 }
@@ -777,13 +954,23 @@ func (p *Proxy) handleResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 	if ub != nil {
 		resp.Body = ub.src
 	}
+	rctx := context.WithoutCancel(ctx.Req.Context())
+	if len(st.injected) > 0 || p.opts.Grid != nil {
+		// Scrubbing and scanning read the body as the agent will: a
+		// compressed one is decoded first.
+		if d := p.decodeBody(resp); d != nil {
+			st.denied = true
+			p.deny(rctx, d, st.claims, "", st.host, st.method, st.path, st.start)
+			st.done()
+			return d.response(resp.Request)
+		}
+	}
 	if len(st.injected) > 0 {
 		inject.RedactHeader(resp.Header, st.injected)
 		if resp.Body != nil && resp.Body != http.NoBody {
 			p.redactBody(resp, st.injected)
 		}
 	}
-	rctx := context.WithoutCancel(ctx.Req.Context())
 	if blocked := p.scanResponse(rctx, resp, st); blocked != nil {
 		st.denied = true
 		p.deny(rctx, blocked, st.claims, "", st.host, st.method, st.path, st.start)
@@ -792,6 +979,11 @@ func (p *Proxy) handleResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 	}
 	finish := func(n int64) {
 		defer st.done()
+		if len(st.injected) > 0 && len(resp.Trailer) > 0 {
+			// Trailers arrive with the end of the body, before they are
+			// sent on (gRPC carries its error text in grpc-message).
+			inject.RedactHeader(resp.Trailer, st.injected)
+		}
 		p.metrics.allowed.Inc()
 		p.recordDone(rctx, audit.Record{
 			Action: audit.ActionRequest, AgentID: st.claims.Subject, PassportJTI: st.claims.ID,

@@ -2,11 +2,14 @@ package proxy
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/stackctl/stack/inject"
+	"github.com/stackctl/stack/proxy/coding"
 )
 
 // upstreamBody is the body roundTrip hands goproxy for an upstream
@@ -104,4 +107,54 @@ func readSmall(body io.ReadCloser, n int64) ([]byte, error) {
 		}
 	}
 	return buf, nil
+}
+
+// decodeBody undoes resp's content codings, so the steps after it see the
+// body as the agent will, and the agent gets it decoded. A small body of
+// known length (see redactBody) is decoded into memory, up to the scan
+// window, so that a block can still refuse it whole. A coding the proxy
+// cannot read is a refusal: the body could be neither scrubbed nor
+// scanned.
+func (p *Proxy) decodeBody(resp *http.Response) *denial {
+	if resp.Body == nil || resp.Body == http.NoBody || len(resp.Header["Content-Encoding"]) == 0 {
+		return nil
+	}
+	ce := strings.Join(resp.Header.Values("Content-Encoding"), ",")
+	codings, err := coding.Parse(ce)
+	if err != nil {
+		resp.Body.Close()
+		return &denial{Status: http.StatusBadGateway, Reason: ReasonResponseEncoding,
+			Detail: fmt.Sprintf("the upstream answered with Content-Encoding %q, which the sidecar cannot decode to scrub and scan", ce)}
+	}
+	resp.Header.Del("Content-Encoding")
+	if len(codings) == 0 {
+		return nil
+	}
+	compressed := resp.ContentLength
+	body := coding.Decode(resp.Body, codings)
+	resp.Uncompressed = true
+	resp.ContentLength = -1
+	resp.Header.Del("Content-Length")
+	window := p.scanWindow()
+	if compressed < 0 || compressed > int64(window) || streamingType(resp.Header.Get("Content-Type")) {
+		resp.Body = body
+		return nil
+	}
+	buf, err := io.ReadAll(io.LimitReader(body, int64(window)+1))
+	switch {
+	case err != nil:
+		body.Close()
+		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(buf), errReader{err}))
+	case len(buf) > window:
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(buf), body), body}
+	default:
+		body.Close()
+		resp.Body = newMemBody(buf)
+		resp.ContentLength = int64(len(buf))
+		resp.Header.Set("Content-Length", strconv.Itoa(len(buf)))
+	}
+	return nil
 }

@@ -22,7 +22,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
-	"golang.org/x/net/netutil"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/stackctl/stack/audit"
@@ -198,6 +197,14 @@ func (a *app) runProxy(ctx context.Context) error {
 		TunnelHosts: cfg.Proxy.TunnelHosts,
 		Metrics:     metrics,
 		Log:         log,
+
+		ResponseHeaderTimeout: cfg.Proxy.UpstreamResponseTimeout,
+		MaxConnsPerHost:       cfg.Proxy.MaxUpstreamConnsPerHost,
+		HandshakeTimeout:      cfg.Proxy.HandshakeTimeout,
+		IdleTimeout:           cfg.Proxy.IdleTimeout,
+		MaxConnections:        cfg.Proxy.MaxConnections,
+		MaxRequests:           cfg.Proxy.MaxRequests,
+		DisableHTTP2:          !cfg.Proxy.HTTP2,
 	}
 	if cfg.Proxy.PassportFile != "" {
 		opts.Passports = proxy.NewPassportFile(cfg.Proxy.PassportFile)
@@ -231,23 +238,7 @@ func (a *app) runProxy(ctx context.Context) error {
 		pln.Close()
 		return fmt.Errorf("proxy.admin_listen %s: %w", cfg.Proxy.AdminListen, err)
 	}
-	proxySrv := &http.Server{
-		Handler:           px,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		// The proxy refuses headers over 64 KiB itself, with a reason and an
-		// audit record; net/http's limit is only the backstop.
-		MaxHeaderBytes: 1 << 20,
-		ErrorLog:       zap.NewStdLog(log.Named("http")),
-		ConnState: func(_ net.Conn, s http.ConnState) {
-			switch s {
-			case http.StateNew:
-				metrics.ActiveConns.Inc()
-			case http.StateClosed, http.StateHijacked:
-				metrics.ActiveConns.Dec()
-			}
-		},
-	}
+	proxySrv := px.NewServer(zap.NewStdLog(log.Named("http")))
 	adminSrv := &http.Server{Handler: adminHandler, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
 
 	releaseStartupMemory()
@@ -268,7 +259,7 @@ func (a *app) runProxy(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := proxySrv.Serve(proxy.CoalescingListener(netutil.LimitListener(pln, cfg.Proxy.MaxConnections))); !errors.Is(err, http.ErrServerClosed) {
+		if err := proxySrv.Serve(px.Listener(pln)); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
