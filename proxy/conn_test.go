@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"golang.org/x/net/http2"
 
 	"github.com/stackctl/stack/audit"
 )
@@ -66,9 +65,13 @@ func (hs *harness) mitmTLS(c net.Conn, br *bufio.Reader, host string, protos ...
 
 // h2Client returns a client that speaks only HTTP/2 through the proxy, as
 // gRPC does: each connection is a CONNECT, then TLS offering only h2.
-func (hs *harness) h2Client(agent, tok string) *http.Client {
-	tr := &http2.Transport{
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+// Each connection made is passed to dialled, if set.
+func (hs *harness) h2Client(agent, tok string, dialled ...func(net.Conn)) *http.Client {
+	var protos http.Protocols
+	protos.SetHTTP2(true)
+	tr := &http.Transport{
+		Protocols: &protos,
+		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, br, resp := hs.rawConnect(addr, proxyAuth(agent, tok))
 			if resp.StatusCode != 200 {
 				c.Close()
@@ -76,7 +79,11 @@ func (hs *harness) h2Client(agent, tok string) *http.Client {
 			}
 			c.SetDeadline(time.Time{})
 			host, _, _ := net.SplitHostPort(addr)
-			return hs.mitmTLS(c, br, host, "h2"), nil
+			tc := hs.mitmTLS(c, br, host, "h2")
+			for _, f := range dialled {
+				f(tc)
+			}
+			return tc, nil
 		},
 	}
 	hs.t.Cleanup(tr.CloseIdleConnections)
@@ -270,21 +277,20 @@ func TestAgentGoneCancelsUpstream(t *testing.T) {
 		proto string
 	}{{"http1 tunnel", "http/1.1"}, {"http2 tunnel", "h2"}} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, br, _ := hs.rawConnect(stripeHost+":"+hs.up.port, proxyAuth("billing-bot", tok))
-			tlc := hs.mitmTLS(c, br, stripeHost, tc.proto)
+			var agent net.Conn
 			if tc.proto == "h2" {
-				h2c, err := (&http2.Transport{}).NewClientConn(tlc)
-				if err != nil {
-					t.Fatal(err)
-				}
+				dialled := make(chan net.Conn, 1)
+				c := hs.h2Client("billing-bot", tok, func(c net.Conn) { dialled <- c })
 				go func() {
-					req, _ := http.NewRequest("GET", hs.url(stripeHost, "/v1/charges/ch_1"), nil)
-					if resp, err := h2c.RoundTrip(req); err == nil {
+					if resp, err := c.Get(hs.url(stripeHost, "/v1/charges/ch_1")); err == nil {
 						resp.Body.Close()
 					}
 				}()
+				agent = <-dialled
 			} else {
-				io.WriteString(tlc, "GET /v1/charges/ch_1 HTTP/1.1\r\nHost: "+stripeHost+":"+hs.up.port+"\r\n\r\n")
+				c, br, _ := hs.rawConnect(stripeHost+":"+hs.up.port, proxyAuth("billing-bot", tok))
+				agent = hs.mitmTLS(c, br, stripeHost, tc.proto)
+				io.WriteString(agent, "GET /v1/charges/ch_1 HTTP/1.1\r\nHost: "+stripeHost+":"+hs.up.port+"\r\n\r\n")
 			}
 			select {
 			case <-started:
@@ -292,7 +298,7 @@ func TestAgentGoneCancelsUpstream(t *testing.T) {
 				t.Fatal("the request never reached the upstream")
 			}
 			time.Sleep(2 * watchAfter)
-			tlc.Close()
+			agent.Close()
 			select {
 			case <-cancelled:
 			case <-time.After(20 * time.Second):

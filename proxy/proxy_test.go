@@ -376,7 +376,7 @@ func TestProxyAuthorizationAgentMismatch(t *testing.T) {
 	hs := newHarness(t, echoAuth)
 	tok, _ := hs.issue("bot", stripeScope(), 0)
 	_, err := hs.client("someone-else", tok).Get(hs.url(otherHost, "/"))
-	if err == nil || !strings.Contains(err.Error(), http.StatusText(407)) {
+	if err == nil || !strings.Contains(err.Error(), http.StatusText(http.StatusProxyAuthRequired)) {
 		t.Fatalf("err = %v, want a 407 on CONNECT", err)
 	}
 	bad := "Basic " + base64.StdEncoding.EncodeToString([]byte("no-colon"))

@@ -35,9 +35,7 @@ func ParseHost(host string) (netip.Addr, bool) {
 // parseIPv4 implements the WHATWG IPv4 parser, which also accepts everything
 // inet_aton does.
 func parseIPv4(h string) (netip.Addr, bool) {
-	if strings.HasSuffix(h, ".") {
-		h = h[:len(h)-1]
-	}
+	h = strings.TrimSuffix(h, ".")
 	if h == "" {
 		return netip.Addr{}, false
 	}
