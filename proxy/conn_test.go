@@ -10,6 +10,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -19,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/stackctl/stack/audit"
+	"github.com/stackctl/stack/passport"
 )
 
 // proxyAuth is the Proxy-Authorization value of agent's passport tok.
@@ -402,4 +405,39 @@ func TestShedsLoad(t *testing.T) {
 	}
 	close(release)
 	wg.Wait()
+}
+
+// With an allow list that covers loopback, the sidecar's own listeners
+// (the admin API and the proxy itself) stay out of the agent's reach.
+func TestOwnListenersRefused(t *testing.T) {
+	hs := newHarness(t, echoAuth)
+	admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "stack_requests_total 1\n")
+	}))
+	defer admin.Close()
+	hs.options.Guard.RefuseListeners(addrPortOf(t, hs.server.Listener.Addr()), addrPortOf(t, admin.Listener.Addr()))
+	tok, _ := hs.issue("bot", passport.Scope{{Hosts: []string{"127.0.0.1"}}}, 0)
+	c := hs.client("bot", tok)
+	for _, u := range []string{
+		admin.URL + "/metrics",
+		hs.server.URL + "/",
+	} {
+		resp, err := c.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readAll(t, resp)
+		if resp.StatusCode != http.StatusForbidden || resp.Header.Get(HeaderReason) != ReasonEgressDenied {
+			t.Errorf("GET %s through the proxy: %d %q %s", u, resp.StatusCode, resp.Header.Get(HeaderReason), body)
+		}
+	}
+}
+
+func addrPortOf(t *testing.T, a net.Addr) netip.AddrPort {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ap
 }

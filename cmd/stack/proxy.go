@@ -238,6 +238,9 @@ func (a *app) runProxy(ctx context.Context) error {
 		pln.Close()
 		return fmt.Errorf("proxy.admin_listen %s: %w", cfg.Proxy.AdminListen, err)
 	}
+	// An agent must never reach the admin API, or loop into the proxy,
+	// through the proxy, whatever egress.allow_cidrs says.
+	guard.RefuseListeners(pln.Addr().(*net.TCPAddr).AddrPort(), aln.Addr().(*net.TCPAddr).AddrPort())
 	proxySrv := px.NewServer(zap.NewStdLog(log.Named("http")))
 	adminSrv := &http.Server{Handler: adminHandler, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
 

@@ -418,3 +418,61 @@ func ExampleGuard_Check() {
 	// 10.2.0.1: egress: 10.2.0.1 refused: private
 	// 64:ff9b::7f00:1: egress: 64:ff9b::7f00:1 refused: NAT64 form of loopback
 }
+
+// The proxy's own listeners are refused even where an allow prefix covers
+// them, in every spelling that reaches them; other ports are not.
+func TestDialRefusesOwnListeners(t *testing.T) {
+	admin, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	wild, err := net.Listen("tcp", ":0") // all addresses, as 0.0.0.0:PORT or [::]:PORT
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wild.Close()
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	go func() {
+		for {
+			c, err := other.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	g, err := New(Options{
+		AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+		Resolver:   static("127.0.0.1"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.RefuseListeners(admin.Addr().(*net.TCPAddr).AddrPort(), wild.Addr().(*net.TCPAddr).AddrPort())
+	port := func(l net.Listener) string { return strconv.Itoa(l.Addr().(*net.TCPAddr).Port) }
+	for _, target := range []string{
+		"127.0.0.1:" + port(admin),
+		"[::ffff:127.0.0.1]:" + port(admin),
+		"2130706433:" + port(admin), // 127.0.0.1 as one number
+		"evil.test:" + port(admin),  // a name resolving to it
+		"127.0.0.1:" + port(wild),
+		"127.0.0.2:" + port(wild),
+		"[::1]:" + port(wild),
+	} {
+		_, err := g.DialContext(context.Background(), "tcp", target)
+		var de *DeniedError
+		if !errors.As(err, &de) || de.Reason != "the sidecar's own listener" {
+			t.Errorf("dial %s: %v, want refused as the sidecar's own listener", target, err)
+		}
+	}
+	c, err := g.DialContext(context.Background(), "tcp", "127.0.0.1:"+port(other))
+	if err != nil {
+		t.Fatalf("another allowed port: %v", err)
+	}
+	c.Close()
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -39,6 +40,58 @@ type Guard struct {
 	allow    []netip.Prefix
 	resolver Resolver
 	dialer   net.Dialer
+	self     atomic.Pointer[selfSet]
+}
+
+// selfSet is the proxy's own listeners, refused whatever the allow list
+// says.
+type selfSet struct {
+	exact map[netip.AddrPort]bool
+	// anyPorts are ports listened on at an unspecified address: refused on
+	// every local address.
+	anyPorts map[uint16]bool
+	local    map[netip.Addr]bool
+}
+
+// RefuseListeners makes the guard refuse the proxy's own listening
+// addresses even where an allow prefix covers them, so that an agent
+// cannot reach the admin listener, or loop back into the proxy, through
+// the proxy. A listener on an unspecified address (0.0.0.0, ::) is refused
+// on every address of this host. Each call replaces the previous set.
+func (g *Guard) RefuseListeners(addrs ...netip.AddrPort) {
+	s := &selfSet{exact: map[netip.AddrPort]bool{}, anyPorts: map[uint16]bool{}, local: map[netip.Addr]bool{}}
+	for _, ap := range addrs {
+		a := ap.Addr().WithZone("").Unmap()
+		if a.IsUnspecified() {
+			s.anyPorts[ap.Port()] = true
+			continue
+		}
+		s.exact[netip.AddrPortFrom(a, ap.Port())] = true
+	}
+	if ifaddrs, err := net.InterfaceAddrs(); err == nil {
+		for _, ia := range ifaddrs {
+			if p, err := netip.ParsePrefix(ia.String()); err == nil {
+				s.local[p.Addr().WithZone("").Unmap()] = true
+			}
+		}
+	}
+	g.self.Store(s)
+}
+
+// selfReason says why ap is one of the proxy's own listeners, or "".
+func (g *Guard) selfReason(ap netip.AddrPort) string {
+	s := g.self.Load()
+	if s == nil {
+		return ""
+	}
+	a := ap.Addr().WithZone("").Unmap()
+	if s.exact[netip.AddrPortFrom(a, ap.Port())] {
+		return "the sidecar's own listener"
+	}
+	if s.anyPorts[ap.Port()] && (a.IsLoopback() || a.IsUnspecified() || s.local[a]) {
+		return "the sidecar's own listener"
+	}
+	return ""
 }
 
 // minAllowBits is the shortest allow prefix New accepts.
@@ -108,7 +161,11 @@ func (g *Guard) DialContext(ctx context.Context, network, address string) (net.C
 	}
 	// All addresses first, then dial: one refused address refuses the name.
 	for _, a := range addrs {
-		if reason := g.denyReason(a); reason != "" {
+		reason := g.denyReason(a)
+		if reason == "" {
+			reason = g.selfReason(netip.AddrPortFrom(a, uint16(port)))
+		}
+		if reason != "" {
 			return nil, &DeniedError{Host: host, Addr: a, Reason: reason}
 		}
 	}
@@ -178,6 +235,9 @@ func (g *Guard) control(_ context.Context, _, address string, _ syscall.RawConn)
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
 		return fmt.Errorf("egress: connect %q: %w", address, ErrAddress)
+	}
+	if reason := g.selfReason(ap); reason != "" {
+		return &DeniedError{Addr: ap.Addr(), Reason: reason}
 	}
 	return g.Check(ap.Addr())
 }
