@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -72,6 +73,10 @@ type upstream struct {
 	// sseRelease lets /v1/events send its last event; the test closes it
 	// once the client has the first.
 	sseRelease chan struct{}
+
+	// routes are handlers a test adds, by path prefix, before it sends
+	// anything.
+	routes map[string]http.Handler
 }
 
 // startUpstream starts an upstream with a new CA named after name. A
@@ -96,6 +101,12 @@ func (u *upstream) requests() []seenRequest {
 }
 
 func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
+	for prefix, h := range u.routes {
+		if strings.HasPrefix(r.URL.Path, prefix) {
+			h.ServeHTTP(w, r)
+			return
+		}
+	}
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	var raw strings.Builder
@@ -141,6 +152,20 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 			"paid": true, "captured": true, "livemode": false,
 			"description": "authorization=" + auth,
 		})
+	case r.URL.Path == "/v1/compressed":
+		// As most APIs do: gzip when the client accepts it.
+		if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+			writeJSON(w, map[string]any{"echo_authorization": auth, "compressed": false})
+			return
+		}
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		json.NewEncoder(zw).Encode(map[string]any{"echo_authorization": auth, "compressed": true})
+		zw.Close()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
+		w.Write(buf.Bytes())
 	case r.URL.Path == "/v1/events":
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Header().Set("Cache-Control", "no-store")
