@@ -165,3 +165,22 @@ func TestDelegationWithoutParentsVerifier(t *testing.T) {
 		t.Fatalf("foreign parent: err = %v, want ErrUnknownKey", err)
 	}
 }
+
+// Without a Parents verifier, an issuer checks a parent against its own
+// MaxTTL, so it can delegate from any passport it may issue.
+func TestDelegationFromLongestParent(t *testing.T) {
+	clk := newClock()
+	keys, err := GenerateKeySet(clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	is := &Issuer{Keys: keys, Now: clk.Now, MaxTTL: 2 * time.Hour}
+	ctx := context.Background()
+	parent, _, err := is.Issue(ctx, IssueRequest{Agent: "planner", Scope: stripeScope(), TTL: 2 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := is.Issue(ctx, IssueRequest{Agent: "worker", Scope: stripeScope(), Parent: parent}); err != nil {
+		t.Fatalf("delegating from a parent at the issuer's max ttl: %v", err)
+	}
+}

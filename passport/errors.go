@@ -35,7 +35,8 @@ var (
 	ErrScopeNotSubset = errors.New("scope not a subset of the parent's")
 	// ErrChainTooDeep: delegation would exceed MaxDelegationDepth hops.
 	ErrChainTooDeep = errors.New("delegation chain too deep")
-	// ErrTTLTooLong: the requested lifetime exceeds the issuer's maximum.
+	// ErrTTLTooLong: the requested lifetime exceeds the issuer's maximum,
+	// or a passport's lifetime (exp - iat) exceeds the verifier's MaxTTL.
 	ErrTTLTooLong = errors.New("passport ttl exceeds maximum")
 	// ErrInvalidScope: a scope failed validation; the wrapped errors name
 	// every problem.

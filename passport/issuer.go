@@ -133,7 +133,7 @@ func (is *Issuer) delegate(c *Claims, req IssueRequest, now time.Time) error {
 	v := is.Parents
 	if v == nil {
 		var err error
-		v, err = NewVerifier(VerifierOptions{Audience: is.audience(), Now: is.now, CacheSize: -1})
+		v, err = NewVerifier(VerifierOptions{Audience: is.audience(), MaxTTL: is.maxTTL(), Now: is.now, CacheSize: -1})
 		if err != nil {
 			return err
 		}

@@ -61,6 +61,11 @@ type VerifierOptions struct {
 	// Leeway is the clock skew tolerated on exp, nbf and iat (default
 	// DefaultLeeway; negative means none).
 	Leeway time.Duration
+	// MaxTTL is the longest lifetime, exp - iat, a passport may claim
+	// (default DefaultMaxTTL). Give it the issuer's maximum: revocations
+	// are kept only that long, so a longer-lived passport would outlive
+	// its revocation.
+	MaxTTL time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Revocations is consulted on every Verify, cached or not; nil means
@@ -77,6 +82,7 @@ type Verifier struct {
 	audience    string
 	issuer      string
 	leeway      time.Duration
+	maxTTL      time.Duration
 	now         func() time.Time
 	revocations RevocationChecker
 	keys        atomic.Pointer[map[string]ed25519.PublicKey]
@@ -92,6 +98,7 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 		audience:    opts.Audience,
 		issuer:      opts.Issuer,
 		leeway:      opts.Leeway,
+		maxTTL:      opts.MaxTTL,
 		now:         opts.Now,
 		revocations: opts.Revocations,
 	}
@@ -103,6 +110,9 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 		v.leeway = DefaultLeeway
 	case v.leeway < 0:
 		v.leeway = 0
+	}
+	if v.maxTTL <= 0 {
+		v.maxTTL = DefaultMaxTTL
 	}
 	if v.now == nil {
 		v.now = time.Now
@@ -349,7 +359,7 @@ func checkHeader(part string) (string, error) {
 }
 
 // checkStatic checks what cannot change once a token verified: required
-// claims, issuer, audience, mode, chain depth and scope.
+// claims, lifetime, issuer, audience, mode, chain depth and scope.
 func (v *Verifier) checkStatic(c *Claims) error {
 	var missing []string
 	if c.Subject == "" {
@@ -366,6 +376,13 @@ func (v *Verifier) checkStatic(c *Claims) error {
 	}
 	if len(missing) > 0 {
 		return fmt.Errorf("verify passport: missing claims %s: %w", strings.Join(missing, ", "), ErrMalformed)
+	}
+	// The lifetime counts from iat, not nbf: revoking an agent covers the
+	// passports issued up to then and is kept max_ttl (plus leeway) past
+	// it, so exp - iat is what must fit. A later nbf does not shorten it,
+	// and iat cannot be left out (it is required above).
+	if life := c.Expiry.Sub(c.IssuedAt); life > v.maxTTL {
+		return fmt.Errorf("verify passport %s: lifetime %s (exp - iat) exceeds max_ttl %s: %w", c.ID, life, v.maxTTL, ErrTTLTooLong)
 	}
 	if v.issuer != "" && c.Issuer != v.issuer {
 		return fmt.Errorf("verify passport %s: iss %q, want %q: %w", c.ID, truncate(c.Issuer), v.issuer, ErrWrongIssuer)

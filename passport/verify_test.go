@@ -319,3 +319,49 @@ func TestReason(t *testing.T) {
 		}
 	}
 }
+
+// Revocations are kept only max_ttl past the revocation, so the verifier
+// refuses a passport that claims to live longer, however it is signed.
+func TestVerifyMaxTTL(t *testing.T) {
+	f := newFixture(t, nil)
+	now := f.clock.Now()
+	signed := func(iat, nbf, exp time.Time) string {
+		_, c := f.issue(t, IssueRequest{})
+		c.IssuedAt, c.NotBefore, c.Expiry = iat, nbf, exp
+		return f.signClaims(t, c)
+	}
+	const tenYears = 10 * 365 * 24 * time.Hour
+	twoHours, err := NewVerifier(VerifierOptions{Keys: f.keys.JWKS(now), Now: f.clock.Now, MaxTTL: 2 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name  string
+		v     *Verifier
+		token string
+		want  error
+	}{
+		{"ten years", f.verify, signed(now, now, now.Add(tenYears)), ErrTTLTooLong},
+		{"ten years, nbf an hour before exp", f.verify, signed(now, now.Add(tenYears-time.Hour), now.Add(tenYears)), ErrTTLTooLong},
+		{"ten years, no nbf", f.verify, signed(now, time.Time{}, now.Add(tenYears)), ErrTTLTooLong},
+		{"issued long ago", f.verify, signed(now.Add(-tenYears), now, now.Add(time.Minute)), ErrTTLTooLong},
+		{"exactly max_ttl", f.verify, signed(now, now, now.Add(DefaultMaxTTL)), nil},
+		{"a second over max_ttl", f.verify, signed(now, now, now.Add(DefaultMaxTTL+time.Second)), ErrTTLTooLong},
+		{"exactly a configured max_ttl", twoHours, signed(now, now, now.Add(2*time.Hour)), nil},
+		{"over a configured max_ttl", twoHours, signed(now, now, now.Add(2*time.Hour+time.Second)), ErrTTLTooLong},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.v.Verify(tc.token)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, tc.want) || Reason(err) != ReasonInvalid || !strings.Contains(err.Error(), "max_ttl") {
+				t.Fatalf("err = %v (reason %q), want %v, %s, naming max_ttl", err, Reason(err), tc.want, ReasonInvalid)
+			}
+		})
+	}
+}

@@ -48,6 +48,11 @@ func TestCredentialBurstRevokes(t *testing.T) {
 	hs.proxy.opts.Revoker = revs
 	// A long-lived passport: a 3-hour baseline is learned under it.
 	hs.issuer.MaxTTL = 4 * time.Hour
+	long, err := passport.NewVerifier(passport.VerifierOptions{Keys: hs.issuer.Keys.JWKS(clk.Now()), Now: clk.Now, MaxTTL: hs.issuer.MaxTTL, Revocations: revs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs.proxy.opts.Verifier = long
 	tok, claims := hs.issue("billing-bot", stripeScope(), 4*time.Hour)
 	c := hs.client("billing-bot", tok)
 	get := func() *http.Response {

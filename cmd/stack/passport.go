@@ -194,8 +194,8 @@ func newPassportVerifyCmd(a *app) *cobra.Command {
 		Use:   "verify TOKEN|-",
 		Short: "Verify a passport and print its claims as JSON",
 		Long: `verify checks a passport as the proxy does: size, algorithm (EdDSA only),
-signature against the issuer's JWKS, dates (with passport.leeway), audience,
-issuer and the revocation set. It prints the claims as JSON and exits 0, or
+signature against the issuer's JWKS, dates (with passport.leeway), lifetime
+(exp - iat at most passport.max_ttl), audience, issuer and the revocation set. It prints the claims as JSON and exits 0, or
 prints the reason (passport_invalid, passport_expired, passport_revoked) and
 exits 1.
 
@@ -360,7 +360,7 @@ new key from the JWKS.`,
 }
 
 // passportVerifier builds a verifier over set with the configured audience,
-// issuer and leeway. The revocation store is consulted when its file
+// issuer, leeway and max_ttl. The revocation store is consulted when its file
 // exists; required makes it open (creating it) regardless.
 func (a *app) passportVerifier(set jose.JSONWebKeySet, required bool) (*passport.Verifier, error) {
 	opts := passport.VerifierOptions{
@@ -368,6 +368,7 @@ func (a *app) passportVerifier(set jose.JSONWebKeySet, required bool) (*passport
 		Audience:  a.cfg.Passport.Audience,
 		Issuer:    a.cfg.Passport.Issuer,
 		Leeway:    a.cfg.Passport.Leeway,
+		MaxTTL:    a.cfg.Passport.MaxTTL,
 		CacheSize: -1, // one verification per process
 	}
 	if a.cfg.Passport.Leeway == 0 {

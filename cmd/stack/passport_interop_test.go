@@ -168,6 +168,13 @@ func algNone(t *testing.T, token string) string {
 // hours back, a passport that expired long ago.
 func expiredToken(t *testing.T, home string) string {
 	t.Helper()
+	return homeKeyToken(t, home, time.Now().Add(-2*time.Hour), 5*time.Minute)
+}
+
+// homeKeyToken issues, with the home's real issuer key, a passport issued
+// at iat that lives ttl, whatever the home's passport.max_ttl.
+func homeKeyToken(t *testing.T, home string, iat time.Time, ttl time.Duration) string {
+	t.Helper()
 	ctx := context.Background()
 	k, err := kms.Open(ctx, "local://kms.key", kms.Options{BaseDir: home})
 	if err != nil {
@@ -178,12 +185,11 @@ func expiredToken(t *testing.T, home string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	past := func() time.Time { return time.Now().Add(-2 * time.Hour) }
-	is := &passport.Issuer{Keys: keys, Now: past}
+	is := &passport.Issuer{Keys: keys, MaxTTL: ttl, Now: func() time.Time { return iat }}
 	tok, _, err := is.Issue(ctx, passport.IssueRequest{
 		Agent: "interop-bot",
 		Scope: passport.ReferenceRoles()["billing-reporter"].Scope,
-		TTL:   5 * time.Minute,
+		TTL:   ttl,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -2,11 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stackctl/stack/passport"
 )
@@ -270,5 +273,63 @@ func TestParseGrant(t *testing.T) {
 		if _, err := parseGrant(bad); err == nil {
 			t.Errorf("parseGrant(%q) accepted", bad)
 		}
+	}
+}
+
+// passport.max_ttl bounds the lifetime of a passport the sidecar and
+// `passport verify` accept, not only of one `passport issue` signs:
+// revocations are kept only that long.
+func TestVerifyHonoursMaxTTL(t *testing.T) {
+	home := initHome(t)
+	if err := os.WriteFile(filepath.Join(home, "stack.yaml"), []byte("passport:\n  max_ttl: 2h\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	tenYears := homeKeyToken(t, home, now, 10*365*24*time.Hour)
+	atMax := homeKeyToken(t, home, now, 2*time.Hour)
+	overMax := homeKeyToken(t, home, now, 2*time.Hour+time.Second)
+
+	for name, tc := range map[string]struct {
+		token  string
+		reason string // "" for accepted
+	}{
+		"ten years":    {tenYears, passport.ReasonInvalid},
+		"at max_ttl":   {atMax, ""},
+		"over max_ttl": {overMax, passport.ReasonInvalid},
+	} {
+		t.Run("verify "+name, func(t *testing.T) {
+			code, out, errs := runStack(t, home, "", "passport", "verify", tc.token)
+			if tc.reason == "" {
+				if code != 0 {
+					t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+				}
+				return
+			}
+			if code != exitFailure || strings.TrimSpace(out) != tc.reason || !strings.Contains(errs, "max_ttl") {
+				t.Fatalf("exit %d stdout %q stderr %q, want %d %q naming max_ttl", code, out, errs, exitFailure, tc.reason)
+			}
+		})
+	}
+
+	info := startSidecar(t, home)
+	proxyURL, _ := url.Parse("http://" + info.Listen)
+	tr := &http.Transport{Proxy: http.ProxyURL(proxyURL)}
+	defer tr.CloseIdleConnections()
+	send := func(token string) *http.Response {
+		req, _ := http.NewRequest("GET", "http://internal.example.net/", nil)
+		req.Header.Set("Proxy-Authorization", "Bearer "+token)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if r := send(tenYears); r.StatusCode != http.StatusProxyAuthRequired || r.Header.Get("X-Stack-Reason") != passport.ReasonInvalid {
+		t.Errorf("ten-year passport through the sidecar: %d %s, want 407 %s", r.StatusCode, r.Header.Get("X-Stack-Reason"), passport.ReasonInvalid)
+	}
+	// Past verification, the request meets its scope.
+	if r := send(atMax); r.Header.Get("X-Stack-Reason") != passport.ReasonScopeDenied {
+		t.Errorf("passport at max_ttl through the sidecar: %d %s, want scope_denied", r.StatusCode, r.Header.Get("X-Stack-Reason"))
 	}
 }

@@ -129,7 +129,7 @@ func (a *app) runProxy(ctx context.Context) error {
 	}
 	verifier, err := passport.NewVerifier(passport.VerifierOptions{
 		Keys: keys.JWKS(time.Now()), Audience: cfg.Passport.Audience, Issuer: cfg.Passport.Issuer,
-		Leeway: leeway, Revocations: revs, CacheSize: cfg.Passport.CacheSize,
+		Leeway: leeway, MaxTTL: cfg.Passport.MaxTTL, Revocations: revs, CacheSize: cfg.Passport.CacheSize,
 	})
 	if err != nil {
 		return err
