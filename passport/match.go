@@ -17,8 +17,8 @@ type Request struct {
 	Host string
 	// Method is the HTTP method as sent (compared case-sensitively).
 	Method string
-	// Path is the URL path as sent (escaped form, without the query). It is
-	// percent-decoded and cleaned before matching.
+	// Path is the URL path as sent (escaped form, without the query).
+	// Allows matches it as each kind of upstream server could read it.
 	Path string
 	// Query holds the query parameters.
 	Query url.Values
@@ -58,19 +58,22 @@ const (
 )
 
 // Allows reports whether any grant of s allows r. An empty scope allows
-// nothing. Request paths are percent-decoded once and cleaned; paths that
-// are ambiguous to upstream servers (nested percent-encoding, backslashes,
-// control characters, "..;" segments) are denied outright.
+// nothing. A grant's path patterns must match the request path however an
+// upstream server could read it: decoded once and cleaned, split where
+// sent (so "%2F" and encoded dots stay inside their segment), and, when
+// it holds an encoded '%', decoded twice. Paths no grant should see
+// (invalid percent-encoding, backslashes, control characters, "..;"
+// segments, encoding nested more than twice) are denied outright.
 func (s Scope) Allows(r Request) Decision {
 	host := normalizeHost(r.Host)
-	cleanPath, pathErr := cleanRequestPath(r.Path)
+	rp, pathErr := cleanRequestPath(r.Path)
 	body := lazyBody{raw: r.Body, contentType: r.ContentType}
 
 	// The reason is formatted only for a denial: Allows runs on every
 	// request, most of which are allowed.
 	best, bestStage := Decision{Grant: -1}, stageHost
 	for i := range s {
-		stage, reason := s[i].check(host, r, cleanPath, pathErr, &body)
+		stage, reason := s[i].check(host, r, &rp, pathErr, &body)
 		if stage == stageAllowed {
 			return Decision{Allowed: true, Grant: i}
 		}
@@ -84,7 +87,7 @@ func (s Scope) Allows(r Request) Decision {
 	return best
 }
 
-func (g *Grant) check(host string, r Request, cleanPath string, pathErr error, body *lazyBody) (int, string) {
+func (g *Grant) check(host string, r Request, rp *requestPath, pathErr error, body *lazyBody) (int, string) {
 	if !g.matchHost(host) {
 		return stageHost, ""
 	}
@@ -94,8 +97,12 @@ func (g *Grant) check(host string, r Request, cleanPath string, pathErr error, b
 	if pathErr != nil {
 		return stagePath, fmt.Sprintf("path refused: %v", pathErr)
 	}
-	if len(g.Paths) > 0 && !anyPathMatch(g.Paths, cleanPath) {
-		return stagePath, fmt.Sprintf("path not granted: %s", cleanPath)
+	if len(g.Paths) > 0 {
+		for i, p := range rp.paths[:rp.n] {
+			if !anyPathMatch(g.Paths, p) {
+				return stagePath, fmt.Sprintf("path not granted: %s%s", p, rp.kinds[i].note())
+			}
+		}
 	}
 	if r.Credential != "" && !contains(g.Credentials, r.Credential) {
 		return stageCredential, fmt.Sprintf("credential not granted: %s", r.Credential)
@@ -197,39 +204,192 @@ func matchHostPattern(pattern, host string) bool {
 	return pattern == host
 }
 
-// cleanRequestPath decodes and cleans a request path, refusing forms that
-// upstream servers could read differently from us.
-func cleanRequestPath(raw string) (string, error) {
+// requestPath is a request path as the upstream servers behind the proxy
+// could read it: the distinct readings, the canonical one (decoded once,
+// then cleaned) first. Servers differ on whether "%2F" separates segments,
+// whether encoded dots make dot segments, and whether a path is decoded
+// once or (through a gateway that decodes and forwards) twice; a grant
+// allows a path only if every reading matches, so none of these
+// differences can lead out of a pattern.
+type requestPath struct {
+	n     int
+	paths [3]string
+	kinds [3]reading
+}
+
+type reading uint8
+
+const (
+	readDecoded reading = iota // decoded once, split on every '/', cleaned
+	readAsSent                 // split where sent, segments decoded, literal dot segments resolved
+	readTwice                  // decoded twice, split on every '/', cleaned
+)
+
+// note tells, in a denial's reason, which reading failed.
+func (r reading) note() string {
+	switch r {
+	case readAsSent:
+		return " (as sent: %2F and encoded dots kept inside their segment)"
+	case readTwice:
+		return " (decoded twice)"
+	}
+	return ""
+}
+
+func (rp *requestPath) add(p string, kind reading) {
+	for _, have := range rp.paths[:rp.n] {
+		if have == p {
+			return
+		}
+	}
+	rp.paths[rp.n], rp.kinds[rp.n] = p, kind
+	rp.n++
+}
+
+// cleanRequestPath returns the readings of a request path (escaped form,
+// as sent), refusing outright what no grant should see: invalid
+// percent-encoding, control characters and backslashes (raw, or after one
+// or two decodings), segments such as "..;" that some servers read as
+// "..", and encoding nested more than twice. A literal '%' ("%25") is
+// data like any other.
+func cleanRequestPath(raw string) (requestPath, error) {
+	var rp requestPath
 	if raw == "" {
-		return "/", nil
+		rp.add("/", readDecoded)
+		return rp, nil
+	}
+	if !strings.HasPrefix(raw, "/") {
+		return rp, fmt.Errorf("path not absolute")
 	}
 	if strings.ContainsRune(raw, '\\') {
-		return "", fmt.Errorf("backslash in path")
+		return rp, fmt.Errorf("backslash in path")
+	}
+	if !strings.ContainsRune(raw, '%') {
+		// Every reading is the same: the cleaned path as sent.
+		if err := checkPathChars(raw, ""); err != nil {
+			return rp, err
+		}
+		clean := path.Clean(raw)
+		if err := checkDotDot(clean, ""); err != nil {
+			return rp, err
+		}
+		rp.add(clean, readDecoded)
+		return rp, nil
 	}
 	dec, err := url.PathUnescape(raw)
 	if err != nil {
-		return "", fmt.Errorf("bad percent-encoding")
+		return rp, fmt.Errorf("bad percent-encoding")
 	}
-	if strings.ContainsRune(dec, '%') {
-		return "", fmt.Errorf("nested percent-encoding")
-	}
-	for _, r := range dec {
-		if r < ' ' || r == 0x7f || r == '\\' {
-			return "", fmt.Errorf("control character or backslash in path")
-		}
-	}
-	if !strings.HasPrefix(dec, "/") {
-		return "", fmt.Errorf("path not absolute")
+	if err := checkPathChars(dec, ""); err != nil {
+		return rp, err
 	}
 	clean := path.Clean(dec)
+	if err := checkDotDot(clean, ""); err != nil {
+		return rp, err
+	}
+	rp.add(clean, readDecoded)
+	rp.add(asSent(raw), readAsSent)
+	if strings.ContainsRune(dec, '%') {
+		twice := lenientUnescape(dec)
+		if lenientUnescape(twice) != twice {
+			return rp, fmt.Errorf("percent-encoding nested more than twice")
+		}
+		if err := checkPathChars(twice, " when decoded twice"); err != nil {
+			return rp, err
+		}
+		clean := path.Clean(twice)
+		if err := checkDotDot(clean, " when decoded twice"); err != nil {
+			return rp, err
+		}
+		rp.add(clean, readTwice)
+	}
+	return rp, nil
+}
+
+func checkPathChars(p, when string) error {
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c < ' ' || c == 0x7f || c == '\\' {
+			return fmt.Errorf("control character or backslash in path%s", when)
+		}
+	}
+	return nil
+}
+
+// checkDotDot refuses, in a cleaned path, a segment that begins with ".."
+// without being "..": Tomcat reads "..;" as "..", and no legitimate
+// client sends such names unencoded.
+func checkDotDot(clean, when string) error {
 	for rest := clean; rest != ""; {
 		var seg string
 		seg, rest, _ = strings.Cut(rest, "/")
 		if strings.HasPrefix(seg, "..") {
-			return "", fmt.Errorf("dot-dot segment")
+			return fmt.Errorf("dot-dot segment%s", when)
 		}
 	}
-	return clean, nil
+	return nil
+}
+
+// asSent reads raw (valid percent-encoding) the way a server that splits
+// before decoding does: literal dot segments are resolved, each segment is
+// then decoded, and a decoded '/' or a segment of encoded dots stays data
+// of its segment. They are written back encoded, which no pattern can
+// match but a '*'.
+func asSent(raw string) string {
+	var b strings.Builder
+	b.Grow(len(raw))
+	for i, seg := range strings.Split(raw, "/") {
+		if i > 0 {
+			b.WriteByte('/')
+		}
+		if seg == "." || seg == ".." {
+			b.WriteString(seg)
+			continue
+		}
+		d, _ := url.PathUnescape(seg) // raw decoded whole, so seg does
+		switch d {
+		case ".":
+			b.WriteString("%2E")
+		case "..":
+			b.WriteString("%2E%2E")
+		default:
+			b.WriteString(strings.ReplaceAll(d, "/", "%2F"))
+		}
+	}
+	return path.Clean(b.String())
+}
+
+// lenientUnescape decodes every valid %XX of s and keeps any other '%' as
+// it is, as a server decoding an already decoded path would.
+func lenientUnescape(s string) string {
+	i := strings.IndexByte(s, '%')
+	if i < 0 {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	b = append(b, s[:i]...)
+	for ; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && ishex(s[i+1]) && ishex(s[i+2]) {
+			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+			continue
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
+}
+
+func ishex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
 }
 
 func anyPathMatch(patterns []string, p string) bool {

@@ -259,8 +259,9 @@ func validateHostPattern(h string) error {
 // validatePathPattern accepts "/"-rooted patterns of non-empty segments,
 // where "*" globs within a segment and a final "**" segment matches any
 // remainder. Patterns are compared against cleaned, decoded paths, so dot
-// segments, percent signs and trailing slashes could never match and are
-// refused.
+// segments and trailing slashes could never match and are refused; so is
+// '%', which would leave a reader guessing whether a pattern names the
+// encoded or the decoded form ("*" matches a literal '%').
 func validatePathPattern(p string) error {
 	if !strings.HasPrefix(p, "/") {
 		return errors.New("must start with /")

@@ -77,7 +77,7 @@ func TestAllows(t *testing.T) {
 		{"encoded dot-dot", Request{Host: "api.stripe.com", Method: "GET", Path: "/v1/charges/%2e%2e/transfers"}, false, "path not granted: /v1/transfers"},
 		{"encoded dot-dot upper", Request{Host: "api.stripe.com", Method: "GET", Path: "/v1/charges/%2E%2E/%2E%2E/admin"}, false, "path not granted: /admin"},
 		{"encoded slash", Request{Host: "api.stripe.com", Method: "GET", Path: "/v1/charges%2F..%2F..%2Fadmin"}, false, "path not granted: /admin"},
-		{"double encoding refused", Request{Host: "api.stripe.com", Method: "GET", Path: "/v1/charges/%252e%252e/admin"}, false, "nested percent-encoding"},
+		{"double encoding read twice", Request{Host: "api.stripe.com", Method: "GET", Path: "/v1/charges/%252e%252e/admin"}, false, "path not granted: /v1/admin (decoded twice)"},
 		{"bad encoding refused", Request{Host: "api.stripe.com", Method: "GET", Path: "/v1/charges/%zz"}, false, "bad percent-encoding"},
 		{"backslash refused", Request{Host: "api.stripe.com", Method: "GET", Path: `/v1/charges/..\admin`}, false, "backslash"},
 		{"encoded NUL refused", Request{Host: "api.stripe.com", Method: "GET", Path: "/v1/charges/a%00"}, false, "control character"},
