@@ -41,10 +41,13 @@
 //
 // With a note.Signer, the Log writes signed checkpoints in the signed-note
 // format of Go's checksum database (golang.org/x/mod/sumdb/note): every
-// Options.CheckpointEvery records and, while records arrive, at least every
-// Options.CheckpointInterval. A checkpoint states the size of the log and
-// the hash of its last record, so a cut tail or a rewritten chain no longer
-// matches a signature the writer cannot forge.
+// Options.CheckpointEvery records, while records arrive at least every
+// Options.CheckpointInterval, and on Close. A checkpoint states the size of
+// the log and the hash of its last record, so a cut tail or a rewritten
+// chain no longer matches a signature the writer cannot forge. The records
+// after the last checkpoint have no such protection: none after Close,
+// those since the last checkpoint while the writer runs or after it was
+// killed. Verify counts them in Report.Uncovered.
 //
 // # Retention
 //

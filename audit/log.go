@@ -135,6 +135,7 @@ type Log struct {
 	closeOnce   sync.Once
 	closeErr    error
 	walCloseErr error // set by the writer as it exits
+	closeCkErr  error // set by the writer as it exits
 }
 
 type appendReq struct {
@@ -462,6 +463,13 @@ func (l *Log) writer() {
 	applyArmed := false
 	defer func() {
 		l.wmu.Lock()
+		// A clean stop leaves every record under a signed checkpoint: an
+		// unsigned tail could be rewritten and re-chained unnoticed.
+		if err := l.checkpointHeadLocked(func(time.Time) bool {
+			return l.opts.Signer != nil && l.headSeq > l.ckSize
+		}); err != nil {
+			l.closeCkErr = err
+		}
 		if err := l.closeWAL(); err != nil {
 			l.walCloseErr = err
 		}
@@ -836,6 +844,11 @@ func (l *Log) Checkpoint(ctx context.Context) error {
 func (l *Log) checkpointHead(due func(now time.Time) bool) error {
 	l.wmu.Lock()
 	defer l.wmu.Unlock()
+	return l.checkpointHeadLocked(due)
+}
+
+// checkpointHeadLocked is checkpointHead for a caller holding wmu.
+func (l *Log) checkpointHeadLocked(due func(now time.Time) bool) error {
 	if err := l.applyLocked(); err != nil {
 		return fmt.Errorf("audit: checkpoint: %w", err)
 	}
@@ -913,8 +926,9 @@ func (l *Log) usable(ctx context.Context, op string, write bool) error {
 	return nil
 }
 
-// Close waits for pending appends to commit, stops the writer and closes
-// the file. It is idempotent.
+// Close waits for pending appends to commit, writes a checkpoint of the
+// head when a signer is set and records came after the last one, stops
+// the writer and closes the file. It is idempotent.
 func (l *Log) Close() error {
 	l.closeOnce.Do(func() {
 		l.mu.Lock()
@@ -928,7 +942,10 @@ func (l *Log) Close() error {
 			}
 			<-l.done
 		}
-		if l.walCloseErr != nil {
+		if l.closeCkErr != nil {
+			l.closeErr = fmt.Errorf("audit: close: %w", l.closeCkErr)
+		}
+		if l.walCloseErr != nil && l.closeErr == nil {
 			l.closeErr = fmt.Errorf("audit: close: journal: %w", l.walCloseErr)
 		}
 		if err := l.db.Close(); err != nil && l.closeErr == nil {

@@ -11,10 +11,12 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/note"
 )
 
 func TestAppendFillsAndChains(t *testing.T) {
@@ -149,8 +151,9 @@ func TestReopenContinuesChain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Checkpoints every 4 records across reopenings: 4, 8, 12.
-	if rep.Records != 15 || rep.LastSeq != 15 || rep.Checkpoints != 3 || rep.LastCheckpoint.Size != 12 {
+	// Checkpoints 4 records after the last one, across reopenings, and
+	// one at each close: 4, 5, 9, 10, 14, 15.
+	if rep.Records != 15 || rep.LastSeq != 15 || rep.Checkpoints != 6 || rep.LastCheckpoint.Size != 15 || rep.Uncovered != 0 {
 		t.Fatalf("report %+v", rep)
 	}
 }
@@ -409,5 +412,39 @@ func TestSnapshotVerifies(t *testing.T) {
 	seq, head := l.Head()
 	if rep.Records != 7 || rep.LastSeq != seq || rep.Head != head || rep.LastCheckpoint.Size != 6 {
 		t.Fatalf("report %+v", rep)
+	}
+}
+
+// brokenSigner signs until told to fail.
+type brokenSigner struct {
+	note.Signer
+	fail *atomic.Bool
+}
+
+func (s brokenSigner) Sign(msg []byte) ([]byte, error) {
+	if s.fail.Load() {
+		return nil, errors.New("signer gone")
+	}
+	return s.Signer.Sign(msg)
+}
+
+// A closing checkpoint that cannot be signed is Close's error; the
+// records are in the file all the same.
+func TestCloseReportsCheckpointError(t *testing.T) {
+	signer, _ := newKey(t)
+	var fail atomic.Bool
+	l, path := openTest(t, Options{Signer: brokenSigner{signer, &fail}, CheckpointEvery: 5})
+	appendN(t, l, 7, "a")
+	// Into the file, with the checkpoint at 5, while the signer works.
+	if err := l.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	fail.Store(true)
+	if err := l.Close(); err == nil || !strings.Contains(err.Error(), "signer gone") {
+		t.Fatalf("Close = %v, want the signing error", err)
+	}
+	rep, err := VerifyFile(context.Background(), path, nil)
+	if err != nil || rep.Records != 7 || rep.Uncovered != 2 {
+		t.Fatalf("after a failed closing checkpoint: %+v, %v; want 7 records, 2 uncovered", rep, err)
 	}
 }

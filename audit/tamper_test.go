@@ -3,10 +3,12 @@ package audit
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/note"
@@ -141,18 +143,19 @@ func TestTamperRewriteRecordAndRehash(t *testing.T) {
 	mustVerifyError(t, err, KindBrokenLink, 8)
 }
 
-func TestTamperRewriteWholeTail(t *testing.T) {
-	path, _, verifiers := buildTamperLog(t)
-	// A consistent rewrite of records 12..20: every link holds, only the
-	// signed checkpoint at 15 can tell.
+// rewriteTail rewrites every record from seq from on and re-chains them,
+// consistently: every hash and link holds.
+func rewriteTail(t *testing.T, path string, from uint64) {
+	t.Helper()
 	editBolt(t, path, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRecords)
-		prev, err := DecodeStored(b.Get(seqKey(11)))
+		prev, err := DecodeStored(b.Get(seqKey(from - 1)))
 		if err != nil {
 			return err
 		}
 		h := prev.Hash
-		for s := uint64(12); s <= 20; s++ {
+		last, _ := b.Cursor().Last()
+		for s := from; s <= binary.BigEndian.Uint64(last); s++ {
 			r, err := DecodeStored(b.Get(seqKey(s)))
 			if err != nil {
 				return err
@@ -165,6 +168,13 @@ func TestTamperRewriteWholeTail(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestTamperRewriteWholeTail(t *testing.T) {
+	path, _, verifiers := buildTamperLog(t)
+	// A consistent rewrite of records 12..20: every link holds, only the
+	// signed checkpoint at 15 can tell.
+	rewriteTail(t, path, 12)
 	// Even without verifiers the checkpoints are compared with the chain.
 	_, err := VerifyFile(context.Background(), path, nil)
 	mustVerifyError(t, err, KindCheckpointMismatch, 15)
@@ -226,4 +236,78 @@ func TestTamperForgedCheckpointBeyondTail(t *testing.T) {
 	})
 	_, err := VerifyFile(context.Background(), path, verifiers)
 	mustVerifyError(t, err, KindBadCheckpointSignature, 25)
+}
+
+// A clean close signs the records after the last periodic checkpoint, so
+// a consistent rewrite of them no longer goes unnoticed.
+func TestTamperRewriteTailAfterCleanClose(t *testing.T) {
+	signer, verifiers := newKey(t)
+	l, path := openTest(t, Options{Signer: signer, CheckpointEvery: 5})
+	appendN(t, l, 23, "a")
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := VerifyFile(context.Background(), path, verifiers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.LastCheckpoint == nil || rep.LastCheckpoint.Size != 23 || rep.Uncovered != 0 {
+		t.Fatalf("cleanly closed log: %+v, want its last checkpoint at 23 and nothing uncovered", rep)
+	}
+	rewriteTail(t, path, 21)
+	_, err = VerifyFile(context.Background(), path, verifiers)
+	mustVerifyError(t, err, KindCheckpointMismatch, 23)
+}
+
+// Records no checkpoint covers verify, since a running or killed writer
+// leaves some, but the report counts them.
+func TestVerifyReportsUncoveredTail(t *testing.T) {
+	ctx := context.Background()
+	signer, verifiers := newKey(t)
+	for _, tc := range []struct {
+		name      string
+		build     func(t *testing.T) string
+		verifiers note.Verifiers // nil for a log without a signer
+		uncovered uint64
+	}{
+		{"closing checkpoint removed", func(t *testing.T) string {
+			l, path := openTest(t, Options{Signer: signer, CheckpointEvery: 5})
+			appendN(t, l, 23, "a")
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			editBolt(t, path, func(tx *bolt.Tx) error { return tx.Bucket(bucketCheckpoints).Delete(seqKey(23)) })
+			rewriteTail(t, path, 21)
+			return path
+		}, verifiers, 3},
+		{"no signer", func(t *testing.T) string {
+			l, path := openTest(t, Options{})
+			appendN(t, l, 7, "a")
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			return path
+		}, nil, 7},
+		{"pruned, no signer", func(t *testing.T) string {
+			clk := newClock()
+			l, path, start := buildTimedLog(t, clk, 12, Options{})
+			if _, err := l.Prune(ctx, start.Add(4*time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			return path
+		}, nil, 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rep, err := VerifyFile(ctx, tc.build(t), tc.verifiers)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Uncovered != tc.uncovered {
+				t.Fatalf("uncovered = %d, want %d (%+v)", rep.Uncovered, tc.uncovered, rep)
+			}
+		})
+	}
 }

@@ -29,6 +29,12 @@ type Report struct {
 	Checkpoints int
 	// LastCheckpoint is the newest checkpoint, nil when there is none.
 	LastCheckpoint *Checkpoint
+	// Uncovered counts the records at the end of the log that no
+	// checkpoint covers (seq LastSeq-Uncovered+1 to LastSeq). Whoever can
+	// write the file can rewrite and re-chain them unnoticed. A writer
+	// that stopped cleanly leaves none; one still running leaves those
+	// since its last checkpoint, a killed one those it wrote since.
+	Uncovered uint64
 	// SignaturesChecked reports whether checkpoint and anchor signatures
 	// were verified (verifiers were given).
 	SignaturesChecked bool
@@ -190,6 +196,13 @@ func verifyTx(ctx context.Context, tx *bolt.Tx, verifiers note.Verifiers) (Repor
 		}
 		return v.rep, &VerifyError{Seq: expectSeq, Kind: KindCutAfterCheckpoint,
 			Msg: fmt.Sprintf("cut after checkpoint %d: it covers %d records but the log ends at %d", ck.Size, ck.Size, expectSeq-1)}
+	}
+	if v.rep.Records > 0 {
+		covered := v.rep.FirstSeq - 1
+		if ck := v.rep.LastCheckpoint; ck != nil && ck.Size > covered {
+			covered = ck.Size
+		}
+		v.rep.Uncovered = v.rep.LastSeq - covered
 	}
 	return v.rep, nil
 }

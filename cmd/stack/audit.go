@@ -117,7 +117,12 @@ checkpoint's signature (issuer keys) against the chain.
 It exits 0 printing the record count, the head hash and the last
 checkpoint, or exits 1 naming the first bad sequence number and what is
 wrong: modified, missing, out_of_order, broken_link, checkpoint_mismatch,
-cut_after_checkpoint, bad_checkpoint_signature, bad_anchor_signature.`,
+cut_after_checkpoint, bad_checkpoint_signature, bad_anchor_signature.
+
+Records after the last checkpoint are not covered by a signature; verify
+still exits 0 but prints a warning with their count. A clean stop of the
+sidecar signs a checkpoint over every record, so after one the warning
+means the sidecar was killed or a checkpoint was removed.`,
 		Example: `  stack audit verify
   stack audit verify --db /backup/audit.db`,
 		Args: cobra.NoArgs,
@@ -173,6 +178,12 @@ func printReport(w io.Writer, path string, rep audit.Report) {
 			ck.Size, ck.Time.UTC().Format(time.RFC3339), rep.Checkpoints)
 	} else {
 		fmt.Fprintf(w, "last checkpoint: none\n")
+	}
+	if n := rep.Uncovered; n > 0 {
+		fmt.Fprintf(w, "warning:         %d records after the last checkpoint (seq %d..%d) are not covered by a signature: "+
+			"anyone who can write the file could rewrite them unnoticed. A running sidecar signs them within "+
+			"audit.checkpoint_interval and a clean stop at once; after a stop they mean it was killed, or a checkpoint was removed\n",
+			n, rep.LastSeq-n+1, rep.LastSeq)
 	}
 	if an := rep.Anchor; an != nil {
 		fmt.Fprintf(w, "pruned:          records up to seq %d (anchor written %s)\n", an.Seq, an.Time.UTC().Format(time.RFC3339))

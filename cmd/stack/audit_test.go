@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net/http"
+	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -75,10 +78,76 @@ func TestAuditVerifyOK(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
 	}
-	for _, want := range []string{"records:         12 (seq 1..12)", "head:            ", "last checkpoint: size 10", "signature verified"} {
+	// The log was closed cleanly: its last checkpoint covers every record.
+	for _, want := range []string{"records:         12 (seq 1..12)", "head:            ", "last checkpoint: size 12", "signature verified"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+	if strings.Contains(out, "warning") {
+		t.Errorf("warning for a cleanly closed log:\n%s", out)
+	}
+}
+
+// Records after the last checkpoint verify, with a warning that counts
+// them.
+func TestAuditVerifyWarnsOfUncoveredTail(t *testing.T) {
+	home := initHome(t)
+	path := seedAudit(t, home, 12)
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("checkpoints")).Delete(seqKey(12)) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	code, out, errs := runStack(t, home, "", "audit", "verify")
+	want := "warning:         2 records after the last checkpoint (seq 11..12) are not covered by a signature"
+	if code != 0 || !strings.Contains(out, want) || !strings.Contains(out, "last checkpoint: size 10") {
+		t.Fatalf("exit %d, want 0 with %q\nstdout: %s\nstderr: %s", code, want, out, errs)
+	}
+}
+
+// A sidecar stopped cleanly leaves its whole log under a signed checkpoint.
+func TestSidecarStopSignsAuditTail(t *testing.T) {
+	home := initHome(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var errb bytes.Buffer
+	go func() {
+		done <- run(ctx, []string{"--home", home, "proxy", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"},
+			strings.NewReader(""), io.Discard, &errb)
+	}()
+	var info runInfo
+	for info.Listen == "" {
+		select {
+		case code := <-done:
+			t.Fatalf("proxy exited %d: %s", code, errb.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if b, err := os.ReadFile(filepath.Join(home, runFile)); err == nil {
+			_ = json.Unmarshal(b, &info)
+		}
+	}
+	proxyURL, _ := url.Parse("http://" + info.Listen)
+	tr := &http.Transport{Proxy: http.ProxyURL(proxyURL)}
+	for range 3 {
+		req, _ := http.NewRequest("GET", "http://internal.example.net/", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	tr.CloseIdleConnections()
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("proxy exited %d: %s", code, errb.String())
+	}
+	code, out, errs := runStack(t, home, "", "audit", "verify")
+	if code != 0 || !strings.Contains(out, "records:         3 (seq 1..3)") || !strings.Contains(out, "last checkpoint: size 3") || strings.Contains(out, "warning") {
+		t.Fatalf("verify after a clean stop: exit %d\n%s\n%s", code, out, errs)
 	}
 }
 

@@ -151,7 +151,14 @@ func (a *app) runProxy(ctx context.Context) error {
 	if err != nil {
 		return ownedByOther(err, cfg.Audit.Path)
 	}
-	a.onClose(auditLog.Close)
+	a.onClose(func() error {
+		// Close signs the last checkpoint: say so if it could not.
+		err := auditLog.Close()
+		if err != nil {
+			log.Error("closing the audit log", zap.Error(err))
+		}
+		return err
+	})
 	authority, err := ca.Load(ctx, a.caCertPath(), a.caKeyPath(), k)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
