@@ -34,11 +34,6 @@ const busyWindow = 5 * time.Millisecond
 // lingerBatch is the batch size at which a waiting commit stops waiting.
 const lingerBatch = 64
 
-// releaseEvery: after this many records the writer drops the file's
-// memory map from the resident set (see releaseMapped), so RSS does not
-// grow with the log.
-const releaseEvery = 8192
-
 // Bucket and meta key names; part of the format (docs/audit-format.md).
 var (
 	bucketRecords     = []byte("records")
@@ -116,8 +111,6 @@ type Log struct {
 	ckSize   uint64
 	ckTime   time.Time
 
-	// releaseEvery is releaseEvery, changed only by tests.
-	releaseEvery uint64
 	// wal is the journal (see wal.go); nil when read-only or when it could
 	// not be set up. Guarded by wmu; the writer also reads it without.
 	wal *wal
@@ -218,7 +211,7 @@ func Open(path string, opts Options) (*Log, error) {
 		}
 		return nil, fmt.Errorf("audit: open %s: %w", path, err)
 	}
-	l := &Log{db: db, path: path, opts: opts, now: opts.Now, releaseEvery: releaseEvery}
+	l := &Log{db: db, path: path, opts: opts, now: opts.Now}
 	if err := l.init(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("audit: open %s: %w", path, err)
@@ -775,9 +768,7 @@ func (l *Log) storeLocked(recs []stored) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	var dbSize int64
-	err := l.db.Update(func(tx *bolt.Tx) error {
-		defer func() { dbSize = tx.Size() }()
+	return l.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketRecords)
 		b.FillPercent = 1 // keys only ever grow: pack pages full
 		cks := tx.Bucket(bucketCheckpoints)
@@ -797,13 +788,6 @@ func (l *Log) storeLocked(recs []stored) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	if (recs[0].seq-1)/l.releaseEvery != recs[len(recs)-1].seq/l.releaseEvery {
-		releaseMapped(l.db, dbSize)
-	}
-	return nil
 }
 
 func (l *Log) intervalDue(seq, ckSize uint64, ckTime, now time.Time) bool {
