@@ -13,6 +13,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/mod/sumdb/note"
 )
 
@@ -206,7 +207,7 @@ func Open(path string, opts Options) (*Log, error) {
 		FreelistType: bolt.FreelistMapType,
 	})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("audit: open %s: %w (waited %s)", path, ErrLocked, opts.OpenTimeout)
 		}
 		return nil, fmt.Errorf("audit: open %s: %w", path, err)

@@ -210,7 +210,7 @@ func verifyTx(ctx context.Context, tx *bolt.Tx, verifiers note.Verifiers) (Repor
 // checkpointsUpTo checks every checkpoint with size <= seq; the one at
 // seq must name head.
 func (v *verifier) checkpointsUpTo(seq uint64, head Hash) error {
-	for v.ckKey != nil && len(v.ckKey) == 8 && binary.BigEndian.Uint64(v.ckKey) <= seq {
+	for len(v.ckKey) == 8 && binary.BigEndian.Uint64(v.ckKey) <= seq {
 		ck, err := v.checkpoint()
 		if err != nil {
 			return err
