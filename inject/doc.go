@@ -15,4 +15,7 @@
 // NewRedactor wraps a response body so that any injected secret coming
 // back (an echo, an error message) reaches the agent as its placeholder,
 // streaming: it holds back only the few bytes that could begin a secret.
+// It finds the secret as sent and in the spellings an echo gives it:
+// percent-encoded, JSON- or HTML-escaped, and as the base64 of a Basic
+// credential. RedactHeader does the same for headers and trailers.
 package inject
