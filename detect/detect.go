@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"net/http"
 	"net/url"
 	"time"
 )
@@ -53,6 +54,10 @@ type Event struct {
 	Method string
 	Path   string
 	Query  url.Values
+	// Headers are a request's headers as the agent sent them, before any
+	// credential is injected; a Proxy-Authorization among them (the
+	// proxy's own, consumed) is ignored. Nil for responses.
+	Headers http.Header
 	// Credentials are the vault credentials this request would have
 	// injected (granted and bound), by name.
 	Credentials []string

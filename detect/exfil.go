@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"fmt"
+	"net/http"
 	"regexp"
 	"sort"
 	"strconv"
@@ -125,14 +126,16 @@ type shapeHit struct {
 // so its expression runs anchored there (its leading \b checked by hand),
 // which reads only as far as the match goes; aws_secret_access_key may
 // begin before its trigger and is searched in a window around it.
-func findShapes(b []byte) []shapeHit {
+// Shapes whose bit (1 << index in secretShapes) is set in skip are not
+// looked for.
+func findShapes(b []byte, skip uint32) []shapeHit {
 	var out []shapeHit
 	var last [16]int // per shape: where the last match or window ended
 	exfilAC.scan(b, func(w, end int) {
 		t := exfilTriggers[w]
 		sh := secretShapes[t.shape]
 		start := end - len(t.lit)
-		if start < last[t.shape] {
+		if start < last[t.shape] || skip&(1<<t.shape) != 0 {
 			return
 		}
 		add := func(s, e int) {
@@ -209,7 +212,7 @@ func redacted(h shapeHit) string {
 // redactSecrets replaces secret-shaped strings in s by their redacted
 // form, for excerpts quoted in evidence.
 func redactSecrets(s string) string {
-	hs := findShapes([]byte(s))
+	hs := findShapes([]byte(s), 0)
 	if len(hs) == 0 {
 		return s
 	}
@@ -228,9 +231,11 @@ func redactSecrets(s string) string {
 }
 
 // Exfiltration is the credential_exfiltration detector. It looks at
-// outbound requests only (the URL and the body window) for placeholders
-// headed to hosts their credential is not bound to, secret-shaped strings
-// headed anywhere, and the vault's own secrets.
+// outbound requests only (the URL, the headers and the body window) for
+// placeholders headed to hosts their credential is not bound to,
+// secret-shaped strings headed anywhere, and the vault's own secrets.
+// Headers are not searched for JWTs, bearer tokens that travel in headers
+// by design, nor for placeholders, which the event lists (Placeholders).
 type Exfiltration struct {
 	opts ExfiltrationOptions
 }
@@ -259,18 +264,24 @@ func (x *Exfiltration) Inspect(ev *Event) []Signal {
 	if len(body) > x.opts.Window {
 		body = body[:x.opts.Window]
 	}
-	// The URL as bytes, in a pooled buffer: the matchers keep nothing of
-	// it, and a request without findings then allocates nothing.
+	// The URL and the headers as bytes, in a pooled buffer: the
+	// matchers keep nothing of it, and a request without findings then
+	// allocates nothing.
 	ub := urlBufs.Get().(*[]byte)
-	url := appendRequestURL((*ub)[:0], ev)
-	*ub = url
+	buf := appendRequestURL((*ub)[:0], ev)
+	nURL := len(buf)
+	var names headerNames
+	buf = appendHeaders(buf, ev.Headers, &names)
+	*ub = buf
 	defer func() {
-		// A URL can carry a secret: none stays behind in the pool.
-		clear(url)
-		if cap(url) <= maxPooledURL {
+		// A URL or a header can carry a secret: none stays behind in the
+		// pool.
+		clear(buf)
+		if cap(buf) <= maxPooledURL {
 			urlBufs.Put(ub)
 		}
 	}()
+	url, hdrs := buf[:nURL], buf[nURL:]
 
 	var sigs []Signal
 	// Placeholder names already reported; a request names one or two.
@@ -289,12 +300,16 @@ func (x *Exfiltration) Inspect(ev *Event) []Signal {
 	for _, part := range [...]struct {
 		where string
 		b     []byte
-		body  bool
-	}{{"URL", url, false}, {"body", body, true}} {
-		for _, h := range findShapes(part.b) {
+		skip  uint32
+	}{{"URL", url, 0}, {"header", hdrs, headerSkips}, {"body", body, 0}} {
+		for _, h := range findShapes(part.b, part.skip) {
 			var span *Span
-			if part.body {
+			where := part.where
+			switch part.where {
+			case "body":
 				span = &Span{Start: h.start, End: h.end, Excerpt: redacted(h)}
+			case "header":
+				where = names.at(h.start)
 			}
 			if h.shape.Name == "placeholder" {
 				name := strings.TrimPrefix(h.text, PlaceholderPrefix)
@@ -302,7 +317,7 @@ func (x *Exfiltration) Inspect(ev *Event) []Signal {
 					continue
 				}
 				seenPH = append(seenPH, name)
-				if s, ok := x.placeholderSignal(name, ev.Host, part.where, span); ok {
+				if s, ok := x.placeholderSignal(name, ev.Host, where, span); ok {
 					sigs = append(sigs, s)
 				}
 				continue
@@ -316,25 +331,36 @@ func (x *Exfiltration) Inspect(ev *Event) []Signal {
 			seenShape[h.text] = true
 			sigs = append(sigs, Signal{
 				Detector: ExfiltrationName, Severity: h.shape.Severity, Score: 1, Rule: h.shape.Name, Span: span,
-				Evidence: fmt.Sprintf("%s-shaped string %s in the request %s to %s", h.shape.Name, redacted(h), part.where, hostOrUnknown(ev.Host)),
+				Evidence: fmt.Sprintf("%s-shaped string %s in the request %s to %s", h.shape.Name, redacted(h), where, hostOrUnknown(ev.Host)),
 			})
 		}
 	}
 	if x.opts.Secrets != nil {
 		// Empty content holds no secret: the matcher is not asked.
-		var inURL, inBody []string
-		if len(url) > 0 {
-			inURL = x.opts.Secrets.Match(url)
+		var found [3][]string // URL, headers, body
+		for i, b := range [...][]byte{url, hdrs, body} {
+			if len(b) > 0 {
+				found[i] = x.opts.Secrets.Match(b)
+			}
 		}
-		if len(body) > 0 {
-			inBody = x.opts.Secrets.Match(body)
-		}
-		if len(inURL)+len(inBody) > 0 {
-			sigs = x.secretSignals(sigs, ev.Host, inURL, inBody)
+		if len(found[0])+len(found[1])+len(found[2]) > 0 {
+			sigs = x.secretSignals(sigs, ev.Host, found)
 		}
 	}
 	return sigs
 }
+
+// headerSkips are the shapes not looked for in request headers: JWTs,
+// bearer tokens that travel in headers by design, and placeholders, which
+// the proxy finds in headers itself and lists in Event.Placeholders.
+var headerSkips = func() (m uint32) {
+	for i, sh := range secretShapes {
+		if sh.Name == "jwt" || sh.Name == "placeholder" {
+			m |= 1 << i
+		}
+	}
+	return m
+}()
 
 // urlBufs holds buffers for the URL of a request being inspected; those
 // grown past maxPooledURL bytes are left to the collector.
@@ -342,16 +368,16 @@ var urlBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 const maxPooledURL = 16 << 10
 
-// secretSignals appends a signal for each vault secret found in the URL
-// or the body of a request to host a secret is not bound to, by name;
-// one found in both is reported in the body.
-func (x *Exfiltration) secretSignals(sigs []Signal, host string, inURL, inBody []string) []Signal {
+// secretSignals appends a signal for each vault secret found in the URL,
+// the headers or the body of a request (found, in that order) to host a
+// secret is not bound to, by name; one found in several is reported in
+// the last of them.
+func (x *Exfiltration) secretSignals(sigs []Signal, host string, found [3][]string) []Signal {
 	names := map[string]string{}
-	for _, n := range inURL {
-		names[n] = "URL"
-	}
-	for _, n := range inBody {
-		names[n] = "body"
+	for i, where := range [...]string{"URL", "headers", "body"} {
+		for _, n := range found[i] {
+			names[n] = where
+		}
 	}
 	keys := make([]string, 0, len(names))
 	for n := range names {
@@ -466,6 +492,52 @@ func appendRequestURL(b []byte, ev *Event) []byte {
 	}
 	return b
 }
+
+// appendHeaders appends each header value of h to b, one a line, for
+// matching, and notes in names which header each line is; the proxy's own
+// Proxy-Authorization is left out. Header names are not matched: they are
+// the same on every request.
+func appendHeaders(b []byte, h http.Header, names *headerNames) []byte {
+	start := len(b)
+	for k, vs := range h {
+		if len(k) == len(proxyAuthorization) && asciiEqualFold(k, proxyAuthorization) {
+			continue
+		}
+		for _, v := range vs {
+			b = append(b, v...)
+			b = append(b, '\n')
+			names.add(len(b)-start, k)
+		}
+	}
+	return b
+}
+
+// headerNames remembers which header each line appendHeaders wrote comes
+// from, for the first len(ends) lines, without allocating.
+type headerNames struct {
+	ends [32]int // where each line ends, relative to the first
+	keys [32]string
+	n    int
+}
+
+func (h *headerNames) add(end int, key string) {
+	if h.n < len(h.ends) {
+		h.ends[h.n], h.keys[h.n] = end, key
+		h.n++
+	}
+}
+
+// at describes where offset i of the header lines is, for evidence.
+func (h *headerNames) at(i int) string {
+	for k := 0; k < h.n; k++ {
+		if i < h.ends[k] {
+			return "header " + h.keys[k]
+		}
+	}
+	return "headers"
+}
+
+const proxyAuthorization = "Proxy-Authorization"
 
 // SecretIndex finds the vault's own secrets in content without keeping
 // them: it holds, per secret, a keyed hash (HMAC-SHA-256 under a random

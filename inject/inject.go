@@ -229,7 +229,9 @@ type Granted func(name string) bool
 // granted. Any placeholder elsewhere in the URL or headers headed to a host
 // its credential is not bound to is refused; placeholders inside bodies
 // are never substituted. On error req may be partly modified and must not
-// be forwarded.
+// be forwarded. Apply replaces or deletes header values and never changes
+// one in place, so a shallow copy of req.Header taken before keeps the
+// headers as the agent sent them.
 func (in *Injector) Apply(ctx context.Context, req *http.Request, host string, granted Granted) (*Result, error) {
 	// seen: every placeholder anywhere in the URL or headers, so none can
 	// leave for a host its credential is not bound to. sub: those in the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -35,16 +36,28 @@ type Revoker interface {
 type AlertFunc func(ev *detect.Event, d detect.Decision)
 
 // detectEvent builds the event detectors see for a request, reusing the
-// query the scope check already parsed.
-func detectEvent(now time.Time, claims *passport.Claims, st *reqState, sreq *passport.Request, body []byte) *detect.Event {
+// query the scope check already parsed; header is the request's headers
+// as the agent sent them.
+func detectEvent(now time.Time, claims *passport.Claims, st *reqState, sreq *passport.Request, body []byte, header http.Header) *detect.Event {
 	ev := &detect.Event{
 		Time: now, Direction: detect.Request, Host: st.host, Method: st.method, Path: st.path,
-		Query: sreq.Query, Body: body, ContentType: sreq.ContentType,
+		Query: sreq.Query, Headers: header, Body: body, ContentType: sreq.ContentType,
 	}
 	if claims != nil {
 		ev.Agent, ev.PassportJTI, ev.Mode = claims.Subject, claims.ID, string(claims.Mode)
 	}
 	return ev
+}
+
+// sentHeader returns req's headers as the agent sent them, for the
+// detectors to judge after the injector has rendered credentials into the
+// request: a shallow copy, as the injector replaces header values and
+// never changes one in place. Without detectors there is nothing to copy.
+func (p *Proxy) sentHeader(req *http.Request) http.Header {
+	if p.opts.Grid == nil {
+		return nil
+	}
+	return maps.Clone(req.Header)
 }
 
 // runDetectors evaluates the grid on ev and carries out its decision:

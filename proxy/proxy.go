@@ -623,7 +623,7 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 	dec := claims.Scope.Allows(sreq)
 	if !dec.Allowed {
 		// Out-of-scope attempts are what scope drift watches for.
-		ev := detectEvent(p.now(), claims, st, &sreq, head)
+		ev := detectEvent(p.now(), claims, st, &sreq, head, req.Header)
 		ev.ScopeDenied, ev.ScopeReason = true, dec.Reason
 		if d := p.runDetectors(ctx, ev, claims); d != nil && !reportOnly {
 			return fail(d)
@@ -658,13 +658,14 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 		// Report-only passports still name their credentials per host.
 		return reportOnly && grantsCredential(claims.Scope, st.host, name)
 	}
+	sent := p.sentHeader(req)
 	res, err := p.opts.Injector.Apply(ctx, req, st.host, granted)
 	if err != nil {
 		var de *inject.DeniedError
 		if errors.As(err, &de) {
 			if de.Reason == inject.ReasonPlaceholderUnbound || de.Reason == inject.ReasonPlaceholderUnknown {
 				// A placeholder headed where it does not belong: exfiltration.
-				ev := detectEvent(p.now(), claims, st, &sreq, head)
+				ev := detectEvent(p.now(), claims, st, &sreq, head, sent)
 				ev.Placeholders = []string{de.Credential}
 				p.runDetectors(ctx, ev, claims)
 			}
@@ -688,7 +689,7 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 
 	// 5. detect, with what the request would carry.
 	if p.opts.Grid != nil {
-		ev := detectEvent(p.now(), claims, st, &sreq, head)
+		ev := detectEvent(p.now(), claims, st, &sreq, head, sent)
 		ev.Credentials = injectedList(res.Injected)
 		ev.Placeholders = res.Placeholders
 		if d := p.runDetectors(ctx, ev, claims); d != nil {
