@@ -297,6 +297,7 @@ func (x *Exfiltration) Inspect(ev *Event) []Signal {
 		}
 	}
 	var seenShape map[string]bool
+	var awsIDs *[2]string // what AWS signatures name, once looked for
 	for _, part := range [...]struct {
 		where string
 		b     []byte
@@ -324,6 +325,16 @@ func (x *Exfiltration) Inspect(ev *Event) []Signal {
 			}
 			if hostAllowed(ev.Host, x.opts.AllowShapes[h.shape.Name]) || seenShape[h.text] {
 				continue
+			}
+			if h.shape.Name == "aws_access_key_id" && part.where != "body" {
+				// The key id an AWS signature names, on its way to AWS.
+				if awsIDs == nil {
+					ids := awsSignedKeyIDs(ev)
+					awsIDs = &ids
+				}
+				if h.text == awsIDs[0] || h.text == awsIDs[1] {
+					continue
+				}
 			}
 			if seenShape == nil {
 				seenShape = map[string]bool{}
