@@ -270,8 +270,7 @@ func (x *Exfiltration) Inspect(ev *Event) []Signal {
 	ub := urlBufs.Get().(*[]byte)
 	buf := appendRequestURL((*ub)[:0], ev)
 	nURL := len(buf)
-	var names headerNames
-	buf = appendHeaders(buf, ev.Headers, &names)
+	buf = appendHeaders(buf, ev.Headers)
 	*ub = buf
 	defer func() {
 		// A URL or a header can carry a secret: none stays behind in the
@@ -303,6 +302,9 @@ func (x *Exfiltration) Inspect(ev *Event) []Signal {
 		b     []byte
 		skip  uint32
 	}{{"URL", url, 0}, {"header", hdrs, headerSkips}, {"body", body, 0}} {
+		if len(part.b) == 0 {
+			continue
+		}
 		for _, h := range findShapes(part.b, part.skip) {
 			var span *Span
 			where := part.where
@@ -310,7 +312,7 @@ func (x *Exfiltration) Inspect(ev *Event) []Signal {
 			case "body":
 				span = &Span{Start: h.start, End: h.end, Excerpt: redacted(h)}
 			case "header":
-				where = names.at(h.start)
+				where = headerAt(ev.Headers, hdrs, h.start)
 			}
 			if h.shape.Name == "placeholder" {
 				name := strings.TrimPrefix(h.text, PlaceholderPrefix)
@@ -505,11 +507,9 @@ func appendRequestURL(b []byte, ev *Event) []byte {
 }
 
 // appendHeaders appends each header value of h to b, one a line, for
-// matching, and notes in names which header each line is; the proxy's own
-// Proxy-Authorization is left out. Header names are not matched: they are
-// the same on every request.
-func appendHeaders(b []byte, h http.Header, names *headerNames) []byte {
-	start := len(b)
+// matching; the proxy's own Proxy-Authorization is left out. Header names
+// are not matched: they are the same on every request.
+func appendHeaders(b []byte, h http.Header) []byte {
 	for k, vs := range h {
 		if len(k) == len(proxyAuthorization) && asciiEqualFold(k, proxyAuthorization) {
 			continue
@@ -517,32 +517,21 @@ func appendHeaders(b []byte, h http.Header, names *headerNames) []byte {
 		for _, v := range vs {
 			b = append(b, v...)
 			b = append(b, '\n')
-			names.add(len(b)-start, k)
 		}
 	}
 	return b
 }
 
-// headerNames remembers which header each line appendHeaders wrote comes
-// from, for the first len(ends) lines, without allocating.
-type headerNames struct {
-	ends [32]int // where each line ends, relative to the first
-	keys [32]string
-	n    int
-}
-
-func (h *headerNames) add(end int, key string) {
-	if h.n < len(h.ends) {
-		h.ends[h.n], h.keys[h.n] = end, key
-		h.n++
-	}
-}
-
-// at describes where offset i of the header lines is, for evidence.
-func (h *headerNames) at(i int) string {
-	for k := 0; k < h.n; k++ {
-		if i < h.ends[k] {
-			return "header " + h.keys[k]
+// headerAt names, for evidence, the header of h whose value is the line
+// of lines (as appendHeaders wrote them) that holds offset i.
+func headerAt(h http.Header, lines []byte, i int) string {
+	start := bytes.LastIndexByte(lines[:i], '\n') + 1
+	line, _, _ := bytes.Cut(lines[start:], []byte{'\n'})
+	for k, vs := range h {
+		for _, v := range vs {
+			if v == string(line) && !(len(k) == len(proxyAuthorization) && asciiEqualFold(k, proxyAuthorization)) {
+				return "header " + k
+			}
 		}
 	}
 	return "headers"
