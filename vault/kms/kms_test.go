@@ -267,3 +267,22 @@ func TestCanceledContext(t *testing.T) {
 		t.Fatalf("wrap with a canceled context = %v", err)
 	}
 }
+
+func TestLocalKeyPath(t *testing.T) {
+	tests := []struct {
+		uri, base, want string
+		ok              bool
+	}{
+		{"local://kms.key", "/home/s", "/home/s/kms.key", true},
+		{"local:///etc/k", "/home/s", "/etc/k", true},
+		{"local://kms.key", "", "kms.key", true},
+		{"local://", "/home/s", "", false},
+		{"awskms://alias/x", "/home/s", "", false},
+	}
+	for _, tt := range tests {
+		got, ok := kms.LocalKeyPath(tt.uri, kms.Options{BaseDir: tt.base})
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("LocalKeyPath(%q, %q) = %q, %v; want %q, %v", tt.uri, tt.base, got, ok, tt.want, tt.ok)
+		}
+	}
+}

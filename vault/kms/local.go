@@ -63,13 +63,24 @@ type local struct {
 	closed bool
 }
 
-func openLocal(uri string, opts Options) (KMS, error) {
-	path := strings.TrimPrefix(uri, localScheme)
-	if path == "" {
-		return nil, opError(uri, "open", ErrInvalidURI, errors.New("empty path (want local://PATH)"))
+// LocalKeyPath returns the key file a local:// URI names, resolved
+// against opts.BaseDir as Open resolves it; ok is false for other schemes
+// and for an empty path.
+func LocalKeyPath(uri string, opts Options) (path string, ok bool) {
+	path, ok = strings.CutPrefix(uri, localScheme)
+	if !ok || path == "" {
+		return "", false
 	}
 	if !filepath.IsAbs(path) && opts.BaseDir != "" {
 		path = filepath.Join(opts.BaseDir, path)
+	}
+	return path, true
+}
+
+func openLocal(uri string, opts Options) (KMS, error) {
+	path, ok := LocalKeyPath(uri, opts)
+	if !ok {
+		return nil, opError(uri, "open", ErrInvalidURI, errors.New("empty path (want local://PATH)"))
 	}
 	key, err := readKeyFile(path)
 	if err != nil {
