@@ -55,6 +55,21 @@ func (c *CA) Save(ctx context.Context, certPath, keyPath string, w Wrapper) erro
 			return fmt.Errorf("ca: save %s: %w", p, err)
 		}
 	}
+	if err := c.saveKey(ctx, keyPath, w); err != nil {
+		return err
+	}
+	if err := writeNew(certPath, c.certPEM, 0o644); err != nil {
+		// Without its certificate the key file is useless and would block the
+		// next Save: take back what this call wrote.
+		_ = os.Remove(keyPath)
+		return fmt.Errorf("ca: save certificate: %w", err)
+	}
+	return nil
+}
+
+// saveKey writes the private key, wrapped by w, to keyPath (mode 0600),
+// which must not exist.
+func (c *CA) saveKey(ctx context.Context, keyPath string, w Wrapper) error {
 	der, err := x509.MarshalPKCS8PrivateKey(c.key)
 	if err != nil {
 		return fmt.Errorf("ca: save: marshal key: %w", err)
@@ -72,11 +87,26 @@ func (c *CA) Save(ctx context.Context, certPath, keyPath string, w Wrapper) erro
 	if err := writeNew(keyPath, body, 0o600); err != nil {
 		return fmt.Errorf("ca: save key: %w", err)
 	}
-	if err := writeNew(certPath, c.certPEM, 0o644); err != nil {
-		// Without its certificate the key file is useless and would block the
-		// next Save: take back what this call wrote.
-		_ = os.Remove(keyPath)
-		return fmt.Errorf("ca: save certificate: %w", err)
+	return nil
+}
+
+// RewrapKey writes the CA's key file keyPath to newKeyPath with the key
+// unwrapped by from and wrapped by to, then loads the CA from certPath and
+// newKeyPath with to, so a key that to cannot give back is never reported
+// as moved. keyPath is not changed; newKeyPath must not exist, and is
+// removed again when the check fails.
+func RewrapKey(ctx context.Context, certPath, keyPath, newKeyPath string, from, to Wrapper) error {
+	c, err := Load(ctx, certPath, keyPath, from)
+	if err != nil {
+		return err
+	}
+	if err := c.saveKey(ctx, newKeyPath, to); err != nil {
+		return err
+	}
+	// Load checks that the key is the certificate's, hence the same key.
+	if _, err := Load(ctx, certPath, newKeyPath, to); err != nil {
+		_ = os.Remove(newKeyPath)
+		return err
 	}
 	return nil
 }

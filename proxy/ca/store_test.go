@@ -248,3 +248,58 @@ func TestLoadFailures(t *testing.T) {
 func pemCert(cert *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
 }
+
+func TestRewrapKey(t *testing.T) {
+	ctx := context.Background()
+	c := mustGenerate(t, time.Now())
+	from := newGCMWrapper(t, "local:///old.key")
+	to := newGCMWrapper(t, "awskms://alias/new")
+	certPath, keyPath := paths(t)
+	if err := c.Save(ctx, certPath, keyPath, from); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(keyPath)
+	newKeyPath := keyPath + ".new"
+	if err := RewrapKey(ctx, certPath, keyPath, newKeyPath, from, to); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.ReadFile(keyPath); !bytes.Equal(before, after) {
+		t.Error("RewrapKey changed the old key file")
+	}
+	loaded, err := Load(ctx, certPath, newKeyPath, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !loaded.key.Equal(c.key) {
+		t.Error("the rewrapped key differs")
+	}
+	if _, err := Load(ctx, certPath, newKeyPath, from); !errors.Is(err, ErrUnwrap) {
+		t.Errorf("the old wrapper unwraps the new file: %v", err)
+	}
+	if fi, err := os.Stat(newKeyPath); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("new key file: %v, %v", fi, err)
+	}
+	raw, _ := os.ReadFile(newKeyPath)
+	if !strings.Contains(string(raw), `"kms_uri": "awskms://alias/new"`) {
+		t.Errorf("new key file does not name its wrapper:\n%s", raw)
+	}
+
+	// It never overwrites, and leaves nothing when the target fails.
+	if err := RewrapKey(ctx, certPath, keyPath, newKeyPath, from, to); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("rewrap over an existing file: %v", err)
+	}
+	other := keyPath + ".other"
+	if err := RewrapKey(ctx, certPath, keyPath, other, from, lyingWrapper{to}); err == nil {
+		t.Error("rewrap with a wrapper that cannot unwrap succeeded")
+	}
+	if _, err := os.Stat(other); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a failed rewrap left %s: %v", other, err)
+	}
+}
+
+// lyingWrapper wraps but never gives back what it wrapped.
+type lyingWrapper struct{ Wrapper }
+
+func (lyingWrapper) Unwrap(context.Context, []byte, []byte) ([]byte, error) {
+	return nil, errors.New("unwrap refused")
+}
