@@ -346,6 +346,56 @@ func LoadKeySet(ctx context.Context, path string, w Wrapper) (*KeySet, error) {
 	return ks, nil
 }
 
+// RewrapKeyFile writes the key set at path to newPath (replacing it) with
+// every private key unwrapped by from and wrapped by to, then loads
+// newPath back with to and checks that it holds the same keys, retired
+// ones included. path is not changed; newPath is removed when the check
+// fails.
+func RewrapKeyFile(ctx context.Context, path, newPath string, from, to Wrapper) error {
+	ks, err := LoadKeySet(ctx, path, from)
+	if err != nil {
+		return err
+	}
+	if err := ks.Save(ctx, newPath, to); err != nil {
+		return err
+	}
+	back, err := LoadKeySet(ctx, newPath, to)
+	if err == nil && !sameKeys(ks, back) {
+		err = fmt.Errorf("rewrap issuer keys %s: %s holds other keys: %w", path, newPath, ErrKeyFile)
+	}
+	if err != nil {
+		_ = os.Remove(newPath)
+		return err
+	}
+	return nil
+}
+
+// sameKeys reports whether a and b hold the same keys with the same
+// lifetimes. Private keys need no comparison: LoadKeySet checks each
+// against its public key.
+func sameKeys(a, b *KeySet) bool {
+	ak, bk := a.Keys(), b.Keys()
+	if len(ak) != len(bk) {
+		return false
+	}
+	for i := range ak {
+		if ak[i].KID != bk[i].KID || ak[i].Current != bk[i].Current ||
+			!ak[i].Created.Equal(bk[i].Created) || !ak[i].RetireAfter.Equal(bk[i].RetireAfter) {
+			return false
+		}
+	}
+	ap, bp := a.AllPublicKeys(), b.AllPublicKeys()
+	if len(ap) != len(bp) {
+		return false
+	}
+	for kid, pub := range ap {
+		if !pub.Equal(bp[kid]) {
+			return false
+		}
+	}
+	return true
+}
+
 // writeFileAtomic replaces path with data so that a crash leaves either
 // the old or the new file, never a torn one.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {

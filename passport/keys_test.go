@@ -194,3 +194,65 @@ func TestRetiredKeysKeptForRecords(t *testing.T) {
 		t.Errorf("AllPublicKeys has %d keys, want 3", len(loaded.AllPublicKeys()))
 	}
 }
+
+func TestRewrapKeyFile(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	ks, err := GenerateKeySet(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 2; i++ {
+		// The second rotation retires the first key: three kids in all.
+		if _, err := ks.Rotate(now.Add(time.Duration(i)*2*time.Minute), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	from, to := newGCMWrapper(t), newGCMWrapper(t)
+	to.uri = "test://other"
+	dir := t.TempDir()
+	path, newPath := filepath.Join(dir, "keys.json"), filepath.Join(dir, "keys.json.new")
+	if err := ks.Save(ctx, path, from); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(path)
+	if err := RewrapKeyFile(ctx, path, newPath, from, to); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.ReadFile(path); string(after) != string(before) {
+		t.Error("RewrapKeyFile changed the old file")
+	}
+	moved, err := LoadKeySet(ctx, newPath, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameKeys(ks, moved) {
+		t.Errorf("moved keys = %+v, want %+v", moved.Keys(), ks.Keys())
+	}
+	kid, priv := moved.Current()
+	if wantKid, wantPriv := ks.Current(); kid != wantKid || !priv.Equal(wantPriv) {
+		t.Error("the current key changed")
+	}
+	if _, err := LoadKeySet(ctx, newPath, from); err == nil {
+		t.Error("the old wrapper still unwraps the new file")
+	}
+	if raw, _ := os.ReadFile(newPath); !strings.Contains(string(raw), `"wrapper": "test://other"`) {
+		t.Errorf("new file does not name its wrapper:\n%s", raw)
+	}
+
+	// A target that cannot give back what it wrapped leaves nothing.
+	other := filepath.Join(dir, "other.json")
+	if err := RewrapKeyFile(ctx, path, other, from, forgetfulWrapper{to}); err == nil {
+		t.Error("rewrap to a wrapper that cannot unwrap succeeded")
+	}
+	if _, err := os.Stat(other); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a failed rewrap left %s: %v", other, err)
+	}
+}
+
+// forgetfulWrapper wraps but never gives back what it wrapped.
+type forgetfulWrapper struct{ Wrapper }
+
+func (forgetfulWrapper) Unwrap(context.Context, []byte, []byte) ([]byte, error) {
+	return nil, errors.New("unwrap refused")
+}
