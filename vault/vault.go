@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -674,6 +675,73 @@ func (v *Vault) Rewrap(ctx context.Context, to kms.KMS) (int, error) {
 		return 0, vaultErr(op, "", err)
 	}
 	v.kms = to
+	return n, nil
+}
+
+// RewrapCopy writes a copy of the vault to path with every data key and
+// the fingerprint salt rewrapped under to, as Rewrap does, then checks the
+// copy as Check does: every record must unwrap under to and its secret
+// authenticate. The vault itself is not changed and keeps its KMS. path
+// must not exist; on error nothing is left there. It returns the number
+// of credentials in the copy.
+func (v *Vault) RewrapCopy(ctx context.Context, path string, to kms.KMS) (int, error) {
+	const op = "rewrap"
+	if err := v.usable(false); err != nil {
+		return 0, vaultErr(op, "", err)
+	}
+	if to == nil {
+		return 0, vaultErr(op, "", errors.New("no target KMS"))
+	}
+	if err := v.copyTo(path); err != nil {
+		return 0, vaultErr(op, "", err)
+	}
+	n, err := rewrapFile(ctx, path, v.KMS(), to, v.opts.Now)
+	if err != nil {
+		_ = os.Remove(path)
+		return 0, err
+	}
+	return n, nil
+}
+
+// copyTo writes a consistent copy of the file to path, durably.
+func (v *Vault) copyTo(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	err = v.WriteSnapshot(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(path)
+	}
+	return err
+}
+
+// rewrapFile rewraps the vault file at path from one KMS to another and
+// checks every record under the new one.
+func rewrapFile(ctx context.Context, path string, from, to kms.KMS, now func() time.Time) (n int, err error) {
+	c, err := Open(path, from, Options{CacheTTL: -1, CacheSize: -1, Now: now})
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		if cerr := c.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	if n, err = c.Rewrap(ctx, to); err != nil {
+		return 0, err
+	}
+	for _, r := range c.Check(ctx) {
+		if r.Err != nil {
+			return 0, r.Err
+		}
+	}
 	return n, nil
 }
 

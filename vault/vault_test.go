@@ -751,3 +751,61 @@ func TestHosts(t *testing.T) {
 		}
 	}
 }
+
+func TestRewrapCopy(t *testing.T) {
+	dir := t.TempDir()
+	path, copyPath := filepath.Join(dir, "vault.db"), filepath.Join(dir, "vault.db.new")
+	from, to := localKMS(t), localKMS(t)
+	v := openVault(t, path, from, vault.Options{CacheTTL: -1})
+	put(t, v, "stripe", secretA, "api.stripe.com")
+	put(t, v, "github", secretB, "api.github.com")
+	listBefore, _ := v.List()
+	before := fileHash(t, path)
+
+	n, err := v.RewrapCopy(ctxT(t), copyPath, to)
+	if err != nil || n != 2 {
+		t.Fatalf("rewrap copy = %d, %v", n, err)
+	}
+	if fileHash(t, path) != before || v.KMS() != from {
+		t.Fatal("RewrapCopy changed the vault")
+	}
+	wantSecret(t, v, "stripe", secretA)
+
+	c := openVault(t, copyPath, to, vault.Options{CacheTTL: -1})
+	wantSecret(t, c, "stripe", secretA)
+	wantSecret(t, c, "github", secretB)
+	listCopy, _ := c.List()
+	for i := range listBefore {
+		if listBefore[i].Fingerprint != listCopy[i].Fingerprint || listBefore[i].Version != listCopy[i].Version {
+			t.Fatal("the copy changed a credential")
+		}
+	}
+	if got := put(t, c, "dup", secretA, "x.example.com"); got.Fingerprint != listBefore[1].Fingerprint {
+		t.Fatal("fingerprint salt lost in the copy")
+	}
+	if fi, err := os.Stat(copyPath); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("copy: %v, %v", fi, err)
+	}
+
+	// An existing target is refused; a target KMS that fails leaves nothing.
+	if _, err := v.RewrapCopy(ctxT(t), copyPath, to); err == nil {
+		t.Fatal("RewrapCopy overwrote a file")
+	}
+	other := filepath.Join(dir, "other.db")
+	if _, err := v.RewrapCopy(ctxT(t), other, forgetfulKMS{to}); err == nil {
+		t.Fatal("RewrapCopy to a KMS that cannot unwrap succeeded")
+	}
+	if _, err := os.Stat(other); !os.IsNotExist(err) {
+		t.Fatalf("a failed RewrapCopy left %s: %v", other, err)
+	}
+	if fileHash(t, path) != before {
+		t.Fatal("a failed RewrapCopy changed the vault")
+	}
+}
+
+// forgetfulKMS wraps but never gives back what it wrapped.
+type forgetfulKMS struct{ kms.KMS }
+
+func (f forgetfulKMS) Unwrap(context.Context, []byte, []byte) ([]byte, error) {
+	return nil, &kms.Error{URI: f.URI(), Op: "unwrap", Err: kms.ErrUnwrap}
+}
