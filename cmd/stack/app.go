@@ -91,7 +91,11 @@ func (a *app) close() {
 }
 
 // openKMS opens the configured KMS; it is closed when the command ends.
+// It refuses while a move to another KMS key is half done.
 func (a *app) openKMS(ctx context.Context) (kms.KMS, error) {
+	if err := a.noPendingRewrap(); err != nil {
+		return nil, err
+	}
 	k, err := kms.Open(ctx, a.cfg.KMS.URI, kms.Options{BaseDir: a.home(), Timeout: a.cfg.KMS.Timeout})
 	if err != nil {
 		return nil, err

@@ -20,7 +20,6 @@ import (
 
 	"github.com/stackctl/stack/proxy"
 	"github.com/stackctl/stack/vault"
-	"github.com/stackctl/stack/vault/kms"
 )
 
 // maxSecretInput bounds what `vault put` and `vault rotate` read from
@@ -313,61 +312,6 @@ is dropped from the vault.`,
 	}
 	cmd.Flags().StringVar(&fromEnv, "from-env", "", "read the new secret from this environment variable instead of stdin")
 	return cmd
-}
-
-func newVaultRewrapCmd(a *app) *cobra.Command {
-	var to string
-	cmd := &cobra.Command{
-		Use:   "rewrap --to KMS-URI",
-		Short: "Re-wrap every data key under another KMS key",
-		Long: `Unwrap every credential's data key with the current KMS (kms.uri) and wrap
-it under the KMS named by --to, in one transaction: all records move or
-none does. Secrets' ciphertexts are not touched.
-
-stack.yaml is not edited: afterwards set kms.uri to the new URI (the
-command prints the line). The issuer keys (passport.keys_path) are wrapped
-by kms.uri too and are not moved by this command.`,
-		Example: `  stack vault rewrap --to awskms://alias/stack
-  stack vault rewrap --to gcpkms://projects/p/locations/global/keyRings/stack/cryptoKeys/vault`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			target, err := kms.Open(ctx, to, kms.Options{BaseDir: a.home(), Timeout: a.cfg.KMS.Timeout})
-			if err != nil {
-				if errors.Is(err, kms.ErrUnknownScheme) || errors.Is(err, kms.ErrInvalidURI) {
-					return usageError(fmt.Errorf("--to: %w", err))
-				}
-				return err
-			}
-			a.onClose(target.Close)
-			v, err := a.openVault(ctx, false)
-			if err != nil {
-				return err
-			}
-			from := v.KMS().URI()
-			n, err := v.Rewrap(ctx, target)
-			if err != nil {
-				return err
-			}
-			a.log.Info("vault rewrapped", zap.String("from", from), zap.String("to", to), zap.Int("credentials", n))
-			fmt.Fprintf(a.stdout, "rewrapped %d credential(s) from %s to %s\n", n, from, to)
-			fmt.Fprintf(a.stdout, "the vault can no longer be read with %s: set kms.uri in %s now:\n\n  kms:\n    uri: %q\n\n",
-				from, a.configPath(), to)
-			fmt.Fprintln(a.stdout, "the issuer keys (passport.keys_path) are still wrapped under the old key")
-			return nil
-		},
-	}
-	cmd.Flags().StringVar(&to, "to", "", "URI of the KMS key to wrap under (local://, gcpkms:// or awskms://)")
-	_ = cmd.MarkFlagRequired("to")
-	return cmd
-}
-
-// configPath names the config file for messages.
-func (a *app) configPath() string {
-	if a.cfg.File != "" {
-		return a.cfg.File
-	}
-	return "stack.yaml"
 }
 
 func newVaultCheckCmd(a *app) *cobra.Command {

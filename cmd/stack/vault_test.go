@@ -14,7 +14,6 @@ import (
 
 	"github.com/stackctl/stack/vault"
 	"github.com/stackctl/stack/vault/kms"
-	"github.com/stackctl/stack/vault/kms/kmstest"
 )
 
 const (
@@ -189,54 +188,6 @@ func TestVaultCheckFailsOnDamage(t *testing.T) {
 	tr.run(t, home, "", 0, "vault", "rm", "stripe")
 	tr.run(t, home, "", 0, "vault", "check")
 	tr.wantNoSecrets(t, home)
-}
-
-// TestVaultRewrapLocalToAWS moves every data key from the local key to an
-// AWS KMS key (moto) and reads every secret back through AWS.
-func TestVaultRewrapLocalToAWS(t *testing.T) {
-	ep := kmstest.StartMoto(t)
-	kmstest.SetAWSEnv(t, ep)
-	awsURI := "awskms://" + kmstest.CreateAWSKey(t, ep)
-	home := initHome(t)
-	localURI := "local://" + filepath.Join(home, "kms.key")
-
-	var tr transcript
-	tr.run(t, home, cliSecretA, 0, "vault", "put", "stripe", "--host", "api.stripe.com", "--render", "bearer")
-	tr.run(t, home, cliSecretB, 0, "vault", "put", "github", "--host", "api.github.com", "--render", "bearer")
-	listBefore := tr.run(t, home, "", 0, "vault", "list", "--json")
-
-	out := tr.run(t, home, "", 0, "vault", "rewrap", "--to", awsURI)
-	if !strings.Contains(out, "rewrapped 2 credential(s)") || !strings.Contains(out, "uri: \""+awsURI+"\"") {
-		t.Fatalf("rewrap said %q", out)
-	}
-
-	wantStored(t, home, awsURI, "stripe", cliSecretA)
-	wantStored(t, home, awsURI, "github", cliSecretB)
-
-	t.Setenv("STACK_KMS_URI", awsURI)
-	out = tr.run(t, home, "", 0, "vault", "check")
-	if !strings.Contains(out, "2 credential(s) ok under "+awsURI) {
-		t.Fatalf("check under AWS said %q", out)
-	}
-	if listAfter := tr.run(t, home, "", 0, "vault", "list", "--json"); listAfter != listBefore {
-		t.Fatalf("rewrap changed the listing:\n%s\n%s", listBefore, listAfter)
-	}
-	t.Setenv("STACK_KMS_URI", localURI)
-	out = tr.run(t, home, "", 1, "vault", "check")
-	if !strings.Contains(out, "FAIL  stripe") {
-		t.Fatalf("check under the old key said %q", out)
-	}
-	tr.wantNoSecrets(t, home)
-}
-
-func TestVaultRewrapUsage(t *testing.T) {
-	home := initHome(t)
-	var tr transcript
-	tr.run(t, home, "", 2, "vault", "rewrap")
-	out := tr.run(t, home, "", 2, "vault", "rewrap", "--to", "vault://x")
-	if !strings.Contains(out, "local://") {
-		t.Fatalf("unknown scheme said %q", out)
-	}
 }
 
 func TestVaultHelpHasExamples(t *testing.T) {
