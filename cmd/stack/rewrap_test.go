@@ -2,6 +2,8 @@ package main
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -383,4 +385,42 @@ func TestRewrapUsage(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(home, "vault.db")); !os.IsNotExist(err) {
 		t.Errorf("a refused rewrap created the vault: %v", err)
 	}
+}
+
+// A file the old key cannot unwrap stops the move before anything
+// changes, and a key file made for it is removed again.
+func TestRewrapDamagedFileChangesNothing(t *testing.T) {
+	var tr transcript
+	home, _ := homeWithCredentials(t, &tr)
+	keys := filepath.Join(home, "issuer-keys.json")
+	raw, err := os.ReadFile(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Flip one bit of the wrapped seed: the old key refuses to unwrap it.
+	var f struct {
+		Keys []map[string]any `json:"keys"`
+	}
+	var all map[string]any
+	if json.Unmarshal(raw, &f) != nil || json.Unmarshal(raw, &all) != nil || len(f.Keys) == 0 {
+		t.Fatalf("issuer-keys.json: %s", raw)
+	}
+	seed, err := base64.RawURLEncoding.DecodeString(f.Keys[0]["wrapped_seed"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed[len(seed)/2] ^= 1
+	f.Keys[0]["wrapped_seed"] = base64.RawURLEncoding.EncodeToString(seed)
+	all["keys"] = f.Keys
+	damaged, _ := json.Marshal(all)
+	if err := os.WriteFile(keys, damaged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := dirState(t, home)
+	out := tr.run(t, home, "", 1, "vault", "rewrap", "--to", "local://kms-2.key")
+	if !strings.Contains(out, "nothing was changed") || !strings.Contains(out, "issuer keys") {
+		t.Fatalf("rewrap over damaged issuer keys said %q", out)
+	}
+	wantDirState(t, home, before)
+	tr.run(t, home, "", 0, "vault", "check")
 }
