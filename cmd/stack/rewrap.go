@@ -96,6 +96,15 @@ func (a *app) runRewrap(ctx context.Context, to string) error {
 	if err != nil {
 		return err
 	}
+	keysPath := a.cfg.Passport.KeysPath
+	hasKeys, err := present(keysPath)
+	if err != nil {
+		return err
+	}
+	hasCA, err := present(a.caKeyPath())
+	if err != nil {
+		return err
+	}
 
 	createdKey, err := createLocalKey(to, kopts)
 	if err != nil {
@@ -124,19 +133,10 @@ func (a *app) runRewrap(ctx context.Context, to string) error {
 		creds, err = v.RewrapCopy(ctx, staged, target)
 		return err
 	}}}
-	keysPath := a.cfg.Passport.KeysPath
-	hasKeys, err := present(keysPath)
-	if err != nil {
-		return err
-	}
 	if hasKeys {
 		files = append(files, swap.File{Path: keysPath, Stage: func(ctx context.Context, staged string) error {
 			return passport.RewrapKeyFile(ctx, keysPath, staged, source, target)
 		}})
-	}
-	hasCA, err := present(a.caKeyPath())
-	if err != nil {
-		return err
 	}
 	if hasCA {
 		files = append(files, swap.File{Path: a.caKeyPath(), Stage: func(ctx context.Context, staged string) error {
