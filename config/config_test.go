@@ -295,3 +295,112 @@ func TestDetectRulesAndSuppressions(t *testing.T) {
 		t.Errorf("state_path = %q", d.StatePath)
 	}
 }
+
+// Unknown keys, values that do not decode and values that fail validation
+// are one report, so a user fixes all of them in one pass.
+func TestUnknownKeysAndInvalidValuesTogether(t *testing.T) {
+	home := t.TempDir()
+	writeFile(t, home, `proxy:
+  lisen: 127.0.0.1:1
+  listen: nope
+  max_connections: many
+  shutdown_timeout: 5 parsecs
+log:
+  level: loud
+passport:
+  roles:
+    reader:
+      scoop: x
+      scope:
+        - hosts: [api.example.com]
+`)
+	_, err := Load(LoadOptions{Home: home})
+	var verr *ValidationError
+	if !errors.As(err, &verr) {
+		t.Fatalf("Load error = %v, want a *ValidationError", err)
+	}
+	want := map[string]string{
+		"proxy.lisen":                 "unknown key",
+		"proxy.listen":                "host:port",
+		"proxy.max_connections":       "whole number",
+		"proxy.shutdown_timeout":      "duration",
+		"log.level":                   "debug, info",
+		"passport.roles.reader.scoop": "unknown key",
+	}
+	got := map[string]int{}
+	for _, p := range verr.Problems {
+		got[p.Key]++
+		if says, ok := want[p.Key]; ok && !strings.Contains(p.String(), says) {
+			t.Errorf("problem %q does not say %q", p, says)
+		}
+	}
+	for key := range want {
+		if got[key] != 1 {
+			t.Errorf("%s reported %d times, want once; report:\n%v", key, got[key], err)
+		}
+	}
+	if len(verr.Problems) != len(want) {
+		t.Errorf("got %d problems, want %d:\n%v", len(verr.Problems), len(want), err)
+	}
+}
+
+// A bad value is blamed on where it came from: the environment variable or
+// the flag that set it, not the file that was also read.
+func TestProblemsNameTheirSource(t *testing.T) {
+	home := t.TempDir()
+	file := writeFile(t, home, "proxy:\n  listen: 127.0.0.1:1111\nlog:\n  level: loud\n")
+	t.Setenv("STACK_PROXY_LISTEN", "nope")
+	t.Setenv("STACK_PROXY_MAX_CONNECTIONS", "lots")
+	t.Setenv("STACK_EGRESS_ALLOW_CIDRS", "10.0.0.0/8,nope")
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	fs.String("admin-listen", "", "")
+	if err := fs.Parse([]string{"--admin-listen", "bad"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(LoadOptions{Home: home, Flags: map[string]*pflag.Flag{"proxy.admin_listen": fs.Lookup("admin-listen")}})
+	var verr *ValidationError
+	if !errors.As(err, &verr) {
+		t.Fatalf("Load error = %v, want a *ValidationError", err)
+	}
+	want := map[string]string{
+		"proxy.listen":          "environment variable STACK_PROXY_LISTEN",
+		"proxy.max_connections": "environment variable STACK_PROXY_MAX_CONNECTIONS",
+		"egress.allow_cidrs[1]": "environment variable STACK_EGRESS_ALLOW_CIDRS",
+		"proxy.admin_listen":    "flag --admin-listen",
+		"log.level":             file,
+	}
+	for _, p := range verr.Problems {
+		if src, ok := want[p.Key]; ok {
+			if p.Source != src {
+				t.Errorf("%s: source %q, want %q", p.Key, p.Source, src)
+			}
+			delete(want, p.Key)
+		}
+	}
+	for key := range want {
+		t.Errorf("no problem names %s:\n%v", key, err)
+	}
+	msg := err.Error()
+	for _, line := range strings.Split(msg, "\n") {
+		if strings.Contains(line, "proxy.listen:") && !strings.Contains(line, "STACK_PROXY_LISTEN") {
+			t.Errorf("the report does not say proxy.listen came from STACK_PROXY_LISTEN:\n%s", msg)
+		}
+	}
+}
+
+// With no problem from the file, the report does not mention the file.
+func TestEnvironmentProblemNotBlamedOnFile(t *testing.T) {
+	home := t.TempDir()
+	file := writeFile(t, home, "proxy:\n  listen: 127.0.0.1:1111\n")
+	t.Setenv("STACK_PROXY_LISTEN", "nope")
+	_, err := Load(LoadOptions{Home: home})
+	if err == nil {
+		t.Fatal("Load accepted STACK_PROXY_LISTEN=nope")
+	}
+	if strings.Contains(err.Error(), file) {
+		t.Errorf("the report blames %s for an environment variable: %v", file, err)
+	}
+	if !strings.Contains(err.Error(), "STACK_PROXY_LISTEN") {
+		t.Errorf("the report does not name STACK_PROXY_LISTEN: %v", err)
+	}
+}

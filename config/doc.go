@@ -7,7 +7,8 @@
 // comma-separated), and command-line flags that were set.
 //
 // A key the file sets but nothing reads is an error, so a typo never goes
-// unnoticed; every invalid value is reported at once, naming the key and
-// what is allowed. Config holds paths to secrets (key files, the vault),
+// unnoticed. Every problem (unknown keys, values that do not decode,
+// values that are not allowed) is reported at once, naming the key, what
+// is allowed, and where the value came from. Config holds paths to secrets (key files, the vault),
 // never secrets.
 package config

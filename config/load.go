@@ -79,10 +79,16 @@ func Load(opts LoadOptions) (*Config, error) {
 			return nil, fmt.Errorf("config: read %s: %w", file, err)
 		}
 	}
+	src := sources{flags: opts.Flags}
+	var report ValidationError
 	if readFile {
-		if err := checkKeys(file); err != nil {
+		src.file = file
+		keys, err := fileKeys(file)
+		if err != nil {
 			return nil, err
 		}
+		src.fileKeys = keys
+		report.merge(unknownKeys(keys))
 	}
 	for key, f := range opts.Flags {
 		if f == nil {
@@ -93,17 +99,30 @@ func Load(opts LoadOptions) (*Config, error) {
 		}
 	}
 
+	// Decoding goes on past a value that does not decode, and validation
+	// runs on what did, so that one report lists every problem.
 	var c Config
 	if err := v.UnmarshalExact(&c); err != nil {
-		return nil, fmt.Errorf("config: %s: %w", describeSource(file, readFile), err)
+		problems, ok := decodeProblems(err, v)
+		if !ok {
+			return nil, fmt.Errorf("config: %s: %w", describeSource(file, readFile), err)
+		}
+		report.merge(problems)
 	}
 	c.Home = home
 	if readFile {
 		c.File = file
 	}
 	c.resolvePaths()
-	if err := c.Validate(); err != nil {
+	var verr *ValidationError
+	if err := c.Validate(); errors.As(err, &verr) {
+		report.merge(verr.Problems)
+	} else if err != nil {
 		return nil, err
+	}
+	if len(report.Problems) > 0 {
+		src.attribute(&report)
+		return nil, &report
 	}
 	return &c, nil
 }
@@ -272,33 +291,35 @@ func knownKeys() map[string]bool {
 	return keys
 }
 
-// checkKeys reports keys in the file that no setting reads, so a typo is
-// an error rather than a silently ignored line.
-func checkKeys(file string) error {
+// fileKeys returns the leaf keys file sets.
+func fileKeys(file string) ([]string, error) {
 	fv := viper.New()
 	fv.SetConfigFile(file)
 	fv.SetConfigType("yaml")
 	if err := fv.ReadInConfig(); err != nil {
-		return fmt.Errorf("config: read %s: %w", file, err)
+		return nil, fmt.Errorf("config: read %s: %w", file, err)
 	}
+	return fv.AllKeys(), nil
+}
+
+// unknownKeys reports keys in the file that no setting reads, so a typo is
+// an error rather than a silently ignored line.
+func unknownKeys(keys []string) []Problem {
 	known := knownKeys()
-	var verr ValidationError
-	for _, k := range fv.AllKeys() {
+	var problems []Problem
+	for _, k := range keys {
 		switch {
 		case known[k]:
 		case strings.HasPrefix(k, "passport.roles."):
-			// Decoded exactly into passport.Role below.
+			// Decoded exactly into passport.Role: decodeProblems reports them.
 		case strings.HasPrefix(k, "detect.rules.") || strings.HasPrefix(k, "detect.suppress."):
-			// List items, decoded exactly below.
+			// List items, decoded exactly too.
 		default:
-			verr.add(k, "", "unknown key"+suggest(k, known))
+			problems = append(problems, Problem{Key: k, Message: "unknown key" + suggest(k, known)})
 		}
 	}
-	if len(verr.Problems) > 0 {
-		verr.File = file
-		return &verr
-	}
-	return nil
+	sort.Slice(problems, func(i, j int) bool { return problems[i].Key < problems[j].Key })
+	return problems
 }
 
 // suggest names the known keys of the same section.

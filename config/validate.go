@@ -17,6 +17,10 @@ type Problem struct {
 	Key     string // e.g. "proxy.listen"
 	Value   string // the offending value, as text; empty when not useful
 	Message string // what is wrong and what is allowed
+	// Source says where the value came from: the file's path,
+	// "environment variable STACK_...", or "flag --..."; empty for a
+	// default. Load fills it in.
+	Source string
 }
 
 func (p Problem) String() string {
@@ -26,9 +30,12 @@ func (p Problem) String() string {
 	return fmt.Sprintf("%s: %s", p.Key, p.Message)
 }
 
-// ValidationError lists every invalid key found; Load returns it so a user
+// ValidationError lists every problem found (unknown keys, values that do
+// not decode, values that are not allowed); Load returns it so a user
 // fixes all of them in one pass.
 type ValidationError struct {
+	// File is set when every problem with a source comes from this file;
+	// otherwise each problem names its own source.
 	File     string
 	Problems []Problem
 }
@@ -43,13 +50,23 @@ func (e *ValidationError) Error() string {
 	if e.File != "" {
 		b.WriteString(" in " + e.File)
 	}
+	line := func(p Problem) string {
+		switch {
+		case e.File != "" || p.Source == "":
+			return p.String()
+		case strings.HasPrefix(p.Source, "environment variable ") || strings.HasPrefix(p.Source, "flag "):
+			return p.String() + " (from " + p.Source + ")"
+		default:
+			return p.String() + " (in " + p.Source + ")"
+		}
+	}
 	if len(e.Problems) == 1 {
-		b.WriteString(": " + e.Problems[0].String())
+		b.WriteString(": " + line(e.Problems[0]))
 		return b.String()
 	}
 	b.WriteString(":")
 	for _, p := range e.Problems {
-		b.WriteString("\n  " + p.String())
+		b.WriteString("\n  " + line(p))
 	}
 	return b.String()
 }
@@ -61,10 +78,10 @@ var (
 )
 
 // Validate checks every key and reports all problems at once. It reads
-// the upstream CA file, if one is named, and changes nothing.
+// the upstream CA file, if one is named, and changes nothing. The problems
+// it returns do not say where a value came from; Load's do.
 func (c *Config) Validate() error {
 	var e ValidationError
-	e.File = c.File
 
 	oneOf := func(key, val string, allowed []string) {
 		if !contains(allowed, val) {

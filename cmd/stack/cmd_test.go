@@ -134,6 +134,7 @@ func TestExitStatuses(t *testing.T) {
 		{"unknown command", nil, []string{"frobnicate"}, 2, "unknown command"},
 		{"unknown flag", nil, []string{"init", "--nope"}, 2, "unknown flag"},
 		{"bad config value", map[string]string{"STACK_PROXY_LISTEN": "nope"}, []string{"config", "check"}, 2, "proxy.listen"},
+		{"bad config value names its variable", map[string]string{"STACK_PROXY_MAX_CONNECTIONS": "lots"}, []string{"config", "check"}, 2, "environment variable STACK_PROXY_MAX_CONNECTIONS"},
 		{"bad log level flag", nil, []string{"--log-level", "loud", "config", "check"}, 2, "log.level"},
 		{"help", nil, []string{"init", "--help"}, 0, ""},
 	}

@@ -16,8 +16,11 @@ func newConfigCmd(a *app) *cobra.Command {
 		Use:   "check",
 		Short: "Validate the configuration and exit: 0 valid, 2 invalid (every problem listed)",
 		Long: `check loads stack.yaml, STACK_* environment variables and flags exactly as
-every other command does, reports every invalid key at once, and changes
-nothing. Use it before restarting a sidecar with a new stack.yaml.`,
+every other command does and changes nothing. It reports every problem at
+once: unknown keys, values that do not parse, and values that are not
+allowed, each naming the key, what is allowed, and where the value came
+from when that is not the file (an environment variable or a flag). Use it
+before restarting a sidecar with a new stack.yaml.`,
 		Example: `  stack config check
   STACK_PROXY_LISTEN=0.0.0.0:8080 stack config check --config ./stack.yaml`,
 		Args: cobra.NoArgs,
