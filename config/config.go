@@ -29,7 +29,9 @@ type Config struct {
 
 // LogConfig controls the process log.
 type LogConfig struct {
-	// Level is debug, info, warn or error.
+	// Level is debug, info, warn or error: the level of the sidecar
+	// (stack proxy). One-shot commands log at warn unless their
+	// --log-level flag says otherwise.
 	Level string `mapstructure:"level" yaml:"level"`
 	// Format is auto (console on a terminal, JSON otherwise), json or console.
 	Format string `mapstructure:"format" yaml:"format"`

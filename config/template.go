@@ -69,7 +69,8 @@ var fileTemplate = template.Must(template.New("stack.yaml").Funcs(template.FuncM
 # relative to this data directory. Unknown keys are an error.
 
 log:
-  # debug, info, warn or error.
+  # The sidecar's (stack proxy's) level: debug, info, warn or error. Other
+  # commands log warnings and errors only, unless --log-level says otherwise.
   level: {{.D.LogLevel}}
   # auto (console on a terminal, JSON otherwise), json or console.
   format: {{.D.LogFormat}}

@@ -48,6 +48,14 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
 	return &app{stdin: stdin, stdout: stdout, stderr: stderr, flagKeys: map[string]string{}, log: zap.NewNop()}
 }
 
+// annotationServer marks a long-running command (stack proxy), whose log
+// follows log.level; every other command logs at commandLogLevel unless
+// --log-level says otherwise.
+const annotationServer = "stack.server"
+
+// commandLogLevel is the log level of one-shot commands.
+const commandLogLevel = "warn"
+
 // bindFlag makes flag name override config key when it is set.
 func (a *app) bindFlag(key, name string) { a.flagKeys[key] = name }
 
@@ -68,7 +76,13 @@ func (a *app) load(cmd *cobra.Command) error {
 		return usageError(err)
 	}
 	a.cfg = cfg
-	log, err := newLogger(cfg.Log, a.stderr)
+	logCfg := cfg.Log
+	if a.logLevel == "" && cmd.Annotations[annotationServer] == "" {
+		// A one-shot command prints its result; its logs are for when
+		// something goes wrong. log.level is the server's level.
+		logCfg.Level = commandLogLevel
+	}
+	log, err := newLogger(logCfg, a.stderr)
 	if err != nil {
 		return usageError(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -170,4 +171,58 @@ func TestEveryCommandHasHelpWithExample(t *testing.T) {
 		}
 	}
 	check(newRootCmd(a))
+}
+
+// One-shot commands print their result and nothing else, so that
+// $(stack passport issue ...) holds the token alone even where stderr is
+// captured too (a terminal, `docker compose run`). --log-level brings the
+// logs back; log.level (file or STACK_LOG_LEVEL) is the sidecar's level.
+func TestCommandsPrintOnlyTheirResult(t *testing.T) {
+	home := initHome(t)
+	t.Setenv("STACK_LOG_LEVEL", "debug") // as a compose file may set for the sidecar
+	args := []string{"passport", "issue", "--agent", "billing-bot", "--role", "billing-reporter"}
+	code, out, errs := runStack(t, home, "", args...)
+	if code != 0 {
+		t.Fatalf("passport issue: exit %d\nstderr: %s", code, errs)
+	}
+	if tok := strings.TrimSuffix(out, "\n"); strings.Count(tok, ".") != 2 || strings.ContainsAny(tok, "\n {") {
+		t.Errorf("stdout is not the token alone: %q", out)
+	}
+	if errs != "" {
+		t.Errorf("passport issue wrote to stderr: %q", errs)
+	}
+	code, _, errs = runStack(t, home, "sk_test_x\n", "vault", "put", "stripe", "--host", "api.stripe.com", "--render", "bearer")
+	if code != 0 || errs != "" {
+		t.Errorf("vault put: exit %d, stderr %q; want 0 and nothing", code, errs)
+	}
+
+	code, _, errs = runStack(t, home, "", append([]string{"--log-level", "info"}, args...)...)
+	if code != 0 || !strings.Contains(errs, "passport issued") {
+		t.Errorf("--log-level info: exit %d, stderr %q; want the log line", code, errs)
+	}
+
+	// The sidecar, a server, logs at log.level.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var perr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"--home", home, "proxy", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"},
+			strings.NewReader(""), &bytes.Buffer{}, &perr)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(perr.String(), "stack proxy ready") {
+		select {
+		case code := <-done:
+			t.Fatalf("proxy exited %d: %s", code, perr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no \"stack proxy ready\" log line from the sidecar after 20s: %q", perr.String())
+		}
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("proxy exited %d: %s", code, perr.String())
+	}
 }

@@ -76,8 +76,9 @@ drain open requests and exit.`,
   HTTPS_PROXY=http://127.0.0.1:8080 curl --cacert <(stack ca export) \
     --proxy-user "my-agent:$PASSPORT" -H "Authorization: Bearer stk_ph_stripe" \
     https://api.stripe.com/v1/balance`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.runProxy(cmd.Context()) },
+		Args:        cobra.NoArgs,
+		Annotations: map[string]string{annotationServer: "true"},
+		RunE:        func(cmd *cobra.Command, _ []string) error { return a.runProxy(cmd.Context()) },
 	}
 	f := cmd.Flags()
 	f.String("listen", "", "proxy address (default from config: 127.0.0.1:8080)")

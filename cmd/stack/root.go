@@ -15,7 +15,12 @@ the way to the hosts it is bound to, runs detectors on every request, and
 writes a hash-chained audit log.
 
 The data directory is ~/.stack unless STACK_HOME or --home says otherwise;
-its stack.yaml holds the configuration (see "stack init").`,
+its stack.yaml holds the configuration (see "stack init").
+
+Commands print their result on stdout and errors on stderr, nothing else:
+they log only warnings and errors unless --log-level says otherwise, so
+TOKEN=$(stack passport issue ...) holds the token alone. "stack proxy", a
+server, logs at log.level (stack.yaml or STACK_LOG_LEVEL; info by default).`,
 		Example: `  stack init
   stack passport issue --agent billing-bot --role billing-reporter
   stack audit verify`,
@@ -27,7 +32,7 @@ its stack.yaml holds the configuration (see "stack init").`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.homeFlag, "home", "", "data directory (default $STACK_HOME or ~/.stack)")
 	pf.StringVar(&a.configFlag, "config", "", "config file (default DATA-DIR/stack.yaml)")
-	pf.StringVar(&a.logLevel, "log-level", "", "log level: debug, info, warn or error (default from config: info)")
+	pf.StringVar(&a.logLevel, "log-level", "", "log level: debug, info, warn or error (default warn; for stack proxy, log.level from the config: info)")
 	root.CompletionOptions.DisableDefaultCmd = true
 
 	root.AddCommand(
