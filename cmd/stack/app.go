@@ -59,7 +59,8 @@ const commandLogLevel = "warn"
 // bindFlag makes flag name override config key when it is set.
 func (a *app) bindFlag(key, name string) { a.flagKeys[key] = name }
 
-// load reads the configuration for cmd and builds the logger. It runs
+// load reads the configuration for cmd, builds the logger and checks that
+// the data directory is initialised when cmd needs it to be. It runs
 // before every command.
 func (a *app) load(cmd *cobra.Command) error {
 	flags := map[string]*pflag.Flag{}
@@ -87,6 +88,9 @@ func (a *app) load(cmd *cobra.Command) error {
 		return usageError(err)
 	}
 	a.log = log
+	if needsInit(cmd) {
+		return a.requireInit()
+	}
 	return nil
 }
 

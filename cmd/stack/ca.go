@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -18,6 +20,22 @@ const (
 
 func (a *app) caCertPath() string { return filepath.Join(a.home(), caCertFile) }
 func (a *app) caKeyPath() string  { return filepath.Join(a.home(), caKeyFile) }
+
+// holdsCertificate reports whether data holds a PEM certificate that parses.
+func holdsCertificate(data []byte) bool {
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			return false
+		}
+		if b.Type == "CERTIFICATE" {
+			if _, err := x509.ParseCertificate(b.Bytes); err == nil {
+				return true
+			}
+		}
+	}
+}
 
 func newCACmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
@@ -37,14 +55,17 @@ directory, where it is stored wrapped by the KMS.`,
   NODE_EXTRA_CA_CERTS=stack-ca.pem node agent.js`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			pem, err := os.ReadFile(a.caCertPath())
+			cert, err := os.ReadFile(a.caCertPath())
 			if errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("no CA at %s: run `stack init` first", a.caCertPath())
 			}
 			if err != nil {
 				return err
 			}
-			_, err = a.stdout.Write(pem)
+			if !holdsCertificate(cert) {
+				return fmt.Errorf("%s holds no PEM certificate (empty or damaged), and the proxy cannot start with it either: restore it from a backup, or remove it and %s and run `stack init` to make a new CA that agents must then trust", a.caCertPath(), a.caKeyPath())
+			}
+			_, err = a.stdout.Write(cert)
 			return err
 		},
 	})

@@ -226,3 +226,77 @@ func TestCommandsPrintOnlyTheirResult(t *testing.T) {
 		t.Errorf("proxy exited %d: %s", code, perr.String())
 	}
 }
+
+// Every command that needs what `stack init` makes says so, and exits 1,
+// in a data directory init has not made (missing, or empty).
+func TestUninitialisedHomeSaysRunInit(t *testing.T) {
+	tests := [][]string{
+		{"vault", "list"},
+		{"vault", "list", "--json"},
+		{"vault", "check"},
+		{"vault", "put", "stripe", "--host", "api.stripe.com", "--render", "bearer"},
+		{"vault", "rotate", "stripe"},
+		{"vault", "rm", "stripe"},
+		{"proxy", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"},
+		{"ca", "export"},
+		{"passport", "issue", "--agent", "a", "--role", "billing-reporter"},
+		{"passport", "verify", "a.b.c"},
+		{"passport", "jwks"},
+		{"passport", "revoke", "--agent", "a"},
+		{"passport", "rotate-key"},
+		{"audit", "verify"},
+		{"audit", "tail"},
+		{"audit", "export"},
+		{"audit", "timeline", "--agent", "a"},
+		{"audit", "prune", "--before", "1h"},
+	}
+	for _, kind := range []string{"missing", "empty"} {
+		home := filepath.Join(t.TempDir(), "stack")
+		if kind == "empty" {
+			if err := os.Mkdir(home, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, args := range tests {
+			t.Run(kind+"/"+strings.Join(args[:2], " "), func(t *testing.T) {
+				code, out, errs := runStack(t, home, "sk_test_x\n", args...)
+				if code != exitFailure || !strings.Contains(errs, "run `stack init`") {
+					t.Errorf("exit %d, want %d with the hint to run `stack init`\nstdout: %s\nstderr: %s", code, exitFailure, out, errs)
+				}
+			})
+		}
+		if kind == "missing" {
+			if _, err := os.Stat(home); !os.IsNotExist(err) {
+				t.Errorf("commands in a missing data directory created it: %v", err)
+			}
+		}
+	}
+	// What needs no data directory still works without one.
+	home := filepath.Join(t.TempDir(), "none")
+	for _, args := range [][]string{{"config", "check"}, {"config", "show"}, {"detect", "scan", "-"}} {
+		if code, out, errs := runStack(t, home, "hello\n", args...); code != 0 {
+			t.Errorf("%v without a data directory: exit %d\n%s%s", args, code, out, errs)
+		}
+	}
+}
+
+// An empty or damaged ca.pem is an error, not an empty certificate for
+// agents to trust.
+func TestCAExportRefusesEmptyCertificate(t *testing.T) {
+	home := initHome(t)
+	code, out, errs := runStack(t, home, "", "ca", "export")
+	if code != 0 || !strings.HasPrefix(out, "-----BEGIN CERTIFICATE-----") {
+		t.Fatalf("ca export: exit %d\n%s%s", code, out, errs)
+	}
+	for name, body := range map[string]string{"empty": "", "not PEM": "hello\n", "a key, not a certificate": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"} {
+		t.Run(name, func(t *testing.T) {
+			if err := os.WriteFile(filepath.Join(home, "ca.pem"), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			code, out, errs := runStack(t, home, "", "ca", "export")
+			if code != exitFailure || out != "" || !strings.Contains(errs, "no PEM certificate") {
+				t.Errorf("exit %d, want %d and an error\nstdout: %q\nstderr: %s", code, exitFailure, out, errs)
+			}
+		})
+	}
+}
