@@ -42,8 +42,8 @@ var (
 
 // Error is the error of one vault operation. It never contains a secret.
 type Error struct {
-	// Op is the operation: open, put, rotate, get, list, delete, rewrap,
-	// check.
+	// Op is the operation: open, put, rotate, replace, get, list, delete,
+	// rewrap, check.
 	Op string
 	// Name is the credential concerned, empty when none is.
 	Name string
