@@ -149,10 +149,11 @@ func (a *app) readSecret(envVar string) ([]byte, error) {
 func newVaultPutCmd(a *app) *cobra.Command {
 	var hosts []string
 	var render, fromEnv string
+	var update, ifAbsent bool
 	cmd := &cobra.Command{
-		Use:   "put NAME --host HOST [--host HOST...] --render FORM [--from-env VAR]",
-		Short: "Store a new credential (secret from stdin or an environment variable)",
-		Long: `Store a new credential. The secret is read from stdin (one trailing newline
+		Use:   "put NAME --host HOST [--host HOST...] --render FORM [--from-env VAR] [--update | --if-absent]",
+		Short: "Store a credential (secret from stdin or an environment variable)",
+		Long: `Store a credential. The secret is read from stdin (one trailing newline
 is dropped; on a terminal the input is hidden) or from the environment
 variable named by --from-env. It is never taken as an argument, which
 other users could see in the process list.
@@ -165,10 +166,24 @@ other users could see in the process list.
 
 --host binds the secret to the hosts it may be sent to (repeatable;
 *.example.com matches one more label). Agents use the placeholder
-stk_ph_NAME wherever the secret would go.`,
+stk_ph_NAME wherever the secret would go.
+
+A NAME already in the vault is an error, unless one of these says what to do:
+  --update     replace it with a new version: this secret, these hosts and
+               this render form (the secret is needed too: the vault never
+               gives it back). A NAME not in the vault is stored as new.
+  --if-absent  leave it as it is and exit 0, saying so on stderr: for init
+               containers and scripts that may run more than once.
+"stack vault rotate NAME" replaces the secret alone.
+
+While a sidecar runs with this data directory, the change goes through its
+admin API and applies at once; there, --update can replace the secret but
+not the hosts or render form (stop the sidecar for that).`,
 		Example: `  printf %s "$STRIPE_KEY" | stack vault put stripe --host api.stripe.com --render bearer
   stack vault put openai --host api.openai.com --render bearer --from-env OPENAI_API_KEY
-  stack vault put anthropic --host api.anthropic.com --render 'header:x-api-key={secret}' --from-env ANTHROPIC_API_KEY`,
+  stack vault put anthropic --host api.anthropic.com --render 'header:x-api-key={secret}' --from-env ANTHROPIC_API_KEY
+  stack vault put stripe --host api.stripe.com --render bearer --from-env STRIPE_KEY --if-absent
+  stack vault put stripe --host api.stripe.com --host files.stripe.com --render bearer --from-env STRIPE_KEY --update`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
@@ -190,25 +205,24 @@ stk_ph_NAME wherever the secret would go.`,
 				return err
 			}
 			defer clear(secret)
-			v, err := a.vaultForWrite(cmd.Context())
-			if err != nil {
-				return err
+			when := existingFails
+			switch {
+			case update:
+				when = existingUpdate
+			case ifAbsent:
+				when = existingKept
 			}
-			c, err := v.Put(cmd.Context(), name, secret, vault.PutOptions{Hosts: hosts, Render: r})
-			if err != nil {
-				return vaultError(err)
-			}
-			a.log.Info("credential stored", zap.String("credential", c.Name), zap.Int("version", c.Version), zap.String("fingerprint", c.Fingerprint))
-			fmt.Fprintf(a.stdout, "stored %s version %d for %s (fingerprint %s)\nagents use the placeholder stk_ph_%s\n",
-				c.Name, c.Version, strings.Join(c.Hosts, ", "), c.Fingerprint, c.Name)
-			return nil
+			return a.putCredential(cmd.Context(), name, secret, vault.PutOptions{Hosts: hosts, Render: r}, when)
 		},
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&hosts, "host", nil, "host the secret may be sent to (repeatable; *.example.com allowed)")
 	f.StringVar(&render, "render", "", "how the secret goes into a request: bearer, basic, header:NAME=TEMPLATE or query:NAME")
 	f.StringVar(&fromEnv, "from-env", "", "read the secret from this environment variable instead of stdin")
+	f.BoolVar(&update, "update", false, "if NAME exists, replace its secret, hosts and render form (a new version)")
+	f.BoolVar(&ifAbsent, "if-absent", false, "if NAME exists, leave it unchanged and exit 0")
 	_ = cmd.MarkFlagRequired("render")
+	cmd.MarkFlagsMutuallyExclusive("update", "if-absent")
 	return cmd
 }
 
