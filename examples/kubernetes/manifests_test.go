@@ -312,6 +312,13 @@ func TestWorkloadWiring(t *testing.T) {
 				if env(c, "HTTPS_PROXY") != "" {
 					t.Errorf("init container %s uses the proxy before it starts", c.Name)
 				}
+				// Init containers run again when the pod restarts, and the
+				// data directory is still there: a second `vault put` of the
+				// same name must not fail the pod.
+				if i := slices.Index(c.Args, "vault"); i >= 0 && i+1 < len(c.Args) && c.Args[i+1] == "put" &&
+					!slices.Contains(c.Args, "--if-absent") && !slices.Contains(c.Args, "--update") {
+					t.Errorf("init container %s: `vault put` without --if-absent fails when the pod restarts: %q", c.Name, c.Args)
+				}
 			}
 
 			// The agent containers: proxy, NO_PROXY and CA wiring, and no
