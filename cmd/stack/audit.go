@@ -33,8 +33,11 @@ func newAuditCmd(a *app) *cobra.Command {
 default DATA-DIR/audit.db) with checkpoints signed by the issuer key.
 Its format is in docs/audit-format.md.
 
-These commands open the file directly, read-only except for prune. While a
-running proxy holds the file they fail after a short wait instead of hanging.`,
+A running sidecar ("stack proxy" with this data directory) owns the file.
+While it runs, verify, tail, export and timeline read a consistent snapshot
+it serves through its admin API; with no sidecar running they open the file
+directly, read-only. --db FILE reads that file directly instead (a backup or
+a copy). prune writes the file: stop the sidecar first.`,
 		Example: `  stack audit verify
   stack audit tail -f --agent billing-bot
   stack audit export --format jsonl --since 24h > audit.jsonl

@@ -35,8 +35,10 @@ func newVaultCmd(a *app) *cobra.Command {
 the KMS named by kms.uri. Secrets are read from stdin or an environment
 variable, never from the command line, and are never printed.
 
-While a sidecar runs it holds the vault file; these commands then fail
-with a clear "locked" error instead of waiting.`,
+A running sidecar ("stack proxy" with this data directory) owns the vault
+file. While it runs, put, rotate and rm go through its admin API, so the
+change applies to it at once, and list and check read a consistent snapshot
+it serves; with no sidecar running they open the file directly.`,
 		Example: `  printf %s "$STRIPE_KEY" | stack vault put stripe --host api.stripe.com --render bearer
   stack vault list
   stack vault check`,
