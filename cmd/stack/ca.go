@@ -51,7 +51,8 @@ runtime as an extra trusted root; its private key never leaves the data
 directory, where it is stored wrapped by the KMS.`,
 		Example: `  stack ca export > stack-ca.pem
   curl --proxy http://127.0.0.1:8080 --cacert stack-ca.pem https://api.stripe.com/v1/balance
-  REQUESTS_CA_BUNDLE=stack-ca.pem python agent.py
+  REQUESTS_CA_BUNDLE=stack-ca.pem python agent.py   # requests
+  SSL_CERT_FILE=stack-ca.pem python agent.py        # urllib, http.client, httpx (openai, anthropic)
   NODE_EXTRA_CA_CERTS=stack-ca.pem node agent.js`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
