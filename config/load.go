@@ -51,8 +51,10 @@ func HomeDir(explicit string) (string, error) {
 	return filepath.Join(u, ".stack"), nil
 }
 
-// Load reads the configuration and validates it. Every invalid key is
-// reported at once in a *ValidationError; nothing is written.
+// Load reads the configuration and validates it. Every problem (an
+// unknown key, a value that does not decode, a value that is not allowed)
+// is reported at once in a *ValidationError, each naming where its value
+// came from; nothing is written.
 func Load(opts LoadOptions) (*Config, error) {
 	home, err := HomeDir(opts.Home)
 	if err != nil {
