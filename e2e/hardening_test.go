@@ -57,10 +57,10 @@ func TestProxyAuthRetry(t *testing.T) {
 	e := newEnv(t)
 	repos := makeRepo(t, gitBin)
 	backend := filepath.Join(strings.TrimSpace(e.run("", nil, gitBin, "--exec-path").Stdout), "git-http-backend")
-	e.up.routes = map[string]http.Handler{"/git/": &cgi.Handler{
+	e.up.route("/git/", &cgi.Handler{
 		Path: backend, Root: "/git",
 		Env: []string{"GIT_PROJECT_ROOT=" + repos, "GIT_HTTP_EXPORT_ALL=1"},
-	}}
+	})
 	token := e.issue(agentID, "", stripeGrant, "host="+stripeHost+",methods=GET|POST,paths=/git/**")
 	e.startProxy()
 	proxyURL := "http://" + agentID + ":" + token + "@" + e.proxy.Listen

@@ -74,9 +74,18 @@ type upstream struct {
 	// once the client has the first.
 	sseRelease chan struct{}
 
-	// routes are handlers a test adds, by path prefix, before it sends
-	// anything.
+	// routes are handlers a test adds by path prefix (route), under mu.
 	routes map[string]http.Handler
+}
+
+// route serves paths under prefix with h.
+func (u *upstream) route(prefix string, h http.Handler) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.routes == nil {
+		u.routes = map[string]http.Handler{}
+	}
+	u.routes[prefix] = h
 }
 
 // startUpstream starts an upstream with a new CA named after name. A
@@ -101,11 +110,17 @@ func (u *upstream) requests() []seenRequest {
 }
 
 func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
+	u.mu.Lock()
+	var route http.Handler
 	for prefix, h := range u.routes {
 		if strings.HasPrefix(r.URL.Path, prefix) {
-			h.ServeHTTP(w, r)
-			return
+			route = h
 		}
+	}
+	u.mu.Unlock()
+	if route != nil {
+		route.ServeHTTP(w, r)
+		return
 	}
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	r.Body = io.NopCloser(bytes.NewReader(body))
