@@ -28,20 +28,24 @@ func TestEveryPackageHasDocComment(t *testing.T) {
 		t.Fatal(err)
 	}
 	for dir := range dirs {
-		pkgs, err := parser.ParseDir(token.NewFileSet(), dir, func(fi fs.FileInfo) bool {
-			return !strings.HasSuffix(fi.Name(), "_test.go")
-		}, parser.ParseComments|parser.PackageClauseOnly)
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
 		if err != nil {
-			t.Fatalf("%s: %v", dir, err)
+			t.Fatal(err)
 		}
-		for name, pkg := range pkgs {
-			documented := false
-			for _, f := range pkg.Files {
-				if f.Doc != nil && strings.TrimSpace(f.Doc.Text()) != "" {
-					documented = true
-				}
+		documented := map[string]bool{} // package name: has a doc comment
+		for _, file := range files {
+			if strings.HasSuffix(file, "_test.go") {
+				continue
 			}
-			if !documented {
+			f, err := parser.ParseFile(token.NewFileSet(), file, nil, parser.ParseComments|parser.PackageClauseOnly)
+			if err != nil {
+				t.Fatalf("%s: %v", file, err)
+			}
+			name := f.Name.Name
+			documented[name] = documented[name] || (f.Doc != nil && strings.TrimSpace(f.Doc.Text()) != "")
+		}
+		for name, ok := range documented {
+			if !ok {
 				t.Errorf("package %s in %s has no package doc comment", name, dir)
 			}
 		}

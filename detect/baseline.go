@@ -8,6 +8,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Persistent is a detector whose learned state (baselines, profiles) can
@@ -71,7 +72,7 @@ func OpenStore(path string, opts StoreOptions) (*Store, error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.Timeout})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("detect: open store %s: %w (waited %s)", path, ErrStoreLocked, opts.Timeout)
 		}
 		return nil, fmt.Errorf("detect: open store %s: %w", path, err)

@@ -558,17 +558,10 @@ type folded struct {
 	linBuf []linSeg
 }
 
-// fold lower-cases ASCII, and for other content applies NFKC, folds
-// homoglyphs, drops zero-width and bidi controls and collects Unicode tag
-// characters. Pure ASCII keeps its positions, so no offset table is
-// needed.
-func fold(raw []byte, exact bool) folded {
-	var f folded
-	f.fold(raw, exact)
-	return f
-}
-
-// fold sets f to the folding of raw, reusing f's buffers.
+// fold sets f to the folding of raw, reusing f's buffers: it lower-cases
+// ASCII, and for other content applies NFKC, folds homoglyphs, drops
+// zero-width and bidi controls and collects Unicode tag characters. Pure
+// ASCII keeps its positions, so no offset table is needed.
 func (f *folded) fold(raw []byte, exact bool) { f.foldMode(raw, exact, false) }
 
 // foldLin is fold with an exact mapping made of segments (f.lin), not

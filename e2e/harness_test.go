@@ -259,12 +259,6 @@ func (e *env) run(stdin string, environ []string, name string, args ...string) s
 	return stacktest.Run(e.t, stacktest.Command{Name: name, Args: args, Env: environ, Dir: e.dir, Stdin: stdin})
 }
 
-// stack runs the stack binary against the data directory.
-func (e *env) stack(stdin string, args ...string) stacktest.Result {
-	e.t.Helper()
-	return e.cli.Run(e.t, stdin, args...)
-}
-
 // mustStack runs stack and fails the test unless it exits 0; it returns
 // stdout.
 func (e *env) mustStack(stdin string, args ...string) string {
@@ -495,31 +489,6 @@ func (e *env) goClient(agent, token string) *http.Client {
 	}
 	e.t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: stacktest.CommandTimeout}
-}
-
-// do sends one request with c and returns the response as read.
-func (e *env) do(c *http.Client, method, target string, header http.Header) httpResult {
-	e.t.Helper()
-	req, err := http.NewRequest(method, target, nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, target, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatalf("%s %s: reading body: %v", method, target, err)
-	}
-	var raw strings.Builder
-	resp.Header.Write(&raw)
-	raw.Write(b)
-	return httpResult{Status: resp.StatusCode, Header: resp.Header, Body: string(b), Raw: raw.String()}
 }
 
 // admin sends a request to the admin listener, with the admin token when
