@@ -26,6 +26,7 @@ const (
 	AdminRevocations   = "/v1/passport/revocations/snapshot"
 	AdminVaultPut      = "/v1/vault/put"
 	AdminVaultRotate   = "/v1/vault/rotate"
+	AdminVaultReplace  = "/v1/vault/replace"
 	AdminVaultRemove   = "/v1/vault/rm"
 	AdminVaultSnapshot = "/v1/vault/snapshot"
 	AdminAuditSnapshot = "/v1/audit/snapshot"
@@ -83,6 +84,7 @@ func NewAdminHandler(opts AdminOptions) (http.Handler, error) {
 	mux.Handle("GET "+AdminRevocations, a.auth(a.revocationsSnapshot))
 	mux.Handle("POST "+AdminVaultPut, a.auth(a.vaultPut))
 	mux.Handle("POST "+AdminVaultRotate, a.auth(a.vaultRotate))
+	mux.Handle("POST "+AdminVaultReplace, a.auth(a.vaultReplace))
 	mux.Handle("POST "+AdminVaultRemove, a.auth(a.vaultRemove))
 	mux.Handle("GET "+AdminVaultSnapshot, a.auth(a.vaultSnapshot))
 	mux.Handle("GET "+AdminAuditSnapshot, a.auth(a.auditSnapshot))
@@ -193,7 +195,8 @@ func (a *admin) revoke(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, rev)
 }
 
-// VaultWriteRequest is the body of /v1/vault/put and /v1/vault/rotate.
+// VaultWriteRequest is the body of /v1/vault/put, /v1/vault/replace and
+// /v1/vault/rotate.
 type VaultWriteRequest struct {
 	Name   string   `json:"name"`
 	Secret []byte   `json:"secret,omitempty"`
@@ -215,6 +218,24 @@ func (a *admin) vaultPut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, err := a.opts.Store.Vault().Put(r.Context(), req.Name, req.Secret, vault.PutOptions{Hosts: req.Hosts, Render: render})
+	clear(req.Secret)
+	a.afterVaultWrite(w, c, err)
+}
+
+func (a *admin) vaultReplace(w http.ResponseWriter, r *http.Request) {
+	var req VaultWriteRequest
+	if a.opts.Store == nil || !decode(w, r, &req) {
+		if a.opts.Store == nil {
+			adminFail(w, http.StatusServiceUnavailable, "no vault")
+		}
+		return
+	}
+	render, err := vault.ParseRender(req.Render)
+	if err != nil {
+		adminFail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	c, err := a.opts.Store.Vault().Replace(r.Context(), req.Name, req.Secret, vault.PutOptions{Hosts: req.Hosts, Render: render})
 	clear(req.Secret)
 	a.afterVaultWrite(w, c, err)
 }

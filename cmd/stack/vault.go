@@ -179,8 +179,7 @@ A NAME already in the vault is an error, unless one of these says what to do:
 "stack vault rotate NAME" replaces the secret alone.
 
 While a sidecar runs with this data directory, the change goes through its
-admin API and applies at once; there, --update can replace the secret but
-not the hosts or render form (stop the sidecar for that).`,
+admin API and applies at once.`,
 		Example: `  printf %s "$STRIPE_KEY" | stack vault put stripe --host api.stripe.com --render bearer
   stack vault put openai --host api.openai.com --render bearer --from-env OPENAI_API_KEY
   stack vault put anthropic --host api.anthropic.com --render 'header:x-api-key={secret}' --from-env ANTHROPIC_API_KEY
@@ -379,6 +378,7 @@ printed. Exits 1 when any record fails.`,
 type vaultWriter interface {
 	Put(ctx context.Context, name string, secret []byte, opts vault.PutOptions) (*vault.Credential, error)
 	Rotate(ctx context.Context, name string, secret []byte) (*vault.Credential, error)
+	Replace(ctx context.Context, name string, secret []byte, opts vault.PutOptions) (*vault.Credential, error)
 	Delete(name string) error
 }
 
@@ -404,6 +404,12 @@ type adminVault struct {
 func (v *adminVault) Put(ctx context.Context, name string, secret []byte, opts vault.PutOptions) (*vault.Credential, error) {
 	var out vault.Credential
 	err := v.c.do(ctx, http.MethodPost, proxy.AdminVaultPut, proxy.VaultWriteRequest{Name: name, Secret: secret, Hosts: opts.Hosts, Render: opts.Render.String()}, &out)
+	return &out, adminVaultErr(err)
+}
+
+func (v *adminVault) Replace(ctx context.Context, name string, secret []byte, opts vault.PutOptions) (*vault.Credential, error) {
+	var out vault.Credential
+	err := v.c.do(ctx, http.MethodPost, proxy.AdminVaultReplace, proxy.VaultWriteRequest{Name: name, Secret: secret, Hosts: opts.Hosts, Render: opts.Render.String()}, &out)
 	return &out, adminVaultErr(err)
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"go.uber.org/zap"
@@ -36,7 +35,7 @@ func (a *app) putCredential(ctx context.Context, name string, secret []byte, opt
 			fmt.Fprintf(a.stderr, "%s already exists in the vault; left unchanged (--if-absent)\n", name)
 			return nil
 		case existingUpdate:
-			c, err = a.replaceCredential(ctx, w, name, secret, opts)
+			c, err = w.Replace(ctx, name, secret, opts)
 			replaced = true
 		default:
 			return fmt.Errorf("vault put: credential %s already exists: pass --update to replace its secret, hosts and render form, or --if-absent to leave it as it is (`stack vault rotate %s` replaces the secret alone)", name, name)
@@ -53,36 +52,4 @@ func (a *app) putCredential(ctx context.Context, name string, secret []byte, opt
 	fmt.Fprintf(a.stdout, "%s %s version %d for %s (fingerprint %s)\nagents use the placeholder stk_ph_%s\n",
 		verb, c.Name, c.Version, strings.Join(c.Hosts, ", "), c.Fingerprint, c.Name)
 	return nil
-}
-
-// replaceCredential gives an existing credential a new version with the
-// secret, hosts and render form given. A running sidecar's admin API can
-// rotate a secret but not change the rest, so through it only a
-// replacement that keeps hosts and render form is possible.
-func (a *app) replaceCredential(ctx context.Context, w vaultWriter, name string, secret []byte, opts vault.PutOptions) (*vault.Credential, error) {
-	if v, ok := w.(*vault.Vault); ok {
-		return v.Replace(ctx, name, secret, opts)
-	}
-	v, err := a.openVault(ctx, true) // the sidecar's snapshot
-	if err != nil {
-		return nil, err
-	}
-	creds, err := v.List()
-	if err != nil {
-		return nil, err
-	}
-	i := slices.IndexFunc(creds, func(c *vault.Credential) bool { return c.Name == name })
-	if i < 0 {
-		return nil, fmt.Errorf("vault put: credential %s was removed meanwhile: %w", name, vault.ErrNotFound)
-	}
-	cur := creds[i]
-	hosts, err := vault.NormalizeHosts(opts.Hosts)
-	if err != nil {
-		return nil, usageError(fmt.Errorf("--host: %w", err))
-	}
-	if !slices.Equal(hosts, cur.Hosts) || opts.Render.String() != cur.Render.String() {
-		return nil, fmt.Errorf("vault put --update: the running sidecar can replace the secret of %s but not its hosts (%s) or render form (%s): stop it, run this again, and start it",
-			name, strings.Join(cur.Hosts, ", "), cur.Render)
-	}
-	return w.Rotate(ctx, name, secret)
 }
