@@ -291,7 +291,7 @@ func (x *Exfiltration) Inspect(ev *Event) []Signal {
 			continue
 		}
 		seenPH = append(seenPH, name)
-		if s, ok := x.placeholderSignal(name, ev.Host, "request", nil); ok {
+		if s, ok := x.placeholderSignal(name, ev.Host, "", nil); ok {
 			sigs = append(sigs, s)
 		}
 	}
@@ -411,24 +411,33 @@ func (x *Exfiltration) secretSignals(sigs []Signal, host string, found [3][]stri
 	return sigs
 }
 
+// inRequest says where in the request something was found; where is empty
+// when the request as a whole is meant.
+func inRequest(where string) string {
+	if where == "" {
+		return "in the request"
+	}
+	return "in the request " + where
+}
+
 func (x *Exfiltration) placeholderSignal(name, host, where string, span *Span) (Signal, bool) {
 	s := Signal{Detector: ExfiltrationName, Score: 1, Span: span}
 	if x.opts.Bound == nil {
 		s.Severity, s.Rule = Warning, "placeholder_unknown"
-		s.Evidence = fmt.Sprintf("placeholder %s%s in the request %s to %s; its binding is not known here", PlaceholderPrefix, name, where, hostOrUnknown(host))
+		s.Evidence = fmt.Sprintf("placeholder %s%s %s to %s; its binding is not known here", PlaceholderPrefix, name, inRequest(where), hostOrUnknown(host))
 		return s, true
 	}
 	hosts, ok := x.opts.Bound(name)
 	if !ok {
 		s.Severity, s.Rule = Warning, "placeholder_unknown"
-		s.Evidence = fmt.Sprintf("placeholder %s%s in the request %s to %s names no vault credential", PlaceholderPrefix, name, where, hostOrUnknown(host))
+		s.Evidence = fmt.Sprintf("placeholder %s%s %s to %s names no vault credential", PlaceholderPrefix, name, inRequest(where), hostOrUnknown(host))
 		return s, true
 	}
 	if hostAllowed(host, hosts) {
 		return s, false
 	}
 	s.Severity, s.Rule = Critical, "placeholder_unbound"
-	s.Evidence = fmt.Sprintf("placeholder %s%s in the request %s headed to %s; the credential is bound to %s", PlaceholderPrefix, name, where, hostOrUnknown(host), strings.Join(hosts, ", "))
+	s.Evidence = fmt.Sprintf("placeholder %s%s %s headed to %s; the credential is bound to %s", PlaceholderPrefix, name, inRequest(where), hostOrUnknown(host), strings.Join(hosts, ", "))
 	return s, true
 }
 

@@ -64,6 +64,19 @@ func TestExfiltrationPlaceholders(t *testing.T) {
 	}
 }
 
+// The evidence of a placeholder the event lists reads as a sentence.
+func TestExfiltrationPlaceholderEvidence(t *testing.T) {
+	x, err := NewExfiltration(ExfiltrationOptions{Bound: bound(map[string][]string{"stripe": {"api.stripe.com"}})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sigs := x.Inspect(&Event{Host: "evil.example", Placeholders: []string{"stripe"}})
+	want := "placeholder stk_ph_stripe in the request headed to evil.example; the credential is bound to api.stripe.com"
+	if len(sigs) != 1 || sigs[0].Evidence != want {
+		t.Fatalf("signals %+v, want evidence %q", sigs, want)
+	}
+}
+
 func TestExfiltrationSecretShapes(t *testing.T) {
 	x, _ := NewExfiltration(ExfiltrationOptions{AllowShapes: map[string][]string{"jwt": {"login.example"}}})
 	for name, secret := range testSecrets {
