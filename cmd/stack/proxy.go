@@ -22,6 +22,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/stackctl/stack/audit"
@@ -108,6 +109,12 @@ type sidecar struct {
 func (a *app) runProxy(ctx context.Context) error {
 	cfg := a.cfg
 	log := a.log
+	// goproxy's HTTP/2 server logs through the standard logger, one line
+	// per agent that drops a connection before its preface: debug noise,
+	// not something to print on stderr.
+	if restore, err := zap.RedirectStdLogAt(log.Named("stdlog"), zapcore.DebugLevel); err == nil {
+		defer restore()
+	}
 	if tuneGC(os.Getenv) {
 		go followHeap(ctx, heapCheckEvery)
 	}
