@@ -205,24 +205,16 @@ type VaultWriteRequest struct {
 }
 
 func (a *admin) vaultPut(w http.ResponseWriter, r *http.Request) {
-	var req VaultWriteRequest
-	if a.opts.Store == nil || !decode(w, r, &req) {
-		if a.opts.Store == nil {
-			adminFail(w, http.StatusServiceUnavailable, "no vault")
-		}
-		return
-	}
-	render, err := vault.ParseRender(req.Render)
-	if err != nil {
-		adminFail(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	c, err := a.opts.Store.Vault().Put(r.Context(), req.Name, req.Secret, vault.PutOptions{Hosts: req.Hosts, Render: render})
-	clear(req.Secret)
-	a.afterVaultWrite(w, c, err)
+	a.vaultStore(w, r, (*vault.Vault).Put)
 }
 
 func (a *admin) vaultReplace(w http.ResponseWriter, r *http.Request) {
+	a.vaultStore(w, r, (*vault.Vault).Replace)
+}
+
+// vaultStore serves put and replace: a secret with its hosts and render.
+func (a *admin) vaultStore(w http.ResponseWriter, r *http.Request,
+	store func(*vault.Vault, context.Context, string, []byte, vault.PutOptions) (*vault.Credential, error)) {
 	var req VaultWriteRequest
 	if a.opts.Store == nil || !decode(w, r, &req) {
 		if a.opts.Store == nil {
@@ -235,7 +227,7 @@ func (a *admin) vaultReplace(w http.ResponseWriter, r *http.Request) {
 		adminFail(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	c, err := a.opts.Store.Vault().Replace(r.Context(), req.Name, req.Secret, vault.PutOptions{Hosts: req.Hosts, Render: render})
+	c, err := store(a.opts.Store.Vault(), r.Context(), req.Name, req.Secret, vault.PutOptions{Hosts: req.Hosts, Render: render})
 	clear(req.Secret)
 	a.afterVaultWrite(w, c, err)
 }

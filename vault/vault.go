@@ -288,18 +288,31 @@ func (v *Vault) Rotate(ctx context.Context, name string, secret []byte) (*Creden
 	if err := v.usable(true); err != nil {
 		return nil, vaultErr(op, name, err)
 	}
+	return v.nextVersion(ctx, op, name, secret, func(old *record) (*record, error) {
+		render, _ := ParseRender(old.Render)
+		if err := validateSecret(secret, render); err != nil {
+			return nil, err
+		}
+		return &record{Name: name, Version: old.Version + 1, Hosts: old.Hosts, Render: old.Render}, nil
+	})
+}
+
+// nextVersion stores the record next makes from name's current one, with
+// secret, as long as no other change came in between (else ErrConflict).
+// The previous version's data key and ciphertext go in the same
+// transaction.
+func (v *Vault) nextVersion(ctx context.Context, op, name string, secret []byte, next func(old *record) (*record, error)) (*Credential, error) {
 	old, err := v.readRecord(name)
 	if err != nil {
 		return nil, vaultErr(op, name, err)
 	}
-	render, _ := ParseRender(old.Render)
-	if err := validateSecret(secret, render); err != nil {
+	r, err := next(old)
+	if err != nil {
 		return nil, vaultErr(op, name, err)
 	}
 
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	r := &record{Name: name, Version: old.Version + 1, Hosts: old.Hosts, Render: old.Render}
 	if err := v.build(ctx, r, secret); err != nil {
 		return nil, vaultErr(op, name, err)
 	}
