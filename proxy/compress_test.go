@@ -1,48 +1,15 @@
 package proxy
 
 import (
-	"bytes"
-	"compress/flate"
-	"compress/gzip"
-	"compress/zlib"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/andybalholm/brotli"
-	"github.com/klauspost/compress/zstd"
-
 	"github.com/stackctl/stack/detect"
+	"github.com/stackctl/stack/proxy/coding/codingtest"
 )
-
-// compressWith applies coding c ("deflate-raw" for raw deflate under the
-// name deflate) with encoders independent of the proxy's decoders.
-func compressWith(t testing.TB, c string, b []byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	var w io.WriteCloser
-	switch c {
-	case "gzip":
-		w = gzip.NewWriter(&buf)
-	case "deflate":
-		w = zlib.NewWriter(&buf)
-	case "deflate-raw":
-		w, _ = flate.NewWriter(&buf, flate.DefaultCompression)
-	case "br":
-		w = brotli.NewWriter(&buf)
-	case "zstd":
-		w, _ = zstd.NewWriter(&buf)
-	default:
-		t.Fatalf("no encoder for %q", c)
-	}
-	w.Write(b)
-	if err := w.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
 
 // compressingEcho echoes the Authorization header (and a filler, so a
 // large answer streams) in the coding named by the "ce" query parameter,
@@ -60,7 +27,7 @@ func compressingEcho(t *testing.T, gotAE *[]string) http.Handler {
 			name = "deflate"
 		}
 		if ce != "" && ce != "compress" {
-			body = compressWith(t, ce, body)
+			body = codingtest.Encode(t, ce, body)
 		}
 		if ce != "" {
 			w.Header().Set("Content-Encoding", name)
@@ -157,7 +124,7 @@ func TestCompressedInjectionBlocked(t *testing.T) {
 			hs := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.Header().Set("Content-Type", "text/html")
 				w.Header().Set("Content-Encoding", ce)
-				body := compressWith(t, ce, page)
+				body := codingtest.Encode(t, ce, page)
 				w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 				w.Write(body)
 			}), withGrid(t, []detect.Detector{pi}, detect.Policy{Modes: map[string]detect.Mode{"prompt_injection": detect.ModeBlock}}))

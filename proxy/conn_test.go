@@ -300,7 +300,7 @@ func TestAgentGoneCancelsUpstream(t *testing.T) {
 			case <-time.After(20 * time.Second):
 				t.Fatal("the request never reached the upstream")
 			}
-			time.Sleep(2 * watchAfter)
+			time.Sleep(100 * time.Millisecond) // the request is waiting upstream
 			agent.Close()
 			select {
 			case <-cancelled:
@@ -440,4 +440,24 @@ func addrPortOf(t *testing.T, a net.Addr) netip.AddrPort {
 		t.Fatal(err)
 	}
 	return ap
+}
+
+// A write deadline set from outside a hijacked connection still holds
+// against the stall deadline each write sets: crypto/tls, closing, sets
+// one in the past so that nothing follows its close_notify.
+func TestHijackedConnKeepsOutsideWriteDeadline(t *testing.T) {
+	p := &Proxy{opts: Options{IdleTimeout: time.Minute, HandshakeTimeout: time.Minute}, metrics: NewMetrics()}
+	proxyEnd, agentEnd := net.Pipe()
+	defer agentEnd.Close()
+	go io.Copy(io.Discard, agentEnd)
+	ac := &agentConn{Conn: proxyEnd, l: &agentListener{p: p}}
+	ac.willHijack(modeHandshake)
+	ac.hijacked()
+	if _, err := ac.Write([]byte("before")); err != nil {
+		t.Fatalf("write under the stall deadline: %v", err)
+	}
+	ac.SetWriteDeadline(time.Now().Add(-time.Second))
+	if _, err := ac.Write([]byte("after")); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("write after a deadline in the past: %v, want a deadline error", err)
+	}
 }

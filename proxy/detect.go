@@ -162,7 +162,7 @@ func (p *Proxy) scanResponse(ctx context.Context, resp *http.Response, st *reqSt
 	if st.claims != nil {
 		ev.Agent, ev.PassportJTI, ev.Mode = st.claims.Subject, st.claims.ID, string(st.claims.Mode)
 	}
-	if resp.ContentLength >= 0 && resp.ContentLength <= int64(window) && !streamingType(ev.ContentType) {
+	if p.wholeBody(resp.ContentLength, ev.ContentType) {
 		body, err := readSmall(resp.Body, resp.ContentLength)
 		if err != nil {
 			resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errReader{err}))

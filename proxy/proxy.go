@@ -177,39 +177,17 @@ func New(opts Options) (*Proxy, error) {
 	case opts.Guard == nil:
 		return nil, errors.New("proxy: an egress guard is required")
 	}
-	if opts.MaxBodyScan <= 0 {
-		opts.MaxBodyScan = DefaultMaxBodyScan
-	}
-	if opts.MaxHeaderBytes <= 0 {
-		opts.MaxHeaderBytes = DefaultMaxHeaderBytes
-	}
-	if opts.DialTimeout <= 0 {
-		opts.DialTimeout = DefaultDialTimeout
-	}
-	if opts.TLSHandshakeTimeout <= 0 {
-		opts.TLSHandshakeTimeout = DefaultTLSHandshakeTimeout
-	}
-	if opts.ResponseHeaderTimeout <= 0 {
-		opts.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
-	}
-	if opts.IdleConnTimeout <= 0 {
-		opts.IdleConnTimeout = DefaultIdleConnTimeout
-	}
-	if opts.MaxConnsPerHost <= 0 {
-		opts.MaxConnsPerHost = DefaultMaxConnsPerHost
-	}
-	if opts.HandshakeTimeout <= 0 {
-		opts.HandshakeTimeout = DefaultHandshakeTimeout
-	}
-	if opts.IdleTimeout <= 0 {
-		opts.IdleTimeout = DefaultIdleTimeout
-	}
-	if opts.MaxConnections <= 0 {
-		opts.MaxConnections = DefaultMaxConnections
-	}
-	if opts.MaxRequests <= 0 {
-		opts.MaxRequests = DefaultMaxRequests
-	}
+	orDefault(&opts.MaxBodyScan, DefaultMaxBodyScan)
+	orDefault(&opts.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	orDefault(&opts.DialTimeout, DefaultDialTimeout)
+	orDefault(&opts.TLSHandshakeTimeout, DefaultTLSHandshakeTimeout)
+	orDefault(&opts.ResponseHeaderTimeout, DefaultResponseHeaderTimeout)
+	orDefault(&opts.IdleConnTimeout, DefaultIdleConnTimeout)
+	orDefault(&opts.MaxConnsPerHost, DefaultMaxConnsPerHost)
+	orDefault(&opts.HandshakeTimeout, DefaultHandshakeTimeout)
+	orDefault(&opts.IdleTimeout, DefaultIdleTimeout)
+	orDefault(&opts.MaxConnections, DefaultMaxConnections)
+	orDefault(&opts.MaxRequests, DefaultMaxRequests)
 	p := &Proxy{opts: opts, log: opts.Log, metrics: opts.Metrics, now: opts.Now, leaves: opts.Leaves}
 	// The server's order decides: an agent that offers both keeps
 	// HTTP/1.1, the path docs/performance.md measures; one that speaks
@@ -270,6 +248,14 @@ func New(opts Options) (*Proxy, error) {
 	gp.OnResponse().DoFunc(p.handleResponse)
 	p.gp = gp
 	return p, nil
+}
+
+// orDefault sets *v to d when it is zero or less: Options' zero value
+// means the default.
+func orDefault[T int | int64 | time.Duration](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
 }
 
 // NewServer returns the http.Server that serves p on a listener from
@@ -498,7 +484,7 @@ func (p *Proxy) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Conn
 	ctx.UserData = state
 	if matchAnyHost(p.opts.TunnelHosts, hostname) {
 		if ac != nil {
-			ac.tunnel()
+			ac.willHijack(modeTunnel)
 		}
 		p.metrics.Tunnels.WithLabelValues("tunnel").Inc()
 		p.record(req.Context(), audit.Record{
@@ -510,7 +496,7 @@ func (p *Proxy) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Conn
 	}
 	p.metrics.Tunnels.WithLabelValues("mitm").Inc()
 	if ac != nil {
-		ac.intercept()
+		ac.willHijack(modeHandshake)
 	}
 	return &goproxy.ConnectAction{
 		Action: goproxy.ConnectMitm,

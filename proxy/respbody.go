@@ -49,13 +49,21 @@ func (b *upstreamBody) install(r io.ReadCloser) io.ReadCloser {
 	return b
 }
 
+// wholeBody reports whether a response body of length n and content type
+// ct is read whole before the agent gets any of it (by decoding,
+// redaction and the detectors): a known length within the scan window,
+// and not a stream.
+func (p *Proxy) wholeBody(n int64, ct string) bool {
+	return n >= 0 && n <= int64(p.scanWindow()) && !streamingType(ct)
+}
+
 // redactBody replaces injected secrets in resp's body with their
 // placeholders. A small body of known length (at most the scan window, and
 // not a stream) is read and redacted in memory, so the answer keeps an
 // exact Content-Length; any other body streams through the redactor, its
 // length unknown.
 func (p *Proxy) redactBody(resp *http.Response, injected []inject.Injected) {
-	if n := resp.ContentLength; n >= 0 && n <= int64(p.scanWindow()) && !streamingType(resp.Header.Get("Content-Type")) {
+	if n := resp.ContentLength; p.wholeBody(n, resp.Header.Get("Content-Type")) {
 		body, err := readSmall(resp.Body, n)
 		if err == nil {
 			out := inject.RedactBytes(body, injected)
@@ -135,11 +143,11 @@ func (p *Proxy) decodeBody(resp *http.Response) *denial {
 	resp.Uncompressed = true
 	resp.ContentLength = -1
 	resp.Header.Del("Content-Length")
-	window := p.scanWindow()
-	if compressed < 0 || compressed > int64(window) || streamingType(resp.Header.Get("Content-Type")) {
+	if !p.wholeBody(compressed, resp.Header.Get("Content-Type")) {
 		resp.Body = body
 		return nil
 	}
+	window := p.scanWindow()
 	buf, err := io.ReadAll(io.LimitReader(body, int64(window)+1))
 	switch {
 	case err != nil:

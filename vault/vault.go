@@ -242,14 +242,8 @@ func (v *Vault) Put(ctx context.Context, name string, secret []byte, opts PutOpt
 	if err := ValidateName(name); err != nil {
 		return nil, vaultErr(op, name, err)
 	}
-	hosts, err := NormalizeHosts(opts.Hosts)
+	hosts, err := checkPut(secret, opts)
 	if err != nil {
-		return nil, vaultErr(op, name, err)
-	}
-	if err := opts.Render.Validate(); err != nil {
-		return nil, vaultErr(op, name, err)
-	}
-	if err := validateSecret(secret, opts.Render); err != nil {
 		return nil, vaultErr(op, name, err)
 	}
 	// Fail before any KMS call when the name is taken.
@@ -277,6 +271,40 @@ func (v *Vault) Put(ctx context.Context, name string, secret []byte, opts PutOpt
 	}
 	v.cache.remove(name)
 	return r.credential(), nil
+}
+
+// checkPut checks what Put and Replace store besides the name, and
+// returns the hosts normalized.
+func checkPut(secret []byte, opts PutOptions) ([]string, error) {
+	hosts, err := NormalizeHosts(opts.Hosts)
+	if err != nil {
+		return nil, err
+	}
+	if err := opts.Render.Validate(); err != nil {
+		return nil, err
+	}
+	if err := validateSecret(secret, opts.Render); err != nil {
+		return nil, err
+	}
+	return hosts, nil
+}
+
+// Replace stores a new version (version+1) of an existing credential with
+// a new secret, hosts and render form, checked as Put checks them. As with
+// Rotate, the previous version's data key and ciphertext are deleted in
+// the same transaction. A missing name is ErrNotFound.
+func (v *Vault) Replace(ctx context.Context, name string, secret []byte, opts PutOptions) (*Credential, error) {
+	const op = "replace"
+	if err := v.usable(true); err != nil {
+		return nil, vaultErr(op, name, err)
+	}
+	hosts, err := checkPut(secret, opts)
+	if err != nil {
+		return nil, vaultErr(op, name, err)
+	}
+	return v.nextVersion(ctx, op, name, secret, func(old *record) (*record, error) {
+		return &record{Name: name, Version: old.Version + 1, Hosts: hosts, Render: opts.Render.String()}, nil
+	})
 }
 
 // Rotate replaces a credential's secret with a new version (version+1),

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/andybalholm/brotli"
@@ -60,6 +61,9 @@ func normalize(c string) string {
 // dropped (a "*" would invite codings the proxy cannot read). It returns ""
 // when nothing remains, which means identity.
 func Accept(v string) string {
+	if onlyDecodable(v) {
+		return v // what clients send: nothing to build, on every request
+	}
 	var out []string
 	for _, part := range strings.Split(v, ",") {
 		name, params, _ := strings.Cut(part, ";")
@@ -73,6 +77,20 @@ func Accept(v string) string {
 		out = append(out, name)
 	}
 	return strings.Join(out, ", ")
+}
+
+// onlyDecodable reports whether every coding v lists is one Decode reads,
+// spelled as Accept would spell it.
+func onlyDecodable(v string) bool {
+	for rest := v; rest != ""; {
+		var part string
+		part, rest, _ = strings.Cut(rest, ",")
+		name, _, _ := strings.Cut(part, ";")
+		if !slices.Contains(decodable, strings.TrimSpace(name)) {
+			return false
+		}
+	}
+	return true
 }
 
 // Parse splits a Content-Encoding value into its codings, in the order
