@@ -1,0 +1,99 @@
+// Package store keeps the control plane's state behind one narrow
+// interface: get, put, compare-and-swap, delete, list by prefix and watch
+// from a revision. Every change gets the next revision of one counter, as
+// in etcd, so a watcher that saw revision N can resume with exactly the
+// changes after it. Bolt (one bbolt file, the embedded default) is the
+// implementation here; an etcd one sits behind the same interface for
+// replicas.
+package store
+
+import (
+	"context"
+	"errors"
+)
+
+// Errors the implementations return (wrapped).
+var (
+	// ErrNotFound: the key does not exist.
+	ErrNotFound = errors.New("store: key not found")
+	// ErrConflict: a compare-and-swap found another revision.
+	ErrConflict = errors.New("store: revision conflict")
+	// ErrCompacted: a watch asked for revisions that are no longer kept;
+	// the watcher must list again and watch from the list's revision.
+	ErrCompacted = errors.New("store: revision compacted")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("store: closed")
+)
+
+// KV is a key's value as of a revision.
+type KV struct {
+	Key   string
+	Value []byte
+	// CreateRev is the revision that created the key; ModRev the one
+	// that last changed it.
+	CreateRev int64
+	ModRev    int64
+}
+
+// EventType says what happened to a key.
+type EventType uint8
+
+// Event types.
+const (
+	EventPut EventType = iota + 1
+	EventDelete
+)
+
+func (t EventType) String() string {
+	switch t {
+	case EventPut:
+		return "put"
+	case EventDelete:
+		return "delete"
+	}
+	return "unknown"
+}
+
+// Event is one change. For a delete, KV.Value is nil and KV.ModRev is
+// the revision of the delete.
+type Event struct {
+	Type EventType
+	KV   KV
+}
+
+// WatchResponse carries events in revision order. A response with Err set
+// is the last one on its channel.
+type WatchResponse struct {
+	Events []Event
+	Err    error
+}
+
+// Store is the control plane's state. Implementations are safe for
+// concurrent use; every write is durable when it returns.
+type Store interface {
+	// Get returns key's current value, or ErrNotFound.
+	Get(ctx context.Context, key string) (KV, error)
+	// Put sets key and returns the revision of the change.
+	Put(ctx context.Context, key string, value []byte) (int64, error)
+	// CompareAndSwap sets key to value only if its ModRev is rev (rev 0:
+	// only if the key does not exist); a nil value deletes it. It returns
+	// the revision of the change, or ErrConflict.
+	CompareAndSwap(ctx context.Context, key string, rev int64, value []byte) (int64, error)
+	// Delete removes key and returns the revision of the change, or
+	// ErrNotFound.
+	Delete(ctx context.Context, key string) (int64, error)
+	// List returns the keys under prefix in key order, and the store's
+	// revision they are consistent with.
+	List(ctx context.Context, prefix string) ([]KV, int64, error)
+	// Watch sends the changes to keys under prefix with revisions after
+	// rev, in order, starting with those already made, until ctx ends.
+	// When rev is older than the oldest change kept, the one response is
+	// ErrCompacted.
+	Watch(ctx context.Context, prefix string, rev int64) <-chan WatchResponse
+	// Rev returns the store's current revision.
+	Rev(ctx context.Context) (int64, error)
+	// Compact forgets the history of changes up to and including rev;
+	// watches from before it get ErrCompacted.
+	Compact(ctx context.Context, rev int64) error
+	Close() error
+}
