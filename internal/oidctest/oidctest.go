@@ -1,0 +1,300 @@
+// Package oidctest runs a real OpenID Connect issuer on loopback TLS that
+// signs service-account tokens the way the Kubernetes API server does, so
+// that code which verifies workload identity can be tested against the
+// same discovery document, key set and token layout it meets in a cluster.
+//
+// The issuer serves /.well-known/openid-configuration and /openid/v1/jwks
+// as kube-apiserver does, signs with one RSA 2048 key (RS256, kid derived
+// from the public key as the API server derives it), and can rotate that
+// key or go away (503) mid-test. Sign issues tokens with arbitrary claims,
+// for issuers other than Kubernetes such as a CI system.
+package oidctest
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+// Paths the issuer serves, as kube-apiserver serves them.
+const (
+	DiscoveryPath = "/.well-known/openid-configuration"
+	JWKSPath      = "/openid/v1/jwks"
+)
+
+// Issuer is an OIDC issuer on a loopback TLS server. It is safe for
+// concurrent use.
+type Issuer struct {
+	srv *httptest.Server
+
+	mu       sync.Mutex
+	key      *rsa.PrivateKey
+	kid      string
+	down     bool
+	requests map[string]int // by path
+}
+
+// NewIssuer starts an issuer on 127.0.0.1 with a fresh key. The server is
+// closed when the test ends.
+func NewIssuer(t testing.TB) *Issuer {
+	t.Helper()
+	i := &Issuer{requests: map[string]int{}}
+	i.key, i.kid = newKey()
+	i.srv = httptest.NewTLSServer(http.HandlerFunc(i.serve))
+	t.Cleanup(i.Close)
+	return i
+}
+
+// URL is the issuer's URL: the token's iss and the discovery document's
+// issuer.
+func (i *Issuer) URL() string { return i.srv.URL }
+
+// RootCAs holds the certificate the issuer's server presents.
+func (i *Issuer) RootCAs() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(i.srv.Certificate())
+	return pool
+}
+
+// CAPEM is the server's certificate in PEM, for configuration files.
+func (i *Issuer) CAPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: i.srv.Certificate().Raw})
+}
+
+// KeyID is the kid of the current signing key.
+func (i *Issuer) KeyID() string {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.kid
+}
+
+// RotateKey replaces the signing key. The old key is no longer published,
+// so tokens it signed stop verifying once a verifier refetches the keys.
+func (i *Issuer) RotateKey() {
+	key, kid := newKey()
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.key, i.kid = key, kid
+}
+
+// SetDown makes the issuer answer 503 to every request (down) or serve
+// again.
+func (i *Issuer) SetDown(down bool) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.down = down
+}
+
+// Requests counts the requests made for path, answered or not.
+func (i *Issuer) Requests(path string) int {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.requests[path]
+}
+
+// Close stops the server and closes its connections. It is idempotent.
+func (i *Issuer) Close() { i.srv.Close() }
+
+// TokenOptions shape a service-account token. Zero values take the
+// defaults.
+type TokenOptions struct {
+	// Audience is aud (default ["stack"]).
+	Audience []string
+	// TTL is exp - iat (default one hour).
+	TTL time.Duration
+	// IssuedAt is iat and nbf (default now).
+	IssuedAt time.Time
+	// Pod, when set, binds the token to a pod of that name, as a projected
+	// token mounted into a pod is bound.
+	Pod string
+	// Issuer overrides iss (default URL()).
+	Issuer string
+}
+
+// ServiceAccountToken signs a token for service account sa in namespace
+// ns, with the claims kube-apiserver writes into a projected token.
+func (i *Issuer) ServiceAccountToken(t testing.TB, ns, sa string, opt TokenOptions) string {
+	t.Helper()
+	aud := opt.Audience
+	if aud == nil {
+		aud = []string{"stack"}
+	}
+	ttl := opt.TTL
+	if ttl == 0 {
+		ttl = time.Hour
+	}
+	iat := opt.IssuedAt
+	if iat.IsZero() {
+		iat = time.Now()
+	}
+	iss := opt.Issuer
+	if iss == "" {
+		iss = i.URL()
+	}
+	k8s := kubernetesClaims{
+		Namespace:      ns,
+		ServiceAccount: ref{Name: sa, UID: stableUID("serviceaccount", ns, sa)},
+	}
+	if opt.Pod != "" {
+		k8s.Pod = &ref{Name: opt.Pod, UID: stableUID("pod", ns, opt.Pod)}
+	}
+	return i.Sign(t, serviceAccountClaims{
+		Audience:   aud,
+		Expiry:     iat.Add(ttl).Unix(),
+		IssuedAt:   iat.Unix(),
+		Issuer:     iss,
+		JTI:        randomUID(),
+		Kubernetes: k8s,
+		NotBefore:  iat.Unix(),
+		Subject:    "system:serviceaccount:" + ns + ":" + sa,
+	})
+}
+
+// Sign signs claims (anything encoding/json turns into an object) with
+// the current key, header {alg RS256, kid} as kube-apiserver writes it.
+func (i *Issuer) Sign(t testing.TB, claims any) string {
+	t.Helper()
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatalf("oidctest: encode claims: %v", err)
+	}
+	i.mu.Lock()
+	key, kid := i.key, i.kid
+	i.mu.Unlock()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: kid}}, nil)
+	if err != nil {
+		t.Fatalf("oidctest: signer: %v", err)
+	}
+	jws, err := signer.Sign(payload)
+	if err != nil {
+		t.Fatalf("oidctest: sign: %v", err)
+	}
+	token, err := jws.CompactSerialize()
+	if err != nil {
+		t.Fatalf("oidctest: serialize: %v", err)
+	}
+	return token
+}
+
+// The claims of a projected service-account token, in the layout of
+// k8s.io/kubernetes/pkg/serviceaccount's privateClaims.
+type serviceAccountClaims struct {
+	Audience   []string         `json:"aud"`
+	Expiry     int64            `json:"exp"`
+	IssuedAt   int64            `json:"iat"`
+	Issuer     string           `json:"iss"`
+	JTI        string           `json:"jti"`
+	Kubernetes kubernetesClaims `json:"kubernetes.io"`
+	NotBefore  int64            `json:"nbf"`
+	Subject    string           `json:"sub"`
+}
+
+type kubernetesClaims struct {
+	Namespace      string `json:"namespace"`
+	Pod            *ref   `json:"pod,omitempty"`
+	ServiceAccount ref    `json:"serviceaccount"`
+}
+
+type ref struct {
+	Name string `json:"name"`
+	UID  string `json:"uid"`
+}
+
+// The discovery document kube-apiserver serves (pkg/serviceaccount's
+// openIDMetadata).
+type discovery struct {
+	Issuer        string   `json:"issuer"`
+	JWKSURI       string   `json:"jwks_uri"`
+	ResponseTypes []string `json:"response_types_supported"`
+	SubjectTypes  []string `json:"subject_types_supported"`
+	SigningAlgs   []string `json:"id_token_signing_alg_values_supported"`
+}
+
+func (i *Issuer) serve(w http.ResponseWriter, r *http.Request) {
+	i.mu.Lock()
+	i.requests[r.URL.Path]++
+	down, key, kid := i.down, i.key, i.kid
+	i.mu.Unlock()
+	if down {
+		http.Error(w, "issuer is down", http.StatusServiceUnavailable)
+		return
+	}
+	if r.Method != http.MethodGet {
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	var body any
+	contentType := "application/json"
+	switch r.URL.Path {
+	case DiscoveryPath:
+		body = discovery{
+			Issuer:        i.URL(),
+			JWKSURI:       i.URL() + JWKSPath,
+			ResponseTypes: []string{"id_token"},
+			SubjectTypes:  []string{"public"},
+			SigningAlgs:   []string{"RS256"},
+		}
+	case JWKSPath:
+		body = jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: kid, Algorithm: "RS256", Use: "sig"}}}
+		contentType = "application/jwk-set+json"
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	w.Write(b)
+}
+
+// newKey makes an RSA key and its kid: base64url(SHA-256(PKIX DER)), as
+// kube-apiserver's keyIDFromPublicKey computes it.
+func newKey() (*rsa.PrivateKey, string) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(fmt.Sprintf("oidctest: generate key: %v", err))
+	}
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		panic(fmt.Sprintf("oidctest: encode public key: %v", err))
+	}
+	h := crypto.SHA256.New()
+	h.Write(der)
+	return key, base64.RawURLEncoding.EncodeToString(h.Sum(nil))
+}
+
+// stableUID gives an object the same UID in every token, as a real object
+// keeps its UID.
+func stableUID(kind, ns, name string) string {
+	sum := sha256.Sum256([]byte(kind + "/" + ns + "/" + name))
+	return formatUUID(sum[:16])
+}
+
+func randomUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return formatUUID(b[:])
+}
+
+func formatUUID(b []byte) string {
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
