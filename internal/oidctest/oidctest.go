@@ -12,14 +12,20 @@ package oidctest
 
 import (
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -53,7 +59,11 @@ func NewIssuer(t testing.TB) *Issuer {
 	t.Helper()
 	i := &Issuer{requests: map[string]int{}}
 	i.key, i.kid = newKey()
-	i.srv = httptest.NewTLSServer(http.HandlerFunc(i.serve))
+	i.srv = httptest.NewUnstartedServer(http.HandlerFunc(i.serve))
+	// Every httptest server presents the same built-in certificate; one
+	// of its own lets a test tell issuers' roots apart.
+	i.srv.TLS = &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}
+	i.srv.StartTLS()
 	t.Cleanup(i.Close)
 	return i
 }
@@ -262,6 +272,38 @@ func (i *Issuer) serve(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("Cache-Control", "public, max-age=3600")
 	w.Write(b)
+}
+
+// selfSigned makes a CA certificate for the loopback addresses that the
+// server presents as its own.
+func selfSigned(t testing.TB) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatalf("oidctest: certificate key: %v", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		t.Fatalf("oidctest: serial: %v", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "oidctest issuer"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		DNSNames:              []string{"localhost"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatalf("oidctest: certificate: %v", err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 // newKey makes an RSA key and its kid: base64url(SHA-256(PKIX DER)), as

@@ -138,3 +138,16 @@ func TestRotateKeyAndDown(t *testing.T) {
 		t.Fatalf("discovery requests = %d, want 2", n)
 	}
 }
+
+// Each issuer presents a certificate of its own, so a verifier given the
+// wrong issuer's roots fails as it would against a real one.
+func TestIssuersHaveTheirOwnRoots(t *testing.T) {
+	a, b := NewIssuer(t), NewIssuer(t)
+	c := client(b)
+	if _, err := c.Get(a.URL() + DiscoveryPath); err == nil {
+		t.Fatal("issuer a answered over TLS verified with issuer b's roots")
+	}
+	if code := getJSON(t, client(a), a.URL()+DiscoveryPath, &discovery{}); code != http.StatusOK {
+		t.Fatalf("discovery: %d", code)
+	}
+}
