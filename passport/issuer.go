@@ -205,6 +205,10 @@ func newJTI() (string, error) {
 
 // validAgent: agent ids travel as the user name of Proxy-Authorization
 // Basic, so ':' and spaces are out.
+// ValidAgent reports whether s may name an agent (the sub claim): 1 to
+// 256 letters, digits and - _ . @ / +.
+func ValidAgent(s string) bool { return validAgent(s) }
+
 func validAgent(s string) bool {
 	if s == "" || len(s) > 256 {
 		return false

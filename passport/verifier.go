@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -74,6 +75,15 @@ type VerifierOptions struct {
 	// CacheSize bounds the cache of verified tokens (default
 	// DefaultCacheSize; negative disables the cache).
 	CacheSize int
+	// KeyRefresh, when set, fetches the issuer's current JWKS when a token
+	// names a kid the verifier does not know (a key rotated in at the
+	// issuer): at most once per KeyRefreshInterval, one fetch at a time.
+	// The keys it returns replace the verifier's.
+	KeyRefresh func() (jose.JSONWebKeySet, error)
+	// KeyRefreshInterval is the least time between two KeyRefresh calls
+	// (default 10s): tokens with made-up kids cannot make the verifier
+	// hammer the issuer.
+	KeyRefreshInterval time.Duration
 }
 
 // Verifier checks passports offline against a JWKS. It is safe for
@@ -90,17 +100,27 @@ type Verifier struct {
 	// is verified afresh.
 	keysGen atomic.Uint64
 	cache   *tokenCache // nil when disabled
+
+	refresh      func() (jose.JSONWebKeySet, error)
+	refreshEvery time.Duration
+	refreshMu    sync.Mutex
+	lastRefresh  time.Time
 }
 
 // NewVerifier builds a Verifier.
 func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 	v := &Verifier{
-		audience:    opts.Audience,
-		issuer:      opts.Issuer,
-		leeway:      opts.Leeway,
-		maxTTL:      opts.MaxTTL,
-		now:         opts.Now,
-		revocations: opts.Revocations,
+		audience:     opts.Audience,
+		issuer:       opts.Issuer,
+		leeway:       opts.Leeway,
+		maxTTL:       opts.MaxTTL,
+		now:          opts.Now,
+		revocations:  opts.Revocations,
+		refresh:      opts.KeyRefresh,
+		refreshEvery: opts.KeyRefreshInterval,
+	}
+	if v.refreshEvery <= 0 {
+		v.refreshEvery = 10 * time.Second
 	}
 	if v.audience == "" {
 		v.audience = DefaultAudience
@@ -290,6 +310,9 @@ func (v *Verifier) verifyFresh(token string, now time.Time) (*Claims, error) {
 		return nil, fmt.Errorf("verify passport: signature: %v: %w", err, ErrMalformed)
 	}
 	pub, ok := (*v.keys.Load())[kid]
+	if !ok && v.refreshKeys() {
+		pub, ok = (*v.keys.Load())[kid]
+	}
 	if !ok {
 		return nil, fmt.Errorf("verify passport: kid %q: %w", truncate(kid), ErrUnknownKey)
 	}
@@ -313,6 +336,26 @@ func (v *Verifier) verifyFresh(token string, now time.Time) (*Claims, error) {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// refreshKeys fetches the keys again, unless that was done lately; it
+// reports whether the keys were replaced.
+func (v *Verifier) refreshKeys() bool {
+	if v.refresh == nil {
+		return false
+	}
+	v.refreshMu.Lock()
+	defer v.refreshMu.Unlock()
+	now := v.now()
+	if !v.lastRefresh.IsZero() && now.Sub(v.lastRefresh) < v.refreshEvery {
+		return false
+	}
+	v.lastRefresh = now
+	set, err := v.refresh()
+	if err != nil {
+		return false
+	}
+	return v.UpdateJWKS(set) == nil
 }
 
 // checkHeader accepts exactly {"alg":"EdDSA","kid":...,"typ":"passport+jwt"}
