@@ -25,6 +25,76 @@ type Config struct {
 	Audit    AuditConfig    `mapstructure:"audit" yaml:"audit"`
 	Passport PassportConfig `mapstructure:"passport" yaml:"passport"`
 	Detect   DetectConfig   `mapstructure:"detect" yaml:"detect"`
+	Control  ControlConfig  `mapstructure:"control" yaml:"control"`
+}
+
+// ControlConfig is the control plane: how `stack control` serves, and
+// how sidecars and the CLI reach one.
+type ControlConfig struct {
+	// URL is the control plane (https://HOST:PORT). When set, `stack
+	// proxy` joins it, and commands that change fleet state (agent,
+	// passport revoke, vault) go to it.
+	URL string `mapstructure:"url" yaml:"url"`
+	// CA is the PEM file of the CA the control plane's certificate chains
+	// to (`stack control ca export`). Empty: the control CA in this data
+	// directory if there is one, else the system roots.
+	CA string `mapstructure:"ca" yaml:"ca"`
+	// TokenFile holds the operator token the CLI sends to the control
+	// plane (made by `stack init --control`).
+	TokenFile string `mapstructure:"token_file" yaml:"token_file"`
+	// JoinToken is a one-time join token for `stack proxy` (better given
+	// as --join-token or STACK_CONTROL_JOIN_TOKEN than written here).
+	JoinToken string `mapstructure:"join_token" yaml:"join_token"`
+	// OIDCTokenFile is the workload's OIDC token a sidecar joins with (a
+	// Kubernetes projected service-account token with audience stack).
+	OIDCTokenFile string `mapstructure:"oidc_token_file" yaml:"oidc_token_file"`
+	// MaxStaleness: a joined sidecar that has heard nothing from the
+	// control plane for this long refuses every request
+	// (control_unreachable). 0 keeps serving until the passport expires.
+	MaxStaleness time.Duration `mapstructure:"max_staleness" yaml:"max_staleness"`
+
+	// Listen is where `stack control` serves its HTTPS API.
+	Listen string `mapstructure:"listen" yaml:"listen"`
+	// Hosts are the names and addresses its certificate is valid for,
+	// besides localhost, 127.0.0.1 and ::1.
+	Hosts []string `mapstructure:"hosts" yaml:"hosts"`
+	// TLSCert and TLSKey replace the certificate made from the control CA.
+	TLSCert string `mapstructure:"tls_cert" yaml:"tls_cert"`
+	TLSKey  string `mapstructure:"tls_key" yaml:"tls_key"`
+	// Store is where the control plane keeps its state: bbolt.
+	Store string `mapstructure:"store" yaml:"store"`
+	// StorePath is the bbolt file of the control plane's state.
+	StorePath string `mapstructure:"store_path" yaml:"store_path"`
+	// SidecarTTL is the life of a joined sidecar's credential (renewed at
+	// 2/3); LeaseTTL of a credential lease; Heartbeat the interval of the
+	// revocation feed's keep-alives.
+	SidecarTTL time.Duration `mapstructure:"sidecar_ttl" yaml:"sidecar_ttl"`
+	LeaseTTL   time.Duration `mapstructure:"lease_ttl" yaml:"lease_ttl"`
+	Heartbeat  time.Duration `mapstructure:"heartbeat" yaml:"heartbeat"`
+	// OIDCIssuers are the workload identity issuers sidecars may join
+	// with, each with rules mapping token claims to an agent.
+	OIDCIssuers []OIDCIssuerConfig `mapstructure:"oidc_issuers" yaml:"oidc_issuers"`
+}
+
+// OIDCIssuerConfig is one workload identity issuer.
+type OIDCIssuerConfig struct {
+	// Issuer is the iss of its tokens and the base of its discovery
+	// document (https://ISSUER/.well-known/openid-configuration).
+	Issuer string `mapstructure:"issuer" yaml:"issuer"`
+	// Audience is the aud its tokens must carry (default stack).
+	Audience string `mapstructure:"audience" yaml:"audience"`
+	// CAFile is a PEM file of roots for its HTTPS; empty: system roots.
+	CAFile string `mapstructure:"ca_file" yaml:"ca_file"`
+	// Rules map a token to an agent: the first whose claims all match.
+	Rules []OIDCRuleConfig `mapstructure:"rules" yaml:"rules"`
+}
+
+// OIDCRuleConfig maps tokens whose claims match to an agent. Claim paths
+// use / between levels (kubernetes.io/namespace,
+// kubernetes.io/serviceaccount/name); values may use * globs.
+type OIDCRuleConfig struct {
+	Agent  string            `mapstructure:"agent" yaml:"agent"`
+	Claims map[string]string `mapstructure:"claims" yaml:"claims"`
 }
 
 // LogConfig controls the process log.
@@ -272,6 +342,13 @@ const (
 	DefaultDriftMinEvents     = 200
 	DefaultDriftMinAge        = 24 * time.Hour
 	DefaultInjectionThreshold = 0.5
+	DefaultControlListen      = "127.0.0.1:9443"
+	DefaultControlStore       = "bbolt"
+	DefaultControlStorePath   = "control.db"
+	DefaultControlTokenFile   = "control.token"
+	DefaultSidecarTTL         = time.Hour
+	DefaultLeaseTTL           = 10 * time.Minute
+	DefaultHeartbeat          = 2 * time.Second
 )
 
 // Detectors are the built-in detector names, each configurable under
@@ -284,4 +361,5 @@ var (
 	LogFormats    = []string{"auto", "json", "console"}
 	DetectorModes = []string{"off", "shadow", "alert", "block", "revoke"}
 	RuleActions   = []string{"alert", "block", "revoke"}
+	ControlStores = []string{"bbolt"}
 )

@@ -185,6 +185,22 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("passport.leeway", DefaultLeeway)
 	v.SetDefault("passport.cache_size", DefaultPassportCacheSize)
 	v.SetDefault("passport.roles", rolesAsMap(passport.ReferenceRoles()))
+	v.SetDefault("control.url", "")
+	v.SetDefault("control.ca", "")
+	v.SetDefault("control.token_file", DefaultControlTokenFile)
+	v.SetDefault("control.join_token", "")
+	v.SetDefault("control.oidc_token_file", "")
+	v.SetDefault("control.max_staleness", "0s")
+	v.SetDefault("control.listen", DefaultControlListen)
+	v.SetDefault("control.hosts", []string{})
+	v.SetDefault("control.tls_cert", "")
+	v.SetDefault("control.tls_key", "")
+	v.SetDefault("control.store", DefaultControlStore)
+	v.SetDefault("control.store_path", DefaultControlStorePath)
+	v.SetDefault("control.sidecar_ttl", DefaultSidecarTTL)
+	v.SetDefault("control.lease_ttl", DefaultLeaseTTL)
+	v.SetDefault("control.heartbeat", DefaultHeartbeat)
+	v.SetDefault("control.oidc_issuers", []any{})
 	for _, d := range Detectors {
 		v.SetDefault("detect."+d+".mode", DefaultDetectorMode)
 	}
@@ -273,6 +289,15 @@ func (c *Config) resolvePaths() {
 	c.Passport.KeysPath = abs(c.Passport.KeysPath)
 	c.Passport.RevocationsPath = abs(c.Passport.RevocationsPath)
 	c.Detect.StatePath = abs(c.Detect.StatePath)
+	c.Control.CA = abs(c.Control.CA)
+	c.Control.TokenFile = abs(c.Control.TokenFile)
+	c.Control.OIDCTokenFile = abs(c.Control.OIDCTokenFile)
+	c.Control.TLSCert = abs(c.Control.TLSCert)
+	c.Control.TLSKey = abs(c.Control.TLSKey)
+	c.Control.StorePath = abs(c.Control.StorePath)
+	for i := range c.Control.OIDCIssuers {
+		c.Control.OIDCIssuers[i].CAFile = abs(c.Control.OIDCIssuers[i].CAFile)
+	}
 	if rest, ok := strings.CutPrefix(c.KMS.URI, "local://"); ok && rest != "" && !filepath.IsAbs(rest) {
 		c.KMS.URI = "local://" + abs(rest)
 	}

@@ -48,6 +48,8 @@ func defaultsForTemplate() map[string]any {
 		"ScanWindow": DefaultScanWindow, "StatePath": DefaultDetectStatePath,
 		"BurstFactor": DefaultBurstFactor, "BurstWindow": DefaultBurstWindow, "BurstLearning": DefaultBurstLearning,
 		"BurstMinSamples": DefaultBurstMinSamples, "BurstMinAge": DefaultBurstMinAge, "BurstMinCount": DefaultBurstMinCount, "BurstAbsoluteCap": DefaultBurstAbsoluteCap,
+		"ControlTokenFile": DefaultControlTokenFile, "ControlListen": DefaultControlListen, "ControlStore": DefaultControlStore,
+		"ControlStorePath": DefaultControlStorePath, "SidecarTTL": DefaultSidecarTTL, "LeaseTTL": DefaultLeaseTTL, "Heartbeat": DefaultHeartbeat,
 		"DriftMinEvents": DefaultDriftMinEvents, "DriftMinAge": DefaultDriftMinAge, "InjectionThreshold": DefaultInjectionThreshold,
 	}
 }
@@ -199,4 +201,42 @@ detect:
     threshold: {{.D.InjectionThreshold}}
   credential_exfiltration:
     mode: {{.Mode}}
+
+control:
+  # The control plane this sidecar joins and the CLI talks to, e.g.
+  # https://stack-control:8443 (empty: standalone, everything local).
+  url: ""
+  # The CA of the control plane's certificate (stack control ca export);
+  # empty: this directory's control CA if any, else the system roots.
+  ca: ""
+  # The operator token the CLI sends (made by stack init --control).
+  token_file: {{.D.ControlTokenFile}}
+  # A one-time join token (better given as --join-token or
+  # STACK_CONTROL_JOIN_TOKEN), or a workload OIDC token file, to join with.
+  join_token: ""
+  oidc_token_file: ""
+  # With no contact with the control plane for this long, refuse every
+  # request (control_unreachable); 0s serves until the passport expires.
+  max_staleness: 0s
+  # The rest configures stack control itself.
+  listen: {{q .D.ControlListen}}
+  # Names and addresses of its certificate besides localhost and loopback.
+  hosts: []
+  # A certificate of your own instead of one from the control CA.
+  tls_cert: ""
+  tls_key: ""
+  store: {{.D.ControlStore}}
+  store_path: {{.D.ControlStorePath}}
+  # A joined sidecar's credential, a credential lease, the feed heartbeat.
+  sidecar_ttl: {{.D.SidecarTTL}}
+  lease_ttl: {{.D.LeaseTTL}}
+  heartbeat: {{.D.Heartbeat}}
+  # Workload identity issuers, e.g. a Kubernetes cluster:
+  #   - issuer: https://kubernetes.default.svc.cluster.local
+  #     audience: stack
+  #     ca_file: /var/run/secrets/kubernetes.io/serviceaccount/ca.crt
+  #     rules:
+  #       - agent: billing-bot
+  #         claims: {kubernetes.io/namespace: billing, kubernetes.io/serviceaccount/name: billing-bot}
+  oidc_issuers: []
 `))

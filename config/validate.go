@@ -5,11 +5,14 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/stackctl/stack/passport"
 )
 
 // Problem is one invalid key.
@@ -299,6 +302,51 @@ func (c *Config) Validate() error {
 		}
 		if sup.Detector != "" && !contains(Detectors, sup.Detector) {
 			e.add(key+".detector", sup.Detector, "unknown detector; known: "+strings.Join(Detectors, ", "))
+		}
+	}
+
+	ctl := c.Control
+	if ctl.URL != "" {
+		if u, err := url.Parse(ctl.URL); err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			e.add("control.url", ctl.URL, "must be https://HOST:PORT (the control plane is reached over HTTPS only)")
+		}
+	}
+	if ctl.CA != "" {
+		if pem, err := os.ReadFile(ctl.CA); err != nil {
+			e.add("control.ca", ctl.CA, "cannot be read: "+err.Error())
+		} else if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			e.add("control.ca", ctl.CA, "holds no PEM certificate")
+		}
+	}
+	if ctl.JoinToken != "" && ctl.OIDCTokenFile != "" {
+		e.add("control.join_token", "(set)", "give a join token or control.oidc_token_file, not both")
+	}
+	nonNegative("control.max_staleness", ctl.MaxStaleness)
+	hostPort("control.listen", ctl.Listen)
+	oneOf("control.store", ctl.Store, ControlStores)
+	nonEmpty("control.store_path", ctl.StorePath)
+	if (ctl.TLSCert == "") != (ctl.TLSKey == "") {
+		e.add("control.tls_cert", ctl.TLSCert, "control.tls_cert and control.tls_key go together")
+	}
+	atLeast("control.sidecar_ttl", ctl.SidecarTTL, time.Minute)
+	atLeast("control.lease_ttl", ctl.LeaseTTL, 10*time.Second)
+	atLeast("control.heartbeat", ctl.Heartbeat, 100*time.Millisecond)
+	for i, is := range ctl.OIDCIssuers {
+		key := fmt.Sprintf("control.oidc_issuers[%d]", i)
+		if u, err := url.Parse(is.Issuer); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			e.add(key+".issuer", is.Issuer, "must be the issuer's URL, e.g. https://kubernetes.default.svc")
+		}
+		if len(is.Rules) == 0 {
+			e.add(key+".rules", "", "must map tokens to an agent with at least one rule")
+		}
+		for j, r := range is.Rules {
+			rk := fmt.Sprintf("%s.rules[%d]", key, j)
+			if !passport.ValidAgent(r.Agent) {
+				e.add(rk+".agent", r.Agent, "must name an agent")
+			}
+			if len(r.Claims) == 0 {
+				e.add(rk+".claims", "", "must compare at least one claim (a rule matching every token would let any workload of the issuer act as the agent)")
+			}
 		}
 	}
 
