@@ -7,23 +7,7 @@
 // replicas.
 package store
 
-import (
-	"context"
-	"errors"
-)
-
-// Errors the implementations return (wrapped).
-var (
-	// ErrNotFound: the key does not exist.
-	ErrNotFound = errors.New("store: key not found")
-	// ErrConflict: a compare-and-swap found another revision.
-	ErrConflict = errors.New("store: revision conflict")
-	// ErrCompacted: a watch asked for revisions that are no longer kept;
-	// the watcher must list again and watch from the list's revision.
-	ErrCompacted = errors.New("store: revision compacted")
-	// ErrClosed: the store was closed.
-	ErrClosed = errors.New("store: closed")
-)
+import "context"
 
 // KV is a key's value as of a revision.
 type KV struct {
@@ -70,6 +54,12 @@ type WatchResponse struct {
 
 // Store is the control plane's state. Implementations are safe for
 // concurrent use; every write is durable when it returns.
+//
+// Keys are non-empty (ErrInvalidKey otherwise). Values may be empty: an
+// empty value reads back as a non-nil empty slice, so handing it on to
+// CompareAndSwap never deletes by accident. Every successful write bumps
+// the store's revision by exactly one; a failed one changes nothing.
+// Values returned are the caller's to keep and change.
 type Store interface {
 	// Get returns key's current value, or ErrNotFound.
 	Get(ctx context.Context, key string) (KV, error)
@@ -77,7 +67,8 @@ type Store interface {
 	Put(ctx context.Context, key string, value []byte) (int64, error)
 	// CompareAndSwap sets key to value only if its ModRev is rev (rev 0:
 	// only if the key does not exist); a nil value deletes it. It returns
-	// the revision of the change, or ErrConflict.
+	// the revision of the change, or ErrConflict. Deleting with rev 0
+	// finds nothing to delete: ErrNotFound.
 	CompareAndSwap(ctx context.Context, key string, rev int64, value []byte) (int64, error)
 	// Delete removes key and returns the revision of the change, or
 	// ErrNotFound.
@@ -88,12 +79,20 @@ type Store interface {
 	// Watch sends the changes to keys under prefix with revisions after
 	// rev, in order, starting with those already made, until ctx ends.
 	// When rev is older than the oldest change kept, the one response is
-	// ErrCompacted.
+	// ErrCompacted; a watcher that falls that far behind gets it too.
+	// When ctx ends the channel closes without an error response; when
+	// the store closes, the last response is ErrClosed. The reader must
+	// drain the channel or end ctx.
 	Watch(ctx context.Context, prefix string, rev int64) <-chan WatchResponse
-	// Rev returns the store's current revision.
+	// Rev returns the store's current revision: 0 for an empty store,
+	// otherwise that of the last change.
 	Rev(ctx context.Context) (int64, error)
 	// Compact forgets the history of changes up to and including rev;
-	// watches from before it get ErrCompacted.
+	// watches from before it get ErrCompacted. A rev beyond the current
+	// revision is an error; one already compacted does nothing.
 	Compact(ctx context.Context, rev int64) error
+	// Close ends every watch with ErrClosed and releases the store. The
+	// other methods return ErrClosed after it; Close again returns what
+	// the first call did.
 	Close() error
 }
