@@ -235,6 +235,9 @@ type Verified struct {
 // of vd: callers must not modify them.
 func (vd *Verified) Claims() *Claims { return vd.claims }
 
+// Token returns the passport vd was made from.
+func (vd *Verified) Token() string { return vd.token }
+
 // Check verifies token as Verify does and returns it as a Verified.
 func (v *Verifier) Check(token string) (*Verified, error) {
 	gen := v.keysGen.Load()

@@ -43,9 +43,12 @@ const (
 type AdminOptions struct {
 	// Token authenticates state-changing and secret-adjacent endpoints.
 	// It must not be empty.
-	Token       string
-	Metrics     *Metrics
-	Ready       func() bool
+	Token   string
+	Metrics *Metrics
+	Ready   func() bool
+	// ReadyDetail, when set, adds a line to /readyz (the control plane
+	// link of a joined sidecar).
+	ReadyDetail func() string
 	Revocations *passport.RevocationStore
 	Store       *VaultStore
 	Audit       *audit.Log
@@ -73,11 +76,15 @@ func NewAdminHandler(opts AdminOptions) (http.Handler, error) {
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		detail := ""
+		if opts.ReadyDetail != nil {
+			detail = opts.ReadyDetail() + "\n"
+		}
 		if opts.Ready != nil && !opts.Ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			http.Error(w, "not ready\n"+detail, http.StatusServiceUnavailable)
 			return
 		}
-		io.WriteString(w, "ready\n")
+		io.WriteString(w, "ready\n"+detail)
 	})
 	mux.Handle("GET "+AdminStatus, a.auth(a.status))
 	mux.Handle("POST "+AdminRevoke, a.auth(a.revoke))

@@ -174,7 +174,8 @@ func BenchmarkPipeline(b *testing.B) {
 		if d != nil {
 			b.Fatal(d.Detail)
 		}
-		cs := &connState{verified: vd}
+		cs := &connState{}
+		cs.verified.Store(vd)
 		b.SetParallelism(16)
 		b.ReportAllocs()
 		cpu0 := benchkit.ProcessCPU()

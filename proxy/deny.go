@@ -34,6 +34,9 @@ const (
 	// ReasonOverloaded: the sidecar sheds load (proxy.max_connections,
 	// proxy.max_requests); the agent may retry after Retry-After.
 	ReasonOverloaded = "overloaded"
+	// ReasonControlUnreachable: a sidecar joined to a control plane has
+	// had no contact with it for longer than control.max_staleness.
+	ReasonControlUnreachable = "control_unreachable"
 	// ReasonClientClosed is recorded, never sent: the agent went away
 	// before its answer came.
 	ReasonClientClosed = "client_closed"

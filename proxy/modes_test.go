@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/passport"
@@ -190,5 +191,59 @@ func TestReportOnlyPassport(t *testing.T) {
 	readAll(t, resp)
 	if resp.StatusCode != 403 || resp.Header.Get(HeaderReason) != "placeholder_unbound" {
 		t.Errorf("unbound placeholder under an alert-mode passport: %d %s", resp.StatusCode, resp.Header.Get(HeaderReason))
+	}
+}
+
+// A tunnel opened on the sidecar's own passport runs on the passport the
+// sidecar holds now: a keep-alive connection outlives the passport it
+// was opened with, and is not refused when that one expires.
+func TestOwnPassportRefreshedInsideOpenTunnel(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "passport")
+	hs := newHarness(t, echoAuth, func(o *Options) { o.Passports = NewPassportFile(path) })
+	pu, _ := url.Parse(hs.server.URL)
+	dials := 0
+	tr := &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: newPool(hs.ca.Certificate())},
+		OnProxyConnectResponse: func(context.Context, *url.URL, *http.Request, *http.Response) error { dials++; return nil }}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	get := func() int {
+		t.Helper()
+		resp, err := c.Get(hs.url(otherHost, "/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, resp)
+		return resp.StatusCode
+	}
+	first, firstClaims := hs.issue("sidecar-agent", stripeScope(), 2*time.Minute)
+	if err := os.WriteFile(path, []byte(first), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if st := get(); st != http.StatusOK {
+		t.Fatalf("first request: %d", st)
+	}
+	// Refreshed at 2/3 of its life, then the first one expires.
+	hs.clock.Advance(80 * time.Second)
+	second, secondClaims := hs.issue("sidecar-agent", stripeScope(), 2*time.Minute)
+	if err := os.WriteFile(path, []byte(second+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Past the first one's expiry and leeway, well within the second's.
+	hs.clock.Advance(80 * time.Second)
+	if st := get(); st != http.StatusOK {
+		t.Fatalf("after the first passport expired, on the same connection: %d", st)
+	}
+	if dials != 1 {
+		t.Fatalf("%d CONNECTs: the test meant one connection", dials)
+	}
+	if r := hs.lastRecord(audit.ActionRequest); r.PassportJTI != secondClaims.ID || r.PassportJTI == firstClaims.ID {
+		t.Fatalf("request recorded under %s, want the refreshed %s", r.PassportJTI, secondClaims.ID)
+	}
+	// Revoking the current passport still refuses at once.
+	if _, err := hs.revs.RevokeJTI(secondClaims.ID, secondClaims.Expiry, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if st := get(); st != http.StatusForbidden {
+		t.Fatalf("after revocation: %d", st)
 	}
 }

@@ -83,6 +83,10 @@ type Options struct {
 	// Passports, when set, supplies the passport for requests without a
 	// Proxy-Authorization header.
 	Passports PassportSource
+	// Gate, when set, is asked before each request's passport is checked;
+	// an error refuses the request 503 control_unreachable (a sidecar cut
+	// off from its control plane for longer than control.max_staleness).
+	Gate func() error
 	// TunnelHosts are hosts (exact or *.example.com) whose CONNECT tunnels
 	// pass without interception: no injection and no inner inspection, for
 	// hosts in scope that need neither.
@@ -320,8 +324,13 @@ func (p *Proxy) Metrics() *Metrics { return p.metrics }
 // tunnel.
 type connState struct {
 	// verified is the CONNECT's passport (its agent id already matched),
-	// checked again on each request.
-	verified *passport.Verified
+	// checked again on each request; replaced when own and the sidecar's
+	// passport was refreshed (HTTP/2 streams of one connection race on it).
+	verified atomic.Pointer[passport.Verified]
+	// own: the tunnel runs on the sidecar's own passport (no
+	// Proxy-Authorization on the CONNECT), which is refreshed while the
+	// tunnel stays open.
+	own bool
 	// ac is the agent's connection, nil when not served through Listener.
 	ac *agentConn
 }
@@ -383,7 +392,7 @@ func (p *Proxy) identity(h http.Header) (token, agent string, d *denial) {
 	if p.opts.Passports != nil {
 		tok, err := p.opts.Passports.Passport()
 		if err != nil {
-			return "", "", &denial{Status: http.StatusProxyAuthRequired, Reason: ReasonPassportMissing, Detail: "the sidecar's passport file cannot be read: " + err.Error()}
+			return "", "", &denial{Status: http.StatusProxyAuthRequired, Reason: ReasonPassportMissing, Detail: "the sidecar has no passport of its own: " + err.Error()}
 		}
 		if tok != "" {
 			return tok, "", nil
@@ -395,6 +404,9 @@ func (p *Proxy) identity(h http.Header) (token, agent string, d *denial) {
 // verify checks a passport and, when the agent named itself, that the
 // passport is its own.
 func (p *Proxy) verify(token, agent string) (*passport.Verified, *denial) {
+	if d := p.gate(); d != nil {
+		return nil, d
+	}
 	vd, err := p.opts.Verifier.Check(token)
 	if err != nil {
 		return nil, verifyDenial(err)
@@ -406,9 +418,46 @@ func (p *Proxy) verify(token, agent string) (*passport.Verified, *denial) {
 	return vd, nil
 }
 
+// current is the passport a request inside a tunnel runs on: the
+// CONNECT's, or, when that was the sidecar's own, the one the sidecar
+// holds now (refreshed at 2/3 of its life while long-lived connections
+// stay open).
+func (p *Proxy) current(cs *connState) (*passport.Verified, *denial) {
+	vd := cs.verified.Load()
+	if !cs.own {
+		return vd, nil
+	}
+	tok, err := p.opts.Passports.Passport()
+	if err != nil || tok == "" || tok == vd.Token() {
+		// Nothing newer to use: the one in hand is checked (and expires)
+		// on its own.
+		return vd, nil
+	}
+	nvd, d := p.verify(tok, "")
+	if d != nil {
+		return nil, d
+	}
+	cs.verified.Store(nvd)
+	return nvd, nil
+}
+
+// gate asks Options.Gate whether the sidecar may serve at all.
+func (p *Proxy) gate() *denial {
+	if p.opts.Gate == nil {
+		return nil
+	}
+	if err := p.opts.Gate(); err != nil {
+		return &denial{Status: http.StatusServiceUnavailable, Reason: ReasonControlUnreachable, Detail: err.Error()}
+	}
+	return nil
+}
+
 // reverify checks a passport verify accepted again: a revocation applies
 // to the very next request, even inside an open tunnel.
 func (p *Proxy) reverify(vd *passport.Verified) (*passport.Claims, *denial) {
+	if d := p.gate(); d != nil {
+		return nil, d
+	}
 	claims, err := p.opts.Verifier.Recheck(vd)
 	if err != nil {
 		return nil, verifyDenial(err)
@@ -480,7 +529,8 @@ func (p *Proxy) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Conn
 			Detail: "host not granted: " + hostname}, claims)
 	}
 	ac := agentConnFrom(req.Context())
-	state := &connState{verified: vd, ac: ac}
+	state := &connState{ac: ac, own: req.Header.Get("Proxy-Authorization") == "" && p.opts.Passports != nil}
+	state.verified.Store(vd)
 	ctx.UserData = state
 	if matchAnyHost(p.opts.TunnelHosts, hostname) {
 		if ac != nil {
@@ -567,8 +617,11 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 	if st.conn != nil && req.Header.Get("Proxy-Authorization") == "" {
 		// 2. verify, again on every request: a revocation applies to the
 		// very next request, even inside an open tunnel.
-		var d *denial
-		if claims, d = p.reverify(st.conn.verified); d != nil {
+		vd, d := p.current(st.conn)
+		if d != nil {
+			return fail(d)
+		}
+		if claims, d = p.reverify(vd); d != nil {
 			return fail(d)
 		}
 	} else {
