@@ -1,0 +1,207 @@
+package control
+
+import (
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/stackctl/stack/passport"
+	"github.com/stackctl/stack/vault"
+)
+
+// API paths. Operators authenticate with the control token
+// (Authorization: Bearer), sidecars with their sidecar credential; join,
+// the JWKS and the health endpoints need neither.
+const (
+	PathJWKS    = "/.well-known/jwks.json"
+	PathJoin    = "/v1/join"
+	PathRenew   = "/v1/sidecar/renew"
+	PathIssue   = "/v1/sidecar/passport"
+	PathLeases  = "/v1/sidecar/leases"
+	PathWatch   = "/v1/watch"
+	PathRevokes = "/v1/revocations"
+	PathRevoke  = "/v1/passport/revoke"
+	PathAgents  = "/v1/agents"
+	PathTokens  = "/v1/join-tokens"
+	PathStatus  = "/v1/status"
+
+	// Vault paths and bodies are the sidecar admin API's, so the CLI speaks
+	// to either the same way.
+	PathVaultPut      = "/v1/vault/put"
+	PathVaultRotate   = "/v1/vault/rotate"
+	PathVaultReplace  = "/v1/vault/replace"
+	PathVaultRemove   = "/v1/vault/rm"
+	PathVaultSnapshot = "/v1/vault/snapshot"
+	PathVaultList     = "/v1/vault/list"
+	PathAuditSnapshot = "/v1/audit/snapshot"
+)
+
+// Agent is a registered agent: its name, the scope its passports carry,
+// their lifetime and mode, and whether it may have passports now.
+type Agent struct {
+	Name   string            `json:"name"`
+	Role   string            `json:"role,omitempty"`
+	Scope  passport.Scope    `json:"scope"`
+	TTL    Duration          `json:"ttl,omitzero"`
+	Mode   passport.Mode     `json:"mode,omitempty"`
+	Labels map[string]string `json:"labels,omitempty"`
+	// Disabled agents get no passport, join or lease; their passports are
+	// revoked when they are disabled.
+	Disabled       bool      `json:"disabled,omitempty"`
+	DisabledReason string    `json:"disabled_reason,omitempty"`
+	Created        time.Time `json:"created"`
+	Updated        time.Time `json:"updated,omitzero"`
+	// Rev is the store revision of this version of the agent.
+	Rev int64 `json:"rev,omitempty"`
+}
+
+// Duration is a time.Duration written as "15m0s" in JSON.
+type Duration time.Duration
+
+// MarshalText writes the duration in Go's syntax.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText reads Go's duration syntax.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	*d = Duration(v)
+	return err
+}
+
+// AgentRequest registers an agent or changes one.
+type AgentRequest struct {
+	Agent
+	// Update allows replacing an existing agent's definition.
+	Update bool `json:"update,omitempty"`
+}
+
+// DisableRequest disables or enables an agent.
+type DisableRequest struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// JoinTokenRequest asks for a one-time join token.
+type JoinTokenRequest struct {
+	Agent string   `json:"agent"`
+	TTL   Duration `json:"ttl,omitzero"`
+}
+
+// JoinTokenResponse carries the token: shown once, stored only hashed.
+type JoinTokenResponse struct {
+	Token     string    `json:"token"`
+	Agent     string    `json:"agent"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// JoinRequest is a sidecar's first call: exactly one of JoinToken and
+// OIDCToken.
+type JoinRequest struct {
+	JoinToken string `json:"join_token,omitempty"`
+	OIDCToken string `json:"oidc_token,omitempty"`
+	// Name says which sidecar this is (a host or pod name), for status.
+	Name string `json:"name,omitempty"`
+}
+
+// Credential is a joined sidecar's short-lived credential. It renews it
+// before ExpiresAt; it never sees the issuer key.
+type Credential struct {
+	SidecarID string    `json:"sidecar_id"`
+	Agent     string    `json:"agent"`
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// PassportResponse is an agent's passport for its sidecar, with the keys
+// that verify it.
+type PassportResponse struct {
+	Passport  string             `json:"passport"`
+	JTI       string             `json:"jti"`
+	ExpiresAt time.Time          `json:"expires_at"`
+	JWKS      jose.JSONWebKeySet `json:"jwks"`
+}
+
+// Lease is one credential handed to a sidecar for its agent: kept in
+// memory only, renewed before ExpiresAt, dropped on revocation.
+type Lease struct {
+	Name        string       `json:"name"`
+	Hosts       []string     `json:"hosts"`
+	Render      vault.Render `json:"render"`
+	Fingerprint string       `json:"fingerprint"`
+	Secret      []byte       `json:"secret"`
+	ExpiresAt   time.Time    `json:"expires_at"`
+}
+
+// LeasesResponse lists the leases of every credential the agent's
+// passport grants that the vault holds; Missing names granted
+// credentials the vault does not hold.
+type LeasesResponse struct {
+	Leases  []Lease  `json:"leases"`
+	Missing []string `json:"missing,omitempty"`
+}
+
+// RevokeRequest revokes a passport (JTI, with its delegated descendants)
+// or an agent: exactly one of JTI and Agent. The body is the sidecar
+// admin API's.
+type RevokeRequest struct {
+	JTI    string    `json:"jti,omitempty"`
+	Agent  string    `json:"agent,omitempty"`
+	Expiry time.Time `json:"expiry,omitzero"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// RevocationList is the whole revocation set at a revision: what a
+// sidecar loads before it watches from Rev.
+type RevocationList struct {
+	Rev         int64                 `json:"rev"`
+	Revocations []passport.Revocation `json:"revocations"`
+}
+
+// Event types of the watch feed.
+const (
+	// EventRevoked carries a revocation to apply.
+	EventRevoked = "revoked"
+	// EventBookmark says the feed is alive and caught up to Rev.
+	EventBookmark = "bookmark"
+	// EventCredentials says a credential changed in the vault: renew its
+	// lease now.
+	EventCredentials = "credentials_changed"
+	// EventResync says the revision asked for is gone: list, then watch
+	// again from the list's revision.
+	EventResync = "resync"
+)
+
+// WatchEvent is one line of the watch feed (newline-delimited JSON).
+type WatchEvent struct {
+	Type       string               `json:"type"`
+	Rev        int64                `json:"rev"`
+	Revocation *passport.Revocation `json:"revocation,omitempty"`
+	Credential string               `json:"credential,omitempty"`
+}
+
+// SidecarStatus is one joined sidecar as the control plane sees it.
+type SidecarStatus struct {
+	ID          string    `json:"id"`
+	Name        string    `json:"name,omitempty"`
+	Agent       string    `json:"agent"`
+	Method      string    `json:"method"`
+	Joined      time.Time `json:"joined"`
+	LastContact time.Time `json:"last_contact,omitzero"`
+	Watching    bool      `json:"watching"`
+	// Rev is the last revision the sidecar's feed delivered; Lag how many
+	// revisions it is behind the store.
+	Rev int64 `json:"rev"`
+	Lag int64 `json:"lag"`
+}
+
+// Status is the control plane's state for `stack control status`.
+type Status struct {
+	Rev      int64           `json:"rev"`
+	Agents   int             `json:"agents"`
+	Sidecars []SidecarStatus `json:"sidecars"`
+}
+
+// Error is the body of every answer other than 2xx.
+type Error struct {
+	Error  string `json:"error"`
+	Reason string `json:"reason,omitempty"`
+}

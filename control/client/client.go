@@ -1,0 +1,824 @@
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"go.uber.org/zap"
+
+	"github.com/stackctl/stack/control"
+	"github.com/stackctl/stack/passport"
+)
+
+// Revocations is the sidecar's local revocation set, where the feed's
+// revocations are applied (*passport.RevocationStore).
+type Revocations interface {
+	Add(r passport.Revocation) error
+	RevokeJTI(jti string, exp time.Time, reason string) (passport.Revocation, error)
+}
+
+// Options configure New. URL, Revocations, OnKeys and one of JoinToken
+// and OIDCTokenFile are required.
+type Options struct {
+	// URL is the control plane's base URL (https://host:port).
+	URL string
+	// RootCAs verify the control plane's certificate (its CA, from
+	// `stack control ca export`); nil means the system roots.
+	RootCAs *x509.CertPool
+	// JoinToken is a one-time join token. It is spent on the first join;
+	// later starts reuse the credential kept in StatePath.
+	JoinToken string
+	// OIDCTokenFile holds the workload's OIDC token (a Kubernetes
+	// projected service-account token), re-read at every join.
+	OIDCTokenFile string
+	// Name says which sidecar this is in `stack control status`.
+	Name string
+	// StatePath keeps the sidecar credential and the feed revision across
+	// restarts (mode 0600). Empty keeps them in memory only.
+	StatePath   string
+	Revocations Revocations
+	// OnKeys receives the control plane's JWKS with each passport (the
+	// verifier's UpdateJWKS).
+	OnKeys func(jose.JSONWebKeySet) error
+	// OnLeases receives the agent's credential leases each time they are
+	// renewed, and nil when they are dropped (on revocation).
+	OnLeases func([]control.Lease)
+	// MaxStaleness, when positive, is how long without contact with the
+	// control plane the sidecar keeps serving; after it Gate refuses.
+	MaxStaleness time.Duration
+	// Heartbeat is the control plane's feed heartbeat: a feed silent for
+	// three of them is taken for dead and reconnected.
+	Heartbeat time.Duration
+	// Timeout bounds each call other than the feed (default 10s).
+	Timeout time.Duration
+	// StartTimeout bounds Start's retries while the control plane cannot
+	// be reached (zero: until ctx ends).
+	StartTimeout time.Duration
+	Log          *zap.Logger
+	Now          func() time.Time
+}
+
+// Client is a joined sidecar's link to the control plane.
+type Client struct {
+	opts Options
+	base string
+	http *http.Client
+	log  *zap.Logger
+	now  func() time.Time
+
+	mu          sync.Mutex
+	st          state
+	token       string // the agent's passport
+	jti         string
+	issuedAt    time.Time // the passport's iat
+	expiresAt   time.Time
+	refreshAt   time.Time // 2/3 of its life, by our clock
+	lastContact time.Time
+	connected   bool
+	revoked     string // why our passport or agent was revoked, if it was
+	leaseExpiry time.Time
+
+	wakeLeases   chan struct{}
+	wakePassport chan struct{}
+	forward      chan control.RevokeRequest
+}
+
+// Health is what the sidecar reports of its link in /readyz and metrics.
+type Health struct {
+	Connected      bool      `json:"connected"`
+	LastContact    time.Time `json:"last_contact,omitzero"`
+	Rev            int64     `json:"rev"`
+	Agent          string    `json:"agent"`
+	SidecarID      string    `json:"sidecar_id"`
+	PassportExpiry time.Time `json:"passport_expiry,omitzero"`
+	Revoked        string    `json:"revoked,omitempty"`
+	Stale          bool      `json:"stale"`
+}
+
+// New checks opts and builds a Client; Start joins.
+func New(opts Options) (*Client, error) {
+	u, err := url.Parse(opts.URL)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		return nil, fmt.Errorf("control.url %q: want https://HOST:PORT", opts.URL)
+	case u.Scheme == "http":
+		return nil, fmt.Errorf("control.url %q: the control plane is reached over HTTPS only", opts.URL)
+	case opts.Revocations == nil || opts.OnKeys == nil:
+		return nil, errors.New("control client: Revocations and OnKeys are required")
+	case opts.JoinToken == "" && opts.OIDCTokenFile == "" && opts.StatePath == "":
+		return nil, errors.New("control client: give a join token (--join-token) or a workload token file (--oidc-token-file)")
+	}
+	if opts.Heartbeat <= 0 {
+		opts.Heartbeat = control.DefaultHeartbeat
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	tr := &http.Transport{
+		Proxy:               nil, // never through HTTPS_PROXY: that is us
+		TLSClientConfig:     &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout: 10 * time.Second,
+		ForceAttemptHTTP2:   true,
+		IdleConnTimeout:     90 * time.Second,
+		MaxIdleConnsPerHost: 4,
+		// Every call shares one HTTP/2 connection with the feed: a
+		// connection that stops answering pings is closed, so the next
+		// call dials afresh instead of waiting on a dead peer.
+		HTTP2: &http.HTTP2Config{SendPingTimeout: 3 * opts.Heartbeat, PingTimeout: 2 * time.Second, WriteByteTimeout: 10 * time.Second},
+	}
+	return &Client{
+		opts: opts, base: strings.TrimRight(opts.URL, "/"), log: opts.Log, now: opts.Now,
+		http:         &http.Client{Transport: tr},
+		wakeLeases:   make(chan struct{}, 1),
+		wakePassport: make(chan struct{}, 1),
+		forward:      make(chan control.RevokeRequest, 1024),
+	}, nil
+}
+
+// Start joins (or resumes with the credential in StatePath), obtains the
+// agent's passport, the revocation set and the leases, then keeps them
+// current in the background until ctx ends. It retries until ctx ends
+// while the control plane cannot be reached, and fails at once on a
+// refusal (a spent join token, an unknown agent).
+func (c *Client) Start(ctx context.Context) error {
+	st, err := c.loadState()
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.st = st
+	c.mu.Unlock()
+	sctx := ctx
+	if c.opts.StartTimeout > 0 {
+		var cancel context.CancelFunc
+		sctx, cancel = context.WithTimeout(ctx, c.opts.StartTimeout)
+		defer cancel()
+	}
+	if err := c.start(sctx); err != nil {
+		return err
+	}
+	go c.credentialLoop(ctx)
+	go c.passportLoop(ctx)
+	go c.watchLoop(ctx)
+	go c.leaseLoop(ctx)
+	go c.forwardLoop(ctx)
+	return nil
+}
+
+func (c *Client) start(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		err := c.bootstrap(ctx)
+		if err == nil {
+			return nil
+		}
+		var ae *APIError
+		if errors.As(err, &ae) && ae.Status/100 == 4 && ae.Status != http.StatusTooManyRequests {
+			return err
+		}
+		// A certificate the roots do not verify is a configuration
+		// problem (control.ca), not an outage: say so at once.
+		var hn x509.HostnameError
+		if errors.As(err, &hn) {
+			return fmt.Errorf("the control plane's certificate does not cover %s: start it with --host %s (control.hosts): %w", hn.Host, hn.Host, err)
+		}
+		var cv *tls.CertificateVerificationError
+		if errors.As(err, &cv) {
+			return fmt.Errorf("the control plane's certificate is not trusted (is control.ca its CA, from `stack control ca export`?): %w", err)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("control plane %s: %w", c.base, err)
+		}
+		c.log.Warn("control plane not reachable yet; retrying", zap.String("url", c.base), zap.Error(err))
+		if !sleep(ctx, backoff(attempt, time.Second, 10*time.Second)) {
+			return fmt.Errorf("control plane %s: %w", c.base, err)
+		}
+	}
+}
+
+func (c *Client) loadState() (state, error) {
+	if c.opts.StatePath == "" {
+		return state{}, nil
+	}
+	st, err := loadState(c.opts.StatePath)
+	if err != nil {
+		return state{}, fmt.Errorf("control state %s: %w", c.opts.StatePath, err)
+	}
+	if st.URL != c.base {
+		// Another control plane's credential and revision mean nothing here.
+		return state{}, nil
+	}
+	return st, nil
+}
+
+func (c *Client) bootstrap(ctx context.Context) error {
+	c.mu.Lock()
+	have := c.st.Token != "" && c.now().Before(c.st.ExpiresAt)
+	c.mu.Unlock()
+	if !have {
+		if err := c.join(ctx); err != nil {
+			return err
+		}
+	}
+	if err := c.refreshPassport(ctx); err != nil {
+		return err
+	}
+	if err := c.resync(ctx); err != nil {
+		return err
+	}
+	return c.renewLeases(ctx)
+}
+
+// join spends the join token or presents the workload token.
+func (c *Client) join(ctx context.Context) error {
+	req := control.JoinRequest{Name: c.opts.Name}
+	switch {
+	case c.opts.OIDCTokenFile != "":
+		b, err := os.ReadFile(c.opts.OIDCTokenFile)
+		if err != nil {
+			return fmt.Errorf("workload token: %w", err)
+		}
+		req.OIDCToken = strings.TrimSpace(string(b))
+	case c.opts.JoinToken != "":
+		req.JoinToken = c.opts.JoinToken
+	default:
+		return errors.New("the sidecar credential kept in the control state expired and no join token or workload token was given: join again with a new --join-token")
+	}
+	var cred control.Credential
+	if err := c.call(ctx, http.MethodPost, control.PathJoin, "", req, &cred); err != nil {
+		return fmt.Errorf("join: %w", err)
+	}
+	c.mu.Lock()
+	c.st = state{URL: c.base, SidecarID: cred.SidecarID, Agent: cred.Agent, Token: cred.Token, ExpiresAt: cred.ExpiresAt}
+	c.mu.Unlock()
+	c.log.Info("joined the control plane", zap.String("sidecar", cred.SidecarID), zap.String("agent", cred.Agent))
+	return c.save()
+}
+
+func (c *Client) save() error {
+	if c.opts.StatePath == "" {
+		return nil
+	}
+	c.mu.Lock()
+	st := c.st
+	c.mu.Unlock()
+	if err := saveState(c.opts.StatePath, st); err != nil {
+		return fmt.Errorf("control state %s: %w", c.opts.StatePath, err)
+	}
+	return nil
+}
+
+// authed calls the API with the sidecar credential; a credential the
+// control plane no longer knows is replaced by joining again when a
+// workload token can do so.
+func (c *Client) authed(ctx context.Context, method, path string, in, out any) error {
+	c.mu.Lock()
+	tok := c.st.Token
+	c.mu.Unlock()
+	err := c.call(ctx, method, path, tok, in, out)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized && c.opts.OIDCTokenFile != "" {
+		if jerr := c.join(ctx); jerr != nil {
+			return jerr
+		}
+		c.mu.Lock()
+		tok = c.st.Token
+		c.mu.Unlock()
+		err = c.call(ctx, method, path, tok, in, out)
+	}
+	return err
+}
+
+// APIError is a refusal from the control plane.
+type APIError struct {
+	Status int
+	Reason string
+	Msg    string
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("control plane: %s (HTTP %d, %s)", e.Msg, e.Status, e.Reason)
+}
+
+func (c *Client) call(ctx context.Context, method, path, token string, in, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+	defer cancel()
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	c.contact()
+	if resp.StatusCode/100 != 2 {
+		var e control.Error
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if json.Unmarshal(b, &e) != nil || e.Error == "" {
+			e.Error = strings.TrimSpace(string(b))
+		}
+		return &APIError{Status: resp.StatusCode, Reason: e.Reason, Msg: e.Error}
+	}
+	if out == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(out)
+}
+
+func (c *Client) contact() {
+	c.mu.Lock()
+	c.lastContact = c.now()
+	c.mu.Unlock()
+}
+
+// FetchKeys returns the control plane's current JWKS, for a verifier
+// that meets a passport signed with a key it does not know yet.
+func (c *Client) FetchKeys() (jose.JSONWebKeySet, error) {
+	var set jose.JSONWebKeySet
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := c.call(ctx, http.MethodGet, control.PathJWKS, "", nil, &set)
+	return set, err
+}
+
+// refreshPassport obtains a new passport for the agent.
+func (c *Client) refreshPassport(ctx context.Context) error {
+	var pr control.PassportResponse
+	if err := c.authed(ctx, http.MethodPost, control.PathIssue, nil, &pr); err != nil {
+		return fmt.Errorf("passport: %w", err)
+	}
+	if err := c.opts.OnKeys(pr.JWKS); err != nil {
+		return fmt.Errorf("passport: the control plane's keys: %w", err)
+	}
+	var iat time.Time
+	if parts := strings.Split(pr.Passport, "."); len(parts) == 3 {
+		var claims struct {
+			IssuedAt int64 `json:"iat"`
+		}
+		if b, err := base64URL(parts[1]); err == nil && json.Unmarshal(b, &claims) == nil {
+			iat = time.Unix(claims.IssuedAt, 0)
+		}
+	}
+	life := pr.ExpiresAt.Sub(iat)
+	if iat.IsZero() || life <= 0 {
+		life = pr.ExpiresAt.Sub(c.now())
+	}
+	c.mu.Lock()
+	c.token, c.jti, c.issuedAt, c.expiresAt = pr.Passport, pr.JTI, iat, pr.ExpiresAt
+	c.refreshAt = c.now().Add(life * 2 / 3)
+	// A new passport was issued: the agent is no longer revoked (it was
+	// enabled again), and may have its credentials back.
+	wasRevoked := c.revoked != ""
+	c.revoked = ""
+	c.mu.Unlock()
+	if wasRevoked {
+		select {
+		case c.wakeLeases <- struct{}{}:
+		default:
+		}
+	}
+	c.log.Debug("passport refreshed", zap.String("jti", pr.JTI), zap.Time("expires", pr.ExpiresAt))
+	return nil
+}
+
+// passportLoop refreshes the passport at 2/3 of its lifetime, retrying
+// failures until it expires and after (the sidecar then refuses with
+// passport_expired: a passport is never extended).
+func (c *Client) passportLoop(ctx context.Context) {
+	attempt := 0
+	for {
+		c.mu.Lock()
+		wait := c.refreshAt.Sub(c.now())
+		c.mu.Unlock()
+		if attempt > 0 {
+			wait = backoff(attempt-1, time.Second, 30*time.Second)
+		}
+		t := time.NewTimer(max(wait, 0))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		case <-c.wakePassport:
+			t.Stop()
+			attempt = max(attempt, 1)
+		}
+		if err := c.refreshPassport(ctx); err != nil {
+			attempt++
+			c.log.Warn("passport refresh failed; retrying", zap.Int("attempt", attempt), zap.Error(err))
+			continue
+		}
+		attempt = 0
+	}
+}
+
+// credentialLoop renews the sidecar credential at 2/3 of its lifetime.
+func (c *Client) credentialLoop(ctx context.Context) {
+	attempt := 0
+	for {
+		c.mu.Lock()
+		wait := c.st.ExpiresAt.Sub(c.now()) * 2 / 3
+		c.mu.Unlock()
+		if attempt > 0 {
+			wait = backoff(attempt-1, time.Second, 30*time.Second)
+		}
+		if !sleep(ctx, wait) {
+			return
+		}
+		var cred control.Credential
+		if err := c.authed(ctx, http.MethodPost, control.PathRenew, nil, &cred); err != nil {
+			attempt++
+			c.log.Warn("sidecar credential renewal failed; retrying", zap.Int("attempt", attempt), zap.Error(err))
+			continue
+		}
+		attempt = 0
+		c.mu.Lock()
+		c.st.Token, c.st.ExpiresAt = cred.Token, cred.ExpiresAt
+		c.mu.Unlock()
+		if err := c.save(); err != nil {
+			c.log.Warn("control state not saved", zap.Error(err))
+		}
+	}
+}
+
+// Passport implements proxy.PassportSource: the agent's current passport.
+func (c *Client) Passport() (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.token == "" {
+		return "", errors.New("no passport from the control plane yet")
+	}
+	return c.token, nil
+}
+
+// StaleError refuses requests once the control plane has been away for
+// longer than control.max_staleness.
+type StaleError struct{ Since time.Time }
+
+func (e *StaleError) Error() string {
+	return "no contact with the control plane since " + e.Since.UTC().Format(time.RFC3339) + " (control.max_staleness)"
+}
+
+// Reason is the refusal's machine reason.
+func (e *StaleError) Reason() string { return "control_unreachable" }
+
+// Gate refuses every request once the control plane has been away for
+// longer than MaxStaleness; nil otherwise.
+func (c *Client) Gate() error {
+	if c.opts.MaxStaleness <= 0 {
+		return nil
+	}
+	c.mu.Lock()
+	last := c.lastContact
+	c.mu.Unlock()
+	if c.now().Sub(last) > c.opts.MaxStaleness {
+		return &StaleError{Since: last}
+	}
+	return nil
+}
+
+// Health reports the link's state.
+func (c *Client) Health() Health {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h := Health{Connected: c.connected, LastContact: c.lastContact, Rev: c.st.Rev, Agent: c.st.Agent,
+		SidecarID: c.st.SidecarID, PassportExpiry: c.expiresAt, Revoked: c.revoked}
+	h.Stale = c.opts.MaxStaleness > 0 && c.now().Sub(c.lastContact) > c.opts.MaxStaleness
+	return h
+}
+
+// RevokeJTI revokes a passport at once in this sidecar and forwards the
+// revocation to the control plane, which pushes it to every sidecar (a
+// detector's revoke action). The forward is retried in the background
+// while the control plane is away.
+func (c *Client) RevokeJTI(jti string, exp time.Time, reason string) (passport.Revocation, error) {
+	rv, err := c.opts.Revocations.RevokeJTI(jti, exp, reason)
+	if err != nil {
+		return rv, err
+	}
+	c.noteRevoked(rv)
+	select {
+	case c.forward <- control.RevokeRequest{JTI: jti, Expiry: exp, Reason: reason}:
+	default:
+		c.log.Error("revocation not forwarded to the control plane: queue full", zap.String("jti", jti))
+	}
+	return rv, nil
+}
+
+func (c *Client) forwardLoop(ctx context.Context) {
+	for {
+		var req control.RevokeRequest
+		select {
+		case <-ctx.Done():
+			return
+		case req = <-c.forward:
+		}
+		for attempt := 0; ; attempt++ {
+			err := c.authed(ctx, http.MethodPost, control.PathRevoke, req, nil)
+			if err == nil {
+				break
+			}
+			var ae *APIError
+			if errors.As(err, &ae) && ae.Status/100 == 4 {
+				c.log.Error("the control plane refused a revocation", zap.String("jti", req.JTI), zap.Error(err))
+				break
+			}
+			if !sleep(ctx, backoff(attempt, 200*time.Millisecond, 10*time.Second)) {
+				return
+			}
+		}
+	}
+}
+
+// resync loads the whole revocation set, for a first start or when the
+// feed's history no longer reaches back to our revision.
+func (c *Client) resync(ctx context.Context) error {
+	var list control.RevocationList
+	if err := c.authed(ctx, http.MethodGet, control.PathRevokes, nil, &list); err != nil {
+		return fmt.Errorf("revocations: %w", err)
+	}
+	for _, rv := range list.Revocations {
+		if err := c.apply(rv); err != nil {
+			return err
+		}
+	}
+	c.setRev(list.Rev)
+	return nil
+}
+
+func (c *Client) apply(rv passport.Revocation) error {
+	if err := c.opts.Revocations.Add(rv); err != nil {
+		return fmt.Errorf("apply revocation %s %s: %w", rv.Kind, rv.ID, err)
+	}
+	c.noteRevoked(rv)
+	return nil
+}
+
+// noteRevoked drops the leases when the revocation is of our own agent
+// or passport: nothing is injected for it any more.
+func (c *Client) noteRevoked(rv passport.Revocation) {
+	c.mu.Lock()
+	ours := (rv.Kind == passport.RevokeAgent && rv.ID == c.st.Agent && !c.issuedAt.After(rv.RevokedAt)) ||
+		(rv.Kind == passport.RevokeJTI && rv.ID == c.jti)
+	if ours {
+		c.revoked = fmt.Sprintf("%s %s: %s", rv.Kind, rv.ID, rv.Reason)
+		c.leaseExpiry = time.Time{}
+	}
+	c.mu.Unlock()
+	if ours {
+		c.log.Warn("this sidecar's passport was revoked; credentials dropped", zap.String("kind", string(rv.Kind)), zap.String("id", rv.ID), zap.String("reason", rv.Reason))
+		if c.opts.OnLeases != nil {
+			c.opts.OnLeases(nil)
+		}
+		// Keep asking for a passport (with backoff): refused while the
+		// agent is disabled, issued as soon as it is enabled again.
+		select {
+		case c.wakePassport <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (c *Client) setRev(rev int64) {
+	c.mu.Lock()
+	changed := rev > c.st.Rev
+	if changed {
+		c.st.Rev = rev
+	}
+	c.mu.Unlock()
+	if changed {
+		if err := c.save(); err != nil {
+			c.log.Warn("control state not saved", zap.Error(err))
+		}
+	}
+}
+
+// watchRetryMax caps the wait between two attempts to reopen the feed: a
+// sidecar hears of revocations at most this long after its control plane
+// is back. Jitter spreads a fleet's reconnections over it.
+const watchRetryMax = time.Second
+
+// watchLoop keeps a feed watch open, reconnecting with backoff.
+func (c *Client) watchLoop(ctx context.Context) {
+	attempt := 0
+	for ctx.Err() == nil {
+		got, err := c.watchOnce(ctx)
+		c.mu.Lock()
+		c.connected = false
+		c.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		if got {
+			attempt = 0
+		}
+		c.log.Info("control feed interrupted; reconnecting", zap.Error(err))
+		if !sleep(ctx, backoff(attempt, 100*time.Millisecond, watchRetryMax)) {
+			return
+		}
+		attempt++
+	}
+}
+
+// watchOnce follows the feed until it breaks; got says whether any line
+// arrived.
+func (c *Client) watchOnce(ctx context.Context) (got bool, err error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c.mu.Lock()
+	rev, tok := c.st.Rev, c.st.Token
+	c.mu.Unlock()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+control.PathWatch+"?rev="+strconv.FormatInt(rev, 10), nil)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	// A feed quiet for three heartbeats is dead, or half-open: only a
+	// deadline tells.
+	idle := 3*c.opts.Heartbeat + time.Second
+	watchdog := time.AfterFunc(idle+c.opts.Timeout, cancel)
+	defer watchdog.Stop()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e control.Error
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		json.Unmarshal(b, &e)
+		err := &APIError{Status: resp.StatusCode, Reason: e.Reason, Msg: e.Error}
+		if resp.StatusCode == http.StatusUnauthorized && c.opts.OIDCTokenFile != "" {
+			if jerr := c.join(ctx); jerr != nil {
+				return false, jerr
+			}
+		}
+		return false, err
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		watchdog.Reset(idle)
+		got = true
+		var ev control.WatchEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return got, fmt.Errorf("feed: %w", err)
+		}
+		c.mu.Lock()
+		c.connected = true
+		c.lastContact = c.now()
+		c.mu.Unlock()
+		switch ev.Type {
+		case control.EventRevoked:
+			if ev.Revocation == nil {
+				continue
+			}
+			if err := c.apply(*ev.Revocation); err != nil {
+				// Not applied, so not acknowledged: the next watch
+				// starts before it.
+				return got, err
+			}
+			c.setRev(ev.Rev)
+		case control.EventCredentials:
+			c.setRev(ev.Rev)
+			select {
+			case c.wakeLeases <- struct{}{}:
+			default:
+			}
+		case control.EventBookmark:
+			c.setRev(ev.Rev)
+		case control.EventResync:
+			c.log.Info("control feed history gone; loading the whole revocation set")
+			return got, c.resync(ctx)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return got, err
+	}
+	return got, io.ErrUnexpectedEOF
+}
+
+// renewLeases fetches the agent's leases.
+func (c *Client) renewLeases(ctx context.Context) error {
+	var lr control.LeasesResponse
+	if err := c.authed(ctx, http.MethodPost, control.PathLeases, nil, &lr); err != nil {
+		return fmt.Errorf("leases: %w", err)
+	}
+	if len(lr.Missing) > 0 {
+		c.log.Warn("credentials the passport grants are not in the control plane's vault", zap.Strings("missing", lr.Missing))
+	}
+	exp := time.Time{}
+	for _, l := range lr.Leases {
+		if exp.IsZero() || l.ExpiresAt.Before(exp) {
+			exp = l.ExpiresAt
+		}
+	}
+	c.mu.Lock()
+	c.leaseExpiry = exp
+	c.mu.Unlock()
+	if c.opts.OnLeases != nil {
+		c.opts.OnLeases(lr.Leases)
+	}
+	return nil
+}
+
+// leaseLoop renews the leases at 2/3 of their lifetime, or at once when
+// the feed says a credential changed.
+func (c *Client) leaseLoop(ctx context.Context) {
+	attempt := 0
+	lease := time.Duration(0)
+	c.mu.Lock()
+	if !c.leaseExpiry.IsZero() {
+		lease = c.leaseExpiry.Sub(c.now())
+	}
+	c.mu.Unlock()
+	for {
+		wait := lease * 2 / 3
+		if lease <= 0 {
+			wait = control.DefaultLeaseTTL * 2 / 3
+		}
+		if attempt > 0 {
+			wait = backoff(attempt-1, time.Second, 30*time.Second)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		case <-c.wakeLeases:
+			t.Stop()
+		}
+		if err := c.renewLeases(ctx); err != nil {
+			attempt++
+			c.log.Warn("lease renewal failed; retrying", zap.Int("attempt", attempt), zap.Error(err))
+			continue
+		}
+		attempt = 0
+		c.mu.Lock()
+		lease = c.leaseExpiry.Sub(c.now())
+		c.mu.Unlock()
+	}
+}
+
+// backoff is base·2^attempt, capped, with jitter so that a fleet does not
+// reconnect in step.
+func backoff(attempt int, base, limit time.Duration) time.Duration {
+	d := base << min(attempt, 20)
+	if d > limit || d <= 0 {
+		d = limit
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,11 @@
+// Package client is a sidecar's side of the control plane: it joins
+// (join token or workload OIDC token), keeps a sidecar credential and
+// its agent's passport fresh, watches the revocation feed and applies
+// each revocation to the local revocation store, and keeps credential
+// leases in memory.
+//
+// When the control plane is away the sidecar is fail-static: it serves
+// with the passport, leases and revocations it has, reports how stale it
+// is, and applies what it missed as soon as the feed is back; a passport
+// is never extended past its expiry.
+package client

@@ -1,0 +1,109 @@
+package control
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// status lists the sidecars whose credential has not expired, with what
+// the feed knows of them.
+func (s *Server) status(r *http.Request) (any, error) {
+	ctx := r.Context()
+	kvs, rev, err := s.store.List(ctx, prefixSidecars)
+	if err != nil {
+		return nil, err
+	}
+	agents, _, err := s.store.List(ctx, prefixAgents)
+	if err != nil {
+		return nil, err
+	}
+	feedRev := s.feedRev(r)
+	now := s.now()
+	out := Status{Rev: rev, Agents: len(agents), Sidecars: []SidecarStatus{}}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, kv := range kvs {
+		var rec sidecarRecord
+		if json.Unmarshal(kv.Value, &rec) != nil || !now.Before(rec.ExpiresAt) {
+			continue
+		}
+		st := SidecarStatus{ID: rec.ID, Name: rec.Name, Agent: rec.Agent, Method: rec.Method, Joined: rec.Joined}
+		if l := s.live[rec.ID]; l != nil {
+			st.LastContact, st.Watching, st.Rev = l.lastContact, l.watching > 0, l.rev
+		}
+		st.Lag = max(feedRev-st.Rev, 0)
+		out.Sidecars = append(out.Sidecars, st)
+	}
+	sort.Slice(out.Sidecars, func(i, j int) bool {
+		if out.Sidecars[i].Agent != out.Sidecars[j].Agent {
+			return out.Sidecars[i].Agent < out.Sidecars[j].Agent
+		}
+		return out.Sidecars[i].ID < out.Sidecars[j].ID
+	})
+	return out, nil
+}
+
+// feedRev is the revision of the newest feed change: a sidecar that has
+// it is not behind.
+func (s *Server) feedRev(r *http.Request) int64 {
+	kvs, _, err := s.store.List(r.Context(), prefixFeed)
+	if err != nil {
+		return 0
+	}
+	var rev int64
+	for _, kv := range kvs {
+		rev = max(rev, kv.ModRev)
+	}
+	return rev
+}
+
+// Metrics are the control plane's Prometheus metrics.
+type Metrics struct {
+	Registry    *prometheus.Registry
+	joins       *prometheus.CounterVec
+	issued      prometheus.Counter
+	leases      prometheus.Counter
+	revocations prometheus.Counter
+	watches     prometheus.Counter
+	events      prometheus.Counter
+	watchers    func() float64
+}
+
+// NewMetrics registers the control plane's metrics, and Go's, on a new
+// registry.
+func NewMetrics() *Metrics {
+	m := &Metrics{Registry: prometheus.NewRegistry()}
+	f := func(c prometheus.Collector) { m.Registry.MustRegister(c) }
+	m.joins = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stack_control_joins_total",
+		Help: "Sidecar joins by method (token, oidc) and result (ok or the refusal's reason)."}, []string{"method", "result"})
+	m.issued = prometheus.NewCounter(prometheus.CounterOpts{Name: "stack_control_passports_issued_total", Help: "Passports issued to sidecars."})
+	m.leases = prometheus.NewCounter(prometheus.CounterOpts{Name: "stack_control_leases_total", Help: "Credential leases handed to sidecars."})
+	m.revocations = prometheus.NewCounter(prometheus.CounterOpts{Name: "stack_control_revocations_total", Help: "Revocations published to the feed."})
+	m.watches = prometheus.NewCounter(prometheus.CounterOpts{Name: "stack_control_watches_total", Help: "Feed watches opened by sidecars and operators."})
+	m.events = prometheus.NewCounter(prometheus.CounterOpts{Name: "stack_control_feed_events_total", Help: "Feed events sent, all watches together."})
+	f(m.joins)
+	f(m.issued)
+	f(m.leases)
+	f(m.revocations)
+	f(m.watches)
+	f(m.events)
+	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stack_control_sidecars_watching",
+		Help: "Sidecars with an open feed watch."}, func() float64 {
+		if m.watchers == nil {
+			return 0
+		}
+		return m.watchers()
+	}))
+	f(collectors.NewGoCollector())
+	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *Metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}
