@@ -309,7 +309,7 @@ func (in *Injector) Apply(ctx context.Context, req *http.Request, host string, g
 		secret, err := in.store.Secret(ctx, c.Name)
 		if err != nil {
 			return nil, &DeniedError{Reason: ReasonCredentialUnavailable, Credential: c.Name,
-				Detail: "credential could not be decrypted", Err: err}
+				Detail: "credential is unavailable (not decrypted, or its lease expired)", Err: err}
 		}
 		in.scrub(req, c.Name)
 		if err := write(req, c, secret); err != nil {

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/stackctl/stack/control"
 	"github.com/stackctl/stack/inject"
 	"github.com/stackctl/stack/vault"
 )
@@ -63,10 +65,14 @@ func (s *VaultStore) Secret(ctx context.Context, name string) ([]byte, error) {
 	return s.v.Secret(ctx, name)
 }
 
-// BoundCredentials implements inject.Store. The answer for a host is
-// computed once per index: every request to a host asks for it.
+// BoundCredentials implements inject.Store.
 func (s *VaultStore) BoundCredentials(host string) []inject.Credential {
-	idx := s.index.Load()
+	return s.index.Load().boundTo(host)
+}
+
+// boundTo lists the credentials bound to host. The answer for a host is
+// computed once per index: every request to a host asks for it.
+func (idx *storeIndex) boundTo(host string) []inject.Credential {
 	if v, ok := idx.bound.Load(host); ok {
 		return v.([]inject.Credential)
 	}
@@ -112,6 +118,79 @@ func toInject(c *vault.Credential) inject.Credential {
 // Bound returns the hosts credential name is bound to, for the
 // exfiltration detector.
 func (s *VaultStore) Bound(name string) ([]string, bool) {
+	c, ok := s.Credential(name)
+	return c.Hosts, ok
+}
+
+// LeaseStore serves the injector from the credentials a control plane
+// leased to this sidecar: held in memory only, each usable until its
+// lease expires, all dropped at once on revocation (Set(nil)).
+type LeaseStore struct {
+	index atomic.Pointer[leaseIndex]
+	now   func() time.Time
+	// OnReload, when set, runs after each Set, for what else depends on
+	// the credentials (the exfiltration detector's index of secrets).
+	OnReload func(secrets map[string][]byte)
+}
+
+type leaseIndex struct {
+	storeIndex
+	leases map[string]control.Lease
+}
+
+// NewLeaseStore returns an empty store; now is the clock (nil: time.Now).
+func NewLeaseStore(now func() time.Time) *LeaseStore {
+	if now == nil {
+		now = time.Now
+	}
+	s := &LeaseStore{now: now}
+	s.Set(nil)
+	return s
+}
+
+// Set replaces every lease.
+func (s *LeaseStore) Set(leases []control.Lease) {
+	idx := &leaseIndex{storeIndex: storeIndex{byName: make(map[string]inject.Credential, len(leases))}, leases: make(map[string]control.Lease, len(leases))}
+	secrets := make(map[string][]byte, len(leases))
+	for _, l := range leases {
+		idx.byName[l.Name] = toInject(&vault.Credential{Name: l.Name, Hosts: l.Hosts, Render: l.Render, Fingerprint: l.Fingerprint})
+		idx.leases[l.Name] = l
+		secrets[l.Name] = l.Secret
+	}
+	s.index.Store(idx)
+	if s.OnReload != nil {
+		s.OnReload(secrets)
+	}
+}
+
+// Credential implements inject.Store.
+func (s *LeaseStore) Credential(name string) (inject.Credential, bool) {
+	c, ok := s.index.Load().byName[name]
+	return c, ok
+}
+
+// Secret implements inject.Store: the leased secret, until its lease
+// expires.
+func (s *LeaseStore) Secret(_ context.Context, name string) ([]byte, error) {
+	l, ok := s.index.Load().leases[name]
+	if !ok {
+		return nil, fmt.Errorf("proxy: no lease of credential %s: %w", name, vault.ErrNotFound)
+	}
+	if !s.now().Before(l.ExpiresAt) {
+		return nil, fmt.Errorf("proxy: the lease of credential %s expired at %s and the control plane has not renewed it",
+			name, l.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	return l.Secret, nil
+}
+
+// BoundCredentials implements inject.Store.
+func (s *LeaseStore) BoundCredentials(host string) []inject.Credential {
+	return s.index.Load().boundTo(host)
+}
+
+// Bound returns the hosts credential name is bound to, for the
+// exfiltration detector.
+func (s *LeaseStore) Bound(name string) ([]string, bool) {
 	c, ok := s.Credential(name)
 	return c.Hosts, ok
 }

@@ -1,0 +1,100 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stackctl/stack/control"
+	"github.com/stackctl/stack/inject"
+	"github.com/stackctl/stack/vault"
+)
+
+// A joined sidecar injects from leases: the leased secret reaches the
+// bound host until the lease expires, and nothing after Set(nil).
+func TestLeaseStoreInjects(t *testing.T) {
+	var got []string
+	leases := NewLeaseStore(nil)
+	var indexed map[string][]byte
+	leases.OnReload = func(m map[string][]byte) { indexed = m }
+	hs := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get("Authorization"))
+	}), func(o *Options) { o.Injector = inject.New(leases, inject.Options{}) })
+	leased := "sk_live_leased_from_the_control_plane"
+	leases.Set([]control.Lease{{Name: "stripe", Hosts: []string{stripeHost}, Render: vault.Render{Kind: vault.RenderBearer},
+		Fingerprint: "fp", Secret: []byte(leased), ExpiresAt: time.Now().Add(time.Minute)}})
+	if string(indexed["stripe"]) != leased {
+		t.Fatalf("exfiltration index not told of the lease: %v", indexed)
+	}
+	tok, _ := hs.issue("bot", stripeScope(), time.Hour)
+	c := hs.client("bot", tok)
+	get := func() *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, hs.url(stripeHost, "/v1/charges/1"), nil)
+		req.Header.Set("Authorization", "Bearer stk_ph_stripe")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if resp := get(); resp.StatusCode != http.StatusOK || len(got) != 1 || got[0] != "Bearer "+leased {
+		t.Fatalf("with a lease: %d, upstream saw %q", resp.StatusCode, got)
+	}
+
+	// Expired and not renewed: refused, never sent.
+	leases.Set([]control.Lease{{Name: "stripe", Hosts: []string{stripeHost}, Render: vault.Render{Kind: vault.RenderBearer},
+		Secret: []byte(leased), ExpiresAt: time.Now().Add(-time.Second)}})
+	if _, err := leases.Secret(context.Background(), "stripe"); err == nil {
+		t.Fatal("an expired lease still gives its secret")
+	}
+	if resp := get(); resp.StatusCode == http.StatusOK || resp.Header.Get(HeaderReason) != inject.ReasonCredentialUnavailable || len(got) != 1 {
+		t.Fatalf("expired lease: %d %s, upstream saw %d requests", resp.StatusCode, resp.Header.Get(HeaderReason), len(got))
+	}
+
+	// Dropped on revocation: the placeholder names nothing any more.
+	leases.Set(nil)
+	if _, ok := leases.Credential("stripe"); ok {
+		t.Fatal("credential kept after Set(nil)")
+	}
+	if resp := get(); resp.StatusCode == http.StatusOK || len(got) != 1 {
+		t.Fatalf("after the leases were dropped: %d, upstream saw %d requests", resp.StatusCode, len(got))
+	}
+}
+
+// A sidecar cut off from its control plane past control.max_staleness
+// refuses everything, also inside an open tunnel.
+func TestGateRefuses(t *testing.T) {
+	var stale error
+	hs := newHarness(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), func(o *Options) {
+		o.Gate = func() error { return stale }
+	})
+	tok, _ := hs.issue("bot", stripeScope(), time.Hour)
+	c := hs.client("bot", tok)
+	get := func() *http.Response {
+		t.Helper()
+		resp, err := c.Get(hs.url(otherHost, "/"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if resp := get(); resp.StatusCode != http.StatusOK {
+		t.Fatalf("open gate: %d", resp.StatusCode)
+	}
+	stale = errors.New("no contact with the control plane since 12:00 (control.max_staleness)")
+	resp := get()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(HeaderReason) != ReasonControlUnreachable {
+		t.Fatalf("closed gate on an open connection: %d %s", resp.StatusCode, resp.Header.Get(HeaderReason))
+	}
+	if rec := hs.lastRecord("request_denied"); rec.Reason != ReasonControlUnreachable {
+		t.Fatalf("audit: %+v", rec)
+	}
+}
