@@ -45,6 +45,9 @@ type ControlConfig struct {
 	// JoinToken is a one-time join token for `stack proxy` (better given
 	// as --join-token or STACK_CONTROL_JOIN_TOKEN than written here).
 	JoinToken string `mapstructure:"join_token" yaml:"join_token"`
+	// JoinTokenFile holds the join token instead (a file a setup step
+	// wrote, a mounted secret).
+	JoinTokenFile string `mapstructure:"join_token_file" yaml:"join_token_file"`
 	// OIDCTokenFile is the workload's OIDC token a sidecar joins with (a
 	// Kubernetes projected service-account token with audience stack).
 	OIDCTokenFile string `mapstructure:"oidc_token_file" yaml:"oidc_token_file"`

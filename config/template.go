@@ -211,9 +211,10 @@ control:
   ca: ""
   # The operator token the CLI sends (made by stack init --control).
   token_file: {{.D.ControlTokenFile}}
-  # A one-time join token (better given as --join-token or
-  # STACK_CONTROL_JOIN_TOKEN), or a workload OIDC token file, to join with.
+  # A one-time join token (better given as --join-token, --join-token-file
+  # or STACK_CONTROL_JOIN_TOKEN), or a workload OIDC token file, to join with.
   join_token: ""
+  join_token_file: ""
   oidc_token_file: ""
   # With no contact with the control plane for this long, refuse every
   # request (control_unreachable); 0s serves until the passport expires.

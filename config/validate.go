@@ -318,8 +318,8 @@ func (c *Config) Validate() error {
 			e.add("control.ca", ctl.CA, "holds no PEM certificate")
 		}
 	}
-	if ctl.JoinToken != "" && ctl.OIDCTokenFile != "" {
-		e.add("control.join_token", "(set)", "give a join token or control.oidc_token_file, not both")
+	if n := countSet(ctl.JoinToken, ctl.JoinTokenFile, ctl.OIDCTokenFile); n > 1 {
+		e.add("control.join_token", "(set)", "give one of control.join_token, control.join_token_file and control.oidc_token_file")
 	}
 	nonNegative("control.max_staleness", ctl.MaxStaleness)
 	hostPort("control.listen", ctl.Listen)
@@ -354,6 +354,17 @@ func (c *Config) Validate() error {
 		return &e
 	}
 	return nil
+}
+
+// countSet counts the non-empty values.
+func countSet(vals ...string) int {
+	n := 0
+	for _, v := range vals {
+		if v != "" {
+			n++
+		}
+	}
+	return n
 }
 
 var hostLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
