@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -31,12 +32,16 @@ type app struct {
 	stderr io.Writer
 
 	// Set by global flags.
-	homeFlag   string
-	configFlag string
-	logLevel   string
+	homeFlag string
+	// initControl: `stack init --control`.
+	initControl bool
+	configFlag  string
+	logLevel    string
 
-	// flagKeys maps config keys to the flag names that override them.
-	flagKeys map[string]string
+	// flagKeys maps, per command, config keys to the flag names that
+	// override them: two commands may give one flag name to different
+	// keys (--listen).
+	flagKeys map[*cobra.Command]map[string]string
 
 	cfg *config.Config
 	log *zap.Logger
@@ -45,7 +50,7 @@ type app struct {
 }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
-	return &app{stdin: stdin, stdout: stdout, stderr: stderr, flagKeys: map[string]string{}, log: zap.NewNop()}
+	return &app{stdin: stdin, stdout: stdout, stderr: stderr, flagKeys: map[*cobra.Command]map[string]string{}, log: zap.NewNop()}
 }
 
 // annotationServer marks a long-running command (stack proxy), whose log
@@ -56,15 +61,36 @@ const annotationServer = "stack.server"
 // commandLogLevel is the log level of one-shot commands.
 const commandLogLevel = "warn"
 
+// fileFlags are the flags bound to config keys that name files.
+var fileFlags = []string{"upstream-ca", "passport-file", "control-ca", "oidc-token-file", "join-token-file", "tls-cert", "tls-key"}
+
 // bindFlag makes flag name override config key when it is set.
-func (a *app) bindFlag(key, name string) { a.flagKeys[key] = name }
+func (a *app) bindFlag(cmd *cobra.Command, key, name string) {
+	if a.flagKeys[cmd] == nil {
+		a.flagKeys[cmd] = map[string]string{}
+	}
+	a.flagKeys[cmd][key] = name
+}
 
 // load reads the configuration for cmd, builds the logger and checks that
 // the data directory is initialised when cmd needs it to be. It runs
 // before every command.
 func (a *app) load(cmd *cobra.Command) error {
+	// A relative path in a flag is the user's, from where they stand; in
+	// stack.yaml it is relative to the data directory.
+	for _, name := range fileFlags {
+		if f := cmd.Flags().Lookup(name); f != nil && f.Changed && f.Value.String() != "" && !filepath.IsAbs(f.Value.String()) {
+			abs, err := filepath.Abs(f.Value.String())
+			if err != nil {
+				return usageError(fmt.Errorf("--%s: %w", name, err))
+			}
+			if err := f.Value.Set(abs); err != nil {
+				return usageError(fmt.Errorf("--%s: %w", name, err))
+			}
+		}
+	}
 	flags := map[string]*pflag.Flag{}
-	for key, name := range a.flagKeys {
+	for key, name := range a.flagKeys[cmd] {
 		if f := cmd.Flags().Lookup(name); f != nil {
 			flags[key] = f
 		}

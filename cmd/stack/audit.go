@@ -16,6 +16,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/stackctl/stack/audit"
+	"github.com/stackctl/stack/control"
 	"github.com/stackctl/stack/proxy"
 )
 
@@ -70,10 +71,18 @@ func (a *app) auditReadPath(ctx context.Context, db string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if c == nil {
-		return a.cfg.Audit.Path, nil
+	if c != nil {
+		return a.snapshot(ctx, c, proxy.AdminAuditSnapshot, "audit")
 	}
-	return a.snapshot(ctx, c, proxy.AdminAuditSnapshot, "audit")
+	// A control plane running with this data directory owns its audit
+	// log the same way.
+	if c, err = a.localControl(ctx); err != nil || c != nil {
+		if err != nil {
+			return "", err
+		}
+		return a.snapshot(ctx, c, control.PathAuditSnapshot, "audit")
+	}
+	return a.cfg.Audit.Path, nil
 }
 
 func (a *app) auditPath(db string) string {

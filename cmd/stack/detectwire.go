@@ -26,8 +26,9 @@ type detectors struct {
 
 // buildDetectors makes the grid from config: the four built-in detectors
 // (those not off), the policy, learned state loaded from detect.state_path,
-// and the alert webhook when its URL is set.
-func buildDetectors(ctx context.Context, cfg *config.Config, store *proxy.VaultStore, v *vault.Vault, log *zap.Logger) (*detectors, error) {
+// and the alert webhook when its URL is set. bound says which hosts a
+// credential is bound to; secrets finds the credentials' own secrets.
+func buildDetectors(cfg *config.Config, bound func(name string) ([]string, bool), secrets detect.SecretMatcher, log *zap.Logger) (*detectors, error) {
 	dc := cfg.Detect
 	burst, err := detect.NewBurst(detect.BurstOptions{
 		LearningWindow: dc.CredentialBurst.LearningWindow, MinSamples: dc.CredentialBurst.MinSamples,
@@ -45,18 +46,7 @@ func buildDetectors(ctx context.Context, cfg *config.Config, store *proxy.VaultS
 	if err != nil {
 		return nil, usageError(fmt.Errorf("detect.prompt_injection: %w", err))
 	}
-	secrets := &liveSecrets{}
-	if err := secrets.rebuild(ctx, v); err != nil {
-		return nil, err
-	}
-	// A credential added or rotated while the sidecar runs is recognised
-	// from then on.
-	store.OnReload = func() {
-		if err := secrets.rebuild(context.WithoutCancel(ctx), v); err != nil {
-			log.Warn("exfiltration index of vault secrets not refreshed", zap.Error(err))
-		}
-	}
-	exfil, err := detect.NewExfiltration(detect.ExfiltrationOptions{Bound: store.Bound, Secrets: secrets, Window: dc.ScanWindow})
+	exfil, err := detect.NewExfiltration(detect.ExfiltrationOptions{Bound: bound, Secrets: secrets, Window: dc.ScanWindow})
 	if err != nil {
 		return nil, usageError(fmt.Errorf("detect.credential_exfiltration: %w", err))
 	}
@@ -133,6 +123,11 @@ func (l *liveSecrets) rebuild(ctx context.Context, v *vault.Vault) error {
 	}
 	l.idx.Store(idx)
 	return nil
+}
+
+// set indexes secrets (leased ones) in place of the previous index.
+func (l *liveSecrets) set(secrets map[string][]byte) {
+	l.idx.Store(detect.NewSecretIndex(secrets))
 }
 
 // secretIndex indexes the vault's secrets so the exfiltration detector

@@ -20,6 +20,11 @@ func needsInit(cmd *cobra.Command) bool {
 	switch cmd.CommandPath() {
 	case "stack init", "stack config check", "stack config show", "stack demo", "stack detect scan":
 		return false
+	case "stack agent register", "stack agent list", "stack agent show", "stack agent disable", "stack agent enable",
+		"stack control join-token", "stack control status":
+		// They only talk to a control plane: an operator's machine needs
+		// control.url, the operator token and the control CA, no keys.
+		return false
 	case "stack passport verify":
 		return !cmd.Flags().Changed("jwks")
 	case "stack audit tail", "stack audit export", "stack audit timeline":

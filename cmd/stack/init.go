@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -30,6 +31,13 @@ func newInitCmd(a *app) *cobra.Command {
   ca.pem            the interception CA agents trust (stack ca export)
   ca-key.json       its ECDSA P-256 private key, wrapped by the KMS
 
+With --control, for a control plane (stack control), also:
+
+  control-ca.pem    the CA of the control plane's TLS certificates, which
+                    sidecars and CLIs trust (stack control ca export)
+  control-ca-key.json  its private key, wrapped by the KMS
+  control.token     the operator token CLIs send (mode 0600)
+
 Running it again never overwrites anything: it says what already exists and
 creates only what is missing. With kms.uri set to gcpkms:// or awskms://
 (in stack.yaml or STACK_KMS_URI) no local key is created and the issuer key
@@ -42,6 +50,7 @@ is wrapped by that KMS.`,
 	}
 	// --dir is --home under the name users expect for init.
 	cmd.Flags().StringVar(&a.homeFlag, "dir", "", "data directory to create (default $STACK_HOME or ~/.stack)")
+	cmd.Flags().BoolVar(&a.initControl, "control", false, "also make the control plane's TLS CA and operator token (for `stack control`)")
 	return cmd
 }
 
@@ -115,7 +124,44 @@ func (a *app) runInit(cmd *cobra.Command) error {
 		}
 		fmt.Fprintf(out, "  created  %s (interception CA; agents trust it: stack ca export)\n", a.caCertPath())
 	}
+	if a.initControl {
+		return a.initControlFiles(ctx)
+	}
 	fmt.Fprintln(out, "next: stack passport issue --agent my-agent --role billing-reporter")
+	return nil
+}
+
+// initControlFiles makes the control plane's TLS CA and operator token,
+// keeping whatever exists.
+func (a *app) initControlFiles(ctx context.Context) error {
+	out := a.stdout
+	if _, err := os.Stat(a.controlCACertPath()); err == nil {
+		fmt.Fprintf(out, "  kept     %s (exists; never overwritten)\n", a.controlCACertPath())
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("init: %w", err)
+	} else {
+		k, err := a.openKMS(ctx)
+		if err != nil {
+			return fmt.Errorf("init: %w", err)
+		}
+		authority, err := ca.Generate(time.Now(), "STACK control plane CA ("+filepath.Base(a.home())+")")
+		if err != nil {
+			return fmt.Errorf("init: control CA: %w", err)
+		}
+		if err := authority.Save(ctx, a.controlCACertPath(), a.controlCAKeyPath(), k); err != nil {
+			return fmt.Errorf("init: control CA: %w", err)
+		}
+		fmt.Fprintf(out, "  created  %s (control plane TLS CA; sidecars trust it: stack control ca export)\n", a.controlCACertPath())
+	}
+	path := a.cfg.Control.TokenFile
+	if _, err := os.Stat(path); err == nil {
+		fmt.Fprintf(out, "  kept     %s (exists; never overwritten)\n", path)
+	} else if _, err := ensureAdminToken(path); err != nil {
+		return fmt.Errorf("init: operator token: %w", err)
+	} else {
+		fmt.Fprintf(out, "  created  %s (operator token for the CLI, mode 0600)\n", path)
+	}
+	fmt.Fprintln(out, "next: stack control, then stack agent register my-agent --role billing-reporter")
 	return nil
 }
 

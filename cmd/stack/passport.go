@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/stackctl/stack/control"
 	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/proxy"
 )
@@ -265,13 +266,32 @@ func newPassportRevokeCmd(a *app) *cobra.Command {
 Entries expire on their own once no passport they cover can still be valid
 (passport.max_ttl plus passport.leeway). While a sidecar runs with this data
 directory, the revocation goes through its admin API and applies to its very
-next request.`,
+next request.
+
+With a control plane (control.url, or run in its data directory), the
+revocation goes to it and it pushes it to every sidecar; revoking an agent
+there also disables it, so it gets no new passport until
+"stack agent enable".`,
 		Example: `  stack passport revoke --agent billing-bot --reason "credential burst"
   stack passport revoke --jti 3q2-7w9XQmW3cYbq5tKx1A`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if jti == "" && agent == "" {
 				return usageError(errors.New("passport revoke: one of --jti or --agent is required"))
+			}
+			if c, err := a.controlAPI(cmd.Context(), false); err != nil {
+				return fmt.Errorf("passport revoke: %w", err)
+			} else if c != nil {
+				// The control plane pushes it to every sidecar.
+				var r passport.Revocation
+				if err := c.do(cmd.Context(), http.MethodPost, control.PathRevoke, control.RevokeRequest{JTI: jti, Agent: agent, Reason: reason}, &r); err != nil {
+					return fmt.Errorf("passport revoke: %w", controlUsage(err))
+				}
+				fmt.Fprintf(a.stdout, "revoked %s %s on the control plane; every sidecar applies it (entry kept until %s)\n", r.Kind, r.ID, r.ExpiresAt.Format(time.RFC3339))
+				if agent != "" {
+					fmt.Fprintf(a.stdout, "agent %s is disabled: `stack agent enable %s` lets it have new passports\n", agent, agent)
+				}
+				return nil
 			}
 			if c, err := a.runningSidecar(cmd.Context()); err != nil {
 				return fmt.Errorf("passport revoke: %w", err)

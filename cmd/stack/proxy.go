@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/config"
+	"github.com/stackctl/stack/control/client"
 	"github.com/stackctl/stack/detect"
 	"github.com/stackctl/stack/inject"
 	"github.com/stackctl/stack/passport"
@@ -70,10 +72,23 @@ in DATA-DIR/admin.token. While the proxy runs, "stack passport revoke",
 "stack vault put|rotate|rm" and "stack audit verify|tail|timeline|export" go
 through that API. SIGHUP reloads the issuer keys, the vault index and the
 detector policy (modes, alert_only, rules, suppressions); SIGINT/SIGTERM
-drain open requests and exit.`,
+drain open requests and exit.
+
+With --control (control.url) the sidecar joins a control plane instead of
+using local keys and a local vault: it obtains its agent's passport and
+refreshes it at 2/3 of its lifetime, applies every revocation the control
+plane pushes, and holds the agent's credentials as leases in memory only.
+It joins once with --join-token or by workload identity with
+--oidc-token-file, and keeps its sidecar credential in DATA-DIR/control-state.json.
+While the control plane is away it keeps serving with what it has, and
+refuses everything once the passport expires (or after
+control.max_staleness without contact).`,
 		Example: `  stack proxy
   stack proxy --listen 127.0.0.1:3128 --admin-listen 127.0.0.1:9091
   stack proxy --passport-file /var/run/stack/passport --allow-cidr 10.20.0.0/16
+  stack proxy --control https://stack-control:9443 --control-ca control-ca.pem --join-token stkj_...
+  stack proxy --control https://stack-control:9443 --control-ca /etc/stack/ca.pem \
+    --oidc-token-file /var/run/secrets/stack/token
   HTTPS_PROXY=http://127.0.0.1:8080 curl --cacert <(stack ca export) \
     --proxy-user "my-agent:$PASSPORT" -H "Authorization: Bearer stk_ph_stripe" \
     https://api.stripe.com/v1/balance`,
@@ -88,12 +103,22 @@ drain open requests and exit.`,
 	f.StringSlice("allow-cidr", nil, "allow dialling this otherwise refused range (repeatable)")
 	f.String("passport-file", "", "single-agent mode: the passport to use when requests carry none")
 	f.StringSlice("resolve", nil, "pin HOST=IP before DNS, like curl --resolve (repeatable; egress checks still apply)")
-	a.bindFlag("proxy.listen", "listen")
-	a.bindFlag("proxy.admin_listen", "admin-listen")
-	a.bindFlag("proxy.upstream_ca", "upstream-ca")
-	a.bindFlag("egress.allow_cidrs", "allow-cidr")
-	a.bindFlag("proxy.passport_file", "passport-file")
-	a.bindFlag("egress.resolve", "resolve")
+	f.String("control", "", "join this control plane (https://HOST:PORT) and serve its agent: passport, revocations and credentials come from it")
+	f.String("control-ca", "", "PEM file of the control plane's CA (stack control ca export)")
+	f.String("join-token", "", "one-time join token (stack control join-token); later starts reuse the credential it earned")
+	f.String("join-token-file", "", "file holding the join token (instead of --join-token)")
+	f.String("oidc-token-file", "", "join by workload identity: file holding the OIDC token (a projected service-account token with audience stack)")
+	a.bindFlag(cmd, "proxy.listen", "listen")
+	a.bindFlag(cmd, "proxy.admin_listen", "admin-listen")
+	a.bindFlag(cmd, "proxy.upstream_ca", "upstream-ca")
+	a.bindFlag(cmd, "egress.allow_cidrs", "allow-cidr")
+	a.bindFlag(cmd, "proxy.passport_file", "passport-file")
+	a.bindFlag(cmd, "egress.resolve", "resolve")
+	a.bindFlag(cmd, "control.url", "control")
+	a.bindFlag(cmd, "control.ca", "control-ca")
+	a.bindFlag(cmd, "control.join_token", "join-token")
+	a.bindFlag(cmd, "control.join_token_file", "join-token-file")
+	a.bindFlag(cmd, "control.oidc_token_file", "oidc-token-file")
 	return cmd
 }
 
@@ -102,8 +127,9 @@ type sidecar struct {
 	a        *app
 	keys     *passport.KeySet
 	verifier *passport.Verifier
-	store    *proxy.VaultStore
+	store    *proxy.VaultStore // nil when joined: the vault is the control plane's
 	grid     *detect.Grid
+	joined   bool
 }
 
 func (a *app) runProxy(ctx context.Context) error {
@@ -135,21 +161,58 @@ func (a *app) runProxy(ctx context.Context) error {
 	if leeway == 0 {
 		leeway = -1 // the verifier reads 0 as its default; 0s in config means none
 	}
-	verifier, err := passport.NewVerifier(passport.VerifierOptions{
-		Keys: keys.JWKS(time.Now()), Audience: cfg.Passport.Audience, Issuer: cfg.Passport.Issuer,
+	joined := cfg.Control.URL != ""
+	vopts := passport.VerifierOptions{
+		Audience: cfg.Passport.Audience, Issuer: cfg.Passport.Issuer,
 		Leeway: leeway, MaxTTL: cfg.Passport.MaxTTL, Revocations: revs, CacheSize: cfg.Passport.CacheSize,
-	})
+	}
+	var link *client.Client
+	if joined {
+		// A joined sidecar verifies with the control plane's keys only,
+		// and fetches them again for a passport signed by a key it has
+		// not seen (agents presenting their own passports).
+		vopts.KeyRefresh = func() (jose.JSONWebKeySet, error) { return link.FetchKeys() }
+	} else {
+		vopts.Keys = keys.JWKS(time.Now())
+	}
+	verifier, err := passport.NewVerifier(vopts)
 	if err != nil {
 		return err
 	}
-	v, err := vault.Open(cfg.Vault.Path, k, vault.Options{CacheTTL: cfg.Vault.CacheTTL, CacheSize: cfg.Vault.CacheSize})
-	if err != nil {
-		return ownedByOther(err, cfg.Vault.Path)
-	}
-	a.onClose(v.Close)
-	store, err := proxy.NewVaultStore(v)
-	if err != nil {
-		return err
+	secrets := &liveSecrets{}
+	var (
+		creds      inject.Store
+		bound      func(string) ([]string, bool)
+		vaultStore *proxy.VaultStore
+		leases     *proxy.LeaseStore
+	)
+	if joined {
+		if cfg.Proxy.PassportFile != "" {
+			return usageError(errors.New("proxy.passport_file and control.url exclude each other: a joined sidecar gets its passport from the control plane"))
+		}
+		leases = proxy.NewLeaseStore(nil)
+		leases.OnReload = secrets.set
+		creds, bound = leases, leases.Bound
+	} else {
+		v, err := vault.Open(cfg.Vault.Path, k, vault.Options{CacheTTL: cfg.Vault.CacheTTL, CacheSize: cfg.Vault.CacheSize})
+		if err != nil {
+			return ownedByOther(err, cfg.Vault.Path)
+		}
+		a.onClose(v.Close)
+		if vaultStore, err = proxy.NewVaultStore(v); err != nil {
+			return err
+		}
+		if err := secrets.rebuild(ctx, v); err != nil {
+			return err
+		}
+		// A credential added or rotated while the sidecar runs is
+		// recognised from then on.
+		vaultStore.OnReload = func() {
+			if err := secrets.rebuild(context.WithoutCancel(ctx), v); err != nil {
+				log.Warn("exfiltration index of vault secrets not refreshed", zap.Error(err))
+			}
+		}
+		creds, bound = vaultStore, vaultStore.Bound
 	}
 	signer, err := newNoteSigner(auditKeyName, currentKey(keys))
 	if err != nil {
@@ -192,7 +255,7 @@ func (a *app) runProxy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ds, err := buildDetectors(ctx, cfg, store, v, log)
+	ds, err := buildDetectors(cfg, bound, secrets, log)
 	if err != nil {
 		return err
 	}
@@ -204,7 +267,7 @@ func (a *app) runProxy(ctx context.Context) error {
 		Alerts:      ds.alerts(),
 		ScanWindow:  cfg.Detect.ScanWindow,
 		Verifier:    verifier,
-		Injector:    inject.New(store, inject.Options{}),
+		Injector:    inject.New(creds, inject.Options{}),
 		Audit:       auditLog,
 		CA:          authority,
 		Guard:       guard,
@@ -224,22 +287,33 @@ func (a *app) runProxy(ctx context.Context) error {
 	if cfg.Proxy.PassportFile != "" {
 		opts.Passports = proxy.NewPassportFile(cfg.Proxy.PassportFile)
 	}
+	if joined {
+		if link, err = a.joinControl(ctx, verifier, revs, leases, metrics); err != nil {
+			return err
+		}
+		opts.Passports, opts.Revoker, opts.Gate = link, link, link.Gate
+	}
 	px, err := proxy.New(opts)
 	if err != nil {
 		return err
 	}
 	a.onClose(px.Close)
-	sc := &sidecar{a: a, keys: keys, verifier: verifier, store: store, grid: ds.grid}
+	sc := &sidecar{a: a, keys: keys, verifier: verifier, store: vaultStore, grid: ds.grid, joined: joined}
 
 	token, err := ensureAdminToken(filepath.Join(a.home(), adminTokenFile))
 	if err != nil {
 		return err
 	}
 	var ready atomic.Bool
-	adminHandler, err := proxy.NewAdminHandler(proxy.AdminOptions{
-		Token: token, Metrics: metrics, Ready: ready.Load, Revocations: revs, Store: store,
+	aopts := proxy.AdminOptions{
+		Token: token, Metrics: metrics, Ready: ready.Load, Revocations: revs, Store: vaultStore,
 		Audit: auditLog, Reload: sc.reload, Home: a.home(), Log: log,
-	})
+	}
+	if link != nil {
+		aopts.Ready = func() bool { return ready.Load() && linkReady(link.Health()) }
+		aopts.ReadyDetail = func() string { return linkDetail(link.Health()) }
+	}
+	adminHandler, err := proxy.NewAdminHandler(aopts)
 	if err != nil {
 		return err
 	}
@@ -349,10 +423,14 @@ func (s *sidecar) reload(ctx context.Context) error {
 	if err := s.grid.SetPolicy(policy); err != nil {
 		return err
 	}
+	s.keys = keys
+	if s.joined {
+		// Keys and credentials come from the control plane.
+		return nil
+	}
 	if err := s.verifier.UpdateJWKS(keys.JWKS(time.Now())); err != nil {
 		return err
 	}
-	s.keys = keys
 	return s.store.Reload()
 }
 

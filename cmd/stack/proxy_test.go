@@ -18,14 +18,14 @@ import (
 // startSidecar runs `stack proxy` in-process on ephemeral ports and
 // returns where it listens; it is stopped (and must exit cleanly) at the
 // end of the test.
-func startSidecar(t *testing.T, home string) runInfo {
+func startSidecar(t *testing.T, home string, args ...string) runInfo {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	var errb bytes.Buffer
+	var errb syncBuffer
+	argv := append([]string{"--home", home, "proxy", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, args...)
 	go func() {
-		done <- run(ctx, []string{"--home", home, "proxy", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"},
-			strings.NewReader(""), &bytes.Buffer{}, &errb)
+		done <- run(ctx, argv, strings.NewReader(""), &bytes.Buffer{}, &errb)
 	}()
 	t.Cleanup(func() {
 		cancel()

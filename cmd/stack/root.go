@@ -45,6 +45,8 @@ server, logs at log.level (stack.yaml or STACK_LOG_LEVEL; info by default).`,
 		newProxyCmd(a),
 		newDemoCmd(a),
 		newDetectCmd(a),
+		newControlCmd(a),
+		newAgentCmd(a),
 	)
 	return root
 }

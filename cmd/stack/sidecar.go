@@ -23,6 +23,8 @@ type adminClient struct {
 	base  string
 	token string
 	http  *http.Client
+	// what it talks to, for errors: the sidecar admin API by default.
+	what string
 }
 
 // runningSidecar returns a client for the sidecar that owns this data
@@ -70,14 +72,20 @@ func (a *app) runningSidecar(ctx context.Context) (*adminClient, error) {
 	return c, nil
 }
 
-// adminError is an answer from the admin API other than 2xx.
+// adminError is an answer from the admin API (or the control plane)
+// other than 2xx.
 type adminError struct {
 	Status int
 	Msg    string
+	What   string
 }
 
 func (e *adminError) Error() string {
-	return fmt.Sprintf("sidecar admin API: %s (HTTP %d)", e.Msg, e.Status)
+	what := e.What
+	if what == "" {
+		what = "sidecar admin API"
+	}
+	return fmt.Sprintf("%s: %s (HTTP %d)", what, e.Msg, e.Status)
 }
 
 // do sends a JSON request and decodes a JSON answer into out (if not nil).
@@ -124,7 +132,7 @@ func (c *adminClient) send(ctx context.Context, method, path string, body io.Rea
 		if json.Unmarshal(b, &e) != nil || e.Error == "" {
 			e.Error = strings.TrimSpace(string(b))
 		}
-		return nil, &adminError{Status: resp.StatusCode, Msg: e.Error}
+		return nil, &adminError{Status: resp.StatusCode, Msg: e.Error, What: c.what}
 	}
 	return resp, nil
 }

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/term"
 
+	"github.com/stackctl/stack/control"
 	"github.com/stackctl/stack/proxy"
 	"github.com/stackctl/stack/vault"
 )
@@ -241,7 +242,15 @@ func newVaultListCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if exists {
+			fleet, err := a.controlAPI(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			if fleet != nil {
+				if err := fleet.do(cmd.Context(), http.MethodGet, control.PathVaultList, nil, &creds); err != nil {
+					return fmt.Errorf("vault list: %w", err)
+				}
+			} else if exists {
 				v, err := a.openVault(cmd.Context(), true)
 				if err != nil {
 					return err
@@ -385,6 +394,12 @@ type vaultWriter interface {
 // vaultForWrite returns the running sidecar's vault when one runs (so the
 // change applies to it at once), else the vault file.
 func (a *app) vaultForWrite(ctx context.Context) (vaultWriter, error) {
+	if c, err := a.controlAPI(ctx, false); err != nil || c != nil {
+		if err != nil {
+			return nil, err
+		}
+		return &adminVault{c: c, ctx: ctx}, nil
+	}
 	c, err := a.runningSidecar(ctx)
 	if err != nil {
 		return nil, err

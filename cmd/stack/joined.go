@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/stackctl/stack/control/client"
+	"github.com/stackctl/stack/passport"
+	"github.com/stackctl/stack/proxy"
+)
+
+// joinStartTimeout bounds how long a sidecar waits for its control plane
+// at start before it gives up (it has no passport to serve with yet).
+const joinStartTimeout = 2 * time.Minute
+
+// joinControl joins the control plane, obtains the agent's passport,
+// revocations and leases, and keeps them current while ctx lasts.
+func (a *app) joinControl(ctx context.Context, verifier *passport.Verifier, revs *passport.RevocationStore, leases *proxy.LeaseStore, m *proxy.Metrics) (*client.Client, error) {
+	cfg := a.cfg.Control
+	roots, err := a.controlRoots()
+	if err != nil {
+		return nil, err
+	}
+	joinToken := cfg.JoinToken
+	if cfg.JoinTokenFile != "" {
+		b, err := os.ReadFile(cfg.JoinTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("control.join_token_file: %w", err)
+		}
+		joinToken = strings.TrimSpace(string(b))
+	}
+	name, _ := os.Hostname()
+	if pod := os.Getenv("POD_NAME"); pod != "" {
+		name = pod
+	}
+	link, err := client.New(client.Options{
+		URL: cfg.URL, RootCAs: roots, JoinToken: joinToken, OIDCTokenFile: cfg.OIDCTokenFile,
+		Name: name, StatePath: filepath.Join(a.home(), controlStateFile),
+		Revocations: revs, OnKeys: verifier.UpdateJWKS, OnLeases: leases.Set,
+		MaxStaleness: cfg.MaxStaleness, Heartbeat: cfg.Heartbeat, StartTimeout: joinStartTimeout,
+		Log: a.log.Named("control"),
+	})
+	if err != nil {
+		return nil, usageError(err)
+	}
+	if err := link.Start(ctx); err != nil {
+		return nil, fmt.Errorf("joining the control plane at %s: %w", cfg.URL, err)
+	}
+	h := link.Health()
+	a.log.Info("joined the control plane", zap.String("url", cfg.URL), zap.String("agent", h.Agent), zap.String("sidecar", h.SidecarID))
+	reg := m.Registry
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stack_control_connected",
+		Help: "1 while the revocation feed from the control plane is connected."}, func() float64 {
+		if link.Health().Connected {
+			return 1
+		}
+		return 0
+	}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stack_control_last_contact_seconds",
+		Help: "Seconds since the last answer from the control plane."}, func() float64 {
+		return time.Since(link.Health().LastContact).Seconds()
+	}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stack_control_revision",
+		Help: "The revision of the control plane's feed this sidecar has applied."}, func() float64 {
+		return float64(link.Health().Rev)
+	}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stack_passport_expiry_timestamp_seconds",
+		Help: "When the agent's current passport expires (Unix time)."}, func() float64 {
+		return float64(link.Health().PassportExpiry.Unix())
+	}))
+	return link, nil
+}
+
+// linkReady: a joined sidecar is ready while it may serve its agent: its
+// passport is valid and not revoked, and the control plane has not been
+// away past max_staleness.
+func linkReady(h client.Health) bool {
+	return !h.Stale && h.Revoked == "" && time.Now().Before(h.PassportExpiry)
+}
+
+// linkDetail is the /readyz line about the control plane.
+func linkDetail(h client.Health) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "control: agent %s, sidecar %s, revision %d, ", h.Agent, h.SidecarID, h.Rev)
+	if h.Connected {
+		b.WriteString("connected")
+	} else {
+		fmt.Fprintf(&b, "disconnected (last contact %s ago; serving with what it has)", time.Since(h.LastContact).Round(time.Second))
+	}
+	if h.Stale {
+		b.WriteString(", stale: refusing requests (control.max_staleness)")
+	}
+	fmt.Fprintf(&b, ", passport expires %s", h.PassportExpiry.UTC().Format(time.RFC3339))
+	if h.Revoked != "" {
+		b.WriteString(", revoked: " + h.Revoked)
+	}
+	return b.String()
+}
