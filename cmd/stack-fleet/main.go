@@ -1,0 +1,241 @@
+// Command stack-fleet measures a fleet of sidecars joined to one control
+// plane, by hand and at full size: it runs the scenarios of package
+// internal/fleet (revocation propagation, passport refresh over several
+// TTLs, a killed control plane, a sidecar cut off from it, memory) and
+// prints their figures as a table and, with --json, to a file.
+//
+//	go run ./cmd/stack-fleet --sidecars 100 --runs 5
+//	go run ./cmd/stack-fleet --sidecars 20 --scenarios propagation,memory --json fleet.json
+//
+// Every process listens on 127.0.0.1 only and every wait is bounded. The
+// work directory (data directories and every process's log) is kept,
+// and its path printed, when --keep is given or a scenario found a
+// problem.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/stackctl/stack/internal/fleet"
+	"github.com/stackctl/stack/internal/stacktest"
+)
+
+// allScenarios in the order they run.
+var allScenarios = []string{"propagation", "ttl", "kill", "cutoff", "memory"}
+
+type options struct {
+	stackBin  string
+	sidecars  int
+	runs      int
+	scenarios []string
+	jsonOut   string
+	interval  time.Duration
+	batch     int
+	ttl       time.Duration
+	down      time.Duration
+	keep      bool
+}
+
+var errUsage = errors.New("usage")
+
+// errProblems says the fleet misbehaved; the report lists how.
+var errProblems = errors.New("the scenarios found problems")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stack-fleet:", err)
+		if errors.Is(err, errUsage) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("stack-fleet", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.stackBin, "stack", "", "stack binary (default: go build ./cmd/stack into the work directory)")
+	fs.IntVar(&o.sidecars, "sidecars", 100, "sidecars in the fleet")
+	fs.IntVar(&o.runs, "runs", 5, "propagation runs, each with a new agent and every sidecar joined anew")
+	scenarios := fs.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run")
+	fs.StringVar(&o.jsonOut, "json", "", "also write the results to this JSON file")
+	fs.DurationVar(&o.interval, "interval", fleet.DefaultInterval, "time between two requests of one agent; bounds the resolution of refusal times")
+	fs.IntVar(&o.batch, "batch", fleet.DefaultBatch, "sidecars started at once")
+	fs.DurationVar(&o.ttl, "ttl", 6*time.Second, "passport lifetime of the ttl scenario")
+	fs.DurationVar(&o.down, "down", 10*time.Second, "how long the kill scenario keeps the control plane dead")
+	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (data directories, logs) and print its path")
+	if err := fs.Parse(args); err != nil {
+		return o, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	for s := range strings.SplitSeq(*scenarios, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if !slices.Contains(allScenarios, s) {
+			return o, fmt.Errorf("%w: unknown scenario %q (known: %s)", errUsage, s, strings.Join(allScenarios, ", "))
+		}
+		o.scenarios = append(o.scenarios, s)
+	}
+	switch {
+	case len(o.scenarios) == 0:
+		return o, fmt.Errorf("%w: no scenario", errUsage)
+	case o.sidecars < 2 || o.sidecars > 1000:
+		return o, fmt.Errorf("%w: --sidecars must be between 2 and 1000", errUsage)
+	case o.runs < 1 || o.runs > 100:
+		return o, fmt.Errorf("%w: --runs must be between 1 and 100", errUsage)
+	case o.interval < time.Millisecond || o.interval > 10*time.Second:
+		return o, fmt.Errorf("%w: --interval must be between 1ms and 10s", errUsage)
+	case o.batch < 1 || o.batch > 256:
+		return o, fmt.Errorf("%w: --batch must be between 1 and 256", errUsage)
+	case o.ttl < 3*time.Second || o.ttl > 10*time.Minute:
+		return o, fmt.Errorf("%w: --ttl must be between 3s and 10m", errUsage)
+	case o.down < time.Second || o.down > 10*time.Minute:
+		return o, fmt.Errorf("%w: --down must be between 1s and 10m", errUsage)
+	}
+	return o, nil
+}
+
+// report is everything one invocation measured.
+type report struct {
+	Started     time.Time                `json:"started"`
+	ElapsedS    float64                  `json:"elapsed_s"`
+	CPUs        int                      `json:"cpus"`
+	Sidecars    int                      `json:"sidecars"`
+	IntervalMS  float64                  `json:"request_interval_ms"`
+	Propagation *fleet.PropagationResult `json:"propagation,omitempty"`
+	TTL         *fleet.TTLResult         `json:"ttl,omitempty"`
+	Kill        *fleet.KillResult        `json:"kill,omitempty"`
+	Cutoff      *fleet.CutoffResult      `json:"cutoff,omitempty"`
+	Memory      *fleet.MemoryResult      `json:"memory,omitempty"`
+	// Errors are scenarios the harness could not finish.
+	Errors []string `json:"errors,omitempty"`
+}
+
+func (r *report) problems() int {
+	n := len(r.Errors)
+	if r.Propagation != nil {
+		n += len(r.Propagation.Problems())
+	}
+	if r.TTL != nil {
+		n += len(r.TTL.Problems)
+	}
+	if r.Kill != nil {
+		n += len(r.Kill.Problems)
+	}
+	if r.Cutoff != nil {
+		n += len(r.Cutoff.Problems)
+	}
+	if r.Memory != nil {
+		n += len(r.Memory.Problems)
+	}
+	return n
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "stack-fleet-")
+	if err != nil {
+		return err
+	}
+	rep := &report{Started: time.Now().UTC(), CPUs: runtime.NumCPU(), Sidecars: o.sidecars, IntervalMS: float64(o.interval) / float64(time.Millisecond)}
+	defer func() {
+		if o.keep || err != nil {
+			fmt.Fprintf(stderr, "work directory (data directories, logs/): %s\n", work)
+			return
+		}
+		os.RemoveAll(work)
+	}()
+	bin := o.stackBin
+	if bin == "" {
+		fmt.Fprintln(stderr, "building ./cmd/stack ...")
+		bctx, cancel := context.WithTimeout(ctx, stacktest.BuildTimeout)
+		bin, err = stacktest.BuildStack(bctx, work)
+		cancel()
+		if err != nil {
+			return err
+		}
+	} else if bin, err = filepath.Abs(bin); err != nil {
+		return err
+	}
+	f, err := fleet.Start(ctx, fleet.Options{Bin: bin, Dir: work, Sidecars: o.sidecars, Batch: o.batch, Interval: o.interval, Log: stderr})
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	for _, s := range o.scenarios {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		fmt.Fprintf(stderr, "scenario %s ...\n", s)
+		if err := runScenario(ctx, f, o, s, rep); err != nil {
+			fmt.Fprintf(stderr, "  %s: %v\n", s, err)
+			rep.Errors = append(rep.Errors, s+": "+err.Error())
+		}
+	}
+	f.Close()
+	rep.ElapsedS = time.Since(rep.Started).Round(time.Millisecond).Seconds()
+	rep.print(stdout)
+	if o.jsonOut != "" {
+		raw, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.jsonOut, append(raw, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	if n := rep.problems(); n > 0 {
+		return fmt.Errorf("%w: %d", errProblems, n)
+	}
+	return nil
+}
+
+func runScenario(ctx context.Context, f *fleet.Fleet, o options, name string, rep *report) error {
+	switch name {
+	case "propagation":
+		r, err := f.Propagation(ctx, fleet.PropagationOptions{Runs: o.runs})
+		rep.Propagation = &r
+		return err
+	case "ttl":
+		r, err := f.TTL(ctx, fleet.TTLOptions{TTL: o.ttl})
+		rep.TTL = &r
+		return err
+	case "kill":
+		r, err := f.Kill(ctx, fleet.KillOptions{Down: o.down})
+		rep.Kill = &r
+		return err
+	case "cutoff":
+		r, err := f.Cutoff(ctx)
+		rep.Cutoff = &r
+		return err
+	case "memory":
+		r, err := f.Memory(ctx)
+		rep.Memory = &r
+		return err
+	}
+	return fmt.Errorf("%w: unknown scenario %q", errUsage, name)
+}
