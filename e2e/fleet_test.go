@@ -54,8 +54,8 @@ func TestFleet(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, run := range r.Runs {
-			t.Logf("run %d: every sidecar refused %s after `stack passport revoke` returned (command %.0f ms, %d refused before it returned)",
-				run.Run, run.Refusal, run.CommandMS, run.RefusedBeforeReturn)
+			t.Logf("run %d: every sidecar refused %s after `stack passport revoke` returned (command %.0f ms, %d refused before it returned; from its start %s)",
+				run.Run, run.Refusal, run.CommandMS, run.RefusedBeforeReturn, run.SinceStart)
 			if run.Refusal.N != fleetSidecars {
 				t.Errorf("run %d: %d sidecars refused, want %d", run.Run, run.Refusal.N, fleetSidecars)
 			}

@@ -11,25 +11,28 @@ import (
 
 // print writes the report as a few readable tables.
 func (r *report) print(w io.Writer) {
-	fmt.Fprintf(w, "fleet of %d sidecars on %d CPUs, one request per agent every %.0f ms, %.0f s in all\n",
+	fmt.Fprintf(w, "fleet of %d sidecars on %d CPUs, one request per agent every %.0f ms (as configured), %.0f s in all\n",
 		r.Sidecars, r.CPUs, r.IntervalMS, r.ElapsedS)
 	if p := r.Propagation; p != nil {
 		fmt.Fprintf(w, "\npropagation: `stack passport revoke --agent` until each sidecar refuses (from the command's return; target max %.0f ms)\n", p.TargetMaxMS)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "run\tjoin\tcommand\tp50\tp99\tmax\tbefore return\trequests\ttarget\tproblems\t")
+		fmt.Fprintln(tw, "run\tjoin\tcommand\tp50\tp99\tmax\tbefore return\trequests\tinterval\ttarget\tproblems\t")
 		for _, run := range p.Runs {
-			fmt.Fprintf(tw, "%d\t%.1f s\t%.0f ms\t%.0f ms\t%.0f ms\t%.0f ms\t%d/%d\t%d\t%s\t%d\t\n",
+			fmt.Fprintf(tw, "%d\t%.1f s\t%.0f ms\t%.0f ms\t%.0f ms\t%.0f ms\t%d/%d\t%d\t%.0f ms\t%s\t%d\t\n",
 				run.Run, run.JoinMS/1000, run.CommandMS, run.Refusal.P50MS, run.Refusal.P99MS, run.Refusal.MaxMS,
-				run.RefusedBeforeReturn, run.Sidecars, run.Requests, met(run.WithinTarget), len(run.Problems))
+				run.RefusedBeforeReturn, run.Sidecars, run.Requests, run.MeanIntervalMS, met(run.WithinTarget), len(run.Problems))
 		}
 		tw.Flush()
+		for _, run := range p.Runs {
+			fmt.Fprintf(w, "  run %d from the command's start: %s\n", run.Run, run.SinceStart)
+		}
 		for _, run := range p.Runs {
 			printProblems(w, fmt.Sprintf("run %d", run.Run), run.Problems)
 		}
 	}
 	if t := r.TTL; t != nil {
-		fmt.Fprintf(w, "\nttl: %.0f s passports, traffic for %.0f s: %d requests, %d served; %d passports issued; %d of %d sidecars refreshed\n",
-			t.TTLMS/1000, t.DurationMS/1000, t.Requests, t.Served, t.PassportsIssued, t.Refreshed, t.Sidecars)
+		fmt.Fprintf(w, "\nttl: %.0f s passports, traffic for %.0f s: %d requests (one per agent every %.0f ms), %d served; %d passports issued; %d of %d sidecars refreshed\n",
+			t.TTLMS/1000, t.DurationMS/1000, t.Requests, t.MeanIntervalMS, t.Served, t.PassportsIssued, t.Refreshed, t.Sidecars)
 		printOutcomes(w, t.Outcomes)
 		printProblems(w, "ttl", t.Problems)
 	}

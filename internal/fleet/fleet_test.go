@@ -109,14 +109,14 @@ func TestJudge(t *testing.T) {
 		want verdict
 	}{
 		{"refused after the return", []sample{ok(50), ok(120), revoked(180), revoked(230)},
-			verdict{refused: true, delay: 30 * time.Millisecond}},
+			verdict{refused: true, delay: 30 * time.Millisecond, sinceStart: 80 * time.Millisecond}},
 		{"refused before the return", []sample{ok(50), revoked(130), revoked(180)},
-			verdict{refused: true, beforeReturn: true}},
+			verdict{refused: true, beforeReturn: true, sinceStart: 30 * time.Millisecond}},
 		{"never refused", []sample{ok(50), ok(200)}, verdict{}},
 		{"a failure before", []sample{failed(50), revoked(200)},
-			verdict{refused: true, delay: 50 * time.Millisecond, failed: 1, firstFailed: "EOF"}},
+			verdict{refused: true, delay: 50 * time.Millisecond, sinceStart: 100 * time.Millisecond, failed: 1, firstFailed: "EOF"}},
 		{"served after a refusal", []sample{revoked(200), ok(250), revoked(300), failed(350)},
-			verdict{refused: true, delay: 50 * time.Millisecond, leaked: 2, firstLeaked: "200"}},
+			verdict{refused: true, delay: 50 * time.Millisecond, sinceStart: 100 * time.Millisecond, leaked: 2, firstLeaked: "200"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

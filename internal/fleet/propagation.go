@@ -25,12 +25,19 @@ type PropagationRun struct {
 	// Refusal is, over the sidecars, the time from the command's return
 	// to the first refused request (zero for those that refused before
 	// it returned: RefusedBeforeReturn).
-	Refusal             Spread         `json:"refusal"`
-	RefusedBeforeReturn int            `json:"refused_before_return"`
-	WithinTarget        bool           `json:"within_target"`
-	Requests            int            `json:"requests"`
-	Outcomes            map[string]int `json:"outcomes"`
-	Problems            []string       `json:"problems,omitempty"`
+	Refusal Spread `json:"refusal"`
+	// SinceStart is the same from the command's start: it includes the
+	// command's own time.
+	SinceStart          Spread `json:"since_start"`
+	RefusedBeforeReturn int    `json:"refused_before_return"`
+	WithinTarget        bool   `json:"within_target"`
+	// MeanIntervalMS is the time between two requests of one agent as
+	// sent, the resolution of the refusal times: longer than the
+	// configured interval when the machine could not keep up.
+	MeanIntervalMS float64        `json:"mean_request_interval_ms"`
+	Requests       int            `json:"requests"`
+	Outcomes       map[string]int `json:"outcomes"`
+	Problems       []string       `json:"problems,omitempty"`
 }
 
 // PropagationResult is every run of Propagation.
@@ -104,9 +111,10 @@ func (f *Fleet) propagationRun(ctx context.Context, k int) (PropagationRun, erro
 
 	var fig revocationFigures
 	fig.judgeAll(&p, tr.streams, started, returned)
-	run.Refusal = spreadOf(fig.delays)
+	run.Refusal, run.SinceStart = spreadOf(fig.delays), spreadOf(fig.sinceStart)
 	run.RefusedBeforeReturn = fig.beforeReturn
 	run.WithinTarget = len(fig.delays) == f.opts.Sidecars && run.Refusal.MaxMS <= PropagationTargetMS
+	run.MeanIntervalMS = ms(meanInterval(tr.streams))
 	run.Requests, run.Outcomes, run.Problems = fig.requests, fig.outcomes, p
 	return run, nil
 }

@@ -65,6 +65,8 @@ type verdict struct {
 	// when the sidecar refused before the command returned.
 	delay        time.Duration
 	beforeReturn bool
+	// sinceStart is from the command's start to the first refusal.
+	sinceStart time.Duration
 	// failed are the requests neither served nor refused for the
 	// revocation before the first refusal; leaked the ones served or
 	// failed after it.
@@ -80,6 +82,7 @@ func judge(s []sample, started, returned time.Time) verdict {
 		before = s[:i]
 		v.refused = true
 		v.delay = s[i].done.Sub(returned)
+		v.sinceStart = s[i].done.Sub(started)
 		if v.delay < 0 {
 			v.delay, v.beforeReturn = 0, true
 		}
@@ -106,6 +109,7 @@ func judge(s []sample, started, returned time.Time) verdict {
 // revocationFigures judges every stream of a revoked agent.
 type revocationFigures struct {
 	delays       []time.Duration
+	sinceStart   []time.Duration
 	beforeReturn int
 	requests     int
 	outcomes     tally
@@ -115,25 +119,53 @@ func (r *revocationFigures) judgeAll(p *problems, streams []*stream, started, re
 	if r.outcomes == nil {
 		r.outcomes = tally{}
 	}
+	var never, failed, leaked offenders
 	for _, st := range streams {
 		s := st.snapshot()
 		r.requests += len(s)
 		r.outcomes.add(s)
 		v := judge(s, started, returned)
 		if !v.refused {
-			p.add("sidecar %d never refused its revoked agent", st.sc.Index)
+			never.add(st.sc.Index, 1, "")
 		} else {
 			r.delays = append(r.delays, v.delay)
+			r.sinceStart = append(r.sinceStart, v.sinceStart)
 			if v.beforeReturn {
 				r.beforeReturn++
 			}
 		}
-		if v.failed > 0 {
-			p.add("sidecar %d: %d requests failed before the revocation applied (first: %s)", st.sc.Index, v.failed, v.firstFailed)
-		}
-		if v.leaked > 0 {
-			p.add("sidecar %d: %d requests not refused after its first refusal (first: %s)", st.sc.Index, v.leaked, v.firstLeaked)
-		}
+		failed.add(st.sc.Index, v.failed, v.firstFailed)
+		leaked.add(st.sc.Index, v.leaked, v.firstLeaked)
+	}
+	if len(never.sidecars) > 0 {
+		p.add("sidecars %v never refused their revoked agent", never.sidecars)
+	}
+	failed.report(p, "requests failed before the revocation applied")
+	leaked.report(p, "requests were not refused after the first refusal")
+}
+
+// offenders are the sidecars where something went wrong, one problem
+// for all of them.
+type offenders struct {
+	sidecars []int
+	n        int
+	first    string
+}
+
+func (o *offenders) add(sidecar, n int, first string) {
+	if n == 0 {
+		return
+	}
+	if len(o.sidecars) == 0 {
+		o.first = fmt.Sprintf("sidecar %d: %s", sidecar, first)
+	}
+	o.sidecars = append(o.sidecars, sidecar)
+	o.n += n
+}
+
+func (o *offenders) report(p *problems, what string) {
+	if o.n > 0 {
+		p.add("%d %s, on sidecars %v (first: %s)", o.n, what, o.sidecars, o.first)
 	}
 }
 

@@ -229,3 +229,22 @@ func (t tally) add(s []sample) {
 		t[sm.describe()]++
 	}
 }
+
+// meanInterval is the mean time between two requests of one stream, as
+// sent: the configured interval unless the machine could not keep up.
+func meanInterval(streams []*stream) time.Duration {
+	var sum time.Duration
+	gaps := 0
+	for _, st := range streams {
+		s := st.snapshot()
+		if len(s) < 2 {
+			continue
+		}
+		sum += s[len(s)-1].sent.Sub(s[0].sent)
+		gaps += len(s) - 1
+	}
+	if gaps == 0 {
+		return 0
+	}
+	return sum / time.Duration(gaps)
+}

@@ -15,12 +15,15 @@ type TTLOptions struct {
 
 // TTLResult is what the agents saw over several passport lifetimes.
 type TTLResult struct {
-	Sidecars   int            `json:"sidecars"`
-	TTLMS      float64        `json:"ttl_ms"`
-	DurationMS float64        `json:"duration_ms"`
-	Requests   int            `json:"requests"`
-	Served     int            `json:"served"`
-	Outcomes   map[string]int `json:"outcomes"`
+	Sidecars   int     `json:"sidecars"`
+	TTLMS      float64 `json:"ttl_ms"`
+	DurationMS float64 `json:"duration_ms"`
+	// MeanIntervalMS is the time between two requests of one agent as
+	// sent.
+	MeanIntervalMS float64        `json:"mean_request_interval_ms"`
+	Requests       int            `json:"requests"`
+	Served         int            `json:"served"`
+	Outcomes       map[string]int `json:"outcomes"`
 	// PassportsIssued is how many passports the control plane issued
 	// while the traffic lasted (its stack_control_passports_issued_total).
 	PassportsIssued int `json:"passports_issued"`
@@ -79,14 +82,18 @@ func (f *Fleet) TTL(ctx context.Context, opts TTLOptions) (TTLResult, error) {
 		return res, err
 	}
 	res.PassportsIssued = int(issuedAfter - issuedBefore)
+	res.MeanIntervalMS = ms(meanInterval(tr.streams))
 
-	var p problems
-	expired := 0
+	var (
+		p       problems
+		failed  offenders
+		expired int
+	)
 	for i, st := range tr.streams {
 		s := window(st.snapshot(), start, end)
 		res.Requests += len(s)
 		tally(res.Outcomes).add(s)
-		failed, first := 0, ""
+		n, first := 0, ""
 		for _, sm := range s {
 			if sm.ok() {
 				res.Served++
@@ -95,14 +102,12 @@ func (f *Fleet) TTL(ctx context.Context, opts TTLOptions) (TTLResult, error) {
 			if sm.refused(reasonExpired) {
 				expired++
 			}
-			if failed == 0 {
+			if n == 0 {
 				first = sm.describe()
 			}
-			failed++
+			n++
 		}
-		if failed > 0 {
-			p.add("sidecar %d: %d of %d requests not served (first: %s)", st.sc.Index, failed, len(s), first)
-		}
+		failed.add(st.sc.Index, n, first)
 		exp, err := st.sc.metric(ctx, "stack_passport_expiry_timestamp_seconds")
 		if err != nil {
 			return res, err
@@ -113,6 +118,7 @@ func (f *Fleet) TTL(ctx context.Context, opts TTLOptions) (TTLResult, error) {
 			p.add("sidecar %d: passport expiry %s at the end, as at the start: never refreshed", st.sc.Index, time.Unix(int64(exp), 0).UTC().Format(time.RFC3339))
 		}
 	}
+	failed.report(&p, "requests were not served")
 	if expired > 0 {
 		p.add("%d requests refused with %s", expired, reasonExpired)
 	}
