@@ -277,6 +277,9 @@ func (f *Fleet) newAgent(ctx context.Context, what string, ttl time.Duration) (s
 // revoke runs `stack passport revoke --agent` and returns when the
 // command started and when it returned.
 func (f *Fleet) revoke(ctx context.Context, agent string) (started, returned time.Time, err error) {
+	// Logged so that the control plane's and the sidecars' logs can be
+	// read against it.
+	f.logf("stack passport revoke --agent %s", agent)
 	started = time.Now()
 	_, err = f.stack(ctx, "", "passport", "revoke", "--agent", agent, "--reason", "fleet scenario")
 	return started, time.Now(), err
