@@ -3,7 +3,8 @@
 // Node (the openai SDK) under agents/, each configured only by its
 // environment; a docker-compose.yml with a control plane and two agents,
 // each beside a sidecar that joins it; and Kubernetes manifests under
-// kubernetes/ with the sidecar as a native sidecar.
+// kubernetes/: the control plane, and agents whose native sidecars join it
+// by workload identity.
 //
 // The tests in this package build the stack binary, prepare a data
 // directory, start `stack proxy` on loopback and run every agent through it
