@@ -214,16 +214,16 @@ type controlPlane struct {
 }
 
 // startControl starts `stack control` on an ephemeral loopback port with
-// the data directory home, waits for the run file it writes, and stops it
-// at cleanup.
-func startControl(t *testing.T, home string) *controlPlane {
+// the data directory home (and the global flags before), waits for the run
+// file it writes, and stops it at cleanup.
+func startControl(t *testing.T, home string, before ...string) *controlPlane {
 	t.Helper()
 	c := &controlPlane{log: filepath.Join(t.TempDir(), "control.log"), done: make(chan struct{})}
 	logFile, err := os.Create(c.log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.cmd = exec.Command(stackBin, "--home", home, "control", "--listen", "127.0.0.1:0")
+	c.cmd = exec.Command(stackBin, append(append([]string{"--home", home}, before...), "control", "--listen", "127.0.0.1:0")...)
 	c.cmd.Env = childEnv()
 	c.cmd.Stdout, c.cmd.Stderr = logFile, logFile
 	if err := c.cmd.Start(); err != nil {
