@@ -397,13 +397,18 @@ func (c *Client) refreshPassport(ctx context.Context) error {
 			iat = time.Unix(claims.IssuedAt, 0)
 		}
 	}
+	now := c.now()
 	life := pr.ExpiresAt.Sub(iat)
 	if iat.IsZero() || life <= 0 {
-		life = pr.ExpiresAt.Sub(c.now())
+		life = pr.ExpiresAt.Sub(now)
 	}
+	// At 2/3 of its life: counted from when it arrived, but never later
+	// than a third of its life before exp, which can come up to a second
+	// sooner than issuance plus TTL (iat is whole seconds).
+	wait := min(life*2/3, pr.ExpiresAt.Sub(now)-life/3)
 	c.mu.Lock()
 	c.token, c.jti, c.issuedAt, c.expiresAt = pr.Passport, pr.JTI, iat, pr.ExpiresAt
-	c.refreshAt = c.now().Add(life * 2 / 3)
+	c.refreshAt = now.Add(max(wait, 0))
 	// A new passport was issued: the agent is no longer revoked (it was
 	// enabled again), and may have its credentials back.
 	wasRevoked := c.revoked != ""
