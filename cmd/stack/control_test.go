@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -20,41 +19,10 @@ import (
 // the test.
 func startControl(t *testing.T, home string) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	var errb syncBuffer
-	go func() {
-		done <- run(ctx, []string{"--home", home, "control", "--listen", "127.0.0.1:0"}, strings.NewReader(""), io.Discard, &errb)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("control exited %d: %s", code, errb.String())
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("control did not stop")
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if b, err := os.ReadFile(filepath.Join(home, controlRunFile)); err == nil {
-			var info controlRunInfo
-			if json.Unmarshal(b, &info) == nil && info.URL != "" {
-				return info.URL
-			}
-		}
-		select {
-		case code := <-done:
-			t.Fatalf("control exited %d before listening: %s", code, errb.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("control not listening after 20s: %s", errb.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var info controlRunInfo
+	startServer(t, home, controlRunFile, []string{"control", "--listen", "127.0.0.1:0"},
+		func(b []byte) bool { return json.Unmarshal(b, &info) == nil && info.URL != "" })
+	return info.URL
 }
 
 func mustRun(t *testing.T, home, stdin string, args ...string) string {

@@ -106,23 +106,8 @@ func (a *app) runInit(cmd *cobra.Command) error {
 		kid, _ := ks.Current()
 		fmt.Fprintf(out, "  created  %s (issuer key %s, wrapped by %s)\n", keysPath, kid, k.URI())
 	}
-	if _, err := os.Stat(a.caCertPath()); err == nil {
-		fmt.Fprintf(out, "  kept     %s (exists; never overwritten)\n", a.caCertPath())
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("init: %w", err)
-	} else {
-		k, err := a.openKMS(ctx)
-		if err != nil {
-			return fmt.Errorf("init: %w", err)
-		}
-		authority, err := ca.Generate(time.Now(), "STACK interception CA ("+filepath.Base(home)+")")
-		if err != nil {
-			return fmt.Errorf("init: CA: %w", err)
-		}
-		if err := authority.Save(ctx, a.caCertPath(), a.caKeyPath(), k); err != nil {
-			return fmt.Errorf("init: CA: %w", err)
-		}
-		fmt.Fprintf(out, "  created  %s (interception CA; agents trust it: stack ca export)\n", a.caCertPath())
+	if err := a.initCA(ctx, a.caCertPath(), a.caKeyPath(), "STACK interception CA", "interception CA; agents trust it: stack ca export"); err != nil {
+		return err
 	}
 	if a.initControl {
 		return a.initControlFiles(ctx)
@@ -135,23 +120,8 @@ func (a *app) runInit(cmd *cobra.Command) error {
 // keeping whatever exists.
 func (a *app) initControlFiles(ctx context.Context) error {
 	out := a.stdout
-	if _, err := os.Stat(a.controlCACertPath()); err == nil {
-		fmt.Fprintf(out, "  kept     %s (exists; never overwritten)\n", a.controlCACertPath())
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("init: %w", err)
-	} else {
-		k, err := a.openKMS(ctx)
-		if err != nil {
-			return fmt.Errorf("init: %w", err)
-		}
-		authority, err := ca.Generate(time.Now(), "STACK control plane CA ("+filepath.Base(a.home())+")")
-		if err != nil {
-			return fmt.Errorf("init: control CA: %w", err)
-		}
-		if err := authority.Save(ctx, a.controlCACertPath(), a.controlCAKeyPath(), k); err != nil {
-			return fmt.Errorf("init: control CA: %w", err)
-		}
-		fmt.Fprintf(out, "  created  %s (control plane TLS CA; sidecars trust it: stack control ca export)\n", a.controlCACertPath())
+	if err := a.initCA(ctx, a.controlCACertPath(), a.controlCAKeyPath(), "STACK control plane CA", "control plane TLS CA; sidecars trust it: stack control ca export"); err != nil {
+		return err
 	}
 	path := a.cfg.Control.TokenFile
 	if _, err := os.Stat(path); err == nil {
@@ -182,4 +152,29 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return f.Close()
+}
+
+// initCA makes a CA (its key wrapped by the KMS) at certPath and keyPath
+// unless it exists: init never overwrites.
+func (a *app) initCA(ctx context.Context, certPath, keyPath, name, what string) error {
+	out := a.stdout
+	if _, err := os.Stat(certPath); err == nil {
+		fmt.Fprintf(out, "  kept     %s (exists; never overwritten)\n", certPath)
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("init: %w", err)
+	}
+	k, err := a.openKMS(ctx)
+	if err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	authority, err := ca.Generate(time.Now(), name+" ("+filepath.Base(a.home())+")")
+	if err != nil {
+		return fmt.Errorf("init: %s: %w", name, err)
+	}
+	if err := authority.Save(ctx, certPath, keyPath, k); err != nil {
+		return fmt.Errorf("init: %s: %w", name, err)
+	}
+	fmt.Fprintf(out, "  created  %s (%s)\n", certPath, what)
+	return nil
 }

@@ -20,43 +20,49 @@ import (
 // end of the test.
 func startSidecar(t *testing.T, home string, args ...string) runInfo {
 	t.Helper()
+	var info runInfo
+	startServer(t, home, runFile, append([]string{"proxy", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, args...),
+		func(b []byte) bool { return json.Unmarshal(b, &info) == nil && info.Admin != "" })
+	return info
+}
+
+// startServer runs a stack server command in-process until its run file
+// in home satisfies ready; at the end of the test it is stopped, must
+// exit 0 and must have removed its run file.
+func startServer(t *testing.T, home, file string, args []string, ready func([]byte) bool) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	var errb syncBuffer
-	argv := append([]string{"--home", home, "proxy", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"}, args...)
 	go func() {
-		done <- run(ctx, argv, strings.NewReader(""), &bytes.Buffer{}, &errb)
+		done <- run(ctx, append([]string{"--home", home}, args...), strings.NewReader(""), &bytes.Buffer{}, &errb)
 	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
 		case code := <-done:
 			if code != 0 {
-				t.Errorf("proxy exited %d: %s", code, errb.String())
+				t.Errorf("stack %s exited %d: %s", args[0], code, errb.String())
 			}
 		case <-time.After(30 * time.Second):
-			t.Error("proxy did not stop")
+			t.Errorf("stack %s did not stop", args[0])
 		}
-		if _, err := os.Stat(filepath.Join(home, runFile)); !os.IsNotExist(err) {
+		if _, err := os.Stat(filepath.Join(home, file)); !os.IsNotExist(err) {
 			t.Errorf("run file left behind: %v", err)
 		}
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		b, err := os.ReadFile(filepath.Join(home, runFile))
-		if err == nil {
-			var info runInfo
-			if json.Unmarshal(b, &info) == nil && info.Admin != "" {
-				return info
-			}
+		if b, err := os.ReadFile(filepath.Join(home, file)); err == nil && ready(b) {
+			return
 		}
 		select {
 		case code := <-done:
-			t.Fatalf("proxy exited %d before listening: %s", code, errb.String())
+			t.Fatalf("stack %s exited %d before listening: %s", args[0], code, errb.String())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("proxy not listening after 20s: %s", errb.String())
+			t.Fatalf("stack %s not listening after 20s: %s", args[0], errb.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
