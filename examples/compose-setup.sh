@@ -59,9 +59,9 @@ enroll)
 	for pair in bot:billing-bot reporter:billing-reporter; do
 		dir=$data/${pair%%:*} agent=${pair#*:}
 		token=$("$stack" control join-token --agent "$agent")
-		printf 'control:\n  join_token: %s\n' "$token" >"$dir/join.yaml.new"
-		mv "$dir/join.yaml.new" "$dir/join.yaml"
-		echo "join token for $agent written to $dir/join.yaml"
+		printf '%s\n' "$token" >"$dir/join-token.new"
+		mv "$dir/join-token.new" "$dir/join-token"
+		echo "join token for $agent written to $dir/join-token"
 	done
 	;;
 

@@ -165,7 +165,7 @@ const (
 	setupMount      = "/setup.sh"
 	setupDataDir    = "/data"          // + /NAME: sidecar NAME's data directory, /data/control the control plane's
 	setupExportDir  = "/export"        // + /control-ca, /NAME-ca: the CA certificates, each as ca.pem
-	setupJoinConfig = "join.yaml"      // in a sidecar's data directory: its join token
+	setupJoinToken  = "join-token"     // in a sidecar's data directory: its join token
 	stackHome       = "/var/lib/stack" // the image's STACK_HOME
 	controlService  = "control"        // the control plane's service, and the name its certificate is for
 	controlDataDir  = setupDataDir + "/control"
@@ -398,8 +398,8 @@ func checkSidecar(t *testing.T, f *composeFile, name, short, wantURL string, con
 			t.Errorf("service %s mounts this sidecar's data directory %s", other, data.source)
 		}
 	}
-	if got := oneFlag(t, name, sc.Command, "config"); got != stackHome+"/"+setupJoinConfig {
-		t.Errorf("--config %q, want %s/%s, the join token enroll writes", got, stackHome, setupJoinConfig)
+	if got := oneFlag(t, name, sc.Command, "join-token-file"); got != stackHome+"/"+setupJoinToken {
+		t.Errorf("--join-token-file %q, want %s/%s, the join token enroll writes", got, stackHome, setupJoinToken)
 	}
 
 	// The control plane's CA, exported by init, mounted read-only; and

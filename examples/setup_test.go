@@ -22,7 +22,7 @@ import (
 
 // docker-compose.yml without docker: compose-setup.sh init, a real `stack
 // control`, compose-setup.sh enroll (twice, as two `docker compose up`
-// would), then each sidecar joins with the join.yaml enroll wrote and the
+// would), then each sidecar joins with the join token enroll wrote and the
 // compose file's flags, and serves its agent, which sends no credentials:
 // billing-bot runs the Go agent, billing-reporter's read-only role lets it
 // read the balance and nothing more. A revocation through the control
@@ -71,12 +71,12 @@ func TestComposeSetup(t *testing.T) {
 	sidecar := func(name string) *stacktest.Sidecar {
 		t.Helper()
 		home := dir(setupDataDir + "/" + name)
-		join := filepath.Join(home, setupJoinConfig)
+		join := filepath.Join(home, setupJoinToken)
 		if fi, err := os.Stat(join); err != nil || fi.Mode().Perm()&0o077 != 0 {
 			t.Fatalf("%s: want a file only its owner reads (%v)", join, err)
 		}
 		return stacktest.StartSidecar(t, stackBin, home, childEnv(),
-			"--config="+join,
+			"--join-token-file="+join,
 			"--control="+control.url,
 			"--control-ca="+dir(controlCADir+"/ca.pem"),
 			"--upstream-ca="+up.CAFile,
