@@ -24,6 +24,7 @@ const (
 	PathAgents  = "/v1/agents"
 	PathTokens  = "/v1/join-tokens"
 	PathStatus  = "/v1/status"
+	PathReload  = "/v1/reload"
 
 	// Vault paths and bodies are the sidecar admin API's, so the CLI speaks
 	// to either the same way.

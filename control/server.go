@@ -75,6 +75,9 @@ type Options struct {
 	WorkloadJoinRate float64
 	// Audit records issuance, leases and revocations; nil records nothing.
 	Audit Auditor
+	// LoadKeys reads the issuer keys again (POST /v1/reload, after a
+	// rotation); nil refuses reloads.
+	LoadKeys func(ctx context.Context) (*passport.KeySet, error)
 	// SidecarTTL is the life of a sidecar credential; LeaseTTL of a
 	// lease; Heartbeat the interval of feed bookmarks.
 	SidecarTTL time.Duration
@@ -170,6 +173,21 @@ func (s *Server) SetKeys(ks *passport.KeySet) {
 	s.issuer.Keys = ks
 }
 
+// reload reads the issuer keys again and serves them.
+func (s *Server) reload(r *http.Request) (any, error) {
+	if s.opts.LoadKeys == nil {
+		return nil, fail(http.StatusNotImplemented, ReasonUnavailable, "this control plane cannot reload its keys")
+	}
+	ks, err := s.opts.LoadKeys(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	s.SetKeys(ks)
+	kid, _ := ks.Current()
+	s.log.Info("reloaded the issuer keys", zap.String("current", kid))
+	return map[string]string{"current_kid": kid}, nil
+}
+
 // Handler serves the API.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -193,6 +211,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+PathAgents+"/{name}/enable", s.operator(s.enableAgent))
 	mux.HandleFunc("POST "+PathTokens, s.operator(s.joinToken))
 	mux.HandleFunc("GET "+PathStatus, s.operator(s.status))
+	mux.HandleFunc("POST "+PathReload, s.operator(s.reload))
 
 	mux.HandleFunc("POST "+PathVaultPut, s.operator(s.vaultPut))
 	mux.HandleFunc("POST "+PathVaultReplace, s.operator(s.vaultReplace))

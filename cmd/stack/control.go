@@ -254,7 +254,7 @@ func (a *app) runControl(ctx context.Context) error {
 		DefaultTTL: cfg.Passport.DefaultTTL, MaxTTL: cfg.Passport.MaxTTL, Leeway: cfg.Passport.Leeway,
 		Token: token, Roles: cfg.Passport.Roles, Vault: v, Attester: attester, Audit: auditLog,
 		SidecarTTL: cfg.Control.SidecarTTL, LeaseTTL: cfg.Control.LeaseTTL, Heartbeat: cfg.Control.Heartbeat,
-		Log: log.Named("control"),
+		LoadKeys: a.issuerKeys, Log: log.Named("control"),
 	})
 	if err != nil {
 		return err

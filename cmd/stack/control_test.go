@@ -121,8 +121,13 @@ func TestControlPlaneCLI(t *testing.T) {
 		t.Fatalf("agent list from the sidecar's home: %d %s", code, errs)
 	}
 
-	// An agent that presents a passport of its own (a multi-agent
-	// sidecar) is verified against the control plane's keys.
+	// A key rotated while the control plane runs is served at once, and an
+	// agent that presents a passport of its own (a multi-agent sidecar) is
+	// verified against the control plane's keys, the new one fetched when
+	// first met.
+	if out := mustRun(t, ctl, "", "passport", "rotate-key"); !strings.Contains(out, "control plane reloaded") {
+		t.Fatalf("rotate-key with a running control plane:\n%s", out)
+	}
 	other := strings.TrimSpace(mustRun(t, ctl, "", "passport", "issue", "--agent", "helper", "--grant", "host=api.example.test,methods=GET"))
 	if got := proxyReason(t, info.Listen, "Bearer "+other); got == "passport_invalid" || got == "passport_missing" {
 		t.Fatalf("a control-plane passport presented to a joined sidecar: %s", got)

@@ -372,6 +372,14 @@ new key from the JWKS.`,
 				}
 				fmt.Fprintln(a.stdout, "the running sidecar reloaded the key set")
 			}
+			if c, err := a.localControl(ctx); err != nil {
+				return fmt.Errorf("passport rotate-key: saved, but the running control plane cannot be told: %w", err)
+			} else if c != nil {
+				if err := c.do(ctx, http.MethodPost, control.PathReload, nil, nil); err != nil {
+					return fmt.Errorf("passport rotate-key: saved, but the running control plane did not reload: %w", err)
+				}
+				fmt.Fprintln(a.stdout, "the running control plane reloaded the key set; sidecars fetch the new key when they meet it")
+			}
 			fmt.Fprintf(a.stdout, "current key %s\nprevious key %s published until %s\n",
 				newKid, oldKid, now.Add(keepFor).UTC().Format(time.RFC3339))
 			return nil
