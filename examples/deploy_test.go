@@ -161,15 +161,15 @@ func oneFlag(t *testing.T, who string, args []string, name string) string {
 // checks these files appear; TestComposeWiring checks the services mount
 // them where the sidecars and agents look.
 const (
-	setupScript     = "compose-setup.sh"
-	setupMount      = "/setup.sh"
-	setupDataDir    = "/data"          // + /NAME: sidecar NAME's data directory, /data/control the control plane's
-	setupExportDir  = "/export"        // + /control-ca, /NAME-ca: the CA certificates, each as ca.pem
-	setupJoinToken  = "join-token"     // in a sidecar's data directory: its join token
-	stackHome       = "/var/lib/stack" // the image's STACK_HOME
-	controlService  = "control"        // the control plane's service, and the name its certificate is for
-	controlDataDir  = setupDataDir + "/control"
-	controlCADir    = setupExportDir + "/control-ca"
+	setupScript    = "compose-setup.sh"
+	setupMount     = "/setup.sh"
+	setupDataDir   = "/data"          // + /NAME: sidecar NAME's data directory, /data/control the control plane's
+	setupExportDir = "/export"        // + /control-ca, /NAME-ca: the CA certificates, each as ca.pem
+	setupJoinToken = "join-token"     // in a sidecar's data directory: its join token
+	stackHome      = "/var/lib/stack" // the image's STACK_HOME
+	controlService = "control"        // the control plane's service, and the name its certificate is for
+	controlDataDir = setupDataDir + "/control"
+	controlCADir   = setupExportDir + "/control-ca"
 )
 
 func loadCompose(t *testing.T) *composeFile {
