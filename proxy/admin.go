@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stackctl/stack/audit"
+	"github.com/stackctl/stack/control"
 	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/vault"
 )
@@ -21,15 +22,17 @@ import (
 // Admin API paths. Everything but /metrics, /healthz and /readyz needs
 // the admin token: the agent shares the pod's network namespace and so
 // reaches this port too.
+// The paths and bodies shared with the control plane's API are its, so
+// the CLI speaks to either the same way.
 const (
-	AdminRevoke        = "/v1/passport/revoke"
+	AdminRevoke        = control.PathRevoke
 	AdminRevocations   = "/v1/passport/revocations/snapshot"
-	AdminVaultPut      = "/v1/vault/put"
-	AdminVaultRotate   = "/v1/vault/rotate"
-	AdminVaultReplace  = "/v1/vault/replace"
-	AdminVaultRemove   = "/v1/vault/rm"
-	AdminVaultSnapshot = "/v1/vault/snapshot"
-	AdminAuditSnapshot = "/v1/audit/snapshot"
+	AdminVaultPut      = control.PathVaultPut
+	AdminVaultRotate   = control.PathVaultRotate
+	AdminVaultReplace  = control.PathVaultReplace
+	AdminVaultRemove   = control.PathVaultRemove
+	AdminVaultSnapshot = control.PathVaultSnapshot
+	AdminAuditSnapshot = control.PathAuditSnapshot
 	AdminReload        = "/v1/reload"
 	AdminStatus        = "/v1/status"
 	// AdminPprof serves Go's runtime profiles (CPU, heap, goroutines,
@@ -155,12 +158,7 @@ func (a *admin) status(w http.ResponseWriter, _ *http.Request) {
 
 // RevokeRequest is the body of /v1/passport/revoke: exactly one of JTI
 // and Agent.
-type RevokeRequest struct {
-	JTI    string    `json:"jti,omitempty"`
-	Agent  string    `json:"agent,omitempty"`
-	Expiry time.Time `json:"expiry,omitzero"`
-	Reason string    `json:"reason,omitempty"`
-}
+type RevokeRequest = control.RevokeRequest
 
 func (a *admin) revoke(w http.ResponseWriter, r *http.Request) {
 	if a.opts.Revocations == nil {
@@ -202,14 +200,9 @@ func (a *admin) revoke(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, rev)
 }
 
-// VaultWriteRequest is the body of /v1/vault/put, /v1/vault/replace and
-// /v1/vault/rotate.
-type VaultWriteRequest struct {
-	Name   string   `json:"name"`
-	Secret []byte   `json:"secret,omitempty"`
-	Hosts  []string `json:"hosts,omitempty"`
-	Render string   `json:"render,omitempty"`
-}
+// VaultWriteRequest is the body of /v1/vault/put, /v1/vault/replace,
+// /v1/vault/rotate and /v1/vault/rm.
+type VaultWriteRequest = control.VaultWriteRequest
 
 func (a *admin) vaultPut(w http.ResponseWriter, r *http.Request) {
 	a.vaultStore(w, r, (*vault.Vault).Put)
