@@ -157,7 +157,11 @@ func (s *Server) disableAgent(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.revokeAgent(r.Context(), name, "agent disabled: "+req.Reason, "operator"); err != nil {
+	why := "agent disabled"
+	if req.Reason != "" {
+		why += ": " + req.Reason
+	}
+	if _, err := s.revokeAgent(r.Context(), name, why, "operator"); err != nil {
 		return nil, err
 	}
 	return a, nil

@@ -43,7 +43,11 @@ func (s *Server) revoke(r *http.Request) (any, error) {
 		if _, err := s.agent(r.Context(), req.Agent); err != nil {
 			return nil, err
 		}
-		if _, err := s.setDisabled(r.Context(), req.Agent, true, "revoked: "+req.Reason); err != nil {
+		why := "revoked"
+		if req.Reason != "" {
+			why += ": " + req.Reason
+		}
+		if _, err := s.setDisabled(r.Context(), req.Agent, true, why); err != nil {
 			return nil, err
 		}
 		return s.revokeAgent(r.Context(), req.Agent, req.Reason, by)

@@ -604,7 +604,10 @@ func (c *Client) noteRevoked(rv passport.Revocation) {
 	ours := (rv.Kind == passport.RevokeAgent && rv.ID == c.st.Agent && !c.issuedAt.After(rv.RevokedAt)) ||
 		(rv.Kind == passport.RevokeJTI && rv.ID == c.jti)
 	if ours {
-		c.revoked = fmt.Sprintf("%s %s: %s", rv.Kind, rv.ID, rv.Reason)
+		c.revoked = fmt.Sprintf("%s %s", rv.Kind, rv.ID)
+		if rv.Reason != "" {
+			c.revoked += ": " + rv.Reason
+		}
 		c.leaseExpiry = time.Time{}
 	}
 	c.mu.Unlock()
