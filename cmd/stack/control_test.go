@@ -66,6 +66,9 @@ func TestControlPlaneCLI(t *testing.T) {
 		t.Fatalf("agent list without a control plane: %d %s", code, errs)
 	}
 	url := startControl(t, ctl)
+	if code, _, errs := runStack(t, ctl, "", "control", "--listen", "127.0.0.1:0"); code != 1 || !strings.Contains(errs, "held by another process") {
+		t.Fatalf("a second control plane on the same data directory: %d %s", code, errs)
+	}
 
 	mustRun(t, ctl, "", "agent", "register", "bot", "--grant", "host=api.example.test,methods=GET,credentials=example", "--ttl", "5m", "--label", "team=pay")
 	if code, _, errs := runStack(t, ctl, "", "agent", "register", "bot", "--role", "billing-reporter"); code != 1 || !strings.Contains(errs, "already") {

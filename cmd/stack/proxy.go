@@ -29,6 +29,7 @@ import (
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/config"
 	"github.com/stackctl/stack/control/client"
+	"github.com/stackctl/stack/control/store"
 	"github.com/stackctl/stack/detect"
 	"github.com/stackctl/stack/inject"
 	"github.com/stackctl/stack/passport"
@@ -441,8 +442,8 @@ func currentKey(ks *passport.KeySet) []byte {
 
 // ownedByOther explains a lock timeout on a file a sidecar owns.
 func ownedByOther(err error, path string) error {
-	if strings.Contains(strings.ToLower(err.Error()), "timeout") || errors.Is(err, vault.ErrLocked) || errors.Is(err, audit.ErrLocked) {
-		return fmt.Errorf("%s is held by another process (is a `stack proxy` already running with this data directory?): %w", path, err)
+	if strings.Contains(strings.ToLower(err.Error()), "timeout") || errors.Is(err, vault.ErrLocked) || errors.Is(err, audit.ErrLocked) || errors.Is(err, store.ErrLocked) {
+		return fmt.Errorf("%s is held by another process (is a `stack proxy` or `stack control` already running with this data directory?): %w", path, err)
 	}
 	return err
 }
