@@ -274,13 +274,7 @@ func (a *app) runControl(ctx context.Context) error {
 		host = "127.0.0.1"
 	}
 	info := controlRunInfo{PID: os.Getpid(), Listen: ln.Addr().String(), URL: "https://" + net.JoinHostPort(host, fmt.Sprint(addr.Port)), Home: a.home()}
-	runPath := filepath.Join(a.home(), controlRunFile)
-	if b, err := json.Marshal(info); err == nil {
-		if err := os.WriteFile(runPath, b, 0o600); err != nil {
-			log.Warn("cannot write run file", zap.String("path", runPath), zap.Error(err))
-		}
-	}
-	defer os.Remove(runPath)
+	defer a.writeRunFile(controlRunFile, info)()
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -336,13 +336,7 @@ func (a *app) runProxy(ctx context.Context) error {
 
 	releaseStartupMemory()
 	info := runInfo{PID: os.Getpid(), Listen: pln.Addr().String(), Admin: aln.Addr().String(), Home: a.home()}
-	runPath := filepath.Join(a.home(), runFile)
-	if b, err := json.Marshal(info); err == nil {
-		if err := os.WriteFile(runPath, b, 0o600); err != nil {
-			log.Warn("cannot write run file", zap.String("path", runPath), zap.Error(err))
-		}
-	}
-	defer os.Remove(runPath)
+	defer a.writeRunFile(runFile, info)()
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -465,6 +459,18 @@ func upstreamRoots(file string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("proxy.upstream_ca: %s holds no PEM certificate", file)
 	}
 	return pool, nil
+}
+
+// writeRunFile says where a server of this data directory listens (the
+// CLI finds it there) and returns what removes the file on exit.
+func (a *app) writeRunFile(name string, info any) (remove func()) {
+	path := filepath.Join(a.home(), name)
+	if b, err := json.Marshal(info); err == nil {
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			a.log.Warn("cannot write run file", zap.String("path", path), zap.Error(err))
+		}
+	}
+	return func() { os.Remove(path) }
 }
 
 // ensureAdminToken returns the admin token, creating the file (mode 0600)
