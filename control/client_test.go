@@ -315,3 +315,36 @@ func TestStaleSidecarRefuses(t *testing.T) {
 	}
 	eventually(t, "serving again after contact", func() bool { return s.Gate() == nil })
 }
+
+// Revoking a passport on the control plane reaches every sidecar, and
+// revokes the passports delegated from it with it.
+func TestRevocationCascadesToDelegates(t *testing.T) {
+	f := newFixture(t, nil)
+	f.register("planner")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := f.startSidecar(ctx, f.ts.URL, "planner", "", nil)
+	eventually(t, "watching", func() bool { return s.Health().Connected })
+	parent, err := s.Passport()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := s.verifier.Verify(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss := &passport.Issuer{Keys: f.keys}
+	child, _, err := iss.Issue(ctx, passport.IssueRequest{Agent: "helper", Parent: parent,
+		Scope: passport.Scope{{Hosts: []string{"api.example.com"}, Methods: []string{"GET"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.verifier.Verify(child); err != nil {
+		t.Fatalf("delegated passport before the revocation: %v", err)
+	}
+	f.must(operatorToken, http.MethodPost, control.PathRevoke, control.RevokeRequest{JTI: pc.ID, Reason: "test"}, nil)
+	eventually(t, "the delegate refused", func() bool {
+		_, err := s.verifier.Verify(child)
+		return passport.Reason(err) == "passport_revoked"
+	})
+}

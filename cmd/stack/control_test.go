@@ -1,7 +1,9 @@
 package main
 
 import (
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"net/http"
 	"net/url"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stackctl/stack/control"
+	"github.com/stackctl/stack/proxy/ca"
 )
 
 // startControl runs `stack control` in-process on an ephemeral port and
@@ -214,4 +217,48 @@ func proxyReason(t *testing.T, listen, auth string) string {
 	}
 	resp.Body.Close()
 	return resp.Header.Get("X-Stack-Reason")
+}
+
+// A certificate of one's own (--tls-cert, --tls-key) replaces the one
+// made from the control CA; clients trust its issuer through control.ca.
+func TestControlOwnCertificate(t *testing.T) {
+	ctl := filepath.Join(t.TempDir(), "ctl")
+	mustRun(t, ctl, "", "init", "--control")
+	authority, err := ca.Generate(time.Now(), "my company's CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := authority.Leaf("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile, caFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "ca.pem")
+	keyDER, err := x509.MarshalPKCS8PrivateKey(leaf.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct {
+		path string
+		data []byte
+	}{
+		{certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Certificate[0]})},
+		{keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})},
+		{caFile, authority.CertPEM()},
+	} {
+		if err := os.WriteFile(f.path, f.data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var info controlRunInfo
+	startServer(t, ctl, controlRunFile, []string{"control", "--listen", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile},
+		func(b []byte) bool { return json.Unmarshal(b, &info) == nil && info.URL != "" })
+	t.Setenv("STACK_CONTROL_URL", info.URL)
+	t.Setenv("STACK_CONTROL_CA", caFile)
+	mustRun(t, ctl, "", "agent", "register", "bot", "--role", "billing-reporter")
+	// The control CA of the data directory does not verify it.
+	t.Setenv("STACK_CONTROL_CA", filepath.Join(ctl, controlCACertFile))
+	if code, _, errs := runStack(t, ctl, "", "agent", "list"); code != 1 || !strings.Contains(errs, "certificate") {
+		t.Fatalf("with the wrong CA: %d %s", code, errs)
+	}
 }
