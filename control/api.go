@@ -117,6 +117,7 @@ type Credential struct {
 type PassportResponse struct {
 	Passport  string             `json:"passport"`
 	JTI       string             `json:"jti"`
+	IssuedAt  time.Time          `json:"issued_at"`
 	ExpiresAt time.Time          `json:"expires_at"`
 	JWKS      jose.JSONWebKeySet `json:"jwks"`
 }

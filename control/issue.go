@@ -49,7 +49,7 @@ func (s *Server) issuePassport(r *http.Request) (any, error) {
 	s.opts.Metrics.issued.Inc()
 	s.audit(ctx, audit.Record{Action: audit.ActionPassportIssued, AgentID: a.Name, PassportJTI: claims.ID,
 		Detail: "to sidecar " + c.sidecar.ID + ", expires " + claims.Expiry.UTC().Format(time.RFC3339)})
-	return PassportResponse{Passport: tok, JTI: claims.ID, ExpiresAt: claims.Expiry, JWKS: s.publicKeys()}, nil
+	return PassportResponse{Passport: tok, JTI: claims.ID, IssuedAt: claims.IssuedAt, ExpiresAt: claims.Expiry, JWKS: s.publicKeys()}, nil
 }
 
 // afterAgentRevocation waits, when the agent was revoked in this very

@@ -263,10 +263,5 @@ func (s *Server) watching(id string, d int) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l := s.live[id]
-	if l == nil {
-		l = &liveSidecar{}
-		s.live[id] = l
-	}
-	l.watching += d
+	s.liveLocked(id).watching += d
 }

@@ -432,15 +432,22 @@ func (s *Server) audit(ctx context.Context, r audit.Record) {
 	}
 }
 
-// touch notes contact with a sidecar; rev > 0 is what its feed delivered.
-func (s *Server) touch(id string, rev int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// liveLocked returns what the feed knows of sidecar id, making the entry
+// if needed. s.mu is held.
+func (s *Server) liveLocked(id string) *liveSidecar {
 	l := s.live[id]
 	if l == nil {
 		l = &liveSidecar{}
 		s.live[id] = l
 	}
+	return l
+}
+
+// touch notes contact with a sidecar; rev > 0 is what its feed delivered.
+func (s *Server) touch(id string, rev int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.liveLocked(id)
 	l.lastContact = s.now()
 	if rev > l.rev {
 		l.rev = rev

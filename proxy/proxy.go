@@ -324,8 +324,9 @@ func (p *Proxy) Metrics() *Metrics { return p.metrics }
 // tunnel.
 type connState struct {
 	// verified is the CONNECT's passport (its agent id already matched),
-	// checked again on each request; replaced when own and the sidecar's
-	// passport was refreshed (HTTP/2 streams of one connection race on it).
+	// checked again on each request; when own, replaced by the sidecar's
+	// refreshed passport once it stops verifying (HTTP/2 streams of one
+	// connection race on it).
 	verified atomic.Pointer[passport.Verified]
 	// own: the tunnel runs on the sidecar's own passport (no
 	// Proxy-Authorization on the CONNECT), which is refreshed while the
@@ -418,27 +419,27 @@ func (p *Proxy) verify(token, agent string) (*passport.Verified, *denial) {
 	return vd, nil
 }
 
-// current is the passport a request inside a tunnel runs on: the
-// CONNECT's, or, when that was the sidecar's own, the one the sidecar
-// holds now (refreshed at 2/3 of its life while long-lived connections
-// stay open).
-func (p *Proxy) current(cs *connState) (*passport.Verified, *denial) {
+// recheck checks again the passport a request inside a tunnel runs on:
+// the CONNECT's. When that was the sidecar's own and no longer verifies
+// (expired, revoked), the passport the sidecar holds now takes its place:
+// the sidecar refreshes it while long-lived connections stay open. The
+// source is read only then, so the common case costs nothing more.
+func (p *Proxy) recheck(cs *connState) (*passport.Claims, *denial) {
 	vd := cs.verified.Load()
-	if !cs.own {
-		return vd, nil
+	claims, d := p.reverify(vd)
+	if d == nil || !cs.own {
+		return claims, d
 	}
 	tok, err := p.opts.Passports.Passport()
 	if err != nil || tok == "" || tok == vd.Token() {
-		// Nothing newer to use: the one in hand is checked (and expires)
-		// on its own.
-		return vd, nil
-	}
-	nvd, d := p.verify(tok, "")
-	if d != nil {
 		return nil, d
 	}
+	nvd, nd := p.verify(tok, "")
+	if nd != nil {
+		return nil, nd
+	}
 	cs.verified.Store(nvd)
-	return nvd, nil
+	return nvd.Claims(), nil
 }
 
 // gate asks Options.Gate whether the sidecar may serve at all.
@@ -617,11 +618,8 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 	if st.conn != nil && req.Header.Get("Proxy-Authorization") == "" {
 		// 2. verify, again on every request: a revocation applies to the
 		// very next request, even inside an open tunnel.
-		vd, d := p.current(st.conn)
-		if d != nil {
-			return fail(d)
-		}
-		if claims, d = p.reverify(vd); d != nil {
+		var d *denial
+		if claims, d = p.recheck(st.conn); d != nil {
 			return fail(d)
 		}
 	} else {

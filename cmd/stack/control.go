@@ -14,7 +14,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -353,8 +352,7 @@ func (a *app) controlTLS(ctx context.Context) (*tls.Config, error) {
 	for _, h := range a.cfg.Control.Hosts {
 		allowed[strings.ToLower(strings.Trim(h, "[]"))] = true
 	}
-	var mu sync.Mutex
-	leaves := map[string]*tls.Certificate{}
+	leaves := ca.NewLeafCache(ca.CacheOptions{Size: 64})
 	cfg.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		name := strings.ToLower(hello.ServerName)
 		if name == "" || !allowed[name] {
@@ -364,20 +362,7 @@ func (a *app) controlTLS(ctx context.Context) (*tls.Config, error) {
 				name = la.IP.String()
 			}
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		if c := leaves[name]; c != nil && time.Now().Before(c.Leaf.NotAfter.Add(-time.Hour)) {
-			return c, nil
-		}
-		c, err := authority.Leaf(name)
-		if err != nil {
-			return nil, err
-		}
-		if c.Leaf == nil {
-			c.Leaf, _ = x509.ParseCertificate(c.Certificate[0])
-		}
-		leaves[name] = c
-		return c, nil
+		return leaves.Fetch(name, func() (*tls.Certificate, error) { return authority.Leaf(name) })
 	}
 	return cfg, nil
 }

@@ -388,15 +388,7 @@ func (c *Client) refreshPassport(ctx context.Context) error {
 	if err := c.opts.OnKeys(pr.JWKS); err != nil {
 		return fmt.Errorf("passport: the control plane's keys: %w", err)
 	}
-	var iat time.Time
-	if parts := strings.Split(pr.Passport, "."); len(parts) == 3 {
-		var claims struct {
-			IssuedAt int64 `json:"iat"`
-		}
-		if b, err := base64URL(parts[1]); err == nil && json.Unmarshal(b, &claims) == nil {
-			iat = time.Unix(claims.IssuedAt, 0)
-		}
-	}
+	iat := pr.IssuedAt
 	now := c.now()
 	life := pr.ExpiresAt.Sub(iat)
 	if iat.IsZero() || life <= 0 {
@@ -501,9 +493,6 @@ type StaleError struct{ Since time.Time }
 func (e *StaleError) Error() string {
 	return "no contact with the control plane since " + e.Since.UTC().Format(time.RFC3339) + " (control.max_staleness)"
 }
-
-// Reason is the refusal's machine reason.
-func (e *StaleError) Reason() string { return "control_unreachable" }
 
 // Gate refuses every request once the control plane has been away for
 // longer than MaxStaleness; nil otherwise.

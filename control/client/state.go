@@ -1,7 +1,6 @@
 package client
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io/fs"
@@ -62,5 +61,3 @@ func saveState(path string, st state) error {
 	}
 	return os.Rename(tmp.Name(), path)
 }
-
-func base64URL(s string) ([]byte, error) { return base64.RawURLEncoding.DecodeString(s) }
