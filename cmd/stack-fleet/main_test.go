@@ -8,7 +8,11 @@ import (
 	"time"
 
 	"github.com/stackctl/stack/internal/fleet"
+	"go.uber.org/goleak"
 )
+
+// TestMain fails the package's tests when a goroutine outlives them.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestParseFlags(t *testing.T) {
 	o, err := parseFlags(nil, io.Discard)

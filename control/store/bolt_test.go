@@ -20,6 +20,7 @@ import (
 
 	"github.com/stackctl/stack/control/store"
 	"github.com/stackctl/stack/control/store/storetest"
+	"go.uber.org/goleak"
 )
 
 // crashChildEnv, when set to a path, turns the test binary into the child
@@ -31,7 +32,7 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(crashChildEnv); path != "" {
 		os.Exit(crashChild(path))
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // openBolt opens a store in a new directory and closes it when the test

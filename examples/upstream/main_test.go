@@ -10,7 +10,12 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
+
+// TestMain fails the package's tests when a goroutine outlives them.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // The stand-in API answers only the real key, over TLS that verifies
 // against the CA it wrote.
