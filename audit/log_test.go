@@ -15,12 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stackctl/stack/internal/testclock"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/note"
 )
 
 func TestAppendFillsAndChains(t *testing.T) {
-	clk := newClock()
+	clk := testclock.Start()
 	l, _ := openTest(t, Options{Now: clk.Now})
 	ctx := context.Background()
 	var prev = GenesisHash
@@ -47,7 +48,7 @@ func TestAppendFillsAndChains(t *testing.T) {
 			t.Fatalf("event id %q is not a v4 UUID", r.EventID)
 		}
 		prev = r.Hash
-		clk.Add(time.Second)
+		clk.Advance(time.Second)
 	}
 	if seq, h := l.Head(); seq != 5 || h != prev {
 		t.Fatalf("head = %d %s, want 5 %s", seq, h, prev)
@@ -159,24 +160,24 @@ func TestReopenContinuesChain(t *testing.T) {
 }
 
 func TestCheckpointInterval(t *testing.T) {
-	clk := newClock()
+	clk := testclock.Start()
 	signer, verifiers := newKey(t)
 	l, _ := openTest(t, Options{Now: clk.Now, Signer: signer, CheckpointEvery: -1, CheckpointInterval: time.Minute})
 	appendN(t, l, 1, "a") // first record: no checkpoint yet, so one is due
-	clk.Add(30 * time.Second)
+	clk.Advance(30 * time.Second)
 	appendN(t, l, 1, "a")
 	ck, ok, err := l.LastCheckpoint()
 	if err != nil || !ok || ck.Size != 1 {
 		t.Fatalf("after 30s: checkpoint %+v ok=%v err=%v, want size 1", ck, ok, err)
 	}
-	clk.Add(31 * time.Second)
+	clk.Advance(31 * time.Second)
 	appendN(t, l, 1, "a")
 	if ck, _, _ = l.LastCheckpoint(); ck.Size != 3 || !ck.Time.Equal(clk.Now()) {
 		t.Fatalf("after 61s: checkpoint %+v, want size 3 at %v", ck, clk.Now())
 	}
 	// The timer covers a quiet log's last records.
 	appendN(t, l, 2, "a")
-	clk.Add(time.Minute)
+	clk.Advance(time.Minute)
 	if err := l.timerCheckpoint(); err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +295,7 @@ func TestAppendHonoursContextBeforeHandoff(t *testing.T) {
 }
 
 func TestScanFilterLastExport(t *testing.T) {
-	clk := newClock()
+	clk := testclock.Start()
 	l, _ := openTest(t, Options{Now: clk.Now})
 	ctx := context.Background()
 	start := clk.Now()
@@ -310,7 +311,7 @@ func TestScanFilterLastExport(t *testing.T) {
 		if _, err := l.Append(ctx, Record{AgentID: agent, Action: action, Host: "h<&>"}); err != nil {
 			t.Fatal(err)
 		}
-		clk.Add(time.Minute)
+		clk.Advance(time.Minute)
 	}
 	var seqs []uint64
 	next, err := l.Scan(ctx, 3, Filter{AgentID: "b"}, func(r Record) error { seqs = append(seqs, r.Seq); return nil })

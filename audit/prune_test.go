@@ -6,12 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stackctl/stack/internal/testclock"
 	bolt "go.etcd.io/bbolt"
 )
 
 // buildTimedLog appends n records one minute apart starting at the clock's
 // time, with checkpoints every 5.
-func buildTimedLog(t *testing.T, clk *fakeClock, n int, opts Options) (*Log, string, time.Time) {
+func buildTimedLog(t *testing.T, clk *testclock.Clock, n int, opts Options) (*Log, string, time.Time) {
 	t.Helper()
 	opts.Now = clk.Now
 	opts.CheckpointEvery = 5
@@ -19,13 +20,13 @@ func buildTimedLog(t *testing.T, clk *fakeClock, n int, opts Options) (*Log, str
 	start := clk.Now()
 	for i := 0; i < n; i++ {
 		appendN(t, l, 1, "a")
-		clk.Add(time.Minute)
+		clk.Advance(time.Minute)
 	}
 	return l, path, start
 }
 
 func TestPruneLeavesVerifiableAnchor(t *testing.T) {
-	clk := newClock()
+	clk := testclock.Start()
 	signer, verifiers := newKey(t)
 	l, _, start := buildTimedLog(t, clk, 20, Options{Signer: signer})
 	ctx := context.Background()
@@ -80,7 +81,7 @@ func TestPruneLeavesVerifiableAnchor(t *testing.T) {
 }
 
 func TestPruneStopsAtFirstNewerRecord(t *testing.T) {
-	clk := newClock()
+	clk := testclock.Start()
 	l, _, start := buildTimedLog(t, clk, 6, Options{})
 	// Record 7 is stamped in the past; it stays because record 6 is newer.
 	if _, err := l.Append(context.Background(), Record{Action: "x", TimestampMS: start.UnixMilli()}); err != nil {
@@ -97,7 +98,7 @@ func TestPruneStopsAtFirstNewerRecord(t *testing.T) {
 }
 
 func TestPruneRefusesTamperedRecord(t *testing.T) {
-	clk := newClock()
+	clk := testclock.Start()
 	l, path, start := buildTimedLog(t, clk, 10, Options{})
 	l.Close()
 	editBolt(t, path, func(tx *bolt.Tx) error {
@@ -122,7 +123,7 @@ func TestPruneRefusesTamperedRecord(t *testing.T) {
 }
 
 func TestAnchorMustBeSigned(t *testing.T) {
-	clk := newClock()
+	clk := testclock.Start()
 	_, verifiers := newKey(t)
 	// Pruned without a signer: the anchor is unsigned, which a verifier
 	// that trusts a key refuses.
@@ -138,7 +139,7 @@ func TestAnchorMustBeSigned(t *testing.T) {
 }
 
 func TestForgedAnchorDetected(t *testing.T) {
-	clk := newClock()
+	clk := testclock.Start()
 	signer, verifiers := newKey(t)
 	l, path, start := buildTimedLog(t, clk, 12, Options{Signer: signer})
 	if _, err := l.Prune(context.Background(), start.Add(2*time.Minute)); err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stackctl/stack/internal/testclock"
 	bolt "go.etcd.io/bbolt"
 	"golang.org/x/mod/sumdb/note"
 )
@@ -228,7 +229,7 @@ func TestTamperForgedCheckpointBeyondTail(t *testing.T) {
 	path, _, verifiers := buildTamperLog(t)
 	other, _ := newKey(t)
 	editBolt(t, path, func(tx *bolt.Tx) error {
-		msg, err := signStatement(statementText(CheckpointOrigin, 25, Hash{}, newClock().Now()), other)
+		msg, err := signStatement(statementText(CheckpointOrigin, 25, Hash{}, testclock.Start().Now()), other)
 		if err != nil {
 			return err
 		}
@@ -289,7 +290,7 @@ func TestVerifyReportsUncoveredTail(t *testing.T) {
 			return path
 		}, nil, 7},
 		{"pruned, no signer", func(t *testing.T) string {
-			clk := newClock()
+			clk := testclock.Start()
 			l, path, start := buildTimedLog(t, clk, 12, Options{})
 			if _, err := l.Prune(ctx, start.Add(4*time.Minute)); err != nil {
 				t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/control"
 	"github.com/stackctl/stack/control/store"
+	"github.com/stackctl/stack/internal/testclock"
 	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/vault"
 	"github.com/stackctl/stack/vault/kms"
@@ -34,27 +35,9 @@ type fixture struct {
 	keys   *passport.KeySet
 	vault  *vault.Vault
 	audit  *recorder
-	clock  *clock
+	clock  *testclock.Clock
 	roots  *x509.CertPool
 	client *http.Client
-}
-
-// clock is a settable clock; zero means the real time.
-type clock struct {
-	mu  sync.Mutex
-	off time.Duration
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.off)
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.off += d
-	c.mu.Unlock()
 }
 
 // recorder keeps the audit records the control plane wrote.
@@ -107,7 +90,7 @@ func newFixture(t *testing.T, tune func(*control.Options)) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { v.Close() })
-	f := &fixture{t: t, store: st, keys: keys, vault: v, audit: &recorder{}, clock: &clock{}}
+	f := &fixture{t: t, store: st, keys: keys, vault: v, audit: &recorder{}, clock: testclock.Running()}
 	opts := control.Options{
 		Store: st, Keys: keys, Token: operatorToken, Vault: v, Audit: f.audit, Now: f.clock.Now,
 		Heartbeat: 200 * time.Millisecond,

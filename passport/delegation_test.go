@@ -7,6 +7,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/stackctl/stack/internal/testclock"
 )
 
 func TestDelegation(t *testing.T) {
@@ -169,7 +171,7 @@ func TestDelegationWithoutParentsVerifier(t *testing.T) {
 // Without a Parents verifier, an issuer checks a parent against its own
 // MaxTTL, so it can delegate from any passport it may issue.
 func TestDelegationFromLongestParent(t *testing.T) {
-	clk := newClock()
+	clk := testclock.Start()
 	keys, err := GenerateKeySet(clk.Now())
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
+
+	"github.com/stackctl/stack/internal/testclock"
 )
 
 // gcmWrapper is a small real Wrapper: AES-256-GCM under a random key.
@@ -53,31 +54,9 @@ func (w *gcmWrapper) Unwrap(_ context.Context, wrapped, aad []byte) ([]byte, err
 	return w.aead.Open(nil, wrapped[:n], wrapped[n:], aad)
 }
 
-// testClock is an injectable clock that moves only when told.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *testClock {
-	return &testClock{t: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // fixture is an issuer and a verifier over the same fresh keys and clock.
 type fixture struct {
-	clock  *testClock
+	clock  *testclock.Clock
 	keys   *KeySet
 	issuer *Issuer
 	verify *Verifier
@@ -85,7 +64,7 @@ type fixture struct {
 
 func newFixture(t testing.TB, rev RevocationChecker) *fixture {
 	t.Helper()
-	clk := newClock()
+	clk := testclock.Start()
 	keys, err := GenerateKeySet(clk.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +85,7 @@ func newFixture(t testing.TB, rev RevocationChecker) *fixture {
 // store, returned too.
 func newStoreFixture(t testing.TB) (*fixture, *RevocationStore) {
 	t.Helper()
-	store, err := OpenRevocationStore(filepath.Join(t.TempDir(), "r.db"), RevocationOptions{Now: newClock().Now})
+	store, err := OpenRevocationStore(filepath.Join(t.TempDir(), "r.db"), RevocationOptions{Now: testclock.Start().Now})
 	if err != nil {
 		t.Fatal(err)
 	}

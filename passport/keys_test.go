@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stackctl/stack/internal/testclock"
 )
 
 func TestRotation(t *testing.T) {
@@ -92,7 +94,7 @@ func TestKeySetSaveLoad(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "issuer-keys.json")
 	w := newGCMWrapper(t)
-	clk := newClock()
+	clk := testclock.Start()
 	ks, err := GenerateKeySet(clk.Now())
 	if err != nil {
 		t.Fatal(err)

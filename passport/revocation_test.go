@@ -5,9 +5,11 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/stackctl/stack/internal/testclock"
 )
 
-func openStore(t *testing.T, path string, clk *testClock) *RevocationStore {
+func openStore(t *testing.T, path string, clk *testclock.Clock) *RevocationStore {
 	t.Helper()
 	s, err := OpenRevocationStore(path, RevocationOptions{Now: clk.Now, Timeout: 200 * time.Millisecond})
 	if err != nil {
@@ -18,7 +20,7 @@ func openStore(t *testing.T, path string, clk *testClock) *RevocationStore {
 }
 
 func TestRevocationPersistsAcrossReopen(t *testing.T) {
-	clk := newClock()
+	clk := testclock.Start()
 	path := filepath.Join(t.TempDir(), "revocations.db")
 	s := openStore(t, path, clk)
 	issued := clk.Now()
@@ -64,7 +66,7 @@ func TestRevocationPersistsAcrossReopen(t *testing.T) {
 }
 
 func TestRevocationExpiryPruning(t *testing.T) {
-	clk := newClock()
+	clk := testclock.Start()
 	path := filepath.Join(t.TempDir(), "revocations.db")
 	s := openStore(t, path, clk)
 	if _, err := s.RevokeJTI("short", clk.Now().Add(5*time.Minute), ""); err != nil {
@@ -106,7 +108,7 @@ func TestRevocationExpiryPruning(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	clk2 := newClock() // back in time: the file must not have kept them
+	clk2 := testclock.Start() // back in time: the file must not have kept them
 	s = openStore(t, path, clk2)
 	if got := s.List(); len(got) != 0 {
 		t.Fatalf("entries survived pruning in the file: %+v", got)
@@ -114,7 +116,7 @@ func TestRevocationExpiryPruning(t *testing.T) {
 }
 
 func TestRevocationAddMerges(t *testing.T) {
-	clk := newClock()
+	clk := testclock.Start()
 	s := openStore(t, filepath.Join(t.TempDir(), "r.db"), clk)
 	early := clk.Now()
 	late := early.Add(time.Minute)
@@ -137,7 +139,7 @@ func TestRevocationAddMerges(t *testing.T) {
 }
 
 func TestRevocationStoreLocked(t *testing.T) {
-	clk := newClock()
+	clk := testclock.Start()
 	path := filepath.Join(t.TempDir(), "revocations.db")
 	_ = openStore(t, path, clk)
 	_, err := OpenRevocationStore(path, RevocationOptions{Now: clk.Now, Timeout: 100 * time.Millisecond})

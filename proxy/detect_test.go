@@ -9,6 +9,7 @@ import (
 
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/detect"
+	"github.com/stackctl/stack/internal/testclock"
 	"github.com/stackctl/stack/passport"
 )
 
@@ -28,7 +29,7 @@ func withGrid(t *testing.T, dets []detect.Detector, policy detect.Policy) harnes
 // passport_revoked.
 func TestCredentialBurstRevokes(t *testing.T) {
 	var hs *harness
-	clk := &clock{t: time.Now()}
+	clk := testclock.New(time.Now())
 	burst, err := detect.NewBurst(detect.BurstOptions{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)

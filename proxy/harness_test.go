@@ -18,6 +18,7 @@ import (
 
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/inject"
+	"github.com/stackctl/stack/internal/testclock"
 	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/proxy/ca"
 	"github.com/stackctl/stack/proxy/egress"
@@ -103,26 +104,9 @@ type harness struct {
 	vault   *vault.Vault
 	store   *VaultStore
 	ca      *ca.CA
-	clock   *clock
+	clock   *testclock.Clock
 	up      *upstream
 	options Options
-}
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
 }
 
 // newTestVault opens a vault in dir under a new local KMS key; both are
@@ -160,7 +144,7 @@ type harnessOption func(*Options)
 func newHarness(t *testing.T, h http.Handler, opts ...harnessOption) *harness {
 	t.Helper()
 	dir := t.TempDir()
-	hs := &harness{t: t, dir: dir, clock: &clock{t: time.Now()}}
+	hs := &harness{t: t, dir: dir, clock: testclock.New(time.Now())}
 
 	hs.vault = newTestVault(t, dir)
 	putBearer(t, hs.vault, "stripe", stripeToken, stripeHost)

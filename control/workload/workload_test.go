@@ -21,6 +21,7 @@ import (
 
 	"github.com/stackctl/stack/control/workload"
 	"github.com/stackctl/stack/internal/oidctest"
+	"github.com/stackctl/stack/internal/testclock"
 )
 
 // kubeRules map Kubernetes service accounts to agents; the last one
@@ -296,31 +297,13 @@ func TestSentinelsWrapped(t *testing.T) {
 	}
 }
 
-// clock is a settable clock for Options.Now.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
 func TestClockAndLeeway(t *testing.T) {
 	kube := oidctest.NewIssuer(t)
 	iat := time.Now().Add(-24 * time.Hour)
 	token := kube.ServiceAccountToken(t, "billing", "bot", oidctest.TokenOptions{IssuedAt: iat, TTL: 10 * time.Minute})
 	exp := iat.Add(10 * time.Minute)
 
-	clk := &clock{now: iat.Add(time.Minute)}
+	clk := testclock.New(iat.Add(time.Minute))
 	v := newVerifier(t, workload.Options{Now: clk.Now}, kubeIssuer(kube))
 	mustVerify(t, v, token)
 

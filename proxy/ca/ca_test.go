@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stackctl/stack/internal/testclock"
 )
 
 func TestGenerate(t *testing.T) {
@@ -171,7 +173,7 @@ func TestHandshakeFailsVerification(t *testing.T) {
 }
 
 func TestLeaf(t *testing.T) {
-	clock := &fixedClock{t: epoch.Add(24 * time.Hour)}
+	clock := testclock.New(epoch.Add(24 * time.Hour))
 	c := mustGenerate(t, epoch)
 	c.Now = clock.Now
 	tests := []struct {
@@ -261,14 +263,13 @@ func TestLeafFreshSerialAndKey(t *testing.T) {
 }
 
 func TestLeafValidityClampedToCA(t *testing.T) {
-	clock := &fixedClock{}
 	c, err := GenerateWith(epoch, "short", GenerateOptions{Validity: 2 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
+	clock := testclock.New(epoch.Add(-30 * time.Minute)) // just inside the CA's backdated start
 	c.Now = clock.Now
 
-	clock.Set(epoch.Add(-30 * time.Minute)) // just inside the CA's backdated start
 	tc, err := c.Leaf("api.example.test")
 	if err != nil {
 		t.Fatal(err)

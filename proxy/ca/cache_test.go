@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/elazarl/goproxy"
+	"github.com/stackctl/stack/internal/testclock"
 )
 
 // LeafCache plugs into goproxy as its CertStore.
@@ -123,7 +124,7 @@ func TestCacheEvictsLeastRecentlyUsed(t *testing.T) {
 }
 
 func TestCacheRenewsNearExpiry(t *testing.T) {
-	clock := &fixedClock{t: epoch}
+	clock := testclock.New(epoch)
 	c := mustGenerate(t, epoch)
 	c.Now = clock.Now
 	g := newCounter(c)
@@ -152,7 +153,7 @@ func TestCacheRenewsNearExpiry(t *testing.T) {
 // A leaf that is already near expiry when minted (the CA itself is about to
 // expire) is served but never cached.
 func TestCacheDoesNotKeepShortLivedLeaf(t *testing.T) {
-	clock := &fixedClock{t: epoch}
+	clock := testclock.New(epoch)
 	c, err := GenerateWith(epoch, "dying", GenerateOptions{Validity: 30 * time.Minute})
 	if err != nil {
 		t.Fatal(err)

@@ -57,24 +57,6 @@ func (w *gcmWrapper) Unwrap(_ context.Context, wrapped, aad []byte) ([]byte, err
 
 func (w *gcmWrapper) URI() string { return w.uri }
 
-// fixedClock is a settable clock for tests.
-type fixedClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fixedClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fixedClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
 var epoch = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 func mustGenerate(t testing.TB, now time.Time) *CA {
