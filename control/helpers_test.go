@@ -20,7 +20,7 @@ import (
 	"github.com/stackctl/stack/internal/testclock"
 	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/vault"
-	"github.com/stackctl/stack/vault/kms"
+	"github.com/stackctl/stack/vault/kms/kmstest"
 )
 
 const operatorToken = "0123456789abcdef0123456789abcdef-operator"
@@ -77,15 +77,7 @@ func newFixture(t *testing.T, tune func(*control.Options)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keyPath := filepath.Join(dir, "kms.key")
-	if err := kms.CreateLocalKey(keyPath); err != nil {
-		t.Fatal(err)
-	}
-	k, err := kms.Open(context.Background(), "local://"+keyPath, kms.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := vault.Open(filepath.Join(dir, "vault.db"), k, vault.Options{})
+	v, err := vault.Open(filepath.Join(dir, "vault.db"), kmstest.Local(t), vault.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,57 +2,12 @@ package passport
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
-	"errors"
 	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/stackctl/stack/internal/testclock"
 )
-
-// gcmWrapper is a small real Wrapper: AES-256-GCM under a random key.
-type gcmWrapper struct {
-	aead cipher.AEAD
-	uri  string
-}
-
-func newGCMWrapper(t testing.TB) *gcmWrapper {
-	t.Helper()
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &gcmWrapper{aead: aead, uri: "test://gcm"}
-}
-
-func (w *gcmWrapper) URI() string { return w.uri }
-
-func (w *gcmWrapper) Wrap(_ context.Context, plaintext, aad []byte) ([]byte, error) {
-	nonce := make([]byte, w.aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
-	}
-	return w.aead.Seal(nonce, nonce, plaintext, aad), nil
-}
-
-func (w *gcmWrapper) Unwrap(_ context.Context, wrapped, aad []byte) ([]byte, error) {
-	n := w.aead.NonceSize()
-	if len(wrapped) < n {
-		return nil, errors.New("short ciphertext")
-	}
-	return w.aead.Open(nil, wrapped[:n], wrapped[n:], aad)
-}
 
 // fixture is an issuer and a verifier over the same fresh keys and clock.
 type fixture struct {

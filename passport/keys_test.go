@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stackctl/stack/internal/testclock"
+	"github.com/stackctl/stack/vault/kms"
+	"github.com/stackctl/stack/vault/kms/kmstest"
 )
 
 func TestRotation(t *testing.T) {
@@ -93,7 +95,7 @@ func TestKeySetSaveLoad(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "issuer-keys.json")
-	w := newGCMWrapper(t)
+	w := kmstest.Local(t)
 	clk := testclock.Start()
 	ks, err := GenerateKeySet(clk.Now())
 	if err != nil {
@@ -114,7 +116,7 @@ func TestKeySetSaveLoad(t *testing.T) {
 	}
 	raw, _ := os.ReadFile(path)
 	_, priv := ks.Current()
-	if strings.Contains(string(raw), string(priv.Seed())) || !strings.Contains(string(raw), `"wrapper": "test://gcm"`) {
+	if strings.Contains(string(raw), string(priv.Seed())) || !strings.Contains(string(raw), `"wrapper": "`+w.URI()+`"`) {
 		t.Errorf("key file content unexpected: %s", raw)
 	}
 	entries, _ := os.ReadDir(dir)
@@ -136,7 +138,7 @@ func TestKeySetSaveLoad(t *testing.T) {
 	}
 
 	// A different wrapping key, or a file whose entries were swapped, fails.
-	if _, err := LoadKeySet(ctx, path, newGCMWrapper(t)); err == nil {
+	if _, err := LoadKeySet(ctx, path, kmstest.Local(t)); err == nil {
 		t.Fatal("loaded with the wrong wrapping key")
 	}
 	swapped := strings.Replace(string(raw), wantKid, "AAAA", 1)
@@ -180,7 +182,7 @@ func TestRetiredKeysKeptForRecords(t *testing.T) {
 	if _, ok := ks.AllPublicKeys()[oldKid]; !ok {
 		t.Fatal("AllPublicKeys lost the retired key")
 	}
-	w := newGCMWrapper(t)
+	w := kmstest.Local(t)
 	path := filepath.Join(t.TempDir(), "keys.json")
 	if err := ks.Save(ctx, path, w); err != nil {
 		t.Fatal(err)
@@ -210,8 +212,7 @@ func TestRewrapKeyFile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	from, to := newGCMWrapper(t), newGCMWrapper(t)
-	to.uri = "test://other"
+	from, to := kmstest.Local(t), kmstest.NewFailing(kmstest.Local(t))
 	dir := t.TempDir()
 	path, newPath := filepath.Join(dir, "keys.json"), filepath.Join(dir, "keys.json.new")
 	if err := ks.Save(ctx, path, from); err != nil {
@@ -238,23 +239,17 @@ func TestRewrapKeyFile(t *testing.T) {
 	if _, err := LoadKeySet(ctx, newPath, from); err == nil {
 		t.Error("the old wrapper still unwraps the new file")
 	}
-	if raw, _ := os.ReadFile(newPath); !strings.Contains(string(raw), `"wrapper": "test://other"`) {
+	if raw, _ := os.ReadFile(newPath); !strings.Contains(string(raw), `"wrapper": "`+to.URI()+`"`) {
 		t.Errorf("new file does not name its wrapper:\n%s", raw)
 	}
 
 	// A target that cannot give back what it wrapped leaves nothing.
+	to.FailUnwrap(kms.ErrUnwrap)
 	other := filepath.Join(dir, "other.json")
-	if err := RewrapKeyFile(ctx, path, other, from, forgetfulWrapper{to}); err == nil {
+	if err := RewrapKeyFile(ctx, path, other, from, to); err == nil {
 		t.Error("rewrap to a wrapper that cannot unwrap succeeded")
 	}
 	if _, err := os.Stat(other); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a failed rewrap left %s: %v", other, err)
 	}
-}
-
-// forgetfulWrapper wraps but never gives back what it wrapped.
-type forgetfulWrapper struct{ Wrapper }
-
-func (forgetfulWrapper) Unwrap(context.Context, []byte, []byte) ([]byte, error) {
-	return nil, errors.New("unwrap refused")
 }

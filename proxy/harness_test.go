@@ -23,7 +23,7 @@ import (
 	"github.com/stackctl/stack/proxy/ca"
 	"github.com/stackctl/stack/proxy/egress"
 	"github.com/stackctl/stack/vault"
-	"github.com/stackctl/stack/vault/kms"
+	"github.com/stackctl/stack/vault/kms/kmstest"
 )
 
 // Names the test resolver maps to loopback addresses.
@@ -113,16 +113,7 @@ type harness struct {
 // closed when tb ends.
 func newTestVault(tb testing.TB, dir string) *vault.Vault {
 	tb.Helper()
-	keyPath := filepath.Join(dir, "kms.key")
-	if err := kms.CreateLocalKey(keyPath); err != nil {
-		tb.Fatal(err)
-	}
-	k, err := kms.Open(context.Background(), "local://"+keyPath, kms.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { k.Close() })
-	v, err := vault.Open(filepath.Join(dir, "vault.db"), k, vault.Options{})
+	v, err := vault.Open(filepath.Join(dir, "vault.db"), kmstest.Local(tb), vault.Options{})
 	if err != nil {
 		tb.Fatal(err)
 	}

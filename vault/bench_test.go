@@ -6,10 +6,11 @@ import (
 	"testing"
 
 	"github.com/stackctl/stack/vault"
+	"github.com/stackctl/stack/vault/kms/kmstest"
 )
 
 func benchGet(b *testing.B, opts vault.Options) {
-	v := openVault(b, filepath.Join(b.TempDir(), "vault.db"), localKMS(b), opts)
+	v := openVault(b, filepath.Join(b.TempDir(), "vault.db"), kmstest.Local(b), opts)
 	put(b, v, "stripe", secretA, "api.stripe.com")
 	ctx := context.Background()
 	b.ReportAllocs()

@@ -6,10 +6,11 @@ import (
 	"testing"
 
 	"github.com/stackctl/stack/vault"
+	"github.com/stackctl/stack/vault/kms/kmstest"
 )
 
 func TestReplace(t *testing.T) {
-	v := openVault(t, filepath.Join(t.TempDir(), "vault.db"), localKMS(t), vault.Options{CacheTTL: 1 << 40})
+	v := openVault(t, filepath.Join(t.TempDir(), "vault.db"), kmstest.Local(t), vault.Options{CacheTTL: 1 << 40})
 	old := put(t, v, "stripe", secretA, "api.stripe.com")
 	wantSecret(t, v, "stripe", secretA) // cached
 

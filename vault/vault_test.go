@@ -34,15 +34,6 @@ func ctxT(t testing.TB) context.Context {
 	return ctx
 }
 
-func localKMS(t testing.TB) kms.KMS {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "kms.key")
-	if err := kms.CreateLocalKey(path); err != nil {
-		t.Fatal(err)
-	}
-	return openKMS(t, "local://"+path)
-}
-
 func openKMS(t testing.TB, uri string) kms.KMS {
 	t.Helper()
 	k, err := kms.Open(ctxT(t), uri, kms.Options{})
@@ -149,7 +140,7 @@ func wantErr(t testing.TB, err, want error, name string) {
 
 func TestLifecycle(t *testing.T) {
 	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
-	v := openVault(t, filepath.Join(t.TempDir(), "vault.db"), localKMS(t), vault.Options{Now: func() time.Time { return now }})
+	v := openVault(t, filepath.Join(t.TempDir(), "vault.db"), kmstest.Local(t), vault.Options{Now: func() time.Time { return now }})
 
 	c, err := v.Put(ctxT(t), "stripe", []byte(secretA), vault.PutOptions{
 		Hosts:  []string{"API.Stripe.com", "*.stripe.com", "api.stripe.com"},
@@ -214,7 +205,7 @@ func TestLifecycle(t *testing.T) {
 }
 
 func TestPutRefusesBadInput(t *testing.T) {
-	v := openVault(t, filepath.Join(t.TempDir(), "vault.db"), localKMS(t), vault.Options{})
+	v := openVault(t, filepath.Join(t.TempDir(), "vault.db"), kmstest.Local(t), vault.Options{})
 	bearer := mustRender(t, "bearer")
 	tests := []struct {
 		name, cred, secret string
@@ -247,7 +238,7 @@ func TestPutRefusesBadInput(t *testing.T) {
 // local, gcpkms (in-process server) and awskms (moto).
 func TestRoundTripEveryBackend(t *testing.T) {
 	backends := map[string]func(t *testing.T) kms.KMS{
-		"local": func(t *testing.T) kms.KMS { return localKMS(t) },
+		"local": func(t *testing.T) kms.KMS { return kmstest.Local(t) },
 		"gcpkms": func(t *testing.T) kms.KMS {
 			kmstest.SetGCPEnv(t, kmstest.StartGCP(t))
 			return openKMS(t, kmstest.GCPKeyURI("vault"))
@@ -298,7 +289,7 @@ func wantAbsent(t testing.TB, path string, secrets ...string) {
 
 func TestPlaintextNeverInFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "vault.db")
-	k := localKMS(t)
+	k := kmstest.Local(t)
 	v := openVault(t, path, k, vault.Options{})
 	put(t, v, "stripe", secretA, "api.stripe.com")
 	put(t, v, "github", secretB, "api.github.com")
@@ -306,7 +297,7 @@ func TestPlaintextNeverInFile(t *testing.T) {
 	if _, err := v.Rotate(ctxT(t), "stripe", []byte(secretB)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Rewrap(ctxT(t), localKMS(t)); err != nil {
+	if _, err := v.Rewrap(ctxT(t), kmstest.Local(t)); err != nil {
 		t.Fatal(err)
 	}
 	if err := v.Delete("github"); err != nil {
@@ -434,7 +425,7 @@ func TestDamagedRecordsFailClearly(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "vault.db")
-			k := localKMS(t)
+			k := kmstest.Local(t)
 			v, err := vault.Open(path, k, vault.Options{})
 			if err != nil {
 				t.Fatal(err)
@@ -446,7 +437,7 @@ func TestDamagedRecordsFailClearly(t *testing.T) {
 			tt.damage(t, path)
 
 			if tt.other {
-				k = localKMS(t)
+				k = kmstest.Local(t)
 			}
 			v = openVault(t, path, k, vault.Options{})
 			before := fileHash(t, path)
@@ -459,7 +450,7 @@ func TestDamagedRecordsFailClearly(t *testing.T) {
 				t.Fatalf("wrong-key error %q does not name the KMS", err)
 			}
 			// Rewrap must refuse the whole vault and change nothing.
-			if _, err := v.Rewrap(ctxT(t), localKMS(t)); err == nil {
+			if _, err := v.Rewrap(ctxT(t), kmstest.Local(t)); err == nil {
 				t.Fatal("rewrap over a damaged record succeeded")
 			}
 			var bad int
@@ -486,7 +477,7 @@ func TestDamagedRecordsFailClearly(t *testing.T) {
 
 func TestRewrap(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "vault.db")
-	from, to := localKMS(t), localKMS(t)
+	from, to := kmstest.Local(t), kmstest.NewFailing(kmstest.Local(t))
 	v := openVault(t, path, from, vault.Options{CacheTTL: -1})
 	put(t, v, "stripe", secretA, "api.stripe.com")
 	put(t, v, "github", secretB, "api.github.com")
@@ -592,7 +583,7 @@ func TestKMSOutage(t *testing.T) {
 
 func TestLockedAndReadOnly(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "vault.db")
-	k := localKMS(t)
+	k := kmstest.Local(t)
 	v := openVault(t, path, k, vault.Options{})
 	put(t, v, "stripe", secretA, "api.stripe.com")
 	_, err := vault.Open(path, k, vault.Options{OpenTimeout: 50 * time.Millisecond})
@@ -612,7 +603,7 @@ func TestLockedAndReadOnly(t *testing.T) {
 }
 
 func TestFingerprintIsPerVault(t *testing.T) {
-	k := localKMS(t)
+	k := kmstest.Local(t)
 	v1 := openVault(t, filepath.Join(t.TempDir(), "a.db"), k, vault.Options{})
 	v2 := openVault(t, filepath.Join(t.TempDir(), "b.db"), k, vault.Options{})
 	c1 := put(t, v1, "stripe", secretA, "api.stripe.com")
@@ -631,7 +622,7 @@ func TestFingerprintIsPerVault(t *testing.T) {
 }
 
 func TestConcurrentUse(t *testing.T) {
-	v := openVault(t, filepath.Join(t.TempDir(), "vault.db"), localKMS(t), vault.Options{CacheSize: 2})
+	v := openVault(t, filepath.Join(t.TempDir(), "vault.db"), kmstest.Local(t), vault.Options{CacheSize: 2})
 	for _, n := range []string{"a", "b", "c", "d"} {
 		put(t, v, n, secretA+n, n+".example.com")
 	}
@@ -653,7 +644,7 @@ func TestConcurrentUse(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if _, err := v.Rewrap(context.Background(), localKMS(t)); err != nil {
+		if _, err := v.Rewrap(context.Background(), kmstest.Local(t)); err != nil {
 			t.Errorf("rewrap: %v", err)
 		}
 	}()
@@ -755,7 +746,7 @@ func TestHosts(t *testing.T) {
 func TestRewrapCopy(t *testing.T) {
 	dir := t.TempDir()
 	path, copyPath := filepath.Join(dir, "vault.db"), filepath.Join(dir, "vault.db.new")
-	from, to := localKMS(t), localKMS(t)
+	from, to := kmstest.Local(t), kmstest.NewFailing(kmstest.Local(t))
 	v := openVault(t, path, from, vault.Options{CacheTTL: -1})
 	put(t, v, "stripe", secretA, "api.stripe.com")
 	put(t, v, "github", secretB, "api.github.com")
@@ -791,8 +782,9 @@ func TestRewrapCopy(t *testing.T) {
 	if _, err := v.RewrapCopy(ctxT(t), copyPath, to); err == nil {
 		t.Fatal("RewrapCopy overwrote a file")
 	}
+	to.FailUnwrap(kms.ErrUnwrap)
 	other := filepath.Join(dir, "other.db")
-	if _, err := v.RewrapCopy(ctxT(t), other, forgetfulKMS{to}); err == nil {
+	if _, err := v.RewrapCopy(ctxT(t), other, to); err == nil {
 		t.Fatal("RewrapCopy to a KMS that cannot unwrap succeeded")
 	}
 	if _, err := os.Stat(other); !os.IsNotExist(err) {
@@ -801,11 +793,4 @@ func TestRewrapCopy(t *testing.T) {
 	if fileHash(t, path) != before {
 		t.Fatal("a failed RewrapCopy changed the vault")
 	}
-}
-
-// forgetfulKMS wraps but never gives back what it wrapped.
-type forgetfulKMS struct{ kms.KMS }
-
-func (f forgetfulKMS) Unwrap(context.Context, []byte, []byte) ([]byte, error) {
-	return nil, &kms.Error{URI: f.URI(), Op: "unwrap", Err: kms.ErrUnwrap}
 }

@@ -13,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stackctl/stack/vault/kms"
+	"github.com/stackctl/stack/vault/kms/kmstest"
 )
 
 func paths(t *testing.T) (string, string) {
@@ -23,7 +26,7 @@ func paths(t *testing.T) (string, string) {
 func TestSaveLoadRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	c := mustGenerate(t, time.Now())
-	w := newGCMWrapper(t, "local:///test/kms.key")
+	w := kmstest.Local(t)
 	certPath, keyPath := paths(t)
 	if err := c.Save(ctx, certPath, keyPath, w); err != nil {
 		t.Fatal(err)
@@ -86,7 +89,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 
 func TestSaveRefusesToOverwrite(t *testing.T) {
 	ctx := context.Background()
-	w := newGCMWrapper(t, "local:///test/kms.key")
+	w := kmstest.Local(t)
 	tests := []struct {
 		name     string
 		existing func(certPath, keyPath string) string // creates a file, returns its path
@@ -131,7 +134,7 @@ func TestWriteNewRefusesExisting(t *testing.T) {
 
 func TestLoadFailures(t *testing.T) {
 	ctx := context.Background()
-	w := newGCMWrapper(t, "local:///test/kms.key")
+	w := kmstest.Local(t)
 	c := mustGenerate(t, time.Now())
 	other := mustGenerate(t, time.Now())
 
@@ -152,6 +155,7 @@ func TestLoadFailures(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	otherKey := kmstest.Local(t)
 	tests := []struct {
 		name    string
 		wrapper Wrapper
@@ -161,9 +165,9 @@ func TestLoadFailures(t *testing.T) {
 	}{
 		{
 			name:    "wrong KMS key",
-			wrapper: newGCMWrapper(t, "local:///other/kms.key"),
+			wrapper: otherKey,
 			want:    ErrUnwrap,
-			inMsg:   "local:///other/kms.key",
+			inMsg:   otherKey.URI(),
 		},
 		{
 			name: "key of another CA",
@@ -252,8 +256,8 @@ func pemCert(cert *x509.Certificate) []byte {
 func TestRewrapKey(t *testing.T) {
 	ctx := context.Background()
 	c := mustGenerate(t, time.Now())
-	from := newGCMWrapper(t, "local:///old.key")
-	to := newGCMWrapper(t, "awskms://alias/new")
+	from := kmstest.Local(t)
+	to := kmstest.NewFailing(kmstest.Local(t))
 	certPath, keyPath := paths(t)
 	if err := c.Save(ctx, certPath, keyPath, from); err != nil {
 		t.Fatal(err)
@@ -280,7 +284,7 @@ func TestRewrapKey(t *testing.T) {
 		t.Errorf("new key file: %v, %v", fi, err)
 	}
 	raw, _ := os.ReadFile(newKeyPath)
-	if !strings.Contains(string(raw), `"kms_uri": "awskms://alias/new"`) {
+	if !strings.Contains(string(raw), `"kms_uri": "`+to.URI()+`"`) {
 		t.Errorf("new key file does not name its wrapper:\n%s", raw)
 	}
 
@@ -288,18 +292,12 @@ func TestRewrapKey(t *testing.T) {
 	if err := RewrapKey(ctx, certPath, keyPath, newKeyPath, from, to); !errors.Is(err, fs.ErrExist) {
 		t.Errorf("rewrap over an existing file: %v", err)
 	}
+	to.FailUnwrap(kms.ErrUnwrap)
 	other := keyPath + ".other"
-	if err := RewrapKey(ctx, certPath, keyPath, other, from, lyingWrapper{to}); err == nil {
+	if err := RewrapKey(ctx, certPath, keyPath, other, from, to); err == nil {
 		t.Error("rewrap with a wrapper that cannot unwrap succeeded")
 	}
 	if _, err := os.Stat(other); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a failed rewrap left %s: %v", other, err)
 	}
-}
-
-// lyingWrapper wraps but never gives back what it wrapped.
-type lyingWrapper struct{ Wrapper }
-
-func (lyingWrapper) Unwrap(context.Context, []byte, []byte) ([]byte, error) {
-	return nil, errors.New("unwrap refused")
 }

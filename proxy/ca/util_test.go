@@ -1,10 +1,6 @@
 package ca
 
 import (
-	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -14,48 +10,6 @@ import (
 	"testing"
 	"time"
 )
-
-// gcmWrapper is a minimal AES-256-GCM Wrapper: the nonce is prepended to
-// the sealed bytes.
-type gcmWrapper struct {
-	aead cipher.AEAD
-	uri  string
-}
-
-func newGCMWrapper(t testing.TB, uri string) *gcmWrapper {
-	t.Helper()
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		t.Fatal(err)
-	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &gcmWrapper{aead: aead, uri: uri}
-}
-
-func (w *gcmWrapper) Wrap(_ context.Context, plaintext, aad []byte) ([]byte, error) {
-	nonce := make([]byte, w.aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
-	}
-	return w.aead.Seal(nonce, nonce, plaintext, aad), nil
-}
-
-func (w *gcmWrapper) Unwrap(_ context.Context, wrapped, aad []byte) ([]byte, error) {
-	n := w.aead.NonceSize()
-	if len(wrapped) < n {
-		return nil, errors.New("wrapped key too short")
-	}
-	return w.aead.Open(nil, wrapped[:n], wrapped[n:], aad)
-}
-
-func (w *gcmWrapper) URI() string { return w.uri }
 
 var epoch = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
