@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -143,7 +144,13 @@ func (a *app) runProxy(ctx context.Context) error {
 		defer restore()
 	}
 	if tuneGC(os.Getenv) {
-		go followHeap(ctx, heapCheckEvery)
+		// The heap is followed while the proxy runs, not while ctx lives:
+		// a proxy that fails to start returns long before ctx ends.
+		heapCtx, stopHeap := context.WithCancel(ctx)
+		var following sync.WaitGroup
+		following.Go(func() { followHeap(heapCtx, heapCheckEvery) })
+		defer following.Wait()
+		defer stopHeap()
 	}
 	k, err := a.openKMS(ctx)
 	if err != nil {
