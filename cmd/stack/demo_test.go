@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
 // TestMain lets the demo re-execute this test binary as its agent, as it
@@ -15,7 +17,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(demoEnvMode) != "" {
 		os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 func TestDemoStoryHolds(t *testing.T) {
