@@ -26,6 +26,7 @@ import (
 
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/internal/stacktest"
+	"go.uber.org/goleak"
 )
 
 // Host names the proxy is told to resolve to loopback (--resolve), and what
@@ -45,7 +46,7 @@ const stripeGrant = "host=" + stripeHost + ",methods=GET|POST,paths=/v1/**,crede
 var stackBin string
 
 func TestMain(m *testing.M) {
-	os.Exit(stacktest.RunMain(m, "e2e", func(ctx context.Context, dir string) (err error) {
+	goleak.VerifyTestMain(stacktest.BuildFirst(m, "e2e", func(ctx context.Context, dir string) (err error) {
 		stackBin, err = stacktest.BuildStack(ctx, dir)
 		return err
 	}))

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/stackctl/stack/internal/stacktest"
+	"go.uber.org/goleak"
 )
 
 // The hosts the example agents call. The proxy pins both to loopback
@@ -39,7 +40,7 @@ var stackBin, goAgentBin string
 // The Go agent is built once in TestMain rather than with `go run` per
 // case: the same code, without paying for a link on every run.
 func TestMain(m *testing.M) {
-	os.Exit(stacktest.RunMain(m, "examples", func(ctx context.Context, dir string) (err error) {
+	goleak.VerifyTestMain(stacktest.BuildFirst(m, "examples", func(ctx context.Context, dir string) (err error) {
 		if stackBin, err = stacktest.BuildStack(ctx, dir); err != nil {
 			return err
 		}

@@ -13,13 +13,14 @@ import (
 	"time"
 
 	"github.com/stackctl/stack/internal/stacktest"
+	"go.uber.org/goleak"
 )
 
 // stackBin is the stack binary TestMain builds.
 var stackBin string
 
 func TestMain(m *testing.M) {
-	os.Exit(stacktest.RunMain(m, "fleet", func(ctx context.Context, dir string) (err error) {
+	goleak.VerifyTestMain(stacktest.BuildFirst(m, "fleet", func(ctx context.Context, dir string) (err error) {
 		stackBin, err = stacktest.BuildStack(ctx, dir)
 		return err
 	}))

@@ -48,31 +48,41 @@ func BuildStack(ctx context.Context, dir string) (string, error) {
 	return Build(ctx, dir, "./cmd/stack")
 }
 
-// BuildTimeout bounds the builds RunMain makes: a cold build of every
+// BuildTimeout bounds the builds BuildFirst makes: a cold build of every
 // dependency takes minutes on a small machine.
 const BuildTimeout = 8 * time.Minute
 
-// RunMain is the body of TestMain in a package of end-to-end tests named
-// name. Unless the tests run with -short (they then skip themselves), it
-// calls build to put the binaries they need in a temporary directory, runs
-// the tests and removes the directory. It returns the exit code for
-// os.Exit.
-func RunMain(m *testing.M, name string, build func(ctx context.Context, dir string) error) int {
+// BuildFirst returns m with a Run that, unless the tests run with -short
+// (they then skip themselves), first calls build to put the binaries the
+// tests of the package named name need in a temporary directory, and
+// removes the directory after them. TestMain hands it to
+// goleak.VerifyTestMain, which runs it and exits with its code.
+func BuildFirst(m *testing.M, name string, build func(ctx context.Context, dir string) error) interface{ Run() int } {
+	return buildFirst{m: m, name: name, build: build}
+}
+
+type buildFirst struct {
+	m     *testing.M
+	name  string
+	build func(ctx context.Context, dir string) error
+}
+
+func (b buildFirst) Run() int {
 	flag.Parse()
 	if testing.Short() {
-		return m.Run()
+		return b.m.Run()
 	}
-	dir, err := os.MkdirTemp("", "stack-"+name+"-bin-")
+	dir, err := os.MkdirTemp("", "stack-"+b.name+"-bin-")
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		fmt.Fprintf(os.Stderr, "%s: %v\n", b.name, err)
 		return 1
 	}
 	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithTimeout(context.Background(), BuildTimeout)
 	defer cancel()
-	if err := build(ctx, dir); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+	if err := b.build(ctx, dir); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", b.name, err)
 		return 1
 	}
-	return m.Run()
+	return b.m.Run()
 }
