@@ -4,12 +4,12 @@ import (
 	"net/http"
 	"net/http/cgi"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/stackctl/stack/internal/stacktest"
+	"github.com/stackctl/stack/internal/testenv"
 )
 
 // Clients that ask for compression by default get the upstream's gzipped
@@ -47,13 +47,7 @@ func TestCompressedEchoScrubbed(t *testing.T) {
 // then retry with them after the 407: the retry must land on a new
 // connection, which the 407 asks for with Connection: close.
 func TestProxyAuthRetry(t *testing.T) {
-	gitBin, err := exec.LookPath("git")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("git is required in CI")
-		}
-		t.Skip("git not installed")
-	}
+	gitBin := testenv.LookPath(t, "git")
 	e := newEnv(t)
 	repos := makeRepo(t, gitBin)
 	backend := filepath.Join(strings.TrimSpace(e.run("", nil, gitBin, "--exec-path").Stdout), "git-http-backend")

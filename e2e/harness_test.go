@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/internal/stacktest"
+	"github.com/stackctl/stack/internal/testenv"
 	"go.uber.org/goleak"
 )
 
@@ -458,17 +458,9 @@ func (e *env) node(agent, token, method, target, body string) httpResult {
 func needNode(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat(nodeModules); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("undici is not installed (%v): run npm install --prefix e2e/testdata", err)
-		}
-		t.Skip("undici not installed: run npm install --prefix e2e/testdata")
+		testenv.Missing(t, "undici is not installed: run npm install --prefix e2e/testdata")
 	}
-	if _, err := exec.LookPath("node"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("node is not on PATH")
-		}
-		t.Skip("node is not on PATH")
-	}
+	testenv.LookPath(t, "node")
 }
 
 // goClient is an HTTP client that goes through the proxy with the

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/stackctl/stack/internal/stacktest"
+	"github.com/stackctl/stack/internal/testenv"
 	"go.uber.org/goleak"
 )
 
@@ -187,29 +188,19 @@ func containsAny(s string, subs []string) bool {
 func needPython(t *testing.T) {
 	t.Helper()
 	if err := exec.Command("python3", "-c", "import requests").Run(); err != nil {
-		missing(t, "python3 with requests is not available: "+err.Error())
+		testenv.Missing(t, "python3 with requests is not available: "+err.Error())
 	}
 }
 
 // needNode skips without node or the agent's node_modules, except under CI.
 func needNode(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("node"); err != nil {
-		missing(t, "node is not on PATH")
-	}
+	testenv.LookPath(t, "node")
 	for _, m := range []string{"openai", "undici"} {
 		if _, err := os.Stat(filepath.Join("agents", "node", "node_modules", m)); err != nil {
-			missing(t, m+" is not installed: run npm install --prefix examples/agents/node")
+			testenv.Missing(t, m+" is not installed: run npm install --prefix examples/agents/node")
 		}
 	}
-}
-
-func missing(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatal(why)
-	}
-	t.Skip(why)
 }
 
 // childEnv is stacktest.ChildEnv without the agents' API settings either,

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/stackctl/stack/internal/stacktest"
+	"github.com/stackctl/stack/internal/testenv"
 )
 
 // docker-compose.yml without docker: compose-setup.sh init, a real `stack
@@ -31,9 +32,7 @@ func TestComposeSetup(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a control plane, two sidecars and the agent; skipped in -short mode")
 	}
-	if _, err := exec.LookPath("sh"); err != nil {
-		t.Skip("no sh to run " + setupScript)
-	}
+	testenv.LookPath(t, "sh")
 	secret := "sk_test_example_" + stacktest.RandomHex(t, 16)
 	up := startUpstream(t, map[string]string{stripeHost: secret})
 

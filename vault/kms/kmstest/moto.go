@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/stackctl/stack/internal/testenv"
 )
 
 // AWSEndpointEnv names an already running moto (or other AWS KMS
@@ -27,19 +28,13 @@ const motoReadyWithin = 60 * time.Second
 // uses $STACK_TEST_AWS_ENDPOINT when set; otherwise it starts
 // `moto_server -H 127.0.0.1 -p PORT` on a free port, waits until it
 // answers and stops it when the test ends. Without moto_server the test is
-// skipped, or fails when $CI is set.
+// skipped, or fails in CI (testenv.Missing).
 func StartMoto(t testing.TB) (endpoint string) {
 	t.Helper()
 	if ep := os.Getenv(AWSEndpointEnv); ep != "" {
 		return ep
 	}
-	bin, err := exec.LookPath("moto_server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("kmstest: moto_server not found and CI is set: %v", err)
-		}
-		t.Skipf("kmstest: moto_server not found: %v", err)
-	}
+	bin := testenv.LookPath(t, "moto_server")
 	port, err := freePort()
 	if err != nil {
 		t.Fatalf("kmstest: %v", err)
