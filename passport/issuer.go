@@ -203,12 +203,12 @@ func newJTI() (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
-// validAgent: agent ids travel as the user name of Proxy-Authorization
-// Basic, so ':' and spaces are out.
 // ValidAgent reports whether s may name an agent (the sub claim): 1 to
 // 256 letters, digits and - _ . @ / +.
 func ValidAgent(s string) bool { return validAgent(s) }
 
+// validAgent: agent ids travel as the user name of Proxy-Authorization
+// Basic, so ':' and spaces are out.
 func validAgent(s string) bool {
 	if s == "" || len(s) > 256 {
 		return false
