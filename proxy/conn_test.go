@@ -22,6 +22,7 @@ import (
 
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/passport"
+	"github.com/stackctl/stack/reason"
 )
 
 // proxyAuth is the Proxy-Authorization value of agent's passport tok.
@@ -237,10 +238,10 @@ func TestUpstreamTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := readAll(t, resp)
-	if resp.StatusCode != http.StatusGatewayTimeout || resp.Header.Get(HeaderReason) != ReasonUpstreamTimeout {
-		t.Fatalf("status %d, reason %q: %s", resp.StatusCode, resp.Header.Get(HeaderReason), body)
+	if resp.StatusCode != http.StatusGatewayTimeout || resp.Header.Get(reason.Header) != reason.UpstreamTimeout {
+		t.Fatalf("status %d, reason %q: %s", resp.StatusCode, resp.Header.Get(reason.Header), body)
 	}
-	hs.waitRecord(func(r audit.Record) bool { return r.Reason == ReasonUpstreamTimeout })
+	hs.waitRecord(func(r audit.Record) bool { return r.Reason == reason.UpstreamTimeout })
 }
 
 func TestDefaultUpstreamTimeoutAllowsLongCalls(t *testing.T) {
@@ -307,7 +308,7 @@ func TestAgentGoneCancelsUpstream(t *testing.T) {
 			case <-time.After(20 * time.Second):
 				t.Fatal("the upstream request was not cancelled when the agent went away")
 			}
-			hs.waitRecord(func(r audit.Record) bool { return r.Reason == ReasonClientClosed })
+			hs.waitRecord(func(r audit.Record) bool { return r.Reason == reason.ClientClosed })
 		})
 	}
 }
@@ -383,8 +384,8 @@ func TestShedsLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	readAll(t, resp)
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(HeaderReason) != ReasonOverloaded || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("status %d, reason %q, Retry-After %q", resp.StatusCode, resp.Header.Get(HeaderReason), resp.Header.Get("Retry-After"))
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(reason.Header) != reason.Overloaded || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("status %d, reason %q, Retry-After %q", resp.StatusCode, resp.Header.Get(reason.Header), resp.Header.Get("Retry-After"))
 	}
 
 	// Two tunnels and the refused one's connection make three: the next
@@ -400,8 +401,8 @@ func TestShedsLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(HeaderReason) != ReasonOverloaded {
-		t.Fatalf("over the connection cap: status %d, reason %q", resp.StatusCode, resp.Header.Get(HeaderReason))
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(reason.Header) != reason.Overloaded {
+		t.Fatalf("over the connection cap: status %d, reason %q", resp.StatusCode, resp.Header.Get(reason.Header))
 	}
 	close(release)
 	wg.Wait()
@@ -427,8 +428,8 @@ func TestOwnListenersRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 		body := readAll(t, resp)
-		if resp.StatusCode != http.StatusForbidden || resp.Header.Get(HeaderReason) != ReasonEgressDenied {
-			t.Errorf("GET %s through the proxy: %d %q %s", u, resp.StatusCode, resp.Header.Get(HeaderReason), body)
+		if resp.StatusCode != http.StatusForbidden || resp.Header.Get(reason.Header) != reason.EgressDenied {
+			t.Errorf("GET %s through the proxy: %d %q %s", u, resp.StatusCode, resp.Header.Get(reason.Header), body)
 		}
 	}
 }

@@ -7,50 +7,12 @@ import (
 	"strconv"
 
 	"github.com/stackctl/stack/passport"
-)
-
-// Reasons a request is refused, sent in X-Stack-Reason and the JSON body.
-// Reasons from the passport and inject packages pass through unchanged.
-const (
-	ReasonPassportMissing    = "passport_missing"
-	ReasonPassportInvalid    = "passport_invalid"
-	ReasonScopeDenied        = "scope_denied"
-	ReasonEgressDenied       = "egress_denied"
-	ReasonUpstreamTLS        = "upstream_tls"
-	ReasonUpstreamError      = "upstream_unreachable"
-	ReasonCleartext          = "cleartext_credential"
-	ReasonBodyTooLarge       = "body_too_large"
-	ReasonNotAProxyRequest   = "not_a_proxy_request"
-	ReasonAuditUnavailable   = "audit_unavailable"
-	ReasonCredentialNotBound = "placeholder_unbound"
-	ReasonHeaderTooLarge     = "header_too_large"
-	// ReasonUpgradeRefused: a protocol upgrade on which a credential was
-	// injected, whose traffic the proxy cannot scrub of it (anything but
-	// a WebSocket without extensions).
-	ReasonUpgradeRefused = "upgrade_refused"
-	// ReasonUpstreamTimeout: the upstream did not answer in time
-	// (proxy.upstream_response_timeout for its response headers).
-	ReasonUpstreamTimeout = "upstream_timeout"
-	// ReasonOverloaded: the sidecar sheds load (proxy.max_connections,
-	// proxy.max_requests); the agent may retry after Retry-After.
-	ReasonOverloaded = "overloaded"
-	// ReasonControlUnreachable: a sidecar joined to a control plane has
-	// had no contact with it for longer than control.max_staleness.
-	ReasonControlUnreachable = "control_unreachable"
-	// ReasonClientClosed is recorded, never sent: the agent went away
-	// before its answer came.
-	ReasonClientClosed = "client_closed"
-	// ReasonResponseEncoding: the upstream answered in a content coding
-	// the sidecar cannot decode, on a response it must scrub or scan.
-	ReasonResponseEncoding = "response_encoding_unsupported"
+	"github.com/stackctl/stack/reason"
 )
 
 // statusClientClosed is the audit status of a request whose agent went
 // away first (nginx's 499).
 const statusClientClosed = 499
-
-// HeaderReason carries the machine-readable reason of every refusal.
-const HeaderReason = "X-Stack-Reason"
 
 // denial is a refusal: what the agent sees. Detail never holds a secret.
 type denial struct {
@@ -77,7 +39,7 @@ func (d *denial) response(req *http.Request) *http.Response {
 	body = append(body, '\n')
 	h := http.Header{}
 	h.Set("Content-Type", "application/json")
-	h.Set(HeaderReason, d.Reason)
+	h.Set(reason.Header, d.Reason)
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Set("Cache-Control", "no-store")
 	closeConn := false
@@ -88,7 +50,7 @@ func (d *denial) response(req *http.Request) *http.Response {
 		// connection: it retries on a new one.
 		closeConn = true
 	case http.StatusServiceUnavailable:
-		if d.Reason == ReasonOverloaded {
+		if d.Reason == reason.Overloaded {
 			h.Set("Retry-After", "1")
 		}
 	}

@@ -17,10 +17,8 @@ import (
 	"github.com/stackctl/stack/detect"
 	"github.com/stackctl/stack/inject"
 	"github.com/stackctl/stack/passport"
+	"github.com/stackctl/stack/reason"
 )
-
-// ReasonDetectorBlocked refuses a request a detector's policy blocked.
-const ReasonDetectorBlocked = "detector_blocked"
 
 // DefaultScanWindow bounds the body bytes detectors see per request and
 // per response.
@@ -90,7 +88,7 @@ func (p *Proxy) runDetectors(ctx context.Context, ev *detect.Event, claims *pass
 	}
 	switch d.Action {
 	case detect.ActionBlock:
-		return &denial{Status: http.StatusForbidden, Reason: ReasonDetectorBlocked, Detail: blockDetail(d, "blocked")}
+		return &denial{Status: http.StatusForbidden, Reason: reason.DetectorBlocked, Detail: blockDetail(d, "blocked")}
 	case detect.ActionRevoke:
 		if claims != nil && p.opts.Revoker != nil {
 			why := "revoked by " + firedDetectors(d)
@@ -104,7 +102,7 @@ func (p *Proxy) runDetectors(ctx context.Context, ev *detect.Event, claims *pass
 				})
 			}
 		}
-		return &denial{Status: http.StatusForbidden, Reason: ReasonDetectorBlocked, Detail: blockDetail(d, "blocked and the passport revoked")}
+		return &denial{Status: http.StatusForbidden, Reason: reason.DetectorBlocked, Detail: blockDetail(d, "blocked and the passport revoked")}
 	}
 	return nil
 }

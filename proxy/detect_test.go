@@ -11,6 +11,7 @@ import (
 	"github.com/stackctl/stack/detect"
 	"github.com/stackctl/stack/internal/testclock"
 	"github.com/stackctl/stack/passport"
+	"github.com/stackctl/stack/reason"
 )
 
 func withGrid(t *testing.T, dets []detect.Detector, policy detect.Policy) harnessOption {
@@ -70,7 +71,7 @@ func TestCredentialBurstRevokes(t *testing.T) {
 	// Baseline: one pull a minute for three hours.
 	for range 180 {
 		if resp := get(); resp.StatusCode != 200 {
-			t.Fatalf("baseline request: %d %s", resp.StatusCode, resp.Header.Get(HeaderReason))
+			t.Fatalf("baseline request: %d %s", resp.StatusCode, resp.Header.Get(reason.Header))
 		}
 		clk.Advance(time.Minute)
 	}
@@ -79,8 +80,8 @@ func TestCredentialBurstRevokes(t *testing.T) {
 	for i := range 24 {
 		resp := get()
 		if resp.StatusCode != 200 {
-			if resp.StatusCode != 403 || resp.Header.Get(HeaderReason) != ReasonDetectorBlocked {
-				t.Fatalf("burst request %d: %d %s", i, resp.StatusCode, resp.Header.Get(HeaderReason))
+			if resp.StatusCode != 403 || resp.Header.Get(reason.Header) != reason.DetectorBlocked {
+				t.Fatalf("burst request %d: %d %s", i, resp.StatusCode, resp.Header.Get(reason.Header))
 			}
 			fired = i
 			break
@@ -103,8 +104,8 @@ func TestCredentialBurstRevokes(t *testing.T) {
 		t.Fatal(err)
 	}
 	readAll(t, resp)
-	if resp.StatusCode != 403 || resp.Header.Get(HeaderReason) != passport.ReasonRevoked {
-		t.Errorf("transfer after revocation: %d %q", resp.StatusCode, resp.Header.Get(HeaderReason))
+	if resp.StatusCode != 403 || resp.Header.Get(reason.Header) != reason.PassportRevoked {
+		t.Errorf("transfer after revocation: %d %q", resp.StatusCode, resp.Header.Get(reason.Header))
 	}
 	var firedRec, revokedRec bool
 	for _, r := range hs.records() {
@@ -141,8 +142,8 @@ func TestResponseInjectionBlocked(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := readAll(t, resp)
-	if resp.StatusCode != 403 || resp.Header.Get(HeaderReason) != ReasonDetectorBlocked || strings.Contains(body, "Ignore all") {
-		t.Fatalf("status %d reason %q body %q", resp.StatusCode, resp.Header.Get(HeaderReason), body)
+	if resp.StatusCode != 403 || resp.Header.Get(reason.Header) != reason.DetectorBlocked || strings.Contains(body, "Ignore all") {
+		t.Fatalf("status %d reason %q body %q", resp.StatusCode, resp.Header.Get(reason.Header), body)
 	}
 	r := hs.lastRecord(audit.ActionDetectorFired)
 	if r.Detector != "prompt_injection" || r.Host != otherHost {
@@ -184,8 +185,8 @@ func TestExfiltrationSignalOnUnboundPlaceholder(t *testing.T) {
 		t.Fatal(err)
 	}
 	readAll(t, resp)
-	if resp.StatusCode != 403 || resp.Header.Get(HeaderReason) != "placeholder_unbound" {
-		t.Fatalf("%d %q", resp.StatusCode, resp.Header.Get(HeaderReason))
+	if resp.StatusCode != 403 || resp.Header.Get(reason.Header) != "placeholder_unbound" {
+		t.Fatalf("%d %q", resp.StatusCode, resp.Header.Get(reason.Header))
 	}
 	r := hs.lastRecord(audit.ActionDetectorFired)
 	if r.Detector != "credential_exfiltration" || r.Severity != "critical" {

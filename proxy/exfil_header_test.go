@@ -12,6 +12,7 @@ import (
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/detect"
 	"github.com/stackctl/stack/passport"
+	"github.com/stackctl/stack/reason"
 	"github.com/stackctl/stack/vault"
 )
 
@@ -50,7 +51,7 @@ func BenchmarkPipelineDetect(b *testing.B) {
 		req.Header["Idempotency-Key"] = []string{"8d5b0f9e-2b7c-4c1e-9a51-6f0d2f3c1a77"}
 		req.Header["X-Stripe-Client-User-Agent"] = []string{`{"bindings_version":"82.5.1","lang":"go","lang_version":"go1.26.8","publisher":"stripe","uname":"linux"}`}
 		if resp := bp.proxy.pipeline(req, st); resp != nil {
-			b.Fatalf("refused: %d %s", resp.StatusCode, resp.Header.Get(HeaderReason))
+			b.Fatalf("refused: %d %s", resp.StatusCode, resp.Header.Get(reason.Header))
 		}
 	}
 }
@@ -103,7 +104,7 @@ func TestExfiltrationInRequestHeaders(t *testing.T) {
 	// bound host: the detectors judge the headers as the agent sent them.
 	resp := get(stripeHost, http.Header{"Authorization": {"Bearer stk_ph_gh"}})
 	if resp.StatusCode != 200 || resp.Header.Get("X-Echo-Auth") != "Bearer stk_ph_gh" {
-		t.Fatalf("injected request: %d %q %q", resp.StatusCode, resp.Header.Get(HeaderReason), resp.Header.Get("X-Echo-Auth"))
+		t.Fatalf("injected request: %d %q %q", resp.StatusCode, resp.Header.Get(reason.Header), resp.Header.Get("X-Echo-Auth"))
 	}
 	if got := hs.up.received(); len(got) != 1 || got[0] != "Bearer "+ghToken {
 		t.Fatalf("upstream got Authorization %q", got)
@@ -126,8 +127,8 @@ func TestExfiltrationInRequestHeaders(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := hits.Load()
 			resp := get(otherHost, tc.h)
-			if resp.StatusCode != 403 || resp.Header.Get(HeaderReason) != ReasonDetectorBlocked {
-				t.Fatalf("%d %q, want 403 %s", resp.StatusCode, resp.Header.Get(HeaderReason), ReasonDetectorBlocked)
+			if resp.StatusCode != 403 || resp.Header.Get(reason.Header) != reason.DetectorBlocked {
+				t.Fatalf("%d %q, want 403 %s", resp.StatusCode, resp.Header.Get(reason.Header), reason.DetectorBlocked)
 			}
 			if hits.Load() != before {
 				t.Fatal("the request reached the upstream")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stackctl/stack/control"
 	"github.com/stackctl/stack/inject"
+	"github.com/stackctl/stack/reason"
 	"github.com/stackctl/stack/vault"
 )
 
@@ -53,8 +54,8 @@ func TestLeaseStoreInjects(t *testing.T) {
 	if _, err := leases.Secret(context.Background(), "stripe"); err == nil {
 		t.Fatal("an expired lease still gives its secret")
 	}
-	if resp := get(); resp.StatusCode == http.StatusOK || resp.Header.Get(HeaderReason) != inject.ReasonCredentialUnavailable || len(got) != 1 {
-		t.Fatalf("expired lease: %d %s, upstream saw %d requests", resp.StatusCode, resp.Header.Get(HeaderReason), len(got))
+	if resp := get(); resp.StatusCode == http.StatusOK || resp.Header.Get(reason.Header) != reason.CredentialUnavailable || len(got) != 1 {
+		t.Fatalf("expired lease: %d %s, upstream saw %d requests", resp.StatusCode, resp.Header.Get(reason.Header), len(got))
 	}
 
 	// Dropped on revocation: the placeholder names nothing any more.
@@ -91,10 +92,10 @@ func TestGateRefuses(t *testing.T) {
 	}
 	stale = errors.New("no contact with the control plane since 12:00 (control.max_staleness)")
 	resp := get()
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(HeaderReason) != ReasonControlUnreachable {
-		t.Fatalf("closed gate on an open connection: %d %s", resp.StatusCode, resp.Header.Get(HeaderReason))
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(reason.Header) != reason.ControlUnreachable {
+		t.Fatalf("closed gate on an open connection: %d %s", resp.StatusCode, resp.Header.Get(reason.Header))
 	}
-	if rec := hs.lastRecord("request_denied"); rec.Reason != ReasonControlUnreachable {
+	if rec := hs.lastRecord("request_denied"); rec.Reason != reason.ControlUnreachable {
 		t.Fatalf("audit: %+v", rec)
 	}
 }

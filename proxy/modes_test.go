@@ -14,6 +14,7 @@ import (
 
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/passport"
+	"github.com/stackctl/stack/reason"
 )
 
 // Upstreams that offer HTTP/2 get it, while the agent speaks HTTP/1.1 to
@@ -175,10 +176,10 @@ func TestReportOnlyPassport(t *testing.T) {
 	}
 	readAll(t, resp)
 	if resp.StatusCode != 200 {
-		t.Fatalf("alert-mode passport, out-of-scope request: %d %s", resp.StatusCode, resp.Header.Get(HeaderReason))
+		t.Fatalf("alert-mode passport, out-of-scope request: %d %s", resp.StatusCode, resp.Header.Get(reason.Header))
 	}
 	r := hs.lastRecord(ActionWouldDeny)
-	if r.PassportJTI != claims.ID || r.Reason != ReasonScopeDenied || r.Method != "DELETE" {
+	if r.PassportJTI != claims.ID || r.Reason != reason.ScopeDenied || r.Method != "DELETE" {
 		t.Errorf("would-deny record = %+v", r)
 	}
 	// Placeholders headed to unbound hosts are refused in every mode.
@@ -189,8 +190,8 @@ func TestReportOnlyPassport(t *testing.T) {
 		t.Fatal(err)
 	}
 	readAll(t, resp)
-	if resp.StatusCode != 403 || resp.Header.Get(HeaderReason) != "placeholder_unbound" {
-		t.Errorf("unbound placeholder under an alert-mode passport: %d %s", resp.StatusCode, resp.Header.Get(HeaderReason))
+	if resp.StatusCode != 403 || resp.Header.Get(reason.Header) != "placeholder_unbound" {
+		t.Errorf("unbound placeholder under an alert-mode passport: %d %s", resp.StatusCode, resp.Header.Get(reason.Header))
 	}
 }
 

@@ -29,6 +29,7 @@ import (
 	"github.com/stackctl/stack/proxy/ca"
 	"github.com/stackctl/stack/proxy/coding"
 	"github.com/stackctl/stack/proxy/egress"
+	"github.com/stackctl/stack/reason"
 	"github.com/stackctl/stack/vault"
 )
 
@@ -373,33 +374,33 @@ func (p *Proxy) identity(h http.Header) (token, agent string, d *denial) {
 		switch strings.ToLower(scheme) {
 		case "bearer":
 			if cred == "" {
-				return "", "", &denial{Status: http.StatusProxyAuthRequired, Reason: ReasonPassportInvalid, Detail: "empty Bearer passport"}
+				return "", "", &denial{Status: http.StatusProxyAuthRequired, Reason: reason.PassportInvalid, Detail: "empty Bearer passport"}
 			}
 			return cred, "", nil
 		case "basic":
 			raw, err := base64.StdEncoding.DecodeString(cred)
 			if err != nil {
-				return "", "", &denial{Status: http.StatusProxyAuthRequired, Reason: ReasonPassportInvalid, Detail: "Proxy-Authorization Basic is not valid base64"}
+				return "", "", &denial{Status: http.StatusProxyAuthRequired, Reason: reason.PassportInvalid, Detail: "Proxy-Authorization Basic is not valid base64"}
 			}
 			user, pass, ok := strings.Cut(string(raw), ":")
 			if !ok || pass == "" {
-				return "", "", &denial{Status: http.StatusProxyAuthRequired, Reason: ReasonPassportInvalid, Detail: "Proxy-Authorization Basic needs agent-id:passport"}
+				return "", "", &denial{Status: http.StatusProxyAuthRequired, Reason: reason.PassportInvalid, Detail: "Proxy-Authorization Basic needs agent-id:passport"}
 			}
 			return pass, user, nil
 		default:
-			return "", "", &denial{Status: http.StatusProxyAuthRequired, Reason: ReasonPassportInvalid, Detail: "Proxy-Authorization must be Basic (agent-id:passport) or Bearer"}
+			return "", "", &denial{Status: http.StatusProxyAuthRequired, Reason: reason.PassportInvalid, Detail: "Proxy-Authorization must be Basic (agent-id:passport) or Bearer"}
 		}
 	}
 	if p.opts.Passports != nil {
 		tok, err := p.opts.Passports.Passport()
 		if err != nil {
-			return "", "", &denial{Status: http.StatusProxyAuthRequired, Reason: ReasonPassportMissing, Detail: "the sidecar has no passport of its own: " + err.Error()}
+			return "", "", &denial{Status: http.StatusProxyAuthRequired, Reason: reason.PassportMissing, Detail: "the sidecar has no passport of its own: " + err.Error()}
 		}
 		if tok != "" {
 			return tok, "", nil
 		}
 	}
-	return "", "", &denial{Status: http.StatusProxyAuthRequired, Reason: ReasonPassportMissing, Detail: "send a passport in Proxy-Authorization (Basic agent-id:passport, or Bearer)"}
+	return "", "", &denial{Status: http.StatusProxyAuthRequired, Reason: reason.PassportMissing, Detail: "send a passport in Proxy-Authorization (Basic agent-id:passport, or Bearer)"}
 }
 
 // verify checks a passport and, when the agent named itself, that the
@@ -413,7 +414,7 @@ func (p *Proxy) verify(token, agent string) (*passport.Verified, *denial) {
 		return nil, verifyDenial(err)
 	}
 	if agent != "" && agent != vd.Claims().Subject {
-		return nil, &denial{Status: http.StatusProxyAuthRequired, Reason: ReasonPassportInvalid,
+		return nil, &denial{Status: http.StatusProxyAuthRequired, Reason: reason.PassportInvalid,
 			Detail: fmt.Sprintf("agent id %q does not match the passport's subject", agent)}
 	}
 	return vd, nil
@@ -448,7 +449,7 @@ func (p *Proxy) gate() *denial {
 		return nil
 	}
 	if err := p.opts.Gate(); err != nil {
-		return &denial{Status: http.StatusServiceUnavailable, Reason: ReasonControlUnreachable, Detail: err.Error()}
+		return &denial{Status: http.StatusServiceUnavailable, Reason: reason.ControlUnreachable, Detail: err.Error()}
 	}
 	return nil
 }
@@ -467,13 +468,13 @@ func (p *Proxy) reverify(vd *passport.Verified) (*passport.Claims, *denial) {
 }
 
 func verifyDenial(err error) *denial {
-	reason := passport.Reason(err)
+	why := passport.Reason(err)
 	status := http.StatusProxyAuthRequired
-	if reason == passport.ReasonRevoked {
+	if why == reason.PassportRevoked {
 		status = http.StatusForbidden
 	}
 	// Expired and revoked passports are genuine: the record names them.
-	return &denial{Status: status, Reason: reason, Detail: verifyDetail(err), claims: passport.ClaimsOf(err)}
+	return &denial{Status: status, Reason: why, Detail: verifyDetail(err), claims: passport.ClaimsOf(err)}
 }
 
 // verifyDetail keeps the first line of a verification error, which names
@@ -526,7 +527,7 @@ func (p *Proxy) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Conn
 			Mode: string(claims.Mode), Host: hostname, Method: http.MethodConnect,
 			ScopeDenied: true, ScopeReason: "host not granted: " + hostname}
 		p.runDetectors(req.Context(), ev, claims)
-		return reject(&denial{Status: http.StatusForbidden, Reason: ReasonScopeDenied,
+		return reject(&denial{Status: http.StatusForbidden, Reason: reason.ScopeDenied,
 			Detail: "host not granted: " + hostname}, claims)
 	}
 	ac := agentConnFrom(req.Context())
@@ -586,7 +587,7 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 	if inflight > int64(p.opts.MaxRequests) {
 		// Shed load before doing any work for it: a refusal now beats
 		// every agent waiting on a sidecar that has fallen over.
-		d := &denial{Status: http.StatusServiceUnavailable, Reason: ReasonOverloaded,
+		d := &denial{Status: http.StatusServiceUnavailable, Reason: reason.Overloaded,
 			Detail: fmt.Sprintf("%d requests in flight (proxy.max_requests); retry shortly", inflight-1)}
 		p.deny(req.Context(), d, nil, "", st.host, st.method, st.path, st.start)
 		st.denied = true
@@ -666,14 +667,14 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 			return fail(d)
 		}
 		if !reportOnly {
-			return fail(&denial{Status: http.StatusForbidden, Reason: ReasonScopeDenied, Detail: dec.Reason})
+			return fail(&denial{Status: http.StatusForbidden, Reason: reason.ScopeDenied, Detail: dec.Reason})
 		}
 		// A passport in alert or shadow mode is being rolled out: record
 		// what enforce would have refused, and go on.
-		p.metrics.Requests.WithLabelValues("would_deny", ReasonScopeDenied).Inc()
+		p.metrics.Requests.WithLabelValues("would_deny", reason.ScopeDenied).Inc()
 		p.record(ctx, audit.Record{
 			Action: ActionWouldDeny, AgentID: claims.Subject, PassportJTI: claims.ID,
-			Host: st.host, Method: st.method, Path: st.path, Reason: ReasonScopeDenied,
+			Host: st.host, Method: st.method, Path: st.path, Reason: reason.ScopeDenied,
 			Detail: "passport mode " + string(claims.Mode) + ": " + dec.Reason,
 		})
 	}
@@ -700,7 +701,7 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 	if err != nil {
 		var de *inject.DeniedError
 		if errors.As(err, &de) {
-			if de.Reason == inject.ReasonPlaceholderUnbound || de.Reason == inject.ReasonPlaceholderUnknown {
+			if de.Reason == reason.PlaceholderUnbound || de.Reason == reason.PlaceholderUnknown {
 				// A placeholder headed where it does not belong: exfiltration.
 				ev := detectEvent(p.now(), claims, st, &sreq, head, sent)
 				ev.Placeholders = []string{de.Credential}
@@ -711,7 +712,7 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 			}
 			return fail(&denial{Status: de.Status(), Reason: de.Reason, Detail: de.Detail, Credential: de.Credential})
 		}
-		return fail(&denial{Status: http.StatusForbidden, Reason: ReasonScopeDenied, Detail: "credential injection failed"})
+		return fail(&denial{Status: http.StatusForbidden, Reason: reason.ScopeDenied, Detail: "credential injection failed"})
 	}
 	if len(res.Injected) > 0 && isWebSocketUpgrade(req.Header) {
 		// Compressed frames could carry an echoed secret past the
@@ -720,7 +721,7 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 	}
 	if len(res.Injected) > 0 && req.URL.Scheme != "https" {
 		// Never send a real secret over cleartext.
-		return fail(&denial{Status: http.StatusForbidden, Reason: ReasonCleartext,
+		return fail(&denial{Status: http.StatusForbidden, Reason: reason.CleartextCredential,
 			Detail: "credentials are only injected into https requests", Credential: res.Injected[0].Name})
 	}
 
@@ -742,7 +743,7 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 			Host: st.host, Method: st.method, Path: st.path,
 		}); err != nil {
 			p.log.Error("audit append failed; refusing the request", zap.Error(err))
-			return fail(&denial{Status: http.StatusServiceUnavailable, Reason: ReasonAuditUnavailable,
+			return fail(&denial{Status: http.StatusServiceUnavailable, Reason: reason.AuditUnavailable,
 				Detail: "the audit log cannot record this credential access", Credential: in.Name})
 		}
 		p.metrics.injected(in.Name).Inc()
@@ -789,7 +790,7 @@ func (p *Proxy) scanBody(req *http.Request) (body, head []byte, d *denial) {
 	}
 	buf, err := io.ReadAll(io.LimitReader(req.Body, read))
 	if err != nil {
-		return nil, nil, &denial{Status: http.StatusBadRequest, Reason: "bad_request", Detail: "reading the request body failed"}
+		return nil, nil, &denial{Status: http.StatusBadRequest, Reason: reason.BadRequest, Detail: "reading the request body failed"}
 	}
 	head = buf[:min(len(buf), p.scanWindow())]
 	if int64(len(buf)) == read && (req.ContentLength > limit || int64(len(buf)) > limit) {
@@ -818,7 +819,7 @@ func (p *Proxy) checkHeaderSize(req *http.Request) *denial {
 		}
 	}
 	if n > p.opts.MaxHeaderBytes {
-		return &denial{Status: http.StatusRequestHeaderFieldsTooLarge, Reason: ReasonHeaderTooLarge,
+		return &denial{Status: http.StatusRequestHeaderFieldsTooLarge, Reason: reason.HeaderTooLarge,
 			Detail: fmt.Sprintf("request headers exceed %d bytes", p.opts.MaxHeaderBytes)}
 	}
 	return nil
@@ -845,7 +846,7 @@ func (p *Proxy) checkEgressLiteral(host string) *denial {
 		return nil
 	}
 	if err := p.opts.Guard.Check(addr); err != nil {
-		return &denial{Status: http.StatusForbidden, Reason: ReasonEgressDenied, Detail: egressDetail(err)}
+		return &denial{Status: http.StatusForbidden, Reason: reason.EgressDenied, Detail: egressDetail(err)}
 	}
 	return nil
 }
@@ -885,7 +886,7 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 	p.metrics.UpstreamDuration.WithLabelValues("error").Observe(p.now().Sub(start).Seconds())
 	d := upstreamDenial(err)
 	if req.Context().Err() != nil {
-		d = &denial{Status: statusClientClosed, Reason: ReasonClientClosed, Detail: "the agent went away before the upstream answered"}
+		d = &denial{Status: statusClientClosed, Reason: reason.ClientClosed, Detail: "the agent went away before the upstream answered"}
 	}
 	if st != nil {
 		st.denied = true
@@ -898,7 +899,7 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 func upstreamDenial(err error) *denial {
 	var de *egress.DeniedError
 	if errors.As(err, &de) {
-		return &denial{Status: http.StatusForbidden, Reason: ReasonEgressDenied, Detail: egressDetail(err)}
+		return &denial{Status: http.StatusForbidden, Reason: reason.EgressDenied, Detail: egressDetail(err)}
 	}
 	var (
 		unknownAuth x509.UnknownAuthorityError
@@ -911,13 +912,13 @@ func upstreamDenial(err error) *denial {
 	switch {
 	case errors.As(err, &unknownAuth), errors.As(err, &hostErr), errors.As(err, &invalid),
 		errors.As(err, &verifyErr), errors.As(err, &recErr), errors.As(err, &alert):
-		return &denial{Status: http.StatusBadGateway, Reason: ReasonUpstreamTLS, Detail: "upstream TLS failed: " + tlsDetail(err)}
+		return &denial{Status: http.StatusBadGateway, Reason: reason.UpstreamTLS, Detail: "upstream TLS failed: " + tlsDetail(err)}
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return &denial{Status: http.StatusGatewayTimeout, Reason: ReasonUpstreamTimeout, Detail: "upstream timed out: " + firstLine(err.Error())}
+		return &denial{Status: http.StatusGatewayTimeout, Reason: reason.UpstreamTimeout, Detail: "upstream timed out: " + firstLine(err.Error())}
 	}
-	return &denial{Status: http.StatusBadGateway, Reason: ReasonUpstreamError, Detail: "upstream unreachable: " + firstLine(err.Error())}
+	return &denial{Status: http.StatusBadGateway, Reason: reason.UpstreamUnreachable, Detail: "upstream unreachable: " + firstLine(err.Error())}
 }
 
 func tlsDetail(err error) string {
@@ -965,7 +966,7 @@ func (p *Proxy) handleResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 				if resp.Body != nil {
 					resp.Body.Close()
 				}
-				d := &denial{Status: http.StatusBadGateway, Reason: ReasonUpgradeRefused, Credential: st.injected[0].Name,
+				d := &denial{Status: http.StatusBadGateway, Reason: reason.UpgradeRefused, Credential: st.injected[0].Name,
 					Detail: fmt.Sprintf("the upstream switched to %q with extensions %q on a request a credential was injected into; only a WebSocket without extensions can be scrubbed of it",
 						resp.Header.Get("Upgrade"), resp.Header.Get("Sec-WebSocket-Extensions"))}
 				st.denied = true
@@ -1108,7 +1109,7 @@ func (p *Proxy) appendDurable(ctx context.Context, r audit.Record) (uint64, erro
 
 // serveNonProxy answers requests addressed to the proxy itself.
 func (p *Proxy) serveNonProxy(w http.ResponseWriter, r *http.Request) {
-	d := &denial{Status: http.StatusBadRequest, Reason: ReasonNotAProxyRequest,
+	d := &denial{Status: http.StatusBadRequest, Reason: reason.NotAProxyRequest,
 		Detail: "this is the STACK proxy: set HTTPS_PROXY=http://" + r.Host + " in the agent's environment"}
 	resp := d.response(r)
 	for k, vs := range resp.Header {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/passport"
+	"github.com/stackctl/stack/reason"
 )
 
 // echoAuth answers with the Authorization header it received, so a test
@@ -135,8 +136,8 @@ func TestPlainHTTPAndBearerIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	readAll(t, resp)
-	if resp.StatusCode != 403 || resp.Header.Get(HeaderReason) != ReasonCleartext {
-		t.Errorf("cleartext injection: status %d reason %q", resp.StatusCode, resp.Header.Get(HeaderReason))
+	if resp.StatusCode != 403 || resp.Header.Get(reason.Header) != reason.CleartextCredential {
+		t.Errorf("cleartext injection: status %d reason %q", resp.StatusCode, resp.Header.Get(reason.Header))
 	}
 }
 
@@ -165,18 +166,18 @@ func TestDenials(t *testing.T) {
 		status int
 		reason string
 	}{
-		{"no passport", "", "GET", hs.url(stripeHost, "/v1/charges/1"), nil, 407, ReasonPassportMissing},
-		{"forged passport", forged, "GET", hs.url(stripeHost, "/v1/charges/1"), nil, 407, passport.ReasonInvalid},
-		{"expired passport", expired, "GET", hs.url(stripeHost, "/v1/charges/1"), nil, 407, passport.ReasonExpired},
-		{"revoked passport", revoked, "GET", hs.url(stripeHost, "/v1/charges/1"), nil, 403, passport.ReasonRevoked},
-		{"host not in scope", good, "GET", hs.url("api.nowhere.test", "/"), nil, 403, ReasonScopeDenied},
-		{"path not in scope", good, "GET", hs.url(stripeHost, "/v1/transfers"), map[string]string{"Authorization": "Bearer stk_ph_stripe"}, 403, ReasonScopeDenied},
-		{"method not in scope", good, "DELETE", hs.url(stripeHost, "/v1/charges/1"), nil, 403, ReasonScopeDenied},
+		{"no passport", "", "GET", hs.url(stripeHost, "/v1/charges/1"), nil, 407, reason.PassportMissing},
+		{"forged passport", forged, "GET", hs.url(stripeHost, "/v1/charges/1"), nil, 407, reason.PassportInvalid},
+		{"expired passport", expired, "GET", hs.url(stripeHost, "/v1/charges/1"), nil, 407, reason.PassportExpired},
+		{"revoked passport", revoked, "GET", hs.url(stripeHost, "/v1/charges/1"), nil, 403, reason.PassportRevoked},
+		{"host not in scope", good, "GET", hs.url("api.nowhere.test", "/"), nil, 403, reason.ScopeDenied},
+		{"path not in scope", good, "GET", hs.url(stripeHost, "/v1/transfers"), map[string]string{"Authorization": "Bearer stk_ph_stripe"}, 403, reason.ScopeDenied},
+		{"method not in scope", good, "DELETE", hs.url(stripeHost, "/v1/charges/1"), nil, 403, reason.ScopeDenied},
 		{"placeholder to unbound host", good, "GET", hs.url(otherHost, "/collect"), map[string]string{"Authorization": "Bearer stk_ph_stripe"}, 403, "placeholder_unbound"},
 		{"unknown placeholder", good, "GET", hs.url(stripeHost, "/v1/charges/1"), map[string]string{"Authorization": "Bearer stk_ph_nosuch"}, 403, "placeholder_unknown"},
 		{"agent's own key", good, "GET", hs.url(stripeHost, "/v1/charges/1"), map[string]string{"Authorization": "Bearer sk_live_smuggled"}, 403, "agent_credential_refused"},
-		{"metadata address", good, "GET", "http://169.254.169.254/latest/meta-data/", nil, 403, ReasonEgressDenied},
-		{"name resolving to a refused address", good, "GET", hs.url(rebindHost, "/"), nil, 403, ReasonEgressDenied},
+		{"metadata address", good, "GET", "http://169.254.169.254/latest/meta-data/", nil, 403, reason.EgressDenied},
+		{"name resolving to a refused address", good, "GET", hs.url(rebindHost, "/"), nil, 403, reason.EgressDenied},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -194,8 +195,8 @@ func TestDenials(t *testing.T) {
 				}
 			} else {
 				body := readAll(t, resp)
-				if resp.StatusCode != tc.status || resp.Header.Get(HeaderReason) != tc.reason {
-					t.Fatalf("status %d reason %q, want %d %q; body %s", resp.StatusCode, resp.Header.Get(HeaderReason), tc.status, tc.reason, body)
+				if resp.StatusCode != tc.status || resp.Header.Get(reason.Header) != tc.reason {
+					t.Fatalf("status %d reason %q, want %d %q; body %s", resp.StatusCode, resp.Header.Get(reason.Header), tc.status, tc.reason, body)
 				}
 				var jb map[string]any
 				if err := json.Unmarshal([]byte(body), &jb); err != nil || jb["reason"] != tc.reason {
@@ -211,10 +212,10 @@ func TestDenials(t *testing.T) {
 				t.Errorf("audit record = %+v", r)
 			}
 			// Genuine passports refused for expiry or revocation are named.
-			if (tc.reason == passport.ReasonRevoked || tc.reason == passport.ReasonExpired) && r.AgentID != "bot" {
+			if (tc.reason == reason.PassportRevoked || tc.reason == reason.PassportExpired) && r.AgentID != "bot" {
 				t.Errorf("refusal of a genuine passport does not name its agent: %+v", r)
 			}
-			if tc.reason == passport.ReasonInvalid && r.AgentID != "" {
+			if tc.reason == reason.PassportInvalid && r.AgentID != "" {
 				t.Errorf("a forged passport's claims were trusted: %+v", r)
 			}
 			for _, a := range hs.up.received()[nUp:] {
@@ -238,14 +239,14 @@ func TestUntrustedUpstreamCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := readAll(t, resp)
-	if resp.StatusCode != 502 || resp.Header.Get(HeaderReason) != ReasonUpstreamTLS {
-		t.Fatalf("status %d reason %q body %s", resp.StatusCode, resp.Header.Get(HeaderReason), body)
+	if resp.StatusCode != 502 || resp.Header.Get(reason.Header) != reason.UpstreamTLS {
+		t.Fatalf("status %d reason %q body %s", resp.StatusCode, resp.Header.Get(reason.Header), body)
 	}
 	if len(bad.received()) != 0 {
 		t.Error("the untrusted upstream received a request")
 	}
 	r := hs.lastRecord(audit.ActionRequestDenied)
-	if r.Reason != ReasonUpstreamTLS || r.Status != 502 {
+	if r.Reason != reason.UpstreamTLS || r.Status != 502 {
 		t.Errorf("audit record = %+v", r)
 	}
 }
@@ -273,8 +274,8 @@ func TestRevocationAppliesInsideOpenTunnel(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp := get()
-	if resp.StatusCode != 403 || resp.Header.Get(HeaderReason) != passport.ReasonRevoked {
-		t.Fatalf("after revocation: %d %q", resp.StatusCode, resp.Header.Get(HeaderReason))
+	if resp.StatusCode != 403 || resp.Header.Get(reason.Header) != reason.PassportRevoked {
+		t.Fatalf("after revocation: %d %q", resp.StatusCode, resp.Header.Get(reason.Header))
 	}
 	if n := len(hs.up.received()); n != 1 {
 		t.Errorf("upstream saw %d requests, want 1", n)
@@ -337,10 +338,10 @@ func TestOversizedHeaderRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	readAll(t, resp)
-	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || resp.Header.Get(HeaderReason) != ReasonHeaderTooLarge {
-		t.Errorf("plain: status %d reason %q, want 431 %s", resp.StatusCode, resp.Header.Get(HeaderReason), ReasonHeaderTooLarge)
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || resp.Header.Get(reason.Header) != reason.HeaderTooLarge {
+		t.Errorf("plain: status %d reason %q, want 431 %s", resp.StatusCode, resp.Header.Get(reason.Header), reason.HeaderTooLarge)
 	}
-	if r := hs.lastRecord(audit.ActionRequestDenied); r.Reason != ReasonHeaderTooLarge || r.Status != 431 {
+	if r := hs.lastRecord(audit.ActionRequestDenied); r.Reason != reason.HeaderTooLarge || r.Status != 431 {
 		t.Errorf("audit record = %+v", r)
 	}
 
@@ -352,8 +353,8 @@ func TestOversizedHeaderRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	readAll(t, resp)
-	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || resp.Header.Get(HeaderReason) != ReasonHeaderTooLarge {
-		t.Errorf("tunnel: status %d reason %q", resp.StatusCode, resp.Header.Get(HeaderReason))
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || resp.Header.Get(reason.Header) != reason.HeaderTooLarge {
+		t.Errorf("tunnel: status %d reason %q", resp.StatusCode, resp.Header.Get(reason.Header))
 	}
 	if n := len(hs.up.received()); n != 0 {
 		t.Errorf("the upstream received %d oversized requests", n)

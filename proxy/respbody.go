@@ -10,6 +10,7 @@ import (
 
 	"github.com/stackctl/stack/inject"
 	"github.com/stackctl/stack/proxy/coding"
+	"github.com/stackctl/stack/reason"
 )
 
 // upstreamBody is the body roundTrip hands goproxy for an upstream
@@ -131,7 +132,7 @@ func (p *Proxy) decodeBody(resp *http.Response) *denial {
 	codings, err := coding.Parse(ce)
 	if err != nil {
 		resp.Body.Close()
-		return &denial{Status: http.StatusBadGateway, Reason: ReasonResponseEncoding,
+		return &denial{Status: http.StatusBadGateway, Reason: reason.ResponseEncodingUnsupported,
 			Detail: fmt.Sprintf("the upstream answered with Content-Encoding %q, which the sidecar cannot decode to scrub and scan", ce)}
 	}
 	resp.Header.Del("Content-Encoding")

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/stackctl/stack/inject"
+	"github.com/stackctl/stack/reason"
 )
 
 // frame builds a server frame (unmasked) by hand.
@@ -206,7 +207,7 @@ func TestWebSocketExtensionsAndOtherUpgrades(t *testing.T) {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.wantStatus, b)
 			}
 			if tc.wantStatus != 101 {
-				if got := resp.Header.Get(HeaderReason); got != ReasonUpgradeRefused {
+				if got := resp.Header.Get(reason.Header); got != reason.UpgradeRefused {
 					t.Errorf("reason %q", got)
 				}
 				body, _ := io.ReadAll(resp.Body)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stackctl/stack/internal/testenv"
 	"github.com/stackctl/stack/passport"
+	"github.com/stackctl/stack/reason"
 	"github.com/stackctl/stack/vault/kms"
 )
 
@@ -83,9 +84,9 @@ func TestPassportInterop(t *testing.T) {
 		reason string // what `stack passport verify` prints when it rejects
 	}{
 		{"good", good, true, ""},
-		{"flipped signature byte", flipSignatureChar(good), false, passport.ReasonInvalid},
-		{"expired", expiredToken(t, home), false, passport.ReasonExpired},
-		{"alg none", algNone(t, good), false, passport.ReasonInvalid},
+		{"flipped signature byte", flipSignatureChar(good), false, reason.PassportInvalid},
+		{"expired", expiredToken(t, home), false, reason.PassportExpired},
+		{"alg none", algNone(t, good), false, reason.PassportInvalid},
 	}
 
 	// Ours first: the same verdicts through `stack passport verify`.

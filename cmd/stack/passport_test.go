@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stackctl/stack/passport"
+	"github.com/stackctl/stack/reason"
 )
 
 // issueToken runs `passport issue` and returns the token, failing the test
@@ -131,9 +132,9 @@ func TestPassportVerifyFailures(t *testing.T) {
 	for name, tc := range map[string]struct {
 		token, reason string
 	}{
-		"garbage":     {"not-a-token", passport.ReasonInvalid},
-		"foreign key": {foreign, passport.ReasonInvalid},
-		"oversized":   {strings.Repeat("a", passport.MaxTokenSize+1), passport.ReasonInvalid},
+		"garbage":     {"not-a-token", reason.PassportInvalid},
+		"foreign key": {foreign, reason.PassportInvalid},
+		"oversized":   {strings.Repeat("a", passport.MaxTokenSize+1), reason.PassportInvalid},
 	} {
 		t.Run(name, func(t *testing.T) {
 			code, out, errs := runStack(t, home, "", "passport", "verify", tc.token)
@@ -168,7 +169,7 @@ func TestPassportRevoke(t *testing.T) {
 	}
 	for _, tok := range []string{byAgent, byJTI} {
 		code, out, _ := runStack(t, home, "", "passport", "verify", tok)
-		if code != exitFailure || strings.TrimSpace(out) != passport.ReasonRevoked {
+		if code != exitFailure || strings.TrimSpace(out) != reason.PassportRevoked {
 			t.Errorf("revoked token: exit %d stdout %q", code, out)
 		}
 	}
@@ -205,7 +206,7 @@ func TestPassportDelegation(t *testing.T) {
 	if code, _, errs := runStack(t, home, "", "passport", "revoke", "--jti", pc["jti"].(string)); code != 0 {
 		t.Fatal(errs)
 	}
-	if code, out, _ := runStack(t, home, "", "passport", "verify", child); code != exitFailure || strings.TrimSpace(out) != passport.ReasonRevoked {
+	if code, out, _ := runStack(t, home, "", "passport", "verify", child); code != exitFailure || strings.TrimSpace(out) != reason.PassportRevoked {
 		t.Errorf("child of a revoked parent: exit %d %q", code, out)
 	}
 }
@@ -293,9 +294,9 @@ func TestVerifyHonoursMaxTTL(t *testing.T) {
 		token  string
 		reason string // "" for accepted
 	}{
-		"ten years":    {tenYears, passport.ReasonInvalid},
+		"ten years":    {tenYears, reason.PassportInvalid},
 		"at max_ttl":   {atMax, ""},
-		"over max_ttl": {overMax, passport.ReasonInvalid},
+		"over max_ttl": {overMax, reason.PassportInvalid},
 	} {
 		t.Run("verify "+name, func(t *testing.T) {
 			code, out, errs := runStack(t, home, "", "passport", "verify", tc.token)
@@ -325,11 +326,11 @@ func TestVerifyHonoursMaxTTL(t *testing.T) {
 		resp.Body.Close()
 		return resp
 	}
-	if r := send(tenYears); r.StatusCode != http.StatusProxyAuthRequired || r.Header.Get("X-Stack-Reason") != passport.ReasonInvalid {
-		t.Errorf("ten-year passport through the sidecar: %d %s, want 407 %s", r.StatusCode, r.Header.Get("X-Stack-Reason"), passport.ReasonInvalid)
+	if r := send(tenYears); r.StatusCode != http.StatusProxyAuthRequired || r.Header.Get("X-Stack-Reason") != reason.PassportInvalid {
+		t.Errorf("ten-year passport through the sidecar: %d %s, want 407 %s", r.StatusCode, r.Header.Get("X-Stack-Reason"), reason.PassportInvalid)
 	}
 	// Past verification, the request meets its scope.
-	if r := send(atMax); r.Header.Get("X-Stack-Reason") != passport.ReasonScopeDenied {
+	if r := send(atMax); r.Header.Get("X-Stack-Reason") != reason.ScopeDenied {
 		t.Errorf("passport at max_ttl through the sidecar: %d %s, want scope_denied", r.StatusCode, r.Header.Get("X-Stack-Reason"))
 	}
 }
