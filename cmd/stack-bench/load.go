@@ -13,6 +13,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/stackctl/stack/reason"
 )
 
 // maxSamples bounds the latency samples one client keeps, so a long soak
@@ -308,9 +310,8 @@ func do(c *http.Client, req *http.Request) error {
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		reason := resp.Header.Get("X-Stack-Reason")
-		if reason != "" {
-			return fmt.Errorf("status %d (%s)", resp.StatusCode, reason)
+		if why := resp.Header.Get(reason.Header); why != "" {
+			return fmt.Errorf("status %d (%s)", resp.StatusCode, why)
 		}
 		return fmt.Errorf("status %d", resp.StatusCode)
 	}

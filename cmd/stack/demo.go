@@ -24,6 +24,7 @@ import (
 
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/proxy/ca"
+	"github.com/stackctl/stack/reason"
 )
 
 // The demo's cast.
@@ -469,7 +470,7 @@ func demoAgentMain(ctx context.Context, stdout io.Writer) error {
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		return resp.StatusCode, resp.Header.Get("X-Stack-Reason"), nil
+		return resp.StatusCode, resp.Header.Get(reason.Header), nil
 	}
 
 	n := 0

@@ -9,6 +9,8 @@ import (
 	"github.com/Shopify/toxiproxy/v2/collectors"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/stackctl/stack/reason"
 )
 
 // afterReconnect is how many requests, besides the first, must be
@@ -93,7 +95,7 @@ func (f *Fleet) Cutoff(ctx context.Context) (CutoffResult, error) {
 	if err != nil {
 		return res, err
 	}
-	if err := trOthers.waitAll(ctx, refuseTimeout, "refusal", refusedSince(started, reasonRevoked)); err != nil {
+	if err := trOthers.waitAll(ctx, refuseTimeout, "refusal", refusedSince(started, reason.PassportRevoked)); err != nil {
 		p.add("%v", err)
 	}
 	// Long enough for the cut sidecar to show it serves on.
@@ -126,8 +128,8 @@ func (f *Fleet) Cutoff(ctx context.Context) (CutoffResult, error) {
 	target := f.up.url("/v1/fleet")
 	after := []sample{cut.send(ctx, target)}
 	res.FirstAfterReconnect = after[0].describe()
-	if !after[0].refused(reasonRevoked) {
-		p.add("the first request after sidecar 0 reconnected was answered %s, not refused with %s", res.FirstAfterReconnect, reasonRevoked)
+	if !after[0].refused(reason.PassportRevoked) {
+		p.add("the first request after sidecar 0 reconnected was answered %s, not refused with %s", res.FirstAfterReconnect, reason.PassportRevoked)
 	}
 	for range afterReconnect {
 		if err := sleepCtx(ctx, f.opts.Interval); err != nil {
@@ -135,7 +137,7 @@ func (f *Fleet) Cutoff(ctx context.Context) (CutoffResult, error) {
 		}
 		sm := cut.send(ctx, target)
 		after = append(after, sm)
-		if sm.refused(reasonRevoked) {
+		if sm.refused(reason.PassportRevoked) {
 			res.RefusedAfter++
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stackctl/stack/internal/stacktest"
+	"github.com/stackctl/stack/reason"
 	"go.uber.org/goleak"
 )
 
@@ -100,7 +101,7 @@ func TestJudge(t *testing.T) {
 	at := func(ms int) time.Time { return base.Add(time.Duration(ms) * time.Millisecond) }
 	ok := func(ms int) sample { return sample{sent: at(ms - 1), done: at(ms), status: 200} }
 	revoked := func(ms int) sample {
-		return sample{sent: at(ms - 1), done: at(ms), status: 403, reason: reasonRevoked}
+		return sample{sent: at(ms - 1), done: at(ms), status: 403, reason: reason.PassportRevoked}
 	}
 	failed := func(ms int) sample { return sample{sent: at(ms - 1), done: at(ms), err: "EOF"} }
 	started, returned := at(100), at(150)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/stackctl/stack/reason"
 )
 
 // KillOptions configure Kill.
@@ -86,7 +88,7 @@ func (f *Fleet) Kill(ctx context.Context, opts KillOptions) (KillResult, error) 
 	if err != nil {
 		return res, err
 	}
-	if err := trX.waitAll(ctx, refuseTimeout, "refusal before the kill", refusedSince(startedX, reasonRevoked)); err != nil {
+	if err := trX.waitAll(ctx, refuseTimeout, "refusal before the kill", refusedSince(startedX, reason.PassportRevoked)); err != nil {
 		p.add("%v", err)
 	}
 	killed := time.Now()
@@ -119,7 +121,7 @@ func (f *Fleet) Kill(ctx context.Context, opts KillOptions) (KillResult, error) 
 		return res, err
 	}
 	res.AfterRestartCommandMS = ms(returnedY.Sub(startedY))
-	if err := trY.waitAll(ctx, refuseTimeout, "refusal after the restart", refusedSince(startedY, reasonRevoked)); err != nil {
+	if err := trY.waitAll(ctx, refuseTimeout, "refusal after the restart", refusedSince(startedY, reason.PassportRevoked)); err != nil {
 		p.add("%v", err)
 	}
 	wg.Wait()
@@ -154,7 +156,7 @@ func (f *Fleet) Kill(ctx context.Context, opts KillOptions) (KillResult, error) 
 	}
 	for _, st := range trX.streams {
 		for _, sm := range window(st.snapshot(), killed, restarted) {
-			if sm.refused(reasonRevoked) {
+			if sm.refused(reason.PassportRevoked) {
 				res.RefusedWhileDown++
 			}
 		}

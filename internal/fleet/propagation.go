@@ -3,6 +3,8 @@ package fleet
 import (
 	"context"
 	"time"
+
+	"github.com/stackctl/stack/reason"
 )
 
 // PropagationTargetMS is the target for the slowest sidecar.
@@ -101,7 +103,7 @@ func (f *Fleet) propagationRun(ctx context.Context, k int) (PropagationRun, erro
 	}
 	run.CommandMS = ms(returned.Sub(started))
 	var p problems
-	if err := tr.waitAll(ctx, refuseTimeout, "refusal", refusedSince(started, reasonRevoked)); err != nil {
+	if err := tr.waitAll(ctx, refuseTimeout, "refusal", refusedSince(started, reason.PassportRevoked)); err != nil {
 		p.add("%v", err)
 	}
 	if err := sleepCtx(ctx, f.hold()); err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/stackctl/stack/reason"
 )
 
 // warmRequests is how many answers in a row every agent must have had
@@ -76,7 +78,7 @@ type verdict struct {
 
 func judge(s []sample, started, returned time.Time) verdict {
 	var v verdict
-	i := firstRefusal(s, started, reasonRevoked)
+	i := firstRefusal(s, started, reason.PassportRevoked)
 	before := s
 	if i >= 0 {
 		before = s[:i]
@@ -87,7 +89,7 @@ func judge(s []sample, started, returned time.Time) verdict {
 			v.delay, v.beforeReturn = 0, true
 		}
 		for _, sm := range s[i+1:] {
-			if !sm.refused(reasonRevoked) {
+			if !sm.refused(reason.PassportRevoked) {
 				if v.leaked == 0 {
 					v.firstLeaked = sm.describe()
 				}

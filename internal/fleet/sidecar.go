@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/stackctl/stack/reason"
 )
 
 // sidecar is a running `stack proxy` joined to the control plane.
@@ -147,7 +149,7 @@ func (f *Fleet) startSidecar(ctx context.Context, p plan, token string) (*sideca
 		// and reason for the sample.
 		OnProxyConnectResponse: func(_ context.Context, _ *url.URL, _ *http.Request, resp *http.Response) error {
 			if resp.StatusCode != http.StatusOK {
-				return &connectRefused{status: resp.StatusCode, reason: resp.Header.Get(reasonHeader)}
+				return &connectRefused{status: resp.StatusCode, reason: resp.Header.Get(reason.Header)}
 			}
 			return nil
 		},

@@ -9,15 +9,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
-)
 
-// reasonHeader carries a sidecar's refusal reason.
-const reasonHeader = "X-Stack-Reason"
-
-// Refusal reasons the scenarios look for.
-const (
-	reasonRevoked = "passport_revoked"
-	reasonExpired = "passport_expired"
+	"github.com/stackctl/stack/reason"
 )
 
 // connectRefused is a CONNECT the sidecar answered with a refusal.
@@ -81,7 +74,7 @@ func (s *sidecar) send(ctx context.Context, target string) (sm sample) {
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
-	sm.status, sm.reason = resp.StatusCode, resp.Header.Get(reasonHeader)
+	sm.status, sm.reason = resp.StatusCode, resp.Header.Get(reason.Header)
 	if resp.StatusCode != http.StatusOK && sm.reason == "" {
 		sm.err = "HTTP " + resp.Status
 	}

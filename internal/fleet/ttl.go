@@ -3,6 +3,8 @@ package fleet
 import (
 	"context"
 	"time"
+
+	"github.com/stackctl/stack/reason"
 )
 
 // TTLOptions configure TTL.
@@ -99,7 +101,7 @@ func (f *Fleet) TTL(ctx context.Context, opts TTLOptions) (TTLResult, error) {
 				res.Served++
 				continue
 			}
-			if sm.refused(reasonExpired) {
+			if sm.refused(reason.PassportExpired) {
 				expired++
 			}
 			if n == 0 {
@@ -120,7 +122,7 @@ func (f *Fleet) TTL(ctx context.Context, opts TTLOptions) (TTLResult, error) {
 	}
 	failed.report(&p, "requests were not served")
 	if expired > 0 {
-		p.add("%d requests refused with %s", expired, reasonExpired)
+		p.add("%d requests refused with %s", expired, reason.PassportExpired)
 	}
 	res.Problems = p
 	f.logf("ttl: %d requests, %d served, %d passports issued", res.Requests, res.Served, res.PassportsIssued)
