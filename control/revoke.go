@@ -16,6 +16,7 @@ import (
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/control/store"
 	"github.com/stackctl/stack/passport"
+	"github.com/stackctl/stack/reason"
 )
 
 // revoke revokes a passport or an agent for the whole fleet. Operators
@@ -118,7 +119,7 @@ func (s *Server) publish(ctx context.Context, rv passport.Revocation, by string)
 		break
 	}
 	s.opts.Metrics.revocations.Inc()
-	rec := audit.Record{Action: audit.ActionPassportRevoked, Reason: "control", Detail: by + ": " + rv.Reason}
+	rec := audit.Record{Action: audit.ActionPassportRevoked, Reason: reason.RevokedByControl, Detail: by + ": " + rv.Reason}
 	if rv.Kind == passport.RevokeJTI {
 		rec.PassportJTI = rv.ID
 	} else {

@@ -16,6 +16,7 @@ import (
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/control"
 	"github.com/stackctl/stack/passport"
+	"github.com/stackctl/stack/reason"
 	"github.com/stackctl/stack/vault"
 )
 
@@ -187,7 +188,7 @@ func (a *admin) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if a.opts.Audit != nil {
-		rec := audit.Record{Action: audit.ActionPassportRevoked, Reason: "admin", Detail: req.Reason}
+		rec := audit.Record{Action: audit.ActionPassportRevoked, Reason: reason.RevokedByAdmin, Detail: req.Reason}
 		if req.JTI != "" {
 			rec.PassportJTI = req.JTI
 		} else {

@@ -98,7 +98,7 @@ func (p *Proxy) runDetectors(ctx context.Context, ev *detect.Event, claims *pass
 			} else {
 				p.record(ctx, audit.Record{
 					Action: audit.ActionPassportRevoked, AgentID: claims.Subject, PassportJTI: claims.ID,
-					Host: ev.Host, Method: ev.Method, Path: ev.Path, Detector: firedDetectors(d), Reason: "detector", Detail: why,
+					Host: ev.Host, Method: ev.Method, Path: ev.Path, Detector: firedDetectors(d), Reason: reason.RevokedByDetector, Detail: why,
 				})
 			}
 		}

@@ -125,3 +125,15 @@ func All() []string {
 		UpstreamTLS, UpstreamUnreachable, UpstreamTimeout, UpgradeRefused, ResponseEncodingUnsupported, ClientClosed,
 	}
 }
+
+// Who revoked a passport, in the reason of its passport_revoked audit
+// record. These are never sent to an agent.
+const (
+	// RevokedByAdmin: an operator, through the sidecar's admin API
+	// (stack passport revoke).
+	RevokedByAdmin = "admin"
+	// RevokedByControl: an operator, through the control plane.
+	RevokedByControl = "control"
+	// RevokedByDetector: a detector's policy in revoke mode.
+	RevokedByDetector = "detector"
+)
