@@ -22,9 +22,9 @@ const (
 // tests and several proxies in one process do not collide.
 type Metrics struct {
 	Registry         *prometheus.Registry
-	Requests         *prometheus.CounterVec   // outcome (allowed|denied|error), reason
+	Requests         *prometheus.CounterVec   // outcome (allowed|denied|would_deny), reason (one of reason.All, "" when allowed)
 	Injections       *prometheus.CounterVec   // credential
-	UpstreamDuration *prometheus.HistogramVec // outcome
+	UpstreamDuration *prometheus.HistogramVec // outcome (ok|error)
 	DetectorSignals  *prometheus.CounterVec   // detector, severity
 	AuditAppend      prometheus.Histogram
 	Tunnels          *prometheus.CounterVec // mode (mitm|tunnel)
