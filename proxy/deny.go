@@ -2,10 +2,14 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
 
+	"go.uber.org/zap"
+
+	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/reason"
 )
@@ -31,6 +35,28 @@ type denyBody struct {
 	Reason string `json:"reason"`
 	Detail string `json:"detail,omitempty"`
 	Status int    `json:"status"`
+}
+
+// deny audits and counts the refusal d of the request st follows, and
+// marks it refused.
+func (p *Proxy) deny(ctx context.Context, st *reqState, d *denial) {
+	st.denied = true
+	p.metrics.Requests.WithLabelValues("denied", d.Reason).Inc()
+	claims := st.claims
+	if claims == nil {
+		claims = d.claims
+	}
+	r := audit.Record{
+		Action: audit.ActionRequestDenied, Host: st.host, Method: st.method, Path: st.path,
+		Status: d.Status, Reason: d.Reason, Detail: d.Detail, CredentialID: d.Credential,
+		DurationMS: p.now().Sub(st.start).Milliseconds(),
+	}
+	if claims != nil {
+		r.AgentID, r.PassportJTI = claims.Subject, claims.ID
+	}
+	p.record(ctx, r)
+	p.log.Info("request denied", zap.String("reason", d.Reason), zap.String("agent", r.AgentID),
+		zap.String("host", st.host), zap.String("method", st.method), zap.String("path", st.path), zap.Int("status", d.Status))
 }
 
 // response builds the refusal as an HTTP response to req.

@@ -493,11 +493,11 @@ func verifyDetail(err error) string {
 // handleConnect runs identify and verify on the CONNECT, refuses hosts no
 // grant names, and chooses interception or a plain tunnel.
 func (p *Proxy) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
-	start := p.now()
 	req := ctx.Req
 	hostname := hostOnly(host)
-	reject := func(d *denial, claims *passport.Claims) (*goproxy.ConnectAction, string) {
-		p.deny(req.Context(), d, claims, "", hostname, http.MethodConnect, "", start)
+	st := &reqState{start: p.now(), host: hostname, method: http.MethodConnect}
+	reject := func(d *denial) (*goproxy.ConnectAction, string) {
+		p.deny(req.Context(), st, d)
 		resp := d.response(req)
 		// goproxy closes the connection after a refused CONNECT: say so,
 		// or a client retrying with credentials after a 407 (libcurl:
@@ -508,19 +508,20 @@ func (p *Proxy) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Conn
 		return goproxy.RejectConnect, host
 	}
 	if d := p.checkHeaderSize(req); d != nil {
-		return reject(d, nil)
+		return reject(d)
 	}
 	token, agent, d := p.identity(req.Header)
 	if d != nil {
-		return reject(d, nil)
+		return reject(d)
 	}
 	vd, d := p.verify(token, agent)
 	if d != nil {
-		return reject(d, nil)
+		return reject(d)
 	}
 	claims := vd.Claims()
+	st.claims = claims
 	if d := p.checkEgressLiteral(hostname); d != nil {
-		return reject(d, claims)
+		return reject(d)
 	}
 	if !scopeNamesHost(claims.Scope, hostname) {
 		ev := &detect.Event{Time: p.now(), Direction: detect.Request, Agent: claims.Subject, PassportJTI: claims.ID,
@@ -528,12 +529,12 @@ func (p *Proxy) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Conn
 			ScopeDenied: true, ScopeReason: "host not granted: " + hostname}
 		p.runDetectors(req.Context(), ev, claims)
 		return reject(&denial{Status: http.StatusForbidden, Reason: reason.ScopeDenied,
-			Detail: "host not granted: " + hostname}, claims)
+			Detail: "host not granted: " + hostname})
 	}
 	ac := agentConnFrom(req.Context())
-	state := &connState{ac: ac, own: req.Header.Get("Proxy-Authorization") == "" && p.opts.Passports != nil}
-	state.verified.Store(vd)
-	ctx.UserData = state
+	cs := &connState{ac: ac, own: req.Header.Get("Proxy-Authorization") == "" && p.opts.Passports != nil}
+	cs.verified.Store(vd)
+	ctx.UserData = cs
 	if matchAnyHost(p.opts.TunnelHosts, hostname) {
 		if ac != nil {
 			ac.willHijack(modeTunnel)
@@ -542,7 +543,7 @@ func (p *Proxy) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Conn
 		p.record(req.Context(), audit.Record{
 			Action: audit.ActionRequest, AgentID: claims.Subject, PassportJTI: claims.ID,
 			Host: hostname, Method: http.MethodConnect, Status: http.StatusOK,
-			Detail: "tunnel without interception", DurationMS: p.now().Sub(start).Milliseconds(),
+			Detail: "tunnel without interception", DurationMS: p.now().Sub(st.start).Milliseconds(),
 		})
 		return goproxy.OkConnect, host
 	}
@@ -556,8 +557,8 @@ func (p *Proxy) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Conn
 			cfg := p.opts.CA.ServerConfig(p.leaves, h)
 			cfg.NextProtos = p.agentProtos
 			if ac != nil {
-				cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-					ac.handshakeDone(cs.NegotiatedProtocol)
+				cfg.VerifyConnection = func(tcs tls.ConnectionState) error {
+					ac.handshakeDone(tcs.NegotiatedProtocol)
 					return nil
 				}
 			}
@@ -589,15 +590,10 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 		// every agent waiting on a sidecar that has fallen over.
 		d := &denial{Status: http.StatusServiceUnavailable, Reason: reason.Overloaded,
 			Detail: fmt.Sprintf("%d requests in flight (proxy.max_requests); retry shortly", inflight-1)}
-		p.deny(req.Context(), d, nil, "", st.host, st.method, st.path, st.start)
-		st.denied = true
+		p.deny(req.Context(), st, d)
 		return req, d.response(req)
 	}
-	resp := p.pipeline(req, st)
-	if resp != nil {
-		st.denied = true
-	}
-	return req, resp
+	return req, p.pipeline(req, st)
 }
 
 // pipeline runs identify, verify, authorize, inject and audit, and
@@ -605,7 +601,7 @@ func (p *Proxy) handleRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.R
 func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 	ctx := req.Context()
 	fail := func(d *denial) *http.Response {
-		p.deny(ctx, d, st.claims, d.Credential, st.host, st.method, st.path, st.start)
+		p.deny(ctx, st, d)
 		return d.response(req)
 	}
 
@@ -889,8 +885,7 @@ func (p *Proxy) roundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Respo
 		d = &denial{Status: statusClientClosed, Reason: reason.ClientClosed, Detail: "the agent went away before the upstream answered"}
 	}
 	if st != nil {
-		st.denied = true
-		p.deny(context.WithoutCancel(req.Context()), d, st.claims, "", st.host, st.method, st.path, st.start)
+		p.deny(context.WithoutCancel(req.Context()), st, d)
 	}
 	p.log.Info("upstream failed", zap.String("host", req.URL.Host), zap.String("reason", d.Reason), zap.Error(err))
 	return d.response(req), nil
@@ -969,9 +964,7 @@ func (p *Proxy) handleResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 				d := &denial{Status: http.StatusBadGateway, Reason: reason.UpgradeRefused, Credential: st.injected[0].Name,
 					Detail: fmt.Sprintf("the upstream switched to %q with extensions %q on a request a credential was injected into; only a WebSocket without extensions can be scrubbed of it",
 						resp.Header.Get("Upgrade"), resp.Header.Get("Sec-WebSocket-Extensions"))}
-				st.denied = true
-				rctx := context.WithoutCancel(ctx.Req.Context())
-				p.deny(rctx, d, st.claims, d.Credential, st.host, st.method, st.path, st.start)
+				p.deny(context.WithoutCancel(ctx.Req.Context()), st, d)
 				st.done()
 				return d.response(resp.Request)
 			}
@@ -998,8 +991,7 @@ func (p *Proxy) handleResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 		// Scrubbing and scanning read the body as the agent will: a
 		// compressed one is decoded first.
 		if d := p.decodeBody(resp); d != nil {
-			st.denied = true
-			p.deny(rctx, d, st.claims, "", st.host, st.method, st.path, st.start)
+			p.deny(rctx, st, d)
 			st.done()
 			return d.response(resp.Request)
 		}
@@ -1011,8 +1003,7 @@ func (p *Proxy) handleResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 		}
 	}
 	if blocked := p.scanResponse(rctx, resp, st); blocked != nil {
-		st.denied = true
-		p.deny(rctx, blocked, st.claims, "", st.host, st.method, st.path, st.start)
+		p.deny(rctx, st, blocked)
 		st.done()
 		return blocked.response(resp.Request)
 	}
@@ -1071,25 +1062,6 @@ func (b *countingBody) Close() error {
 	err := b.ReadCloser.Close()
 	b.once.Do(func() { b.done(b.n) })
 	return err
-}
-
-// deny audits and counts a refusal.
-func (p *Proxy) deny(ctx context.Context, d *denial, claims *passport.Claims, credential, host, method, path string, start time.Time) {
-	p.metrics.Requests.WithLabelValues("denied", d.Reason).Inc()
-	if claims == nil {
-		claims = d.claims
-	}
-	r := audit.Record{
-		Action: audit.ActionRequestDenied, Host: host, Method: method, Path: path,
-		Status: d.Status, Reason: d.Reason, Detail: d.Detail, CredentialID: credential,
-		DurationMS: p.now().Sub(start).Milliseconds(),
-	}
-	if claims != nil {
-		r.AgentID, r.PassportJTI = claims.Subject, claims.ID
-	}
-	p.record(ctx, r)
-	p.log.Info("request denied", zap.String("reason", d.Reason), zap.String("agent", r.AgentID),
-		zap.String("host", host), zap.String("method", method), zap.String("path", path), zap.Int("status", d.Status))
 }
 
 // record appends r; a failure is logged, since the request it describes
