@@ -33,20 +33,6 @@ type Revoker interface {
 // the request path's critical section (it must not block).
 type AlertFunc func(ev *detect.Event, d detect.Decision)
 
-// detectEvent builds the event detectors see for a request, reusing the
-// query the scope check already parsed; header is the request's headers
-// as the agent sent them.
-func detectEvent(now time.Time, claims *passport.Claims, st *reqState, sreq *passport.Request, body []byte, header http.Header) *detect.Event {
-	ev := &detect.Event{
-		Time: now, Direction: detect.Request, Host: st.host, Method: st.method, Path: st.path,
-		Query: sreq.Query, Headers: header, Body: body, ContentType: sreq.ContentType,
-	}
-	if claims != nil {
-		ev.Agent, ev.PassportJTI, ev.Mode = claims.Subject, claims.ID, string(claims.Mode)
-	}
-	return ev
-}
-
 // sentHeader returns req's headers as the agent sent them, for the
 // detectors to judge after the injector has rendered credentials into the
 // request: a shallow copy, as the injector replaces header values and
