@@ -473,20 +473,8 @@ func verifyDenial(err error) *denial {
 		status = http.StatusForbidden
 	}
 	// Expired and revoked passports are genuine: the record names them.
-	return &denial{Status: status, Reason: why, Detail: verifyDetail(err), claims: passport.ClaimsOf(err)}
-}
-
-// verifyDetail keeps the first line of a verification error, which names
-// the problem without echoing the token.
-func verifyDetail(err error) string {
-	s := err.Error()
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	if len(s) > 200 {
-		s = s[:200]
-	}
-	return s
+	// The error's first line names the problem without echoing the token.
+	return &denial{Status: status, Reason: why, Detail: firstLine(err.Error()), claims: passport.ClaimsOf(err)}
 }
 
 // handleConnect runs identify and verify on the CONNECT, refuses hosts no
@@ -773,6 +761,8 @@ func tlsDetail(err error) string {
 	return firstLine(err.Error())
 }
 
+// firstLine keeps an error's first line, at most 200 bytes of it, for a
+// refusal's detail.
 func firstLine(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		s = s[:i]
