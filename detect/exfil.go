@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/stackctl/stack/detect/internal/ahocorasick"
 )
 
 // ExfiltrationName is the credential-exfiltration detector's config name.
@@ -95,13 +97,13 @@ var exfilTriggers = []struct {
 	{"-----BEGIN", 9}, {"eyJ", 10}, {PlaceholderPrefix, 11},
 }
 
-var exfilAC = func() *acMatcher {
+var exfilAC = func() *ahocorasick.Matcher {
 	anchorShapes()
 	words := make([]string, len(exfilTriggers))
 	for i, t := range exfilTriggers {
 		words[i] = t.lit
 	}
-	return newExactMatcher(words)
+	return ahocorasick.New(words, nil)
 }()
 
 // SecretShapes lists the names of the secret formats recognised.
@@ -131,7 +133,7 @@ type shapeHit struct {
 func findShapes(b []byte, skip uint32) []shapeHit {
 	var out []shapeHit
 	var last [16]int // per shape: where the last match or window ended
-	exfilAC.scan(b, func(w, end int) {
+	exfilAC.Scan(b, func(w, end int) {
 		t := exfilTriggers[w]
 		sh := secretShapes[t.shape]
 		start := end - len(t.lit)

@@ -21,16 +21,6 @@ func hostAllowedLowered(host string, hosts []string) bool {
 	return false
 }
 
-func binaryContentLowered(ct string) bool {
-	ct = strings.ToLower(ct)
-	for _, p := range binaryTypes {
-		if strings.HasPrefix(ct, p) {
-			return true
-		}
-	}
-	return false
-}
-
 func TestHostAllowedCases(t *testing.T) {
 	cases := []struct {
 		host  string
@@ -69,44 +59,6 @@ func FuzzHostAllowed(f *testing.F) {
 		hosts := []string{h}
 		if got, want := hostAllowed(host, hosts), hostAllowedLowered(host, hosts); got != want {
 			t.Fatalf("hostAllowed(%q, %q) = %v, want %v", host, h, got, want)
-		}
-	})
-}
-
-func TestBinaryContent(t *testing.T) {
-	cases := map[string]bool{
-		"application/json":          false,
-		"text/html; charset=utf-8":  false,
-		"":                          false,
-		"image/png":                 true,
-		"IMAGE/PNG":                 true,
-		"Application/PDF":           true,
-		"İmage/png":                 true, // lower-cases to image/png
-		"application/octet-streaM":  true,
-		"application/x-tar+gzip":    true,
-		"application/zipper":        true,
-		"font":                      false,
-		"application/octet-strea":   false,
-		"\u212Aimage/png":           false,
-		"application/vnd.api+json ": false,
-	}
-	for ct, want := range cases {
-		if got := binaryContent(ct); got != want {
-			t.Errorf("binaryContent(%q) = %v, want %v", ct, got, want)
-		}
-		if ref := binaryContentLowered(ct); ref != want {
-			t.Errorf("reference binaryContent(%q) = %v, want %v", ct, ref, want)
-		}
-	}
-}
-
-func FuzzBinaryContent(f *testing.F) {
-	for _, s := range []string{"image/png", "IMAGE/x", "İmage/png", "application/json", "Vİdeo/mp4"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, ct string) {
-		if got, want := binaryContent(ct), binaryContentLowered(ct); got != want {
-			t.Fatalf("binaryContent(%q) = %v, want %v", ct, got, want)
 		}
 	})
 }

@@ -1,4 +1,4 @@
-package detect
+package injection
 
 import (
 	"bytes"
@@ -414,12 +414,6 @@ func acFold(b byte) byte {
 }
 
 func newACMatcher(words []string) *acMatcher { return buildAC(words, acFold) }
-
-// newExactMatcher matches words byte for byte (case-sensitive, no
-// folding).
-func newExactMatcher(words []string) *acMatcher {
-	return buildAC(words, func(b byte) byte { return b })
-}
 
 func buildAC(words []string, fold func(byte) byte) *acMatcher {
 	m := &acMatcher{}

@@ -1,4 +1,4 @@
-package detect
+package injection
 
 import (
 	"bufio"
@@ -75,7 +75,7 @@ func TestCorpus(t *testing.T) {
 			stats := map[string]*corpusStats{}
 			var misses, fps []string
 			for _, s := range samples {
-				r := Scan([]byte(s.Text), PromptInjectionOptions{})
+				r := Scan([]byte(s.Text), Options{})
 				st := stats[s.Category]
 				if st == nil {
 					st = &corpusStats{}
@@ -142,4 +142,13 @@ func TestCorpus(t *testing.T) {
 			}
 		})
 	}
+}
+
+// summarize names the patterns of ms, for the corpus report.
+func summarize(ms []Match) string {
+	parts := make([]string, 0, len(ms))
+	for _, m := range ms {
+		parts = append(parts, m.Pattern+" ("+m.View+")")
+	}
+	return strings.Join(parts, ", ")
 }

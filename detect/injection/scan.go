@@ -1,8 +1,9 @@
-package detect
+package injection
 
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"math"
@@ -12,17 +13,13 @@ import (
 	"sync"
 )
 
-// InjectionName is the prompt-injection detector's config name.
-const InjectionName = "prompt_injection"
-
-// Prompt-injection defaults.
+// Scoring defaults.
 const (
-	// DefaultInjectionThreshold is the score at or above which content is
-	// flagged.
-	DefaultInjectionThreshold = 0.5
-	// DefaultInjectionCritical is the score at or above which the signal
-	// is critical rather than a warning.
-	DefaultInjectionCritical = 0.85
+	// DefaultThreshold is the score at or above which content is flagged.
+	DefaultThreshold = 0.5
+	// DefaultCritical is the score at or above which flagged content is
+	// critical rather than a warning.
+	DefaultCritical = 0.85
 	// DefaultHiddenBonus is added to a pattern's weight when it matched
 	// only in an obfuscated view (decoded, hidden, disguised).
 	DefaultHiddenBonus = 0.25
@@ -35,23 +32,24 @@ const (
 	maxWindowsPerPattern = 64
 	// maxHits bounds the trigger occurrences recorded per view.
 	maxHits = 8192
-	// excerptLen is the longest excerpt quoted in evidence.
-	excerptLen = 120
+	// ExcerptLen is the longest excerpt a match quotes.
+	ExcerptLen = 120
 )
 
-// PromptInjectionOptions configure the prompt_injection detector and
-// Scan. The zero value means the defaults.
-type PromptInjectionOptions struct {
+// ErrInvalidOptions is returned for options out of range.
+var ErrInvalidOptions = errors.New("invalid options")
+
+// Options configure a scan. The zero value means the defaults.
+type Options struct {
 	// Threshold is the score at or above which content is flagged
-	// (default DefaultInjectionThreshold). Scores combine the weights w
-	// of the distinct patterns that matched as 1 - prod(1 - w).
+	// (default DefaultThreshold). Scores combine the weights w of the
+	// distinct patterns that matched as 1 - prod(1 - w).
 	Threshold float64
-	// Critical is the score at or above which the signal is critical
-	// (default DefaultInjectionCritical); flagged content below it is a
-	// warning.
+	// Critical is the score at or above which flagged content is critical
+	// (default DefaultCritical); flagged content below it is a warning.
 	Critical float64
-	// Window is the most bytes of a body scanned (default
-	// DefaultScanWindow, 64 KiB).
+	// Window is the most bytes of a body scanned (default DefaultWindow,
+	// 64 KiB).
 	Window int
 	// MaxDepth bounds nested decoding (default DefaultMaxDepth, 2).
 	MaxDepth int
@@ -64,15 +62,17 @@ type PromptInjectionOptions struct {
 	MentionFactor float64
 }
 
-func (o PromptInjectionOptions) withDefaults() (PromptInjectionOptions, error) {
+// WithDefaults returns o with zero fields set to their defaults, or an
+// error wrapping ErrInvalidOptions when a field is out of range.
+func (o Options) WithDefaults() (Options, error) {
 	if o.Threshold < 0 || o.Threshold > 1 || o.Critical < 0 || o.Critical > 1 || o.Window < 0 || o.MaxDepth < 0 || o.MentionFactor < 0 || o.MentionFactor > 1 || o.HiddenBonus > 1 {
-		return o, fmt.Errorf("prompt injection options: %w: thresholds and factors must be within [0, 1], sizes not negative", ErrInvalidOptions)
+		return o, fmt.Errorf("%w: thresholds and factors must be within [0, 1], sizes not negative", ErrInvalidOptions)
 	}
 	if o.Threshold == 0 {
-		o.Threshold = DefaultInjectionThreshold
+		o.Threshold = DefaultThreshold
 	}
 	if o.Critical == 0 {
-		o.Critical = DefaultInjectionCritical
+		o.Critical = DefaultCritical
 	}
 	if o.Critical < o.Threshold {
 		o.Critical = o.Threshold
@@ -107,121 +107,45 @@ type Match struct {
 	Span Span `json:"span"`
 }
 
+// Span is a byte range [Start, End) of the scanned content, and an
+// excerpt of what matched there: at most ExcerptLen bytes of printable
+// ASCII.
+type Span struct {
+	Start   int    `json:"start"`
+	End     int    `json:"end"`
+	Excerpt string `json:"excerpt"`
+}
+
 // Result is the verdict of Scan.
 //
 // A scan stops as soon as its score reaches the critical threshold
-// (PromptInjectionOptions.Critical): further matches could only add
-// evidence to a verdict that is already as severe as it gets, and content
-// stuffed with injections must not cost more to scan than content with
-// one. Matches then holds the patterns found up to that point, and Score
-// is at least Critical but may be lower than a full scan would find.
+// (Options.Critical): further matches could only add evidence to a
+// verdict that is already as severe as it gets, and content stuffed with
+// injections must not cost more to scan than content with one. Matches
+// then holds the patterns found up to that point, and Score is at least
+// Critical but may be lower than a full scan would find.
 type Result struct {
-	Flagged  bool     `json:"flagged"`
-	Score    float64  `json:"score"`
-	Severity Severity `json:"severity,omitempty"`
+	Flagged bool    `json:"flagged"`
+	Score   float64 `json:"score"`
+	// Critical is set when the score reached Options.Critical.
+	Critical bool `json:"critical,omitempty"`
 	// Matches are ordered by weight, strongest first.
 	Matches []Match `json:"matches,omitempty"`
 }
 
 // Scan scores text for prompt injection: it normalizes the text into
-// views (see Normalize), finds the catalogue's patterns in them through a
-// trigger prefilter, and combines the weights of the distinct patterns
-// found. Text that is a JSON object or array is read with its string
-// escapes decoded, as the model it is sent to reads it; spans still point
-// into the text as given. It does no I/O and never fails; invalid options
-// fall back to the defaults.
-func Scan(text []byte, opts PromptInjectionOptions) Result {
-	o, err := opts.withDefaults()
+// views, finds the catalogue's patterns in them through a trigger
+// prefilter, and combines the weights of the distinct patterns found.
+// Text that is a JSON object or array is read with its string escapes
+// decoded, as the model it is sent to reads it; spans still point into
+// the text as given. It does no I/O and never fails; invalid options fall
+// back to the defaults.
+func Scan(text []byte, opts Options) Result {
+	o, err := opts.WithDefaults()
 	if err != nil {
-		o, _ = PromptInjectionOptions{}.withDefaults()
+		o, _ = Options{}.WithDefaults()
 	}
 	return scanInjection(text, o)
-}
-
-// PromptInjection is the prompt_injection detector: it scans request
-// bodies (tool output on its way to a model) and response bodies
-// (fetched content coming back) with Scan.
-type PromptInjection struct {
-	opts PromptInjectionOptions
-}
-
-// NewPromptInjection returns the detector. Options out of range are an
-// error wrapping ErrInvalidOptions.
-func NewPromptInjection(opts PromptInjectionOptions) (*PromptInjection, error) {
-	o, err := opts.withDefaults()
-	if err != nil {
-		return nil, err
-	}
-	return &PromptInjection{opts: o}, nil
-}
-
-// Name returns "prompt_injection".
-func (p *PromptInjection) Name() string { return InjectionName }
-
-// Inspect scans ev.Body, in either direction. Media and archives are not
-// text and are skipped.
-func (p *PromptInjection) Inspect(ev *Event) []Signal {
-	if len(ev.Body) == 0 || binaryContent(ev.ContentType) {
-		return nil
-	}
-	r := scanInjection(ev.Body, p.opts)
-	if !r.Flagged {
-		return nil
-	}
-	top := r.Matches[0]
-	span := top.Span
-	dir := "request"
-	if ev.Direction == Response {
-		dir = "response"
-	}
-	return []Signal{{
-		Detector: InjectionName,
-		Severity: r.Severity,
-		Score:    r.Score,
-		Rule:     top.Pattern,
-		Span:     &span,
-		Evidence: fmt.Sprintf("prompt injection in %s body, score %.2f: %s; matched %q", dir, r.Score, summarize(r.Matches), span.Excerpt),
-	}}
-}
-
-// binaryContent reports content types that cannot carry readable
-// instructions.
-func binaryContent(ct string) bool {
-	if !asciiString(ct) {
-		// Some runes lower-case to ASCII letters ("İ" to "i").
-		ct = strings.ToLower(ct)
-	}
-	if ct == "" {
-		return false
-	}
-	c := lowerByte(ct[0])
-	for _, p := range binaryTypes {
-		// ct is ASCII or lower-cased: comparing it ASCII
-		// case-insensitively is lower-casing it, without the copy.
-		if p[0] == c && len(ct) >= len(p) && asciiEqualFold(ct[1:len(p)], p[1:]) {
-			return true
-		}
-	}
-	return false
-}
-
-// binaryTypes are the media type prefixes binaryContent reports, lower
-// case.
-var binaryTypes = []string{"image/", "audio/", "video/", "font/", "application/octet-stream", "application/zip", "application/gzip", "application/x-tar", "application/pdf"}
-
-func summarize(ms []Match) string {
-	parts := make([]string, 0, len(ms))
-	for _, m := range ms {
-		s := m.Pattern
-		if m.Obfuscated {
-			s += " (in " + m.View + ")"
-		}
-		if m.Mention {
-			s += " (quoted)"
-		}
-		parts = append(parts, s)
-	}
-	return strings.Join(parts, ", ")
 }
 
 // hit is one trigger occurrence in a view.
@@ -282,7 +206,7 @@ type wholeRendering struct {
 // scanner is the working memory of one scan. Scans take one from a pool
 // and return it, so that a scan allocates almost nothing.
 type scanner struct {
-	o     PromptInjectionOptions
+	o     Options
 	norm  normalizer
 	vh    []viewHits
 	found [64]Match
@@ -324,7 +248,7 @@ var missSeed = maphash.MakeSeed()
 
 var scanners = sync.Pool{New: func() any { return new(scanner) }}
 
-func scanInjection(text []byte, o PromptInjectionOptions) Result {
+func scanInjection(text []byte, o Options) Result {
 	sc := scanners.Get().(*scanner)
 	defer func() {
 		sc.vh = sc.vh[:0]
@@ -333,7 +257,7 @@ func scanInjection(text []byte, o PromptInjectionOptions) Result {
 	return sc.scan(text, o)
 }
 
-func (sc *scanner) scan(text []byte, o PromptInjectionOptions) Result {
+func (sc *scanner) scan(text []byte, o Options) Result {
 	sc.o, sc.has, sc.done, sc.nwhole, sc.critical = o, 0, 0, 0, false
 	if sc.misses == nil {
 		sc.misses = make(map[missKey]struct{})
@@ -380,10 +304,7 @@ func (sc *scanner) scan(text []byte, o PromptInjectionOptions) Result {
 	r.Score = math.Round((1-keep)*1000) / 1000
 	if r.Score >= o.Threshold {
 		r.Flagged = true
-		r.Severity = Warning
-		if r.Score >= o.Critical {
-			r.Severity = Critical
-		}
+		r.Critical = r.Score >= o.Critical
 	}
 	return r
 }
@@ -1143,12 +1064,12 @@ func isQuote(c byte) bool {
 	return c == '"' || c == '\'' || c == '`' || c == 0x9c /* end of “ ” in UTF-8 */
 }
 
-// excerpt quotes matched text for evidence: at most excerptLen bytes,
-// printable ASCII only, secret-shaped strings redacted.
+// excerpt quotes matched text for evidence: at most ExcerptLen bytes,
+// printable ASCII only.
 func excerpt(b []byte) string {
 	var sb strings.Builder
 	for _, c := range b {
-		if sb.Len() >= excerptLen-3 {
+		if sb.Len() >= ExcerptLen-3 {
 			sb.WriteString("...")
 			break
 		}
@@ -1161,5 +1082,5 @@ func excerpt(b []byte) string {
 			sb.WriteByte(c)
 		}
 	}
-	return redactSecrets(sb.String())
+	return sb.String()
 }

@@ -1,4 +1,4 @@
-package detect
+package injection
 
 import (
 	"fmt"

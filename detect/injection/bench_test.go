@@ -1,4 +1,4 @@
-package detect
+package injection
 
 import (
 	"encoding/json"
@@ -60,13 +60,11 @@ func llmRequest4K() []byte {
 
 func BenchmarkPromptInjection4KiB(b *testing.B) {
 	body := llmRequest4K()
-	pi, _ := NewPromptInjection(PromptInjectionOptions{})
-	ev := &Event{Body: body}
-	if sigs := pi.Inspect(ev); len(sigs) != 0 {
-		b.Fatalf("benign request flagged: %+v", sigs)
+	if r := Scan(body, Options{}); r.Flagged {
+		b.Fatalf("benign request flagged: %+v", r)
 	}
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
-		pi.Inspect(ev)
+		Scan(body, Options{})
 	}
 }

@@ -1,4 +1,4 @@
-package detect
+package injection
 
 import (
 	"bytes"
@@ -16,9 +16,9 @@ import (
 
 // Normalization defaults.
 const (
-	// DefaultScanWindow is the most content a scan looks at; the proxy
+	// DefaultWindow is the most content a scan looks at; the proxy
 	// passes at most this much of a body.
-	DefaultScanWindow = 64 << 10
+	DefaultWindow = 64 << 10
 	// DefaultMaxDepth bounds nested decoding (base64 inside percent
 	// encoding, entities inside base64, ...).
 	DefaultMaxDepth = 2
@@ -30,7 +30,7 @@ const (
 // defaults above.
 type NormalizeOptions struct {
 	// Window is the most bytes of input looked at (default
-	// DefaultScanWindow); the rest is ignored.
+	// DefaultWindow); the rest is ignored.
 	Window int
 	// MaxDepth bounds nested decoding (default DefaultMaxDepth).
 	MaxDepth int
@@ -40,7 +40,7 @@ type NormalizeOptions struct {
 
 func (o NormalizeOptions) withDefaults() NormalizeOptions {
 	if o.Window <= 0 {
-		o.Window = DefaultScanWindow
+		o.Window = DefaultWindow
 	}
 	if o.MaxDepth <= 0 {
 		o.MaxDepth = DefaultMaxDepth

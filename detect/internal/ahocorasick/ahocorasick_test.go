@@ -1,0 +1,69 @@
+package ahocorasick
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// naive finds every occurrence of every word by comparing at each end.
+func naive(words []string, fold func(byte) byte, text []byte) [][2]int {
+	f := func(b []byte) []byte {
+		out := make([]byte, len(b))
+		for i, c := range b {
+			out[i] = fold(c)
+		}
+		return out
+	}
+	ft := f(text)
+	var hits [][2]int
+	for end := 1; end <= len(text); end++ {
+		var at [][2]int
+		for w, word := range words {
+			if n := len(word); n <= end && bytes.Equal(ft[end-n:end], f([]byte(word))) {
+				at = append(at, [2]int{w, end})
+			}
+		}
+		// Longest first, as the automaton reports them.
+		slices.SortStableFunc(at, func(a, b [2]int) int { return len(words[b[0]]) - len(words[a[0]]) })
+		hits = append(hits, at...)
+	}
+	return hits
+}
+
+func TestScanFindsEveryOccurrence(t *testing.T) {
+	lower := func(b byte) byte {
+		if 'A' <= b && b <= 'Z' {
+			return b + 'a' - 'A'
+		}
+		return b
+	}
+	words := []string{"he", "she", "his", "hers", "ignore", "gnore", "e", "stk_ph_", "sk_"}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, fold := range []func(byte) byte{nil, lower} {
+		m := New(words, fold)
+		ref := fold
+		if ref == nil {
+			ref = func(b byte) byte { return b }
+		}
+		found := 0
+		for range 500 {
+			var b []byte
+			for k := rng.IntN(12); k >= 0; k-- {
+				b = append(b, words[rng.IntN(len(words))]...)
+				b = append(b, " HeIgNoRe_x"[rng.IntN(11)])
+			}
+			var got [][2]int
+			m.Scan(b, func(w, end int) { got = append(got, [2]int{w, end}) })
+			want := naive(words, ref, b)
+			found += len(want)
+			if !slices.Equal(got, want) {
+				t.Fatalf("%q: got %v, want %v", b, got, want)
+			}
+		}
+		if found == 0 {
+			t.Fatal("no occurrences in the random texts; the test proves nothing")
+		}
+	}
+}
