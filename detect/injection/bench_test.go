@@ -1,7 +1,10 @@
 package injection
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"html"
 	"strings"
 	"testing"
 )
@@ -66,5 +69,51 @@ func BenchmarkPromptInjection4KiB(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	for b.Loop() {
 		Scan(body, Options{})
+	}
+}
+
+// benignHTML64K is 64 KiB of benign web pages: the benign corpus in
+// markup, with entities, comments, links and a hidden navigation menu.
+func benignHTML64K(tb testing.TB) []byte {
+	var b bytes.Buffer
+	b.WriteString("<!DOCTYPE html><html><head><title>Posts</title><style>.nav{display:none}</style></head><body>\n")
+	for len(b.Bytes()) < 64<<10 {
+		for i, s := range loadCorpus(tb, false) {
+			if s.Label != "benign" {
+				continue
+			}
+			fmt.Fprintf(&b, "<div class=\"post\" id=\"p%d\"><h2>Post %d &mdash; %s</h2>\n<p>%s</p>\n", i, i, s.Category, html.EscapeString(s.Text))
+			fmt.Fprintf(&b, "<!-- post %d --><nav style=\"display:none\"><a href=\"/posts/%d\">next</a></nav><a href=\"https://example.com/posts?id=%d&amp;ref=list\">Read more &raquo;</a></div>\n", i, i+1, i)
+		}
+	}
+	return b.Bytes()[:64<<10]
+}
+
+// BenchmarkBudget scans 64 KiB bodies of every kind the sidecar passes
+// to the scanner: plain text, JSON with escapes, HTML, benign and
+// malicious. The scanner's budget is 1 ms for each (see the package doc);
+// CI runs this benchmark and fails when the best of its runs is slower.
+func BenchmarkBudget(b *testing.B) {
+	bodies := []struct {
+		name string
+		body []byte
+	}{
+		{"text", benign64K(b)},
+		{"html", benignHTML64K(b)},
+		{"malicious", adversarial64K()},
+	}
+	if u, ok := benignUnique64K(); ok {
+		bodies = append(bodies, struct {
+			name string
+			body []byte
+		}{"json", u})
+	}
+	for _, bc := range bodies {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(bc.body)))
+			for b.Loop() {
+				Scan(bc.body, Options{})
+			}
+		})
 	}
 }

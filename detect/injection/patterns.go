@@ -3,9 +3,7 @@ package injection
 import (
 	"bytes"
 	"encoding/binary"
-	"math"
 	"regexp"
-	"regexp/syntax"
 )
 
 // Category groups injection patterns by what they try to achieve.
@@ -55,13 +53,6 @@ type Pattern struct {
 	re *regexp.Regexp
 	// pre, when set, is the pattern's prefilter (see prefilters).
 	pre func(t []byte) bool
-	// relaxed is re with its long counted repetitions made unbounded
-	// ("[^\n]{0,80}?" becomes "[^\n]*?"): it matches wherever re does, and
-	// runs far faster, because every count of a bounded repetition is a
-	// thread of its own in the matcher. re confirms its matches.
-	relaxed *regexp.Regexp
-	gaps    []gapBound // bounds of relaxed's capture groups
-	confirm bool       // relaxed matches need re to confirm them
 }
 
 // Shared pieces of the expressions.
@@ -264,11 +255,6 @@ func compileCatalogue() *compiledCatalogue {
 		}
 		c.pats[p].re = regexp.MustCompile(expr)
 		c.pats[p].pre = prefilters[c.pats[p].Name]
-		rx, gaps, confirm := relax(expr)
-		if rx != expr {
-			c.pats[p].relaxed = regexp.MustCompile(rx)
-			c.pats[p].gaps, c.pats[p].confirm = gaps, confirm
-		}
 		for _, t := range c.pats[p].Triggers {
 			addForms(t, p, false)
 		}
@@ -282,73 +268,6 @@ func compileCatalogue() *compiledCatalogue {
 	}
 	c.ac = newACMatcher(words)
 	return c
-}
-
-// gapBound is the length a relaxed repetition of single characters must
-// have for the exact expression to accept it.
-type gapBound struct{ min, max int }
-
-// relax returns expr with counted repetitions of more than two
-// (x{0,80}, x{1,200}?, x{40,}, (?:\s+\S+){0,3}) made unbounded (x*, x+?,
-// x+), which accepts a superset of what expr accepts. A relaxed repetition
-// of single characters, outside any other repetition, becomes a capture
-// group and gaps lists its bounds in order, so a match can be checked
-// against them; confirm is set when some other repetition was relaxed,
-// whose bounds only the exact expression can check.
-func relax(expr string) (relaxed string, gaps []gapBound, confirm bool) {
-	re, err := syntax.Parse(expr, syntax.Perl)
-	if err != nil {
-		panic("detect: pattern: " + err.Error())
-	}
-	var walk func(r *syntax.Regexp, inRepeat bool)
-	walk = func(r *syntax.Regexp, inRepeat bool) {
-		rep := r.Op == syntax.OpRepeat || r.Op == syntax.OpStar || r.Op == syntax.OpPlus || r.Op == syntax.OpQuest
-		for _, sub := range r.Sub {
-			walk(sub, inRepeat || rep)
-		}
-		if r.Op != syntax.OpRepeat || r.Max >= 0 && r.Max <= 2 {
-			return
-		}
-		single := false
-		switch r.Sub[0].Op {
-		case syntax.OpCharClass, syntax.OpAnyCharNotNL, syntax.OpAnyChar:
-			single = true
-		case syntax.OpLiteral:
-			single = len(r.Sub[0].Rune) == 1
-		}
-		bound := gapBound{min: r.Min, max: r.Max}
-		if bound.max < 0 {
-			bound.max = math.MaxInt
-		}
-		star := *r
-		star.Sub = []*syntax.Regexp{r.Sub[0]} // not r's inline storage
-		star.Op, star.Min, star.Max = syntax.OpStar, 0, 0
-		if r.Min > 0 {
-			star.Op = syntax.OpPlus
-		}
-		if !single || inRepeat {
-			confirm = true
-			*r = star
-			return
-		}
-		// Mark the capture with its bound; numbered below.
-		*r = syntax.Regexp{Op: syntax.OpCapture, Sub: []*syntax.Regexp{&star}, Min: bound.min, Max: bound.max}
-	}
-	walk(re, false)
-	// Captures are numbered in the order their parentheses open: pre-order.
-	var number func(r *syntax.Regexp)
-	number = func(r *syntax.Regexp) {
-		if r.Op == syntax.OpCapture {
-			gaps = append(gaps, gapBound{min: r.Min, max: r.Max})
-			r.Cap = len(gaps)
-			r.Min, r.Max = 0, 0
-		}
-		for _, sub := range r.Sub {
-			number(sub)
-		}
-	}
-	number(re)
-	return exprString(re), gaps, confirm
 }
 
 // foldsInAC reports whether the automaton reads s other than as written:

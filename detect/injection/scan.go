@@ -860,31 +860,12 @@ func (sc *scanner) missKey(vh *viewHits, k, p, s, e int) (key missKey, memo bool
 
 // find returns the first match of the pattern's expression in text. A
 // prefilter, when the pattern has one, rules out most windows without
-// running an expression at all. The relaxed expression, when there is one, rules out most text at a
-// fraction of the cost, and its match stands when its gaps keep the
-// exact expression's bounds; only otherwise does the exact one run.
+// running the expression at all.
 func (p *Pattern) find(text []byte) []int {
 	if p.pre != nil && !p.pre(text) {
 		return nil
 	}
-	switch {
-	case p.relaxed == nil:
-		return p.re.FindIndex(text)
-	case !p.relaxed.Match(text):
-		return nil
-	case p.confirm:
-		return p.re.FindIndex(text)
-	}
-	loc := p.relaxed.FindSubmatchIndex(text)
-	if loc == nil {
-		return nil
-	}
-	for g, b := range p.gaps {
-		if s, e := loc[2+2*g], loc[3+2*g]; s >= 0 && (e-s < b.min || e-s > b.max) {
-			return p.re.FindIndex(text)
-		}
-	}
-	return loc[:2]
+	return p.re.FindIndex(text)
 }
 
 // record notes pattern p matched [i, j) of rendering k of vh's view,
