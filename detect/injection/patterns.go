@@ -2,8 +2,9 @@ package injection
 
 import (
 	"bytes"
-	"encoding/binary"
 	"regexp"
+
+	"github.com/stackctl/stack/detect/internal/ahocorasick"
 )
 
 // Category groups injection patterns by what they try to achieve.
@@ -188,7 +189,7 @@ var compiled = compileCatalogue()
 
 type compiledCatalogue struct {
 	pats []Pattern
-	ac   *acMatcher
+	ac   *ahocorasick.Matcher
 	// trig[id] describes word id of the automaton.
 	trig []trigger
 	// needAny is, per pattern, the need literals the automaton cannot
@@ -266,7 +267,7 @@ func compileCatalogue() *compiledCatalogue {
 			addForms(l, p, true)
 		}
 	}
-	c.ac = newACMatcher(words)
+	c.ac = ahocorasick.New(words, acFold)
 	return c
 }
 
@@ -299,24 +300,6 @@ func spellings(t string) []string {
 	return []string{t, string(b)}
 }
 
-// acMatcher is an Aho-Corasick automaton over byte classes, compiled to a
-// dense transition table: one table lookup per input byte finds every
-// trigger of every pattern in one pass.
-type acMatcher struct {
-	class  [256]uint8
-	nclass int
-	// next holds, per state and class, the next state premultiplied by
-	// nclass, so the hot loop needs no multiplication.
-	next []uint32
-	// States at or above firstOut (premultiplied) end a word: the hot
-	// loop tests one comparison instead of loading a slice.
-	firstOut uint32
-	out      [][]int32 // word ids ending at state firstOut/nclass + i
-	// maxLen is the length of the longest word: the state after any
-	// text depends on its last maxLen bytes alone.
-	maxLen int
-}
-
 // acFold maps upper-case ASCII onto lower case, leet digits and symbols
 // onto the letters they stand for, and whitespace onto the space, before
 // classes are assigned: the automaton runs on text as it is, without a
@@ -330,262 +313,6 @@ func acFold(b byte) byte {
 		return ' '
 	}
 	return lowerByte(b)
-}
-
-func newACMatcher(words []string) *acMatcher { return buildAC(words, acFold) }
-
-func buildAC(words []string, fold func(byte) byte) *acMatcher {
-	m := &acMatcher{}
-	// Classes: one per distinct folded byte used by a word; 0 is "other".
-	for _, w := range words {
-		m.maxLen = max(m.maxLen, len(w))
-		for i := 0; i < len(w); i++ {
-			f := fold(w[i])
-			if m.class[f] == 0 {
-				m.nclass++
-				m.class[f] = uint8(m.nclass)
-			}
-		}
-	}
-	m.nclass++
-	for b := 0; b < 256; b++ {
-		m.class[b] = m.class[fold(byte(b))]
-	}
-	// Trie.
-	type node struct {
-		child map[uint8]int
-		fail  int
-		out   []int32
-	}
-	nodes := []node{{child: map[uint8]int{}}}
-	for id, w := range words {
-		s := 0
-		for i := 0; i < len(w); i++ {
-			c := m.class[w[i]]
-			nx, ok := nodes[s].child[c]
-			if !ok {
-				nx = len(nodes)
-				nodes = append(nodes, node{child: map[uint8]int{}})
-				nodes[s].child[c] = nx
-			}
-			s = nx
-		}
-		nodes[s].out = append(nodes[s].out, int32(id))
-	}
-	// Breadth-first fail links and the dense table over trie ids.
-	nc := m.nclass
-	next := make([]int, len(nodes)*nc)
-	queue := []int{}
-	for c := 0; c < nc; c++ {
-		if nx, ok := nodes[0].child[uint8(c)]; ok {
-			next[c] = nx
-			queue = append(queue, nx)
-		}
-	}
-	for len(queue) > 0 {
-		s := queue[0]
-		queue = queue[1:]
-		f := nodes[s].fail
-		nodes[s].out = append(nodes[s].out, nodes[f].out...)
-		for c := 0; c < nc; c++ {
-			if nx, ok := nodes[s].child[uint8(c)]; ok {
-				nodes[nx].fail = next[f*nc+c]
-				next[s*nc+c] = nx
-				queue = append(queue, nx)
-			} else {
-				next[s*nc+c] = next[f*nc+c]
-			}
-		}
-	}
-	// Renumber: states without output first (the root stays 0), then
-	// states with output.
-	id := make([]int, len(nodes))
-	k := 0
-	for s := range nodes {
-		if len(nodes[s].out) == 0 {
-			id[s] = k
-			k++
-		}
-	}
-	m.firstOut = uint32(k * nc)
-	for s := range nodes {
-		if len(nodes[s].out) > 0 {
-			id[s] = k
-			k++
-			m.out = append(m.out, nodes[s].out)
-		}
-	}
-	if uint64(len(nodes))*uint64(nc) > 1<<31 {
-		panic("detect: trigger automaton too large")
-	}
-	m.next = make([]uint32, len(nodes)*nc)
-	for s := range nodes {
-		for c := 0; c < nc; c++ {
-			m.next[id[s]*nc+c] = uint32(id[next[s*nc+c]] * nc)
-		}
-	}
-	return m
-}
-
-// scan calls hit(word, end) for every occurrence of a word in text, end
-// being the index just past it.
-//
-// A long run of one repeated byte (padding, fill, indentation) is read
-// only until the automaton settles: once the state is one that byte
-// leads back to and that ends no word, the rest of the run can change
-// neither the state nor what is found.
-func (m *acMatcher) scan(text []byte, hit func(word, end int)) {
-	var s uint32
-	next, class, fo, nc := m.next, &m.class, m.firstOut, uint32(m.nclass)
-	for i := 0; i < len(text); {
-		a, b := repeatRun(text, i, acRunMin)
-		// Up to the run and its first maxLen bytes, byte by byte; past
-		// them the state has settled, if it ever does.
-		stop := min(b, a+m.maxLen)
-		for ; i < stop; i++ {
-			s = next[s+uint32(class[text[i]])]
-			if s >= fo {
-				for _, w := range m.out[(s-fo)/nc] {
-					hit(int(w), i+1)
-				}
-			}
-		}
-		if i == len(text) {
-			break
-		}
-		if s < fo && next[s+uint32(class[text[a]])] == s {
-			i = b
-			continue
-		}
-		for ; i < b; i++ {
-			s = next[s+uint32(class[text[i]])]
-			if s >= fo {
-				for _, w := range m.out[(s-fo)/nc] {
-					hit(int(w), i+1)
-				}
-			}
-		}
-	}
-}
-
-// acRunMin is the shortest run of one byte scan skips: shorter runs save
-// less than looking for them costs.
-const acRunMin = 64
-
-// repeatRun returns the first maximal run [a, b) of one repeated byte in
-// t[from:] that is at least minLen (>= 16) long, or a = b = len(t). It
-// reads eight bytes at a time: such a run holds eight aligned ones.
-func repeatRun(t []byte, from, minLen int) (a, b int) {
-	const ones = 0x0101010101010101
-	for k := from; k+8 <= len(t); k += 8 {
-		w := binary.LittleEndian.Uint64(t[k:])
-		if w != uint64(t[k])*ones {
-			continue
-		}
-		a, b = k, k+8
-		for a > from && t[a-1] == t[k] {
-			a--
-		}
-		for b+8 <= len(t) && binary.LittleEndian.Uint64(t[b:]) == w {
-			b += 8
-		}
-		for b < len(t) && t[b] == t[k] {
-			b++
-		}
-		if b-a >= minLen {
-			return a, b
-		}
-		k = b - 8
-	}
-	return len(t), len(t)
-}
-
-// acLanes is how many parts of a text scanLanes reads at once.
-const acLanes = 4
-
-// acLaneMin is the shortest text scanLanes splits: below it, the lanes'
-// overlap costs more than they save.
-const acLaneMin = 2048
-
-// acHits buffers what the lanes of scanLanes find: word id and end,
-// packed.
-type acHits [acLanes][]uint64
-
-// scanLanes is scan for long texts. One lookup per byte in a table far
-// larger than the processor's first-level cache is slow because each
-// lookup waits for the one before; scanLanes cuts the text in acLanes
-// parts and advances one state per part in the same loop, so the lookups
-// of different parts overlap. Each part but the first starts maxLen bytes
-// early, which puts its state where a scan from the start would have it,
-// and reports only what ends inside the part. hit sees every occurrence,
-// in the order scan reports them.
-func (m *acMatcher) scanLanes(text []byte, buf *acHits, hit func(word, end int)) {
-	if len(text) < acLaneMin {
-		m.scan(text, hit)
-		return
-	}
-	var lo, from [acLanes]int // lane l reports ends in (lo[l], lo[l+1]] and reads from from[l]
-	part := len(text) / acLanes
-	for l := range acLanes {
-		lo[l] = l * part
-		from[l] = max(0, lo[l]-m.maxLen)
-		buf[l] = buf[l][:0]
-	}
-	next, class, fo, nc := m.next, &m.class, m.firstOut, uint32(m.nclass)
-	var s0, s1, s2, s3 uint32
-	t0, t1, t2, t3 := text[from[0]:], text[from[1]:], text[from[2]:], text[from[3]:]
-	// The loop advances every lane by as many bytes as the first one
-	// reads (the others read more); each then finishes alone.
-	n := part
-	t0, t1, t2, t3 = t0[:n], t1[:n], t2[:n], t3[:n]
-	emit := func(l int, s uint32, end int) {
-		if l > 0 && end <= lo[l] {
-			return // in the lane's lead-in: the lane before reports it
-		}
-		for _, w := range m.out[(s-fo)/nc] {
-			buf[l] = append(buf[l], uint64(w)<<32|uint64(end))
-		}
-	}
-	for i := range n {
-		s0 = next[s0+uint32(class[t0[i]])]
-		s1 = next[s1+uint32(class[t1[i]])]
-		s2 = next[s2+uint32(class[t2[i]])]
-		s3 = next[s3+uint32(class[t3[i]])]
-		if max(s0, s1, s2, s3) >= fo {
-			if s0 >= fo {
-				emit(0, s0, from[0]+i+1)
-			}
-			if s1 >= fo {
-				emit(1, s1, from[1]+i+1)
-			}
-			if s2 >= fo {
-				emit(2, s2, from[2]+i+1)
-			}
-			if s3 >= fo {
-				emit(3, s3, from[3]+i+1)
-			}
-		}
-	}
-	// Each lane finishes its part alone.
-	states := [acLanes]uint32{s0, s1, s2, s3}
-	for l := range acLanes {
-		end := len(text)
-		if l+1 < acLanes {
-			end = lo[l+1]
-		}
-		s := states[l]
-		for i := from[l] + n; i < end; i++ {
-			s = next[s+uint32(class[text[i]])]
-			if s >= fo {
-				emit(l, s, i+1)
-			}
-		}
-	}
-	for l := range acLanes {
-		for _, h := range buf[l] {
-			hit(int(h>>32), int(uint32(h)))
-		}
-	}
 }
 
 // Prefilters. Most windows an expression runs on do not match: benign

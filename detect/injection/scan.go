@@ -222,8 +222,6 @@ type scanner struct {
 	// jsonBody): spans map back to the raw body through it.
 	json   jsonBody
 	isJSON bool
-	// acHits is the trigger automaton's buffer.
-	acHits acHits
 	// wholes are the whole-view renderings, reused from scan to scan;
 	// nwhole are in use.
 	wholes []*wholeRendering
@@ -378,7 +376,7 @@ func (sc *scanner) triggers(vh *viewHits) {
 		}
 	}
 	t := vh.v.Text
-	c.ac.scanLanes(t, &sc.acHits, func(w, end int) {
+	c.ac.Scan(t, func(w, end int) {
 		tr := &c.trig[w]
 		start := end - tr.n
 		for m := tr.need; m != 0; m &= m - 1 {
