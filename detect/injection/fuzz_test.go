@@ -9,7 +9,7 @@ func FuzzNormalize(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		views := Normalize(b, NormalizeOptions{})
+		views := normalizeAll(b, normalizeOptions{})
 		if len(views) > DefaultMaxViews {
 			t.Fatalf("%d views", len(views))
 		}

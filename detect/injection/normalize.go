@@ -26,9 +26,9 @@ const (
 	DefaultMaxViews = 24
 )
 
-// NormalizeOptions bound the work of Normalize. The zero value means the
-// defaults above.
-type NormalizeOptions struct {
+// normalizeOptions bound the work of a normalizer. The zero value means
+// the defaults above.
+type normalizeOptions struct {
 	// Window is the most bytes of input looked at (default
 	// DefaultWindow); the rest is ignored.
 	Window int
@@ -38,7 +38,7 @@ type NormalizeOptions struct {
 	MaxViews int
 }
 
-func (o NormalizeOptions) withDefaults() NormalizeOptions {
+func (o normalizeOptions) withDefaults() normalizeOptions {
 	if o.Window <= 0 {
 		o.Window = DefaultWindow
 	}
@@ -76,7 +76,6 @@ type View struct {
 	off  []int32
 	lin  []linSeg
 	segs []segment
-	rev  bool // Text is reversed relative to the mapping
 	// mixed is set on the scanner's own text view, which is the content
 	// itself rather than a lower-cased copy: Text may hold upper-case
 	// ASCII, and the scanner folds case where it looks.
@@ -121,9 +120,6 @@ type segment struct{ at, start, end int }
 func (v *View) Origin(i, j int) (start, end int) {
 	n := len(v.Text)
 	i, j = clamp(i, 0, n), clamp(j, 0, n)
-	if v.rev {
-		i, j = n-j, n-i
-	}
 	switch {
 	case v.off != nil || v.lin != nil:
 		start, end = v.at(i), v.at(j)
@@ -155,34 +151,7 @@ func clamp(x, lo, hi int) int {
 	return x
 }
 
-// Normalize renders text as the views patterns are matched on: the text
-// itself (lower-cased, NFKC, homoglyphs folded, invisible controls
-// removed) and every decoded, extracted or transformed variant that the
-// content calls for. Work is bounded by opts.
-//
-// Transformations that keep length (leetspeak, ROT13) and reversal are
-// made for the text view and for decoded views; they are cheap, and a
-// pattern catalogue cannot be expected to list their spellings. Views
-// that would equal an existing one are not repeated.
-func Normalize(text []byte, opts NormalizeOptions) []View {
-	return normalize(text, opts)
-}
-
-// normalize makes the views eagerly, every one in full, as Normalize
-// promises.
-func normalize(text []byte, opts NormalizeOptions) []View {
-	opts = opts.withDefaults()
-	if len(text) > opts.Window {
-		text = text[:opts.Window]
-	}
-	n := &normalizer{opts: opts, origLen: len(text)}
-	n.source(text, "", 0, nil, false)
-	n.finish()
-	return n.views
-}
-
-// normalizer makes views. In lazy mode (the scanner's) it makes only
-// what the scanner cannot do better itself: the text view is the content
+// normalizer makes views, only what the scanner cannot do better itself: the text view is the content
 // as it is when that is ASCII (the trigger automaton folds case), the
 // leetspeak, ROT13 and reversed renderings are left to the scanner, which
 // renders them only in windows around triggers, and the HTML, JSON and
@@ -191,21 +160,20 @@ func normalize(text []byte, opts NormalizeOptions) []View {
 // the rest (all of them obfuscated), which a scan that already reached
 // its verdict never asks for. Its buffers are reused from scan to scan.
 type normalizer struct {
-	opts    NormalizeOptions
+	opts    normalizeOptions
 	origLen int
 	views   []View
-	lazy    bool
 	// hidden lists the ranges of the original that markup hides
-	// (comments, hidden elements), in lazy mode: the text view shows them
+	// (comments, hidden elements): the text view shows them
 	// as if visible, so a match there counts as hidden.
 	hidden [][2]int
-	// rest and later are what source left for finish (lazy mode).
+	// rest and later are what source left for finish.
 	rest *restOf
 	// restBuf holds what rest points to, so that a scan allocates none.
 	restBuf restOf
 	later   []markupRest
 
-	// Reused buffers (lazy mode): the top level's, and arenas for
+	// Reused buffers: the top level's, and arenas for
 	// nested content, whose views live until the scan ends.
 	mfold   [2]markupFold
 	folds   arena[folded]
@@ -222,8 +190,8 @@ type normalizer struct {
 }
 
 // reset prepares a pooled normalizer for content of length origLen.
-func (n *normalizer) reset(opts NormalizeOptions, origLen int) {
-	n.opts, n.origLen, n.lazy = opts, origLen, true
+func (n *normalizer) reset(opts normalizeOptions, origLen int) {
+	n.opts, n.origLen = opts, origLen
 	clear(n.views)
 	n.views, n.hidden, n.rest, n.later = n.views[:0], n.hidden[:0], nil, n.later[:0]
 	n.folds.reset()
@@ -312,7 +280,7 @@ func (n *normalizer) source(raw []byte, prefix string, depth int, coarse *segmen
 	if n.full() {
 		return
 	}
-	top := n.lazy && coarse == nil
+	top := coarse == nil
 	var f *folded
 	switch {
 	case top && isASCII(raw):
@@ -338,7 +306,6 @@ func (n *normalizer) source(raw []byte, prefix string, depth int, coarse *segmen
 	}
 	baseIdx := len(n.views)
 	n.add(base)
-	n.transforms(base)
 
 	if !top {
 		n.tags(f, prefix, depth, coarse)
@@ -412,11 +379,7 @@ func (n *normalizer) decodes(raw []byte, base View, prefix string, depth int, co
 	n.decodePercent(raw, prefix, depth, coarse)
 	n.decodeHex(raw, runs, prefix, depth, coarse)
 	n.decodeJSON(raw, prefix, depth, coarse)
-	if n.lazy {
-		n.separatorsLazy(base, prefix)
-	} else {
-		n.separators(base, prefix)
-	}
+	n.separators(base, prefix)
 }
 
 // isASCII reports whether b is all ASCII, eight bytes at a time.
@@ -518,24 +481,6 @@ func unescapeJSON(out, raw []byte) []byte {
 		}
 	}
 	return out
-}
-
-// transforms adds the leetspeak, ROT13 and reversed renderings of v.
-func (n *normalizer) transforms(v View) {
-	if n.lazy {
-		return
-	}
-	if l, ok := leet(v.Text); ok {
-		w := v
-		w.Name, w.Text, w.Obfuscated = v.Name+"/leet", l, true
-		n.add(w)
-	}
-	w := v
-	w.Name, w.Text, w.Obfuscated = v.Name+"/rot13", rot13(v.Text), true
-	n.add(w)
-	w = v
-	w.Name, w.Text, w.Obfuscated, w.rev = v.Name+"/reversed", reverse(v.Text), true, !v.rev
-	n.add(w)
 }
 
 // folded is the text view of some content.
@@ -845,45 +790,6 @@ func lowerASCII(b []byte) []byte {
 	return out
 }
 
-// leet folds leetspeak inside words that mix letters with the digits and
-// symbols it uses (0->o, 1->i, 3->e, 4->a, 5->s, 7->t, @->a, $->s), and,
-// once such a word was seen, in words made of those digits alone ("70"
-// for "to"). Text without mixed words has no leet view at all. It reports false
-// when nothing changed. "1" becomes "i" ("1gn0re"); the patterns accept
-// "i" where a leet "l" may stand.
-func leet(t []byte) ([]byte, bool) {
-	var out []byte
-	for i := 0; i < len(t); {
-		// A word: letters, digits, @ and $.
-		j := i
-		letters, leets := 0, 0
-		for j < len(t) && isWordish(t[j]) {
-			if t[j] >= 'a' && t[j] <= 'z' {
-				letters++
-			} else if leetMap[t[j]] != 0 {
-				leets++
-			}
-			j++
-		}
-		if j == i {
-			i++
-			continue
-		}
-		if leets > 0 && (letters > 0 || out != nil) && !hexID(t[i:j]) {
-			if out == nil {
-				out = append([]byte(nil), t...)
-			}
-			for k := i; k < j; k++ {
-				if m := leetMap[t[k]]; m != 0 {
-					out[k] = m
-				}
-			}
-		}
-		i = j
-	}
-	return out, out != nil
-}
-
 // hexID reports a long run of hex digits: a hash or an id, not leetspeak.
 func hexID(w []byte) bool {
 	if len(w) < 8 {
@@ -924,41 +830,16 @@ func reverse(t []byte) []byte {
 	return out
 }
 
-// separators collapses letters padded with one repeated separator
-// ("i.g.n.o.r.e", "i g n o r e", "i-g-n-o-r-e") into words. It makes a
-// view only when a padded run of four letters or more exists; then
-// shorter runs with the same separator ("a.l.l", "n.o") collapse too.
-func (n *normalizer) separators(v View, prefix string) {
-	t := v.Text
-	var seps [256]bool
-	any := false
-	for i := 0; i+6 < len(t); i++ {
-		if !startsPadded(t, i) {
-			continue
-		}
-		j, letters := paddedRun(t, i, t[i+1])
-		if letters >= 4 {
-			seps[t[i+1]] = true
-			any = true
-		}
-		i = j
-	}
-	if !any {
-		return
-	}
-	out, off := collapsePadded(t, 0, len(t), &seps, make([]byte, 0, len(t)), make([]int32, 0, len(t)+1))
-	off = append(off, int32(len(t)))
-	n.addSeparators(v, prefix, out, off)
-}
-
 // sepContext is how far around a padded run the scanner's separators view
 // reaches: the rest of a sentence written partly in the clear.
 const sepContext = 200
 
-// separatorsLazy is separators for the scanner: the view covers only the
-// regions around padded runs of four letters or more (with sepContext
-// bytes on either side), joined by newlines, not a copy of the whole text.
-func (n *normalizer) separatorsLazy(v View, prefix string) {
+// separators adds the view with letters padded with one repeated
+// separator ("i.g.n.o.r.e", "i g n o r e", "i-g-n-o-r-e") collapsed into
+// words. It covers only the regions around padded runs of four letters or
+// more (with sepContext bytes on either side), joined by newlines; within
+// them, shorter runs with the same separator ("a.l.l", "n.o") collapse too.
+func (n *normalizer) separators(v View, prefix string) {
 	t := v.Text
 	var seps [256]bool
 	regions := n.regions[:0]
@@ -1140,7 +1021,6 @@ func (n *normalizer) addSeparators(v View, prefix string, out []byte, off []int3
 		w.off = off
 	}
 	n.add(w)
-	n.transforms(w)
 }
 
 func squeezeSpaces(t []byte, off []int32) ([]byte, []int32) {
@@ -1170,7 +1050,7 @@ func (n *normalizer) addMarkup(name string, t []byte, off []int32, o bool, prefi
 	// (lower-cased as it was extracted) is its own folding.
 	// The scanner's top-level markup views reuse buffers from scan to
 	// scan.
-	top := n.lazy && coarse == nil
+	top := coarse == nil
 	var buf *markupFold
 	if top {
 		buf = &n.mfold[0]
@@ -1200,7 +1080,6 @@ func (n *normalizer) addMarkup(name string, t []byte, off []int32, o bool, prefi
 		v.off = off
 	}
 	n.add(v)
-	n.transforms(v)
 	if depth < n.opts.MaxDepth && o {
 		// Hidden or entity-encoded text may hide a further encoding.
 		seg := segment{start: int(off[0]), end: int(off[len(off)-1])}
@@ -1261,8 +1140,7 @@ const htmlContext = 300
 // It reports whether markup hides any text.
 //
 // The hidden text is extracted in full (all of it is suspicious, and it is
-// usually small). For the scanner (lazy mode) the visible text is rendered
-// only in the regions around markup and entities, where it differs from
+// usually small). The visible text is rendered only in the regions around markup and entities, where it differs from
 // the text view; elsewhere it holds the same words. A "<" or "&" that
 // cannot start markup ("a < b", "&&", "&x") makes no region. On the
 // content itself (the top level) the scanner also records where hidden
@@ -1270,9 +1148,6 @@ const htmlContext = 300
 // counts as hidden when it overlaps a hidden range.
 func (n *normalizer) html(raw []byte, prefix string, depth int, coarse *segment, obf bool) bool {
 	top := coarse == nil
-	// Outside the scanner (Normalize), the visible text is rendered in
-	// full: one region over all of it.
-	full := !n.lazy
 	m := &n.vis
 	if !top {
 		// Nested content: its views must outlive the next call.
@@ -1293,12 +1168,8 @@ func (n *normalizer) html(raw []byte, prefix string, depth int, coarse *segment,
 		}
 	}
 	slices.Sort(marks)
-	if full {
-		regions = append(regions, [2]int{0, len(raw)})
-	} else {
-		for _, p := range marks {
-			regions = addRegion(regions, max(0, int(p)-htmlContext), min(len(raw), int(p)+htmlContext))
-		}
+	for _, p := range marks {
+		regions = addRegion(regions, max(0, int(p)-htmlContext), min(len(raw), int(p)+htmlContext))
 	}
 	n.regions = regions
 
@@ -1318,7 +1189,7 @@ func (n *normalizer) html(raw []byte, prefix string, depth int, coarse *segment,
 				return
 			}
 			s, e := max(a, regions[ri][0]), min(b, regions[ri][1])
-			if !full && len(vis) > 0 && lastVis != s {
+			if len(vis) > 0 && lastVis != s {
 				vis = append(vis, '\n')
 				visOff = append(visOff, int32(s))
 			}
@@ -1356,7 +1227,7 @@ func (n *normalizer) html(raw []byte, prefix string, depth int, coarse *segment,
 		}
 	}
 	addHidden := func(r [2]int) {
-		if top && n.lazy {
+		if top {
 			n.hidden = append(n.hidden, r)
 		}
 	}

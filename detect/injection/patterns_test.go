@@ -47,7 +47,7 @@ func TestPrefilters(t *testing.T) {
 	// expression: at each trigger of the pattern.
 	for _, half := range []bool{false, true} {
 		for _, s := range loadCorpus(t, half) {
-			for _, v := range Normalize([]byte(s.Text), NormalizeOptions{}) {
+			for _, v := range normalizeAll([]byte(s.Text), normalizeOptions{}) {
 				txt := lowerASCII(v.Text)
 				compiled.ac.Scan(txt, func(w, end int) {
 					tr := &compiled.trig[w]

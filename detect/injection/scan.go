@@ -261,7 +261,7 @@ func (sc *scanner) scan(text []byte, o Options) Result {
 		sc.misses = make(map[missKey]struct{})
 	}
 	clear(sc.misses)
-	nopts := NormalizeOptions{Window: o.Window, MaxDepth: o.MaxDepth}.withDefaults()
+	nopts := normalizeOptions{Window: o.Window, MaxDepth: o.MaxDepth}.withDefaults()
 	if len(text) > nopts.Window {
 		text = text[:nopts.Window]
 	}
