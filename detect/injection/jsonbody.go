@@ -2,8 +2,6 @@ package injection
 
 import (
 	"bytes"
-	"encoding/binary"
-	"math/bits"
 	"sort"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -65,11 +63,12 @@ func (j *jsonBody) decode(body []byte) {
 		text = make([]byte, 0, len(body))
 	}
 	for i := 0; i < len(body); {
-		k := indexBackslash(body, i)
+		k := bytes.IndexByte(body[i:], '\\')
 		if k < 0 {
 			text = append(text, body[i:]...)
 			break
 		}
+		k += i
 		text = append(text, body[i:k]...)
 		i = k
 		// A run of two-byte escapes ("\n\t\t" before a line of code)
@@ -126,25 +125,6 @@ func (j *jsonBody) origin(i int) int {
 func (j *jsonBody) escaped(s, e int) bool {
 	k := sort.Search(len(j.esc), func(k int) bool { return int(j.esc[k].at+j.esc[k].n) > s })
 	return k < len(j.esc) && int(j.esc[k].at) < e
-}
-
-// indexBackslash returns the index of the first backslash in b from i
-// on, or -1. Escapes in a JSON body are often a few bytes apart (a line of
-// code, then \n and \t), too close for bytes.IndexByte to pay off, so it
-// reads eight bytes at a time itself.
-func indexBackslash(b []byte, i int) int {
-	const ones = 0x0101010101010101
-	for ; i+8 <= len(b); i += 8 {
-		if z := zeroBytes(binary.LittleEndian.Uint64(b[i:]) ^ ones*'\\'); z != 0 {
-			return i + bits.TrailingZeros64(z)/8
-		}
-	}
-	for ; i < len(b); i++ {
-		if b[i] == '\\' {
-			return i
-		}
-	}
-	return -1
 }
 
 // jsonRune decodes the \uXXXX escape (and its low surrogate, when it is

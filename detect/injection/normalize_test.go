@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"html"
 	"math/rand/v2"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -168,72 +167,6 @@ func TestNormalizeBounds(t *testing.T) {
 	}
 }
 
-// b64RunsByByte is b64Runs as a plain byte-by-byte search, the
-// reference the strided one is checked against.
-func b64RunsByByte(raw []byte) [][2]int {
-	var runs [][2]int
-	for i := 0; i < len(raw); {
-		if !isB64(raw[i]) {
-			i++
-			continue
-		}
-		j := i + 1
-		for j < len(raw) && isB64(raw[j]) {
-			j++
-		}
-		if j-i >= minRun {
-			runs = append(runs, [2]int{i, j})
-		}
-		i = j
-	}
-	return runs
-}
-
-// TestB64Runs checks the strided search for runs of the base64 alphabet
-// against a plain byte-by-byte one.
-func TestB64Runs(t *testing.T) {
-	rng := rand.New(rand.NewPCG(5, 6))
-	found := 0
-	for range 3000 {
-		b := make([]byte, rng.IntN(300))
-		for i := range b {
-			if rng.IntN(12) == 0 {
-				b[i] = " .\n="[rng.IntN(4)]
-			} else {
-				b[i] = "aZ09+/_-"[rng.IntN(8)]
-			}
-		}
-		want := b64RunsByByte(b)
-		found += len(want)
-		if got := b64Runs(b); !slices.Equal(got, want) {
-			t.Fatalf("%q: runs %v, want %v", b, got, want)
-		}
-	}
-	if found == 0 {
-		t.Fatal("no run in the random texts; the test proves nothing")
-	}
-}
-
-func TestLowerInPlace(t *testing.T) {
-	var all []byte
-	for c := range 256 {
-		all = append(all, byte(c))
-	}
-	rng := rand.New(rand.NewPCG(1, 1))
-	for n := range 40 {
-		b := make([]byte, n*7)
-		for i := range b {
-			b[i] = all[rng.IntN(256)]
-		}
-		b = append(b, all...)
-		got := append([]byte(nil), b...)
-		lowerInPlace(got)
-		if want := lowerASCII(b); !bytes.Equal(got, want) {
-			t.Fatalf("lowerInPlace(%q) = %q, want %q", b, got, want)
-		}
-	}
-}
-
 // TestUnescapeEntity checks the fast paths against html.UnescapeString.
 func TestUnescapeEntity(t *testing.T) {
 	for _, e := range []string{"&#105;", "&#x69;", "&#X49;", "&#73;", "&#0;", "&#128;", "&#x1F600;", "&#1234567;", "&#xZZ;", "&#;", "&#x;",
@@ -274,49 +207,6 @@ func TestFoldLin(t *testing.T) {
 				t.Fatalf("%q: byte %d maps to %d, want %d", raw, i, got, want)
 			}
 		}
-	}
-}
-
-// TestSeparatorRegions checks the word-at-a-time search for padded runs
-// against the byte-by-byte loop it replaces.
-func TestSeparatorRegions(t *testing.T) {
-	naive := func(t []byte) [][2]int {
-		var regions [][2]int
-		for i := 0; i+6 < len(t); i++ {
-			if t[i+1] != t[i+3] || t[i+3] != t[i+5] || !startsPadded(t, i) {
-				continue
-			}
-			j, letters := paddedRun(t, i, t[i+1])
-			if letters >= 4 {
-				regions = addRegion(regions, max(0, i-sepContext), min(len(t), j+1+sepContext))
-			}
-			i = j
-		}
-		return regions
-	}
-	rng := rand.New(rand.NewPCG(14, 15))
-	found := 0
-	for range 3000 {
-		b := make([]byte, rng.IntN(700))
-		for i := range b {
-			switch rng.IntN(4) {
-			case 0:
-				b[i] = ". -_ \t"[rng.IntN(6)]
-			default:
-				b[i] = "aBc1{"[rng.IntN(5)]
-			}
-		}
-		var n normalizer
-		n.reset(normalizeOptions{}.withDefaults(), len(b))
-		n.separators(View{Text: b, mixed: true}, "")
-		want := naive(b)
-		found += len(want)
-		if !slices.Equal(n.regions, want) {
-			t.Fatalf("%q: regions %v, want %v", b, n.regions, want)
-		}
-	}
-	if found == 0 {
-		t.Fatal("no padded run in the random texts; the test proves nothing")
 	}
 }
 
