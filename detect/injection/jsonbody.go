@@ -39,7 +39,7 @@ type jsonEscape struct {
 
 // jsonSimple maps the letter after a backslash to what a two-byte
 // escape stands for (0: not one).
-var jsonSimple = [256]byte{'n': '\n', 't': '\t', 'r': '\r', 'b': ' ', 'f': ' ', '"': '"', '\\': '\\', '/': '/'}
+var jsonSimple = [256]byte{'n': '\n', 't': '\t', 'r': '\r', 'b': '\b', 'f': '\f', '"': '"', '\\': '\\', '/': '/'}
 
 // jsonShaped reports whether body is a JSON object or array with string
 // escapes to decode.
@@ -52,21 +52,29 @@ func jsonShaped(body []byte) bool {
 }
 
 // decode sets j to body with its JSON escapes decoded, reusing j's
-// buffers. Only JSON's own escapes are decoded; any other backslash (a
-// \x41 in a string that was not valid JSON) is kept as it is, for the
-// decoders that read it.
+// buffers.
 func (j *jsonBody) decode(body []byte) {
-	text, esc := j.text[:0], j.esc[:0]
 	// The text is never longer than the body (an escape decodes to fewer
 	// bytes than it takes): one allocation, no growth on the way.
-	if cap(text) < len(body) {
-		text = make([]byte, 0, len(body))
+	if cap(j.text) < len(body) {
+		j.text = make([]byte, 0, len(body))
 	}
+	j.esc = j.esc[:0]
+	j.text = unescapeJSON(j.text[:0], body, func(e jsonEscape) { j.esc = append(j.esc, e) })
+}
+
+// unescapeJSON appends body to text with JSON's string escapes decoded as
+// encoding/json decodes them. A backslash that starts no JSON escape (a
+// \x41 in a string that was not valid JSON) is kept as it is, for the
+// decoders that read it. note, when not nil, is told where each escape
+// (or run of two-byte escapes) was and what it became, relative to the
+// start of body and of what was appended.
+func unescapeJSON(text, body []byte, note func(jsonEscape)) []byte {
+	base := len(text)
 	for i := 0; i < len(body); {
 		k := bytes.IndexByte(body[i:], '\\')
 		if k < 0 {
-			text = append(text, body[i:]...)
-			break
+			return append(text, body[i:]...)
 		}
 		k += i
 		text = append(text, body[i:k]...)
@@ -83,14 +91,17 @@ func (j *jsonBody) decode(body []byte) {
 			i += 2
 		}
 		if i > from {
-			esc = append(esc, jsonEscape{at: int32(at), n: int32(len(text) - at), raw: int32(from), rawN: int32(i - from), run: true})
+			if note != nil {
+				note(jsonEscape{at: int32(at - base), n: int32(len(text) - at), raw: int32(from), rawN: int32(i - from), run: true})
+			}
 			continue
 		}
 		if i+1 < len(body) && body[i+1] == 'u' {
 			if r, n := jsonRune(body[i:]); n > 0 {
-				at := len(text)
 				text = utf8.AppendRune(text, r)
-				esc = append(esc, jsonEscape{at: int32(at), n: int32(len(text) - at), raw: int32(i), rawN: int32(n)})
+				if note != nil {
+					note(jsonEscape{at: int32(at - base), n: int32(len(text) - at), raw: int32(i), rawN: int32(n)})
+				}
 				i += n
 				continue
 			}
@@ -99,7 +110,7 @@ func (j *jsonBody) decode(body []byte) {
 		text = append(text, '\\')
 		i++
 	}
-	j.text, j.esc = text, esc
+	return text
 }
 
 // origin maps text[i] (or the end of the text) to the body: the byte it

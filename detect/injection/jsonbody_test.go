@@ -12,7 +12,7 @@ import (
 // came from.
 func TestJSONBody(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 9))
-	alphabet := []string{"a", "Z", " ", "\n", "\t", `"`, `\`, "/", "<", ">", "&", "é", "\u2028", "😀", "\u0456", "\x01"}
+	alphabet := []string{"a", "Z", " ", "\n", "\t", `"`, `\`, "/", "<", ">", "&", "é", "\u2028", "😀", "\u0456", "\x01", "\b", "\f"}
 	for range 2000 {
 		var sb strings.Builder
 		for k := rng.IntN(40); k >= 0; k-- {
@@ -24,7 +24,7 @@ func TestJSONBody(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !jsonShaped(raw) {
-			if strings.ContainsAny(want, "\n\t\"\\<>&\u2028\x01") {
+			if strings.ContainsAny(want, "\n\t\"\\<>&\u2028\x01\b\f") {
 				t.Fatalf("%s: not seen as a JSON body with escapes", raw)
 			}
 			continue

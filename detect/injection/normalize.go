@@ -6,7 +6,6 @@ import (
 	"html"
 	"slices"
 	"unicode"
-	"unicode/utf16"
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
@@ -417,7 +416,7 @@ func (n *normalizer) decodeJSON(raw []byte, prefix string, depth int, coarse *se
 	n.regions = regions
 	d := n.decoded(depth)
 	for _, r := range regions {
-		d.scratch = unescapeJSON(d.scratch[:0], raw[r[0]:r[1]])
+		d.scratch = unescapeJSON(d.scratch[:0], raw[r[0]:r[1]], nil)
 		d.add(d.scratch, r[0], r[1], coarse)
 	}
 	n.emitDecoded(d, prefix, "json", depth)
@@ -426,54 +425,6 @@ func (n *normalizer) decodeJSON(raw []byte, prefix string, depth int, coarse *se
 // jsonContext is how far around an escape the JSON view reaches: far
 // enough for a pattern's match across the escape.
 const jsonContext = 256
-
-// unescapeJSON appends raw with JSON string escapes undone to out.
-func unescapeJSON(out, raw []byte) []byte {
-	for i := 0; i < len(raw); i++ {
-		c := raw[i]
-		if c != '\\' || i+1 >= len(raw) {
-			out = append(out, c)
-			continue
-		}
-		i++
-		switch raw[i] {
-		case 'n':
-			out = append(out, '\n')
-		case 't':
-			out = append(out, '\t')
-		case 'r':
-			out = append(out, '\r')
-		case 'u':
-			if i+4 < len(raw) {
-				var r rune
-				ok := true
-				for _, h := range raw[i+1 : i+5] {
-					v, good := unhex(h)
-					ok = ok && good
-					r = r<<4 | rune(v)
-				}
-				if ok {
-					if r >= 0xD800 && r < 0xDC00 && i+10 < len(raw) && raw[i+5] == '\\' && raw[i+6] == 'u' {
-						var lo rune
-						for _, h := range raw[i+7 : i+11] {
-							v, _ := unhex(h)
-							lo = lo<<4 | rune(v)
-						}
-						r = utf16.DecodeRune(r, lo)
-						i += 6
-					}
-					out = utf8.AppendRune(out, r)
-					i += 4
-					continue
-				}
-			}
-			out = append(out, '\\', 'u')
-		default: // \" \\ \/ and anything else: the character itself
-			out = append(out, raw[i])
-		}
-	}
-	return out
-}
 
 // folded is the text view of some content.
 type folded struct {
