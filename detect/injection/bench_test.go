@@ -7,6 +7,8 @@ import (
 	"html"
 	"strings"
 	"testing"
+
+	"github.com/stackctl/stack/internal/benchkit"
 )
 
 // llmRequest4K is a typical request body on its way to a model API: a
@@ -111,9 +113,13 @@ func BenchmarkBudget(b *testing.B) {
 	for _, bc := range bodies {
 		b.Run(bc.name, func(b *testing.B) {
 			b.SetBytes(int64(len(bc.body)))
+			// CPU per scan as well: on a shared machine it varies less
+			// than the time.
+			cpu0 := benchkit.ProcessCPU()
 			for b.Loop() {
 				Scan(bc.body, Options{})
 			}
+			b.ReportMetric(float64((benchkit.ProcessCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 		})
 	}
 }

@@ -60,10 +60,10 @@ func TestPrefilters(t *testing.T) {
 						if tr.mask&bit == 0 {
 							continue
 						}
-						if p.lead {
+						if p.Before == 0 {
 							check(p, txt[start:min(len(txt), start+leadSpan)])
 						} else {
-							check(p, txt[max(0, start-p.back):min(len(txt), end+p.fwd)])
+							check(p, txt[max(0, start-p.Before):min(len(txt), end+afterTrigger)])
 						}
 					}
 				})
@@ -150,5 +150,33 @@ func TestPrefilterLongURLs(t *testing.T) {
 	}
 	if matched != 4 {
 		t.Errorf("%d of the 4 windows matched; the test proves less than it says", matched)
+	}
+}
+
+// TestCatalogueExamples scans every pattern's examples on their own: each
+// example must be found by its pattern, each non-example must not.
+func TestCatalogueExamples(t *testing.T) {
+	found := func(text, name string) bool {
+		for _, m := range Scan([]byte(text), Options{}).Matches {
+			if m.Pattern == name {
+				return true
+			}
+		}
+		return false
+	}
+	for _, p := range Patterns() {
+		if len(p.Examples) == 0 || len(p.NonExamples) == 0 {
+			t.Errorf("%s: no examples or no non-examples", p.Name)
+		}
+		for _, e := range p.Examples {
+			if !found(e, p.Name) {
+				t.Errorf("%s: example %q not found", p.Name, e)
+			}
+		}
+		for _, e := range p.NonExamples {
+			if found(e, p.Name) {
+				t.Errorf("%s: non-example %q found", p.Name, e)
+			}
+		}
 	}
 }

@@ -739,7 +739,7 @@ func (sc *scanner) matchKind(vh *viewHits, k int, hs []hit, obf bool) {
 			if k == kindReversed {
 				s, e = n-h.end, n-h.start
 			}
-			if pat.lead {
+			if pat.Before == 0 {
 				// Anchored at the trigger, which must start a word.
 				if s > 0 && isAlnum(renderAt(t, k, s-1)) && isAlnum(renderAt(t, k, s)) {
 					continue
@@ -749,15 +749,15 @@ func (sc *scanner) matchKind(vh *viewHits, k int, hs []hit, obf bool) {
 				}
 				w := [2]int{s, min(n, s+leadSpan)}
 				nw := w
-				if pat.needSpan > 0 {
-					nw[1] = min(n, s+pat.needSpan+maxNeedLen)
+				if pat.NeedWithin > 0 {
+					nw[1] = min(n, s+pat.NeedWithin+maxNeedLen)
 				}
-				if sc.needs(vh, k, nw, p, pat.needSpan) {
+				if sc.needs(vh, k, nw, p, pat.NeedWithin) {
 					wins = append(wins, w)
 				}
 				continue
 			}
-			s, e = max(0, s-pat.back), min(n, e+pat.fwd)
+			s, e = max(0, s-pat.Before), min(n, e+afterTrigger)
 			if !sc.needs(vh, k, [2]int{s, e}, p, 0) {
 				continue
 			}
@@ -931,7 +931,7 @@ func (sc *scanner) inCharRef(v *View, s, e int) bool {
 // rendering) a literal must start.
 func (sc *scanner) needs(vh *viewHits, k int, w [2]int, p int, span int) bool {
 	pat := &compiled.pats[p]
-	if len(pat.need) == 0 {
+	if len(pat.Need) == 0 {
 		return true
 	}
 	s, e := w[0], w[1]
