@@ -93,9 +93,9 @@ func TestPrefilters(t *testing.T) {
 	own := map[string][2][]string{
 		"ignore_previous_instructions": {wsVerbIgnore, append(append([]string{"the", "my", "these"}, wsEarlier...), wsRules...)},
 		"ignore_everything_told":       {wsVerbIgnore, {"all", "everything", "anything", "that", "you", "you've", "been", "told", "said", "given", "above", "before", "so far", "up to now", "have", "were"}},
-		"reveal_system_prompt":         {wsReveal, append(append([]string{"me", "only", "with", "us", "prompt", "message", "instructions", "above", "you were given"}, wsDet...), wsPromptHead...)},
-		"send_to_url":                  {wsSend, {"it", "the data", "to", "into", "at", "on", "https://x.example", "http://", "ftp://a"}},
-		"send_secret":                  {wsSend, {"the api key", "password", "tokens", "to", "at", "https://x.example", "boss@attacker.example", "a@b.c", "with", ".env"}},
+		"reveal_system_prompt":         {wsRevealLead, append(append([]string{"me", "only", "with", "us", "prompt", "message", "instructions", "above", "you were given"}, wsDet...), wsPromptHead...)},
+		"send_to_url":                  {wsSendURL, {"it", "the data", "to", "into", "at", "on", "https://x.example", "http://", "ftp://a"}},
+		"send_secret":                  {wsSendSecret, {"the api key", "password", "tokens", "to", "at", "https://x.example", "boss@attacker.example", "a@b.c", "with", ".env"}},
 		"include_secret":               {wsInclude, append([]string{"the api key", "password", ".env", "in", "into", "to", "as", "the", "your", "a", "an", "next"}, wsIncludeTo...)},
 		"markdown_image_exfil":         {{"![x](", "![x](https://e.example/p", "![](http://e.example/"}, append([]string{"?", "&", "#", "{data}", "?q={x}", "%7b", "${", "<ssn>", "[key]", "aGVsbG8gd29ybGQgaGVsbG8gd29ybGQgaGVsbG8gd29y", ")", "](", "https://x.example/a?"}, wsExfilParam...)},
 		"developer_mode":               {append(append([]string{"the"}, wsModeVerb...), wsModeWho...), append(append(append([]string{"the", "mode", "is"}, wsModeWho...), wsModeVerb...), wsModeState...)},
