@@ -3,12 +3,10 @@ package injection
 import (
 	"bytes"
 	"encoding/base64"
-	stdhtml "html"
+	"html"
 	"slices"
 	"unicode"
 	"unicode/utf8"
-
-	"golang.org/x/net/html"
 
 	"golang.org/x/text/unicode/norm"
 )
@@ -162,9 +160,10 @@ type normalizer struct {
 	opts    normalizeOptions
 	origLen int
 	views   []View
-	// charRefs lists the ranges of the original where numeric character
-	// references were decoded (see html).
-	charRefs [][2]int
+	// hidden lists the ranges of the original that markup hides
+	// (comments, hidden elements): the text view shows them
+	// as if visible, so a match there counts as hidden.
+	hidden [][2]int
 	// rest and later are what source left for finish.
 	rest *restOf
 	// restBuf holds what rest points to, so that a scan allocates none.
@@ -173,7 +172,7 @@ type normalizer struct {
 
 	// Reused buffers: the top level's, and arenas for
 	// nested content, whose views live until the scan ends.
-	mfold   [3]markupFold
+	mfold   [2]markupFold
 	folds   arena[folded]
 	markups arena[markup]
 	mfolds  arena[markupFold]
@@ -191,7 +190,7 @@ type normalizer struct {
 func (n *normalizer) reset(opts normalizeOptions, origLen int) {
 	n.opts, n.origLen = opts, origLen
 	clear(n.views)
-	n.views, n.charRefs, n.rest, n.later = n.views[:0], n.charRefs[:0], nil, n.later[:0]
+	n.views, n.hidden, n.rest, n.later = n.views[:0], n.hidden[:0], nil, n.later[:0]
 	n.folds.reset()
 	n.markups.reset()
 	n.mfolds.reset()
@@ -302,15 +301,20 @@ func (n *normalizer) source(raw []byte, prefix string, depth int, coarse *segmen
 	if prefix != "" {
 		base.Name = prefix
 	}
-	// Markup is read as a browser shows it (see html); other text as it
-	// is.
-	if hasMarkup(raw) {
-		n.html(raw, prefix, depth, coarse, obf)
-	} else {
-		n.add(base)
-	}
+	baseIdx := len(n.views)
+	n.add(base)
+
 	if !top {
 		n.tags(f, prefix, depth, coarse)
+	}
+	if bytes.IndexByte(raw, '<') >= 0 || bytes.IndexByte(raw, '&') >= 0 {
+		hidden := n.html(raw, prefix, depth, coarse, obf)
+		if hidden && !top && baseIdx < len(n.views) && n.views[baseIdx].Name == base.Name {
+			// The markup carries hidden text: the raw text shows it as
+			// if visible, so matches there count as hidden; the visible
+			// rendering is the "html" view.
+			n.views[baseIdx].Obfuscated = true
+		}
 	}
 	if top {
 		// The scanner matches the text and markup views first, and asks
@@ -930,11 +934,11 @@ func squeezeSpaces(t []byte, off []int32) ([]byte, []int32) {
 func isAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
 
 // addMarkup adds a view of text extracted from markup: t, with off
-// mapping each byte (and the end) to the content; decode asks for its
-// decoded views too.
-func (n *normalizer) addMarkup(name string, t []byte, off []int32, o, decode bool, prefix string, depth int, coarse *segment) {
+// mapping each byte (and the end) to the content. It reports whether t
+// had anything but white space.
+func (n *normalizer) addMarkup(name string, t []byte, off []int32, o bool, prefix string, depth int, coarse *segment) bool {
 	if len(bytes.TrimSpace(t)) == 0 {
-		return
+		return false
 	}
 	// The extracted text gets the same folding as any text; positions
 	// stay exact through off when the input was the original. ASCII
@@ -944,13 +948,9 @@ func (n *normalizer) addMarkup(name string, t []byte, off []int32, o, decode boo
 	top := coarse == nil
 	var buf *markupFold
 	if top {
-		switch name {
-		case "html":
-			buf = &n.mfold[0]
-		case "hidden-html":
+		buf = &n.mfold[0]
+		if name != "html" {
 			buf = &n.mfold[1]
-		default:
-			buf = &n.mfold[2]
 		}
 	} else {
 		buf = n.mfolds.get()
@@ -975,7 +975,8 @@ func (n *normalizer) addMarkup(name string, t []byte, off []int32, o, decode boo
 		v.off = off
 	}
 	n.add(v)
-	if depth < n.opts.MaxDepth && decode {
+	if depth < n.opts.MaxDepth && o {
+		// Hidden or entity-encoded text may hide a further encoding.
 		seg := segment{start: int(off[0]), end: int(off[len(off)-1])}
 		if coarse != nil {
 			seg = *coarse
@@ -988,6 +989,7 @@ func (n *normalizer) addMarkup(name string, t []byte, off []int32, o, decode boo
 			n.decodeMarkup(t, v.Name, depth, &seg)
 		}
 	}
+	return true
 }
 
 // markupFold holds the buffers of one markup view's folding.
@@ -1014,138 +1016,199 @@ func (n *normalizer) decodeMarkup(t []byte, name string, depth int, seg *segment
 
 // markup holds the buffers html reuses.
 type markup struct {
-	vis, hid, tags          []byte
-	visOff, hidOff, tagsOff []int32
-	stack                   []bool
-	tag, ent                []byte
+	vis, hid       []byte
+	visOff, hidOff []int32
+	stack          []bool
+	marks          []int32
+	tag            []byte
+	ent            []byte
 }
 
-// html renders markup as a browser shows it, in three views: the visible
-// text ("html": tags read as spaces, character references decoded), the
-// text a reader would not see ("hidden-html": comments, and elements
-// hidden with display:none, visibility:hidden, font-size:0, white text,
-// off-screen positioning, aria-hidden or the hidden attribute), and the
-// tags themselves ("markup": attributes carry URLs and text too). Every
-// byte of raw is in one of them. golang.org/x/net/html's tokenizer reads
-// the markup. At the top level, the ranges where numeric character
-// references were decoded are recorded (n.charRefs): a match over one was
-// spelled so that a reader would not see it.
-func (n *normalizer) html(raw []byte, prefix string, depth int, coarse *segment, obf bool) {
+// htmlContext is how far around markup the scanner's html view reaches:
+// beyond it, the visible text is the text view's own.
+const htmlContext = 300
+
+// html renders markup as its visible text (tags stripped, entities
+// decoded) and, separately, the text a reader would not see: comments and
+// elements hidden with display:none, visibility:hidden, font-size:0,
+// white text, off-screen positioning, aria-hidden or the hidden attribute.
+// It reports whether markup hides any text.
+//
+// The hidden text is extracted in full (all of it is suspicious, and it is
+// usually small). The visible text is rendered only in the regions around markup and entities, where it differs from
+// the text view; elsewhere it holds the same words. A "<" or "&" that
+// cannot start markup ("a < b", "&&", "&x") makes no region. On the
+// content itself (the top level) the scanner also records where hidden
+// text lies: the text view is not marked hidden as a whole, a match there
+// counts as hidden when it overlaps a hidden range.
+func (n *normalizer) html(raw []byte, prefix string, depth int, coarse *segment, obf bool) bool {
 	top := coarse == nil
 	m := &n.vis
 	if !top {
 		// Nested content: its views must outlive the next call.
 		m = n.markups.get()
 	}
-	vis, hid, tags := m.vis[:0], m.hid[:0], m.tags[:0]
-	visOff, hidOff, tagsOff := m.visOff[:0], m.hidOff[:0], m.tagsOff[:0]
-	stack := m.stack[:0] // per open element: whether it hides its content
-	hiddenDepth := 0
-	refs := false
-	space := []byte{' '}
-	// text appends raw[a:b] to the visible or hidden text, with character
-	// references decoded, each mapped to where it starts.
-	text := func(a, b int, hidden bool) {
-		out, off := &vis, &visOff
-		if hidden {
-			out, off = &hid, &hidOff
-		}
-		for a < b {
-			k := bytes.IndexByte(raw[a:b], '&')
+	// Where markup may start, and the regions around it.
+	marks, regions := m.marks[:0], n.regions[:0]
+	for _, c := range [2]byte{'<', '&'} {
+		for p := 0; ; p++ {
+			k := bytes.IndexByte(raw[p:], c)
 			if k < 0 {
-				*out, *off = appendLowerAt(*out, *off, raw[a:b], a)
-				return
+				break
 			}
-			*out, *off = appendLowerAt(*out, *off, raw[a:a+k], a)
-			a += k
-			if end := bytes.IndexByte(raw[a:min(b, a+12)], ';'); end > 1 {
-				if dec, ok := unescapeEntity(m.ent[:0], raw[a:a+end+1]); ok {
-					m.ent = dec
-					*out = append(*out, dec...)
-					for range dec {
-						*off = append(*off, int32(a))
-					}
-					if raw[a+1] == '#' {
-						refs = true
-						if top {
-							n.charRefs = append(n.charRefs, [2]int{a, a + end + 1})
-						}
-					}
-					a += end + 1
-					continue
-				}
+			p += k
+			if startsMarkup(raw, p) {
+				marks = append(marks, int32(p))
 			}
-			*out, *off = appendLowerAt(*out, *off, raw[a:a+1], a)
-			a++
 		}
 	}
-	z := html.NewTokenizer(bytes.NewReader(raw))
-	pos := 0
-	for {
-		tt := z.Next()
-		if tt == html.ErrorToken {
-			// The end; bytes the tokenizer could not make a token of
-			// (an unclosed tag) are markup.
-			tags, tagsOff = appendLowerAt(tags, tagsOff, raw[pos:], pos)
-			break
-		}
-		a := pos
-		pos += len(z.Raw())
-		switch tt {
-		case html.TextToken:
-			text(a, pos, hiddenDepth > 0)
-		case html.CommentToken:
-			// The comment's text, without its delimiters.
-			s, e := a+2, pos-1
-			if bytes.HasPrefix(raw[a:pos], []byte("<!--")) {
-				s = a + 4
-				if bytes.HasSuffix(raw[s:pos], []byte("-->")) {
-					e = pos - 3
-				} else {
-					e = pos // unclosed: it runs to the end
+	slices.Sort(marks)
+	for _, p := range marks {
+		regions = addRegion(regions, max(0, int(p)-htmlContext), min(len(raw), int(p)+htmlContext))
+	}
+	n.regions = regions
+
+	vis, hid, visOff, hidOff := m.vis[:0], m.hid[:0], m.visOff[:0], m.hidOff[:0]
+	stack := m.stack[:0] // per open element: whether it hides its content
+	entities := false
+	hiddenDepth, hiddenStart := 0, 0
+	ri, lastVis := 0, -1
+	// visible appends raw[a:b] (or, when rep is not nil, rep for the
+	// markup at a) to the visible text where it lies in a region.
+	visible := func(a, b int, rep []byte) {
+		for a < b {
+			for ri < len(regions) && regions[ri][1] <= a {
+				ri++
+			}
+			if ri == len(regions) || regions[ri][0] >= b {
+				return
+			}
+			s, e := max(a, regions[ri][0]), min(b, regions[ri][1])
+			if len(vis) > 0 && lastVis != s {
+				vis = append(vis, '\n')
+				visOff = append(visOff, int32(s))
+			}
+			if rep != nil {
+				vis = append(vis, rep...)
+				for range rep {
+					visOff = append(visOff, int32(a))
 				}
+				lastVis = b
+				return
 			}
-			hid, hidOff = append(hid, ' '), append(hidOff, int32(a))
-			text(s, max(s, e), true)
-			hid, hidOff = append(hid, ' '), append(hidOff, int32(max(s, e)))
-		default: // tags and doctypes
-			tags, tagsOff = appendLowerAt(tags, tagsOff, raw[a:pos], a)
-			tags, tagsOff = append(tags, ' '), append(tagsOff, int32(pos))
-			if hiddenDepth > 0 {
-				hid, hidOff = append(hid, space...), append(hidOff, int32(a))
-			} else {
-				vis, visOff = append(vis, space...), append(visOff, int32(a))
+			vis, visOff = appendLowerAt(vis, visOff, raw[s:e], s)
+			lastVis = e
+			a = e
+		}
+	}
+	hidden := func(a, b int, rep []byte) {
+		if a >= b {
+			return
+		}
+		if rep != nil {
+			hid = append(hid, rep...)
+			for range rep {
+				hidOff = append(hidOff, int32(a))
 			}
-			switch tt {
-			case html.EndTagToken:
-				if k := len(stack) - 1; k >= 0 {
-					if stack[k] {
+			return
+		}
+		hid, hidOff = appendLowerAt(hid, hidOff, raw[a:b], a)
+	}
+	emit := func(a, b int, rep []byte) {
+		if hiddenDepth > 0 {
+			hidden(a, b, rep)
+		} else {
+			visible(a, b, rep)
+		}
+	}
+	addHidden := func(r [2]int) {
+		if top {
+			n.hidden = append(n.hidden, r)
+		}
+	}
+	space := []byte{' '}
+	i := 0
+	for _, mk := range marks {
+		if int(mk) < i {
+			continue // inside markup already read
+		}
+		// Text up to the markup is the text itself.
+		emit(i, int(mk), nil)
+		i = int(mk)
+		c := raw[i]
+		switch {
+		case c == '<' && bytes.HasPrefix(raw[i:], []byte("<!--")):
+			end := bytes.Index(raw[i+4:], []byte("-->"))
+			stop := len(raw)
+			if end >= 0 {
+				stop = i + 4 + end
+			}
+			hidden(i, i+1, space)
+			hidden(i+4, stop, nil)
+			hidden(stop, stop+1, space)
+			addHidden([2]int{i, min(len(raw), stop+3)})
+			i = min(len(raw), stop+3) // an unclosed comment runs to the end
+		case c == '<' && (isASCIILetter(raw[i+1]) || raw[i+1] == '/'):
+			end := bytes.IndexByte(raw[i:], '>')
+			if end < 0 {
+				continue // not a tag: text
+			}
+			tag := raw[i+1 : i+end]
+			emit(i, i+end+1, space)
+			start := i
+			i += end + 1
+			if tag[0] == '/' {
+				if len(stack) > 0 {
+					if stack[len(stack)-1] {
 						hiddenDepth--
+						if hiddenDepth == 0 {
+							addHidden([2]int{hiddenStart, i})
+						}
 					}
-					stack = stack[:k]
+					stack = stack[:len(stack)-1]
 				}
-			case html.StartTagToken:
-				m.tag = lowerInto(m.tag, raw[a+1:pos-1])
-				if isVoid(m.tag) {
-					break
+				continue
+			}
+			if tag[len(tag)-1] == '/' {
+				continue
+			}
+			m.tag = lowerInto(m.tag, tag)
+			tag = m.tag
+			if isVoid(tag) {
+				continue
+			}
+			h := hidesContent(tag)
+			stack = append(stack, h)
+			if h {
+				if hiddenDepth == 0 {
+					hiddenStart = start
 				}
-				h := hidesContent(m.tag)
-				stack = append(stack, h)
-				if h {
-					hiddenDepth++
+				hiddenDepth++
+			}
+		case c == '&':
+			end := bytes.IndexByte(raw[i:min(len(raw), i+12)], ';')
+			if end > 1 {
+				if dec, ok := unescapeEntity(m.ent[:0], raw[i:i+end+1]); ok {
+					m.ent = dec
+					if raw[i+1] == '#' {
+						entities = true
+					}
+					emit(i, i+end+1, dec)
+					i += end + 1
 				}
 			}
 		}
+		// Anything else is text, emitted with what follows.
+	}
+	emit(i, len(raw), nil)
+	if hiddenDepth > 0 {
+		addHidden([2]int{hiddenStart, len(raw)})
 	}
 	visOff = append(visOff, int32(len(raw)))
 	hidOff = append(hidOff, int32(len(raw)))
-	tagsOff = append(tagsOff, int32(len(raw)))
-	*m = markup{vis: vis, hid: hid, tags: tags, visOff: visOff, hidOff: hidOff, tagsOff: tagsOff, stack: stack, tag: m.tag, ent: m.ent}
-	// Text spelled with character references may hide a further
-	// encoding, as may hidden text.
-	n.addMarkup("html", vis, visOff, obf, refs, prefix, depth, coarse)
-	n.addMarkup("hidden-html", hid, hidOff, true, true, prefix, depth, coarse)
-	n.addMarkup("markup", tags, tagsOff, obf, false, prefix, depth, coarse)
+	*m = markup{vis: vis, hid: hid, visOff: visOff, hidOff: hidOff, stack: stack, marks: marks, tag: m.tag, ent: m.ent}
+	n.addMarkup("html", vis, visOff, obf || entities, prefix, depth, coarse)
+	return n.addMarkup("hidden-html", hid, hidOff, true, prefix, depth, coarse)
 }
 
 // unescapeEntity appends the lower-cased decoding of the character
@@ -1189,33 +1252,16 @@ func unescapeEntity(dst, ent []byte) ([]byte, bool) {
 			return append(dst, "\u00a0"...), true
 		}
 	}
-	dec := stdhtml.UnescapeString(string(ent))
+	dec := html.UnescapeString(string(ent))
 	if dec == string(ent) {
 		return dst, false
 	}
 	return append(dst, lowerASCII([]byte(dec))...), true
 }
 
-// hasMarkup reports whether raw has a tag, a comment or a character
-// reference: a "<" or "&" that cannot start one ("a < b", "&&", "&x")
-// does not count.
-func hasMarkup(raw []byte) bool {
-	for _, c := range []byte{'<', '&'} {
-		for p := 0; ; p++ {
-			k := bytes.IndexByte(raw[p:], c)
-			if k < 0 {
-				break
-			}
-			if p += k; startsMarkup(raw, p) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // startsMarkup reports whether the "<" or "&" at raw[p] can start a tag,
-// a comment or an entity.
+// a comment or an entity: only there does the visible text differ from
+// the text itself.
 func startsMarkup(raw []byte, p int) bool {
 	if p+1 >= len(raw) {
 		return false

@@ -858,9 +858,8 @@ func (sc *scanner) record(vh *viewHits, k, p, i, j int, matched []byte, obf bool
 		fi, fj = n-j, n-i
 	}
 	m.Span.Start, m.Span.End = v.Origin(fi, fj)
-	if !obf && sc.inCharRef(v, m.Span.Start, m.Span.End) {
-		// Spelled with character references, which a reader sees as
-		// the characters they stand for.
+	if !obf && sc.inHidden(v, m.Span.Start, m.Span.End) {
+		// The text view shows hidden markup as if visible.
 		obf = true
 		m.Obfuscated = true
 	}
@@ -902,20 +901,20 @@ func (sc *scanner) score() float64 {
 }
 
 // inEscaped reports whether [s, e) of the decoded JSON body overlaps
-// text decoded from an escape, for a match in a view of the body itself
+// text decoded from an escape, for a match in the top-level text view
 // (see jsonBody.escaped).
 func (sc *scanner) inEscaped(v *View, s, e int) bool {
-	return sc.isJSON && v.Depth == 0 && v.segs == nil && sc.json.escaped(s, e)
+	return sc.isJSON && v == &sc.norm.views[0] && sc.json.escaped(s, e)
 }
 
-// inCharRef reports whether [s, e) of the original overlaps a numeric
-// character reference, for a match in a view of the content itself.
-func (sc *scanner) inCharRef(v *View, s, e int) bool {
-	if v.Depth > 0 || v.segs != nil {
+// inHidden reports whether [s, e) of the original overlaps text that
+// markup hides, for a match in the top-level text view.
+func (sc *scanner) inHidden(v *View, s, e int) bool {
+	if len(sc.norm.hidden) == 0 || v != &sc.norm.views[0] {
 		return false
 	}
-	for _, r := range sc.norm.charRefs {
-		if s < r[1] && e > r[0] {
+	for _, h := range sc.norm.hidden {
+		if s < h[1] && e > h[0] {
 			return true
 		}
 	}
