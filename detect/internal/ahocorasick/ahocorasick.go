@@ -13,8 +13,10 @@ type Matcher struct {
 	// next holds, per state and class, the next state premultiplied by
 	// nclass, so the loop needs no multiplication.
 	next []uint32
-	// out lists, per state (premultiplied index / nclass), the words
-	// ending there.
+	// States are numbered so that those where words end come last, from
+	// firstOut (premultiplied) on: the loop tells them by one comparison.
+	firstOut uint32
+	// out lists the words ending at state firstOut/nclass + i.
 	out [][]int32
 }
 
@@ -87,13 +89,29 @@ func New(words []string, fold func(byte) byte) *Matcher {
 			}
 		}
 	}
-	m.next = make([]uint32, len(next))
-	for i, s := range next {
-		m.next[i] = uint32(s * nc)
-	}
-	m.out = make([][]int32, len(nodes))
+	// Renumber: states without words first (the root stays 0), then
+	// the others.
+	id := make([]int, len(nodes))
+	k := 0
 	for s := range nodes {
-		m.out[s] = nodes[s].out
+		if len(nodes[s].out) == 0 {
+			id[s] = k
+			k++
+		}
+	}
+	m.firstOut = uint32(k * nc)
+	for s := range nodes {
+		if len(nodes[s].out) > 0 {
+			id[s] = k
+			k++
+			m.out = append(m.out, nodes[s].out)
+		}
+	}
+	m.next = make([]uint32, len(next))
+	for s := range nodes {
+		for c := range nc {
+			m.next[id[s]*nc+c] = uint32(id[next[s*nc+c]] * nc)
+		}
 	}
 	return m
 }
@@ -104,11 +122,13 @@ func New(words []string, fold func(byte) byte) *Matcher {
 // past the occurrence.
 func (m *Matcher) Scan(text []byte, hit func(word, end int)) {
 	var s uint32
-	nc := uint32(m.nclass)
+	next, class, fo := m.next, &m.class, m.firstOut
 	for i, b := range text {
-		s = m.next[s+uint32(m.class[b])]
-		for _, w := range m.out[s/nc] {
-			hit(int(w), i+1)
+		s = next[s+uint32(class[b])]
+		if s >= fo {
+			for _, w := range m.out[(s-fo)/uint32(m.nclass)] {
+				hit(int(w), i+1)
+			}
 		}
 	}
 }

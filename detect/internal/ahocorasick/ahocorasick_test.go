@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -65,5 +66,16 @@ func TestScanFindsEveryOccurrence(t *testing.T) {
 		if found == 0 {
 			t.Fatal("no occurrences in the random texts; the test proves nothing")
 		}
+	}
+}
+
+func BenchmarkScan64KiB(b *testing.B) {
+	words := strings.Fields("ignore disregard forget instructions prompt system reveal send post upload email token password secret key include insert developer mode")
+	text := []byte(strings.Repeat("The release notes say: send the report to the team, and ignore the draft. ", 900))[:64<<10]
+	m := New(words, nil)
+	b.SetBytes(int64(len(text)))
+	n := 0
+	for b.Loop() {
+		m.Scan(text, func(int, int) { n++ })
 	}
 }
