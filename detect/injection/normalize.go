@@ -3,7 +3,9 @@ package injection
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"html"
+	"math/bits"
 	"slices"
 	"unicode"
 	"unicode/utf8"
@@ -767,17 +769,29 @@ func (n *normalizer) separators(v View, prefix string) {
 	var seps [256]bool
 	regions := n.regions[:0]
 	// A run of four padded letters starting at i has its separator at
-	// i+1, i+3 and i+5.
-	for i := 0; i+6 < len(t); i++ {
-		if t[i+1] != t[i+3] || t[i+3] != t[i+5] || !startsPadded(t, i) {
-			continue
+	// i+1, i+3 and i+5: a cheap test made for eight values of i at once,
+	// before the exact one. Positions before next were read as part of a
+	// run.
+	next := 0
+	at := func(i int) {
+		if i < next || t[i+1] != t[i+3] || t[i+3] != t[i+5] || !startsPadded(t, i) {
+			return
 		}
 		j, letters := paddedRun(t, i, t[i+1])
 		if letters >= 4 {
 			seps[t[i+1]] = true
 			regions = addRegion(regions, max(0, i-sepContext), min(len(t), j+1+sepContext))
 		}
-		i = j
+		next = j + 1
+	}
+	i := 0
+	for ; i+13 <= len(t); i += 8 {
+		for c := paddedCandidates(t, i); c != 0; c &= c - 1 {
+			at(i + bits.TrailingZeros64(c)/8)
+		}
+	}
+	for ; i+6 < len(t); i++ {
+		at(i)
 	}
 	n.regions = regions
 	if len(regions) == 0 {
@@ -807,6 +821,22 @@ func (n *normalizer) separators(v View, prefix string) {
 		}
 	}
 	n.addSeparators(v, prefix, out, off)
+}
+
+// paddedCandidates has the high bit of byte k set when t[i+k+1],
+// t[i+k+3] and t[i+k+5] are equal and t[i+k+2] differs from them (a
+// padded letter is not its separator), for k in [0, 8); t must have 13
+// bytes from i.
+func paddedCandidates(t []byte, i int) uint64 {
+	const lows, highs = 0x7f7f7f7f7f7f7f7f, 0x8080808080808080
+	b := t[i+1 : i+13]
+	w1 := binary.LittleEndian.Uint64(b)
+	w2 := binary.LittleEndian.Uint64(b[1:])
+	w3 := binary.LittleEndian.Uint64(b[2:])
+	w5 := binary.LittleEndian.Uint64(b[4:])
+	// The high bit of each byte that is not zero, exactly.
+	x, y := w1^w3|w3^w5, w1^w2
+	return ^((x&lows + lows) | x) & ((y&lows + lows) | y) & highs
 }
 
 // addRegion appends [s, e) to sorted regions, merging it with the last
@@ -1466,26 +1496,46 @@ func fewSymbols(run []byte) bool {
 const minRun = min(minBase64, 16)
 
 // b64Runs returns the maximal runs of the base64 alphabet in raw of at
-// least minRun bytes, which the base64 and hex decoders share.
+// least minRun bytes, which the base64 and hex decoders share: one pass
+// over the content finds them for both.
 func b64Runs(raw []byte) [][2]int {
 	return appendB64Runs(nil, raw)
 }
 
-// appendB64Runs appends the runs b64Runs returns to runs.
+// appendB64Runs appends the runs b64Runs returns to runs. A run of
+// minRun bytes or more covers one of every minRun consecutive positions,
+// so it looks only at every minRun-th byte and, where that byte is of
+// the alphabet, at the run around it: prose and code, made of short
+// words, are read a few bytes in sixteen.
 func appendB64Runs(runs [][2]int, raw []byte) [][2]int {
-	for i := 0; i < len(raw); {
-		if byteClass[raw[i]]&clB64 == 0 {
-			i++
+	lo := 0 // no run of interest starts before lo
+	for p := minRun - 1; p < len(raw); p += minRun {
+		if byteClass[raw[p]]&clB64 == 0 {
+			lo = p + 1
 			continue
 		}
-		j := i + 1
+		i := p
+		for i > lo && byteClass[raw[i-1]]&clB64 != 0 {
+			i--
+		}
+		j := p + 1
 		for j < len(raw) && byteClass[raw[j]]&clB64 != 0 {
 			j++
+			// Fill ("xxxx…", "AAAA…") is passed over eight bytes at a
+			// time.
+			if c := raw[j-1]; j+8 <= len(raw) && raw[j] == c {
+				for j+8 <= len(raw) && binary.LittleEndian.Uint64(raw[j:]) == uint64(c)*0x0101010101010101 {
+					j += 8
+				}
+			}
 		}
 		if j-i >= minRun {
 			runs = append(runs, [2]int{i, j})
 		}
-		i = j
+		// Runs of interest start past this one's end: the next byte
+		// looked at is the last of the first minRun after it.
+		lo = j + 1
+		p = j
 	}
 	return runs
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"html"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -167,6 +168,52 @@ func TestNormalizeBounds(t *testing.T) {
 	}
 }
 
+// b64RunsByByte is b64Runs as a plain byte-by-byte search, the
+// reference the strided one is checked against.
+func b64RunsByByte(raw []byte) [][2]int {
+	var runs [][2]int
+	for i := 0; i < len(raw); {
+		if !isB64Byte(raw[i]) {
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(raw) && isB64Byte(raw[j]) {
+			j++
+		}
+		if j-i >= minRun {
+			runs = append(runs, [2]int{i, j})
+		}
+		i = j
+	}
+	return runs
+}
+
+// TestB64Runs checks the strided search for runs of the base64 alphabet
+// against a plain byte-by-byte one.
+func TestB64Runs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	found := 0
+	for range 3000 {
+		b := make([]byte, rng.IntN(300))
+		for i := range b {
+			if rng.IntN(12) == 0 {
+				b[i] = " .\n="[rng.IntN(4)]
+			} else {
+				b[i] = "aZ09+/_-"[rng.IntN(8)]
+			}
+		}
+		want := b64RunsByByte(b)
+		found += len(want)
+		if got := b64Runs(b); !slices.Equal(got, want) {
+			t.Fatalf("%q: runs %v, want %v", b, got, want)
+		}
+	}
+	if found == 0 {
+		t.Fatal("no run in the random texts; the test proves nothing")
+	}
+}
+
 // TestUnescapeEntity checks the fast paths against html.UnescapeString.
 func TestUnescapeEntity(t *testing.T) {
 	for _, e := range []string{"&#105;", "&#x69;", "&#X49;", "&#73;", "&#0;", "&#128;", "&#x1F600;", "&#1234567;", "&#xZZ;", "&#;", "&#x;",
@@ -210,6 +257,49 @@ func TestFoldLin(t *testing.T) {
 	}
 }
 
+// TestSeparatorRegions checks the word-at-a-time search for padded runs
+// against the byte-by-byte loop it replaces.
+func TestSeparatorRegions(t *testing.T) {
+	naive := func(t []byte) [][2]int {
+		var regions [][2]int
+		for i := 0; i+6 < len(t); i++ {
+			if t[i+1] != t[i+3] || t[i+3] != t[i+5] || !startsPadded(t, i) {
+				continue
+			}
+			j, letters := paddedRun(t, i, t[i+1])
+			if letters >= 4 {
+				regions = addRegion(regions, max(0, i-sepContext), min(len(t), j+1+sepContext))
+			}
+			i = j
+		}
+		return regions
+	}
+	rng := rand.New(rand.NewPCG(14, 15))
+	found := 0
+	for range 3000 {
+		b := make([]byte, rng.IntN(700))
+		for i := range b {
+			switch rng.IntN(4) {
+			case 0:
+				b[i] = ". -_ \t"[rng.IntN(6)]
+			default:
+				b[i] = "aBc1{"[rng.IntN(5)]
+			}
+		}
+		var n normalizer
+		n.reset(normalizeOptions{}.withDefaults(), len(b))
+		n.separators(View{Text: b, mixed: true}, "")
+		want := naive(b)
+		found += len(want)
+		if !slices.Equal(n.regions, want) {
+			t.Fatalf("%q: regions %v, want %v", b, n.regions, want)
+		}
+	}
+	if found == 0 {
+		t.Fatal("no padded run in the random texts; the test proves nothing")
+	}
+}
+
 func TestFewSymbols(t *testing.T) {
 	for run, want := range map[string]bool{
 		strings.Repeat("x", 430):                      true,
@@ -222,4 +312,28 @@ func TestFewSymbols(t *testing.T) {
 			t.Errorf("fewSymbols(%.20q…) = %v, want %v", run, got, want)
 		}
 	}
+}
+
+// isB64Byte reports a byte of the base64 or base64url alphabet.
+func isB64Byte(c byte) bool { return byteClass[c]&clB64 != 0 }
+
+// FuzzB64Runs checks the strided search for runs of the base64 alphabet
+// against a byte-by-byte one; the input is spread into runs of one byte
+// so that fill is common.
+func FuzzB64Runs(f *testing.F) {
+	f.Add([]byte(`{"pad":"x"}`), uint8(100))
+	f.Add([]byte("aAbB=c.d"), uint8(9))
+	f.Fuzz(func(t *testing.T, seed []byte, rep uint8) {
+		var raw []byte
+		for i, c := range seed {
+			if i%2 == 1 {
+				raw = append(raw, bytes.Repeat([]byte{c}, int(rep))...)
+			} else {
+				raw = append(raw, c)
+			}
+		}
+		if got, want := b64Runs(raw), b64RunsByByte(raw); !slices.Equal(got, want) {
+			t.Fatalf("%q: runs %v, want %v", raw, got, want)
+		}
+	})
 }
