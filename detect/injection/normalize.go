@@ -643,10 +643,26 @@ func lowerInto(dst, b []byte) []byte {
 	return dst
 }
 
-// lowerInPlace lower-cases the ASCII letters of b.
+// lowerInPlace lower-cases the ASCII letters of b, eight bytes at a time:
+// per byte, without carries between bytes, the high bit of lo is set
+// from 'A' up, that of hi above 'Z', and bytes beyond ASCII are left
+// alone.
 func lowerInPlace(b []byte) {
-	for i, c := range b {
-		b[i] = lowerByte(c)
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		w := binary.LittleEndian.Uint64(b[i:])
+		h := w &^ highs
+		lo := h + ones*(0x80-'A')
+		hi := h + ones*(0x80-'Z'-1)
+		if upper := lo &^ hi &^ w & highs; upper != 0 {
+			binary.LittleEndian.PutUint64(b[i:], w|upper>>2)
+		}
+	}
+	for ; i < len(b); i++ {
+		if c := b[i]; 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
 	}
 }
 

@@ -214,6 +214,26 @@ func TestB64Runs(t *testing.T) {
 	}
 }
 
+func TestLowerInPlace(t *testing.T) {
+	var all []byte
+	for c := range 256 {
+		all = append(all, byte(c))
+	}
+	rng := rand.New(rand.NewPCG(1, 1))
+	for n := range 40 {
+		b := make([]byte, n*7)
+		for i := range b {
+			b[i] = all[rng.IntN(256)]
+		}
+		b = append(b, all...)
+		got := append([]byte(nil), b...)
+		lowerInPlace(got)
+		if want := lowerASCII(b); !bytes.Equal(got, want) {
+			t.Fatalf("lowerInPlace(%q) = %q, want %q", b, got, want)
+		}
+	}
+}
+
 // TestUnescapeEntity checks the fast paths against html.UnescapeString.
 func TestUnescapeEntity(t *testing.T) {
 	for _, e := range []string{"&#105;", "&#x69;", "&#X49;", "&#73;", "&#0;", "&#128;", "&#x1F600;", "&#1234567;", "&#xZZ;", "&#;", "&#x;",

@@ -2,6 +2,7 @@ package injection
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -426,9 +427,29 @@ func (sc *scanner) leetFrom(vh *viewHits) int {
 
 // firstLeetWord returns leetFrom for text t: just past the start of the
 // first word (a run of letters, digits, "@" and "$") that mixes letters
-// with leetspeak digits or symbols and is not a hex id, or -1.
+// with leetspeak digits or symbols and is not a hex id, or -1. Text
+// without such characters is passed over eight bytes at a time.
 func firstLeetWord(t []byte) int {
+	const ones = 0x0101010101010101
 	for i := 0; i < len(t); {
+		if i+8 <= len(t) {
+			w := binary.LittleEndian.Uint64(t[i:])
+			// Leet characters: '0'-'7' but '2' and '6' (0x30-0x37), '@'
+			// and '$'. A byte is a candidate when it is one of 0x30-0x37,
+			// 0x40 or 0x24.
+			if zeroBytes(w&(ones*0xf8)^ones*0x30)|zeroBytes(w^ones*'@')|zeroBytes(w^ones*'$') == 0 {
+				i += 8
+				continue
+			}
+		}
+		if leetMap[t[i]] == 0 {
+			i++
+			continue
+		}
+		// The word around the leet character.
+		for i > 0 && isWordish(lowerByte(t[i-1])) {
+			i--
+		}
 		j := i
 		letters, leets := 0, 0
 		for j < len(t) {
@@ -442,16 +463,18 @@ func firstLeetWord(t []byte) int {
 			}
 			j++
 		}
-		if j == i {
-			i++
-			continue
-		}
 		if letters > 0 && leets > 0 && !hexID(t[i:j]) {
 			return i + 1
 		}
-		i = j
+		i = max(j, i+1)
 	}
 	return -1
+}
+
+// zeroBytes has the high bit of each zero byte of x set, exactly.
+func zeroBytes(x uint64) uint64 {
+	const lows, highs = 0x7f7f7f7f7f7f7f7f, 0x8080808080808080
+	return ^((x&lows + lows) | x) & highs
 }
 
 func hasLeet(b []byte) bool {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -191,6 +192,62 @@ func BenchmarkPromptInjection64KiB(b *testing.B) {
 				Scan(bc.body, Options{})
 			}
 		})
+	}
+}
+
+// leetFromNaive is leetFrom's pass byte by byte, which firstLeetWord
+// must agree with.
+func leetFromNaive(t []byte) int {
+	for i := 0; i < len(t); {
+		j := i
+		letters, leets := 0, 0
+		for j < len(t) {
+			c := lowerByte(t[j])
+			if c >= 'a' && c <= 'z' {
+				letters++
+			} else if leetMap[c] != 0 {
+				leets++
+			} else if c < '0' || c > '9' {
+				break
+			}
+			j++
+		}
+		if j == i {
+			i++
+			continue
+		}
+		if letters > 0 && leets > 0 && !hexID(t[i:j]) {
+			return i + 1
+		}
+		i = j
+	}
+	return -1
+}
+
+// TestFirstLeetWord checks the word-skipping search for the first
+// leetspeak word against a pass byte by byte.
+func TestFirstLeetWord(t *testing.T) {
+	rng := rand.New(rand.NewPCG(10, 11))
+	words := []string{"the", "int32", "deadbeef01", "1gn0re", "70", "@", "$x", "A", "Send", "h77p5", "2026", "06", "x", "é", "abc$", "3"}
+	seps := []string{" ", ".", "\n", "-", "", "<", "é"}
+	found := 0
+	for range 5000 {
+		var b strings.Builder
+		for k := rng.IntN(30); k >= 0; k-- {
+			b.WriteString(words[rng.IntN(len(words))])
+			b.WriteString(seps[rng.IntN(len(seps))])
+		}
+		s := []byte(b.String())
+		want := leetFromNaive(s)
+		if want >= 0 {
+			found++
+		}
+		if got := firstLeetWord(s); got != want {
+			t.Fatalf("%q: firstLeetWord = %d, want %d", s, got, want)
+		}
+	}
+	if found == 0 {
+		t.Fatal("no leetspeak word in the random texts; the test proves nothing")
 	}
 }
 
