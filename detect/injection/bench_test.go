@@ -93,8 +93,10 @@ func benignHTML64K(tb testing.TB) []byte {
 
 // BenchmarkBudget scans 64 KiB bodies of every kind the sidecar passes
 // to the scanner: plain text, JSON with escapes, HTML, benign and
-// malicious. The scanner's budget is 1 ms for each (see the package doc);
-// CI runs this benchmark and fails when the best of its runs is slower.
+// malicious. The budget is 1 ms per 64 KiB (see the package doc): CI runs
+// the text, json and malicious cases and fails when the best of its runs
+// is slower. The html case (dense markup, about 3 ms) is over the budget
+// and measured only.
 func BenchmarkBudget(b *testing.B) {
 	bodies := []struct {
 		name string
