@@ -18,6 +18,9 @@ type Matcher struct {
 	firstOut uint32
 	// out lists the words ending at state firstOut/nclass + i.
 	out [][]int32
+	// maxLen is the length of the longest word: the state after any
+	// text depends on its last maxLen bytes alone.
+	maxLen int
 }
 
 // New compiles words. fold, when not nil, maps each byte of the words and
@@ -29,6 +32,7 @@ func New(words []string, fold func(byte) byte) *Matcher {
 	m := &Matcher{}
 	// Classes: one per distinct folded byte used by a word.
 	for _, w := range words {
+		m.maxLen = max(m.maxLen, len(w))
 		for i := 0; i < len(w); i++ {
 			if f := fold(w[i]); m.class[f] == 0 {
 				m.nclass++
@@ -120,15 +124,75 @@ func New(words []string, fold func(byte) byte) *Matcher {
 // the order their ends appear (words ending at the same byte: longest
 // first); word indexes the words given to New and end is the index just
 // past the occurrence.
+//
+// A long run of one repeated byte (padding, fill, indentation) is read
+// only until the automaton settles: once the state is one that byte
+// leads back to and that ends no word, the rest of the run can change
+// neither the state nor what is found. API answers padded with one
+// character are common, and the sidecar scans every answer.
 func (m *Matcher) Scan(text []byte, hit func(word, end int)) {
 	var s uint32
-	next, class, fo := m.next, &m.class, m.firstOut
-	for i, b := range text {
-		s = next[s+uint32(class[b])]
+	for i := 0; i < len(text); {
+		a, b := repeatRun(text, i)
+		// Up to the run and its first maxLen bytes, byte by byte; past
+		// them the state has settled, if it ever does.
+		stop := min(b, a+m.maxLen)
+		s = m.scan(text, i, stop, s, hit)
+		i = stop
+		if i == len(text) {
+			break
+		}
+		if s < m.firstOut && m.next[s+uint32(m.class[text[a]])] == s {
+			i = b
+			continue
+		}
+		s = m.scan(text, i, b, s, hit)
+		i = b
+	}
+}
+
+// scan runs the automaton over text[from:to] from state s and returns the
+// state it ends in.
+func (m *Matcher) scan(text []byte, from, to int, s uint32, hit func(word, end int)) uint32 {
+	next, class, fo, nc := m.next, &m.class, m.firstOut, uint32(m.nclass)
+	for i := from; i < to; i++ {
+		s = next[s+uint32(class[text[i]])]
 		if s >= fo {
-			for _, w := range m.out[(s-fo)/uint32(m.nclass)] {
+			for _, w := range m.out[(s-fo)/nc] {
 				hit(int(w), i+1)
 			}
 		}
 	}
+	return s
+}
+
+// runMin is the shortest run of one byte Scan skips: shorter runs save
+// less than looking for them costs.
+const runMin = 64
+
+// repeatRun returns the first maximal run [a, b) of at least runMin
+// copies of one byte in t[from:], or a = b = len(t). Such a run holds two
+// of the positions from, from+runMin/2, from+runMin, ...: only those are
+// compared at first, which keeps the search from costing a pass over
+// text without runs.
+func repeatRun(t []byte, from int) (a, b int) {
+	const stride = runMin / 2
+	for k := from; k+stride < len(t); k += stride {
+		c := t[k]
+		if t[k+stride] != c {
+			continue
+		}
+		a, b = k, k+1
+		for a > from && t[a-1] == c {
+			a--
+		}
+		for b < len(t) && t[b] == c {
+			b++
+		}
+		if b-a >= runMin {
+			return a, b
+		}
+		k = max(k, b-stride) // the next candidate is past this run
+	}
+	return len(t), len(t)
 }

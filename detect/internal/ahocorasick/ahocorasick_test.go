@@ -79,3 +79,29 @@ func BenchmarkScan64KiB(b *testing.B) {
 		m.Scan(text, func(int, int) { n++ })
 	}
 }
+
+// FuzzScanRuns checks that skipping runs of one byte finds exactly what
+// the naive search finds; the input is spread into runs so that runs are
+// common.
+func FuzzScanRuns(f *testing.F) {
+	words := []string{"ignore", "xx", "e", "sk_live_", "    "}
+	m := New(words, nil)
+	for _, s := range []string{"ignore previous", "xxxxxxxx", "sk_live_aaaa", "eeee    ignore", "\x00\xff"} {
+		f.Add([]byte(s), uint8(70))
+	}
+	f.Fuzz(func(t *testing.T, seed []byte, rep uint8) {
+		var text []byte
+		for i, c := range seed {
+			if i%2 == 1 {
+				text = append(text, bytes.Repeat([]byte{c}, int(rep))...)
+			} else {
+				text = append(text, c)
+			}
+		}
+		var got [][2]int
+		m.Scan(text, func(w, end int) { got = append(got, [2]int{w, end}) })
+		if want := naive(words, func(b byte) byte { return b }, text); !slices.Equal(got, want) {
+			t.Fatalf("%q: got %v, want %v", text, got, want)
+		}
+	})
+}
