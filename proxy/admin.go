@@ -56,8 +56,8 @@ type AdminOptions struct {
 	Revocations *passport.RevocationStore
 	Store       *VaultStore
 	Audit       *audit.Log
-	// Reload re-reads configuration, keys and the vault index (SIGHUP does
-	// the same).
+	// Reload re-reads the detector policy and the issuer keys (SIGHUP
+	// does the same).
 	Reload func(ctx context.Context) error
 	// Home is the data directory, reported by /v1/status so a CLI can tell
 	// it reached its own sidecar.

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -46,6 +47,10 @@ type app struct {
 	cfg *config.Config
 	log *zap.Logger
 
+	// mu guards kms and closers: a server's reloads run beside each
+	// other and its start-up.
+	mu      sync.Mutex
+	kms     kms.KMS
 	closers []func() error
 }
 
@@ -124,19 +129,33 @@ func (a *app) load(cmd *cobra.Command) error {
 func (a *app) home() string { return a.cfg.Home }
 
 // onClose registers f to run when the command ends, last registered first.
-func (a *app) onClose(f func() error) { a.closers = append(a.closers, f) }
+func (a *app) onClose(f func() error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.closers = append(a.closers, f)
+}
 
 func (a *app) close() {
-	for i := len(a.closers) - 1; i >= 0; i-- {
-		_ = a.closers[i]()
+	a.mu.Lock()
+	closers := a.closers
+	a.closers, a.kms = nil, nil
+	a.mu.Unlock()
+	for i := len(closers) - 1; i >= 0; i-- {
+		_ = closers[i]()
 	}
-	a.closers = nil
 	_ = a.log.Sync()
 }
 
-// openKMS opens the configured KMS; it is closed when the command ends.
-// It refuses while a move to another KMS key is half done.
+// openKMS returns the configured KMS, opened on the first call and closed
+// when the command ends: a command, and a server over its whole life
+// (reloads included), holds one client. It refuses to open while a move
+// to another KMS key is half done.
 func (a *app) openKMS(ctx context.Context) (kms.KMS, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.kms != nil {
+		return a.kms, nil
+	}
 	if err := a.noPendingRewrap(); err != nil {
 		return nil, err
 	}
@@ -144,7 +163,8 @@ func (a *app) openKMS(ctx context.Context) (kms.KMS, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.onClose(k.Close)
+	a.kms = k
+	a.closers = append(a.closers, k.Close)
 	return k, nil
 }
 

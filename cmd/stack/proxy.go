@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
@@ -72,9 +73,10 @@ The admin listener serves /metrics, /healthz and /readyz to anyone, and the
 admin API (revocation, vault changes, audit snapshots) only with the token
 in DATA-DIR/admin.token. While the proxy runs, "stack passport revoke",
 "stack vault put|rotate|rm" and "stack audit verify|tail|timeline|export" go
-through that API. SIGHUP reloads the issuer keys, the vault index and the
-detector policy (modes, alert_only, rules, suppressions); SIGINT/SIGTERM
-drain open requests and exit.
+through that API. SIGHUP (or POST /v1/reload) reloads the issuer keys and
+the detector policy (modes, alert_only, rules, suppressions), all or
+nothing: a reload that fails changes nothing. A changed kms.uri needs a
+restart. SIGINT/SIGTERM drain open requests and exit.
 
 With --control (control.url) the sidecar joins a control plane instead of
 using local keys and a local vault: it obtains its agent's passport and
@@ -124,14 +126,19 @@ control.max_staleness without contact).`,
 	return cmd
 }
 
-// sidecar is the running proxy's state, for reloads.
+// sidecar is what a reload changes in the running proxy: the detector
+// policy and, unless the keys come from a control plane, the issuer keys
+// its verifier trusts.
 type sidecar struct {
 	a        *app
-	keys     *passport.KeySet
 	verifier *passport.Verifier
-	store    *proxy.VaultStore // nil when joined: the vault is the control plane's
 	grid     *detect.Grid
 	joined   bool
+	log      *zap.Logger
+
+	// mu makes reloads (SIGHUP, POST /v1/reload) one at a time, so the
+	// state in force is always the whole of one reload.
+	mu sync.Mutex
 }
 
 func (a *app) runProxy(ctx context.Context) error {
@@ -306,7 +313,7 @@ func (a *app) runProxy(ctx context.Context) error {
 		return err
 	}
 	a.onClose(px.Close)
-	sc := &sidecar{a: a, keys: keys, verifier: verifier, store: vaultStore, grid: ds.grid, joined: joined}
+	sc := &sidecar{a: a, verifier: verifier, grid: ds.grid, joined: joined, log: log}
 
 	token, err := ensureAdminToken(filepath.Join(a.home(), adminTokenFile))
 	if err != nil {
@@ -342,14 +349,14 @@ func (a *app) runProxy(ctx context.Context) error {
 	adminSrv := &http.Server{Handler: adminHandler, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
 
 	releaseStartupMemory()
-	info := runInfo{PID: os.Getpid(), Listen: pln.Addr().String(), Admin: aln.Addr().String(), Home: a.home()}
-	defer a.writeRunFile(runFile, info)()
-
+	// Signals are caught before the run file says the sidecar is there.
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	info := runInfo{PID: os.Getpid(), Listen: pln.Addr().String(), Admin: aln.Addr().String(), Home: a.home()}
+	defer a.writeRunFile(runFile, info)()
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -376,11 +383,7 @@ func (a *app) runProxy(ctx context.Context) error {
 			case <-gctx.Done():
 				return nil
 			case <-hup:
-				if err := sc.reload(gctx); err != nil {
-					log.Error("reload failed; keeping the running state", zap.Error(err))
-				} else {
-					log.Info("reloaded keys and vault index")
-				}
+				_ = sc.reload(gctx) // it logs the outcome
 			}
 		}
 	})
@@ -407,33 +410,86 @@ func (a *app) runProxy(ctx context.Context) error {
 	return err
 }
 
-// reload re-reads the issuer keys (a rotated key applies to
-// verification), the vault index and the detector policy from stack.yaml
-// (modes, the rollout gate, rules, suppressions). Listeners, egress and
-// detector tuning need a restart. A failure leaves the running state as it
-// was.
+// reload re-reads the detector policy from stack.yaml (modes, the
+// rollout gate, rules, suppressions) and the issuer keys (a rotated key
+// applies to verification). Listeners, egress, detector tuning and the
+// KMS need a restart. Everything is read and checked before anything is
+// applied, so a failure leaves the running state as it was. The vault
+// index needs no reload: the sidecar holds vault.db, and every change
+// made through its admin API re-indexes it.
 func (s *sidecar) reload(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	next, err := s.load(ctx)
+	if err == nil {
+		err = s.apply(next)
+	}
+	if err != nil {
+		s.log.Error("reload failed; the running state is unchanged", zap.Error(err))
+		return err
+	}
+	s.log.Info("reloaded the detector policy and issuer keys")
+	return nil
+}
+
+// reloadState is what one reload applies.
+type reloadState struct {
+	policy detect.Policy
+	// keys are the issuer's public keys by kid; nil when joined (the
+	// control plane's keys).
+	keys map[string]ed25519.PublicKey
+}
+
+// load reads and checks everything a reload applies, changing nothing.
+func (s *sidecar) load(ctx context.Context) (*reloadState, error) {
 	cfg, err := config.Load(config.LoadOptions{Home: s.a.home(), File: s.a.configFlag})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	policy := detectPolicy(cfg.Detect)
+	if err := sameKMS(s.a.cfg.KMS, cfg.KMS); err != nil {
+		return nil, err
+	}
+	next := &reloadState{policy: detectPolicy(cfg.Detect)}
+	if s.joined {
+		return next, nil
+	}
+	// The KMS opened at start: a reload opens no client of its own.
 	keys, err := s.a.issuerKeys(ctx)
 	if err != nil {
+		return nil, err
+	}
+	next.keys = keys.PublicKeys(time.Now())
+	return next, nil
+}
+
+// apply puts next in force. Setting the policy is its only step that can
+// fail (a policy the grid cannot compile), so it comes first.
+func (s *sidecar) apply(next *reloadState) error {
+	if err := s.grid.SetPolicy(next.policy); err != nil {
 		return err
 	}
-	if err := s.grid.SetPolicy(policy); err != nil {
-		return err
+	if next.keys != nil {
+		s.verifier.SetKeys(next.keys)
 	}
-	s.keys = keys
-	if s.joined {
-		// Keys and credentials come from the control plane.
-		return nil
+	return nil
+}
+
+// sameKMS refuses a reload whose configuration names another KMS than the
+// running one: the vault, the issuer keys and the CA are all unwrapped
+// through the KMS opened at start, and switching some of them would mix
+// two keys.
+func sameKMS(running, loaded config.KMSConfig) error {
+	var changed []string
+	if loaded.URI != running.URI {
+		changed = append(changed, fmt.Sprintf("kms.uri %s -> %s", running.URI, loaded.URI))
 	}
-	if err := s.verifier.UpdateJWKS(keys.JWKS(time.Now())); err != nil {
-		return err
+	if loaded.Timeout != running.Timeout {
+		changed = append(changed, fmt.Sprintf("kms.timeout %s -> %s", running.Timeout, loaded.Timeout))
 	}
-	return s.store.Reload()
+	if len(changed) > 0 {
+		return fmt.Errorf("%s: a change of KMS applies only when the sidecar restarts; reload refused, nothing changed", strings.Join(changed, ", "))
+	}
+	return nil
 }
 
 func currentKey(ks *passport.KeySet) []byte {
