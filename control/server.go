@@ -103,6 +103,9 @@ type Server struct {
 	mu    sync.Mutex
 	live  map[string]*liveSidecar // by sidecar id: what the feed knows
 	keyMu sync.RWMutex            // guards Keys against rotation while signing
+	// reloading makes Reloads one at a time, so the keys in force are
+	// those of the last file read.
+	reloading sync.Mutex
 }
 
 // liveSidecar is what the control plane saw of a sidecar lately.
@@ -173,18 +176,31 @@ func (s *Server) SetKeys(ks *passport.KeySet) {
 	s.issuer.Keys = ks
 }
 
-// reload reads the issuer keys again and serves them.
-func (s *Server) reload(r *http.Request) (any, error) {
+// Reload reads the issuer keys again with Options.LoadKeys and, once they
+// have loaded, serves them (SIGHUP and POST /v1/reload). A failure leaves
+// the keys in force as they were. It returns the current key's kid.
+func (s *Server) Reload(ctx context.Context) (kid string, err error) {
 	if s.opts.LoadKeys == nil {
-		return nil, fail(http.StatusNotImplemented, ReasonUnavailable, "this control plane cannot reload its keys")
+		return "", fail(http.StatusNotImplemented, ReasonUnavailable, "this control plane cannot reload its keys")
 	}
-	ks, err := s.opts.LoadKeys(r.Context())
+	s.reloading.Lock()
+	defer s.reloading.Unlock()
+	ks, err := s.opts.LoadKeys(ctx)
+	if err != nil {
+		s.log.Error("reload of the issuer keys failed; keeping the running ones", zap.Error(err))
+		return "", err
+	}
+	s.SetKeys(ks)
+	kid, _ = ks.Current()
+	s.log.Info("reloaded the issuer keys", zap.String("current", kid))
+	return kid, nil
+}
+
+func (s *Server) reload(r *http.Request) (any, error) {
+	kid, err := s.Reload(r.Context())
 	if err != nil {
 		return nil, err
 	}
-	s.SetKeys(ks)
-	kid, _ := ks.Current()
-	s.log.Info("reloaded the issuer keys", zap.String("current", kid))
 	return map[string]string{"current_kid": kid}, nil
 }
 

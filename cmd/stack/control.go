@@ -273,10 +273,14 @@ func (a *app) runControl(ctx context.Context) error {
 		host = "127.0.0.1"
 	}
 	info := controlRunInfo{PID: os.Getpid(), Listen: ln.Addr().String(), URL: "https://" + net.JoinHostPort(host, fmt.Sprint(addr.Port)), Home: a.home()}
-	defer a.writeRunFile(controlRunFile, info)()
-
+	// Signals are caught before the run file says the control plane is there.
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	defer a.writeRunFile(controlRunFile, info)()
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if err := hs.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
@@ -285,9 +289,6 @@ func (a *app) runControl(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error { return srv.Run(gctx, 30*time.Second) })
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	g.Go(func() error {
 		for {
 			select {
@@ -295,14 +296,7 @@ func (a *app) runControl(ctx context.Context) error {
 				return nil
 			case <-hup:
 				// A key rotated with `stack passport rotate-key`.
-				ks, err := a.issuerKeys(gctx)
-				if err != nil {
-					log.Error("reload of the issuer keys failed; keeping the running ones", zap.Error(err))
-					continue
-				}
-				srv.SetKeys(ks)
-				kid, _ := ks.Current()
-				log.Info("reloaded the issuer keys", zap.String("current", kid))
+				_, _ = srv.Reload(gctx) // it logs the outcome
 			}
 		}
 	})

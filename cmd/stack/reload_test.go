@@ -1,15 +1,23 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/stackctl/stack/control"
 )
 
 // adminReload asks the sidecar to reload and returns the status and body.
@@ -197,5 +205,91 @@ func TestConcurrentReloads(t *testing.T) {
 	wg.Wait()
 	if got := proxyReason(t, info.Listen, tok); got != "detector_blocked" {
 		t.Errorf("after the reloads, out of scope: %q, want detector_blocked", got)
+	}
+}
+
+// The control plane's reload (SIGHUP, POST /v1/reload) serves the keys of
+// the last good read, one reload at a time, through the KMS opened at
+// start; a reload that fails keeps the keys in force.
+func TestControlReload(t *testing.T) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	t.Cleanup(func() { signal.Stop(hup) })
+
+	ctl := filepath.Join(t.TempDir(), "ctl")
+	mustRun(t, ctl, "", "init", "--control")
+	rotated := filepath.Join(t.TempDir(), "rotated")
+	copyDir(t, ctl, rotated)
+	mustRun(t, rotated, "", "passport", "rotate-key")
+	url := startControl(t, ctl)
+
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(readFile(t, filepath.Join(ctl, controlCACertFile))) {
+		t.Fatal("no control CA")
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	t.Cleanup(client.CloseIdleConnections)
+	operator := strings.TrimSpace(string(readFile(t, filepath.Join(ctl, "control.token"))))
+	reload := func() (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, url+control.PathReload, nil)
+		req.Header.Set("Authorization", "Bearer "+operator)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	kids := func() []string {
+		resp, err := client.Get(url + control.PathJWKS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var set jose.JSONWebKeySet
+		if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, k := range set.Keys {
+			out = append(out, k.KeyID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	before := kids()
+
+	keysPath := filepath.Join(ctl, "issuer-keys.json")
+	writeFile(t, keysPath, `{"version": 1, "keys": [`)
+	if code, body := reload(); code == http.StatusOK || !strings.Contains(body, "issuer keys") {
+		t.Errorf("reload of a broken key file: %d %s; want a failure naming the issuer keys", code, body)
+	}
+	if got := kids(); !slices.Equal(got, before) {
+		t.Errorf("after a failed reload the JWKS holds %v, want %v", got, before)
+	}
+
+	kmsKey := filepath.Join(ctl, "kms.key")
+	if err := os.Rename(kmsKey, kmsKey+".away"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Rename(kmsKey+".away", kmsKey) })
+	writeFile(t, keysPath, string(readFile(t, filepath.Join(rotated, "issuer-keys.json"))))
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Go(func() {
+			if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Go(func() {
+			if code, body := reload(); code != http.StatusOK {
+				t.Errorf("reload: %d %s", code, body)
+			}
+		})
+	}
+	wg.Wait()
+	if got := kids(); len(got) != len(before)+1 {
+		t.Errorf("after the reloads the JWKS holds %v, want the rotated key beside %v", got, before)
 	}
 }
