@@ -17,8 +17,12 @@ import (
 // runs applies without a restart), secrets through the vault's cache and
 // KMS.
 type VaultStore struct {
-	v     *vault.Vault
-	index atomic.Pointer[storeIndex]
+	v *vault.Vault
+	// reloading makes Reloads one at a time, so that a Reload that read
+	// the vault before a write cannot replace the index of one that read
+	// it after.
+	reloading sync.Mutex
+	index     atomic.Pointer[storeIndex]
 	// OnReload, when set, runs after each Reload that succeeded, for what
 	// else depends on the vault's contents (the exfiltration detector's
 	// index of secrets). Set it before the store is shared.
@@ -36,6 +40,8 @@ func NewVaultStore(v *vault.Vault) (*VaultStore, error) {
 
 // Reload rebuilds the index from the vault.
 func (s *VaultStore) Reload() error {
+	s.reloading.Lock()
+	defer s.reloading.Unlock()
 	creds, err := s.v.List()
 	if err != nil {
 		return fmt.Errorf("proxy: index vault: %w", err)
