@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -54,11 +55,30 @@ func TestParseStatus(t *testing.T) {
 	if m.Peak != 31672<<10 || m.RSS != 20000<<10 || m.Anon != 9000<<10 {
 		t.Fatalf("got %+v", m)
 	}
-	if _, err := parseStatus([]byte("VmRSS:\t1 kB\n")); err == nil {
+	if _, err := parseStatus([]byte("VmRSS:\t1 kB\nRssAnon:\t1 kB\n")); err == nil {
 		t.Fatal("missing VmHWM accepted")
 	}
-	if _, err := parseStatus([]byte("VmRSS:\t1 MB\nVmHWM:\t1 kB\n")); err == nil {
+	if _, err := parseStatus([]byte("VmRSS:\t1 kB\nVmHWM:\t1 kB\n")); err == nil {
+		t.Fatal("missing RssAnon accepted: the memory targets count it")
+	}
+	if _, err := parseStatus([]byte("VmRSS:\t1 MB\nVmHWM:\t1 kB\nRssAnon:\t1 kB\n")); err == nil {
 		t.Fatal("unexpected unit accepted")
+	}
+}
+
+// anonPeak sees memory this process holds, written so that it is
+// resident and anonymous.
+func TestAnonPeakOnSelf(t *testing.T) {
+	const held = 64 << 20
+	stop := anonPeak(os.Getpid())
+	b := make([]byte, held)
+	for i := range b {
+		b[i] = 1
+	}
+	peak := stop()
+	runtime.KeepAlive(b)
+	if peak < held {
+		t.Fatalf("peak RssAnon %d MiB with %d MiB held", peak>>20, held>>20)
 	}
 }
 
@@ -153,21 +173,25 @@ func TestParseFlags(t *testing.T) {
 		{"--targets", "stack,candidate"},                     // no binary to measure
 		{"--candidate", "/tmp/other-stack"},                  // nothing would measure it
 		{"--targets", "stack-candidate", "--candidate", "x"}, // no such variant
+		{"--targets", "stack-256,candidate-256"},             // no binary to measure
 	} {
 		if _, err := parseFlags(bad, io.Discard); !errors.Is(err, errUsage) {
 			t.Errorf("%q: err %v, want a usage error", bad, err)
 		}
+	}
+	if o, err := parseFlags([]string{"--targets", "stack-256,candidate-256", "--candidate", "/tmp/other-stack"}, io.Discard); err != nil || len(o.targets) != 2 {
+		t.Errorf("candidate-256 with --candidate: %v, %v", o.targets, err)
 	}
 }
 
 func TestRatios(t *testing.T) {
 	rs := []result{
 		{Name: "reference", Proxy: "reference", RPS: 1000, P99MS: 10},
-		{Name: "stack", Proxy: "stack", RPS: 850, P99MS: 11.5, IdleRSSMiB: 20, ReadyMS: 90, CPUPerReqUS: 200},
-		{Name: "candidate", Proxy: "candidate", RPS: 935, P99MS: 11, IdleRSSMiB: 99, CPUPerReqUS: 180},
+		{Name: "stack", Proxy: "stack", RPS: 850, P99MS: 11.5, IdleAnonMiB: 9, IdleRSSMiB: 20, ReadyMS: 90, CPUPerReqUS: 200},
+		{Name: "candidate", Proxy: "candidate", RPS: 935, P99MS: 11, IdleAnonMiB: 99, IdleRSSMiB: 99, CPUPerReqUS: 180},
 		{Name: "reference-tunnel", Proxy: "reference", RPS: 1000},
-		{Name: "stack-tunnel", Proxy: "stack", RPS: 800, IdleRSSMiB: 30, ReadyMS: 100},
-		{Name: "stack-256", Proxy: "stack", Clients: 256, RPS: 100, PeakRSSMiB: 61},
+		{Name: "stack-tunnel", Proxy: "stack", RPS: 800, IdleAnonMiB: 21, IdleRSSMiB: 25, ReadyMS: 100},
+		{Name: "stack-256", Proxy: "stack", Clients: 256, RPS: 100, PeakAnonMiB: 59, PeakRSSMiB: 75},
 		{Name: "mitmdump", Skipped: "not installed"},
 	}
 	got := map[string]ratio{}
@@ -190,8 +214,8 @@ func TestRatios(t *testing.T) {
 	check("throughput stack/reference", 0.85, true)
 	check("added p99", 1.5, true)
 	check("tunnel stack/reference", 0.8, false)
-	check("stack peak", 61, false)
-	check("stack idle", 30, false) // the worst start counts
+	check("stack peak", 59, true)  // RssAnon counts, not RSS
+	check("stack idle", 21, false) // the worst start counts
 	check("stack start", 100, true)
 	check("throughput candidate/stack", 1.1, true)
 	check("added p99 candidate - stack", -0.5, true)

@@ -4,7 +4,8 @@
 // bench/reference, `stack proxy` with everything on, mitmdump when
 // installed; CONNECT tunnels without interception; a new connection per
 // request) and prints requests/s, latency percentiles, the proxy's CPU
-// seconds and peak RSS, and the ratios to the reference.
+// seconds and its anonymous memory (RssAnon, with RSS beside it) idle and
+// at its peak, and the ratios to the reference and the targets.
 //
 //	go run ./cmd/stack-bench                       # the full table
 //	go run ./cmd/stack-bench --rounds 3 --json results.json
@@ -56,6 +57,10 @@ var allTargets = []string{
 	"reference-256", "stack-256",
 }
 
+// candidateTargets measure the --candidate build as stack and stack-256
+// measure the stack build.
+var candidateTargets = []string{"candidate", "candidate-256"}
+
 // options are the command-line flags.
 type options struct {
 	stackBin string
@@ -97,12 +102,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("stack-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.stackBin, "stack", "", "stack binary to measure (default: go build ./cmd/stack)")
-	fs.StringVar(&o.candidateBin, "candidate", "", "a second stack binary, measured by the target \"candidate\" exactly as \"stack\" is, to compare two builds in one run (e.g. --targets stack,candidate --rounds 5)")
+	fs.StringVar(&o.candidateBin, "candidate", "", "a second stack binary, measured by the targets \"candidate\" and \"candidate-256\" exactly as \"stack\" and \"stack-256\" are, to compare two builds in one run (e.g. --targets stack,candidate --rounds 5)")
 	fs.StringVar(&o.refBin, "reference", "", "reference proxy binary (default: go build ./bench/reference)")
 	fs.StringVar(&o.mitmdump, "mitmdump", "", "mitmdump to compare with (default: from PATH; skipped when absent)")
 	targets := fs.String("targets", strings.Join(allTargets, ","), "comma-separated targets to run")
 	fs.IntVar(&o.clients, "clients", 32, "concurrent keep-alive clients, each with its own Transport and connection")
-	fs.IntVar(&o.rssClients, "rss-clients", 256, "clients of the *-256 targets (peak RSS under many connections)")
+	fs.IntVar(&o.rssClients, "rss-clients", 256, "clients of the *-256 targets (peak memory under many connections)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per target")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured warm-up per target")
 	fs.IntVar(&o.respSize, "resp-size", 512, "bytes in the upstream's JSON answer")
@@ -124,13 +129,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			continue
 		}
 		if !knownTarget(t) {
-			return o, fmt.Errorf("%w: unknown target %q (known: %s, and candidate with --candidate)", errUsage, t, strings.Join(allTargets, ", "))
+			return o, fmt.Errorf("%w: unknown target %q (known: %s, and %s with --candidate)", errUsage, t, strings.Join(allTargets, ", "), strings.Join(candidateTargets, ", "))
 		}
 		o.targets = append(o.targets, t)
 	}
 	switch {
-	case slices.Contains(o.targets, "candidate") != (o.candidateBin != ""):
-		return o, fmt.Errorf("%w: the candidate target and --candidate go together", errUsage)
+	case slices.ContainsFunc(o.targets, func(t string) bool { return slices.Contains(candidateTargets, t) }) != (o.candidateBin != ""):
+		return o, fmt.Errorf("%w: the candidate targets and --candidate go together", errUsage)
 	case o.clients <= 0 || o.clients > 4096 || o.rssClients <= 0 || o.rssClients > 4096:
 		return o, fmt.Errorf("%w: clients must be between 1 and 4096", errUsage)
 	case o.duration <= 0 || o.duration > time.Hour:
@@ -151,7 +156,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 }
 
 func knownTarget(t string) bool {
-	return t == "candidate" || slices.Contains(allTargets, t)
+	return slices.Contains(candidateTargets, t) || slices.Contains(allTargets, t)
 }
 
 // bench is one run's shared state.

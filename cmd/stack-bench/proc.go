@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat.
@@ -52,11 +53,13 @@ type memStatus struct {
 	RSS  int64 // VmRSS: resident now
 	Peak int64 // VmHWM: the most ever resident
 	// Anon is RssAnon, the part of RSS that is the process's own memory
-	// (heap, stacks); the rest is mostly pages of the executable.
+	// (heap, stacks) and what the memory targets count. The rest is file
+	// pages (the executable, bbolt's maps): page cache the kernel takes
+	// back under pressure.
 	Anon int64
 }
 
-// procMem reads VmRSS and VmHWM of process pid.
+// procMem reads VmRSS, VmHWM and RssAnon of process pid.
 func procMem(pid int) (memStatus, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -93,14 +96,49 @@ func parseStatus(b []byte) (memStatus, error) {
 			return m, fmt.Errorf("status: %s: %w", key, err)
 		}
 		*dst = n << 10
-		if key != "RssAnon" {
-			found++
-		}
+		found++
 	}
-	if found != 2 {
-		return m, errors.New("status: VmRSS or VmHWM missing")
+	if found != 3 {
+		return m, errors.New("status: VmRSS, VmHWM or RssAnon missing (RssAnon needs Linux 4.5 or later)")
 	}
 	return m, nil
+}
+
+// anonPeakEvery is how often anonPeak samples.
+const anonPeakEvery = 50 * time.Millisecond
+
+// anonPeak samples the RssAnon of process pid every anonPeakEvery from
+// now until stop is called, and once more then; stop returns the largest
+// value seen. The kernel keeps a high-water mark of RSS (VmHWM), which
+// counts file pages too, but none of anonymous memory alone.
+func anonPeak(pid int) (stop func() int64) {
+	done := make(chan struct{})
+	peak := make(chan int64, 1)
+	go func() {
+		t := time.NewTicker(anonPeakEvery)
+		defer t.Stop()
+		var most int64
+		sample := func() {
+			if m, err := procMem(pid); err == nil {
+				most = max(most, m.Anon)
+			}
+		}
+		sample()
+		for {
+			select {
+			case <-done:
+				sample()
+				peak <- most
+				return
+			case <-t.C:
+				sample()
+			}
+		}
+	}()
+	return func() int64 {
+		close(done)
+		return <-peak
+	}
 }
 
 // procFDs counts the open file descriptors of process pid.

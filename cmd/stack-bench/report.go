@@ -44,9 +44,11 @@ const (
 	targetThroughput = 0.8 // stack / reference at 32 keep-alive clients
 	targetAddedP99MS = 2.0
 	targetTunnel     = 0.9
-	targetPeakRSSMiB = 60.0 // at 256 connections
-	targetIdleRSSMiB = 25.0
-	targetReadyMS    = 200.0
+	// Memory targets count anonymous memory (RssAnon): file pages of the
+	// executable and of bbolt's maps are page cache, not memory pressure.
+	targetPeakAnonMiB = 60.0 // at 256 connections
+	targetIdleAnonMiB = 20.0
+	targetReadyMS     = 200.0
 )
 
 // ratios compares each STACK target with its reference.
@@ -88,25 +90,25 @@ func ratios(rs []result) []ratio {
 		out = append(out, ratio{Name: "new connection stack/reference", Value: v, Unit: "x", Target: "-", Pass: true})
 	}
 	if s, ok := by["stack-256"]; ok {
-		out = append(out, ratio{Name: fmt.Sprintf("stack peak RSS at %d connections", s.Clients), Value: s.PeakRSSMiB, Unit: "MiB",
-			Target: fmt.Sprintf("<= %.0f", targetPeakRSSMiB), Pass: s.PeakRSSMiB <= targetPeakRSSMiB})
+		out = append(out, ratio{Name: fmt.Sprintf("stack peak RssAnon at %d connections (peak RSS %.1f MiB)", s.Clients, s.PeakRSSMiB), Value: s.PeakAnonMiB, Unit: "MiB",
+			Target: fmt.Sprintf("<= %.0f", targetPeakAnonMiB), Pass: s.PeakAnonMiB <= targetPeakAnonMiB})
 	}
 	if s, r, ok := pair("stack-256", "reference-256"); ok {
 		v := s.RPS / r.RPS
 		out = append(out, ratio{Name: fmt.Sprintf("throughput stack/reference at %d clients", s.Clients), Value: v, Unit: "x", Target: "-", Pass: true})
 	}
-	// Idle RSS and time to ready: the worst of every STACK start.
-	var idle, ready float64
+	// Idle memory and time to ready: the worst of every STACK start.
+	var idle, idleRSS, ready float64
 	starts := 0
 	for _, r := range rs {
 		if r.Proxy == "stack" && r.Skipped == "" {
-			idle, ready = max(idle, r.IdleRSSMiB), max(ready, r.ReadyMS)
+			idle, idleRSS, ready = max(idle, r.IdleAnonMiB), max(idleRSS, r.IdleRSSMiB), max(ready, r.ReadyMS)
 			starts++
 		}
 	}
 	if starts > 0 {
-		out = append(out, ratio{Name: fmt.Sprintf("stack idle RSS (worst of %d starts)", starts), Value: idle, Unit: "MiB",
-			Target: fmt.Sprintf("<= %.0f", targetIdleRSSMiB), Pass: idle <= targetIdleRSSMiB})
+		out = append(out, ratio{Name: fmt.Sprintf("stack idle RssAnon (worst of %d starts; RSS %.1f MiB)", starts, idleRSS), Value: idle, Unit: "MiB",
+			Target: fmt.Sprintf("<= %.0f", targetIdleAnonMiB), Pass: idle <= targetIdleAnonMiB})
 		out = append(out, ratio{Name: fmt.Sprintf("stack start to ready (worst of %d starts)", starts), Value: ready, Unit: "ms",
 			Target: fmt.Sprintf("<= %.0f", targetReadyMS), Pass: ready <= targetReadyMS})
 	}
@@ -124,7 +126,7 @@ func (rep report) print(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tmode\tclients\treq/s\tp50 ms\tp90 ms\tp99 ms\terrors\tCPU s\tCPU µs/req\tpeak RSS MiB\tidle RSS MiB\tready ms\t")
+	fmt.Fprintln(tw, "target\tmode\tclients\treq/s\tp50 ms\tp90 ms\tp99 ms\terrors\tCPU s\tCPU µs/req\tpeak MiB anon (RSS)\tidle MiB anon (RSS)\tready ms\t")
 	for _, r := range rep.Results {
 		mode := r.Mode
 		if r.NewConn {
@@ -136,8 +138,8 @@ func (rep report) print(w io.Writer) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%s\t%s\t%s\t%s\t%s\t\n", r.Name, mode, r.Clients, r.RPS,
 			r.P50MS, r.P90MS, r.P99MS, r.Errors, dash(r.CPUSeconds, "%.2f", r.Proxy != "direct"),
-			dash(r.CPUPerReqUS, "%.0f", r.Proxy != "direct"), dash(r.PeakRSSMiB, "%.1f", r.Proxy != "direct"),
-			idleRSS(r), dash(r.ReadyMS, "%.0f", r.Proxy != "direct"))
+			dash(r.CPUPerReqUS, "%.0f", r.Proxy != "direct"), memory(r, r.PeakAnonMiB, r.PeakRSSMiB),
+			memory(r, r.IdleAnonMiB, r.IdleRSSMiB), dash(r.ReadyMS, "%.0f", r.Proxy != "direct"))
 	}
 	tw.Flush()
 	var notes []string
@@ -181,11 +183,12 @@ func (rep report) print(w io.Writer) {
 	}
 }
 
-func idleRSS(r result) string {
+// memory shows a proxy's anonymous memory with its RSS in brackets.
+func memory(r result, anon, rss float64) string {
 	if r.Proxy == "direct" {
 		return "-"
 	}
-	return fmt.Sprintf("%.1f (%.1f)", r.IdleRSSMiB, r.IdleAnonMiB)
+	return fmt.Sprintf("%.1f (%.1f)", anon, rss)
 }
 
 func dash(v float64, format string, show bool) string {

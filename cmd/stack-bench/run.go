@@ -31,12 +31,14 @@ type result struct {
 	P99MS      float64 `json:"p99_ms"`
 
 	// Of the proxy process, over the measured window (CPU) or its life
-	// (peak RSS).
+	// (peak memory). Anon is RssAnon, what the memory targets count; RSS
+	// adds file pages.
 	CPUSeconds   float64 `json:"proxy_cpu_seconds"`
 	CPUPerReqUS  float64 `json:"proxy_cpu_us_per_request"`
+	PeakAnonMiB  float64 `json:"proxy_peak_anon_rss_mib"`
 	PeakRSSMiB   float64 `json:"proxy_peak_rss_mib"`
-	IdleRSSMiB   float64 `json:"proxy_idle_rss_mib"`
 	IdleAnonMiB  float64 `json:"proxy_idle_anon_rss_mib"`
+	IdleRSSMiB   float64 `json:"proxy_idle_rss_mib"`
 	ReadyMS      float64 `json:"proxy_ready_ms"`
 	UpstreamSeen int64   `json:"upstream_requests"`
 	// UpstreamInjected counts upstream requests that carried the real
@@ -125,11 +127,13 @@ func (b *bench) runTarget(ctx context.Context, name string) result {
 	if res.Mode == "tunnel" {
 		spec.Roots = b.upRoots
 	}
+	var peakAnon func() int64
 	if p != nil {
 		defer p.stop()
 		spec.Proxy = b.proxyURL(p.addr)
 		res.ReadyMS = ms(p.ready)
 		res.IdleRSSMiB, res.IdleAnonMiB = mib(p.idle.RSS), mib(p.idle.Anon)
+		peakAnon = anonPeak(p.pid())
 	}
 	var cpu0 float64
 	var profiled chan error
@@ -152,6 +156,9 @@ func (b *bench) runTarget(ctx context.Context, name string) result {
 	}
 	seen0, inj0 := b.up.requests.Load(), b.up.injected.Load()
 	lr, err := drive(ctx, spec)
+	if peakAnon != nil {
+		res.PeakAnonMiB = mib(max(peakAnon(), p.idle.Anon))
+	}
 	if err != nil {
 		res.Skipped = err.Error()
 		return res

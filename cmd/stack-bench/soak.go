@@ -81,7 +81,9 @@ func (b *bench) runSoak(ctx context.Context) error {
 	fmt.Fprintf(b.stderr, "soak: %d clients (%d req/s in all; 0 = unpaced) for %s through stack ...\n", o.clients, o.rate, o.soak)
 	var cpu0 float64
 	cpu0, _ = procCPU(p.pid())
+	peakAnon := anonPeak(p.pid())
 	lr, err := drive(ctx, spec)
+	peak := peakAnon()
 	if err != nil {
 		return err
 	}
@@ -98,7 +100,8 @@ func (b *bench) runSoak(ctx context.Context) error {
 	if m, err := procMem(p.pid()); err == nil {
 		res.PeakRSSMiB = mib(m.Peak)
 	}
-	res.ReadyMS, res.IdleRSSMiB = ms(p.ready), mib(p.idle.RSS)
+	res.PeakAnonMiB = mib(max(peak, p.idle.Anon))
+	res.ReadyMS, res.IdleRSSMiB, res.IdleAnonMiB = ms(p.ready), mib(p.idle.RSS), mib(p.idle.Anon)
 	if err := p.stop(); err != nil {
 		return err
 	}
@@ -177,8 +180,8 @@ func (rep soakReport) print(b *bench) {
 	m := rep.Machine
 	fmt.Fprintf(w, "machine: %d CPUs, %s, %s, load %s\n", m.CPUs, m.CPUModel, m.GoVersion, m.Load)
 	r := rep.Result
-	fmt.Fprintf(w, "soak: %s, %d clients paced to %d req/s in all, through stack: %.0f req/s, p50 %.2f ms, p99 %.2f ms, %d errors, CPU %.1f s, peak RSS %.1f MiB\n\n",
-		rep.Duration, rep.Clients, rep.Rate, r.RPS, r.P50MS, r.P99MS, r.Errors, r.CPUSeconds, r.PeakRSSMiB)
+	fmt.Fprintf(w, "soak: %s, %d clients paced to %d req/s in all, through stack: %.0f req/s, p50 %.2f ms, p99 %.2f ms, %d errors, CPU %.1f s, peak RssAnon %.1f MiB (RSS %.1f)\n\n",
+		rep.Duration, rep.Clients, rep.Rate, r.RPS, r.P50MS, r.P99MS, r.Errors, r.CPUSeconds, r.PeakAnonMiB, r.PeakRSSMiB)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "at\tgoroutines\topen fds\tRSS MiB\tanon RSS MiB\t")
 	for _, s := range rep.Samples {
