@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -150,15 +151,7 @@ func (a *app) runProxy(ctx context.Context) error {
 	if restore, err := zap.RedirectStdLogAt(log.Named("stdlog"), zapcore.DebugLevel); err == nil {
 		defer restore()
 	}
-	if tuneGC(os.Getenv) {
-		// The heap is followed while the proxy runs, not while ctx lives:
-		// a proxy that fails to start returns long before ctx ends.
-		heapCtx, stopHeap := context.WithCancel(ctx)
-		var following sync.WaitGroup
-		following.Go(func() { followHeap(heapCtx, heapCheckEvery) })
-		defer following.Wait()
-		defer stopHeap()
-	}
+	tuneGC(os.Getenv)
 	k, err := a.openKMS(ctx)
 	if err != nil {
 		return err
@@ -348,7 +341,10 @@ func (a *app) runProxy(ctx context.Context) error {
 	proxySrv := px.NewServer(zap.NewStdLog(log.Named("http")))
 	adminSrv := &http.Server{Handler: adminHandler, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
 
-	releaseStartupMemory()
+	// Start-up leaves heap garbage serving never reuses (configuration,
+	// the detector catalogue's compilation): a few MiB of anonymous
+	// memory that GOGC=200 would keep until the heap grows into it.
+	debug.FreeOSMemory()
 	// Signals are caught before the run file says the sidecar is there.
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
