@@ -23,13 +23,13 @@ import (
 
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/detect"
+	"github.com/stackctl/stack/hostmatch"
 	"github.com/stackctl/stack/inject"
 	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/proxy/ca"
 	"github.com/stackctl/stack/proxy/coding"
 	"github.com/stackctl/stack/proxy/egress"
 	"github.com/stackctl/stack/reason"
-	"github.com/stackctl/stack/vault"
 )
 
 // Verifier checks passports; *passport.Verifier is one. Check verifies a
@@ -522,7 +522,7 @@ func (p *Proxy) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Conn
 	cs := &connState{ac: ac, own: req.Header.Get("Proxy-Authorization") == "" && p.opts.Passports != nil}
 	cs.verified.Store(vd)
 	ctx.UserData = cs
-	if matchAnyHost(p.opts.TunnelHosts, hostname) {
+	if hostmatch.MatchAny(p.opts.TunnelHosts, hostname) {
 		if ac != nil {
 			ac.willHijack(modeTunnel)
 		}
@@ -933,7 +933,7 @@ const ActionWouldDeny = "would_deny"
 // grantsCredential reports whether a grant naming host lists credential.
 func grantsCredential(s passport.Scope, host, credential string) bool {
 	for _, g := range s {
-		if matchAnyHost(g.Hosts, host) {
+		if hostmatch.MatchAny(g.Hosts, host) {
 			for _, c := range g.Credentials {
 				if c == credential {
 					return true
@@ -947,18 +947,7 @@ func grantsCredential(s passport.Scope, host, credential string) bool {
 // scopeNamesHost reports whether any grant names host.
 func scopeNamesHost(s passport.Scope, host string) bool {
 	for _, g := range s {
-		if matchAnyHost(g.Hosts, host) {
-			return true
-		}
-	}
-	return false
-}
-
-// matchAnyHost matches host against exact names and one-label wildcards,
-// as credential bindings are matched.
-func matchAnyHost(patterns []string, host string) bool {
-	for _, pat := range patterns {
-		if vault.MatchHost(strings.ToLower(pat), host) {
+		if hostmatch.MatchAny(g.Hosts, host) {
 			return true
 		}
 	}

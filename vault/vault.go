@@ -20,6 +20,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/stackctl/stack/hostmatch"
 	"github.com/stackctl/stack/vault/kms"
 )
 
@@ -90,19 +91,16 @@ func (c *Credential) clone() *Credential {
 	return &d
 }
 
-// BoundTo reports whether the secret may be sent to host.
+// BoundTo reports whether the secret may be sent to host (as a request
+// names it, port and all).
 func (c *Credential) BoundTo(host string) bool {
-	for _, p := range c.Hosts {
-		if MatchHost(p, host) {
-			return true
-		}
-	}
-	return false
+	return hostmatch.MatchAny(c.Hosts, host)
 }
 
 // PutOptions are a new credential's attributes besides its secret.
 type PutOptions struct {
-	// Hosts the secret may be sent to; at least one.
+	// Hosts the secret may be sent to, as hostmatch patterns
+	// (api.stripe.com, *.stripe.com); at least one.
 	Hosts []string
 	// Render is how the secret goes into a request.
 	Render Render
