@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/stackctl/stack/hostmatch"
 	"github.com/stackctl/stack/reason"
 )
 
@@ -119,30 +120,17 @@ type Render struct {
 // secret, which it asks Secrets for only when it injects.
 type Credential struct {
 	Name  string
-	Hosts []string // exact names or *.example.com
+	Hosts []string // hostmatch patterns: api.stripe.com, *.stripe.com
 	// Render says where and how the secret is written.
 	Render Render
 	// Fingerprint identifies the secret in audit records.
 	Fingerprint string
 }
 
-// BoundTo reports whether the credential may be sent to host.
+// BoundTo reports whether the credential may be sent to host (as a
+// request names it, port and all).
 func (c *Credential) BoundTo(host string) bool {
-	host = normalizeHost(host)
-	for _, h := range c.Hosts {
-		h = strings.ToLower(h)
-		if suffix, ok := strings.CutPrefix(h, "*."); ok {
-			label, rest, found := strings.Cut(host, ".")
-			if found && label != "" && rest == suffix {
-				return true
-			}
-			continue
-		}
-		if h == host {
-			return true
-		}
-	}
-	return false
+	return hostmatch.MatchAny(c.Hosts, host)
 }
 
 // Store answers what the injector needs from the vault.
@@ -288,7 +276,7 @@ func (in *Injector) Apply(ctx context.Context, req *http.Request, host string, g
 		}
 		if !c.BoundTo(host) {
 			return nil, &DeniedError{Reason: reason.PlaceholderUnbound, Credential: name,
-				Detail: fmt.Sprintf("credential %q is not bound to host %s", name, normalizeHost(host))}
+				Detail: fmt.Sprintf("credential %q is not bound to host %s", name, host)}
 		}
 	}
 	creds := make([]Credential, 0, len(sub.order))
@@ -342,7 +330,7 @@ func (in *Injector) checkAgentAuth(req *http.Request, host string, injecting []C
 			continue
 		}
 		return &DeniedError{Reason: reason.AgentCredentialRefused, Credential: c.Name,
-			Detail: fmt.Sprintf("the agent set %s itself for %s, where credential %q is managed; send %s instead", target, normalizeHost(host), c.Name, Placeholder(c.Name))}
+			Detail: fmt.Sprintf("the agent set %s itself for %s, where credential %q is managed; send %s instead", target, host, c.Name, Placeholder(c.Name))}
 	}
 	return nil
 }
@@ -462,19 +450,6 @@ func write(req *http.Request, c Credential, secret []byte) error {
 		return &DeniedError{Reason: reason.CredentialUnavailable, Credential: c.Name, Detail: "credential has no render"}
 	}
 	return nil
-}
-
-func normalizeHost(host string) string {
-	h := strings.ToLower(host)
-	if strings.HasPrefix(h, "[") {
-		if i := strings.Index(h, "]"); i > 0 {
-			return h[1:i]
-		}
-	}
-	if i := strings.LastIndexByte(h, ':'); i > 0 && strings.Count(h, ":") == 1 {
-		h = h[:i]
-	}
-	return strings.TrimSuffix(h, ".")
 }
 
 // nameSet collects credential names in first-seen order. A request
