@@ -61,9 +61,9 @@ var ErrInvalid = errors.New("invalid host")
 // Normalize returns host as every comparison writes it (see the package
 // doc), or an error wrapping ErrInvalid that says what is wrong.
 func Normalize(host string) (string, error) {
-	h, why := parse(host, false)
-	if why != "" {
-		return "", invalid(why)
+	var h parsed
+	if why := h.parse(host, false); why != "" {
+		return "", invalid(host, why)
 	}
 	return h.String(), nil
 }
@@ -72,9 +72,9 @@ func Normalize(host string) (string, error) {
 // says what is wrong. A wildcard is returned as "*." and the normalized
 // name.
 func Pattern(pattern string) (string, error) {
-	p, why := parse(pattern, true)
-	if why != "" {
-		return "", invalid(why)
+	var p parsed
+	if why := p.parse(pattern, true); why != "" {
+		return "", invalid(pattern, why)
 	}
 	if p.wild {
 		return "*." + strings.ToLower(p.name), nil
@@ -85,17 +85,14 @@ func Pattern(pattern string) (string, error) {
 // Match reports whether pattern names host. Both are normalized first: a
 // host may carry a port; an invalid pattern or host matches nothing.
 func Match(pattern, host string) bool {
-	h, why := parse(host, false)
-	if why != "" {
-		return false
-	}
-	return h.matchedBy(pattern)
+	var h parsed
+	return h.parse(host, false) == "" && h.matchedBy(pattern)
 }
 
 // MatchAny reports whether any of patterns names host.
 func MatchAny(patterns []string, host string) bool {
-	h, why := parse(host, false)
-	if why != "" {
+	var h parsed
+	if h.parse(host, false) != "" {
 		return false
 	}
 	for _, p := range patterns {
@@ -116,7 +113,7 @@ type parsed struct {
 
 // String writes a host (not a wildcard) normalized. It allocates only when
 // the input was not already written that way.
-func (h parsed) String() string {
+func (h *parsed) String() string {
 	if h.name != "" {
 		return strings.ToLower(h.name)
 	}
@@ -124,10 +121,15 @@ func (h parsed) String() string {
 }
 
 // matchedBy reports whether pattern names h.
-func (h parsed) matchedBy(pattern string) bool {
-	p, why := parse(pattern, true)
+func (h *parsed) matchedBy(pattern string) bool {
+	if h.name != "" && pattern == h.name {
+		// A valid name is a valid pattern naming itself: the common
+		// case of a request to a bound host, decided without parsing.
+		return true
+	}
+	var p parsed
 	switch {
-	case why != "":
+	case p.parse(pattern, true) != "":
 		return false
 	case p.name == "":
 		return h.name == "" && p.addr == h.addr
@@ -141,55 +143,50 @@ func (h parsed) matchedBy(pattern string) bool {
 	return asciiEqualFold(h.name, p.name)
 }
 
-// parse reads s as a host (pattern false: a port is allowed, a wildcard is
-// not) or as a pattern (white space around it is ignored, a wildcard is
-// allowed, a port is not). why is empty when s is valid, else what is
-// wrong. It allocates nothing: it runs for every pattern on every request.
-func parse(s string, pattern bool) (h parsed, why string) {
+// parse reads s into h as a host (pattern false: a port is allowed, a
+// wildcard is not) or as a pattern (white space around it is ignored, a
+// wildcard is allowed, a port is not). It returns "" when s is valid, else
+// what is wrong. It allocates nothing: it runs for every pattern on every
+// request.
+func (h *parsed) parse(s string, pattern bool) (why string) {
 	if pattern {
 		s = strings.TrimSpace(s)
 	}
-	h, why = parseTrimmed(s, pattern)
-	if why != "" && strings.ContainsAny(s, "/@") {
-		why = "a host, not a URL: no scheme, user or path"
+	// Most hosts and patterns are plain names: read s as one first, and
+	// look for a port, brackets or a wildcard only when that fails.
+	if why = h.parseName(s); why == "" || !strings.ContainsAny(s, "[:*") {
+		return why
 	}
-	return h, why
-}
-
-func parseTrimmed(s string, pattern bool) (h parsed, why string) {
-	if s == "" {
-		return h, "empty host"
-	}
+	*h = parsed{}
 	host, port, hasPort, v6, why := splitPort(s)
 	switch {
 	case why != "":
-		return h, why
+		return why
 	case hasPort && pattern:
-		return h, "no port: a pattern matches every port"
+		return "no port: a pattern matches every port"
 	case hasPort && !validPort(port):
-		return h, "bad port"
+		return "bad port"
 	case v6:
-		return parseIPv6(host)
+		return h.parseIPv6(host)
 	case !pattern:
-		return parseName(host)
+		return h.parseName(host)
 	case host == "*":
-		return h, "* alone would match every name: list the hosts, or use *.example.com"
+		return "* alone would match every name: list the hosts, or use *.example.com"
 	}
 	rest, wild := strings.CutPrefix(host, "*.")
 	if !wild {
-		return parseName(host)
+		return h.parseName(host)
 	}
-	h, why = parseName(rest)
-	switch {
+	switch why := h.parseName(rest); {
 	case why != "":
-		return h, why
+		return why
 	case h.name == "":
-		return h, "a wildcard covers names, not addresses"
+		return "a wildcard covers names, not addresses"
 	case strings.IndexByte(h.name, '.') < 0:
-		return h, `a wildcard needs at least two labels after "*." (e.g. *.example.com)`
+		return `a wildcard needs at least two labels after "*." (e.g. *.example.com)`
 	}
 	h.wild = true
-	return h, ""
+	return ""
 }
 
 // splitPort splits s into the host and the port, if any. A bracketed host
@@ -239,67 +236,111 @@ func validPort(p string) bool {
 	return n <= 65535
 }
 
-func parseIPv6(s string) (h parsed, why string) {
+func (h *parsed) parseIPv6(s string) (why string) {
 	a, err := netip.ParseAddr(s)
 	if err != nil || !a.Is6() {
-		return h, "not an IPv6 address"
+		return "not an IPv6 address"
 	}
 	if a.Zone() != "" {
-		return h, "an IPv6 zone names an interface, not a host"
+		return "an IPv6 zone names an interface, not a host"
 	}
 	h.addr = a.Unmap()
-	return h, ""
+	return ""
 }
 
 // parseName reads a DNS name or a dotted-decimal IPv4 address, with an
 // optional trailing dot, in one pass over its bytes.
-func parseName(s string) (h parsed, why string) {
+func (h *parsed) parseName(s string) (why string) {
 	s = strings.TrimSuffix(s, ".")
 	if s == "" {
-		return h, "empty host"
+		return "empty host"
 	}
 	if len(s) > 253 {
-		return h, "longer than 253 bytes"
+		return "longer than 253 bytes"
 	}
-	start, digits := 0, true // where the label starts; is it all digits so far
-	for i := 0; i <= len(s); i++ {
-		if i == len(s) || s[i] == '.' {
-			switch l := s[start:i]; {
-			case l == "":
-				return h, "empty label"
-			case len(l) > 63:
-				return h, "label longer than 63 bytes"
-			case l[0] == '-' || l[len(l)-1] == '-':
-				return h, "label starts or ends with '-'"
-			}
-			if i < len(s) {
-				start, digits = i+1, true
-			}
+	n, digits := 0, true // the current label's length; is it all digits so far
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		class := nameByte[c]
+		if class == letter { // most of any name: decided first
+			n++
+			digits = false
 			continue
 		}
-		switch c := s[i]; {
-		case '0' <= c && c <= '9':
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', c == '-', c == '_':
+		switch class {
+		case digit:
+			n++
+		case hyphen:
+			if n == 0 {
+				return "label starts with '-'"
+			}
+			n++
 			digits = false
-		case c == '*':
-			return h, `'*' is allowed only as a whole first label, "*."`
-		case c >= 0x80:
-			return h, "not ASCII: write the name's xn-- form"
+		case dot:
+			if why := endLabel(s[:i], n); why != "" {
+				return why
+			}
+			n, digits = 0, true
 		default:
-			return h, "character not allowed in a host name"
+			return badByte(c)
 		}
+	}
+	if why := endLabel(s, n); why != "" {
+		return why
 	}
 	if digits {
 		// The last label is a number: an IPv4 address, written in full.
 		a, err := netip.ParseAddr(s)
 		if err != nil {
-			return h, "ends in a number but is not an IPv4 address a.b.c.d"
+			return "ends in a number but is not an IPv4 address a.b.c.d"
 		}
 		h.addr = a
-		return h, ""
+		return ""
 	}
 	h.name = s
-	return h, ""
+	return ""
+}
+
+// endLabel checks the label of n bytes that ends s.
+func endLabel(s string, n int) string {
+	switch {
+	case n == 0:
+		return "empty label"
+	case n > 63:
+		return "label longer than 63 bytes"
+	case s[len(s)-1] == '-':
+		return "label ends with '-'"
+	}
+	return ""
+}
+
+// Classes of the bytes of a DNS name; 0 is any other byte.
+const (
+	digit = 1 + iota
+	letter
+	hyphen
+	dot
+)
+
+var nameByte = func() (class [256]uint8) {
+	for c := '0'; c <= '9'; c++ {
+		class[c] = digit
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		class[c], class[c-'a'+'A'] = letter, letter
+	}
+	class['_'], class['-'], class['.'] = letter, hyphen, dot
+	return class
+}()
+
+func badByte(c byte) string {
+	switch {
+	case c == '*':
+		return `'*' is allowed only in a pattern, as its whole first label "*."`
+	case c >= 0x80:
+		return "not ASCII: write the name's xn-- form"
+	}
+	return "character not allowed in a host name"
 }
 
 // asciiEqualFold reports whether ASCII strings a and b are equal ignoring
@@ -323,6 +364,11 @@ func lower(c byte) byte {
 	return c
 }
 
-func invalid(why string) error {
+// invalid says why s is refused; a URL is refused for being one, whatever
+// part of it the parser tripped on.
+func invalid(s, why string) error {
+	if strings.ContainsAny(s, "/@") {
+		why = "a host, not a URL: no scheme, user or path"
+	}
 	return fmt.Errorf("%w: %s", ErrInvalid, why)
 }
