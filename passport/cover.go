@@ -3,6 +3,8 @@ package passport
 import (
 	"fmt"
 	"strings"
+
+	"github.com/stackctl/stack/hostmatch"
 )
 
 // Covers reports whether child asks for nothing s does not already allow:
@@ -38,7 +40,7 @@ func (s Scope) Covers(child Scope) error {
 // covers returns "" when g covers c, else what is wider in c.
 func (g *Grant) covers(c *Grant) string {
 	for _, h := range c.Hosts {
-		if !g.coversHost(normalizeHostPattern(h)) {
+		if !g.coversHost(h) {
 			return fmt.Sprintf("host %s", h)
 		}
 	}
@@ -75,15 +77,16 @@ func (g *Grant) covers(c *Grant) string {
 	return ""
 }
 
-func (g *Grant) coversHost(h string) bool {
+// coversHost reports whether a grant of g's hosts covers the child
+// pattern: the same pattern, or a wildcard that matches the child's single
+// host. A wildcard child is covered only by the same wildcard.
+func (g *Grant) coversHost(child string) bool {
+	c, err := hostmatch.Pattern(child)
+	if err != nil {
+		return false
+	}
 	for _, p := range g.Hosts {
-		p = normalizeHostPattern(p)
-		if p == h {
-			return true
-		}
-		// A wildcard parent covers any single name it matches; a wildcard
-		// child is covered only by the same wildcard (handled above).
-		if strings.HasPrefix(p, "*.") && !strings.HasPrefix(h, "*") && matchHostPattern(p, h) {
+		if p, err := hostmatch.Pattern(p); err == nil && (p == c || !strings.HasPrefix(c, "*.") && hostmatch.Match(p, c)) {
 			return true
 		}
 	}

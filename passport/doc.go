@@ -23,10 +23,11 @@
 //
 // # Scopes
 //
-// A grant names hosts (exact or "*.example.com"), methods, path patterns
-// ("*" within a segment, a final "/**" for any remainder), credential
-// names and parameter constraints (eq, in, prefix, regex) on query
-// parameters or top-level body fields. Scope.Allows says which grant
+// A grant names hosts (exact, or "*.example.com" for exactly one more
+// label: the hostmatch rules credential bindings follow too), methods,
+// path patterns ("*" within a segment, a final "/**" for any remainder),
+// credential names and parameter constraints (eq, in, prefix, regex) on
+// query parameters or top-level body fields. Scope.Allows says which grant
 // allowed a request, or why none did. Scope.Covers checks that a delegated
 // scope only narrows its parent's.
 //

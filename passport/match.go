@@ -8,12 +8,15 @@ import (
 	"net/url"
 	"path"
 	"strings"
+
+	"github.com/stackctl/stack/hostmatch"
 )
 
 // Request is what Scope.Allows looks at: one HTTP request as the proxy sees
 // it after MITM.
 type Request struct {
-	// Host is the request's host, with or without port.
+	// Host is the request's host, with or without port; grants match it
+	// as hostmatch does.
 	Host string
 	// Method is the HTTP method as sent (compared case-sensitively).
 	Method string
@@ -65,7 +68,6 @@ const (
 // (invalid percent-encoding, backslashes, control characters, "..;"
 // segments, encoding nested more than twice) are denied outright.
 func (s Scope) Allows(r Request) Decision {
-	host := normalizeHost(r.Host)
 	rp, pathErr := cleanRequestPath(r.Path)
 	body := lazyBody{raw: r.Body, contentType: r.ContentType}
 
@@ -73,7 +75,7 @@ func (s Scope) Allows(r Request) Decision {
 	// request, most of which are allowed.
 	best, bestStage := Decision{Grant: -1}, stageHost
 	for i := range s {
-		stage, reason := s[i].check(host, r, &rp, pathErr, &body)
+		stage, reason := s[i].check(r, &rp, pathErr, &body)
 		if stage == stageAllowed {
 			return Decision{Allowed: true, Grant: i}
 		}
@@ -82,13 +84,17 @@ func (s Scope) Allows(r Request) Decision {
 		}
 	}
 	if bestStage == stageHost {
+		host, err := hostmatch.Normalize(r.Host)
+		if err != nil {
+			host = r.Host // a host no grant can name, shown as sent
+		}
 		best.Reason = "host not granted: " + host
 	}
 	return best
 }
 
-func (g *Grant) check(host string, r Request, rp *requestPath, pathErr error, body *lazyBody) (int, string) {
-	if !g.matchHost(host) {
+func (g *Grant) check(r Request, rp *requestPath, pathErr error, body *lazyBody) (int, string) {
+	if !hostmatch.MatchAny(g.Hosts, r.Host) {
 		return stageHost, ""
 	}
 	if len(g.Methods) > 0 && !contains(g.Methods, r.Method) {
@@ -131,15 +137,6 @@ func (g *Grant) check(host string, r Request, rp *requestPath, pathErr error, bo
 	return stageAllowed, ""
 }
 
-func (g *Grant) matchHost(host string) bool {
-	for _, p := range g.Hosts {
-		if p == host || matchHostPattern(normalizeHostPattern(p), host) {
-			return true
-		}
-	}
-	return false
-}
-
 // holds evaluates the constraint on one value. An invalid regex holds for
 // nothing.
 func (pc ParamConstraint) holds(v string) bool {
@@ -164,44 +161,6 @@ func contains(list []string, v string) bool {
 		}
 	}
 	return false
-}
-
-// normalizeHostPattern lower-cases a grant's host and drops a trailing dot
-// and IPv6 brackets.
-func normalizeHostPattern(h string) string {
-	h = strings.ToLower(strings.TrimSpace(h))
-	h = strings.TrimSuffix(h, ".")
-	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
-		h = h[1 : len(h)-1]
-	}
-	return h
-}
-
-// normalizeHost lower-cases a request host and strips its port, IPv6
-// brackets and trailing dot.
-func normalizeHost(h string) string {
-	h = strings.ToLower(h)
-	switch {
-	case strings.HasPrefix(h, "["):
-		if end := strings.IndexByte(h, ']'); end > 0 {
-			h = h[1:end]
-		}
-	case strings.Count(h, ":") == 1:
-		h = h[:strings.IndexByte(h, ':')]
-	}
-	return strings.TrimSuffix(h, ".")
-}
-
-// matchHostPattern: "*.example.com" matches exactly one extra label.
-func matchHostPattern(pattern, host string) bool {
-	if host == "" {
-		return false
-	}
-	if rest, ok := strings.CutPrefix(pattern, "*"); ok {
-		label, found := strings.CutSuffix(host, rest)
-		return found && label != "" && !strings.Contains(label, ".")
-	}
-	return pattern == host
 }
 
 // requestPath is a request path as the upstream servers behind the proxy

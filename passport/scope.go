@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"regexp"
 	"regexp/syntax"
 	"strings"
 	"sync"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/stackctl/stack/hostmatch"
 )
 
 // Scope is the list of grants a passport carries. A request is allowed when
@@ -22,9 +23,10 @@ type Scope []Grant
 // paths, credentials and request parameters. Empty Methods, Paths or
 // Credentials mean "none" for credentials and "any" for methods and paths.
 type Grant struct {
-	// Hosts are exact host names ("api.stripe.com") or one-label wildcards
+	// Hosts are host patterns as hostmatch reads them: exact hosts
+	// ("api.stripe.com", an IP address) or one-label wildcards
 	// ("*.example.com" matches "a.example.com", not "example.com" nor
-	// "a.b.example.com"). Required.
+	// "a.b.example.com"), on any port. Required.
 	Hosts []string `json:"hosts" yaml:"hosts" mapstructure:"hosts"`
 	// Methods are upper-case HTTP methods; empty means any method.
 	Methods []string `json:"methods,omitempty" yaml:"methods,omitempty" mapstructure:"methods"`
@@ -124,7 +126,7 @@ func (s Scope) Validate() error {
 			add("%s.hosts: at least one host is required", at)
 		}
 		for j, h := range g.Hosts {
-			if err := validateHostPattern(h); err != nil {
+			if _, err := hostmatch.Pattern(h); err != nil {
 				add("%s.hosts[%d] %q: %v", at, j, h, err)
 			}
 		}
@@ -215,45 +217,6 @@ func validName(s string) bool {
 		}
 	}
 	return true
-}
-
-// validateHostPattern accepts a DNS name, an IP address, or "*." followed
-// by a name of at least two labels.
-func validateHostPattern(h string) error {
-	p := normalizeHostPattern(h)
-	if p == "" {
-		return errors.New("empty host")
-	}
-	if net.ParseIP(p) != nil {
-		return nil
-	}
-	name := p
-	if rest, ok := strings.CutPrefix(p, "*."); ok {
-		name = rest
-		if !strings.Contains(name, ".") {
-			return errors.New("a wildcard needs at least two labels after \"*.\" (e.g. *.example.com)")
-		}
-	}
-	if len(name) > 253 {
-		return errors.New("host name too long")
-	}
-	for _, label := range strings.Split(name, ".") {
-		if label == "" || len(label) > 63 {
-			return errors.New("empty or over-long label")
-		}
-		for _, r := range label {
-			switch {
-			case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '_':
-			case r == '*':
-				return errors.New("'*' is allowed only as the whole first label")
-			case r == ':':
-				return errors.New("no port or scheme: hosts match any port")
-			default:
-				return fmt.Errorf("character %q not allowed in a host name", r)
-			}
-		}
-	}
-	return nil
 }
 
 // validatePathPattern accepts "/"-rooted patterns of non-empty segments,
