@@ -50,7 +50,7 @@ type Event struct {
 	PassportJTI string
 	// Mode is the passport's mode claim: enforce, alert or shadow.
 	Mode   string
-	Host   string // lower-case, no port
+	Host   string // as hostmatch.Normalize writes it; one it refuses, as sent
 	Method string
 	Path   string
 	Query  url.Values

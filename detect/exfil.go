@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/stackctl/stack/detect/internal/ahocorasick"
+	"github.com/stackctl/stack/hostmatch"
 )
 
 // ExfiltrationName is the credential-exfiltration detector's config name.
@@ -33,8 +34,9 @@ type SecretMatcher interface {
 // The zero value checks secret shapes only and treats every placeholder
 // as one it cannot place.
 type ExfiltrationOptions struct {
-	// Bound returns the hosts a credential is bound to ("api.stripe.com",
-	// or "*.example.com" for any subdomain), ok false for a credential the
+	// Bound returns the hosts a credential is bound to, as hostmatch
+	// patterns ("api.stripe.com", or "*.example.com" for exactly one more
+	// label: the rule the injector follows), ok false for a credential the
 	// vault does not know. Nil: no binding is known.
 	Bound func(name string) (hosts []string, ok bool)
 	// Secrets finds the vault's own secrets in outbound content (see
@@ -43,9 +45,9 @@ type ExfiltrationOptions struct {
 	// Window is the most bytes of a body looked at (default
 	// DefaultScanWindow).
 	Window int
-	// AllowShapes maps a secret shape name (see SecretShapes) to hosts it
-	// may be sent to, for the legitimate cases: a JWT to the identity
-	// provider, a GitHub token to api.github.com.
+	// AllowShapes maps a secret shape name (see SecretShapes) to hosts
+	// (hostmatch patterns) it may be sent to, for the legitimate cases: a
+	// JWT to the identity provider, a GitHub token to api.github.com.
 	AllowShapes map[string][]string
 }
 
@@ -251,6 +253,13 @@ func NewExfiltration(opts ExfiltrationOptions) (*Exfiltration, error) {
 	if opts.Window == 0 {
 		opts.Window = DefaultScanWindow
 	}
+	for shape, hosts := range opts.AllowShapes {
+		for _, h := range hosts {
+			if _, err := hostmatch.Pattern(h); err != nil {
+				return nil, fmt.Errorf("exfiltration options: %w: allow_shapes %s host %q: %v", ErrInvalidOptions, shape, h, err)
+			}
+		}
+	}
 	return &Exfiltration{opts: opts}, nil
 }
 
@@ -327,7 +336,7 @@ func (x *Exfiltration) Inspect(ev *Event) []Signal {
 				}
 				continue
 			}
-			if hostAllowed(ev.Host, x.opts.AllowShapes[h.shape.Name]) || seenShape[h.text] {
+			if hostmatch.MatchAny(x.opts.AllowShapes[h.shape.Name], ev.Host) || seenShape[h.text] {
 				continue
 			}
 			if h.shape.Name == "aws_access_key_id" && part.where != "body" {
@@ -401,7 +410,7 @@ func (x *Exfiltration) secretSignals(sigs []Signal, host string, found [3][]stri
 	sort.Strings(keys)
 	for _, n := range keys {
 		if x.opts.Bound != nil {
-			if hosts, ok := x.opts.Bound(n); ok && hostAllowed(host, hosts) {
+			if hosts, ok := x.opts.Bound(n); ok && hostmatch.MatchAny(hosts, host) {
 				continue // the credential on its way to its own host
 			}
 		}
@@ -435,7 +444,7 @@ func (x *Exfiltration) placeholderSignal(name, host, where string, span *Span) (
 		s.Evidence = fmt.Sprintf("placeholder %s%s %s to %s names no vault credential", PlaceholderPrefix, name, inRequest(where), hostOrUnknown(host))
 		return s, true
 	}
-	if hostAllowed(host, hosts) {
+	if hostmatch.MatchAny(hosts, host) {
 		return s, false
 	}
 	s.Severity, s.Rule = Critical, "placeholder_unbound"
@@ -448,38 +457,6 @@ func hostOrUnknown(h string) string {
 		return "an unknown host"
 	}
 	return h
-}
-
-// hostAllowed reports whether host is one of hosts; "*.example.com"
-// matches any subdomain of example.com (not example.com itself). Case
-// does not matter.
-func hostAllowed(host string, hosts []string) bool {
-	if host == "" {
-		return false
-	}
-	for _, h := range hosts {
-		if boundHostMatches(host, h) {
-			return true
-		}
-	}
-	return false
-}
-
-// boundHostMatches is hostAllowed for one entry. ASCII names, which host
-// names are, are compared without lower-casing copies; anything else is
-// lower-cased first, as Unicode says.
-func boundHostMatches(host, h string) bool {
-	if h == host {
-		return true
-	}
-	if !asciiString(host) || !asciiString(h) {
-		host, h = strings.ToLower(host), strings.ToLower(h)
-		return h == host || strings.HasPrefix(h, "*.") && strings.HasSuffix(host, h[1:])
-	}
-	if len(h) == len(host) && asciiEqualFold(h, host) {
-		return true
-	}
-	return len(h) >= 2 && h[0] == '*' && h[1] == '.' && len(host) >= len(h)-1 && asciiEqualFold(host[len(host)-(len(h)-1):], h[1:])
 }
 
 func asciiString(s string) bool {

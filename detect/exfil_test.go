@@ -43,6 +43,10 @@ func TestExfiltrationPlaceholders(t *testing.T) {
 	}{
 		{"bound host", Event{Host: "api.stripe.com", Body: []byte("key=stk_ph_stripe")}, "", ""},
 		{"wildcard", Event{Host: "api.github.com", Placeholders: []string{"gh"}}, "", ""},
+		{"bound host as sent", Event{Host: "API.Stripe.com.:443", Body: []byte("key=stk_ph_stripe")}, "", ""},
+		{"wildcard not two labels", Event{Host: "a.b.github.com", Placeholders: []string{"gh"}}, "placeholder_unbound", Critical},
+		{"wildcard not the apex", Event{Host: "github.com", Placeholders: []string{"gh"}}, "placeholder_unbound", Critical},
+		{"wildcard not a unicode label", Event{Host: "\u212Aey.github.com", Placeholders: []string{"gh"}}, "placeholder_unbound", Critical},
 		{"unbound body", Event{Host: "paste.example", Body: []byte(`{"k":"stk_ph_stripe"}`)}, "placeholder_unbound", Critical},
 		{"unbound query", Event{Host: "evil.example", Path: "/c", Query: url.Values{"q": {"stk_ph_stripe"}}}, "placeholder_unbound", Critical},
 		{"unbound event", Event{Host: "evil.example", Placeholders: []string{"stripe"}}, "placeholder_unbound", Critical},
@@ -159,6 +163,9 @@ func TestSecretIndex(t *testing.T) {
 	}
 	if _, err := NewExfiltration(ExfiltrationOptions{Window: -1}); !errors.Is(err, ErrInvalidOptions) {
 		t.Errorf("negative window: %v", err)
+	}
+	if _, err := NewExfiltration(ExfiltrationOptions{AllowShapes: map[string][]string{"jwt": {"*.com"}}}); !errors.Is(err, ErrInvalidOptions) || !strings.Contains(err.Error(), `"*.com"`) {
+		t.Errorf("allowed host *.com: %v", err)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/stackctl/stack/hostmatch"
 )
 
 // Mode is what a detector's signals are allowed to do.
@@ -154,8 +156,9 @@ type Rule struct {
 type Suppression struct {
 	// Agent is the passport subject.
 	Agent string
-	// Host is the request host; "*.example.com" matches every subdomain
-	// of example.com (not example.com itself).
+	// Host is a hostmatch pattern for the request host: exact, or
+	// "*.example.com" for exactly one more label (a.example.com, not
+	// example.com nor a.b.example.com), as credentials are bound.
 	Host string
 	// Detector is a detector name. For a composite rule it matches when
 	// the rule uses that detector.
@@ -321,7 +324,13 @@ func compilePolicy(p Policy, names []string) (*compiledPolicy, error) {
 				problems = append(problems, fmt.Sprintf("suppress[%d]: no such detector %q", i, s.Detector))
 			}
 		}
-		s.Host = strings.ToLower(s.Host)
+		if s.Host != "" {
+			h, err := hostmatch.Pattern(s.Host)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("suppress[%d]: host %q: %v", i, s.Host, err))
+			}
+			s.Host = h
+		}
 		cp.suppress = append(cp.suppress, s)
 	}
 	if len(problems) > 0 {
@@ -330,22 +339,11 @@ func compilePolicy(p Policy, names []string) (*compiledPolicy, error) {
 	return cp, nil
 }
 
-// hostMatches matches a suppression host pattern against a request host.
-func hostMatches(pattern, host string) bool {
-	if pattern == "" {
-		return true
-	}
-	if suffix, ok := strings.CutPrefix(pattern, "*"); ok && strings.HasPrefix(suffix, ".") {
-		return len(host) > len(suffix) && strings.HasSuffix(host, suffix)
-	}
-	return pattern == host
-}
-
 // suppressedSignal reports whether a suppression drops signal s on ev.
 func (cp *compiledPolicy) suppressedSignal(ev *Event, s *Signal) bool {
 	for i := range cp.suppress {
 		x := &cp.suppress[i]
-		if (x.Agent == "" || x.Agent == ev.Agent) && hostMatches(x.Host, ev.Host) &&
+		if (x.Agent == "" || x.Agent == ev.Agent) && (x.Host == "" || hostmatch.Match(x.Host, ev.Host)) &&
 			(x.Detector == "" || x.Detector == s.Detector) && (x.Rule == "" || x.Rule == s.Rule) {
 			return true
 		}
@@ -357,7 +355,7 @@ func (cp *compiledPolicy) suppressedSignal(ev *Event, s *Signal) bool {
 func (cp *compiledPolicy) suppressedRule(ev *Event, r *Rule) bool {
 	for i := range cp.suppress {
 		x := &cp.suppress[i]
-		if (x.Agent == "" || x.Agent == ev.Agent) && hostMatches(x.Host, ev.Host) &&
+		if (x.Agent == "" || x.Agent == ev.Agent) && (x.Host == "" || hostmatch.Match(x.Host, ev.Host)) &&
 			(x.Detector == "" || contains(r.Detectors, x.Detector)) && (x.Rule == "" || x.Rule == r.Name) {
 			return true
 		}

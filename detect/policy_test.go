@@ -165,6 +165,13 @@ func TestPolicyCapping(t *testing.T) {
 			want:   want{action: ActionBlock, outcomes: []Action{ActionBlock}, capped: []string{""}, signals: 1},
 		},
 		{
+			name:   "host wildcard takes one label only",
+			dets:   []Detector{firing("alpha", Critical)},
+			policy: Policy{Modes: map[string]Mode{"alpha": ModeBlock}, Suppress: []Suppression{{Host: "*.Stripe.com"}}},
+			ev:     &Event{Time: t0, Agent: "billing", Mode: "enforce", Host: "files.eu.stripe.com", Method: "POST", Path: "/v1/files"},
+			want:   want{action: ActionBlock, outcomes: []Action{ActionBlock}, capped: []string{""}, signals: 1},
+		},
+		{
 			name:   "suppress by detector",
 			dets:   []Detector{firing("alpha", Critical), firing("beta", Warning)},
 			policy: Policy{Modes: map[string]Mode{"alpha": ModeBlock}, Suppress: []Suppression{{Detector: "alpha"}}},
@@ -231,6 +238,8 @@ func TestPolicyValidation(t *testing.T) {
 		{"rule with unknown action", Policy{Rules: []Rule{{Name: "r", Detectors: []string{"alpha"}, Within: time.Minute, Action: "nuke"}}}},
 		{"empty suppression", Policy{Suppress: []Suppression{{}}}},
 		{"suppression of unknown detector", Policy{Suppress: []Suppression{{Detector: "gamma"}}}},
+		{"suppression of a wildcard over a top-level domain", Policy{Suppress: []Suppression{{Host: "*.com"}}}},
+		{"suppression of a host with a port", Policy{Suppress: []Suppression{{Host: "api.stripe.com:443"}}}},
 		{"unknown min severity", Policy{MinSeverity: "severe"}},
 	}
 	for _, tc := range cases {
