@@ -954,12 +954,19 @@ func scopeNamesHost(s passport.Scope, host string) bool {
 	return false
 }
 
-// hostOnly strips the port and brackets from host[:port].
+// hostOnly returns the host of host[:port] as hostmatch writes it. One
+// hostmatch refuses is returned without its port, as sent: no grant or
+// binding matches it, and the egress guard still judges an IP literal in
+// a form hostmatch does not take (127.1).
 func hostOnly(hostport string) string {
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		return strings.TrimSuffix(strings.ToLower(h), ".")
+	h, err := hostmatch.Normalize(hostport)
+	if err == nil {
+		return h
 	}
-	return strings.TrimSuffix(strings.ToLower(strings.Trim(hostport, "[]")), ".")
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
 }
 
 // zapPrintf adapts zap to goproxy's logger, at debug level: goproxy logs
