@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stackctl/stack/hostmatch"
 	"github.com/stackctl/stack/passport"
 )
 
@@ -125,8 +126,8 @@ func (c *Config) Validate() error {
 	}
 
 	for i, h := range c.Proxy.TunnelHosts {
-		if !validHostPattern(h) {
-			e.add(fmt.Sprintf("proxy.tunnel_hosts[%d]", i), h, "must be a host name such as api.example.com or *.example.com")
+		if _, err := hostmatch.Pattern(h); err != nil {
+			e.add(fmt.Sprintf("proxy.tunnel_hosts[%d]", i), h, "must be a host such as api.example.com or *.example.com: "+err.Error())
 		}
 	}
 	atLeastOne := func(key string, n int) {
@@ -160,7 +161,8 @@ func (c *Config) Validate() error {
 
 	for i, r := range c.Egress.Resolve {
 		host, ip, ok := strings.Cut(strings.TrimSpace(r), "=")
-		if _, err := netip.ParseAddr(ip); !ok || !validHostPattern(host) || strings.HasPrefix(host, "*.") || err != nil {
+		pinned, herr := hostmatch.Pattern(host)
+		if _, err := netip.ParseAddr(ip); !ok || herr != nil || strings.HasPrefix(pinned, "*.") || err != nil {
 			e.add(fmt.Sprintf("egress.resolve[%d]", i), r, "must be HOST=IP, e.g. api.stripe.com=127.0.0.1")
 		}
 	}
@@ -303,6 +305,11 @@ func (c *Config) Validate() error {
 		if sup.Detector != "" && !contains(Detectors, sup.Detector) {
 			e.add(key+".detector", sup.Detector, "unknown detector; known: "+strings.Join(Detectors, ", "))
 		}
+		if sup.Host != "" {
+			if _, err := hostmatch.Pattern(sup.Host); err != nil {
+				e.add(key+".host", sup.Host, "must be a host such as api.example.com or *.example.com: "+err.Error())
+			}
+		}
 	}
 
 	ctl := c.Control
@@ -365,20 +372,4 @@ func countSet(vals ...string) int {
 		}
 	}
 	return n
-}
-
-var hostLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
-// validHostPattern accepts a DNS name or *.name.
-func validHostPattern(h string) bool {
-	h = strings.ToLower(strings.TrimPrefix(h, "*."))
-	if h == "" || len(h) > 253 {
-		return false
-	}
-	for _, l := range strings.Split(h, ".") {
-		if !hostLabel.MatchString(l) {
-			return false
-		}
-	}
-	return true
 }

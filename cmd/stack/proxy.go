@@ -34,6 +34,7 @@ import (
 	"github.com/stackctl/stack/control/client"
 	"github.com/stackctl/stack/control/store"
 	"github.com/stackctl/stack/detect"
+	"github.com/stackctl/stack/hostmatch"
 	"github.com/stackctl/stack/inject"
 	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/proxy"
@@ -252,7 +253,7 @@ func (a *app) runProxy(ctx context.Context) error {
 	pinned := map[string][]netip.Addr{}
 	for _, r := range cfg.Egress.Resolve {
 		host, ip, _ := strings.Cut(strings.TrimSpace(r), "=") // validated by config
-		h := strings.ToLower(host)
+		h, _ := hostmatch.Pattern(host)
 		pinned[h] = append(pinned[h], netip.MustParseAddr(ip))
 	}
 	guard, err := egress.New(egress.Options{AllowCIDRs: allow, Resolver: &egress.StaticResolver{Hosts: pinned, Next: net.DefaultResolver}})
