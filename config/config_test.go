@@ -167,6 +167,7 @@ func TestInvalidValuesNameTheKey(t *testing.T) {
 		{"empty suppression", "detect:\n  suppress:\n    - {}\n", nil, "detect.suppress[0]", "at least one"},
 		{"suppression host with a port", "detect:\n  suppress:\n    - {host: \"api.stripe.com:443\", detector: scope_drift}\n", nil, "detect.suppress[0].host", "no port"},
 		{"tunnel host over a top-level domain", "proxy:\n  tunnel_hosts: [\"*.com\"]\n", nil, "proxy.tunnel_hosts[0]", "two labels"},
+		{"control host with a port", "control:\n  hosts: [\"control.example.com:8443\"]\n", nil, "control.hosts[0]", "host name"},
 		{"resolve a wildcard", "egress:\n  resolve: [\"*.stripe.com=127.0.0.1\"]\n", nil, "egress.resolve[0]", "HOST=IP"},
 		{"burst factor", "detect:\n  credential_burst:\n    factor: 1\n", nil, "detect.credential_burst.factor", "greater than 1"},
 		{"threshold", "detect:\n  prompt_injection:\n    threshold: 2\n", nil, "detect.prompt_injection.threshold", "at most 1"},

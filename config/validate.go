@@ -313,6 +313,11 @@ func (c *Config) Validate() error {
 	}
 
 	ctl := c.Control
+	for i, h := range ctl.Hosts {
+		if p, err := hostmatch.Pattern(h); err != nil || strings.HasPrefix(p, "*.") {
+			e.add(fmt.Sprintf("control.hosts[%d]", i), h, "must be a host name or an IP address its certificate names, e.g. control.example.com")
+		}
+	}
 	if ctl.URL != "" {
 		if u, err := url.Parse(ctl.URL); err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
 			e.add("control.url", ctl.URL, "must be https://HOST:PORT (the control plane is reached over HTTPS only)")

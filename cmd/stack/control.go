@@ -27,6 +27,7 @@ import (
 	"github.com/stackctl/stack/control"
 	"github.com/stackctl/stack/control/store"
 	"github.com/stackctl/stack/control/workload"
+	"github.com/stackctl/stack/hostmatch"
 	"github.com/stackctl/stack/proxy/ca"
 	"github.com/stackctl/stack/vault"
 )
@@ -344,12 +345,13 @@ func (a *app) controlTLS(ctx context.Context) (*tls.Config, error) {
 	}
 	allowed := map[string]bool{"localhost": true, "127.0.0.1": true, "::1": true}
 	for _, h := range a.cfg.Control.Hosts {
-		allowed[strings.ToLower(strings.Trim(h, "[]"))] = true
+		n, _ := hostmatch.Pattern(h) // validated by config
+		allowed[n] = true
 	}
 	leaves := ca.NewLeafCache(ca.CacheOptions{Size: 64})
 	cfg.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-		name := strings.ToLower(hello.ServerName)
-		if name == "" || !allowed[name] {
+		name, err := hostmatch.Normalize(hello.ServerName)
+		if err != nil || !allowed[name] {
 			// No SNI (an address) or a name not configured: the address
 			// the client reached.
 			if la, ok := hello.Conn.LocalAddr().(*net.TCPAddr); ok {
