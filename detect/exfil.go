@@ -459,15 +459,6 @@ func hostOrUnknown(h string) string {
 	return h
 }
 
-func asciiString(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
-
 // asciiEqualFold reports whether ASCII strings a and b, of the same
 // length, are equal lower-cased.
 func asciiEqualFold(a, b string) bool {
@@ -673,4 +664,13 @@ func (idx *SecretIndex) String() string {
 		n += len(es)
 	}
 	return "SecretIndex(" + strconv.Itoa(n) + " secrets)"
+}
+
+// lowerByte lower-cases an ASCII letter and returns any other byte as it
+// is.
+func lowerByte(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }

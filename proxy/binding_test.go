@@ -9,6 +9,7 @@ import (
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/detect"
 	"github.com/stackctl/stack/passport"
+	"github.com/stackctl/stack/reason"
 )
 
 // The injector and the exfiltration detector read a binding alike: a
@@ -41,8 +42,8 @@ func TestWildcardBindingRefusedAndReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	readAll(t, resp)
-	if resp.StatusCode != http.StatusForbidden || resp.Header.Get(HeaderReason) != "placeholder_unbound" {
-		t.Fatalf("%d %q, want 403 placeholder_unbound", resp.StatusCode, resp.Header.Get(HeaderReason))
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get(reason.Header) != "placeholder_unbound" {
+		t.Fatalf("%d %q, want 403 placeholder_unbound", resp.StatusCode, resp.Header.Get(reason.Header))
 	}
 	if hits.Load() != 0 {
 		t.Fatal("the request reached the upstream")
