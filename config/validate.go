@@ -263,16 +263,10 @@ func (c *Config) Validate() error {
 	if d.CredentialBurst.LearningWindow <= d.CredentialBurst.Window {
 		e.add("detect.credential_burst.learning_window", d.CredentialBurst.LearningWindow.String(), "must be longer than detect.credential_burst.window")
 	}
-	for key, n := range map[string]int{
-		"detect.credential_burst.min_samples":  d.CredentialBurst.MinSamples,
-		"detect.credential_burst.min_count":    d.CredentialBurst.MinCount,
-		"detect.credential_burst.absolute_cap": d.CredentialBurst.AbsoluteCap,
-		"detect.scope_drift.min_events":        d.ScopeDrift.MinEvents,
-	} {
-		if n < 1 {
-			e.add(key, strconv.Itoa(n), "must be at least 1")
-		}
-	}
+	atLeastOne("detect.credential_burst.min_samples", d.CredentialBurst.MinSamples)
+	atLeastOne("detect.credential_burst.min_count", d.CredentialBurst.MinCount)
+	atLeastOne("detect.credential_burst.absolute_cap", d.CredentialBurst.AbsoluteCap)
+	atLeastOne("detect.scope_drift.min_events", d.ScopeDrift.MinEvents)
 	nonNegative("detect.scope_drift.min_age", d.ScopeDrift.MinAge)
 	nonNegative("detect.credential_burst.min_baseline_age", d.CredentialBurst.MinBaselineAge)
 	if d.CredentialBurst.LearningWindow < 288*time.Second {
