@@ -41,6 +41,7 @@ import (
 	"github.com/stackctl/stack/proxy/ca"
 	"github.com/stackctl/stack/proxy/egress"
 	"github.com/stackctl/stack/vault"
+	"github.com/stackctl/stack/vault/kms"
 )
 
 // Files a running sidecar keeps in the data directory.
@@ -144,143 +145,223 @@ type sidecar struct {
 }
 
 func (a *app) runProxy(ctx context.Context) error {
-	cfg := a.cfg
-	log := a.log
 	// goproxy's HTTP/2 server logs through the standard logger, one line
 	// per agent that drops a connection before its preface: debug noise,
 	// not something to print on stderr.
-	if restore, err := zap.RedirectStdLogAt(log.Named("stdlog"), zapcore.DebugLevel); err == nil {
+	if restore, err := zap.RedirectStdLogAt(a.log.Named("stdlog"), zapcore.DebugLevel); err == nil {
 		defer restore()
 	}
 	tuneGC(os.Getenv)
-	k, err := a.openKMS(ctx)
+	p, err := a.openSidecar(ctx)
 	if err != nil {
 		return err
+	}
+	metrics := proxy.NewMetrics()
+	opts := p.proxyOptions(a.cfg, metrics, a.log)
+	if p.joined {
+		if p.link, err = a.joinControl(ctx, p.verifier, p.revs, p.leases, metrics); err != nil {
+			return err
+		}
+		opts.Passports, opts.Revoker, opts.Gate = p.link, p.link, p.link.Gate
+	}
+	px, err := proxy.New(opts)
+	if err != nil {
+		return err
+	}
+	a.onClose(px.Close)
+	return a.serveProxy(ctx, p, px, metrics)
+}
+
+// sidecarParts is what the sidecar opens at start and serves with. What
+// needs closing is closed when the command ends, last opened first.
+type sidecarParts struct {
+	kms      kms.KMS
+	joined   bool           // control.url is set
+	link     *client.Client // the control plane, once joined
+	revs     *passport.RevocationStore
+	verifier *passport.Verifier
+
+	// The credentials: leases from the control plane when joined, the
+	// vault otherwise.
+	creds      inject.Store
+	bound      func(string) ([]string, bool)
+	leases     *proxy.LeaseStore
+	vaultStore *proxy.VaultStore
+	secrets    *liveSecrets
+
+	audit     *audit.Log
+	ca        *ca.CA
+	guard     *egress.Guard
+	roots     *x509.CertPool
+	detectors *detectors
+}
+
+// openSidecar opens, in this order, the KMS, the issuer keys, the
+// revocation list and the verifier, the credentials, the audit log, the
+// interception CA, the egress guard, the upstream roots and the detectors.
+func (a *app) openSidecar(ctx context.Context) (*sidecarParts, error) {
+	cfg := a.cfg
+	k, err := a.openKMS(ctx)
+	if err != nil {
+		return nil, err
 	}
 	keys, err := a.issuerKeys(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	revs, err := passport.OpenRevocationStore(cfg.Passport.RevocationsPath, passport.RevocationOptions{MaxTTL: cfg.Passport.MaxTTL, Leeway: cfg.Passport.Leeway})
+	p := &sidecarParts{kms: k, joined: cfg.Control.URL != "", secrets: &liveSecrets{}}
+	if err := a.openVerifier(p, keys); err != nil {
+		return nil, err
+	}
+	if err := a.openCredentials(ctx, p); err != nil {
+		return nil, err
+	}
+	if p.audit, err = a.openAuditLog(keys); err != nil {
+		return nil, err
+	}
+	if p.ca, err = ca.Load(ctx, a.caCertPath(), a.caKeyPath(), k); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no interception CA in %s: run `stack init` first", a.home())
+		}
+		return nil, err
+	}
+	if p.guard, err = egressGuard(cfg.Egress); err != nil {
+		return nil, err
+	}
+	if p.roots, err = upstreamRoots(cfg.Proxy.UpstreamCA); err != nil {
+		return nil, err
+	}
+	if p.detectors, err = buildDetectors(cfg, p.bound, p.secrets, a.log); err != nil {
+		return nil, err
+	}
+	a.onClose(p.detectors.close)
+	return p, nil
+}
+
+// openVerifier opens the revocation list and makes the passport verifier:
+// with the local issuer keys, or, when joined, with the control plane's.
+func (a *app) openVerifier(p *sidecarParts, keys *passport.KeySet) error {
+	cfg := a.cfg.Passport
+	revs, err := passport.OpenRevocationStore(cfg.RevocationsPath, passport.RevocationOptions{MaxTTL: cfg.MaxTTL, Leeway: cfg.Leeway})
 	if err != nil {
-		return ownedByOther(err, cfg.Passport.RevocationsPath)
+		return ownedByOther(err, cfg.RevocationsPath)
 	}
 	a.onClose(revs.Close)
-	leeway := cfg.Passport.Leeway
+	p.revs = revs
+	leeway := cfg.Leeway
 	if leeway == 0 {
 		leeway = -1 // the verifier reads 0 as its default; 0s in config means none
 	}
-	joined := cfg.Control.URL != ""
 	vopts := passport.VerifierOptions{
-		Audience: cfg.Passport.Audience, Issuer: cfg.Passport.Issuer,
-		Leeway: leeway, MaxTTL: cfg.Passport.MaxTTL, Revocations: revs, CacheSize: cfg.Passport.CacheSize,
+		Audience: cfg.Audience, Issuer: cfg.Issuer,
+		Leeway: leeway, MaxTTL: cfg.MaxTTL, Revocations: revs, CacheSize: cfg.CacheSize,
 	}
-	var link *client.Client
-	if joined {
+	if p.joined {
 		// A joined sidecar verifies with the control plane's keys only,
 		// and fetches them again for a passport signed by a key it has
 		// not seen (agents presenting their own passports).
-		vopts.KeyRefresh = func() (jose.JSONWebKeySet, error) { return link.FetchKeys() }
+		vopts.KeyRefresh = func() (jose.JSONWebKeySet, error) { return p.link.FetchKeys() }
 	} else {
 		vopts.Keys = keys.JWKS(time.Now())
 	}
-	verifier, err := passport.NewVerifier(vopts)
-	if err != nil {
-		return err
-	}
-	secrets := &liveSecrets{}
-	var (
-		creds      inject.Store
-		bound      func(string) ([]string, bool)
-		vaultStore *proxy.VaultStore
-		leases     *proxy.LeaseStore
-	)
-	if joined {
+	p.verifier, err = passport.NewVerifier(vopts)
+	return err
+}
+
+// openCredentials sets up where injected credentials come from: leases
+// the control plane hands out when joined, the local vault otherwise.
+// Either keeps the detectors' index of secret values current.
+func (a *app) openCredentials(ctx context.Context, p *sidecarParts) error {
+	cfg := a.cfg
+	if p.joined {
 		if cfg.Proxy.PassportFile != "" {
 			return usageError(errors.New("proxy.passport_file and control.url exclude each other: a joined sidecar gets its passport from the control plane"))
 		}
-		leases = proxy.NewLeaseStore(nil)
-		leases.OnReload = secrets.set
-		creds, bound = leases, leases.Bound
-	} else {
-		v, err := vault.Open(cfg.Vault.Path, k, vault.Options{CacheTTL: cfg.Vault.CacheTTL, CacheSize: cfg.Vault.CacheSize})
-		if err != nil {
-			return ownedByOther(err, cfg.Vault.Path)
-		}
-		a.onClose(v.Close)
-		if vaultStore, err = proxy.NewVaultStore(v); err != nil {
-			return err
-		}
-		if err := secrets.rebuild(ctx, v); err != nil {
-			return err
-		}
-		// A credential added or rotated while the sidecar runs is
-		// recognised from then on.
-		vaultStore.OnReload = func() {
-			if err := secrets.rebuild(context.WithoutCancel(ctx), v); err != nil {
-				log.Warn("exfiltration index of vault secrets not refreshed", zap.Error(err))
-			}
-		}
-		creds, bound = vaultStore, vaultStore.Bound
+		p.leases = proxy.NewLeaseStore(nil)
+		p.leases.OnReload = p.secrets.set
+		p.creds, p.bound = p.leases, p.leases.Bound
+		return nil
 	}
-	signer, err := newNoteSigner(auditKeyName, currentKey(keys))
+	v, err := vault.Open(cfg.Vault.Path, p.kms, vault.Options{CacheTTL: cfg.Vault.CacheTTL, CacheSize: cfg.Vault.CacheSize})
+	if err != nil {
+		return ownedByOther(err, cfg.Vault.Path)
+	}
+	a.onClose(v.Close)
+	vaultStore, err := proxy.NewVaultStore(v)
 	if err != nil {
 		return err
 	}
-	auditLog, err := audit.Open(cfg.Audit.Path, auditWriteOptions(a, signer))
+	if err := p.secrets.rebuild(ctx, v); err != nil {
+		return err
+	}
+	// A credential added or rotated while the sidecar runs is
+	// recognised from then on.
+	vaultStore.OnReload = func() {
+		if err := p.secrets.rebuild(context.WithoutCancel(ctx), v); err != nil {
+			a.log.Warn("exfiltration index of vault secrets not refreshed", zap.Error(err))
+		}
+	}
+	p.vaultStore = vaultStore
+	p.creds, p.bound = vaultStore, vaultStore.Bound
+	return nil
+}
+
+// openAuditLog opens the audit log, its checkpoints signed with the
+// issuer's current key.
+func (a *app) openAuditLog(keys *passport.KeySet) (*audit.Log, error) {
+	signer, err := newNoteSigner(auditKeyName, currentKey(keys))
 	if err != nil {
-		return ownedByOther(err, cfg.Audit.Path)
+		return nil, err
+	}
+	auditLog, err := audit.Open(a.cfg.Audit.Path, auditWriteOptions(a, signer))
+	if err != nil {
+		return nil, ownedByOther(err, a.cfg.Audit.Path)
 	}
 	a.onClose(func() error {
 		// Close signs the last checkpoint: say so if it could not.
 		err := auditLog.Close()
 		if err != nil {
-			log.Error("closing the audit log", zap.Error(err))
+			a.log.Error("closing the audit log", zap.Error(err))
 		}
 		return err
 	})
-	authority, err := ca.Load(ctx, a.caCertPath(), a.caKeyPath(), k)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("no interception CA in %s: run `stack init` first", a.home())
-		}
-		return err
-	}
+	return auditLog, nil
+}
+
+// egressGuard refuses the dials egress.allow_cidrs does not allow, and
+// resolves the hosts egress.resolve pins.
+func egressGuard(cfg config.EgressConfig) (*egress.Guard, error) {
 	var allow []netip.Prefix
-	for _, c := range cfg.Egress.AllowCIDRs {
+	for _, c := range cfg.AllowCIDRs {
 		allow = append(allow, netip.MustParsePrefix(strings.TrimSpace(c))) // validated by config
 	}
 	pinned := map[string][]netip.Addr{}
-	for _, r := range cfg.Egress.Resolve {
+	for _, r := range cfg.Resolve {
 		host, ip, _ := strings.Cut(strings.TrimSpace(r), "=") // validated by config
 		h, _ := hostmatch.Pattern(host)
 		pinned[h] = append(pinned[h], netip.MustParseAddr(ip))
 	}
 	guard, err := egress.New(egress.Options{AllowCIDRs: allow, Resolver: &egress.StaticResolver{Hosts: pinned, Next: net.DefaultResolver}})
 	if err != nil {
-		return usageError(fmt.Errorf("egress.allow_cidrs: %w", err))
+		return nil, usageError(fmt.Errorf("egress.allow_cidrs: %w", err))
 	}
-	roots, err := upstreamRoots(cfg.Proxy.UpstreamCA)
-	if err != nil {
-		return err
-	}
-	ds, err := buildDetectors(cfg, bound, secrets, log)
-	if err != nil {
-		return err
-	}
-	a.onClose(ds.close)
-	metrics := proxy.NewMetrics()
+	return guard, nil
+}
+
+// proxyOptions are the proxy's options before the sidecar joins a control
+// plane, which then supplies the passports, revocations and gate.
+func (p *sidecarParts) proxyOptions(cfg *config.Config, metrics *proxy.Metrics, log *zap.Logger) proxy.Options {
 	opts := proxy.Options{
-		Grid:        ds.grid,
-		Revoker:     revs,
-		Alerts:      ds.alerts(),
+		Grid:        p.detectors.grid,
+		Revoker:     p.revs,
+		Alerts:      p.detectors.alerts(),
 		ScanWindow:  cfg.Detect.ScanWindow,
-		Verifier:    verifier,
-		Injector:    inject.New(creds, inject.Options{}),
-		Audit:       auditLog,
-		CA:          authority,
-		Guard:       guard,
-		RootCAs:     roots,
+		Verifier:    p.verifier,
+		Injector:    inject.New(p.creds, inject.Options{}),
+		Audit:       p.audit,
+		CA:          p.ca,
+		Guard:       p.guard,
+		RootCAs:     p.roots,
 		TunnelHosts: cfg.Proxy.TunnelHosts,
 		Metrics:     metrics,
 		Log:         log,
@@ -296,49 +377,26 @@ func (a *app) runProxy(ctx context.Context) error {
 	if cfg.Proxy.PassportFile != "" {
 		opts.Passports = proxy.NewPassportFile(cfg.Proxy.PassportFile)
 	}
-	if joined {
-		if link, err = a.joinControl(ctx, verifier, revs, leases, metrics); err != nil {
-			return err
-		}
-		opts.Passports, opts.Revoker, opts.Gate = link, link, link.Gate
-	}
-	px, err := proxy.New(opts)
-	if err != nil {
-		return err
-	}
-	a.onClose(px.Close)
-	sc := &sidecar{a: a, verifier: verifier, grid: ds.grid, joined: joined, log: log}
+	return opts
+}
 
-	token, err := ensureAdminToken(filepath.Join(a.home(), adminTokenFile))
-	if err != nil {
-		return err
-	}
+// serveProxy serves the proxy and the admin API until SIGINT or SIGTERM
+// (or ctx) ends them, reloading on SIGHUP, then drains open requests.
+func (a *app) serveProxy(ctx context.Context, p *sidecarParts, px *proxy.Proxy, metrics *proxy.Metrics) error {
+	cfg, log := a.cfg, a.log
+	sc := &sidecar{a: a, verifier: p.verifier, grid: p.detectors.grid, joined: p.joined, log: log}
 	var ready atomic.Bool
-	aopts := proxy.AdminOptions{
-		Token: token, Metrics: metrics, Ready: ready.Load, Revocations: revs, Store: vaultStore,
-		Audit: auditLog, Reload: sc.reload, Home: a.home(), Log: log,
-	}
-	if link != nil {
-		aopts.Ready = func() bool { return ready.Load() && linkReady(link.Health()) }
-		aopts.ReadyDetail = func() string { return linkDetail(link.Health()) }
-	}
-	adminHandler, err := proxy.NewAdminHandler(aopts)
+	adminHandler, err := a.newAdminHandler(p, sc, metrics, &ready)
 	if err != nil {
 		return err
 	}
-
-	pln, err := net.Listen("tcp", cfg.Proxy.Listen)
+	pln, aln, err := listenProxy(cfg.Proxy)
 	if err != nil {
-		return fmt.Errorf("proxy.listen %s: %w", cfg.Proxy.Listen, err)
-	}
-	aln, err := net.Listen("tcp", cfg.Proxy.AdminListen)
-	if err != nil {
-		pln.Close()
-		return fmt.Errorf("proxy.admin_listen %s: %w", cfg.Proxy.AdminListen, err)
+		return err
 	}
 	// An agent must never reach the admin API, or loop into the proxy,
 	// through the proxy, whatever egress.allow_cidrs says.
-	guard.RefuseListeners(pln.Addr().(*net.TCPAddr).AddrPort(), aln.Addr().(*net.TCPAddr).AddrPort())
+	p.guard.RefuseListeners(pln.Addr().(*net.TCPAddr).AddrPort(), aln.Addr().(*net.TCPAddr).AddrPort())
 	proxySrv := px.NewServer(zap.NewStdLog(log.Named("http")))
 	adminSrv := &http.Server{Handler: adminHandler, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 60 * time.Second}
 
@@ -356,21 +414,11 @@ func (a *app) runProxy(ctx context.Context) error {
 	defer a.writeRunFile(runFile, info)()
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := proxySrv.Serve(px.Listener(pln)); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	g.Go(func() error {
-		if err := adminSrv.Serve(aln); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	g.Go(func() error { return ds.run(gctx, 30*time.Second, log) })
-	if ds.webhook != nil {
-		if err := ds.webhook.Start(gctx); err != nil {
+	g.Go(func() error { return serveHTTP(proxySrv, px.Listener(pln)) })
+	g.Go(func() error { return serveHTTP(adminSrv, aln) })
+	g.Go(func() error { return p.detectors.run(gctx, 30*time.Second, log) })
+	if p.detectors.webhook != nil {
+		if err := p.detectors.webhook.Start(gctx); err != nil {
 			return err
 		}
 	}
@@ -400,11 +448,52 @@ func (a *app) runProxy(ctx context.Context) error {
 	})
 	ready.Store(true)
 	log.Info("stack proxy ready", zap.String("listen", info.Listen), zap.String("admin", info.Admin),
-		zap.String("kms", k.URI()), zap.String("home", a.home()))
+		zap.String("kms", p.kms.URI()), zap.String("home", a.home()))
 	fmt.Fprintf(a.stderr, "stack proxy listening on %s (admin %s)\n", info.Listen, info.Admin)
 	err = g.Wait()
 	log.Info("stack proxy stopped")
 	return err
+}
+
+// newAdminHandler makes the admin listener's handler, with the admin
+// token from DATA-DIR/admin.token (made the first time). When joined, the
+// sidecar is ready only while its link to the control plane is.
+func (a *app) newAdminHandler(p *sidecarParts, sc *sidecar, metrics *proxy.Metrics, ready *atomic.Bool) (http.Handler, error) {
+	token, err := ensureAdminToken(filepath.Join(a.home(), adminTokenFile))
+	if err != nil {
+		return nil, err
+	}
+	aopts := proxy.AdminOptions{
+		Token: token, Metrics: metrics, Ready: ready.Load, Revocations: p.revs, Store: p.vaultStore,
+		Audit: p.audit, Reload: sc.reload, Home: a.home(), Log: a.log,
+	}
+	if link := p.link; link != nil {
+		aopts.Ready = func() bool { return ready.Load() && linkReady(link.Health()) }
+		aopts.ReadyDetail = func() string { return linkDetail(link.Health()) }
+	}
+	return proxy.NewAdminHandler(aopts)
+}
+
+// listenProxy opens the proxy's listener and the admin listener.
+func listenProxy(cfg config.ProxyConfig) (pln, aln net.Listener, err error) {
+	pln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("proxy.listen %s: %w", cfg.Listen, err)
+	}
+	aln, err = net.Listen("tcp", cfg.AdminListen)
+	if err != nil {
+		pln.Close()
+		return nil, nil, fmt.Errorf("proxy.admin_listen %s: %w", cfg.AdminListen, err)
+	}
+	return pln, aln, nil
+}
+
+// serveHTTP serves srv on ln until Shutdown, which is not an error.
+func serveHTTP(srv *http.Server, ln net.Listener) error {
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 // reload re-reads the detector policy from stack.yaml (modes, the
