@@ -126,27 +126,16 @@ func (a *app) runDemo(ctx context.Context, keep, asJSON bool) error {
 	if os.Getenv(demoEnvMode) != "" {
 		return demoAgentMain(ctx, a.stdout)
 	}
-	start := time.Now()
-	res := &demoResult{}
-	step := func(what, detail string) {
-		res.Timeline = append(res.Timeline, demoStep{AtMS: time.Since(start).Milliseconds(), What: what, Detail: detail})
-	}
+	d := &demoRun{ctx: ctx, start: time.Now(), res: &demoResult{}}
 	dir, err := os.MkdirTemp("", "stack-demo-")
 	if err != nil {
 		return err
 	}
+	d.dir = dir
 	if !keep {
 		defer os.RemoveAll(dir)
 	} else {
-		res.DataDir = dir
-	}
-	quiet := func(stdin string, args ...string) (string, error) {
-		var out, errb bytes.Buffer
-		full := append([]string{"--home", dir, "--log-level", "error"}, args...)
-		if code := run(ctx, full, strings.NewReader(stdin), &out, &errb); code != 0 {
-			return "", fmt.Errorf("stack %s: exit %d: %s", strings.Join(args, " "), code, strings.TrimSpace(errb.String()))
-		}
-		return out.String(), nil
+		d.res.DataDir = dir
 	}
 
 	// The upstream: a TLS "Stripe" with its own CA, which the sidecar
@@ -156,58 +145,149 @@ func (a *app) runDemo(ctx context.Context, keep, asJSON bool) error {
 		return err
 	}
 	defer up.close()
-	if err := os.WriteFile(filepath.Join(dir, "stack.yaml"), []byte(demoConfig), 0o600); err != nil {
-		return err
-	}
-	if _, err := quiet("", "init"); err != nil {
-		return err
-	}
-	if _, err := quiet(demoSecret, "vault", "put", "stripe", "--host", demoHost, "--render", "bearer"); err != nil {
-		return err
-	}
-	tokenOut, err := quiet("", "passport", "issue", "--agent", demoAgent, "--role", demoRole)
+	token, caFile, err := d.setup()
 	if err != nil {
 		return err
 	}
-	token := strings.TrimSpace(tokenOut)
-	caPEM, err := quiet("", "ca", "export")
-	if err != nil {
-		return err
-	}
-	caFile := filepath.Join(dir, "agent-ca.pem")
-	if err := os.WriteFile(caFile, []byte(caPEM), 0o644); err != nil {
-		return err
-	}
-	step("setup", fmt.Sprintf("data dir with local KMS; stripe credential in the vault bound to %s; %s passport for %s", demoHost, demoRole, demoAgent))
 
 	// The sidecar, in this process.
-	pctx, stopProxy := context.WithCancel(ctx)
-	proxyDone := make(chan error, 1)
+	sidecar := startDemoSidecar(ctx, dir)
+	defer sidecar.close()
+	info, err := waitRunFile(dir, sidecar.done)
+	if err != nil {
+		return err
+	}
+	d.step("sidecar up", "proxy "+info.Listen+", admin "+info.Admin)
+
+	if err := d.playAgent(info, token, caFile, up); err != nil {
+		return err
+	}
+
+	// Stop the sidecar so the CLI reads the files directly, then verify.
+	if err := sidecar.shutdown(); err != nil {
+		return err
+	}
+	d.verifyAudit()
+
+	res := d.res
+	res.Held = storyHeld(res, up)
+	if err := a.printDemoResult(res, dir, keep, asJSON); err != nil {
+		return err
+	}
+	if !res.Held {
+		return exitWith(exitFailure, "the story did not hold: see the timeline above")
+	}
+	return nil
+}
+
+// storyHeld says whether the demo showed what it claims: a baseline, a
+// detection, the transfer refused, nothing moved, the agent never
+// holding the key, and an audit log that verifies.
+func storyHeld(res *demoResult, up *demoStripe) bool {
+	return res.BaselineCalls > 0 && res.DetectedAfter > 0 && res.TransferStatus == http.StatusForbidden &&
+		res.DollarsMoved == 0 && up.withoutKey.Load() == 0 && res.AuditVerified
+}
+
+// demoRun is one playing of the demo in its data directory.
+type demoRun struct {
+	ctx   context.Context
+	dir   string
+	start time.Time
+	res   *demoResult
+}
+
+// step adds a line to the timeline.
+func (d *demoRun) step(what, detail string) {
+	d.res.Timeline = append(d.res.Timeline, demoStep{AtMS: time.Since(d.start).Milliseconds(), What: what, Detail: detail})
+}
+
+// quiet runs a stack command on the demo's data directory and returns its
+// standard output; its log goes nowhere below errors.
+func (d *demoRun) quiet(stdin string, args ...string) (string, error) {
+	var out, errb bytes.Buffer
+	full := append([]string{"--home", d.dir, "--log-level", "error"}, args...)
+	if code := run(d.ctx, full, strings.NewReader(stdin), &out, &errb); code != 0 {
+		return "", fmt.Errorf("stack %s: exit %d: %s", strings.Join(args, " "), code, strings.TrimSpace(errb.String()))
+	}
+	return out.String(), nil
+}
+
+// setup fills the data directory as an operator would with the CLI, and
+// returns the agent's passport and the file of the CA the agent trusts.
+func (d *demoRun) setup() (token, caFile string, err error) {
+	if err := os.WriteFile(filepath.Join(d.dir, "stack.yaml"), []byte(demoConfig), 0o600); err != nil {
+		return "", "", err
+	}
+	if _, err := d.quiet("", "init"); err != nil {
+		return "", "", err
+	}
+	if _, err := d.quiet(demoSecret, "vault", "put", "stripe", "--host", demoHost, "--render", "bearer"); err != nil {
+		return "", "", err
+	}
+	tokenOut, err := d.quiet("", "passport", "issue", "--agent", demoAgent, "--role", demoRole)
+	if err != nil {
+		return "", "", err
+	}
+	caPEM, err := d.quiet("", "ca", "export")
+	if err != nil {
+		return "", "", err
+	}
+	caFile = filepath.Join(d.dir, "agent-ca.pem")
+	if err := os.WriteFile(caFile, []byte(caPEM), 0o644); err != nil {
+		return "", "", err
+	}
+	d.step("setup", fmt.Sprintf("data dir with local KMS; stripe credential in the vault bound to %s; %s passport for %s", demoHost, demoRole, demoAgent))
+	return strings.TrimSpace(tokenOut), caFile, nil
+}
+
+// demoSidecar is `stack proxy` running in this process on the demo's
+// data directory.
+type demoSidecar struct {
+	stop context.CancelFunc
+	// done holds how the sidecar exited; a reader that does not end the
+	// demo puts nil back for close.
+	done chan error
+}
+
+func startDemoSidecar(ctx context.Context, dir string) *demoSidecar {
+	pctx, stop := context.WithCancel(ctx)
+	s := &demoSidecar{stop: stop, done: make(chan error, 1)}
 	var proxyErr bytes.Buffer
 	go func() {
 		code := run(pctx, []string{"--home", dir, "--log-level", "error", "proxy"}, strings.NewReader(""), io.Discard, &proxyErr)
 		if code != 0 {
-			proxyDone <- fmt.Errorf("stack proxy exited %d: %s", code, strings.TrimSpace(proxyErr.String()))
+			s.done <- fmt.Errorf("stack proxy exited %d: %s", code, strings.TrimSpace(proxyErr.String()))
 			return
 		}
-		proxyDone <- nil
+		s.done <- nil
 	}()
-	defer func() {
-		stopProxy()
-		<-proxyDone
-	}()
-	info, err := waitRunFile(dir, proxyDone)
-	if err != nil {
+	return s
+}
+
+// shutdown stops the sidecar and says how it exited.
+func (s *demoSidecar) shutdown() error {
+	s.stop()
+	if err := <-s.done; err != nil {
 		return err
 	}
-	step("sidecar up", "proxy "+info.Listen+", admin "+info.Admin)
+	s.done <- nil // for close
+	return nil
+}
 
-	// The agent, a separate process holding only the placeholder.
+// close stops the sidecar and waits for it.
+func (s *demoSidecar) close() {
+	s.stop()
+	<-s.done
+}
+
+// playAgent runs the agent, a separate process holding only the
+// placeholder, to its end, then records what the upstream saw.
+func (d *demoRun) playAgent(info runInfo, token, caFile string, up *demoStripe) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	agent := exec.CommandContext(ctx, self, "demo")
+	agent := exec.CommandContext(d.ctx, self, "demo")
 	agent.Env = append(os.Environ(),
 		demoEnvMode+"=1",
 		"HTTPS_PROXY=http://"+demoAgent+":"+token+"@"+info.Listen,
@@ -224,7 +304,21 @@ func (a *app) runDemo(ctx context.Context, keep, asJSON bool) error {
 	if err := agent.Start(); err != nil {
 		return err
 	}
-	step("agent started", "HTTPS_PROXY set to the sidecar; its Stripe key is stk_ph_stripe")
+	d.step("agent started", "HTTPS_PROXY set to the sidecar; its Stripe key is stk_ph_stripe")
+	d.followAgent(out)
+	if err := agent.Wait(); err != nil {
+		return fmt.Errorf("demo agent: %w", err)
+	}
+	res := d.res
+	res.DollarsMoved = float64(up.moved.Load()) / 100
+	res.UpstreamSawKey = int(up.withKey.Load())
+	d.step("result", fmt.Sprintf("%s moved; the upstream got the real key on all %d requests it saw; the agent never held it", dollars(up.moved.Load()), res.UpstreamSawKey))
+	return nil
+}
+
+// followAgent puts each event the agent prints on the timeline.
+func (d *demoRun) followAgent(out io.Reader) {
+	res := d.res
 	var burstStart time.Time
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
@@ -235,57 +329,46 @@ func (a *app) runDemo(ctx context.Context, keep, asJSON bool) error {
 		switch e.Kind {
 		case "baseline-done":
 			res.BaselineCalls = e.N
-			step("baseline", fmt.Sprintf("%d balance reads at %d/s over %s, all answered 200; the sidecar injected the real key each time", e.N, demoRate, demoBase))
+			d.step("baseline", fmt.Sprintf("%d balance reads at %d/s over %s, all answered 200; the sidecar injected the real key each time", e.N, demoRate, demoBase))
 		case "burst-start":
 			burstStart = time.Now()
-			step("burst starts", fmt.Sprintf("the agent pulls the Stripe credential at %d/s (%dx its baseline)", demoRate*demoBurstX, demoBurstX))
+			d.step("burst starts", fmt.Sprintf("the agent pulls the Stripe credential at %d/s (%dx its baseline)", demoRate*demoBurstX, demoBurstX))
 		case "refused":
 			res.BurstCalls = e.N
 			res.DetectedAfter = time.Since(burstStart).Milliseconds()
-			step("detector fired", fmt.Sprintf("request %d of the burst refused %d %s after %d ms: credential_burst in revoke mode; passport revoked", e.N+1, e.Status, e.Reason, res.DetectedAfter))
+			d.step("detector fired", fmt.Sprintf("request %d of the burst refused %d %s after %d ms: credential_burst in revoke mode; passport revoked", e.N+1, e.Status, e.Reason, res.DetectedAfter))
 		case "transfer":
 			res.TransferStatus, res.TransferReason = e.Status, e.Reason
-			step("transfer refused", fmt.Sprintf("POST /v1/transfers amount=%s -> %d %s", dollars(demoAmount), e.Status, e.Reason))
+			d.step("transfer refused", fmt.Sprintf("POST /v1/transfers amount=%s -> %d %s", dollars(demoAmount), e.Status, e.Reason))
 		}
 	}
-	if err := agent.Wait(); err != nil {
-		return fmt.Errorf("demo agent: %w", err)
-	}
-	res.DollarsMoved = float64(up.moved.Load()) / 100
-	res.UpstreamSawKey = int(up.withKey.Load())
-	step("result", fmt.Sprintf("%s moved; the upstream got the real key on all %d requests it saw; the agent never held it", dollars(up.moved.Load()), res.UpstreamSawKey))
+}
 
-	// Stop the sidecar so the CLI reads the files directly, then verify.
-	stopProxy()
-	if err := <-proxyDone; err != nil {
-		return err
-	}
-	proxyDone <- nil // for the deferred receive
-	vout, verr := quiet("", "audit", "verify")
+// verifyAudit verifies the audit log with the CLI, counts its records
+// and reads the agent's timeline from it. The sidecar must have stopped.
+func (d *demoRun) verifyAudit() {
+	res := d.res
+	vout, verr := d.quiet("", "audit", "verify")
 	res.AuditVerified = verr == nil
-	if l, err := audit.Open(filepath.Join(dir, "audit.db"), audit.Options{ReadOnly: true}); err == nil {
+	if l, err := audit.Open(filepath.Join(d.dir, "audit.db"), audit.Options{ReadOnly: true}); err == nil {
 		res.AuditRecords, _ = l.Head()
 		l.Close()
 	}
-	step("audit verify", strings.TrimSpace(firstLineOf(vout+errText(verr))))
-	res.AuditTimeline, _ = quiet("", "audit", "timeline", "--agent", demoAgent)
+	d.step("audit verify", strings.TrimSpace(firstLineOf(vout+errText(verr))))
+	res.AuditTimeline, _ = d.quiet("", "audit", "timeline", "--agent", demoAgent)
+}
 
-	res.Held = res.BaselineCalls > 0 && res.DetectedAfter > 0 && res.TransferStatus == http.StatusForbidden &&
-		res.DollarsMoved == 0 && up.withoutKey.Load() == 0 && res.AuditVerified
+// printDemoResult prints the story: as JSON with --json, else as a
+// timeline, with how to inspect the data directory when it is kept.
+func (a *app) printDemoResult(res *demoResult, dir string, keep, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(a.stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(res); err != nil {
-			return err
-		}
-	} else {
-		printDemo(a.stdout, res)
-		if keep {
-			fmt.Fprintf(a.stdout, "\nThe data directory is kept: %s\n  stack --home %s audit timeline --agent %s\n  stack --home %s audit verify\n  stack --home %s vault list\n", dir, dir, demoAgent, dir, dir)
-		}
+		return enc.Encode(res)
 	}
-	if !res.Held {
-		return exitWith(exitFailure, "the story did not hold: see the timeline above")
+	printDemo(a.stdout, res)
+	if keep {
+		fmt.Fprintf(a.stdout, "\nThe data directory is kept: %s\n  stack --home %s audit timeline --agent %s\n  stack --home %s audit verify\n  stack --home %s vault list\n", dir, dir, demoAgent, dir, dir)
 	}
 	return nil
 }
