@@ -193,49 +193,72 @@ func replaceScalar(data []byte, n *yaml.Node, inFlow bool, value string) ([]byte
 
 // scalarEnd finds where the scalar starting at data[start] ends.
 func scalarEnd(data []byte, start int, style yaml.Style, inFlow bool) (int, error) {
-	multiline := errors.New("the value spans several lines")
 	switch {
 	case style&yaml.DoubleQuotedStyle != 0:
-		for i := start + 1; i < len(data); i++ {
-			switch data[i] {
-			case '\\':
-				i++
-			case '"':
-				return i + 1, nil
-			case '\n':
-				return 0, multiline
-			}
-		}
+		return doubleQuotedEnd(data, start)
 	case style&yaml.SingleQuotedStyle != 0:
-		for i := start + 1; i < len(data); i++ {
-			switch {
-			case data[i] == '\'' && i+1 < len(data) && data[i+1] == '\'':
-				i++
-			case data[i] == '\'':
-				return i + 1, nil
-			case data[i] == '\n':
-				return 0, multiline
-			}
-		}
+		return singleQuotedEnd(data, start)
 	case style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0:
-		return 0, multiline
+		return 0, errMultiline
 	default:
-		end := start
-		for i := start; i < len(data); i++ {
-			c := data[i]
-			if c == '\n' || c == '\r' || c == '#' && i > start && (data[i-1] == ' ' || data[i-1] == '\t') {
-				break
-			}
-			if inFlow && (c == ',' || c == '}' || c == ']') {
-				break
-			}
-			if c != ' ' && c != '\t' {
-				end = i + 1
-			}
-		}
-		return end, nil
+		return plainEnd(data, start, inFlow), nil
 	}
-	return 0, errors.New("unterminated quoted value")
+}
+
+var (
+	errMultiline    = errors.New("the value spans several lines")
+	errUnterminated = errors.New("unterminated quoted value")
+)
+
+// doubleQuotedEnd finds the closing quote of "...", where \ escapes the
+// next byte.
+func doubleQuotedEnd(data []byte, start int) (int, error) {
+	for i := start + 1; i < len(data); i++ {
+		switch data[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1, nil
+		case '\n':
+			return 0, errMultiline
+		}
+	}
+	return 0, errUnterminated
+}
+
+// singleQuotedEnd finds the closing quote of '...', where a doubled
+// quote stands for one.
+func singleQuotedEnd(data []byte, start int) (int, error) {
+	for i := start + 1; i < len(data); i++ {
+		switch {
+		case data[i] == '\'' && i+1 < len(data) && data[i+1] == '\'':
+			i++
+		case data[i] == '\'':
+			return i + 1, nil
+		case data[i] == '\n':
+			return 0, errMultiline
+		}
+	}
+	return 0, errUnterminated
+}
+
+// plainEnd finds the end of an unquoted scalar: the line's end, a comment,
+// or in a flow collection the next separator, less trailing blanks.
+func plainEnd(data []byte, start int, inFlow bool) int {
+	end := start
+	for i := start; i < len(data); i++ {
+		c := data[i]
+		if c == '\n' || c == '\r' || c == '#' && i > start && (data[i-1] == ' ' || data[i-1] == '\t') {
+			break
+		}
+		if inFlow && (c == ',' || c == '}' || c == ']') {
+			break
+		}
+		if c != ' ' && c != '\t' {
+			end = i + 1
+		}
+	}
+	return end
 }
 
 // differsOnlyAt checks that after decodes like before with path set to
