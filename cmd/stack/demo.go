@@ -244,8 +244,8 @@ func (d *demoRun) setup() (token, caFile string, err error) {
 // data directory.
 type demoSidecar struct {
 	stop context.CancelFunc
-	// done holds how the sidecar exited; a reader that does not end the
-	// demo puts nil back for close.
+	// done holds how the sidecar exited; a reader puts nil back, so that
+	// close never waits for ever.
 	done chan error
 }
 
@@ -267,11 +267,9 @@ func startDemoSidecar(ctx context.Context, dir string) *demoSidecar {
 // shutdown stops the sidecar and says how it exited.
 func (s *demoSidecar) shutdown() error {
 	s.stop()
-	if err := <-s.done; err != nil {
-		return err
-	}
-	s.done <- nil // for close
-	return nil
+	err := <-s.done
+	s.done <- nil // for close, which would otherwise wait for ever
+	return err
 }
 
 // close stops the sidecar and waits for it.

@@ -414,14 +414,16 @@ func (a *app) serveProxy(ctx context.Context, p *sidecarParts, px *proxy.Proxy, 
 	defer a.writeRunFile(runFile, info)()
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serveHTTP(proxySrv, px.Listener(pln)) })
-	g.Go(func() error { return serveHTTP(adminSrv, aln) })
-	g.Go(func() error { return p.detectors.run(gctx, 30*time.Second, log) })
+	// Before anything is served: a failure here returns with nothing to
+	// wait for.
 	if p.detectors.webhook != nil {
 		if err := p.detectors.webhook.Start(gctx); err != nil {
 			return err
 		}
 	}
+	g.Go(func() error { return serveHTTP(proxySrv, px.Listener(pln)) })
+	g.Go(func() error { return serveHTTP(adminSrv, aln) })
+	g.Go(func() error { return p.detectors.run(gctx, 30*time.Second, log) })
 	g.Go(func() error {
 		for {
 			select {
