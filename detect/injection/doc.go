@@ -39,8 +39,8 @@
 //     short and as rare as the pattern allows: "exfiltrat", not "the"),
 //     Before (0 when every match begins with a trigger) and the Expr, in
 //     lower case, built from the shared word lists (alt) where it reads
-//     one of them. Need and NeedWithin are optional: add them only if
-//     the benchmark asks for them.
+//     one of them. After, Need and NeedWithin are optional: add them
+//     only if the benchmark asks for them.
 //  2. Give it Examples it must find and NonExamples it must not, from
 //     the phrasing of real attacks and of the benign text closest to it;
 //     go test -run TestCatalogueExamples checks them.

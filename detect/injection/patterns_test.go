@@ -63,7 +63,7 @@ func TestPrefilters(t *testing.T) {
 						if p.Before == 0 {
 							check(p, txt[start:min(len(txt), start+leadSpan)])
 						} else {
-							check(p, txt[max(0, start-p.Before):min(len(txt), end+afterTrigger)])
+							check(p, txt[max(0, start-p.Before):min(len(txt), end+p.after())])
 						}
 					}
 				})

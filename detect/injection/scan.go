@@ -780,7 +780,7 @@ func (sc *scanner) matchKind(vh *viewHits, k int, hs []hit, obf bool) {
 				}
 				continue
 			}
-			s, e = max(0, s-pat.Before), min(n, e+afterTrigger)
+			s, e = max(0, s-pat.Before), min(n, e+pat.after())
 			if !sc.needs(vh, k, [2]int{s, e}, p, 0) {
 				continue
 			}
