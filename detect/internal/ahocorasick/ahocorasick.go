@@ -4,7 +4,10 @@
 // digits) applied to the words and the text alike.
 package ahocorasick
 
-import "sync"
+import (
+	"bytes"
+	"sync"
+)
 
 // Matcher is a compiled set of words. It is safe for concurrent use.
 type Matcher struct {
@@ -266,8 +269,16 @@ func repeatRun(t []byte, from int) (a, b int) {
 		for a > from && t[a-1] == c {
 			a--
 		}
-		for b < len(t) && t[b] == c {
-			b++
+		// The run's end: whole copies of what is known of it compared
+		// at once, doubling, then halving. Byte by byte, a long run (the
+		// padding of a JSON body) cost as much as scanning it.
+		for n := b - a; n > 0; {
+			if b+n <= len(t) && bytes.Equal(t[b:b+n], t[a:a+n]) {
+				b += n
+				n *= 2
+			} else {
+				n /= 2
+			}
 		}
 		if b-a >= runMin {
 			return a, b

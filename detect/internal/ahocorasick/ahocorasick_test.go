@@ -110,3 +110,24 @@ func FuzzScanRuns(f *testing.F) {
 		}
 	})
 }
+
+// TestRepeatRunEnds checks the run repeatRun returns against the runs a
+// byte-by-byte reading finds, for runs of every length around runMin and
+// its doublings, at the end of the text and not.
+func TestRepeatRunEnds(t *testing.T) {
+	for _, n := range []int{runMin - 1, runMin, runMin + 1, 2*runMin - 1, 2 * runMin, 3*runMin + 5, 8*runMin + 1, 437} {
+		for _, tail := range []string{"", "y", "yx"} {
+			for _, lead := range []string{"", "ab", strings.Repeat("q", 40)} {
+				text := []byte(lead + strings.Repeat("x", n) + tail)
+				a, b := repeatRun(text, 0)
+				wa, wb := len(text), len(text)
+				if n >= runMin {
+					wa, wb = len(lead), len(lead)+n
+				}
+				if a != wa || b != wb {
+					t.Errorf("lead %d, run %d, tail %q: got [%d, %d), want [%d, %d)", len(lead), n, tail, a, b, wa, wb)
+				}
+			}
+		}
+	}
+}
