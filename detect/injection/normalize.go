@@ -381,8 +381,16 @@ func (n *normalizer) decodes(raw []byte, base View, prefix string, depth int, co
 	n.separators(base, prefix)
 }
 
-// isASCII reports whether b is all ASCII.
+// isASCII reports whether b is all ASCII. It runs over every body
+// scanned, and reads eight bytes at a time: byte by byte it cost about
+// as much as the base64 search, a tenth of a 512-byte scan.
 func isASCII(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
+			return false
+		}
+		b = b[8:]
+	}
 	for _, c := range b {
 		if c >= utf8.RuneSelf {
 			return false

@@ -357,3 +357,28 @@ func FuzzB64Runs(f *testing.F) {
 		}
 	})
 }
+
+// TestIsASCII checks the word-at-a-time isASCII against a byte-by-byte
+// reading, with the non-ASCII byte at every position of every length
+// around a word.
+func TestIsASCII(t *testing.T) {
+	for n := range 20 {
+		b := bytes.Repeat([]byte{'a'}, n)
+		if !isASCII(b) {
+			t.Errorf("%q: not ASCII", b)
+		}
+		for i := range n {
+			for _, c := range []byte{0x80, 0xc3, 0xff} {
+				b[i] = c
+				if isASCII(b) {
+					t.Errorf("%q: ASCII", b)
+				}
+				b[i] = 0x7f
+				if !isASCII(b) {
+					t.Errorf("%q: not ASCII", b)
+				}
+				b[i] = 'a'
+			}
+		}
+	}
+}
