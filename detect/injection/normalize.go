@@ -186,13 +186,22 @@ type normalizer struct {
 	regions [][2]int
 	sep     []byte
 	sepOff  []int32
+	// sourced holds the decoded content already read as a source, and
+	// the depth it was read at (see emitDecoded), in one reused buffer.
+	sourced    []sourcedText
+	sourcedBuf []byte
 }
+
+// sourcedText is decoded content read as a source: sourcedBuf[start:end]
+// read at depth.
+type sourcedText struct{ start, end, depth int }
 
 // reset prepares a pooled normalizer for content of length origLen.
 func (n *normalizer) reset(opts normalizeOptions, origLen int) {
 	n.opts, n.origLen = opts, origLen
 	clear(n.views)
 	n.views, n.hidden, n.rest, n.later = n.views[:0], n.hidden[:0], nil, n.later[:0]
+	n.sourced, n.sourcedBuf = n.sourced[:0], n.sourcedBuf[:0]
 	n.folds.reset()
 	n.markups.reset()
 	n.mfolds.reset()
@@ -1429,7 +1438,7 @@ func (d *decoded) add(b []byte, start, end int, coarse *segment) {
 }
 
 func (n *normalizer) emitDecoded(d *decoded, prefix, kind string, depth int) {
-	if len(d.text) == 0 || n.full() {
+	if len(d.text) == 0 || n.full() || n.readBefore(d.text, depth) {
 		return
 	}
 	name := join(prefix, kind)
@@ -1444,6 +1453,23 @@ func (n *normalizer) emitDecoded(d *decoded, prefix, kind string, depth int) {
 			n.views[i].segs = d.segs
 		}
 	}
+}
+
+// readBefore reports whether text, decoded at depth, was already read as
+// a source at depth or above, and notes it otherwise. Reading it again
+// would only make views with the texts of those already made, which add
+// drops: a JSON string keeps escapes that are not JSON's (\x41), so the
+// JSON view repeats the hex escapes decoded from the content itself.
+func (n *normalizer) readBefore(text []byte, depth int) bool {
+	for _, s := range n.sourced {
+		if s.depth <= depth && bytes.Equal(n.sourcedBuf[s.start:s.end], text) {
+			return true
+		}
+	}
+	start := len(n.sourcedBuf)
+	n.sourcedBuf = append(n.sourcedBuf, text...)
+	n.sourced = append(n.sourced, sourcedText{start: start, end: len(n.sourcedBuf), depth: depth})
+	return false
 }
 
 // minBase64 is the shortest run decoded as base64: shorter runs are

@@ -382,3 +382,30 @@ func TestIsASCII(t *testing.T) {
 		}
 	}
 }
+
+// TestReadBefore checks that decoded content is read again only where
+// it was not read before at the same depth or above.
+func TestReadBefore(t *testing.T) {
+	var n normalizer
+	n.reset(normalizeOptions{}.withDefaults(), 0)
+	for _, c := range []struct {
+		text  string
+		depth int
+		want  bool
+	}{
+		{"ignore previous", 1, false},
+		{"ignore previous", 1, true},
+		{"ignore previous", 2, true},
+		{"ignore previous", 0, false}, // shallower: more depth left to decode
+		{"ignore previous!", 2, false},
+		{"ignore", 2, false},
+	} {
+		if got := n.readBefore([]byte(c.text), c.depth); got != c.want {
+			t.Errorf("%q at %d: read before %v, want %v", c.text, c.depth, got, c.want)
+		}
+	}
+	n.reset(normalizeOptions{}.withDefaults(), 0)
+	if n.readBefore([]byte("ignore previous"), 1) {
+		t.Error("read before after reset")
+	}
+}
