@@ -46,6 +46,9 @@
 // An IP address matches only the same address, never a wildcard. Match
 // normalizes both sides itself, so a host may be passed as a request names
 // it (with a port); a pattern or host that is not valid matches nothing.
+// Covers(parent, child) says whether one pattern names every host another
+// does, which is how a delegated passport's hosts are checked against its
+// parent's.
 package hostmatch
 
 import (
@@ -101,6 +104,22 @@ func MatchAny(patterns []string, host string) bool {
 		}
 	}
 	return false
+}
+
+// Covers reports whether pattern parent names every host pattern child
+// names: the same pattern, or a wildcard that names child's one host. A
+// wildcard child is covered only by the same wildcard. Delegation uses it:
+// a delegated grant may narrow its parent's hosts, never widen them.
+func Covers(parent, child string) bool {
+	c, err := Pattern(child)
+	if err != nil {
+		return false
+	}
+	p, err := Pattern(parent)
+	if err != nil {
+		return false
+	}
+	return p == c || !strings.HasPrefix(c, "*.") && Match(p, c)
 }
 
 // parsed is a host or pattern, read without copying: name is a substring

@@ -173,6 +173,31 @@ func TestMatch(t *testing.T) {
 	}
 }
 
+func TestCovers(t *testing.T) {
+	tests := []struct {
+		parent, child string
+		want          bool
+	}{
+		{"api.example.com", "api.example.com", true},
+		{"API.example.com.", "api.example.com", true},
+		{"*.example.com", "*.example.com", true},
+		{"*.example.com", "a.example.com", true},
+		{"*.example.com", "a.b.example.com", false},
+		{"*.example.com", "example.com", false},
+		{"a.example.com", "*.example.com", false},
+		{"*.b.example.com", "*.example.com", false},
+		{"*.example.com", "*.b.example.com", false}, // names a.b.example.com, which the parent does not
+		{"api.example.com", "other.example.com", false},
+		{"*.com", "a.com", false},                         // an invalid parent covers nothing
+		{"api.example.com", "api.example.com:443", false}, // nor does it cover an invalid child
+	}
+	for _, tc := range tests {
+		if got := hostmatch.Covers(tc.parent, tc.child); got != tc.want {
+			t.Errorf("Covers(%q, %q) = %v, want %v", tc.parent, tc.child, got, tc.want)
+		}
+	}
+}
+
 func TestErrorSaysWhy(t *testing.T) {
 	for in, want := range map[string]string{
 		"*.com":               "at least two labels",

@@ -77,16 +77,10 @@ func (g *Grant) covers(c *Grant) string {
 	return ""
 }
 
-// coversHost reports whether a grant of g's hosts covers the child
-// pattern: the same pattern, or a wildcard that matches the child's single
-// host. A wildcard child is covered only by the same wildcard.
+// coversHost reports whether one of g's hosts covers the child pattern.
 func (g *Grant) coversHost(child string) bool {
-	c, err := hostmatch.Pattern(child)
-	if err != nil {
-		return false
-	}
 	for _, p := range g.Hosts {
-		if p, err := hostmatch.Pattern(p); err == nil && (p == c || !strings.HasPrefix(c, "*.") && hostmatch.Match(p, c)) {
+		if hostmatch.Covers(p, child) {
 			return true
 		}
 	}
