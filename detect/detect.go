@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/stackctl/stack/detect/injection"
 )
 
 // Severity ranks a signal.
@@ -94,12 +96,9 @@ type Signal struct {
 }
 
 // Span is a byte range [Start, End) of the content a signal refers to,
-// and an excerpt of it.
-type Span struct {
-	Start   int    `json:"start"`
-	End     int    `json:"end"`
-	Excerpt string `json:"excerpt"`
-}
+// and an excerpt of it: the scanner's span, so a match's span is a
+// signal's as it is.
+type Span = injection.Span
 
 // Detector inspects events. Implementations are safe for concurrent use
 // and fast: they run inline on the request path.

@@ -49,25 +49,9 @@ func Patterns() []Pattern { return injection.Patterns() }
 // what each field does.
 type PromptInjectionOptions = injection.Options
 
-// Match is one catalogue pattern found in scanned content.
-type Match struct {
-	Pattern  string   `json:"pattern"`
-	Category Category `json:"category"`
-	// View names the rendering the pattern matched in ("text",
-	// "base64", "hidden-html/rot13", ...).
-	View string `json:"view"`
-	// Obfuscated is set when the pattern matched only in a decoded,
-	// hidden or disguised view.
-	Obfuscated bool `json:"obfuscated"`
-	// Mention is set when the match reads as quoted or cited, not used.
-	Mention bool `json:"mention,omitempty"`
-	// Weight is the pattern's contribution after bonus and discount.
-	Weight float64 `json:"weight"`
-	// Span locates the match in the original content; its excerpt is
-	// the normalized text that matched (decoded when it was encoded),
-	// with secret-shaped strings redacted.
-	Span Span `json:"span"`
-}
+// Match is one catalogue pattern found in scanned content; detect's
+// excerpts have secret-shaped strings redacted.
+type Match = injection.Match
 
 // Result is the verdict of Scan (see injection.Result: a scan stops once
 // the score is critical).
@@ -96,11 +80,9 @@ func result(r injection.Result) Result {
 			out.Severity = Critical
 		}
 	}
-	for _, m := range r.Matches {
-		out.Matches = append(out.Matches, Match{
-			Pattern: m.Pattern, Category: m.Category, View: m.View, Obfuscated: m.Obfuscated, Mention: m.Mention, Weight: m.Weight,
-			Span: Span{Start: m.Span.Start, End: m.Span.End, Excerpt: redactSecrets(m.Span.Excerpt)},
-		})
+	out.Matches = r.Matches
+	for i := range out.Matches {
+		out.Matches[i].Span.Excerpt = redactSecrets(out.Matches[i].Span.Excerpt)
 	}
 	return out
 }
