@@ -12,28 +12,35 @@ import (
 )
 
 // BenchmarkRequestPattern is the proxy's pattern per request, from 32
-// concurrent requests: a durable credential-access Append, then the
-// request record Enqueued (at once, or after a simulated upstream round
-// trip). It reports the process CPU per request, which is what the commit
-// delay saves: each commit costs an fdatasync.
+// concurrent requests: a credential-access Append, then the request record
+// Appended or Enqueued (at once, or after a simulated upstream round
+// trip), under each sync policy. It reports the process CPU per request:
+// under SyncAlways each commit costs an fdatasync, which the commit delay
+// shares among more records; under SyncInterval a commit is a write.
 func BenchmarkRequestPattern(b *testing.B) {
 	cases := []struct {
-		name         string
-		delay        time.Duration
-		durableAfter bool // the request record waits for its fsync too
+		name   string
+		policy SyncPolicy
+		delay  time.Duration
+		// appendAfter: the request record is Appended (waited for) too.
+		appendAfter bool
 		// upstream, when set, is the mean time between the two records
 		// (the upstream round trip), drawn from [upstream/2, 3*upstream/2)
 		// so that requests do not move in step as they do back to back.
 		upstream time.Duration
 	}{
-		{"both-durable/commit-delay=off", -1, true, 0},
-		{"request-enqueued/commit-delay=off", -1, false, 0},
-		{"request-enqueued/commit-delay=" + DefaultCommitDelay.String(), DefaultCommitDelay, false, 0},
-		{"request-enqueued/upstream=2ms/commit-delay=" + DefaultCommitDelay.String(), DefaultCommitDelay, false, 2 * time.Millisecond},
+		{"always/both-appended/commit-delay=off", SyncAlways, -1, true, 0},
+		{"always/request-enqueued/commit-delay=off", SyncAlways, -1, false, 0},
+		{"always/request-enqueued/commit-delay=" + DefaultCommitDelay.String(), SyncAlways, DefaultCommitDelay, false, 0},
+		{"always/request-enqueued/upstream=2ms/commit-delay=" + DefaultCommitDelay.String(), SyncAlways, DefaultCommitDelay, false, 2 * time.Millisecond},
+		{"interval/both-appended", SyncInterval, 0, true, 0},
+		{"interval/request-enqueued", SyncInterval, 0, false, 0},
+		{"interval/both-appended/commit-delay=" + DefaultCommitDelay.String(), SyncInterval, DefaultCommitDelay, true, 0},
+		{"interval/both-appended/upstream=2ms", SyncInterval, 0, true, 2 * time.Millisecond},
 	}
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
-			l, _ := openTest(b, Options{CommitDelay: tc.delay})
+			l, _ := openTest(b, Options{Sync: tc.policy, CommitDelay: tc.delay})
 			ctx := context.Background()
 			rec := Record{AgentID: "bot", Action: ActionCredentialAccess, CredentialID: "stripe", Host: "api.stripe.com", Method: "GET", Path: "/v1/balance"}
 			done := rec
@@ -51,7 +58,7 @@ func BenchmarkRequestPattern(b *testing.B) {
 						time.Sleep(tc.upstream/2 + rand.N(tc.upstream))
 					}
 					var err error
-					if tc.durableAfter {
+					if tc.appendAfter {
 						_, err = l.Append(ctx, done)
 					} else {
 						err = l.Enqueue(ctx, done, nil)

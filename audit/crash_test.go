@@ -20,6 +20,9 @@ import (
 // prints every acknowledged seq on its own line.
 const crashChildEnv = "STACK_AUDIT_CRASH_CHILD"
 
+// crashSyncEnv names the child's sync policy ("interval" or "always").
+const crashSyncEnv = "STACK_AUDIT_CRASH_SYNC"
+
 func TestMain(m *testing.M) {
 	if path := os.Getenv(crashChildEnv); path != "" {
 		os.Exit(crashChild(path))
@@ -33,7 +36,12 @@ func crashChild(path string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	l, err := Open(path, Options{Signer: signer, CheckpointEvery: 50})
+	policy, err := ParseSyncPolicy(os.Getenv(crashSyncEnv))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	l, err := Open(path, Options{Signer: signer, CheckpointEvery: 50, Sync: policy})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -67,9 +75,11 @@ func TestCrashKeepsAcknowledgedRecords(t *testing.T) {
 		t.Skip("spawns a child process")
 	}
 	path := filepath.Join(t.TempDir(), "audit.db")
-	for round := 0; round < 2; round++ {
+	// A record is acknowledged once written (interval) or once synced
+	// (always); a killed process must lose neither.
+	for round, policy := range []SyncPolicy{SyncInterval, SyncAlways, SyncInterval} {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
+		cmd.Env = append(os.Environ(), crashChildEnv+"="+path, crashSyncEnv+"="+policy.String())
 		cmd.Stderr = os.Stderr
 		out, err := cmd.StdoutPipe()
 		if err != nil {

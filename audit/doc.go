@@ -20,22 +20,25 @@
 //		CredentialID: "stripe", Host: "api.stripe.com", Method: "POST", Path: "/v1/charges",
 //	})
 //
-// Append returns only once the record is on disk. Concurrent appenders are
-// grouped: one writer goroutine owned by the Log commits whatever has
-// queued during the previous commit at once, so many appenders share one
-// sync and the chain stays a single line. A commit writes the batch to a
-// journal next to the file (PATH-wal) with one fdatasync; the journal's
-// records move into the bbolt file in one transaction every 100 ms, before
-// reads, and on Close, and a crash's leftovers move at the next writable
-// Open (see docs/audit-format.md). Under sustained concurrent load a commit also
-// waits up to Options.CommitDelay for more records, since each sync costs
-// the same whatever its size.
+// Append returns once the record is written to a journal next to the file
+// (PATH-wal): a killed process loses nothing Append acknowledged. The
+// fdatasync that makes it survive a power loss runs in the background at
+// most Options.SyncInterval later, one for every record written before it
+// (Options.Sync SyncInterval, the default); with SyncAlways, Append returns
+// only once the record is synced. Concurrent appenders are grouped: one
+// writer goroutine owned by the Log commits whatever has queued during the
+// previous commit at once, in one write, so the chain stays a single line.
+// The journal's records move into the bbolt file in one transaction every
+// 100 ms, before reads, and on Close, and a crash's leftovers move at the
+// next writable Open (see docs/audit-format.md). Under SyncAlways and
+// sustained concurrent load a commit also waits up to Options.CommitDelay
+// for more records, since each sync costs the same whatever its size.
 //
 // Enqueue hands a record to the same writer without waiting for its
-// commit, for records of what has already happened (the end of a request)
-// where nobody should wait for an fsync; it is chained in order with every
-// other record, Sync waits until everything handed over is durable, and
-// Close commits it before returning.
+// commit, for records of what has already happened where nobody should
+// wait; it is chained in order with every other record, Sync waits until
+// everything handed over is durable, and Close commits it before
+// returning.
 //
 // # Checkpoints
 //

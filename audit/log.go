@@ -77,9 +77,17 @@ type Options struct {
 	// of them: each costs one fdatasync (two without the journal), a
 	// hundred microseconds or more of CPU on small virtual machines,
 	// whatever its size.
-	// A lone appender never waits. Zero means DefaultCommitDelay;
-	// negative never waits.
+	// A lone appender never waits. Zero means DefaultCommitDelay under
+	// SyncAlways and no wait under SyncInterval, where a commit syncs
+	// nothing; negative never waits.
 	CommitDelay time.Duration
+	// Sync says when an append is acknowledged: once written (SyncInterval,
+	// the default, with the fdatasync group-committed at most SyncInterval
+	// later) or once synced (SyncAlways).
+	Sync SyncPolicy
+	// SyncInterval bounds the time between a record's write and its
+	// fdatasync under SyncInterval (DefaultSyncInterval when zero).
+	SyncInterval time.Duration
 }
 
 // Log is an open audit log. Its methods are safe for concurrent use.
@@ -192,7 +200,13 @@ func Open(path string, opts Options) (*Log, error) {
 		opts.CheckpointEvery = DefaultCheckpointEvery
 	}
 	if opts.CommitDelay == 0 {
-		opts.CommitDelay = DefaultCommitDelay
+		opts.CommitDelay = -1
+		if opts.Sync == SyncAlways {
+			opts.CommitDelay = DefaultCommitDelay
+		}
+	}
+	if opts.SyncInterval <= 0 {
+		opts.SyncInterval = DefaultSyncInterval
 	}
 	if opts.ReadOnly {
 		// bbolt would create a missing file even read-only; a reader must
@@ -331,12 +345,17 @@ func (l *Log) Head() (seq uint64, hash Hash) {
 	return l.headSeq, l.headHash
 }
 
-// Append stores rec and returns its sequence number once it is durable on
-// disk. It fills Seq, PrevHash and Hash, EventID when empty and TimestampMS
-// (from Options.Now) when zero. If ctx ends before the record is handed to
-// the writer, nothing is stored; once handed over, Append waits for the
-// commit, so a nil error always means durable and an error means the
-// record was not stored.
+// Append stores rec and returns its sequence number once it is written:
+// handed to the operating system, so that a killed process loses nothing
+// Append acknowledged, and made power-safe by a background fdatasync at
+// most Options.SyncInterval later; with SyncAlways, once it is synced. It
+// fills Seq, PrevHash and Hash, EventID when empty and TimestampMS (from
+// Options.Now) when zero. If ctx ends before the record is handed to the
+// writer, nothing is stored; once handed over, Append waits for the
+// commit, so a nil error always means stored and an error means the record
+// was not. After a background fdatasync fails, every Append fails (with
+// ErrSyncFailed) until the records it covered are written to the log file
+// and synced again, which each later commit tries first.
 func (l *Log) Append(ctx context.Context, rec Record) (uint64, error) {
 	req, err := l.newReq(&rec)
 	if err != nil {
@@ -630,6 +649,9 @@ func (l *Log) commit(batch []*appendReq) {
 func (l *Log) writeLocked(batch []*appendReq, records int) error {
 	if records == 0 {
 		return nil
+	}
+	if err := l.recoverSyncLocked(); err != nil {
+		return err
 	}
 	ckSize, ckTime := l.ckSize, l.ckTime
 	size := 0

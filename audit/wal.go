@@ -13,10 +13,12 @@ import (
 )
 
 // The journal (PATH-wal, next to the log file) makes an append durable
-// with one fdatasync of a preallocated file instead of a bbolt commit's
-// two (data pages, then the meta page), each of which costs as much CPU
-// as proxying a request on a small virtual machine. A batch of records is
-// written to the journal and synced, and only then acknowledged; records
+// with one write, and one fdatasync, of a preallocated file instead of a
+// bbolt commit's two syncs (data pages, then the meta page), each of which
+// costs as much CPU as proxying a request on a small virtual machine. A
+// batch of records is written to the journal, and only then acknowledged
+// (under SyncAlways, only once synced; under SyncInterval the syncer
+// group-commits the syncs in the background, see sync.go); records
 // move from the journal into the log file in one bbolt transaction every
 // walApplyEvery, every walApplyRecords records, when the journal fills,
 // before any read, checkpoint or prune of this Log, and on Close. After a
@@ -60,6 +62,9 @@ type wal struct {
 	// pending are the records in the journal and not yet in the file, in
 	// order.
 	pending []stored
+	// syncer syncs the journal in the background under SyncInterval; nil
+	// under SyncAlways, where each write is synced before it is answered.
+	syncer *syncer
 }
 
 // maxKeptMem is the most journal memory kept across restarts (sustained
@@ -128,6 +133,9 @@ func (l *Log) openWAL() (w *wal, err error) {
 	if d, err := os.Open(filepath.Dir(p)); err == nil {
 		d.Sync()
 		d.Close()
+	}
+	if l.opts.Sync == SyncInterval {
+		w.syncer = startSyncer(f, l.opts.SyncInterval)
 	}
 	return w, nil
 }
@@ -235,13 +243,14 @@ func walDirty(path string) bool {
 }
 
 // write writes the frames mem holds from start, past the last write, to
-// the journal at off and syncs them. On failure the frames are refused:
-// any of them that reached the disk anyway must not be recovered, so the
-// first one's header is cleared (best effort).
+// the journal at off, and syncs them (SyncAlways) or leaves that to the
+// syncer (SyncInterval). On failure the frames are refused: any of them
+// that reached the disk anyway must not be recovered, so the first one's
+// header is cleared (best effort).
 func (w *wal) write(start int) error {
 	_, err := w.f.WriteAt(w.mem[start:], w.off)
-	if err == nil {
-		err = fdatasync(w.f)
+	if err == nil && w.syncer == nil {
+		err = syncFile(w.f)
 	}
 	if err != nil {
 		var zero [frameHeader]byte
@@ -250,6 +259,9 @@ func (w *wal) write(start int) error {
 		return err
 	}
 	w.off = int64(len(w.mem))
+	if w.syncer != nil {
+		w.syncer.written()
+	}
 	return nil
 }
 
@@ -293,11 +305,41 @@ func (l *Log) applyLocked() error {
 	return nil
 }
 
+// recoverSyncLocked, after a background fdatasync failed, makes the
+// records it covered durable again: Linux may have dropped the pages that
+// failed to reach the disk, and a second fdatasync would not report it,
+// so every frame of the journal is written again and synced. Until that
+// works the log refuses records. The caller holds wmu.
+func (l *Log) recoverSyncLocked() error {
+	w := l.wal
+	if w == nil || w.syncer == nil {
+		return nil
+	}
+	failed := w.syncer.failed.Load()
+	if failed == nil {
+		return nil
+	}
+	_, err := w.f.WriteAt(w.mem[:w.off], 0)
+	if err == nil {
+		err = syncFile(w.f)
+	}
+	if err != nil {
+		return fmt.Errorf("%w (writing its records again failed: %v)", *failed, err)
+	}
+	// A sync that failed meanwhile covered only what was just rewritten;
+	// the next commit clears it the same way.
+	w.syncer.failed.CompareAndSwap(failed, nil)
+	return nil
+}
+
 // closeWAL moves what is pending into the file and closes the journal.
 // The caller holds wmu.
 func (l *Log) closeWAL() error {
 	if l.wal == nil {
 		return nil
+	}
+	if l.wal.syncer != nil {
+		l.wal.syncer.close()
 	}
 	err := l.applyLocked()
 	if err == nil {
