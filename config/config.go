@@ -192,6 +192,13 @@ type AuditConfig struct {
 	// CheckpointInterval writes a signed checkpoint at least this often
 	// while records arrive; 0 turns the timer off.
 	CheckpointInterval time.Duration `mapstructure:"checkpoint_interval" yaml:"checkpoint_interval"`
+	// Sync is when a record counts as stored: "interval" (written before
+	// the request it describes proceeds, synced to disk at most
+	// SyncInterval later) or "always" (synced before the request proceeds).
+	Sync string `mapstructure:"sync" yaml:"sync"`
+	// SyncInterval bounds the time from a record's write to its sync under
+	// Sync "interval".
+	SyncInterval time.Duration `mapstructure:"sync_interval" yaml:"sync_interval"`
 }
 
 // PassportConfig controls issuing and verifying passports.
@@ -322,6 +329,8 @@ const (
 	DefaultAuditPath          = "audit.db"
 	DefaultCheckpointEvery    = 1000
 	DefaultCheckpointInterval = 60 * time.Second
+	DefaultAuditSync          = "interval"
+	DefaultAuditSyncInterval  = 10 * time.Millisecond
 	DefaultIssuer             = "stack"
 	DefaultAudience           = "stack-proxy"
 	DefaultKeysPath           = "issuer-keys.json"

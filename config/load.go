@@ -176,6 +176,8 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("audit.path", DefaultAuditPath)
 	v.SetDefault("audit.checkpoint_every", DefaultCheckpointEvery)
 	v.SetDefault("audit.checkpoint_interval", DefaultCheckpointInterval)
+	v.SetDefault("audit.sync", DefaultAuditSync)
+	v.SetDefault("audit.sync_interval", DefaultAuditSyncInterval)
 	v.SetDefault("passport.issuer", DefaultIssuer)
 	v.SetDefault("passport.audience", DefaultAudience)
 	v.SetDefault("passport.keys_path", DefaultKeysPath)

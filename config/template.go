@@ -42,6 +42,7 @@ func defaultsForTemplate() map[string]any {
 		"KMSURI":      DefaultKMSURI, "KMSTimeout": DefaultKMSTimeout,
 		"VaultPath": DefaultVaultPath, "VaultCacheTTL": DefaultVaultCacheTTL, "VaultCacheSize": DefaultVaultCacheSize,
 		"AuditPath": DefaultAuditPath, "CheckpointEvery": DefaultCheckpointEvery, "CheckpointInterval": DefaultCheckpointInterval,
+		"AuditSync": DefaultAuditSync, "AuditSyncInterval": DefaultAuditSyncInterval,
 		"Issuer": DefaultIssuer, "Audience": DefaultAudience, "KeysPath": DefaultKeysPath,
 		"RevocationsPath": DefaultRevocationsPath, "DefaultTTL": DefaultPassportTTL, "MaxTTL": DefaultPassportMaxTTL,
 		"Leeway": DefaultLeeway, "PassportCacheSize": DefaultPassportCacheSize,
@@ -139,6 +140,12 @@ audit:
   checkpoint_every: {{.D.CheckpointEvery}}
   # ... and at least this often while records arrive (0s = off).
   checkpoint_interval: {{.D.CheckpointInterval}}
+  # When a record counts as stored. interval: written to the OS before the
+  # request it describes proceeds (a killed sidecar loses nothing), synced
+  # to disk at most sync_interval later (a power loss may cost that much).
+  # always: synced before the request proceeds (slower).
+  sync: {{.D.AuditSync}}
+  sync_interval: {{.D.AuditSyncInterval}}
 
 passport:
   issuer: {{.D.Issuer}}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/hostmatch"
 	"github.com/stackctl/stack/passport"
 )
@@ -175,6 +176,12 @@ func (a AuditConfig) validate(e *ValidationError) {
 		e.add("audit.checkpoint_every", strconv.Itoa(a.CheckpointEvery), "must be 0 (off) or a positive count")
 	}
 	e.nonNegative("audit.checkpoint_interval", a.CheckpointInterval)
+	if _, err := audit.ParseSyncPolicy(a.Sync); err != nil {
+		e.add("audit.sync", a.Sync, "must be interval or always")
+	}
+	if a.SyncInterval <= 0 || a.SyncInterval > time.Second {
+		e.add("audit.sync_interval", a.SyncInterval.String(), "must be more than 0s and at most 1s")
+	}
 }
 
 func (p PassportConfig) validate(e *ValidationError) {

@@ -558,5 +558,8 @@ func auditWriteOptions(a *app, signer note.Signer) audit.Options {
 	if every == 0 {
 		every = -1
 	}
-	return audit.Options{Signer: signer, CheckpointEvery: every, CheckpointInterval: a.cfg.Audit.CheckpointInterval}
+	// Validated with the configuration.
+	policy, _ := audit.ParseSyncPolicy(a.cfg.Audit.Sync)
+	return audit.Options{Signer: signer, CheckpointEvery: every, CheckpointInterval: a.cfg.Audit.CheckpointInterval,
+		Sync: policy, SyncInterval: a.cfg.Audit.SyncInterval}
 }
