@@ -9,21 +9,24 @@ import (
 )
 
 // enqueuer is an Auditor that can also take a record without waiting for
-// its fsync; *audit.Log is one.
+// it to be stored, and says when Append acknowledges; *audit.Log is one.
 type enqueuer interface {
 	Enqueue(ctx context.Context, r audit.Record, notify func(seq uint64, err error)) error
+	Policy() audit.SyncPolicy
 }
 
-// recordDone records a request that has already completed. Nothing waits
-// on that record, so when the Auditor allows it the record is queued
-// without waiting for its fsync: it is still chained in order and
-// committed with the next group commit, and closing the log flushes it.
-// Records that must be durable before a request proceeds (credential
-// access) or before a refusal is answered keep using Append. Waiting here
-// would hold the end of every response for an fsync.
+// recordDone records a request that has completed, before the end of its
+// answer goes out (see countingBody). Under audit.SyncInterval an Append
+// waits for a write, not a sync, so it is Appended: a sidecar killed
+// after the agent got its answer has written its record. Under
+// audit.SyncAlways, where an Append waits for an fdatasync, the record is
+// queued instead, as holding the end of every response for a sync costs
+// more than that policy's promise (credential accesses synced before the
+// request leaves) asks for: it is chained in order and committed with the
+// next group commit, and closing the log flushes it.
 func (p *Proxy) recordDone(ctx context.Context, r audit.Record) {
 	q, ok := p.opts.Audit.(enqueuer)
-	if !ok {
+	if !ok || q.Policy() != audit.SyncAlways {
 		p.record(ctx, r)
 		return
 	}

@@ -861,7 +861,7 @@ func (p *Proxy) handleResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 		finish(0)
 		return resp
 	}
-	resp.Body = ub.install(&countingBody{ReadCloser: resp.Body, done: finish})
+	resp.Body = ub.install(&countingBody{ReadCloser: resp.Body, want: resp.ContentLength, done: finish})
 	return resp
 }
 
@@ -876,10 +876,15 @@ func injectedNames(in []inject.Injected) string {
 	return strings.Join(names, ",")
 }
 
-// countingBody counts bytes read and calls done once, at EOF or Close.
+// countingBody counts bytes read and calls done once: when the body
+// ends, or is closed, or, for a body of known length (want >= 0), when its
+// last bytes are read, before they are returned. The request's record is
+// then written before the agent can have its whole answer: a chunked
+// answer ends with the terminator sent after the final Read.
 type countingBody struct {
 	io.ReadCloser
 	n    int64
+	want int64
 	once sync.Once
 	done func(n int64)
 }
@@ -887,7 +892,7 @@ type countingBody struct {
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	b.n += int64(n)
-	if err != nil {
+	if err != nil || b.n == b.want {
 		b.once.Do(func() { b.done(b.n) })
 	}
 	return n, err
