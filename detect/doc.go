@@ -67,6 +67,17 @@
 // dropped and counted. Failed posts are retried with exponential backoff
 // and jitter on 5xx, 429 and network errors, not on other statuses.
 //
+// # Storms
+//
+// A bursting agent makes a detector fire on every request. A Summarizer
+// keeps that from costing a record, a log line and an alert each: per
+// detector, agent and credential (a SignalKey), Fold lets the first
+// signal go out and folds the ones that follow; Due, called periodically,
+// returns one Summary per window for each key that folded any, and Close
+// returns what is left. Summary.Detail and Summary.Alert are its audit
+// detail and its webhook alert. Folding is only about reporting: the
+// caller still counts every signal and acts on every decision.
+//
 // # Caveats
 //
 // Time comes from Event.Time (or an injected clock when it is zero), never

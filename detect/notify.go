@@ -31,14 +31,17 @@ const (
 )
 
 // Alert is what the webhook posts about one signal or composite rule
-// that asked for an alert or more.
+// that asked for an alert or more, or about a summary of repeated
+// signals (Summary set).
 type Alert struct {
 	Time        time.Time `json:"time"`
 	Agent       string    `json:"agent"`
 	PassportJTI string    `json:"passport_jti,omitempty"`
-	Host        string    `json:"host"`
-	Method      string    `json:"method,omitempty"`
-	Path        string    `json:"path,omitempty"`
+	// Credential is the request's credential names, joined with ",".
+	Credential string `json:"credential,omitempty"`
+	Host       string `json:"host"`
+	Method     string `json:"method,omitempty"`
+	Path       string `json:"path,omitempty"`
 	// Detector is the detector that fired; for a composite rule, the
 	// detectors that fired on the event, joined with "+".
 	Detector string `json:"detector"`
@@ -49,13 +52,26 @@ type Alert struct {
 	Evidence string   `json:"evidence"`
 	// Action is what the policy did about it: alert, block or revoke.
 	Action Action `json:"action"`
+
+	// Summary marks an alert that stands for Count signals of one
+	// detector, agent and credential folded by a Summarizer after the
+	// first of them was alerted on its own; First and Last are the
+	// earliest and latest of them, PeakPerSecond the most in one second.
+	// Host, Method, Path and PassportJTI are the last folded request's,
+	// and Evidence is Summary.Detail. Time is Last.
+	Summary       bool      `json:"summary,omitempty"`
+	Count         int       `json:"count,omitempty"`
+	First         time.Time `json:"first,omitzero"`
+	Last          time.Time `json:"last,omitzero"`
+	PeakPerSecond int       `json:"peak_per_second,omitempty"`
 }
 
 // AlertsFor returns one Alert per outcome of d that asks for an alert or
 // more, for Webhook.Notify.
 func AlertsFor(ev *Event, d Decision) []Alert {
 	var out []Alert
-	base := Alert{Time: ev.Time, Agent: ev.Agent, PassportJTI: ev.PassportJTI, Host: ev.Host, Method: ev.Method, Path: ev.Path}
+	base := Alert{Time: ev.Time, Agent: ev.Agent, PassportJTI: ev.PassportJTI, Credential: CredentialKey(ev.Credentials),
+		Host: ev.Host, Method: ev.Method, Path: ev.Path}
 	for i, o := range d.Outcomes {
 		if !o.Action.Alerts() {
 			continue
