@@ -237,6 +237,11 @@ type DetectConfig struct {
 	// webhook URL (Slack-compatible JSON POST); empty or unset sends none.
 	// The URL is a secret (it carries a token), so config names it only.
 	WebhookURLEnv string `mapstructure:"webhook_url_env" yaml:"webhook_url_env"`
+	// AlertSummaryWindow folds alert storms: the first signal of a
+	// detector for an agent and credential is recorded, logged and
+	// alerted at once, the ones that follow once per window in a
+	// summary. 0 reports every signal on its own.
+	AlertSummaryWindow time.Duration `mapstructure:"alert_summary_window" yaml:"alert_summary_window"`
 	// Rules are composite rules: act when all the detectors fire within a
 	// window for one agent.
 	Rules []RuleConfig `mapstructure:"rules" yaml:"rules"`
@@ -344,6 +349,7 @@ const (
 	DefaultDetectorMode       = "alert"
 	DefaultScanWindow         = 64 << 10
 	DefaultDetectStatePath    = "detect.db"
+	DefaultAlertSummaryWindow = time.Minute
 	DefaultBurstFactor        = 5.0
 	DefaultBurstWindow        = 60 * time.Second
 	DefaultBurstLearning      = 48 * time.Hour

@@ -55,7 +55,7 @@ func TestLoadDefaultsWithoutFile(t *testing.T) {
 			t.Errorf("detect.%s.mode = %q, want alert", name, mode)
 		}
 	}
-	if c.Detect.AlertOnly || c.Detect.ScanWindow != 64<<10 || c.Detect.CredentialBurst.Factor != 5 {
+	if c.Detect.AlertOnly || c.Detect.ScanWindow != 64<<10 || c.Detect.CredentialBurst.Factor != 5 || c.Detect.AlertSummaryWindow != time.Minute {
 		t.Errorf("detect defaults = %+v", c.Detect)
 	}
 	if !reflect.DeepEqual(c, Default(home)) {
@@ -171,6 +171,7 @@ func TestInvalidValuesNameTheKey(t *testing.T) {
 		{"resolve a wildcard", "egress:\n  resolve: [\"*.stripe.com=127.0.0.1\"]\n", nil, "egress.resolve[0]", "HOST=IP"},
 		{"burst factor", "detect:\n  credential_burst:\n    factor: 1\n", nil, "detect.credential_burst.factor", "greater than 1"},
 		{"threshold", "detect:\n  prompt_injection:\n    threshold: 2\n", nil, "detect.prompt_injection.threshold", "at most 1"},
+		{"negative alert summary window", "detect:\n  alert_summary_window: -1m\n", nil, "detect.alert_summary_window", "0 (every signal on its own) or a positive"},
 		{"ttl over max", "passport:\n  default_ttl: 2h\n", nil, "passport.default_ttl", "max_ttl"},
 		{"max ttl huge", "passport:\n  max_ttl: 48h\n  default_ttl: 1h\n", nil, "passport.max_ttl", "24h"},
 		{"cache size", "vault:\n  cache_size: 0\n", nil, "vault.cache_size", "at least 1"},
@@ -297,6 +298,19 @@ func TestDetectRulesAndSuppressions(t *testing.T) {
 	}
 	if d.StatePath != filepath.Join(home, "detect.db") {
 		t.Errorf("state_path = %q", d.StatePath)
+	}
+}
+
+// An alert summary window of 0 is valid: every signal on its own.
+func TestAlertSummaryWindowZero(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("STACK_DETECT_ALERT_SUMMARY_WINDOW", "0s")
+	c, err := Load(LoadOptions{Home: home})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Detect.AlertSummaryWindow != 0 {
+		t.Errorf("alert_summary_window = %v, want 0", c.Detect.AlertSummaryWindow)
 	}
 }
 

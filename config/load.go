@@ -211,6 +211,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("detect.scan_window", DefaultScanWindow)
 	v.SetDefault("detect.state_path", DefaultDetectStatePath)
 	v.SetDefault("detect.webhook_url_env", "")
+	v.SetDefault("detect.alert_summary_window", DefaultAlertSummaryWindow)
 	v.SetDefault("detect.rules", []any{})
 	v.SetDefault("detect.suppress", []any{})
 	v.SetDefault("detect.credential_burst.factor", DefaultBurstFactor)

@@ -46,7 +46,7 @@ func defaultsForTemplate() map[string]any {
 		"Issuer": DefaultIssuer, "Audience": DefaultAudience, "KeysPath": DefaultKeysPath,
 		"RevocationsPath": DefaultRevocationsPath, "DefaultTTL": DefaultPassportTTL, "MaxTTL": DefaultPassportMaxTTL,
 		"Leeway": DefaultLeeway, "PassportCacheSize": DefaultPassportCacheSize,
-		"ScanWindow": DefaultScanWindow, "StatePath": DefaultDetectStatePath,
+		"ScanWindow": DefaultScanWindow, "StatePath": DefaultDetectStatePath, "AlertSummaryWindow": DefaultAlertSummaryWindow,
 		"BurstFactor": DefaultBurstFactor, "BurstWindow": DefaultBurstWindow, "BurstLearning": DefaultBurstLearning,
 		"BurstMinSamples": DefaultBurstMinSamples, "BurstMinAge": DefaultBurstMinAge, "BurstMinCount": DefaultBurstMinCount, "BurstAbsoluteCap": DefaultBurstAbsoluteCap,
 		"ControlTokenFile": DefaultControlTokenFile, "ControlListen": DefaultControlListen, "ControlStore": DefaultControlStore,
@@ -177,6 +177,12 @@ detect:
   # Name of the environment variable holding the alert webhook URL
   # (Slack-compatible JSON POST); empty sends none.
   webhook_url_env: ""
+  # Alert storms: the first signal of a detector for an agent and
+  # credential is recorded, logged and alerted at once; while it keeps
+  # firing, one summary per window stands for the rest (every signal is
+  # still counted in the metrics, and block and revoke still act on every
+  # request). 0 records every signal on its own.
+  alert_summary_window: {{.D.AlertSummaryWindow}}
   # Composite rules, e.g.:
   #   - {name: burst-and-drift, detectors: [credential_burst, scope_drift], within: 60s, action: revoke}
   rules: []

@@ -229,6 +229,9 @@ func (d DetectConfig) validate(e *ValidationError) {
 		e.add("detect.scan_window", strconv.Itoa(d.ScanWindow), "must be between 1024 and 16777216 bytes")
 	}
 	e.nonEmpty("detect.state_path", d.StatePath)
+	if d.AlertSummaryWindow < 0 {
+		e.add("detect.alert_summary_window", d.AlertSummaryWindow.String(), "must be 0 (every signal on its own) or a positive duration such as 1m")
+	}
 	d.validateTuning(e)
 	for i, r := range d.Rules {
 		r.validate(e, fmt.Sprintf("detect.rules[%d]", i))
