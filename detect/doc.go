@@ -71,7 +71,7 @@
 //
 // A bursting agent makes a detector fire on every request. A Summarizer
 // keeps that from costing a record, a log line and an alert each: per
-// detector, agent and credential (a SignalKey), Fold lets the first
+// detector, rule, agent and credential (a SignalKey), Fold lets the first
 // signal go out and folds the ones that follow; Due, called periodically,
 // returns one Summary per window for each key that folded any, and Close
 // returns what is left. Summary.Detail and Summary.Alert are its audit

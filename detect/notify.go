@@ -54,7 +54,7 @@ type Alert struct {
 	Action Action `json:"action"`
 
 	// Summary marks an alert that stands for Count signals of one
-	// detector, agent and credential folded by a Summarizer after the
+	// detector, rule, agent and credential folded by a Summarizer after the
 	// first of them was alerted on its own; First and Last are the
 	// earliest and latest of them, PeakPerSecond the most in one second.
 	// Host, Method, Path and PassportJTI are the last folded request's,

@@ -21,11 +21,17 @@ const (
 // do not wait on one another.
 const summaryShards = 32
 
-// SignalKey names a stream of repeated signals: one detector firing for
-// one agent on requests carrying the same credentials.
+// SignalKey names a stream of repeated signals: one detector finding the
+// same thing (its rule) for one agent on requests carrying the same
+// credentials. A new rule is news, reported at once: a burst that passes
+// from its pre-baseline cap to its baseline, another kind of secret, an
+// injection pattern not seen yet.
 type SignalKey struct {
 	Detector string
-	Agent    string
+	// Rule is the signal's rule (the pattern or threshold it matched),
+	// empty when it has none.
+	Rule  string
+	Agent string
 	// Credential is the event's credential names (CredentialKey); empty
 	// when there are none.
 	Credential string
@@ -128,7 +134,7 @@ func (s Summary) Alert() Alert {
 	return Alert{
 		Time: s.To, Agent: s.Agent, PassportJTI: s.Last.PassportJTI, Credential: s.Credential,
 		Host: s.Last.Host, Method: s.Last.Method, Path: s.Last.Path,
-		Detector: s.Detector, Severity: s.Severity, Score: s.Score, Evidence: s.Detail(), Action: s.Action,
+		Detector: s.Detector, Rule: s.Rule, Severity: s.Severity, Score: s.Score, Evidence: s.Detail(), Action: s.Action,
 		Summary: true, Count: s.Count, First: s.From, Last: s.To, PeakPerSecond: s.PeakPerSecond,
 	}
 }
@@ -221,6 +227,8 @@ func (s *Summarizer) shard(k *SignalKey) *summaryShard {
 	var h maphash.Hash
 	h.SetSeed(s.seed)
 	h.WriteString(k.Detector)
+	h.WriteByte(0)
+	h.WriteString(k.Rule)
 	h.WriteByte(0)
 	h.WriteString(k.Agent)
 	h.WriteByte(0)

@@ -19,7 +19,7 @@ func mustSummarizer(t testing.TB, opts SummarizerOptions) *Summarizer {
 	return s
 }
 
-var burstKey = SignalKey{Detector: BurstName, Agent: "billing-bot", Credential: "stripe"}
+var burstKey = SignalKey{Detector: BurstName, Rule: "absolute_cap", Agent: "billing-bot", Credential: "stripe"}
 
 // occ is a signal of burstKey's kind at at, on path.
 func occ(at time.Time, path string) Occurrence {
@@ -117,9 +117,10 @@ func TestSummarizerKeys(t *testing.T) {
 	s := mustSummarizer(t, SummarizerOptions{})
 	keys := []SignalKey{
 		burstKey,
-		{Detector: BurstName, Agent: "billing-bot", Credential: "github"},
-		{Detector: BurstName, Agent: "other-bot", Credential: "stripe"},
+		{Detector: BurstName, Rule: "absolute_cap", Agent: "billing-bot", Credential: "github"},
+		{Detector: BurstName, Rule: "absolute_cap", Agent: "other-bot", Credential: "stripe"},
 		{Detector: DriftName, Agent: "billing-bot", Credential: "stripe"},
+		{Detector: BurstName, Rule: "baseline", Agent: "billing-bot", Credential: "stripe"},
 		{Detector: BurstName, Agent: "billing-bot"},
 		{Detector: BurstName, Agent: "billing-bot", Credential: CredentialKey([]string{"stripe", "github"})},
 	}
@@ -259,7 +260,7 @@ func TestSummaryAlertJSON(t *testing.T) {
 	sm := Summary{SignalKey: burstKey, Count: 7, From: t0, To: t0.Add(time.Second), First: occ(t0, "/a"),
 		Last: occ(t0.Add(time.Second), "/b"), Severity: Warning, Action: ActionAlert, PeakPerSecond: 4}
 	a := sm.Alert()
-	if !a.Summary || a.Count != 7 || a.Path != "/b" || a.Credential != "stripe" || a.Evidence != sm.Detail() || !a.Time.Equal(sm.To) {
+	if !a.Summary || a.Count != 7 || a.Rule != "absolute_cap" || a.Path != "/b" || a.Credential != "stripe" || a.Evidence != sm.Detail() || !a.Time.Equal(sm.To) {
 		t.Errorf("alert = %+v", a)
 	}
 	b, err := json.Marshal(a)

@@ -29,9 +29,11 @@ type Revoker interface {
 	RevokeJTI(jti string, exp time.Time, reason string) (passport.Revocation, error)
 }
 
-// AlertFunc receives every decision that asks for an alert or more, off
-// the request path's critical section (it must not block).
-type AlertFunc func(ev *detect.Event, d detect.Decision)
+// AlertFunc receives every alert the detectors ask for: one per outcome
+// of a decision that asks for an alert or more, and one per summary of
+// folded signals. It is called on the request path (or the summarizing
+// goroutine) and must not block; (*detect.Webhook).Notify is one.
+type AlertFunc func(a detect.Alert)
 
 // sentHeader returns req's headers as the agent sent them, for the
 // detectors to judge after the injector has rendered credentials into the
@@ -47,7 +49,11 @@ func (p *Proxy) sentHeader(req *http.Request) http.Header {
 // runDetectors evaluates the grid on ev and carries out its decision:
 // every signal is counted and audited, alerts are sent, a block refuses
 // the request and a revoke also revokes the passport (and so every
-// passport delegated from it). It returns the refusal, or nil.
+// passport delegated from it). With a summarizer, a signal that repeats
+// one already reported (same detector, rule, agent and credential) is
+// folded into the next summary instead of audited, logged and alerted on
+// its own; it is still counted, and the decision still acts. It returns
+// the refusal, or nil.
 func (p *Proxy) runDetectors(ctx context.Context, ev *detect.Event, claims *passport.Claims) *denial {
 	if p.opts.Grid == nil {
 		return nil
@@ -56,20 +62,29 @@ func (p *Proxy) runDetectors(ctx context.Context, ev *detect.Event, claims *pass
 	if len(d.Signals) == 0 && d.Action == detect.ActionNone {
 		return nil
 	}
-	for _, s := range d.Signals {
+	cred := detect.CredentialKey(ev.Credentials)
+	var folded uint64 // bit i: d.Signals[i] was folded
+	out := 0
+	for i, s := range d.Signals {
 		p.metrics.DetectorSignals.WithLabelValues(s.Detector, string(s.Severity)).Inc()
+		if p.fold(ev, &d, i, cred, folded) {
+			folded |= 1 << i
+			continue
+		}
+		out++
 		p.record(ctx, audit.Record{
-			Action: audit.ActionDetectorFired, AgentID: ev.Agent, PassportJTI: ev.PassportJTI,
+			Action: audit.ActionDetectorFired, AgentID: ev.Agent, PassportJTI: ev.PassportJTI, CredentialID: cred,
 			Host: ev.Host, Method: ev.Method, Path: ev.Path, Detector: s.Detector, Severity: string(s.Severity),
 			Reason: string(d.Action), Detail: truncateDetail(s.Evidence),
 		})
 	}
-	p.log.Info("detector signals", zap.String("agent", ev.Agent), zap.String("host", ev.Host),
-		zap.String("action", string(d.Action)), zap.Int("signals", len(d.Signals)))
-	switch d.Action {
-	case detect.ActionAlert, detect.ActionBlock, detect.ActionRevoke:
-		if p.opts.Alerts != nil {
-			p.opts.Alerts(ev, d)
+	if out > 0 || len(d.Signals) == 0 {
+		p.log.Info("detector signals", zap.String("agent", ev.Agent), zap.String("host", ev.Host),
+			zap.String("action", string(d.Action)), zap.Int("signals", out))
+		if d.Action.Alerts() && p.opts.Alerts != nil {
+			for _, a := range detect.AlertsFor(ev, unfolded(d, folded)) {
+				p.opts.Alerts(a)
+			}
 		}
 	}
 	switch d.Action {
@@ -91,6 +106,95 @@ func (p *Proxy) runDetectors(ctx context.Context, ev *detect.Event, claims *pass
 		return &denial{Status: http.StatusForbidden, Reason: reason.DetectorBlocked, Detail: blockDetail(d, "blocked and the passport revoked")}
 	}
 	return nil
+}
+
+// fold reports whether signal i of d is folded into a summary; folded
+// marks the signals before it that were.
+func (p *Proxy) fold(ev *detect.Event, d *detect.Decision, i int, cred string, folded uint64) bool {
+	if p.opts.Summaries == nil || i >= 64 {
+		return false
+	}
+	s := &d.Signals[i]
+	// The event that starts a storm is reported whole: a second finding
+	// of the same kind on it goes out with the first.
+	for j := range i {
+		if folded&(1<<j) == 0 && d.Signals[j].Detector == s.Detector && d.Signals[j].Rule == s.Rule {
+			return false
+		}
+	}
+	return p.opts.Summaries.Fold(detect.SignalKey{Detector: s.Detector, Rule: s.Rule, Agent: ev.Agent, Credential: cred}, detect.Occurrence{
+		Time: ev.Time, Severity: s.Severity, Score: s.Score, Action: d.Action, PassportJTI: ev.PassportJTI,
+		Method: ev.Method, Host: ev.Host, Path: ev.Path,
+	})
+}
+
+// unfolded is d without the signals whose bits are set in folded (and
+// their outcomes), for the alerts of the signals that go out. Composite
+// rules' outcomes stay: they go out with any signal that does.
+func unfolded(d detect.Decision, folded uint64) detect.Decision {
+	if folded == 0 {
+		return d
+	}
+	kept := d
+	kept.Signals, kept.Outcomes = nil, nil
+	for i, s := range d.Signals {
+		if i < 64 && folded&(1<<i) != 0 {
+			continue
+		}
+		kept.Signals = append(kept.Signals, s)
+		kept.Outcomes = append(kept.Outcomes, d.Outcomes[i])
+	}
+	kept.Outcomes = append(kept.Outcomes, d.Outcomes[len(d.Signals):]...)
+	return kept
+}
+
+// summaryTick is how often folded signals are looked at for summaries
+// that are due: a summary goes out at most this late.
+const summaryTick = time.Second
+
+// summarize emits the summaries that fall due until Close stops it.
+func (p *Proxy) summarize() {
+	defer close(p.sumDone)
+	t := time.NewTicker(min(summaryTick, p.opts.Summaries.Window()))
+	defer t.Stop()
+	for {
+		select {
+		case <-p.sumStop:
+			return
+		case <-t.C:
+			p.emitDueSummaries()
+		}
+	}
+}
+
+// emitDueSummaries emits every summary due now. Sweeps take turns, so
+// once a call returns, every summary due when it began has gone out.
+func (p *Proxy) emitDueSummaries() {
+	p.sumMu.Lock()
+	defer p.sumMu.Unlock()
+	p.emitSummaries(p.opts.Summaries.Due(p.now()))
+}
+
+// emitSummaries audits, logs and alerts each summary: one detector_fired
+// record whose detail is the summary's and whose duration is the span of
+// the signals it stands for. Nothing waits on these records, so they are
+// queued without waiting for their sync.
+func (p *Proxy) emitSummaries(sums []detect.Summary) {
+	ctx := context.Background()
+	for _, s := range sums {
+		p.recordDone(ctx, audit.Record{
+			Action: audit.ActionDetectorFired, AgentID: s.Agent, PassportJTI: s.Last.PassportJTI, CredentialID: s.Credential,
+			Host: s.Last.Host, Method: s.Last.Method, Path: s.Last.Path, Detector: s.Detector, Severity: string(s.Severity),
+			Reason: string(s.Action), Detail: s.Detail(), DurationMS: s.Span().Milliseconds(),
+		})
+		p.log.Info("detector signals summarized", zap.String("agent", s.Agent), zap.String("host", s.Last.Host),
+			zap.String("action", string(s.Action)), zap.Int("signals", s.Count), zap.String("detector", s.Detector),
+			zap.String("credential", s.Credential), zap.Time("first", s.From), zap.Time("last", s.To),
+			zap.Int("peak_per_second", s.PeakPerSecond))
+		if s.Action.Alerts() && p.opts.Alerts != nil {
+			p.opts.Alerts(s.Alert())
+		}
+	}
 }
 
 func firedDetectors(d detect.Decision) string {

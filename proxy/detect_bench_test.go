@@ -16,7 +16,8 @@ import (
 
 // newDetectBenchProxy is a bench proxy whose grid runs credential_burst
 // in alert mode, with absoluteCap as its pre-baseline cap, and which logs
-// as the sidecar does (JSON at info level), to io.Discard.
+// as the sidecar does (JSON at info level), to io.Discard. Repeated
+// signals are folded as the sidecar folds them by default.
 func newDetectBenchProxy(b *testing.B, absoluteCap int) (*Proxy, *passport.Claims) {
 	b.Helper()
 	bp := newBenchProxy(b, 0)
@@ -28,8 +29,13 @@ func newDetectBenchProxy(b *testing.B, absoluteCap int) (*Proxy, *passport.Claim
 	if err != nil {
 		b.Fatal(err)
 	}
+	sum, err := detect.NewSummarizer(detect.SummarizerOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
 	opts := bp.proxy.opts
 	opts.Grid = grid
+	opts.Summaries = sum
 	opts.Log = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.InfoLevel))
 	p, err := New(opts)
 	if err != nil {
@@ -49,7 +55,9 @@ func newDetectBenchProxy(b *testing.B, absoluteCap int) (*Proxy, *passport.Claim
 //   - quiet: credential_burst runs and never fires (its pre-baseline cap
 //     is off), the cost of detection alone.
 //   - storm: the agent is bursting, so credential_burst fires on every
-//     request past its default cap of 60 a minute, in alert mode.
+//     request past its default cap of 60 a minute, in alert mode. The
+//     first signal was reported; the ones timed are folded into a
+//     summary.
 //
 // The -parallel variants run the same from GOMAXPROCS*4 goroutines, one
 // agent and credential among all of them, as in a storm.

@@ -104,8 +104,15 @@ type Options struct {
 	Grid *detect.Grid
 	// Revoker carries out revoke decisions (the revocation store).
 	Revoker Revoker
-	// Alerts receives decisions that ask for an alert or more.
+	// Alerts receives the alerts the detectors' decisions ask for.
 	Alerts AlertFunc
+	// Summaries folds repeated detector signals: the first of a storm
+	// (per detector, rule, agent and credential) is audited, logged and alerted
+	// at once, the ones that follow once per window in a summary, which
+	// the proxy emits from a goroutine of its own; Close emits what is
+	// still folded. Every signal is still counted, and every decision
+	// still blocks or revokes. Nil reports every signal on its own.
+	Summaries *detect.Summarizer
 	// ScanWindow bounds the body bytes detectors see (DefaultScanWindow).
 	ScanWindow int
 	Metrics    *Metrics
@@ -165,6 +172,13 @@ type Proxy struct {
 	// response, including those inside hijacked tunnels, which
 	// http.Server.Shutdown does not see.
 	inflight atomic.Int64
+
+	// The goroutine that emits due summaries, with Options.Summaries:
+	// sumStop stops it, sumDone is closed when it has returned, and
+	// sumMu makes sweeps take turns.
+	sumStop chan struct{}
+	sumDone chan struct{}
+	sumMu   sync.Mutex
 }
 
 // New builds a Proxy.
@@ -251,6 +265,10 @@ func New(opts Options) (*Proxy, error) {
 	gp.OnRequest().DoFunc(p.handleRequest)
 	gp.OnResponse().DoFunc(p.handleResponse)
 	p.gp = gp
+	if opts.Summaries != nil {
+		p.sumStop, p.sumDone = make(chan struct{}), make(chan struct{})
+		go p.summarize()
+	}
 	return p, nil
 }
 
@@ -293,9 +311,20 @@ func (p *Proxy) NewServer(errorLog *log.Logger) *http.Server {
 // ServeHTTP serves one proxy request.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.gp.ServeHTTP(w, r) }
 
-// Close drops idle upstream connections. It is idempotent.
+// Close drops idle upstream connections and, with Options.Summaries,
+// stops summarizing and emits a summary of every signal still folded
+// (call it before closing the audit log). It is idempotent.
 func (p *Proxy) Close() error {
-	p.closeOnce.Do(p.transport.CloseIdleConnections)
+	p.closeOnce.Do(func() {
+		p.transport.CloseIdleConnections()
+		if p.sumStop != nil {
+			close(p.sumStop)
+			<-p.sumDone
+			p.sumMu.Lock()
+			defer p.sumMu.Unlock()
+			p.emitSummaries(p.opts.Summaries.Close())
+		}
+	})
 	return nil
 }
 

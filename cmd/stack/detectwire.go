@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,11 +21,15 @@ type detectors struct {
 	persistent []detect.Persistent
 	store      *detect.Store
 	webhook    *detect.Webhook
+	// summaries folds alert storms; nil when detect.alert_summary_window
+	// is 0.
+	summaries *detect.Summarizer
 }
 
 // buildDetectors makes the grid from config: the four built-in detectors
 // (those not off), the policy, learned state loaded from detect.state_path,
-// and the alert webhook when its URL is set. bound says which hosts a
+// the alert webhook when its URL is set, and the summarizer of alert
+// storms unless detect.alert_summary_window is 0. bound says which hosts a
 // credential is bound to; secrets finds the credentials' own secrets.
 func buildDetectors(cfg *config.Config, bound func(name string) ([]string, bool), secrets detect.SecretMatcher, log *zap.Logger) (*detectors, error) {
 	dc := cfg.Detect
@@ -60,6 +63,12 @@ func buildDetectors(cfg *config.Config, bound func(name string) ([]string, bool)
 		return nil, usageError(fmt.Errorf("detect: %w", err))
 	}
 	ds := &detectors{grid: grid, persistent: []detect.Persistent{burst, drift}}
+	if dc.AlertSummaryWindow > 0 {
+		ds.summaries, err = detect.NewSummarizer(detect.SummarizerOptions{Window: dc.AlertSummaryWindow})
+		if err != nil {
+			return nil, usageError(fmt.Errorf("detect.alert_summary_window: %w", err))
+		}
+	}
 
 	ds.store, err = detect.OpenStore(dc.StatePath, detect.StoreOptions{})
 	if err != nil {
@@ -153,41 +162,14 @@ func secretIndex(ctx context.Context, v *vault.Vault) (*detect.SecretIndex, erro
 	return idx, nil
 }
 
-// alertRepeat is how long the same agent and detectors stay quiet on the
-// webhook after an alert; every signal is still audited and counted.
-const alertRepeat = time.Minute
-
 // alerts returns the proxy's alert callback: the webhook, when there is
-// one, sending one alert per agent, detectors and action per alertRepeat
-// (a burst fires on every request past its threshold).
+// one. Storms reach it as their first alert and then one summary per
+// detect.alert_summary_window, folded by the proxy's summarizer.
 func (ds *detectors) alerts() proxy.AlertFunc {
 	if ds.webhook == nil {
 		return nil
 	}
-	var mu sync.Mutex
-	last := map[string]time.Time{}
-	return func(ev *detect.Event, d detect.Decision) {
-		key := ev.Agent + "\x00" + string(d.Action)
-		for _, s := range d.Signals {
-			key += "\x00" + s.Detector
-		}
-		now := time.Now()
-		mu.Lock()
-		if t, ok := last[key]; ok && now.Sub(t) < alertRepeat {
-			mu.Unlock()
-			return
-		}
-		last[key] = now
-		if len(last) > 10000 {
-			for k, t := range last {
-				if now.Sub(t) >= alertRepeat {
-					delete(last, k)
-				}
-			}
-		}
-		mu.Unlock()
-		ds.webhook.NotifyDecision(ev, d)
-	}
+	return ds.webhook.Notify
 }
 
 // save writes learned state; the sidecar calls it periodically and on

@@ -355,6 +355,7 @@ func (p *sidecarParts) proxyOptions(cfg *config.Config, metrics *proxy.Metrics, 
 		Grid:        p.detectors.grid,
 		Revoker:     p.revs,
 		Alerts:      p.detectors.alerts(),
+		Summaries:   p.detectors.summaries,
 		ScanWindow:  cfg.Detect.ScanWindow,
 		Verifier:    p.verifier,
 		Injector:    inject.New(p.creds, inject.Options{}),
@@ -417,7 +418,10 @@ func (a *app) serveProxy(ctx context.Context, p *sidecarParts, px *proxy.Proxy, 
 	// Before anything is served: a failure here returns with nothing to
 	// wait for.
 	if p.detectors.webhook != nil {
-		if err := p.detectors.webhook.Start(gctx); err != nil {
+		// Not stopped with the servers: closing the proxy hands it the
+		// last summaries of alert storms, and closing the detectors
+		// (after the proxy) drains and stops it.
+		if err := p.detectors.webhook.Start(context.WithoutCancel(gctx)); err != nil {
 			return err
 		}
 	}

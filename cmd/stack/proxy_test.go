@@ -260,6 +260,51 @@ func TestWebhookAlert(t *testing.T) {
 	}
 }
 
+// An agent that keeps trying the same out-of-scope host is one record
+// while detect.alert_summary_window folds the storm (the summary comes
+// when the window ends or the sidecar stops), and a record per attempt
+// when the window is 0.
+func TestAlertStormFolded(t *testing.T) {
+	for _, tc := range []struct {
+		window string
+		want   int
+	}{{"1m", 1}, {"0s", 5}} {
+		t.Run(tc.window, func(t *testing.T) {
+			home := initHome(t)
+			if err := os.WriteFile(filepath.Join(home, "stack.yaml"), []byte("detect:\n  alert_summary_window: "+tc.window+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			info := startSidecar(t, home)
+			code, tok, errs := runStack(t, home, "", "passport", "issue", "--agent", "drifter", "--grant", "host=api.example.com,methods=GET")
+			if code != 0 {
+				t.Fatalf("issue: %s", errs)
+			}
+			proxyURL, _ := url.Parse("http://" + info.Listen)
+			tr := &http.Transport{Proxy: http.ProxyURL(proxyURL)}
+			defer tr.CloseIdleConnections()
+			for range 5 {
+				req, _ := http.NewRequest("GET", "http://internal.example.net/admin", nil)
+				req.Header.Set("Proxy-Authorization", "Bearer "+strings.TrimSpace(tok))
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 403 {
+					t.Fatalf("status %d", resp.StatusCode)
+				}
+			}
+			code, out, errs := runStack(t, home, "", "audit", "tail", "--json", "-n", "50", "--action", "detector_fired")
+			if code != 0 {
+				t.Fatalf("audit tail: %d %s", code, errs)
+			}
+			if got := strings.Count(out, `"detector":"scope_drift"`); got != tc.want {
+				t.Errorf("%d scope_drift records for 5 attempts, want %d:\n%s", got, tc.want, out)
+			}
+		})
+	}
+}
+
 // A reload (SIGHUP or the admin API) applies a changed detector policy
 // without a restart.
 func TestReloadAppliesDetectorPolicy(t *testing.T) {
