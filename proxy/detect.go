@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -213,11 +214,17 @@ func blockDetail(d detect.Decision, what string) string {
 	return fmt.Sprintf("%s by %s", what, firedDetectors(d))
 }
 
+// truncateDetail keeps at most 300 bytes of s, cut between characters:
+// the audit log refuses a record that is not valid UTF-8.
 func truncateDetail(s string) string {
-	if len(s) > 300 {
-		return s[:300]
+	if len(s) <= 300 {
+		return s
 	}
-	return s
+	n := 300
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // streamingType reports content that must flow as it arrives.

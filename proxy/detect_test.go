@@ -1,11 +1,14 @@
 package proxy
 
 import (
+	"context"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/detect"
@@ -191,5 +194,35 @@ func TestExfiltrationSignalOnUnboundPlaceholder(t *testing.T) {
 	r := hs.lastRecord(audit.ActionDetectorFired)
 	if r.Detector != "credential_exfiltration" || r.Severity != "critical" {
 		t.Errorf("audit record = %+v", r)
+	}
+}
+
+// A long detail is cut to 300 bytes between characters, since the audit
+// log refuses a record that is not valid UTF-8.
+func TestTruncateDetail(t *testing.T) {
+	log, err := audit.Open(filepath.Join(t.TempDir(), "audit.db"), audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	for _, tc := range []struct {
+		name string
+		in   string
+		want int
+	}{
+		{"short", "burst", 5},
+		{"ascii", strings.Repeat("a", 400), 300},
+		{"on a boundary", strings.Repeat("é", 200), 300},
+		{"inside a character", "a" + strings.Repeat("é", 200), 299},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := truncateDetail(tc.in)
+			if len(got) != tc.want || !utf8.ValidString(got) || !strings.HasPrefix(tc.in, got) {
+				t.Errorf("%d bytes, valid %v; want %d", len(got), utf8.ValidString(got), tc.want)
+			}
+			if _, err := log.Append(context.Background(), audit.Record{Action: audit.ActionDetectorFired, Detail: got}); err != nil {
+				t.Errorf("the audit log refuses it: %v", err)
+			}
+		})
 	}
 }
