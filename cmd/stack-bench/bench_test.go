@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -155,13 +157,17 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.clients != 32 || o.rssClients != 256 || o.duration != 10*time.Second || o.warmup != 2*time.Second ||
+	if !slices.Equal(o.clients, []int{32}) || o.rssClients != 256 || o.duration != 10*time.Second || o.warmup != 2*time.Second ||
 		len(o.targets) != len(allTargets) || o.rounds != 1 {
 		t.Fatalf("defaults %+v", o)
 	}
 	o, err = parseFlags([]string{"--targets", "stack, reference", "--clients", "8"}, io.Discard)
-	if err != nil || strings.Join(o.targets, ",") != "stack,reference" || o.clients != 8 {
+	if err != nil || strings.Join(o.targets, ",") != "stack,reference" || !slices.Equal(o.clients, []int{8}) {
 		t.Fatalf("got %+v, %v", o, err)
+	}
+	o, err = parseFlags([]string{"--clients", "16, 64"}, io.Discard)
+	if err != nil || !slices.Equal(o.clients, []int{16, 64}) {
+		t.Fatalf("a list of counts: %v, %v", o.clients, err)
 	}
 	o, err = parseFlags([]string{"--targets", "stack,candidate", "--candidate", "/tmp/other-stack"}, io.Discard)
 	if err != nil || strings.Join(o.targets, ",") != "stack,candidate" || o.candidateBin != "/tmp/other-stack" {
@@ -170,6 +176,9 @@ func TestParseFlags(t *testing.T) {
 	for _, bad := range [][]string{
 		{"--targets", "stack,nginx"}, {"--clients", "0"}, {"--duration", "0s"}, {"--soak", "2h"},
 		{"--rounds", "0"}, {"extra"}, {"--no-such-flag"},
+		{"--clients", "16,"}, {"--clients", "16,16"}, {"--clients", "8,5000"}, {"--clients", "x"},
+		{"--targets", "stack-alerting"},                      // gone: stack is what it measured
+		{"--soak", "1m", "--clients", "16,64"},               // one count per soak
 		{"--targets", "stack,candidate"},                     // no binary to measure
 		{"--candidate", "/tmp/other-stack"},                  // nothing would measure it
 		{"--targets", "stack-candidate", "--candidate", "x"}, // no such variant
@@ -184,64 +193,121 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
+// Each keep-alive MITM target runs at every count, a STACK target right
+// after its reference at the same count; the others run once, at the
+// first count.
+func TestExpandRuns(t *testing.T) {
+	names := func(runs []benchRun) string {
+		var out []string
+		for _, r := range runs {
+			out = append(out, fmt.Sprintf("%s/%s/%d", r.Name, r.Target, r.Clients))
+		}
+		return strings.Join(out, " ")
+	}
+	targets := []string{"direct", "reference", "stack", "stack-quiet", "reference-tunnel", "stack-tunnel", "reference-256", "mitmdump"}
+	got := names(expandRuns(targets, []int{16, 64}))
+	want := "direct/direct/16 reference@16/reference/16 stack@16/stack/16 stack-quiet@16/stack-quiet/16 " +
+		"reference@64/reference/64 stack@64/stack/64 stack-quiet@64/stack-quiet/64 " +
+		"reference-tunnel/reference-tunnel/16 stack-tunnel/stack-tunnel/16 reference-256/reference-256/16 " +
+		"mitmdump@16/mitmdump/16 mitmdump@64/mitmdump/64"
+	if got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+	// One count keeps the names of the targets.
+	if got := names(expandRuns([]string{"reference", "stack", "stack-always"}, []int{32})); got != "reference/reference/32 stack/stack/32 stack-always/stack-always/32" {
+		t.Fatalf("one count: %s", got)
+	}
+}
+
 func TestRatios(t *testing.T) {
 	rs := []result{
-		{Name: "reference", Proxy: "reference", RPS: 1000, P99MS: 10},
-		{Name: "stack", Proxy: "stack", RPS: 850, P99MS: 11.5, IdleAnonMiB: 9, IdleRSSMiB: 20, ReadyMS: 90, CPUPerReqUS: 200},
-		{Name: "candidate", Proxy: "candidate", RPS: 935, P99MS: 11, IdleAnonMiB: 99, IdleRSSMiB: 99, CPUPerReqUS: 180},
-		{Name: "reference-tunnel", Proxy: "reference", RPS: 1000},
-		{Name: "stack-tunnel", Proxy: "stack", RPS: 800, IdleAnonMiB: 21, IdleRSSMiB: 25, ReadyMS: 100},
-		{Name: "stack-256", Proxy: "stack", Clients: 256, RPS: 100, PeakAnonMiB: 59, PeakRSSMiB: 75},
-		{Name: "mitmdump", Skipped: "not installed"},
+		{Name: "reference@16", Target: "reference", Proxy: "reference", Clients: 16, RPS: 1000, P99MS: 10},
+		{Name: "stack@16", Target: "stack", Proxy: "stack", Clients: 16, RPS: 920, P99MS: 11.5, IdleAnonMiB: 9, IdleRSSMiB: 20, ReadyMS: 90, CPUPerReqUS: 200},
+		{Name: "stack-quiet@16", Target: "stack-quiet", Proxy: "stack", Clients: 16, RPS: 950},
+		{Name: "stack-always@16", Target: "stack-always", Proxy: "stack", Clients: 16, RPS: 790},
+		{Name: "mitmdump@16", Target: "mitmdump", Proxy: "mitmdump", Clients: 16, RPS: 90},
+		{Name: "reference@64", Target: "reference", Proxy: "reference", Clients: 64, RPS: 2000, P99MS: 20},
+		{Name: "stack@64", Target: "stack", Proxy: "stack", Clients: 64, RPS: 1700, P99MS: 23},
+		{Name: "candidate@16", Target: "candidate", Proxy: "candidate", Clients: 16, RPS: 1012, P99MS: 11, IdleAnonMiB: 99, IdleRSSMiB: 99, CPUPerReqUS: 180},
+		{Name: "reference-tunnel", Target: "reference-tunnel", Proxy: "reference", Clients: 16, RPS: 1000},
+		{Name: "stack-tunnel", Target: "stack-tunnel", Proxy: "stack", Clients: 16, RPS: 990, IdleAnonMiB: 21, IdleRSSMiB: 25, ReadyMS: 100},
+		{Name: "reference-newconn", Target: "reference-newconn", Proxy: "reference", Clients: 16, RPS: 200},
+		{Name: "stack-newconn", Target: "stack-newconn", Proxy: "stack", Clients: 16, RPS: 210},
+		{Name: "stack-256", Target: "stack-256", Proxy: "stack", Clients: 256, RPS: 100, PeakAnonMiB: 59, PeakRSSMiB: 75},
+		{Name: "mitmdump@64", Target: "mitmdump", Skipped: "not installed"},
 	}
 	got := map[string]ratio{}
 	for _, r := range ratios(rs) {
 		got[r.Name] = r
-		if _, dup := got[strings.Fields(r.Name)[0]+" "+strings.Fields(r.Name)[1]]; !dup {
-			got[strings.Fields(r.Name)[0]+" "+strings.Fields(r.Name)[1]] = r
+		// Also by the name's start, for names that carry figures.
+		if f := strings.Fields(r.Name); len(f) > 1 {
+			if _, dup := got[f[0]+" "+f[1]]; !dup {
+				got[f[0]+" "+f[1]] = r
+			}
 		}
 	}
-	check := func(key string, value float64, pass bool) {
+	check := func(key string, value float64, target string, pass bool) {
 		t.Helper()
 		r, ok := got[key]
 		if !ok {
 			t.Fatalf("no %q ratio in %v", key, got)
 		}
-		if d := r.Value - value; d > 1e-9 || d < -1e-9 || r.Pass != pass {
-			t.Errorf("%s = %v pass %v, want %v pass %v", key, r.Value, r.Pass, value, pass)
+		if d := r.Value - value; d > 1e-9 || d < -1e-9 || r.Pass != pass || r.Target != target {
+			t.Errorf("%s = %v %s pass %v, want %v %s pass %v", key, r.Value, r.Target, r.Pass, value, target, pass)
 		}
 	}
-	check("throughput stack/reference", 0.85, true)
-	check("added p99", 1.5, true)
-	check("tunnel stack/reference", 0.8, false)
-	check("stack peak", 59, true)  // RssAnon counts, not RSS
-	check("stack idle", 21, false) // the worst start counts
-	check("stack start", 100, true)
-	check("throughput candidate/stack", 1.1, true)
-	check("added p99 candidate - stack", -0.5, true)
-	check("CPU per", 0.9, true)
+	check("throughput stack/reference at 16 clients", 0.92, ">= 0.9", true)
+	check("added p99 stack - reference at 16 clients", 1.5, "<= 2", true)
+	check("throughput stack/reference at 64 clients", 0.85, ">= 0.9", false)
+	check("added p99 stack - reference at 64 clients", 3, "<= 2", false)
+	check("throughput stack-always/reference at 16 clients", 0.79, ">= 0.8", false)
+	check("throughput stack-quiet/reference at 16 clients", 0.95, "-", true)
+	check("throughput stack/mitmdump at 16 clients", 920.0/90, ">= 10.0", true)
+	check("tunnel stack/reference at 16 clients", 0.99, ">= 1.0", false)
+	check("new connection stack/reference at 16 clients", 1.05, ">= 1.0", true)
+	check("stack peak", 59, "<= 60", true)  // RssAnon counts, not RSS
+	check("stack idle", 21, "<= 20", false) // the worst start counts
+	check("stack start", 100, "<= 200", true)
+	check("throughput candidate/stack at 16 clients", 1.1, "-", true)
+	check("added p99 candidate - stack at 16 clients", -0.5, "-", true)
+	check("CPU per request candidate/stack at 16 clients", 0.9, "-", true)
+	// Pairs only at the same count; nothing against a skipped row.
+	for name := range got {
+		if strings.Contains(name, "stack-always/reference at 64") || strings.Contains(name, "mitmdump at 64") {
+			t.Errorf("unexpected ratio %q", name)
+		}
+	}
 }
 
 func TestRoundRatios(t *testing.T) {
+	runs := expandRuns([]string{"reference", "stack", "candidate"}, []int{16, 64})
 	by := map[string][]result{
-		"reference": {{RPS: 1000}, {RPS: 2000}, {RPS: 1000}},
-		"stack":     {{RPS: 700}, {RPS: 1800}, {RPS: 800}},
-		"candidate": {{RPS: 770}, {Skipped: "start failed"}, {RPS: 800}},
+		"reference@16": {{RPS: 1000}, {RPS: 2000}, {RPS: 1000}},
+		"stack@16":     {{RPS: 700}, {RPS: 1800}, {RPS: 800}},
+		"candidate@16": {{RPS: 770}, {Skipped: "start failed"}, {RPS: 800}},
+		"reference@64": {{RPS: 1000}, {RPS: 1000}, {RPS: 1000}},
+		"stack@64":     {{RPS: 900}, {RPS: 950}, {RPS: 1000}},
+		"candidate@64": {{Skipped: "x"}, {Skipped: "x"}, {RPS: 1}},
 	}
-	got := roundRatios(by)
-	if len(got) != 2 {
-		t.Fatalf("%d ratios, want 2: %+v", len(got), got)
+	got := roundRatios(runs, by)
+	if len(got) != 3 {
+		t.Fatalf("%d ratios, want 3: %+v", len(got), got)
 	}
 	// Rounds 0.7, 0.9, 0.8: the median pairs rounds, unlike the ratio of
 	// the medians (800/1000).
-	if r := got[0]; r.Name != "throughput stack/reference by round (0.70 0.90 0.80), median" || math.Abs(r.Value-0.8) > 1e-9 {
-		t.Errorf("stack/reference: %+v", r)
+	if r := got[0]; r.Name != "throughput stack/reference at 16 clients by round (0.70 0.90 0.80), median" || math.Abs(r.Value-0.8) > 1e-9 {
+		t.Errorf("stack/reference at 16: %+v", r)
 	}
-	// A skipped round drops out; two rounds give their mean.
-	if r := got[1]; r.Name != "throughput candidate/stack by round (1.10 1.00), median" || math.Abs(r.Value-1.05) > 1e-9 {
+	if r := got[1]; r.Name != "throughput stack/reference at 64 clients by round (0.90 0.95 1.00), median" || math.Abs(r.Value-0.95) > 1e-9 {
+		t.Errorf("stack/reference at 64: %+v", r)
+	}
+	// A skipped round drops out; two rounds give their mean; one is not
+	// enough.
+	if r := got[2]; r.Name != "throughput candidate/stack at 16 clients by round (1.10 1.00), median" || math.Abs(r.Value-1.05) > 1e-9 {
 		t.Errorf("candidate/stack: %+v", r)
 	}
-	if got := roundRatios(map[string][]result{"reference": {{RPS: 1}}, "stack": {{RPS: 1}}}); len(got) != 0 {
+	one := expandRuns([]string{"reference", "stack"}, []int{32})
+	if got := roundRatios(one, map[string][]result{"reference": {{RPS: 1}}, "stack": {{RPS: 1}}}); len(got) != 0 {
 		t.Errorf("one round gave %+v", got)
 	}
 }

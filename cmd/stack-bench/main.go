@@ -1,14 +1,16 @@
 // Command stack-bench is the load harness of STACK: in one run on
 // loopback it starts a TLS upstream, then drives concurrent HTTPS clients
 // through each target in turn (no proxy, the goproxy reference in
-// bench/reference, `stack proxy` with everything on, mitmdump when
-// installed; CONNECT tunnels without interception; a new connection per
-// request) and prints requests/s, latency percentiles, the proxy's CPU
-// seconds and its anonymous memory (RssAnon, with RSS beside it) idle and
-// at its peak, and the ratios to the reference and the targets.
+// bench/reference, `stack proxy` in its shipped configuration and in two
+// variants, mitmdump when installed; CONNECT tunnels without
+// interception; a new connection per request) and prints requests/s,
+// latency percentiles, the proxy's CPU seconds and its anonymous memory
+// (RssAnon, with RSS beside it) idle and at its peak, and the ratios to
+// the reference and the targets. Instead of the table, --soak checks a
+// long run for growth and lost audit records.
 //
 //	go run ./cmd/stack-bench                       # the full table
-//	go run ./cmd/stack-bench --rounds 3 --json results.json
+//	go run ./cmd/stack-bench --rounds 3 --clients 16,64 --json results.json
 //	go run ./cmd/stack-bench --targets reference,stack --duration 5s
 //	go run ./cmd/stack-bench --soak 10m            # leak and audit check
 //
@@ -34,9 +36,12 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // The names the bench uses inside STACK's data directory.
@@ -51,7 +56,7 @@ const (
 // right after the reference it is compared with, so both see the same
 // machine.
 var allTargets = []string{
-	"direct", "reference", "stack", "stack-alerting", "mitmdump",
+	"direct", "reference", "stack", "stack-quiet", "stack-always", "mitmdump",
 	"reference-tunnel", "stack-tunnel",
 	"reference-newconn", "stack-newconn",
 	"reference-256", "stack-256",
@@ -69,17 +74,19 @@ type options struct {
 	refBin       string
 	mitmdump     string
 	targets      []string
-	clients      int
-	rssClients   int
-	duration     time.Duration
-	warmup       time.Duration
-	respSize     int
-	jsonOut      string
-	soak         time.Duration
-	keep         bool
-	rounds       int
-	rate         int
-	profileDir   string
+	// clients are the client counts the keep-alive MITM targets run at,
+	// each a row of its own; the other targets run at the first.
+	clients    []int
+	rssClients int
+	duration   time.Duration
+	warmup     time.Duration
+	respSize   int
+	jsonOut    string
+	soak       time.Duration
+	keep       bool
+	rounds     int
+	rate       int
+	profileDir string
 }
 
 func main() {
@@ -106,7 +113,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.refBin, "reference", "", "reference proxy binary (default: go build ./bench/reference)")
 	fs.StringVar(&o.mitmdump, "mitmdump", "", "mitmdump to compare with (default: from PATH; skipped when absent)")
 	targets := fs.String("targets", strings.Join(allTargets, ","), "comma-separated targets to run")
-	fs.IntVar(&o.clients, "clients", 32, "concurrent keep-alive clients, each with its own Transport and connection")
+	clients := fs.String("clients", "32", "concurrent keep-alive clients, each with its own Transport and connection; a comma-separated list runs each keep-alive MITM target at every count (rows named TARGET@N), the other targets at the first")
 	fs.IntVar(&o.rssClients, "rss-clients", 256, "clients of the *-256 targets (peak memory under many connections)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per target")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured warm-up per target")
@@ -123,6 +130,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
+	for c := range strings.SplitSeq(*clients, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n <= 0 || n > 4096 {
+			return o, fmt.Errorf("%w: --clients: %q is not a count between 1 and 4096", errUsage, c)
+		}
+		if slices.Contains(o.clients, n) {
+			return o, fmt.Errorf("%w: --clients: %d twice", errUsage, n)
+		}
+		o.clients = append(o.clients, n)
+	}
 	for t := range strings.SplitSeq(*targets, ",") {
 		t = strings.TrimSpace(t)
 		if t == "" {
@@ -136,8 +153,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	switch {
 	case slices.ContainsFunc(o.targets, func(t string) bool { return slices.Contains(candidateTargets, t) }) != (o.candidateBin != ""):
 		return o, fmt.Errorf("%w: the candidate targets and --candidate go together", errUsage)
-	case o.clients <= 0 || o.clients > 4096 || o.rssClients <= 0 || o.rssClients > 4096:
-		return o, fmt.Errorf("%w: clients must be between 1 and 4096", errUsage)
+	case o.rssClients <= 0 || o.rssClients > 4096:
+		return o, fmt.Errorf("%w: --rss-clients must be between 1 and 4096", errUsage)
+	case o.soak > 0 && len(o.clients) > 1:
+		return o, fmt.Errorf("%w: --soak runs at one --clients count", errUsage)
 	case o.duration <= 0 || o.duration > time.Hour:
 		return o, fmt.Errorf("%w: --duration must be positive and at most 1h", errUsage)
 	case o.warmup < 0 || o.warmup > 10*time.Minute:
@@ -181,6 +200,8 @@ type bench struct {
 	refRoots  *x509.CertPool
 	mitmRoots *x509.CertPool
 	runs      int // targets run so far, naming each run's audit log
+	// noSyncAlways, when set, is why stack-always is skipped.
+	noSyncAlways string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -211,40 +232,95 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.soak > 0 {
 		return b.runSoak(ctx)
 	}
+	runs := expandRuns(o.targets, o.clients)
 	rep := report{Machine: machineInfo(), Clients: o.clients, RSSClients: o.rssClients, Rounds: o.rounds,
 		Duration: o.duration.String(), Warmup: o.warmup.String(), RespSize: o.respSize, Started: time.Now().UTC()}
-	byTarget := map[string][]result{}
+	byRun := map[string][]result{}
 	for round := 1; round <= o.rounds; round++ {
-		for _, t := range o.targets {
+		for _, r := range runs {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			fmt.Fprintf(stderr, "round %d/%d: %s ...\n", round, o.rounds, t)
-			res := b.runTarget(ctx, t)
+			fmt.Fprintf(stderr, "round %d/%d: %s ...\n", round, o.rounds, r.Name)
+			res := b.runTarget(ctx, r)
 			if res.Skipped != "" {
 				fmt.Fprintf(stderr, "  skipped: %s\n", res.Skipped)
 			} else {
 				fmt.Fprintf(stderr, "  %.0f req/s, p99 %.2f ms, errors %d\n", res.RPS, res.P99MS, res.Errors)
 			}
-			byTarget[t] = append(byTarget[t], res)
+			byRun[r.Name] = append(byRun[r.Name], res)
 			rep.AllRounds = append(rep.AllRounds, res)
 		}
 	}
-	for _, t := range o.targets {
-		rep.Results = append(rep.Results, medianRound(byTarget[t]))
+	for _, r := range runs {
+		rep.Results = append(rep.Results, medianRound(byRun[r.Name]))
 	}
-	rep.Ratios = append(ratios(rep.Results), roundRatios(byTarget)...)
+	rep.Ratios = append(ratios(rep.Results), roundRatios(runs, byRun)...)
 	rep.print(stdout)
 	if o.jsonOut != "" {
-		raw, err := json.MarshalIndent(rep, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(o.jsonOut, append(raw, '\n'), 0o644); err != nil {
+		if err := writeJSON(o.jsonOut, rep); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// benchRun is one target at one client count: a row of the table.
+type benchRun struct {
+	// Name is the target's, followed by @CLIENTS when the keep-alive
+	// targets run at several counts.
+	Name    string
+	Target  string
+	Clients int
+}
+
+// perCount reports whether target runs at every --clients count: the
+// keep-alive MITM targets, whose throughput is compared at each.
+func perCount(target string) bool {
+	proxy, variant := splitTarget(target)
+	switch proxy {
+	case "reference", "stack", "candidate", "mitmdump":
+		return variant == "" || variant == "quiet" || variant == "always"
+	}
+	return false
+}
+
+// expandRuns lists the runs of one round: each run of consecutive
+// per-count targets at the first count, then at the next, and so on, so
+// that a STACK target still runs right after its reference at the same
+// count; the other targets at the first count.
+func expandRuns(targets []string, counts []int) []benchRun {
+	var out []benchRun
+	for i := 0; i < len(targets); {
+		if !perCount(targets[i]) {
+			out = append(out, benchRun{Name: targets[i], Target: targets[i], Clients: counts[0]})
+			i++
+			continue
+		}
+		j := i
+		for j < len(targets) && perCount(targets[j]) {
+			j++
+		}
+		for _, n := range counts {
+			for _, t := range targets[i:j] {
+				name := t
+				if len(counts) > 1 {
+					name = fmt.Sprintf("%s@%d", t, n)
+				}
+				out = append(out, benchRun{Name: name, Target: t, Clients: n})
+			}
+		}
+		i = j
+	}
+	return out
+}
+
+func writeJSON(path string, v any) error {
+	raw, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(raw, '\n'), 0o644)
 }
 
 // setup builds the binaries, starts the upstream and prepares STACK's
@@ -255,9 +331,11 @@ func (b *bench) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.refBin, err = b.binary(ctx, b.opts.refBin, "./bench/reference", "reference")
-	if err != nil {
-		return err
+	if b.needsReference() {
+		b.refBin, err = b.binary(ctx, b.opts.refBin, "./bench/reference", "reference")
+		if err != nil {
+			return err
+		}
 	}
 	if b.opts.candidateBin != "" {
 		if b.candidateBin, err = filepath.Abs(b.opts.candidateBin); err != nil {
@@ -308,7 +386,45 @@ func (b *bench) setup(ctx context.Context) error {
 	if !b.stackCA.AppendCertsFromPEM([]byte(pem)) {
 		return errors.New("stack ca export printed no certificate")
 	}
+	if b.opts.soak == 0 && slices.Contains(b.opts.targets, "stack-always") {
+		b.noSyncAlways, err = b.checkSyncAlways()
+		if err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// needsReference reports whether a target runs the reference proxy.
+func (b *bench) needsReference() bool {
+	if b.opts.soak > 0 {
+		return false
+	}
+	return slices.ContainsFunc(b.opts.targets, func(t string) bool {
+		p, _ := splitTarget(t)
+		return p == "reference"
+	})
+}
+
+// checkSyncAlways asks the stack build for its effective configuration
+// with syncAlways set and returns why the stack-always target cannot
+// run, or "" when it can: a build without the audit.sync setting ignores
+// the variable, and the target would measure the default instead.
+func (b *bench) checkSyncAlways() (string, error) {
+	out, err := runCmd("", append(b.stackEnv(""), syncAlways), b.stackBin, "--home", b.stackHome, "config", "show")
+	if err != nil {
+		return "", err
+	}
+	var cfg struct {
+		Audit map[string]any `yaml:"audit"`
+	}
+	if err := yaml.Unmarshal([]byte(out), &cfg); err != nil {
+		return "", fmt.Errorf("stack config show: %w", err)
+	}
+	if v, ok := cfg.Audit["sync"]; !ok || v != "always" {
+		return "this stack build has no audit.sync setting (" + syncAlways + " is ignored)", nil
+	}
+	return "", nil
 }
 
 // binary returns given, or builds pkg from the module root into the work

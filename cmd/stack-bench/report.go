@@ -13,14 +13,16 @@ import (
 
 // report is one run's output, as printed and as --json writes it.
 type report struct {
-	Machine    machine   `json:"machine"`
-	Started    time.Time `json:"started"`
-	Clients    int       `json:"clients"`
-	RSSClients int       `json:"rss_clients"`
-	Rounds     int       `json:"rounds"`
-	Duration   string    `json:"duration"`
-	Warmup     string    `json:"warmup"`
-	RespSize   int       `json:"response_bytes"`
+	Machine machine   `json:"machine"`
+	Started time.Time `json:"started"`
+	// Clients are the counts the keep-alive MITM targets ran at; the
+	// other targets ran at the first.
+	Clients    []int  `json:"clients"`
+	RSSClients int    `json:"rss_clients"`
+	Rounds     int    `json:"rounds"`
+	Duration   string `json:"duration"`
+	Warmup     string `json:"warmup"`
+	RespSize   int    `json:"response_bytes"`
 	// Results holds each target's median round; AllRounds every round.
 	Results   []result `json:"results"`
 	AllRounds []result `json:"all_rounds,omitempty"`
@@ -39,11 +41,19 @@ type ratio struct {
 func numCPU() int       { return runtime.NumCPU() }
 func goVersion() string { return runtime.Version() }
 
-// Targets of issue 8.
+// The targets the comparisons are judged against.
 const (
-	targetThroughput = 0.8 // stack / reference at 32 keep-alive clients
+	// targetThroughput is stack / reference at each keep-alive count.
+	targetThroughput = 0.9
 	targetAddedP99MS = 2.0
-	targetTunnel     = 0.9
+	// targetAlways is stack-always / reference: every record waits for
+	// its sync, so it aims lower.
+	targetAlways  = 0.8
+	targetTunnel  = 1.0
+	targetNewConn = 1.0
+	// targetMitmdump is stack / mitmdump: the Python MITM proxy a user
+	// would otherwise reach for.
+	targetMitmdump = 10.0
 	// Memory targets count anonymous memory (RssAnon): file pages of the
 	// executable and of bbolt's maps are page cache, not memory pressure.
 	targetPeakAnonMiB = 60.0 // at 256 connections
@@ -51,57 +61,78 @@ const (
 	targetReadyMS     = 200.0
 )
 
-// ratios compares each STACK target with its reference.
+// ratios compares each STACK target with its reference at the same
+// client count.
 func ratios(rs []result) []ratio {
-	by := map[string]result{}
+	var ok []result
 	for _, r := range rs {
 		if r.Skipped == "" {
-			by[r.Name] = r
+			ok = append(ok, r)
 		}
 	}
 	var out []ratio
-	pair := func(stack, ref string) (result, result, bool) {
-		s, ok1 := by[stack]
-		r, ok2 := by[ref]
-		return s, r, ok1 && ok2 && r.RPS > 0
-	}
-	if s, r, ok := pair("stack", "reference"); ok {
-		v := s.RPS / r.RPS
-		out = append(out, ratio{Name: "throughput stack/reference", Value: v, Unit: "x",
-			Target: fmt.Sprintf(">= %.1f", targetThroughput), Pass: v >= targetThroughput})
-		add := s.P99MS - r.P99MS
-		out = append(out, ratio{Name: "added p99 stack - reference", Value: add, Unit: "ms",
-			Target: fmt.Sprintf("<= %.0f", targetAddedP99MS), Pass: add <= targetAddedP99MS})
-	}
-	if c, s, ok := pair("candidate", "stack"); ok {
-		out = append(out, ratio{Name: "throughput candidate/stack", Value: c.RPS / s.RPS, Unit: "x", Target: "-", Pass: true})
-		out = append(out, ratio{Name: "added p99 candidate - stack", Value: c.P99MS - s.P99MS, Unit: "ms", Target: "-", Pass: true})
-		if s.CPUPerReqUS > 0 {
-			out = append(out, ratio{Name: "CPU per request candidate/stack", Value: c.CPUPerReqUS / s.CPUPerReqUS, Unit: "x", Target: "-", Pass: true})
+	// pairs calls f for each result of target a with the result of target
+	// b at the same client count.
+	pairs := func(a, b string, f func(x, y result)) {
+		for _, x := range ok {
+			if x.Target != a {
+				continue
+			}
+			for _, y := range ok {
+				if y.Target == b && y.Clients == x.Clients && y.RPS > 0 {
+					f(x, y)
+				}
+			}
 		}
 	}
-	if s, r, ok := pair("stack-tunnel", "reference-tunnel"); ok {
-		v := s.RPS / r.RPS
-		out = append(out, ratio{Name: "tunnel stack/reference", Value: v, Unit: "x",
-			Target: fmt.Sprintf(">= %.1f", targetTunnel), Pass: v >= targetTunnel})
+	atLeast := func(name string, v, target float64) ratio {
+		return ratio{Name: name, Value: v, Unit: "x", Target: fmt.Sprintf(">= %.1f", target), Pass: v >= target}
 	}
-	if s, r, ok := pair("stack-newconn", "reference-newconn"); ok {
-		v := s.RPS / r.RPS
-		out = append(out, ratio{Name: "new connection stack/reference", Value: v, Unit: "x", Target: "-", Pass: true})
+	info := func(name string, v float64, unit string) ratio {
+		return ratio{Name: name, Value: v, Unit: unit, Target: "-", Pass: true}
 	}
-	if s, ok := by["stack-256"]; ok {
-		out = append(out, ratio{Name: fmt.Sprintf("stack peak RssAnon at %d connections (peak RSS %.1f MiB)", s.Clients, s.PeakRSSMiB), Value: s.PeakAnonMiB, Unit: "MiB",
-			Target: fmt.Sprintf("<= %.0f", targetPeakAnonMiB), Pass: s.PeakAnonMiB <= targetPeakAnonMiB})
+	pairs("stack", "reference", func(s, r result) {
+		out = append(out, atLeast(fmt.Sprintf("throughput stack/reference at %d clients", s.Clients), s.RPS/r.RPS, targetThroughput))
+		add := s.P99MS - r.P99MS
+		out = append(out, ratio{Name: fmt.Sprintf("added p99 stack - reference at %d clients", s.Clients), Value: add, Unit: "ms",
+			Target: fmt.Sprintf("<= %.0f", targetAddedP99MS), Pass: add <= targetAddedP99MS})
+	})
+	pairs("stack-always", "reference", func(s, r result) {
+		out = append(out, atLeast(fmt.Sprintf("throughput stack-always/reference at %d clients", s.Clients), s.RPS/r.RPS, targetAlways))
+	})
+	pairs("stack-quiet", "reference", func(s, r result) {
+		out = append(out, info(fmt.Sprintf("throughput stack-quiet/reference at %d clients", s.Clients), s.RPS/r.RPS, "x"))
+	})
+	pairs("stack", "mitmdump", func(s, m result) {
+		out = append(out, atLeast(fmt.Sprintf("throughput stack/mitmdump at %d clients", s.Clients), s.RPS/m.RPS, targetMitmdump))
+	})
+	pairs("candidate", "stack", func(c, s result) {
+		out = append(out, info(fmt.Sprintf("throughput candidate/stack at %d clients", c.Clients), c.RPS/s.RPS, "x"))
+		out = append(out, info(fmt.Sprintf("added p99 candidate - stack at %d clients", c.Clients), c.P99MS-s.P99MS, "ms"))
+		if s.CPUPerReqUS > 0 {
+			out = append(out, info(fmt.Sprintf("CPU per request candidate/stack at %d clients", c.Clients), c.CPUPerReqUS/s.CPUPerReqUS, "x"))
+		}
+	})
+	pairs("stack-tunnel", "reference-tunnel", func(s, r result) {
+		out = append(out, atLeast(fmt.Sprintf("tunnel stack/reference at %d clients", s.Clients), s.RPS/r.RPS, targetTunnel))
+	})
+	pairs("stack-newconn", "reference-newconn", func(s, r result) {
+		out = append(out, atLeast(fmt.Sprintf("new connection stack/reference at %d clients", s.Clients), s.RPS/r.RPS, targetNewConn))
+	})
+	for _, s := range ok {
+		if s.Target == "stack-256" {
+			out = append(out, ratio{Name: fmt.Sprintf("stack peak RssAnon at %d connections (peak RSS %.1f MiB)", s.Clients, s.PeakRSSMiB), Value: s.PeakAnonMiB, Unit: "MiB",
+				Target: fmt.Sprintf("<= %.0f", targetPeakAnonMiB), Pass: s.PeakAnonMiB <= targetPeakAnonMiB})
+		}
 	}
-	if s, r, ok := pair("stack-256", "reference-256"); ok {
-		v := s.RPS / r.RPS
-		out = append(out, ratio{Name: fmt.Sprintf("throughput stack/reference at %d clients", s.Clients), Value: v, Unit: "x", Target: "-", Pass: true})
-	}
+	pairs("stack-256", "reference-256", func(s, r result) {
+		out = append(out, info(fmt.Sprintf("throughput stack-256/reference-256 at %d clients", s.Clients), s.RPS/r.RPS, "x"))
+	})
 	// Idle memory and time to ready: the worst of every STACK start.
 	var idle, idleRSS, ready float64
 	starts := 0
-	for _, r := range rs {
-		if r.Proxy == "stack" && r.Skipped == "" {
+	for _, r := range ok {
+		if r.Proxy == "stack" {
 			idle, idleRSS, ready = max(idle, r.IdleAnonMiB), max(idleRSS, r.IdleRSSMiB), max(ready, r.ReadyMS)
 			starts++
 		}
@@ -133,7 +164,8 @@ func (rep report) print(w io.Writer) {
 			mode += "/newconn"
 		}
 		if r.Skipped != "" {
-			fmt.Fprintf(tw, "%s\t%s\t%d\tskipped: %s\t\t\t\t\t\t\t\t\t\t\n", r.Name, mode, r.Clients, firstLine(r.Skipped))
+			// The reason goes below the table, where it does not widen a column.
+			fmt.Fprintf(tw, "%s\t%s\t%d\tskipped\t\t\t\t\t\t\t\t\t\t\n", r.Name, mode, r.Clients)
 			continue
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%s\t%s\t%s\t%s\t%s\t\n", r.Name, mode, r.Clients, r.RPS,
@@ -144,6 +176,9 @@ func (rep report) print(w io.Writer) {
 	tw.Flush()
 	var notes []string
 	for _, r := range rep.Results {
+		if r.Skipped != "" {
+			notes = append(notes, fmt.Sprintf("%s: skipped: %s", r.Name, firstLine(r.Skipped)))
+		}
 		if r.FirstError != "" {
 			notes = append(notes, fmt.Sprintf("%s: first error: %s", r.Name, r.FirstError))
 		}
@@ -155,8 +190,8 @@ func (rep report) print(w io.Writer) {
 			if a.Problem != "" {
 				status = "PROBLEM: " + a.Problem
 			}
-			notes = append(notes, fmt.Sprintf("%s: audit %d records %v; %d request records for %d answered; chain verified %v; %s",
-				r.Name, a.Records, a.ByAction, a.Found, a.Expected, a.Verified, status))
+			notes = append(notes, fmt.Sprintf("%s: audit %d records %v; %d request and %d credential_access records for %d and %d expected; chain verified %v; %s",
+				r.Name, a.Records, a.ByAction, a.Found, a.FoundAccess, a.Expected, a.ExpectedAccess, a.Verified, status))
 		}
 	}
 	if len(notes) > 0 {
@@ -198,38 +233,47 @@ func dash(v float64, format string, show bool) string {
 	return fmt.Sprintf(format, v)
 }
 
-// roundRatios compares the throughput of each pair of targets round by
-// round, when there are several: neighbours in one round share the
-// machine's state, so their ratios drift less than the targets' medians
-// do when the host's load changes during the run. The value is the
-// median ratio; the name lists every round's.
-func roundRatios(byTarget map[string][]result) []ratio {
+// roundRatios compares the throughput of each pair of runs at the same
+// client count round by round, when there are several: neighbours in one
+// round share the machine's state, so their ratios drift less than the
+// targets' medians do when the host's load changes during the run. The
+// value is the median ratio; the name lists every round's.
+func roundRatios(runs []benchRun, byRun map[string][]result) []ratio {
 	var out []ratio
-	for _, p := range [][2]string{{"stack", "reference"}, {"candidate", "stack"}} {
-		a, b := byTarget[p[0]], byTarget[p[1]]
-		if len(a) < 2 || len(a) != len(b) {
-			continue
-		}
-		var rs []float64
-		var each []string
-		for i := range a {
-			if a[i].Skipped != "" || b[i].Skipped != "" || b[i].RPS <= 0 {
+	for _, p := range [][2]string{{"stack", "reference"}, {"stack-always", "reference"}, {"candidate", "stack"}} {
+		for _, ra := range runs {
+			if ra.Target != p[0] {
 				continue
 			}
-			rs = append(rs, a[i].RPS/b[i].RPS)
-			each = append(each, fmt.Sprintf("%.2f", rs[len(rs)-1]))
+			i := slices.IndexFunc(runs, func(rb benchRun) bool { return rb.Target == p[1] && rb.Clients == ra.Clients })
+			if i < 0 {
+				continue
+			}
+			a, b := byRun[ra.Name], byRun[runs[i].Name]
+			if len(a) < 2 || len(a) != len(b) {
+				continue
+			}
+			var rs []float64
+			var each []string
+			for i := range a {
+				if a[i].Skipped != "" || b[i].Skipped != "" || b[i].RPS <= 0 {
+					continue
+				}
+				rs = append(rs, a[i].RPS/b[i].RPS)
+				each = append(each, fmt.Sprintf("%.2f", rs[len(rs)-1]))
+			}
+			if len(rs) < 2 {
+				continue
+			}
+			sorted := slices.Clone(rs)
+			slices.Sort(sorted)
+			med := sorted[len(sorted)/2]
+			if len(sorted)%2 == 0 {
+				med = (sorted[len(sorted)/2-1] + med) / 2
+			}
+			out = append(out, ratio{Name: fmt.Sprintf("throughput %s/%s at %d clients by round (%s), median", p[0], p[1], ra.Clients, strings.Join(each, " ")),
+				Value: med, Unit: "x", Target: "-", Pass: true})
 		}
-		if len(rs) < 2 {
-			continue
-		}
-		sorted := slices.Clone(rs)
-		slices.Sort(sorted)
-		med := sorted[len(sorted)/2]
-		if len(sorted)%2 == 0 {
-			med = (sorted[len(sorted)/2-1] + med) / 2
-		}
-		out = append(out, ratio{Name: fmt.Sprintf("throughput %s/%s by round (%s), median", p[0], p[1], strings.Join(each, " ")),
-			Value: med, Unit: "x", Target: "-", Pass: true})
 	}
 	return out
 }

@@ -15,8 +15,11 @@ import (
 
 // result is one target's figures.
 type result struct {
+	// Name is the row's: Target, followed by @CLIENTS when the keep-alive
+	// targets ran at several client counts.
 	Name    string `json:"name"`
-	Proxy   string `json:"proxy"` // direct, reference, stack or mitmdump
+	Target  string `json:"target"`
+	Proxy   string `json:"proxy"` // direct, reference, stack, candidate or mitmdump
 	Mode    string `json:"mode"`  // mitm, tunnel or direct
 	Clients int    `json:"clients"`
 	NewConn bool   `json:"new_conn_per_request"`
@@ -49,16 +52,23 @@ type result struct {
 	Audit *auditCheck `json:"audit,omitempty"`
 }
 
-// auditCheck is what the audit log held after a STACK run.
+// auditCheck is what the audit log held after a STACK run. Alerts
+// (detector_fired) are counted by action, not checked: how many a burst
+// leaves is the detectors' policy.
 type auditCheck struct {
 	Records  uint64           `json:"records"`
 	ByAction map[string]int64 `json:"by_action"`
 	// Expected is the request records the run should have left: one per
 	// 200 answer (MITM), or one per tunnel.
-	Expected int64  `json:"expected_request_records"`
-	Found    int64  `json:"request_records"`
-	Verified bool   `json:"chain_verified"`
-	Problem  string `json:"problem,omitempty"`
+	Expected int64 `json:"expected_request_records"`
+	Found    int64 `json:"request_records"`
+	// ExpectedAccess is the credential_access records it should have
+	// left: one per 200 answer (MITM); none through tunnels, where
+	// nothing is injected.
+	ExpectedAccess int64  `json:"expected_credential_access_records"`
+	FoundAccess    int64  `json:"credential_access_records"`
+	Verified       bool   `json:"chain_verified"`
+	Problem        string `json:"problem,omitempty"`
 }
 
 // stackLike reports whether proxy runs `stack proxy` (of either build).
@@ -70,12 +80,14 @@ func splitTarget(name string) (proxy, variant string) {
 	return proxy, variant
 }
 
-// runTarget measures one target; a failure is reported in the result.
-func (b *bench) runTarget(ctx context.Context, name string) result {
-	proxyName, variant := splitTarget(name)
-	res := result{Name: name, Proxy: proxyName, Mode: "mitm", Clients: b.opts.clients}
+// runTarget measures one target at one client count; a failure is
+// reported in the result.
+func (b *bench) runTarget(ctx context.Context, run benchRun) result {
+	name := run.Name
+	proxyName, variant := splitTarget(run.Target)
+	res := result{Name: name, Target: run.Target, Proxy: proxyName, Mode: "mitm", Clients: run.Clients}
 	spec := loadSpec{
-		Target: b.targetURL(), Header: placeholderHeader(), Clients: b.opts.clients,
+		Target: b.targetURL(), Header: placeholderHeader(), Clients: run.Clients,
 		Warmup: b.opts.warmup, Duration: b.opts.duration,
 	}
 	switch variant {
@@ -110,7 +122,18 @@ func (b *bench) runTarget(ctx context.Context, name string) result {
 		if proxyName == "candidate" {
 			bin = b.candidateBin
 		}
-		p, err = b.startStack(name, bin, auditPath, variant == "alerting")
+		var settings []string
+		switch variant {
+		case "quiet":
+			settings = append(settings, steadyBurst)
+		case "always":
+			if b.noSyncAlways != "" {
+				res.Skipped = b.noSyncAlways
+				return res
+			}
+			settings = append(settings, syncAlways)
+		}
+		p, err = b.startStack(name, bin, auditPath, settings...)
 		spec.Roots = b.stackCA
 	case "mitmdump":
 		if b.mitmdump == "" {
@@ -186,11 +209,11 @@ func (b *bench) runTarget(ctx context.Context, name string) result {
 		}
 	}
 	if stackLike(proxyName) {
-		expected := lr.Total
+		expected, access := lr.Total, lr.Total
 		if res.Mode == "tunnel" {
-			expected = int64(spec.Clients) // one CONNECT per keep-alive client
+			expected, access = int64(spec.Clients), 0 // one CONNECT per keep-alive client
 		}
-		res.Audit = b.checkAudit(ctx, auditPath, expected, res.Mode == "tunnel")
+		res.Audit = b.checkAudit(ctx, auditPath, expected, access, res.Mode == "tunnel")
 	}
 	return res
 }
@@ -202,10 +225,10 @@ func (r *result) fill(lr loadResult) {
 }
 
 // checkAudit counts the records of a stopped proxy's audit log by action,
-// compares the request records with expected and verifies the chain with
-// `stack audit verify`.
-func (b *bench) checkAudit(ctx context.Context, path string, expected int64, tunnel bool) *auditCheck {
-	ac := &auditCheck{ByAction: map[string]int64{}, Expected: expected}
+// compares the request and credential_access records with expected and
+// access, and verifies the chain with `stack audit verify`.
+func (b *bench) checkAudit(ctx context.Context, path string, expected, access int64, tunnel bool) *auditCheck {
+	ac := &auditCheck{ByAction: map[string]int64{}, Expected: expected, ExpectedAccess: access}
 	l, err := audit.Open(path, audit.Options{ReadOnly: true})
 	if err != nil {
 		ac.Problem = err.Error()
@@ -214,8 +237,11 @@ func (b *bench) checkAudit(ctx context.Context, path string, expected int64, tun
 	err = l.Iterate(ctx, 0, func(r audit.Record) error {
 		ac.Records++
 		ac.ByAction[r.Action]++
-		if r.Action == audit.ActionRequest && r.Status == 200 && (r.Method == "CONNECT") == tunnel {
+		switch {
+		case r.Action == audit.ActionRequest && r.Status == 200 && (r.Method == "CONNECT") == tunnel:
 			ac.Found++
+		case r.Action == audit.ActionCredentialAccess:
+			ac.FoundAccess++
 		}
 		return nil
 	})
@@ -229,9 +255,17 @@ func (b *bench) checkAudit(ctx context.Context, path string, expected int64, tun
 	} else {
 		ac.Verified = true
 	}
-	if ac.Found != ac.Expected && ac.Problem == "" {
-		ac.Problem = fmt.Sprintf("%d request records for %d requests answered", ac.Found, ac.Expected)
+	if ac.Problem != "" {
+		return ac
 	}
+	var problems []string
+	if ac.Found != ac.Expected {
+		problems = append(problems, fmt.Sprintf("%d request records for %d expected", ac.Found, ac.Expected))
+	}
+	if ac.FoundAccess != ac.ExpectedAccess {
+		problems = append(problems, fmt.Sprintf("%d credential_access records for %d expected", ac.FoundAccess, ac.ExpectedAccess))
+	}
+	ac.Problem = strings.Join(problems, "; ")
 	return ac
 }
 
