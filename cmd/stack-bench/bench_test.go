@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -158,7 +159,7 @@ func TestParseFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !slices.Equal(o.clients, []int{32}) || o.rssClients != 256 || o.duration != 10*time.Second || o.warmup != 2*time.Second ||
-		len(o.targets) != len(allTargets) || o.rounds != 1 {
+		len(o.targets) != len(allTargets) || o.rounds != 1 || o.crash || o.crashRounds != 3 || o.crashAfter != 3*time.Second {
 		t.Fatalf("defaults %+v", o)
 	}
 	o, err = parseFlags([]string{"--targets", "stack, reference", "--clients", "8"}, io.Discard)
@@ -173,12 +174,20 @@ func TestParseFlags(t *testing.T) {
 	if err != nil || strings.Join(o.targets, ",") != "stack,candidate" || o.candidateBin != "/tmp/other-stack" {
 		t.Fatalf("got %+v, %v", o, err)
 	}
+	o, err = parseFlags([]string{"--crash", "--crash-rounds", "5", "--crash-after", "2s"}, io.Discard)
+	if err != nil || !o.crash || o.crashRounds != 5 || o.crashAfter != 2*time.Second {
+		t.Fatalf("crash flags: %+v, %v", o, err)
+	}
 	for _, bad := range [][]string{
 		{"--targets", "stack,nginx"}, {"--clients", "0"}, {"--duration", "0s"}, {"--soak", "2h"},
 		{"--rounds", "0"}, {"extra"}, {"--no-such-flag"},
 		{"--clients", "16,"}, {"--clients", "16,16"}, {"--clients", "8,5000"}, {"--clients", "x"},
 		{"--targets", "stack-alerting"},                      // gone: stack is what it measured
-		{"--soak", "1m", "--clients", "16,64"},               // one count per soak
+		{"--crash", "--clients", "16,64"},                    // one count per crash run
+		{"--soak", "1m", "--clients", "16,64"},               // and per soak
+		{"--soak", "1m", "--crash"},                          // one mode at a time
+		{"--crash", "--crash-rounds", "0"},                   //
+		{"--crash", "--crash-after", "1ms"},                  // no load to kill
 		{"--targets", "stack,candidate"},                     // no binary to measure
 		{"--candidate", "/tmp/other-stack"},                  // nothing would measure it
 		{"--targets", "stack-candidate", "--candidate", "x"}, // no such variant
@@ -428,6 +437,50 @@ func TestDriveDirect(t *testing.T) {
 		if lr.Latencies[i] < lr.Latencies[i-1] {
 			t.Fatal("latencies not sorted")
 		}
+	}
+}
+
+// With unique paths every answer is kept by its own path, numbered per
+// client from 0.
+func TestDriveUniquePaths(t *testing.T) {
+	up, err := startUpstream(benchHost, 64, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.close()
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(up.ca.CertPEM())
+	lr, err := drive(context.Background(), loadSpec{
+		Target:   "https://" + benchHost + ":" + up.port() + benchPath,
+		DialAddr: "127.0.0.1:" + up.port(), Roots: roots,
+		Clients: 3, Duration: 200 * time.Millisecond, UniquePaths: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lr.Errors != 0 || lr.Total == 0 || int64(len(lr.Answered)) != lr.Total || up.requests.Load() != lr.Total {
+		t.Fatalf("total %d, answered %d, upstream %d, errors %d (%s)", lr.Total, len(lr.Answered), up.requests.Load(), lr.Errors, lr.FirstError)
+	}
+	next := map[string]int{}
+	for _, p := range lr.Answered {
+		rest, ok := strings.CutPrefix(p, benchPath+"/")
+		client, n, ok2 := strings.Cut(rest, "/")
+		if !ok || !ok2 {
+			t.Fatalf("path %q", p)
+		}
+		if want := strconv.Itoa(next[client]); n != want {
+			t.Fatalf("client %s: request %s after %d", client, n, next[client])
+		}
+		next[client]++
+	}
+	if len(next) != 3 {
+		t.Fatalf("answers from %d clients, want 3", len(next))
+	}
+	if lr2, _ := drive(context.Background(), loadSpec{
+		Target: "https://" + benchHost + ":" + up.port() + benchPath, DialAddr: "127.0.0.1:" + up.port(), Roots: roots,
+		Clients: 1, Duration: 50 * time.Millisecond,
+	}); lr2.Answered != nil {
+		t.Fatal("answers kept without UniquePaths")
 	}
 }
 

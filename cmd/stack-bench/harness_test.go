@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -72,5 +73,42 @@ func TestTargetsEndToEnd(t *testing.T) {
 				t.Errorf("%s: %d alerts: %v", r.Name, fired, a.ByAction)
 			}
 		}
+	}
+}
+
+// The crash mode kills the proxy under load, recovers and verifies its
+// log, and finds every answered request's records by its path. A
+// credential access is written before its request proceeds, so none may
+// be missing; a request record missing is what the mode reports.
+func TestCrashEndToEnd(t *testing.T) {
+	var rep crashReport
+	err := runHarness(t, &rep, "--crash", "--crash-rounds", "2", "--crash-after", "800ms", "--clients", "4")
+	if err != nil && err.Error() != "crash check failed" {
+		t.Fatal(err)
+	}
+	if len(rep.Rounds) != 2 || rep.Clients != 4 {
+		t.Fatalf("report %+v", rep)
+	}
+	pass := true
+	for _, r := range rep.Rounds {
+		if r.Problem != "" || r.Answered == 0 || r.VerifyBefore != "ok" || r.Verify != "ok" {
+			t.Fatalf("round %d: %+v", r.Round, r)
+		}
+		if r.WithAccess+r.MissingAccess != r.Answered || r.WithRequest+r.MissingRequest != r.Answered {
+			t.Fatalf("round %d counts do not add up: %+v", r.Round, r)
+		}
+		if r.MissingAccess != 0 {
+			t.Errorf("round %d: %d answered requests without their credential_access record: %q", r.Round, r.MissingAccess, r.Missing)
+		}
+		if r.MissingRequest != 0 {
+			t.Logf("round %d: %d answered requests without their request record: %q", r.Round, r.MissingRequest, r.Missing)
+		}
+		pass = pass && r.MissingRequest == 0
+	}
+	if rep.Pass != pass || (err == nil) != pass {
+		t.Fatalf("pass %v, error %v, with %d and %d missing", rep.Pass, err, rep.Rounds[0].MissingRequest, rep.Rounds[1].MissingRequest)
+	}
+	if errors.Is(err, errUsage) {
+		t.Fatal(err)
 	}
 }

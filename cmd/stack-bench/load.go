@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -56,6 +57,12 @@ type loadSpec struct {
 	// Interval, when positive, paces each client to at most one request
 	// per Interval (steady load for the soak); zero sends back to back.
 	Interval time.Duration
+	// UniquePaths gives every request a path of its own, Target's
+	// followed by /CLIENT/N, and keeps the paths of the requests answered
+	// in loadResult.Answered (the crash mode looks up each one's audit
+	// records). Numeric segments keep the agent's learned path profile to
+	// one template.
+	UniquePaths bool
 }
 
 // loadResult is what the clients measured.
@@ -72,6 +79,9 @@ type loadResult struct {
 	Latencies []time.Duration
 	// FirstError is the first error seen, for the report.
 	FirstError string
+	// Answered, with UniquePaths, is the path of every 200 answer whose
+	// body was read to its end, warm-up and window's end included.
+	Answered []string
 }
 
 // RPS is requests per second in the measured window.
@@ -98,10 +108,12 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 
 // clientStats is one client's share of a loadResult.
 type clientStats struct {
+	id                      int
 	requests, errors, total int64
 	samples                 []time.Duration
 	stride, seen            int
 	firstErr                error
+	answered                []string
 }
 
 func (c *clientStats) sample(d time.Duration) {
@@ -167,7 +179,7 @@ func drive(ctx context.Context, spec loadSpec) (loadResult, error) {
 	stats := make([]*clientStats, spec.Clients)
 	var wg sync.WaitGroup
 	for i := range stats {
-		cs := &clientStats{stride: 1}
+		cs := &clientStats{id: i, stride: 1}
 		stats[i] = cs
 		wg.Go(func() { runClient(ctx, spec, cs, w) })
 	}
@@ -210,6 +222,7 @@ func drive(ctx context.Context, spec loadSpec) (loadResult, error) {
 		res.Errors += cs.errors
 		res.Total += cs.total
 		res.Latencies = append(res.Latencies, cs.samples...)
+		res.Answered = append(res.Answered, cs.answered...)
 		if cs.firstErr != nil && res.FirstError == "" {
 			res.FirstError = cs.firstErr.Error()
 		}
@@ -247,8 +260,12 @@ func runClient(ctx context.Context, spec loadSpec, cs *clientStats, w window) {
 	tr := newTransport(spec)
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	for ctx.Err() == nil && !w.over(time.Now()) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, spec.Target, nil)
+	for n := 0; ctx.Err() == nil && !w.over(time.Now()); n++ {
+		target := spec.Target
+		if spec.UniquePaths {
+			target += "/" + strconv.Itoa(cs.id) + "/" + strconv.Itoa(n)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 		if err != nil {
 			cs.firstErr = err
 			cs.errors++
@@ -268,6 +285,9 @@ func runClient(ctx context.Context, spec loadSpec, cs *clientStats, w window) {
 		}
 		if err == nil {
 			cs.total++
+			if spec.UniquePaths {
+				cs.answered = append(cs.answered, req.URL.EscapedPath())
+			}
 		}
 		if !w.in(t1) {
 			if err != nil {

@@ -7,12 +7,14 @@
 // latency percentiles, the proxy's CPU seconds and its anonymous memory
 // (RssAnon, with RSS beside it) idle and at its peak, and the ratios to
 // the reference and the targets. Instead of the table, --soak checks a
-// long run for growth and lost audit records.
+// long run for growth and --crash kills the proxy under load and checks
+// that its audit log lost nothing the agent was answered for.
 //
 //	go run ./cmd/stack-bench                       # the full table
 //	go run ./cmd/stack-bench --rounds 3 --clients 16,64 --json results.json
 //	go run ./cmd/stack-bench --targets reference,stack --duration 5s
 //	go run ./cmd/stack-bench --soak 10m            # leak and audit check
+//	go run ./cmd/stack-bench --crash               # SIGKILL under load, then audit check
 //
 // Every process listens on 127.0.0.1 only; every wait is bounded. The
 // figures are only comparable within one run: clients, upstream and proxy
@@ -76,17 +78,20 @@ type options struct {
 	targets      []string
 	// clients are the client counts the keep-alive MITM targets run at,
 	// each a row of its own; the other targets run at the first.
-	clients    []int
-	rssClients int
-	duration   time.Duration
-	warmup     time.Duration
-	respSize   int
-	jsonOut    string
-	soak       time.Duration
-	keep       bool
-	rounds     int
-	rate       int
-	profileDir string
+	clients     []int
+	rssClients  int
+	duration    time.Duration
+	warmup      time.Duration
+	respSize    int
+	jsonOut     string
+	soak        time.Duration
+	crash       bool
+	crashRounds int
+	crashAfter  time.Duration
+	keep        bool
+	rounds      int
+	rate        int
+	profileDir  string
 }
 
 func main() {
@@ -120,6 +125,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.respSize, "resp-size", 512, "bytes in the upstream's JSON answer")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the results to this JSON file")
 	fs.DurationVar(&o.soak, "soak", 0, "instead of the table, run steady load through stack for this long and check for growth and lost audit records")
+	fs.BoolVar(&o.crash, "crash", false, "instead of the table, kill stack proxy (SIGKILL) under load and check that every request answered before the kill has its credential_access and request records and that the audit chain verifies")
+	fs.IntVar(&o.crashRounds, "crash-rounds", 3, "crash rounds, each killing a fresh proxy at a different moment")
+	fs.DurationVar(&o.crashAfter, "crash-after", 3*time.Second, "load time before the last round's kill; round i of N kills after i/N of it")
 	fs.IntVar(&o.rate, "soak-rate", 500, "requests/s the soak's clients send in total (0: as fast as they can)")
 	fs.IntVar(&o.rounds, "rounds", 1, "run the target list this many times, interleaved, and report each target's median round by requests/s")
 	fs.StringVar(&o.profileDir, "profile", "", "write CPU and allocation profiles of each STACK target's measured window (and a CPU profile of each reference run) to this directory, for go tool pprof")
@@ -155,8 +163,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("%w: the candidate targets and --candidate go together", errUsage)
 	case o.rssClients <= 0 || o.rssClients > 4096:
 		return o, fmt.Errorf("%w: --rss-clients must be between 1 and 4096", errUsage)
-	case o.soak > 0 && len(o.clients) > 1:
-		return o, fmt.Errorf("%w: --soak runs at one --clients count", errUsage)
+	case (o.soak > 0 || o.crash) && len(o.clients) > 1:
+		return o, fmt.Errorf("%w: --soak and --crash run at one --clients count", errUsage)
+	case o.soak > 0 && o.crash:
+		return o, fmt.Errorf("%w: --soak and --crash are separate runs", errUsage)
+	case o.crashRounds < 1 || o.crashRounds > 100:
+		return o, fmt.Errorf("%w: --crash-rounds must be between 1 and 100", errUsage)
+	case o.crashAfter < 100*time.Millisecond || o.crashAfter > 10*time.Minute:
+		return o, fmt.Errorf("%w: --crash-after must be between 100ms and 10m", errUsage)
 	case o.duration <= 0 || o.duration > time.Hour:
 		return o, fmt.Errorf("%w: --duration must be positive and at most 1h", errUsage)
 	case o.warmup < 0 || o.warmup > 10*time.Minute:
@@ -231,6 +245,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer b.up.close()
 	if o.soak > 0 {
 		return b.runSoak(ctx)
+	}
+	if o.crash {
+		return b.runCrash(ctx)
 	}
 	runs := expandRuns(o.targets, o.clients)
 	rep := report{Machine: machineInfo(), Clients: o.clients, RSSClients: o.rssClients, Rounds: o.rounds,
@@ -386,7 +403,7 @@ func (b *bench) setup(ctx context.Context) error {
 	if !b.stackCA.AppendCertsFromPEM([]byte(pem)) {
 		return errors.New("stack ca export printed no certificate")
 	}
-	if b.opts.soak == 0 && slices.Contains(b.opts.targets, "stack-always") {
+	if b.opts.soak == 0 && !b.opts.crash && slices.Contains(b.opts.targets, "stack-always") {
 		b.noSyncAlways, err = b.checkSyncAlways()
 		if err != nil {
 			return err
@@ -397,7 +414,7 @@ func (b *bench) setup(ctx context.Context) error {
 
 // needsReference reports whether a target runs the reference proxy.
 func (b *bench) needsReference() bool {
-	if b.opts.soak > 0 {
+	if b.opts.soak > 0 || b.opts.crash {
 		return false
 	}
 	return slices.ContainsFunc(b.opts.targets, func(t string) bool {
