@@ -228,6 +228,29 @@ func TestExpandRuns(t *testing.T) {
 	}
 }
 
+// stack-always runs only on a build that took the setting; a build that
+// ignores the variable would measure the default under its name.
+func TestSyncAlwaysMissing(t *testing.T) {
+	cases := []struct {
+		name, show string
+		runs, err  bool
+	}{
+		{"setting taken", "proxy:\n    listen: 127.0.0.1:8080\naudit:\n    path: /h/audit.db\n    sync: always\n    sync_interval: 10ms\n", true, false},
+		{"no such setting", "audit:\n    path: /h/audit.db\n    checkpoint_every: 1000\n", false, false},
+		{"setting not applied", "audit:\n    sync: interval\n", false, false},
+		{"no audit section", "proxy: {}\n", false, true},
+		{"not YAML", "audit: [\n", false, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			why, err := syncAlwaysMissing(tc.show)
+			if (err != nil) != tc.err || (!tc.err && (why == "") != tc.runs) {
+				t.Fatalf("got %q, %v", why, err)
+			}
+		})
+	}
+}
+
 func TestRatios(t *testing.T) {
 	rs := []result{
 		{Name: "reference@16", Target: "reference", Proxy: "reference", Clients: 16, RPS: 1000, P99MS: 10},

@@ -432,11 +432,20 @@ func (b *bench) checkSyncAlways() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return syncAlwaysMissing(out)
+}
+
+// syncAlwaysMissing reads the output of `stack config show`: "" when
+// audit.sync is always, else why stack-always cannot run.
+func syncAlwaysMissing(configShow string) (string, error) {
 	var cfg struct {
 		Audit map[string]any `yaml:"audit"`
 	}
-	if err := yaml.Unmarshal([]byte(out), &cfg); err != nil {
+	if err := yaml.Unmarshal([]byte(configShow), &cfg); err != nil {
 		return "", fmt.Errorf("stack config show: %w", err)
+	}
+	if cfg.Audit == nil {
+		return "", errors.New("stack config show: no audit section")
 	}
 	if v, ok := cfg.Audit["sync"]; !ok || v != "always" {
 		return "this stack build has no audit.sync setting (" + syncAlways + " is ignored)", nil
