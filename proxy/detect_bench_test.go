@@ -1,17 +1,23 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
+	"net/url"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/elazarl/goproxy"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/stackctl/stack/detect"
+	"github.com/stackctl/stack/internal/benchkit"
 	"github.com/stackctl/stack/passport"
+	"github.com/stackctl/stack/reason"
 )
 
 // newDetectBenchProxy is a bench proxy whose grid runs credential_burst
@@ -102,6 +108,147 @@ func BenchmarkDetectStorm(b *testing.B) {
 					p.runDetectors(ctx, event(), claims)
 				}
 			})
+		})
+	}
+}
+
+// newShippedDetectProxy is a bench proxy whose grid is the sidecar's
+// shipped one (cmd/stack): credential_burst with its default cap,
+// scope_drift, prompt_injection and credential_exfiltration (with a
+// binding function and an index of the vault's secrets), every one in
+// alert mode; repeated signals folded by a summarizer; JSON logs at info
+// level to io.Discard.
+func newShippedDetectProxy(b *testing.B) *benchProxy {
+	b.Helper()
+	bp := newBenchProxy(b, 0)
+	burst, err := detect.NewBurst(detect.BurstOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	drift, err := detect.NewDrift(detect.DriftOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pi, err := detect.NewPromptInjection(detect.PromptInjectionOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ex, err := detect.NewExfiltration(detect.ExfiltrationOptions{
+		Bound: func(name string) ([]string, bool) {
+			if name == "stripe" {
+				return []string{stripeHost}, true
+			}
+			return nil, false
+		},
+		Secrets: detect.NewSecretIndex(map[string][]byte{"stripe": []byte(stripeToken), "gh": []byte(ghToken)}),
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	grid, err := detect.NewGrid(detect.GridOptions{Detectors: []detect.Detector{burst, drift, pi, ex},
+		Policy: detect.Policy{Modes: map[string]detect.Mode{
+			detect.BurstName: detect.ModeAlert, detect.DriftName: detect.ModeAlert,
+			detect.InjectionName: detect.ModeAlert, detect.ExfiltrationName: detect.ModeAlert,
+		}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sum, err := detect.NewSummarizer(detect.SummarizerOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	opts := bp.proxy.opts
+	opts.Grid = grid
+	opts.Summaries = sum
+	opts.Log = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.InfoLevel))
+	p, err := New(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Close() })
+	bp.proxy = p
+	return bp
+}
+
+// BenchmarkExchangeDetect measures one request and its answer through the
+// request and response handlers, as the load harness drives the sidecar:
+// a keep-alive tunnel's GET carrying the placeholder, answered by the
+// harness's 512-byte JSON body with a Content-Length, read to the end.
+// The credential is injected, its access audited, the answer redacted
+// and scanned.
+//
+//   - shipped-storm: the shipped detector set, with the agent bursting,
+//     so credential_burst fires on every request (folded into a summary).
+//   - no-detectors: no grid, the cost of everything else.
+func BenchmarkExchangeDetect(b *testing.B) {
+	u, err := url.Parse("https://" + stripeHost + "/v1/charges/ch_123")
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := benchkit.BalanceJSON(512)
+	for _, bc := range []struct {
+		name string
+		mk   func(b *testing.B) *benchProxy
+	}{
+		{"shipped-storm", newShippedDetectProxy},
+		{"no-detectors", func(b *testing.B) *benchProxy { return newBenchProxy(b, 0) }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			bp := bc.mk(b)
+			vd, d := bp.proxy.verify(bp.token, "bot")
+			if d != nil {
+				b.Fatal(d.Detail)
+			}
+			cs := &connState{}
+			cs.verified.Store(vd)
+			exchange := func() {
+				uu := *u
+				req := (&http.Request{
+					Method: http.MethodGet, URL: &uu, Host: uu.Host, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+					Header: http.Header{
+						"Authorization": {"Bearer stk_ph_stripe"},
+						"User-Agent":    {"bench"},
+						"Accept":        {"*/*"},
+					},
+					Body: http.NoBody,
+				}).WithContext(context.Background())
+				ctx := &goproxy.ProxyCtx{Req: req, UserData: cs}
+				if _, resp := bp.proxy.handleRequest(req, ctx); resp != nil {
+					b.Fatalf("refused: %d %s", resp.StatusCode, resp.Header.Get(reason.Header))
+				}
+				if req.Header.Get("Authorization") != "Bearer "+stripeToken {
+					b.Fatal("the placeholder was not replaced")
+				}
+				resp := &http.Response{
+					StatusCode: http.StatusOK, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Request: req,
+					Header: http.Header{
+						"Content-Type":   {"application/json"},
+						"Content-Length": {strconv.Itoa(len(body))},
+						"Date":           {"Tue, 25 Nov 2026 10:00:00 GMT"},
+					},
+					ContentLength: int64(len(body)), Body: io.NopCloser(bytes.NewReader(body)),
+				}
+				wrapUpstreamBody(resp)
+				resp = bp.proxy.handleResponse(resp, ctx)
+				if resp.StatusCode != http.StatusOK {
+					b.Fatalf("response refused: %d %s", resp.StatusCode, resp.Header.Get(reason.Header))
+				}
+				n, err := io.Copy(io.Discard, resp.Body)
+				if err != nil || n != int64(len(body)) {
+					b.Fatalf("read %d bytes of %d: %v", n, len(body), err)
+				}
+				resp.Body.Close()
+			}
+			// Past credential_burst's cap, so that a storm is one from the
+			// first timed call.
+			for range 2 * detect.DefaultBurstAbsoluteCap {
+				exchange()
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				exchange()
+			}
 		})
 	}
 }
