@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"strings"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -223,7 +223,7 @@ func (b *Burst) count(st *burstState, now int64) (Signal, bool) {
 		}
 		return Signal{
 			Detector: BurstName, Severity: sev, Score: float64(n) / float64(limit), Rule: "absolute_cap",
-			Evidence: fmt.Sprintf("%d pulls of %s in %s, no baseline yet (cap %d)", n, st.cred, fmtDur(b.opts.ShortWindow), limit),
+			Evidence: capEvidence(n, st.cred, b.opts.ShortWindow, limit),
 		}, true
 	}
 	need := max(math.Ceil(b.opts.Factor*base), float64(b.opts.MinCount))
@@ -240,9 +240,44 @@ func (b *Burst) count(st *burstState, now int64) (Signal, bool) {
 	}
 	return Signal{
 		Detector: BurstName, Severity: sev, Score: ratio, Rule: "baseline",
-		Evidence: fmt.Sprintf("%.1fx baseline: %d pulls of %s in %s vs %.1f/%s over %s",
-			ratio, n, st.cred, fmtDur(b.opts.ShortWindow), base, fmtDur(b.opts.ShortWindow), fmtDur(span)),
+		Evidence: baselineEvidence(ratio, n, st.cred, b.opts.ShortWindow, base, span),
 	}, true
+}
+
+// capEvidence is the evidence of a pre-baseline cap signal, "n pulls of
+// cred in 60s, no baseline yet (cap limit)". In a storm every request past
+// the cap fires, so it is built without fmt (proxy.BenchmarkDetectStorm).
+func capEvidence(n uint64, cred string, window time.Duration, limit int) string {
+	var a [128]byte
+	b := strconv.AppendUint(a[:0], n, 10)
+	b = append(b, " pulls of "...)
+	b = append(b, cred...)
+	b = append(b, " in "...)
+	b = appendDur(b, window)
+	b = append(b, ", no baseline yet (cap "...)
+	b = strconv.AppendInt(b, int64(limit), 10)
+	b = append(b, ')')
+	return string(b)
+}
+
+// baselineEvidence is the evidence of a signal against the learned
+// baseline, "4.0x baseline: n pulls of cred in 60s vs 3.0/60s over 48h".
+func baselineEvidence(ratio float64, n uint64, cred string, window time.Duration, base float64, span time.Duration) string {
+	var a [160]byte
+	b := strconv.AppendFloat(a[:0], ratio, 'f', 1, 64)
+	b = append(b, "x baseline: "...)
+	b = strconv.AppendUint(b, n, 10)
+	b = append(b, " pulls of "...)
+	b = append(b, cred...)
+	b = append(b, " in "...)
+	b = appendDur(b, window)
+	b = append(b, " vs "...)
+	b = strconv.AppendFloat(b, base, 'f', 1, 64)
+	b = append(b, '/')
+	b = appendDur(b, window)
+	b = append(b, " over "...)
+	b = appendDur(b, span)
+	return string(b)
 }
 
 // advance moves both rings to the bucket and slot of now, retiring what
@@ -381,20 +416,25 @@ func (b *Burst) UnmarshalState(data []byte) error {
 
 // fmtDur prints a duration compactly: 60s, 90s, 48h, 2h30m, 5m30s.
 func fmtDur(d time.Duration) string {
+	var a [32]byte
+	return string(appendDur(a[:0], d))
+}
+
+// appendDur appends d as fmtDur prints it.
+func appendDur(b []byte, d time.Duration) []byte {
 	d = d.Round(time.Second)
 	if d <= 2*time.Minute {
-		return fmt.Sprintf("%ds", int64(d/time.Second))
+		return append(strconv.AppendInt(b, int64(d/time.Second), 10), 's')
 	}
 	h, m, sec := d/time.Hour, (d%time.Hour)/time.Minute, (d%time.Minute)/time.Second
-	var b strings.Builder
 	if h > 0 {
-		fmt.Fprintf(&b, "%dh", h)
+		b = append(strconv.AppendInt(b, int64(h), 10), 'h')
 	}
 	if m > 0 {
-		fmt.Fprintf(&b, "%dm", m)
+		b = append(strconv.AppendInt(b, int64(m), 10), 'm')
 	}
 	if sec > 0 {
-		fmt.Fprintf(&b, "%ds", sec)
+		b = append(strconv.AppendInt(b, int64(sec), 10), 's')
 	}
-	return b.String()
+	return b
 }

@@ -3,6 +3,7 @@ package detect
 import (
 	"errors"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 )
@@ -233,6 +234,34 @@ func TestFmtDur(t *testing.T) {
 	} {
 		if got := fmtDur(d); got != want {
 			t.Errorf("fmtDur(%s) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+// The evidence builders print what the fmt formats they stand for print,
+// infinite and fractional ratios included.
+func TestBurstEvidenceMatchesFormat(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		ratio, base  float64
+		n            uint64
+		cred         string
+		window, span time.Duration
+		limit        int
+	}{
+		{"whole", 5, 10, 50, "stripe", time.Minute, 3 * time.Hour, 60},
+		{"fraction", 12.345, 0.25, 123456789, "aws-prod", 90 * time.Second, 150*time.Minute + 7*time.Second, 1},
+		{"rounding", 2.05, 1.95, 7, "gh", 1500 * time.Millisecond, 47*time.Hour + 59*time.Minute + 59*time.Second + 600*time.Millisecond, 1 << 30},
+		{"no baseline pulls", math.Inf(1), 0, 3, "", 5 * time.Minute, time.Hour, 2},
+	} {
+		want := fmt.Sprintf("%.1fx baseline: %d pulls of %s in %s vs %.1f/%s over %s",
+			tc.ratio, tc.n, tc.cred, fmtDur(tc.window), tc.base, fmtDur(tc.window), fmtDur(tc.span))
+		if got := baselineEvidence(tc.ratio, tc.n, tc.cred, tc.window, tc.base, tc.span); got != want {
+			t.Errorf("%s: baseline evidence %q, want %q", tc.name, got, want)
+		}
+		want = fmt.Sprintf("%d pulls of %s in %s, no baseline yet (cap %d)", tc.n, tc.cred, fmtDur(tc.window), tc.limit)
+		if got := capEvidence(tc.n, tc.cred, tc.window, tc.limit); got != want {
+			t.Errorf("%s: cap evidence %q, want %q", tc.name, got, want)
 		}
 	}
 }
