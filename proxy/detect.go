@@ -67,7 +67,7 @@ func (p *Proxy) runDetectors(ctx context.Context, ev *detect.Event, claims *pass
 	var folded uint64 // bit i: d.Signals[i] was folded
 	out := 0
 	for i, s := range d.Signals {
-		p.metrics.DetectorSignals.WithLabelValues(s.Detector, string(s.Severity)).Inc()
+		p.metrics.signal(s.Detector, string(s.Severity)).Inc()
 		if p.fold(ev, &d, i, cred, folded) {
 			folded |= 1 << i
 			continue

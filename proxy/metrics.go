@@ -36,6 +36,31 @@ type Metrics struct {
 	upstreamOK prometheus.Observer
 	// injections holds Injections' child per credential name.
 	injections sync.Map
+	// signals holds DetectorSignals' child per detector and severity: in
+	// a storm every request counts a signal.
+	signalsMu sync.RWMutex
+	signals   map[signalLabels]prometheus.Counter
+}
+
+type signalLabels struct{ detector, severity string }
+
+// signal returns the signal counter of detector and severity.
+func (m *Metrics) signal(detector, severity string) prometheus.Counter {
+	k := signalLabels{detector, severity}
+	m.signalsMu.RLock()
+	c, ok := m.signals[k]
+	m.signalsMu.RUnlock()
+	if ok {
+		return c
+	}
+	c = m.DetectorSignals.WithLabelValues(detector, severity)
+	m.signalsMu.Lock()
+	if m.signals == nil {
+		m.signals = map[signalLabels]prometheus.Counter{}
+	}
+	m.signals[k] = c
+	m.signalsMu.Unlock()
+	return c
 }
 
 // injected returns the injection counter of credential name.
