@@ -20,6 +20,27 @@ import (
 	"github.com/stackctl/stack/reason"
 )
 
+// benchWithGrid is bp's proxy again with grid, repeated signals folded as the
+// sidecar folds them by default, and logs as the sidecar writes them
+// (JSON at info level), to io.Discard; it is closed when b ends.
+func benchWithGrid(b *testing.B, bp *benchProxy, grid *detect.Grid) *Proxy {
+	b.Helper()
+	sum, err := detect.NewSummarizer(detect.SummarizerOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	opts := bp.proxy.opts
+	opts.Grid = grid
+	opts.Summaries = sum
+	opts.Log = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.InfoLevel))
+	p, err := New(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Close() })
+	return p
+}
+
 // newDetectBenchProxy is a bench proxy whose grid runs credential_burst
 // in alert mode, with absoluteCap as its pre-baseline cap, and which logs
 // as the sidecar does (JSON at info level), to io.Discard. Repeated
@@ -35,19 +56,7 @@ func newDetectBenchProxy(b *testing.B, absoluteCap int) (*Proxy, *passport.Claim
 	if err != nil {
 		b.Fatal(err)
 	}
-	sum, err := detect.NewSummarizer(detect.SummarizerOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	opts := bp.proxy.opts
-	opts.Grid = grid
-	opts.Summaries = sum
-	opts.Log = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.InfoLevel))
-	p, err := New(opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { p.Close() })
+	p := benchWithGrid(b, bp, grid)
 	vd, d := p.verify(bp.token, "bot")
 	if d != nil {
 		b.Fatal(d.Detail)
@@ -153,20 +162,7 @@ func newShippedDetectProxy(b *testing.B) *benchProxy {
 	if err != nil {
 		b.Fatal(err)
 	}
-	sum, err := detect.NewSummarizer(detect.SummarizerOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	opts := bp.proxy.opts
-	opts.Grid = grid
-	opts.Summaries = sum
-	opts.Log = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.InfoLevel))
-	p, err := New(opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { p.Close() })
-	bp.proxy = p
+	bp.proxy = benchWithGrid(b, bp, grid)
 	return bp
 }
 

@@ -232,20 +232,7 @@ func TestWebhookAlert(t *testing.T) {
 		t.Fatal(err)
 	}
 	info := startSidecar(t, home)
-	code, tok, errs := runStack(t, home, "", "passport", "issue", "--agent", "drifter", "--grant", "host=api.example.com,methods=GET")
-	if code != 0 {
-		t.Fatalf("issue: %s", errs)
-	}
-	proxyURL, _ := url.Parse("http://" + info.Listen)
-	tr := &http.Transport{Proxy: http.ProxyURL(proxyURL)}
-	defer tr.CloseIdleConnections()
-	req, _ := http.NewRequest("GET", "http://internal.example.net/admin", nil)
-	req.Header.Set("Proxy-Authorization", "Bearer "+strings.TrimSpace(tok))
-	resp, err := tr.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp := drifter(t, home, info)("http://internal.example.net/admin")
 	if resp.StatusCode != 403 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
@@ -275,22 +262,9 @@ func TestAlertStormFolded(t *testing.T) {
 				t.Fatal(err)
 			}
 			info := startSidecar(t, home)
-			code, tok, errs := runStack(t, home, "", "passport", "issue", "--agent", "drifter", "--grant", "host=api.example.com,methods=GET")
-			if code != 0 {
-				t.Fatalf("issue: %s", errs)
-			}
-			proxyURL, _ := url.Parse("http://" + info.Listen)
-			tr := &http.Transport{Proxy: http.ProxyURL(proxyURL)}
-			defer tr.CloseIdleConnections()
+			send := drifter(t, home, info)
 			for range 5 {
-				req, _ := http.NewRequest("GET", "http://internal.example.net/admin", nil)
-				req.Header.Set("Proxy-Authorization", "Bearer "+strings.TrimSpace(tok))
-				resp, err := tr.RoundTrip(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				resp.Body.Close()
-				if resp.StatusCode != 403 {
+				if resp := send("http://internal.example.net/admin"); resp.StatusCode != 403 {
 					t.Fatalf("status %d", resp.StatusCode)
 				}
 			}
@@ -305,20 +279,21 @@ func TestAlertStormFolded(t *testing.T) {
 	}
 }
 
-// A reload (SIGHUP or the admin API) applies a changed detector policy
-// without a restart.
-func TestReloadAppliesDetectorPolicy(t *testing.T) {
-	home := initHome(t)
-	info := startSidecar(t, home)
+// drifter issues a passport for agent "drifter", allowed only GET on
+// api.example.com, and returns a func that sends GET url through the
+// sidecar with it, as plain HTTP with the passport in Proxy-Authorization.
+func drifter(t *testing.T, home string, info runInfo) func(url string) *http.Response {
+	t.Helper()
 	code, tok, errs := runStack(t, home, "", "passport", "issue", "--agent", "drifter", "--grant", "host=api.example.com,methods=GET")
 	if code != 0 {
 		t.Fatalf("issue: %s", errs)
 	}
-	send := func() *http.Response {
-		proxyURL, _ := url.Parse("http://" + info.Listen)
-		tr := &http.Transport{Proxy: http.ProxyURL(proxyURL)}
-		defer tr.CloseIdleConnections()
-		req, _ := http.NewRequest("GET", "http://internal.example.net/", nil)
+	proxyURL, _ := url.Parse("http://" + info.Listen)
+	tr := &http.Transport{Proxy: http.ProxyURL(proxyURL)}
+	t.Cleanup(tr.CloseIdleConnections)
+	return func(target string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", target, nil)
 		req.Header.Set("Proxy-Authorization", "Bearer "+strings.TrimSpace(tok))
 		resp, err := tr.RoundTrip(req)
 		if err != nil {
@@ -327,6 +302,15 @@ func TestReloadAppliesDetectorPolicy(t *testing.T) {
 		resp.Body.Close()
 		return resp
 	}
+}
+
+// A reload (SIGHUP or the admin API) applies a changed detector policy
+// without a restart.
+func TestReloadAppliesDetectorPolicy(t *testing.T) {
+	home := initHome(t)
+	info := startSidecar(t, home)
+	drift := drifter(t, home, info)
+	send := func() *http.Response { return drift("http://internal.example.net/") }
 	if r := send(); r.Header.Get("X-Stack-Reason") != "scope_denied" {
 		t.Fatalf("before reload: %s", r.Header.Get("X-Stack-Reason"))
 	}
