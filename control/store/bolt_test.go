@@ -32,7 +32,27 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(crashChildEnv); path != "" {
 		os.Exit(crashChild(path))
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(stopAfter{m})
+}
+
+// stopAfter runs the tests, then stops the etcd cluster they may have
+// started, so that the leak check sees only what they left behind.
+type stopAfter struct{ m *testing.M }
+
+func (s stopAfter) Run() int {
+	code := s.m.Run()
+	if stopCluster() {
+		// An etcd member's HTTP connection can outlive its Close by up
+		// to its 5 s read timeout (the deadline that would end it at
+		// once is replaced by the read timeout): give them that long,
+		// longer than goleak waits, before the check.
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+			if goleak.Find() == nil {
+				break
+			}
+		}
+	}
+	return code
 }
 
 // openBolt opens a store in a new directory and closes it when the test

@@ -23,4 +23,7 @@ var (
 	// ErrNotStore: OpenBolt found a bbolt file that is not a store, or a
 	// store of an unknown format version.
 	ErrNotStore = errors.New("store: not a store file of a known format")
+	// ErrUnavailable: OpenEtcd found no endpoint answering within
+	// EtcdOptions.DialTimeout.
+	ErrUnavailable = errors.New("store: no etcd endpoint answered")
 )

@@ -2,9 +2,9 @@
 // interface: get, put, compare-and-swap, delete, list by prefix and watch
 // from a revision. Every change gets the next revision of one counter, as
 // in etcd, so a watcher that saw revision N can resume with exactly the
-// changes after it. Bolt (one bbolt file, the embedded default) is the
-// implementation here; an etcd one sits behind the same interface for
-// replicas.
+// changes after it. Bolt (one bbolt file, the embedded default) and Etcd
+// (an etcd cluster under a key prefix, whose revisions are etcd's own)
+// implement it.
 package store
 
 import "context"
