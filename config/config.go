@@ -64,10 +64,13 @@ type ControlConfig struct {
 	// TLSCert and TLSKey replace the certificate made from the control CA.
 	TLSCert string `mapstructure:"tls_cert" yaml:"tls_cert"`
 	TLSKey  string `mapstructure:"tls_key" yaml:"tls_key"`
-	// Store is where the control plane keeps its state: bbolt.
+	// Store is where the control plane keeps its state: bbolt (one file,
+	// StorePath) or etcd (a cluster, Etcd).
 	Store string `mapstructure:"store" yaml:"store"`
 	// StorePath is the bbolt file of the control plane's state.
 	StorePath string `mapstructure:"store_path" yaml:"store_path"`
+	// Etcd is the cluster the etcd store keeps the state in.
+	Etcd EtcdConfig `mapstructure:"etcd" yaml:"etcd"`
 	// SidecarTTL is the life of a joined sidecar's credential (renewed at
 	// 2/3); LeaseTTL of a credential lease; Heartbeat the interval of the
 	// revocation feed's keep-alives.
@@ -77,6 +80,31 @@ type ControlConfig struct {
 	// OIDCIssuers are the workload identity issuers sidecars may join
 	// with, each with rules mapping token claims to an agent.
 	OIDCIssuers []OIDCIssuerConfig `mapstructure:"oidc_issuers" yaml:"oidc_issuers"`
+}
+
+// EtcdConfig is the etcd cluster of control.store etcd.
+type EtcdConfig struct {
+	// Endpoints are the members' client URLs (https://HOST:PORT) or
+	// HOST:PORT pairs.
+	Endpoints []string `mapstructure:"endpoints" yaml:"endpoints"`
+	// Prefix is put before every key the control plane writes; it ends
+	// in "/" so that no other prefix can extend it.
+	Prefix string `mapstructure:"prefix" yaml:"prefix"`
+	// DialTimeout bounds the wait for a member to answer at start.
+	DialTimeout time.Duration `mapstructure:"dial_timeout" yaml:"dial_timeout"`
+	// TLS is the client side of the members' TLS.
+	TLS EtcdTLSConfig `mapstructure:"tls" yaml:"tls"`
+}
+
+// EtcdTLSConfig is the client certificate and trusted CAs for etcd.
+type EtcdTLSConfig struct {
+	// CertFile and KeyFile are the client certificate and its key, for
+	// members that require one; both or neither.
+	CertFile string `mapstructure:"cert_file" yaml:"cert_file"`
+	KeyFile  string `mapstructure:"key_file" yaml:"key_file"`
+	// CAFile holds the CAs of the members' certificates; empty: the
+	// system's.
+	CAFile string `mapstructure:"ca_file" yaml:"ca_file"`
 }
 
 // OIDCIssuerConfig is one workload identity issuer.
@@ -363,6 +391,8 @@ const (
 	DefaultControlListen      = "127.0.0.1:9443"
 	DefaultControlStore       = "bbolt"
 	DefaultControlStorePath   = "control.db"
+	DefaultEtcdPrefix         = "/stack/"
+	DefaultEtcdDialTimeout    = 5 * time.Second
 	DefaultControlTokenFile   = "control.token"
 	DefaultSidecarTTL         = time.Hour
 	DefaultLeaseTTL           = 10 * time.Minute
@@ -379,5 +409,5 @@ var (
 	LogFormats    = []string{"auto", "json", "console"}
 	DetectorModes = []string{"off", "shadow", "alert", "block", "revoke"}
 	RuleActions   = []string{"alert", "block", "revoke"}
-	ControlStores = []string{"bbolt"}
+	ControlStores = []string{"bbolt", "etcd"}
 )

@@ -200,6 +200,12 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("control.tls_key", "")
 	v.SetDefault("control.store", DefaultControlStore)
 	v.SetDefault("control.store_path", DefaultControlStorePath)
+	v.SetDefault("control.etcd.endpoints", []string{})
+	v.SetDefault("control.etcd.prefix", DefaultEtcdPrefix)
+	v.SetDefault("control.etcd.dial_timeout", DefaultEtcdDialTimeout)
+	v.SetDefault("control.etcd.tls.cert_file", "")
+	v.SetDefault("control.etcd.tls.key_file", "")
+	v.SetDefault("control.etcd.tls.ca_file", "")
 	v.SetDefault("control.sidecar_ttl", DefaultSidecarTTL)
 	v.SetDefault("control.lease_ttl", DefaultLeaseTTL)
 	v.SetDefault("control.heartbeat", DefaultHeartbeat)
@@ -300,6 +306,9 @@ func (c *Config) resolvePaths() {
 	c.Control.TLSCert = abs(c.Control.TLSCert)
 	c.Control.TLSKey = abs(c.Control.TLSKey)
 	c.Control.StorePath = abs(c.Control.StorePath)
+	c.Control.Etcd.TLS.CertFile = abs(c.Control.Etcd.TLS.CertFile)
+	c.Control.Etcd.TLS.KeyFile = abs(c.Control.Etcd.TLS.KeyFile)
+	c.Control.Etcd.TLS.CAFile = abs(c.Control.Etcd.TLS.CAFile)
 	for i := range c.Control.OIDCIssuers {
 		c.Control.OIDCIssuers[i].CAFile = abs(c.Control.OIDCIssuers[i].CAFile)
 	}

@@ -50,6 +50,7 @@ func defaultsForTemplate() map[string]any {
 		"BurstFactor": DefaultBurstFactor, "BurstWindow": DefaultBurstWindow, "BurstLearning": DefaultBurstLearning,
 		"BurstMinSamples": DefaultBurstMinSamples, "BurstMinAge": DefaultBurstMinAge, "BurstMinCount": DefaultBurstMinCount, "BurstAbsoluteCap": DefaultBurstAbsoluteCap,
 		"ControlTokenFile": DefaultControlTokenFile, "ControlListen": DefaultControlListen, "ControlStore": DefaultControlStore,
+		"EtcdPrefix": DefaultEtcdPrefix, "EtcdDialTimeout": DefaultEtcdDialTimeout,
 		"ControlStorePath": DefaultControlStorePath, "SidecarTTL": DefaultSidecarTTL, "LeaseTTL": DefaultLeaseTTL, "Heartbeat": DefaultHeartbeat,
 		"DriftMinEvents": DefaultDriftMinEvents, "DriftMinAge": DefaultDriftMinAge, "InjectionThreshold": DefaultInjectionThreshold,
 	}
@@ -239,8 +240,23 @@ control:
   # A certificate of your own instead of one from the control CA.
   tls_cert: ""
   tls_key: ""
+  # Where its state lives: bbolt (the file store_path, one control plane)
+  # or etcd (the cluster below; state under the prefix, etcd's revisions).
   store: {{.D.ControlStore}}
   store_path: {{.D.ControlStorePath}}
+  etcd:
+    # Members' client URLs or host:port, e.g. [https://etcd-0.example.com:2379].
+    endpoints: []
+    # Every key is written under it; several control planes can share a cluster.
+    prefix: {{q .D.EtcdPrefix}}
+    # How long to wait at start for a member to answer.
+    dial_timeout: {{.D.EtcdDialTimeout}}
+    # A client certificate for members that require one, and their CAs
+    # (empty: the system's). An https endpoint turns TLS on too.
+    tls:
+      cert_file: ""
+      key_file: ""
+      ca_file: ""
   # A joined sidecar's credential, a credential lease, the feed heartbeat.
   sidecar_ttl: {{.D.SidecarTTL}}
   lease_ttl: {{.D.LeaseTTL}}

@@ -314,6 +314,9 @@ func (c ControlConfig) validate(e *ValidationError) {
 	e.hostPort("control.listen", c.Listen)
 	e.oneOf("control.store", c.Store, ControlStores)
 	e.nonEmpty("control.store_path", c.StorePath)
+	if c.Store == "etcd" {
+		c.Etcd.validate(e)
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		e.add("control.tls_cert", c.TLSCert, "control.tls_cert and control.tls_key go together")
 	}
@@ -323,6 +326,55 @@ func (c ControlConfig) validate(e *ValidationError) {
 	for i, is := range c.OIDCIssuers {
 		is.validate(e, fmt.Sprintf("control.oidc_issuers[%d]", i))
 	}
+}
+
+func (c EtcdConfig) validate(e *ValidationError) {
+	if len(c.Endpoints) == 0 {
+		e.add("control.etcd.endpoints", "", "must list at least one member when control.store is etcd")
+	}
+	for i, ep := range c.Endpoints {
+		if !etcdEndpoint(ep) {
+			e.add(fmt.Sprintf("control.etcd.endpoints[%d]", i), ep, "must be a member's client URL or HOST:PORT, e.g. https://etcd-0.example.com:2379")
+		}
+	}
+	if !strings.HasPrefix(c.Prefix, "/") || !strings.HasSuffix(c.Prefix, "/") {
+		e.add("control.etcd.prefix", c.Prefix, `must start and end with "/", e.g. /stack/, so that it is no other prefix's start`)
+	}
+	e.positive("control.etcd.dial_timeout", c.DialTimeout)
+	t := c.TLS
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		e.add("control.etcd.tls.cert_file", t.CertFile, "control.etcd.tls.cert_file and control.etcd.tls.key_file go together")
+	}
+	if t.CertFile != "" {
+		e.pemFile("control.etcd.tls.cert_file", t.CertFile)
+	}
+	if t.KeyFile != "" {
+		if _, err := os.Stat(t.KeyFile); err != nil {
+			e.add("control.etcd.tls.key_file", t.KeyFile, "cannot be read: "+err.Error())
+		}
+	}
+	if t.CAFile != "" {
+		e.pemFile("control.etcd.tls.ca_file", t.CAFile)
+	}
+}
+
+// etcdEndpoint reports whether ep is an http(s) URL of a host and port, or
+// a HOST:PORT pair.
+func etcdEndpoint(ep string) bool {
+	hostPort := ep
+	if strings.Contains(ep, "://") {
+		u, err := url.Parse(ep)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || (u.Path != "" && u.Path != "/") {
+			return false
+		}
+		hostPort = u.Host
+	}
+	host, port, err := net.SplitHostPort(hostPort)
+	if err != nil || host == "" {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n > 0 && n <= 65535
 }
 
 func (is OIDCIssuerConfig) validate(e *ValidationError, key string) {

@@ -101,7 +101,7 @@ func TestValidateReportsEveryProblemInOrder(t *testing.T) {
 					JoinTokenFile: "f",
 					MaxStaleness:  -time.Second,
 					Listen:        "nope",
-					Store:         "etcd",
+					Store:         "consul",
 					TLSCert:       "cert.pem",
 					OIDCIssuers: []OIDCIssuerConfig{
 						{Issuer: "ftp://issuer"},
@@ -179,7 +179,7 @@ func TestValidateReportsEveryProblemInOrder(t *testing.T) {
 				{Key: "control.join_token", Value: "(set)", Message: "give one of control.join_token, control.join_token_file and control.oidc_token_file"},
 				{Key: "control.max_staleness", Value: "-1s", Message: "must not be negative"},
 				{Key: "control.listen", Value: "nope", Message: "must be host:port, e.g. 127.0.0.1:8080"},
-				{Key: "control.store", Value: "etcd", Message: "must be one of bbolt"},
+				{Key: "control.store", Value: "consul", Message: "must be one of bbolt, etcd"},
 				{Key: "control.store_path", Message: "must not be empty"},
 				{Key: "control.tls_cert", Value: "cert.pem", Message: "control.tls_cert and control.tls_key go together"},
 				{Key: "control.sidecar_ttl", Value: "0s", Message: "must be at least 1m0s"},
@@ -223,6 +223,44 @@ func TestValidateReportsEveryProblemInOrder(t *testing.T) {
 				{Key: "control.ca", Value: notPEM, Message: "holds no PEM certificate"},
 				{Key: "control.listen", Value: "127.0.0.1:x", Message: "port must be a number from 0 to 65535"},
 				{Key: "control.tls_cert", Message: "control.tls_cert and control.tls_key go together"},
+			},
+		},
+		{
+			name: "etcd store",
+			spoil: func(c *Config) {
+				c.Control.Store = "etcd"
+			},
+			want: []Problem{
+				{Key: "control.etcd.endpoints", Message: "must list at least one member when control.store is etcd"},
+			},
+		},
+		{
+			name: "etcd settings",
+			spoil: func(c *Config) {
+				c.Control.Store = "etcd"
+				c.Control.Etcd = EtcdConfig{
+					Endpoints:   []string{"https://etcd-0.example.com:2379", "10.0.0.2:2379", "etcd-2", "ftp://etcd:2379", "https://etcd:2379/v3"},
+					Prefix:      "stack",
+					DialTimeout: 0,
+					TLS:         EtcdTLSConfig{CertFile: notPEM, CAFile: missing},
+				}
+			},
+			want: []Problem{
+				{Key: "control.etcd.endpoints[2]", Value: "etcd-2", Message: "must be a member's client URL or HOST:PORT, e.g. https://etcd-0.example.com:2379"},
+				{Key: "control.etcd.endpoints[3]", Value: "ftp://etcd:2379", Message: "must be a member's client URL or HOST:PORT, e.g. https://etcd-0.example.com:2379"},
+				{Key: "control.etcd.endpoints[4]", Value: "https://etcd:2379/v3", Message: "must be a member's client URL or HOST:PORT, e.g. https://etcd-0.example.com:2379"},
+				{Key: "control.etcd.prefix", Value: "stack", Message: `must start and end with "/", e.g. /stack/, so that it is no other prefix's start`},
+				{Key: "control.etcd.dial_timeout", Value: "0s", Message: "must be a positive duration such as 10s"},
+				{Key: "control.etcd.tls.cert_file", Value: notPEM, Message: "control.etcd.tls.cert_file and control.etcd.tls.key_file go together"},
+				{Key: "control.etcd.tls.cert_file", Value: notPEM, Message: "holds no PEM certificate"},
+				{Key: "control.etcd.tls.ca_file", Value: missing, Message: "cannot be read: " + errMissing.Error()},
+			},
+		},
+		{
+			name: "etcd without problems",
+			spoil: func(c *Config) {
+				c.Control.Store = "etcd"
+				c.Control.Etcd.Endpoints = []string{"https://etcd-0.example.com:2379", "127.0.0.1:2379"}
 			},
 		},
 		{

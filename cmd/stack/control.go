@@ -219,9 +219,9 @@ func (a *app) runControl(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.OpenBolt(cfg.Control.StorePath, store.BoltOptions{})
+	st, err := openControlStore(ctx, cfg.Control, log)
 	if err != nil {
-		return ownedByOther(err, cfg.Control.StorePath)
+		return err
 	}
 	a.onClose(st.Close)
 	v, err := vault.Open(cfg.Vault.Path, k, vault.Options{CacheTTL: cfg.Vault.CacheTTL, CacheSize: cfg.Vault.CacheSize})
@@ -484,4 +484,28 @@ func newAttester(issuers []config.OIDCIssuerConfig) (control.Attester, error) {
 		return nil, err
 	}
 	return control.NewAttester(v), nil
+}
+
+// openControlStore opens the store control.store names.
+func openControlStore(ctx context.Context, c config.ControlConfig, log *zap.Logger) (store.Store, error) {
+	if c.Store == "etcd" {
+		st, err := store.OpenEtcd(ctx, store.EtcdOptions{
+			Endpoints:   c.Etcd.Endpoints,
+			Prefix:      c.Etcd.Prefix,
+			DialTimeout: c.Etcd.DialTimeout,
+			CertFile:    c.Etcd.TLS.CertFile,
+			KeyFile:     c.Etcd.TLS.KeyFile,
+			CAFile:      c.Etcd.TLS.CAFile,
+			Logger:      log.Named("etcd"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
+	st, err := store.OpenBolt(c.StorePath, store.BoltOptions{})
+	if err != nil {
+		return nil, ownedByOther(err, c.StorePath)
+	}
+	return st, nil
 }
