@@ -70,7 +70,7 @@ operator token (control.token) the CLI sends. Then register agents
 control.oidc_issuers.
 
 Its state (agents, join tokens, sidecars, revocations) lives in
-control.store_path; the vault and audit log in vault.path and audit.path.
+control.store_path, or in etcd with --store etcd and control.etcd.*; the vault and audit log in vault.path and audit.path.
 SIGHUP reloads the issuer keys (after "stack passport rotate-key"); sidecars
 fetch a key they do not know when they meet it. SIGINT/SIGTERM stop it;
 sidecars keep serving with what they have and
@@ -86,7 +86,7 @@ catch up when it is back.`,
 	}
 	f := cmd.Flags()
 	f.String("listen", "", "HTTPS address (default from config: 127.0.0.1:9443)")
-	f.String("store", "", "where state lives: bbolt (default)")
+	f.String("store", "", "where state lives: bbolt (default) or etcd (control.etcd.*)")
 	f.StringSlice("host", nil, "a name or address of the certificate besides localhost and loopback (repeatable)")
 	f.String("tls-cert", "", "PEM certificate to serve instead of one from the control CA")
 	f.String("tls-key", "", "PEM private key of --tls-cert")
