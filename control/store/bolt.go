@@ -64,13 +64,11 @@ type Bolt struct {
 	keep  int64 // changes kept for Watch
 	slack int64 // extra changes tolerated before a write compacts
 
-	mu     sync.Mutex
-	closed bool
-	// commit is closed and replaced after every write, waking the
-	// watchers that have caught up.
+	closing
+	// commit, guarded by mu, is closed and replaced after every write,
+	// waking the watchers that have caught up.
 	commit chan struct{}
 
-	done      chan struct{}  // closed by Close
 	watchers  sync.WaitGroup // watchers that may still read the file
 	closeOnce func() error
 }
@@ -102,11 +100,11 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 	}
 	keep := int64(opts.KeepEvents)
 	s := &Bolt{
-		db:     db,
-		keep:   keep,
-		slack:  min(max(keep/8, 1), maxCompactSlack),
-		commit: make(chan struct{}),
-		done:   make(chan struct{}),
+		db:      db,
+		keep:    keep,
+		slack:   min(max(keep/8, 1), maxCompactSlack),
+		commit:  make(chan struct{}),
+		closing: closing{done: make(chan struct{})},
 	}
 	s.closeOnce = sync.OnceValue(s.close)
 	return s, nil
@@ -490,37 +488,12 @@ func (s *Bolt) Close() error {
 }
 
 func (s *Bolt) close() error {
-	s.mu.Lock()
-	s.closed = true
-	close(s.done)
-	s.mu.Unlock()
+	s.shut()
 	s.watchers.Wait()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
 	return nil
-}
-
-// check is what every method checks before it starts.
-func (s *Bolt) check(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
-		return ErrClosed
-	}
-	return nil
-}
-
-// checkKey is check for the methods that take a key.
-func (s *Bolt) checkKey(ctx context.Context, key string) error {
-	if key == "" {
-		return ErrInvalidKey
-	}
-	return s.check(ctx)
 }
 
 // boltErr turns bbolt's error for a closed file, met by a call that raced

@@ -56,10 +56,8 @@ type Etcd struct {
 	client *clientv3.Client
 	prefix string
 
-	mu     sync.Mutex
-	closed bool
-	// done is closed by Close; watchers then end with ErrClosed.
-	done      chan struct{}
+	// closing's done is closed by Close; watchers then end with ErrClosed.
+	closing
 	closeOnce func() error
 }
 
@@ -108,7 +106,7 @@ func OpenEtcd(ctx context.Context, opts EtcdOptions) (*Etcd, error) {
 		}
 		return nil, fmt.Errorf("store: open etcd %s: %w: none answered within %s: %w", where, ErrUnavailable, opts.DialTimeout, err)
 	}
-	s := &Etcd{client: client, prefix: opts.Prefix, done: make(chan struct{})}
+	s := &Etcd{client: client, prefix: opts.Prefix, closing: closing{done: make(chan struct{})}}
 	s.closeOnce = sync.OnceValue(s.close)
 	return s, nil
 }
@@ -395,36 +393,11 @@ func (s *Etcd) Close() error {
 }
 
 func (s *Etcd) close() error {
-	s.mu.Lock()
-	s.closed = true
-	close(s.done)
-	s.mu.Unlock()
+	s.shut()
 	if err := s.client.Close(); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("store: close: %w", err)
 	}
 	return nil
-}
-
-// check is what every method checks before it starts.
-func (s *Etcd) check(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
-		return ErrClosed
-	}
-	return nil
-}
-
-// checkKey is check for the methods that take a key.
-func (s *Etcd) checkKey(ctx context.Context, key string) error {
-	if key == "" {
-		return ErrInvalidKey
-	}
-	return s.check(ctx)
 }
 
 // etcdErr names the cause of a failed call: the caller's context, Close,

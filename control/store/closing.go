@@ -1,0 +1,44 @@
+package store
+
+import (
+	"context"
+	"sync"
+)
+
+// closing is what both stores keep to refuse calls once Close has begun
+// and to end their watchers.
+type closing struct {
+	mu     sync.Mutex // guards closed; a store may guard more under it
+	closed bool
+	done   chan struct{} // closed by shut
+}
+
+// shut marks the store closed and ends its watchers' waits.
+func (c *closing) shut() {
+	c.mu.Lock()
+	c.closed = true
+	close(c.done)
+	c.mu.Unlock()
+}
+
+// check is what every method checks before it starts.
+func (c *closing) check(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	return nil
+}
+
+// checkKey is check for the methods that take a key.
+func (c *closing) checkKey(ctx context.Context, key string) error {
+	if key == "" {
+		return ErrInvalidKey
+	}
+	return c.check(ctx)
+}
