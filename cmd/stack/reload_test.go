@@ -175,20 +175,20 @@ func TestReloadFailureKeepsRunningState(t *testing.T) {
 	}
 }
 
-// SIGHUP and POST /v1/reload at once: every reload succeeds, the race
-// detector finds nothing, and the policy is in force after.
-func TestConcurrentReloads(t *testing.T) {
-	// The signal handler of this test binary: a SIGHUP that arrives
-	// when no sidecar has one registered must not end the tests.
+// catchSIGHUP is this test binary's own SIGHUP handler, for the test's
+// length: a SIGHUP that arrives when no server has one registered must not
+// end the tests.
+func catchSIGHUP(t *testing.T) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	t.Cleanup(func() { signal.Stop(hup) })
+}
 
-	home := initHome(t)
-	info := startSidecar(t, home)
-	tok := "Bearer " + strings.TrimSpace(mustRun(t, home, "", "passport", "issue", "--agent", "drifter", "--grant", "host=api.example.com,methods=GET"))
-	writeFile(t, filepath.Join(home, "stack.yaml"), revokeOnDrift)
-
+// reloadConcurrently sends this process SIGHUP six times while calling
+// reload six times, all at once, and fails the test for any reload that
+// is not 200.
+func reloadConcurrently(t *testing.T, reload func() (int, string)) {
+	t.Helper()
 	var wg sync.WaitGroup
 	for range 6 {
 		wg.Go(func() {
@@ -197,12 +197,25 @@ func TestConcurrentReloads(t *testing.T) {
 			}
 		})
 		wg.Go(func() {
-			if code, body := adminReload(t, home, info.Admin); code != http.StatusOK {
+			if code, body := reload(); code != http.StatusOK {
 				t.Errorf("reload: %d %s", code, body)
 			}
 		})
 	}
 	wg.Wait()
+}
+
+// SIGHUP and POST /v1/reload at once: every reload succeeds, the race
+// detector finds nothing, and the policy is in force after.
+func TestConcurrentReloads(t *testing.T) {
+	catchSIGHUP(t)
+
+	home := initHome(t)
+	info := startSidecar(t, home)
+	tok := "Bearer " + strings.TrimSpace(mustRun(t, home, "", "passport", "issue", "--agent", "drifter", "--grant", "host=api.example.com,methods=GET"))
+	writeFile(t, filepath.Join(home, "stack.yaml"), revokeOnDrift)
+
+	reloadConcurrently(t, func() (int, string) { return adminReload(t, home, info.Admin) })
 	if got := proxyReason(t, info.Listen, tok); got != "detector_blocked" {
 		t.Errorf("after the reloads, out of scope: %q, want detector_blocked", got)
 	}
@@ -212,9 +225,7 @@ func TestConcurrentReloads(t *testing.T) {
 // the last good read, one reload at a time, through the KMS opened at
 // start; a reload that fails keeps the keys in force.
 func TestControlReload(t *testing.T) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	t.Cleanup(func() { signal.Stop(hup) })
+	catchSIGHUP(t)
 
 	ctl := filepath.Join(t.TempDir(), "ctl")
 	mustRun(t, ctl, "", "init", "--control")
@@ -275,20 +286,7 @@ func TestControlReload(t *testing.T) {
 	}
 	t.Cleanup(func() { os.Rename(kmsKey+".away", kmsKey) })
 	writeFile(t, keysPath, string(readFile(t, filepath.Join(rotated, "issuer-keys.json"))))
-	var wg sync.WaitGroup
-	for range 6 {
-		wg.Go(func() {
-			if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-				t.Error(err)
-			}
-		})
-		wg.Go(func() {
-			if code, body := reload(); code != http.StatusOK {
-				t.Errorf("reload: %d %s", code, body)
-			}
-		})
-	}
-	wg.Wait()
+	reloadConcurrently(t, reload)
 	if got := kids(); len(got) != len(before)+1 {
 		t.Errorf("after the reloads the JWKS holds %v, want the rotated key beside %v", got, before)
 	}
