@@ -425,12 +425,8 @@ func (s *Bolt) follow(ctx context.Context, ch chan<- WatchResponse, prefix []byt
 		}
 		rev = last
 		if len(evs) > 0 {
-			select {
-			case ch <- WatchResponse{Events: evs}:
-			case <-ctx.Done():
-				return nil
-			case <-s.done:
-				return ErrClosed
+			if stop, err := s.send(ctx, ch, evs); stop {
+				return err
 			}
 		}
 		if more {

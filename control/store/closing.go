@@ -42,3 +42,16 @@ func (c *closing) checkKey(ctx context.Context, key string) error {
 	}
 	return c.check(ctx)
 }
+
+// send hands a watcher its events. It stops instead when the watcher's
+// ctx ends (stop, nil) or the store closes (stop, ErrClosed).
+func (c *closing) send(ctx context.Context, ch chan<- WatchResponse, evs []Event) (stop bool, err error) {
+	select {
+	case ch <- WatchResponse{Events: evs}:
+		return false, nil
+	case <-ctx.Done():
+		return true, nil
+	case <-c.done:
+		return true, ErrClosed
+	}
+}

@@ -377,12 +377,8 @@ func (s *Etcd) follow(ctx context.Context, ch chan<- WatchResponse, prefix strin
 			evs = append(evs, Event{Type: EventPut, KV: s.kv(e.Kv)})
 		}
 		rev = evs[len(evs)-1].KV.ModRev
-		select {
-		case ch <- WatchResponse{Events: evs}:
-		case <-ctx.Done():
-			return nil
-		case <-s.done:
-			return ErrClosed
+		if stop, err := s.send(ctx, ch, evs); stop {
+			return err
 		}
 	}
 }
