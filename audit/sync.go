@@ -86,6 +86,9 @@ func startSyncer(f *os.File, interval time.Duration) *syncer {
 
 // written notes a write to the journal that returned.
 func (s *syncer) written() {
+	if s.dirty.Load() != 0 {
+		return // a sync is due already
+	}
 	if s.dirty.CompareAndSwap(0, time.Now().UnixNano()) {
 		select {
 		case s.kick <- struct{}{}:
