@@ -43,7 +43,8 @@ type BoltOptions struct {
 // File layout: keys maps a key to its entry (create and mod revision,
 // value); events maps a big-endian revision to its change; meta holds the
 // format, the current revision and the compacted one (all history at or
-// below it is gone).
+// below it is gone). Keys that expire are also in the buckets of
+// bolt_ttl.go.
 var (
 	bucketMeta    = []byte("meta")
 	bucketKeys    = []byte("keys")
@@ -71,6 +72,11 @@ type Bolt struct {
 
 	watchers  sync.WaitGroup // watchers that may still read the file
 	closeOnce func() error
+
+	// wake tells the sweeper that a key with a deadline was created; the
+	// sweeper, until Close, deletes expired keys.
+	wake     chan struct{}
+	sweeping sync.WaitGroup
 }
 
 var _ Store = (*Bolt)(nil)
@@ -105,8 +111,11 @@ func OpenBolt(path string, opts BoltOptions) (*Bolt, error) {
 		slack:   min(max(keep/8, 1), maxCompactSlack),
 		commit:  make(chan struct{}),
 		closing: closing{done: make(chan struct{})},
+		wake:    make(chan struct{}, 1),
 	}
 	s.closeOnce = sync.OnceValue(s.close)
+	s.sweeping.Add(1)
+	go s.sweep()
 	return s, nil
 }
 
@@ -132,13 +141,16 @@ func initFile(tx *bolt.Tx) error {
 		if _, err := tx.CreateBucket(bucketKeys); err != nil {
 			return err
 		}
-		_, err = tx.CreateBucket(bucketEvents)
-		return err
+		if _, err = tx.CreateBucket(bucketEvents); err != nil {
+			return err
+		}
+		return initExpiry(tx)
 	}
 	if !bytes.Equal(meta.Get(metaFormat), formatV1) || tx.Bucket(bucketKeys) == nil || tx.Bucket(bucketEvents) == nil {
 		return ErrNotStore
 	}
-	return nil
+	// A file written before keys could expire has none that do.
+	return initExpiry(tx)
 }
 
 // Get returns key's current value, or ErrNotFound.
@@ -151,7 +163,7 @@ func (s *Bolt) Get(ctx context.Context, key string) (KV, error) {
 		var ok bool
 		var err error
 		kv, ok, err = getKV(tx.Bucket(bucketKeys), key)
-		if err == nil && !ok {
+		if err == nil && (!ok || expired(tx, key, time.Now())) {
 			err = ErrNotFound
 		}
 		return err
@@ -168,7 +180,7 @@ func (s *Bolt) Put(ctx context.Context, key string, value []byte) (int64, error)
 		// nil means delete only to CompareAndSwap.
 		value = []byte{}
 	}
-	rev, err := s.change(ctx, key, func(KV, bool) ([]byte, error) { return value, nil })
+	rev, err := s.change(ctx, key, time.Time{}, func(KV, bool) ([]byte, error) { return value, nil })
 	if err != nil {
 		return 0, fmt.Errorf("store: put %q: %w", key, err)
 	}
@@ -178,7 +190,7 @@ func (s *Bolt) Put(ctx context.Context, key string, value []byte) (int64, error)
 // CompareAndSwap sets key to value only if its ModRev is rev (rev 0: only
 // if it does not exist); a nil value deletes it.
 func (s *Bolt) CompareAndSwap(ctx context.Context, key string, rev int64, value []byte) (int64, error) {
-	n, err := s.change(ctx, key, func(cur KV, ok bool) ([]byte, error) {
+	n, err := s.change(ctx, key, time.Time{}, func(cur KV, ok bool) ([]byte, error) {
 		if cur.ModRev != rev {
 			return nil, fmt.Errorf("%w: key is at revision %d, not %d", ErrConflict, cur.ModRev, rev)
 		}
@@ -196,7 +208,7 @@ func (s *Bolt) CompareAndSwap(ctx context.Context, key string, rev int64, value 
 // Delete removes key and returns the revision of the change, or
 // ErrNotFound.
 func (s *Bolt) Delete(ctx context.Context, key string) (int64, error) {
-	rev, err := s.change(ctx, key, func(_ KV, ok bool) ([]byte, error) {
+	rev, err := s.change(ctx, key, time.Time{}, func(_ KV, ok bool) ([]byte, error) {
 		if !ok {
 			return nil, ErrNotFound
 		}
@@ -211,53 +223,79 @@ func (s *Bolt) Delete(ctx context.Context, key string) (int64, error) {
 // change makes one write to key in its own transaction under the next
 // revision. decide sees the key's current entry (ok false and a zero KV
 // when it is missing) and returns the new value, nil to delete the key, or
-// an error to change nothing.
-func (s *Bolt) change(ctx context.Context, key string, decide func(cur KV, ok bool) ([]byte, error)) (int64, error) {
+// an error to change nothing. A non-zero expires makes a key that decide
+// creates expire then.
+func (s *Bolt) change(ctx context.Context, key string, expires time.Time, decide func(cur KV, ok bool) ([]byte, error)) (int64, error) {
 	if err := s.checkKey(ctx, key); err != nil {
 		return 0, err
 	}
 	var rev int64
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		meta, keys, events := tx.Bucket(bucketMeta), tx.Bucket(bucketKeys), tx.Bucket(bucketEvents)
-		cur, ok, err := getKV(keys, key)
+		cur, ok, err := getKV(tx.Bucket(bucketKeys), key)
 		if err != nil {
 			return err
+		}
+		cur.Key = key
+		if ok && expired(tx, key, time.Now()) {
+			// Gone already for readers, only not swept yet: its delete
+			// comes first, so that watchers see the key end before
+			// anything else happens to it.
+			if _, err := apply(tx, cur, true, nil); err != nil {
+				return err
+			}
+			cur, ok = KV{Key: key}, false
 		}
 		value, err := decide(cur, ok)
 		if err != nil {
 			return err
 		}
-		last, err := metaInt(meta, metaRev)
-		if err != nil {
+		if rev, err = apply(tx, cur, ok, value); err != nil {
 			return err
 		}
-		rev = last + 1
-		ev := Event{Type: EventPut, KV: KV{Key: key, Value: value, CreateRev: rev, ModRev: rev}}
-		if ok {
-			ev.KV.CreateRev = cur.CreateRev
+		if !ok && value != nil && !expires.IsZero() {
+			if err := setExpiry(tx, key, expires); err != nil {
+				return err
+			}
 		}
-		if value == nil {
-			ev.Type = EventDelete
-			err = keys.Delete([]byte(key))
-		} else {
-			err = keys.Put([]byte(key), encodeEntry(ev.KV))
-		}
-		if err != nil {
-			return err
-		}
-		if err := events.Put(revBytes(rev), encodeEvent(ev)); err != nil {
-			return err
-		}
-		if err := meta.Put(metaRev, revBytes(rev)); err != nil {
-			return err
-		}
-		return s.autoCompact(meta, events, rev)
+		return s.autoCompact(tx.Bucket(bucketMeta), tx.Bucket(bucketEvents), rev)
 	})
 	if err != nil {
 		return 0, boltErr(err)
 	}
 	s.notify()
 	return rev, nil
+}
+
+// apply writes one change to cur.Key (ok: it exists) under the next
+// revision and returns that revision: value, or a delete when value is
+// nil. A delete ends the key's expiry too.
+func apply(tx *bolt.Tx, cur KV, ok bool, value []byte) (int64, error) {
+	meta, keys, events := tx.Bucket(bucketMeta), tx.Bucket(bucketKeys), tx.Bucket(bucketEvents)
+	last, err := metaInt(meta, metaRev)
+	if err != nil {
+		return 0, err
+	}
+	rev := last + 1
+	ev := Event{Type: EventPut, KV: KV{Key: cur.Key, Value: value, CreateRev: rev, ModRev: rev}}
+	if ok {
+		ev.KV.CreateRev = cur.CreateRev
+	}
+	if value == nil {
+		ev.Type = EventDelete
+		err = keys.Delete([]byte(cur.Key))
+		if err == nil {
+			err = clearExpiry(tx, cur.Key)
+		}
+	} else {
+		err = keys.Put([]byte(cur.Key), encodeEntry(ev.KV))
+	}
+	if err != nil {
+		return 0, err
+	}
+	if err := events.Put(revBytes(rev), encodeEvent(ev)); err != nil {
+		return 0, err
+	}
+	return rev, meta.Put(metaRev, revBytes(rev))
 }
 
 // autoCompact keeps the history to about s.keep changes.
@@ -291,7 +329,9 @@ func (s *Bolt) notify() {
 }
 
 // List returns the keys under prefix in key order, and the revision they
-// are consistent with.
+// are consistent with. Keys past their expiry are left out even before
+// the sweeper deletes them, so a watcher from that revision may later see
+// the delete of a key the list did not have.
 func (s *Bolt) List(ctx context.Context, prefix string) ([]KV, int64, error) {
 	if err := s.check(ctx); err != nil {
 		return nil, 0, fmt.Errorf("store: list %q: %w", prefix, err)
@@ -304,8 +344,12 @@ func (s *Bolt) List(ctx context.Context, prefix string) ([]KV, int64, error) {
 			return err
 		}
 		p := []byte(prefix)
+		now := time.Now()
 		c := tx.Bucket(bucketKeys).Cursor()
 		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			if expired(tx, string(k), now) {
+				continue
+			}
 			kv, err := decodeEntry(k, v)
 			if err != nil {
 				return err
@@ -477,8 +521,8 @@ func (s *Bolt) readEvents(prefix []byte, rev int64) (evs []Event, last int64, mo
 	return evs, last, more, err
 }
 
-// Close ends the watchers with ErrClosed, waits until none reads the file
-// any more and closes it.
+// Close ends the watchers with ErrClosed and stops the sweeper, waits
+// until none of them reads the file any more and closes it.
 func (s *Bolt) Close() error {
 	return s.closeOnce()
 }
@@ -486,6 +530,7 @@ func (s *Bolt) Close() error {
 func (s *Bolt) close() error {
 	s.shut()
 	s.watchers.Wait()
+	s.sweeping.Wait()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}

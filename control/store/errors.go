@@ -16,6 +16,9 @@ var (
 	ErrClosed = errors.New("store: closed")
 	// ErrInvalidKey: the key is empty.
 	ErrInvalidKey = errors.New("store: invalid key")
+	// ErrInvalidTTL: Create was given a time to live that is not
+	// positive.
+	ErrInvalidTTL = errors.New("store: time to live must be positive")
 
 	// ErrLocked: OpenBolt waited BoltOptions.Timeout for the file while
 	// another process held it.

@@ -161,12 +161,13 @@ func (s *Etcd) Get(ctx context.Context, key string) (KV, error) {
 	return s.kv(resp.Kvs[0]), nil
 }
 
-// Put sets key and returns the revision of the change.
+// Put sets key and returns the revision of the change. A key that
+// exists keeps its lease.
 func (s *Etcd) Put(ctx context.Context, key string, value []byte) (int64, error) {
 	if err := s.checkKey(ctx, key); err != nil {
 		return 0, fmt.Errorf("store: put %q: %w", key, err)
 	}
-	resp, err := s.client.Put(ctx, s.prefix+key, string(value))
+	resp, err := s.putKeepingLease(ctx, s.prefix+key, value)
 	if err != nil {
 		return 0, fmt.Errorf("store: put %q: %w", key, s.etcdErr(ctx, err))
 	}
@@ -175,13 +176,18 @@ func (s *Etcd) Put(ctx context.Context, key string, value []byte) (int64, error)
 
 // CompareAndSwap sets key to value only if its ModRev is rev (rev 0: only
 // if it does not exist); a nil value deletes it. It is one etcd
-// transaction.
+// transaction. A key that exists keeps its lease.
 func (s *Etcd) CompareAndSwap(ctx context.Context, key string, rev int64, value []byte) (int64, error) {
 	if err := s.checkKey(ctx, key); err != nil {
 		return 0, fmt.Errorf("store: compare-and-swap %q: %w", key, err)
 	}
 	k := s.prefix + key
 	op := clientv3.OpPut(k, string(value))
+	if rev != 0 {
+		// The compare below makes sure the key exists, which
+		// WithIgnoreLease needs.
+		op = clientv3.OpPut(k, string(value), clientv3.WithIgnoreLease())
+	}
 	if value == nil {
 		if rev == 0 {
 			// Nothing to delete either way: no write, only the answer.

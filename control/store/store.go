@@ -7,7 +7,10 @@
 // implement it.
 package store
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // KV is a key's value as of a revision.
 type KV struct {
@@ -55,6 +58,17 @@ type WatchResponse struct {
 // Store is the control plane's state. Implementations are safe for
 // concurrent use; every write is durable when it returns.
 //
+// A key made by Create expires: the store deletes it by itself once its
+// time to live has passed, whether or not anyone calls the store then.
+// That delete is a change like any other, with its own revision and a
+// delete event for watchers. A key's expiry belongs to its life: Put and
+// CompareAndSwap on it keep it, and only a delete (by hand or by expiry)
+// ends it, so a secret never outlives its deadline because someone
+// changed its value. Expiry is not to the instant: a key can be read
+// for a short while after its deadline (on etcd, until the cluster's
+// leader revokes its lease), so callers that need an exact deadline keep
+// it in the value and check it too.
+//
 // Keys are non-empty (ErrInvalidKey otherwise). Values may be empty: an
 // empty value reads back as a non-nil empty slice, so handing it on to
 // CompareAndSwap never deletes by accident. Every successful write bumps
@@ -70,6 +84,12 @@ type Store interface {
 	// the revision of the change, or ErrConflict. Deleting with rev 0
 	// finds nothing to delete: ErrNotFound.
 	CompareAndSwap(ctx context.Context, key string, rev int64, value []byte) (int64, error)
+	// Create sets key only if it does not exist (ErrConflict otherwise)
+	// and has the store delete it once ttl has passed; ttl must be
+	// positive (ErrInvalidTTL). It returns the revision of the change.
+	// Backends with a coarser clock round ttl up: etcd to whole seconds
+	// and to at least its minimum lease time (a couple of seconds).
+	Create(ctx context.Context, key string, value []byte, ttl time.Duration) (int64, error)
 	// Delete removes key and returns the revision of the change, or
 	// ErrNotFound.
 	Delete(ctx context.Context, key string) (int64, error)

@@ -54,6 +54,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"WatchCancel", testWatchCancel},
 		{"CanceledContext", testCanceledContext},
 		{"Close", testClose},
+		{"CreateOnly", testCreateOnly},
+		{"CreateExpires", testCreateExpires},
+		{"ChangesKeepExpiry", testChangesKeepExpiry},
+		{"DeleteEndsExpiry", testDeleteEndsExpiry},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,6 +82,7 @@ func testInvalidKey(t *testing.T, s store.Store) {
 	_, checks["Put"] = s.Put(ctx, "", []byte("v"))
 	_, checks["CompareAndSwap"] = s.CompareAndSwap(ctx, "", 0, []byte("v"))
 	_, checks["Delete"] = s.Delete(ctx, "")
+	_, checks["Create"] = s.Create(ctx, "", []byte("v"), time.Hour)
 	for op, err := range checks {
 		if !errors.Is(err, store.ErrInvalidKey) {
 			t.Errorf("%s with an empty key = %v, want ErrInvalidKey", op, err)
@@ -580,6 +585,7 @@ func testCanceledContext(t *testing.T, s store.Store) {
 	_, checks["Put"] = s.Put(ctx, "k", []byte("x"))
 	_, checks["CompareAndSwap"] = s.CompareAndSwap(ctx, "k", r, []byte("x"))
 	_, checks["Delete"] = s.Delete(ctx, "k")
+	_, checks["Create"] = s.Create(ctx, "new", []byte("x"), time.Hour)
 	_, _, checks["List"] = s.List(ctx, "")
 	_, checks["Rev"] = s.Rev(ctx)
 	checks["Compact"] = s.Compact(ctx, r)
@@ -628,6 +634,7 @@ func testClose(t *testing.T, s store.Store) {
 	_, checks["Put"] = s.Put(ctx, "k", []byte("x"))
 	_, checks["CompareAndSwap"] = s.CompareAndSwap(ctx, "k", 0, []byte("x"))
 	_, checks["Delete"] = s.Delete(ctx, "k")
+	_, checks["Create"] = s.Create(ctx, "new", []byte("x"), time.Hour)
 	_, _, checks["List"] = s.List(ctx, "")
 	_, checks["Rev"] = s.Rev(ctx)
 	checks["Compact"] = s.Compact(ctx, 0)
@@ -637,6 +644,149 @@ func testClose(t *testing.T, s store.Store) {
 		}
 	}
 	wantEnd(t, s.Watch(ctx, "", 0), store.ErrClosed)
+}
+
+// shortTTL is the life of keys the suite waits to see expire: below etcd's
+// minimum lease, which etcd then applies, so every backend expires them
+// within a few seconds.
+const shortTTL = time.Second
+
+func testCreateOnly(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	base := rev(t, s)
+	r, err := s.Create(ctx, "k", []byte("v"), time.Hour)
+	if err != nil {
+		t.Fatalf("Create of a missing key: %v", err)
+	}
+	if r != base+1 {
+		t.Fatalf("Create = revision %d, want %d", r, base+1)
+	}
+	wantKV(t, s, store.KV{Key: "k", Value: []byte("v"), CreateRev: r, ModRev: r})
+	if _, err := s.Create(ctx, "k", []byte("again"), time.Hour); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("second Create = %v, want ErrConflict", err)
+	}
+	p := put(t, s, "plain", "v")
+	if _, err := s.Create(ctx, "plain", []byte("x"), time.Hour); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("Create over a key made by Put = %v, want ErrConflict", err)
+	}
+	for _, ttl := range []time.Duration{0, -time.Second} {
+		if _, err := s.Create(ctx, "other", []byte("x"), ttl); !errors.Is(err, store.ErrInvalidTTL) {
+			t.Errorf("Create with ttl %s = %v, want ErrInvalidTTL", ttl, err)
+		}
+	}
+	if got := rev(t, s); got != p {
+		t.Fatalf("refused Creates moved the revision from %d to %d", p, got)
+	}
+	r, err = s.Create(ctx, "empty", nil, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantKV(t, s, store.KV{Key: "empty", Value: []byte{}, CreateRev: r, ModRev: r})
+	wantKV(t, s, store.KV{Key: "k", Value: []byte("v"), CreateRev: p - 1, ModRev: p - 1})
+}
+
+// testCreateExpires checks that a key made by Create goes by itself, as a
+// delete watchers see, and that keys with a longer life or none stay.
+func testCreateExpires(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	base := rev(t, s)
+	ch := s.Watch(ctx, "t/", base)
+	r1, err := s.Create(ctx, "t/short", []byte("v"), shortTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := s.Create(ctx, "t/long", []byte("v"), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r3 := put(t, s, "t/plain", "v")
+	evs := collect(t, ch, 4)
+	wantRevs(t, evs[:3], r1, r2, r3)
+	del := evs[3]
+	if del.Type != store.EventDelete || del.KV.Key != "t/short" || del.KV.ModRev <= r3 {
+		t.Fatalf("after the puts, event %s %s at %d; want the delete of t/short after %d", del.Type, del.KV.Key, del.KV.ModRev, r3)
+	}
+	if _, err := s.Get(ctx, "t/short"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Get of an expired key = %v, want ErrNotFound", err)
+	}
+	kvs, lrev, err := s.List(ctx, "t/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kvs) != 2 || kvs[0].Key != "t/long" || kvs[1].Key != "t/plain" {
+		t.Fatalf("List after expiry = %v, want t/long and t/plain", kvs)
+	}
+	if lrev < del.KV.ModRev {
+		t.Fatalf("List at revision %d, before the expiry's %d", lrev, del.KV.ModRev)
+	}
+	// Gone, the key can be made again, for a new life.
+	r4, err := s.Create(ctx, "t/short", []byte("new"), time.Hour)
+	if err != nil {
+		t.Fatalf("Create after expiry: %v", err)
+	}
+	wantKV(t, s, store.KV{Key: "t/short", Value: []byte("new"), CreateRev: r4, ModRev: r4})
+}
+
+// testChangesKeepExpiry checks that changing a key made by Create does
+// not make it permanent: a compare-and-swap or a Put keeps its expiry.
+func testChangesKeepExpiry(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	r1, err := s.Create(ctx, "k", []byte("v1"), shortTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := s.Watch(ctx, "k", r1)
+	r2, err := s.CompareAndSwap(ctx, "k", r1, []byte("v2"))
+	if err != nil {
+		// Expired already on a very slow machine: nothing to check.
+		if errors.Is(err, store.ErrConflict) {
+			t.Skipf("the key expired before it could be changed: %v", err)
+		}
+		t.Fatal(err)
+	}
+	r3, err := s.Put(ctx, "k", []byte("v3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := collect(t, ch, 3)
+	wantRevs(t, evs[:2], r2, r3)
+	if evs[0].KV.CreateRev != r1 || evs[1].KV.CreateRev != r1 {
+		t.Fatalf("changes of k report creation at %d and %d, want %d", evs[0].KV.CreateRev, evs[1].KV.CreateRev, r1)
+	}
+	if evs[2].Type != store.EventDelete || evs[2].KV.ModRev <= r3 {
+		t.Fatalf("third event %s at %d, want k's expiry after %d", evs[2].Type, evs[2].KV.ModRev, r3)
+	}
+	if _, err := s.Get(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Get after expiry = %v, want ErrNotFound", err)
+	}
+}
+
+// testDeleteEndsExpiry checks that a key deleted and made again by Put is
+// not taken by the expiry of its former life.
+func testDeleteEndsExpiry(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	r1, err := s.Create(ctx, "k", []byte("old"), shortTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CompareAndSwap(ctx, "k", r1, nil); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			t.Skipf("the key expired before it could be deleted: %v", err)
+		}
+		t.Fatal(err)
+	}
+	r2 := put(t, s, "k", "new")
+	// A later expiry with a margin: once it is seen, k's old one is past.
+	r3, err := s.Create(ctx, "sentinel", []byte("v"), shortTTL+2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := s.Watch(ctx, "", r3)
+	evs := collect(t, ch, 1)
+	if evs[0].Type != store.EventDelete || evs[0].KV.Key != "sentinel" {
+		t.Fatalf("event %s %s at %d, want the sentinel's expiry and nothing before it", evs[0].Type, evs[0].KV.Key, evs[0].KV.ModRev)
+	}
+	wantKV(t, s, store.KV{Key: "k", Value: []byte("new"), CreateRev: r2, ModRev: r2})
 }
 
 // closeWithin closes s, failing the test instead of hanging when Close
