@@ -83,7 +83,9 @@ func (s *Server) joinToken(r *http.Request) (any, error) {
 	now := s.now().UTC()
 	jt := joinToken{Agent: req.Agent, CreatedAt: now, ExpiresAt: now.Add(ttl)}
 	b, _ := json.Marshal(jt)
-	if _, err := s.store.CompareAndSwap(ctx, prefixTokens+hashed(tok), 0, b); err != nil {
+	// The store deletes the token when it expires, even if no control
+	// plane runs then; ExpiresAt stays what decides, to the instant.
+	if _, err := s.store.Create(ctx, prefixTokens+hashed(tok), b, ttl); err != nil {
 		return nil, err
 	}
 	s.audit(ctx, audit.Record{Action: "join_token_created", AgentID: req.Agent, Detail: "expires " + jt.ExpiresAt.Format(time.RFC3339)})
@@ -160,7 +162,7 @@ func (s *Server) spendJoinToken(ctx context.Context, tok string) (string, error)
 	var jt joinToken
 	rev, err := s.getJSON(ctx, key, &jt)
 	if errors.Is(err, store.ErrNotFound) {
-		return "", fail(http.StatusForbidden, ReasonJoinTokenInvalid, "the join token is not valid or was used already")
+		return "", fail(http.StatusForbidden, ReasonJoinTokenInvalid, "the join token is not valid, was used already or has expired")
 	}
 	if err != nil {
 		return "", err
@@ -168,9 +170,11 @@ func (s *Server) spendJoinToken(ctx context.Context, tok string) (string, error)
 	if !s.now().Before(jt.ExpiresAt) {
 		return "", fail(http.StatusForbidden, ReasonJoinTokenExpired, "the join token expired at "+jt.ExpiresAt.Format(time.RFC3339)+"; ask for a new one (stack control join-token)")
 	}
+	// Spent by deleting it at the revision read: another join, or the
+	// store's expiry, that came first makes this one lose.
 	if _, err := s.store.CompareAndSwap(ctx, key, rev, nil); err != nil {
 		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
-			return "", fail(http.StatusForbidden, ReasonJoinTokenInvalid, "the join token is not valid or was used already")
+			return "", fail(http.StatusForbidden, ReasonJoinTokenInvalid, "the join token is not valid, was used already or has expired")
 		}
 		return "", err
 	}
@@ -194,7 +198,10 @@ func (s *Server) newCredential(ctx context.Context, rec sidecarRecord) (Credenti
 		return Credential{}, err
 	}
 	b, _ := json.Marshal(session{ID: rec.ID, ExpiresAt: exp})
-	if _, err := s.store.CompareAndSwap(ctx, prefixSessions+hashed(tok), 0, b); err != nil {
+	// As for join tokens: the store's expiry removes the secret, exp
+	// decides. The store's clock starts after exp was computed, so the
+	// key never goes before exp.
+	if _, err := s.store.Create(ctx, prefixSessions+hashed(tok), b, s.opts.SidecarTTL); err != nil {
 		return Credential{}, err
 	}
 	return Credential{SidecarID: rec.ID, Agent: rec.Agent, Token: tok, ExpiresAt: exp}, nil

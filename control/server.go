@@ -258,6 +258,11 @@ func (s *Server) Run(ctx context.Context, interval time.Duration) error {
 
 // collect deletes what has expired. A delete that races a change loses
 // (compare-and-swap) and waits for the next round.
+//
+// Join tokens and sessions expire in the store itself (Store.Create).
+// They are still collected here for those that a store holds from before
+// it could expire keys, or that a binary without expiry wrote to a bbolt
+// file.
 func (s *Server) collect(ctx context.Context) error {
 	now := s.now()
 	var errs []error

@@ -709,6 +709,10 @@ func testCreateExpires(t *testing.T, s store.Store) {
 	if _, err := s.Get(ctx, "t/short"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Get of an expired key = %v, want ErrNotFound", err)
 	}
+	// A spender that read the key before it expired loses.
+	if _, err := s.CompareAndSwap(ctx, "t/short", r1, nil); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("CompareAndSwap delete of an expired key at its old revision = %v, want ErrConflict", err)
+	}
 	kvs, lrev, err := s.List(ctx, "t/")
 	if err != nil {
 		t.Fatal(err)
