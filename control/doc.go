@@ -17,6 +17,9 @@
 //	feed/revocations/KIND/ID  passport.Revocation
 //	feed/vault/NAME           a credential changed (leases renew at once)
 //
+// Join tokens and sessions are made with store.Store.Create: the store
+// deletes them when they expire, even with no control plane running.
+//
 // Only keys under feed/ reach the watch feed, so a sidecar's revision is
 // the store's revision of the last feed change it applied.
 //

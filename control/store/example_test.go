@@ -6,6 +6,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/stackctl/stack/control/store"
 )
@@ -53,4 +54,39 @@ func ExampleOpenBolt() {
 	// Output:
 	// listed agents/billing=enabled at 1
 	// put agents/billing=paused at 2
+}
+
+// A secret handed out for a while is created with a time to live: the
+// store deletes it by itself, and watchers see the delete.
+func ExampleBolt_Create() {
+	dir, err := os.MkdirTemp("", "store-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	s, err := store.OpenBolt(filepath.Join(dir, "state.db"), store.BoltOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rev, err := s.Create(ctx, "sessions/5f3a", []byte(`{"id":"sc-1"}`), 100*time.Millisecond)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("created at %d\n", rev)
+	for resp := range s.Watch(ctx, "sessions/", rev) {
+		if resp.Err != nil {
+			log.Fatal(resp.Err)
+		}
+		for _, ev := range resp.Events {
+			fmt.Printf("%s %s at %d\n", ev.Type, ev.KV.Key, ev.KV.ModRev)
+		}
+		cancel()
+	}
+	// Output:
+	// created at 1
+	// delete sessions/5f3a at 2
 }

@@ -1,8 +1,8 @@
 // Package store keeps the control plane's state behind one narrow
-// interface: get, put, compare-and-swap, delete, list by prefix and watch
-// from a revision. Every change gets the next revision of one counter, as
-// in etcd, so a watcher that saw revision N can resume with exactly the
-// changes after it. Bolt (one bbolt file, the embedded default) and Etcd
+// interface: get, put, compare-and-swap, delete, list by prefix, watch
+// from a revision, and create keys that expire. Every change gets the
+// next revision of one counter, as in etcd, so a watcher that saw
+// revision N can resume with exactly the changes after it. Bolt (one bbolt file, the embedded default) and Etcd
 // (an etcd cluster under a key prefix, whose revisions are etcd's own)
 // implement it.
 package store
