@@ -288,6 +288,11 @@ func apply(tx *bolt.Tx, cur KV, ok bool, value []byte) (int64, error) {
 		}
 	} else {
 		err = keys.Put([]byte(cur.Key), encodeEntry(ev.KV))
+		if err == nil && !ok {
+			// A new key starts without an expiry, even if a binary
+			// that knew none deleted the key's former life.
+			err = clearExpiry(tx, cur.Key)
+		}
 	}
 	if err != nil {
 		return 0, err

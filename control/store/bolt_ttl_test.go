@@ -104,3 +104,46 @@ func TestBoltOpensFileWithoutExpiry(t *testing.T) {
 		t.Fatalf("event after Create: %+v, want its expiry", evs[0])
 	}
 }
+
+// A key deleted by a binary that knew no expiry leaves its deadline
+// behind; made again, the key must not inherit it.
+func TestBoltNewKeyIgnoresLeftoverDeadline(t *testing.T) {
+	ctx := t.Context()
+	s, path := openBolt(t, store.BoltOptions{})
+	const ttl = 2 * time.Second
+	if _, err := s.Create(ctx, "k", []byte("old"), ttl); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(ttl)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("keys")).Delete([]byte("k")) })
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = store.OpenBolt(path, store.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r, err := s.Put(ctx, "k", []byte("new"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Now().After(deadline) {
+		t.Skip("the old deadline passed before the key was made again")
+	}
+	time.Sleep(time.Until(deadline) + 100*time.Millisecond)
+	if kv, err := s.Get(ctx, "k"); err != nil || string(kv.Value) != "new" || kv.ModRev != r {
+		t.Fatalf("Get of the key made again after its old deadline = %+v, %v", kv, err)
+	}
+}
