@@ -1,5 +1,6 @@
 // Package vault keeps credentials at rest: each secret encrypted under its
-// own data key, each data key wrapped by a KMS, all in one bbolt file.
+// own data key, each data key wrapped by a KMS, all in one bbolt file or
+// in a control store that several control-plane replicas share.
 //
 // # Basics
 //
@@ -43,6 +44,23 @@
 // Decoding refuses unknown fields, other formats, and a record whose name
 // differs from its key.
 //
+// # In a control store
+//
+// OpenStore keeps the same records in a control/store Store (etcd, for
+// replicas) under StorePrefix: "vaultdata/records/NAME" holds the JSON
+// record above, "vaultdata/meta/format" and
+// "vaultdata/meta/fingerprint_salt" the meta values. The store holds only
+// what the file would: wrapped keys and ciphertexts. Every write is a
+// compare-and-swap on the revision read, so replicas writing at once lose
+// nothing: of two Puts of one name one gets ErrExists; a Rotate or Replace
+// that meets another replica's change starts again from it, so each gets a
+// version of its own; the first replica to need a fingerprint salt makes
+// it and the others use that one. Get reads the record each time and uses
+// the cache only to skip the KMS for the version it has, so a change
+// through any replica is served at once. WriteSnapshot writes a vault file
+// of the records as of one revision; RewrapCopy needs a file and refuses;
+// Rewrap writes record by record and finishes when run again.
+//
 // # Fingerprints
 //
 // A fingerprint is "hmac-sha256:" and 24 hex digits of
@@ -65,7 +83,8 @@
 // # Caveats
 //
 // bbolt lets one process open the file for writing; Open waits at most
-// Options.OpenTimeout for the lock and then fails with ErrLocked. A KMS
+// Options.OpenTimeout for the lock and then fails with ErrLocked. A vault
+// in a store has no lock: every replica with the same KMS key uses it. A KMS
 // call is made for every uncached Get, Put and Rotate, and for every
 // record on Check and Rewrap.
 package vault

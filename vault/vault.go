@@ -17,9 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
-
+	"github.com/stackctl/stack/control/store"
 	"github.com/stackctl/stack/hostmatch"
 	"github.com/stackctl/stack/vault/kms"
 )
@@ -29,13 +27,6 @@ const (
 	DefaultCacheTTL    = 60 * time.Second
 	DefaultCacheSize   = 1024
 	DefaultOpenTimeout = time.Second
-)
-
-var (
-	bucketMeta  = []byte("meta")
-	bucketCreds = []byte("credentials")
-	keyFormat   = []byte("format")
-	keySalt     = []byte("fingerprint_salt")
 )
 
 // vaultFormat is stored under meta/format; a vault of another format is
@@ -49,7 +40,7 @@ var saltAAD = []byte("stack-vault/v1/fingerprint-salt")
 // salt (not a valid credential name, so it cannot collide with one).
 const FingerprintSaltName = "(fingerprint-salt)"
 
-// Options configure Open.
+// Options configure Open and OpenStore.
 type Options struct {
 	// CacheTTL is how long a decrypted secret is served from memory.
 	// Zero means DefaultCacheTTL; negative turns the cache off.
@@ -61,10 +52,10 @@ type Options struct {
 	// time.Now.
 	Now func() time.Time
 	// OpenTimeout bounds the wait for the file lock another process holds.
-	// Zero means DefaultOpenTimeout.
+	// Zero means DefaultOpenTimeout. OpenStore does not use it.
 	OpenTimeout time.Duration
-	// ReadOnly opens the file with a shared lock; changes fail with
-	// ErrReadOnly. The file must exist.
+	// ReadOnly opens the file with a shared lock (the file must exist);
+	// changes fail with ErrReadOnly.
 	ReadOnly bool
 }
 
@@ -83,6 +74,12 @@ type Credential struct {
 	// Fingerprint identifies the secret in logs and audit records without
 	// revealing it (see the package doc).
 	Fingerprint string `json:"fingerprint"`
+}
+
+// sameAs reports whether c describes the stored record r.
+func (c *Credential) sameAs(r *record) bool {
+	return c.Version == r.Version && c.Fingerprint == r.Fingerprint && c.Created.Equal(r.Created) &&
+		c.Render.String() == r.Render && slices.Equal(c.Hosts, r.Hosts)
 }
 
 func (c *Credential) clone() *Credential {
@@ -117,12 +114,16 @@ type CheckResult struct {
 	Err error
 }
 
-// Vault stores credentials in a bbolt file, each secret encrypted under its
-// own data key wrapped by a KMS. It is safe for concurrent use.
+// Vault stores credentials, each secret encrypted under its own data key
+// wrapped by a KMS, in a bbolt file (Open) or a control store shared by
+// replicas (OpenStore). It is safe for concurrent use.
 type Vault struct {
-	db    *bolt.DB
-	opts  Options
-	cache *cache
+	recs records
+	opts Options
+	// shared is set when other processes write the same records (a
+	// control store): the cache is then checked against what is stored.
+	shared bool
+	cache  *cache
 
 	// mu guards kms: Rewrap holds it exclusively so that no Put, Rotate
 	// or uncached Get runs with a KMS the records no longer match.
@@ -143,70 +144,54 @@ func Open(path string, k kms.KMS, opts Options) (*Vault, error) {
 	if k == nil {
 		return nil, vaultErr("open", "", errors.New("no KMS"))
 	}
-	if opts.CacheTTL == 0 {
-		opts.CacheTTL = DefaultCacheTTL
-	}
-	if opts.CacheSize == 0 {
-		opts.CacheSize = DefaultCacheSize
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	if opts.OpenTimeout <= 0 {
-		opts.OpenTimeout = DefaultOpenTimeout
-	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.OpenTimeout, ReadOnly: opts.ReadOnly})
+	opts = opts.withDefaults()
+	recs, err := openBolt(path, opts.OpenTimeout, opts.ReadOnly)
 	if err != nil {
-		if errors.Is(err, berrors.ErrTimeout) {
-			err = fmt.Errorf("%w (waited %s for %s)", ErrLocked, opts.OpenTimeout, path)
-		}
-		return nil, vaultErr("open", "", fmt.Errorf("%s: %w", path, err))
+		return nil, vaultErr("open", "", err)
 	}
-	v := &Vault{db: db, opts: opts, kms: k, cache: newCache(opts.CacheTTL, opts.CacheSize, opts.Now)}
-	if err := v.init(); err != nil {
-		db.Close()
-		return nil, vaultErr("open", "", fmt.Errorf("%s: %w", path, err))
+	return newVault(recs, k, opts), nil
+}
+
+// OpenStore opens the vault kept in s under StorePrefix, whose records are
+// wrapped by k, creating it unless opts.ReadOnly. Every Vault opened on
+// one store (a replica of the control plane each) reads and writes the
+// same records; changes are compare-and-swaps, so none is lost to another
+// replica's. The caller keeps ownership of s and k.
+func OpenStore(ctx context.Context, s store.Store, k kms.KMS, opts Options) (*Vault, error) {
+	switch {
+	case s == nil:
+		return nil, vaultErr("open", "", errors.New("no store"))
+	case k == nil:
+		return nil, vaultErr("open", "", errors.New("no KMS"))
 	}
+	opts = opts.withDefaults()
+	recs, err := openStoreRecords(ctx, s, opts.ReadOnly)
+	if err != nil {
+		return nil, vaultErr("open", "", fmt.Errorf("control store %s: %w", StorePrefix, err))
+	}
+	v := newVault(recs, k, opts)
+	v.shared = true
 	return v, nil
 }
 
-// init creates the buckets of a new vault and checks the format of an
-// existing one.
-func (v *Vault) init() error {
-	check := func(tx *bolt.Tx) error {
-		if m := tx.Bucket(bucketMeta); m != nil {
-			if f := m.Get(keyFormat); f != nil && string(f) != vaultFormat {
-				return corrupt("vault format %q, want %q", f, vaultFormat)
-			}
-		}
-		return nil
+func (o Options) withDefaults() Options {
+	if o.CacheTTL == 0 {
+		o.CacheTTL = DefaultCacheTTL
 	}
-	ready := false
-	err := v.db.View(func(tx *bolt.Tx) error {
-		m := tx.Bucket(bucketMeta)
-		ready = m != nil && m.Get(keyFormat) != nil && tx.Bucket(bucketCreds) != nil
-		return check(tx)
-	})
-	if err != nil || ready || v.opts.ReadOnly {
-		// An existing vault is not written to on open.
-		return err
+	if o.CacheSize == 0 {
+		o.CacheSize = DefaultCacheSize
 	}
-	return v.db.Update(func(tx *bolt.Tx) error {
-		if err := check(tx); err != nil {
-			return err
-		}
-		m, err := tx.CreateBucketIfNotExists(bucketMeta)
-		if err != nil {
-			return err
-		}
-		if m.Get(keyFormat) == nil {
-			if err := m.Put(keyFormat, []byte(vaultFormat)); err != nil {
-				return err
-			}
-		}
-		_, err = tx.CreateBucketIfNotExists(bucketCreds)
-		return err
-	})
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.OpenTimeout <= 0 {
+		o.OpenTimeout = DefaultOpenTimeout
+	}
+	return o
+}
+
+func newVault(recs records, k kms.KMS, opts Options) *Vault {
+	return &Vault{recs: recs, opts: opts, kms: k, cache: newCache(opts.CacheTTL, opts.CacheSize, opts.Now)}
 }
 
 // KMS returns the KMS the vault's records are wrapped under (the one given
@@ -217,8 +202,8 @@ func (v *Vault) KMS() kms.KMS {
 	return v.kms
 }
 
-// Path returns the vault's file.
-func (v *Vault) Path() string { return v.db.Path() }
+// Path returns the vault's file, or "" for a vault in a control store.
+func (v *Vault) Path() string { return v.recs.path() }
 
 func (v *Vault) usable(write bool) error {
 	if v.closed.Load() {
@@ -245,7 +230,7 @@ func (v *Vault) Put(ctx context.Context, name string, secret []byte, opts PutOpt
 		return nil, vaultErr(op, name, err)
 	}
 	// Fail before any KMS call when the name is taken.
-	if _, err := v.readRecord(name); err == nil {
+	if _, _, err := v.recs.get(ctx, name); err == nil {
 		return nil, vaultErr(op, name, ErrExists)
 	} else if !errors.Is(err, ErrNotFound) {
 		return nil, vaultErr(op, name, err)
@@ -257,13 +242,14 @@ func (v *Vault) Put(ctx context.Context, name string, secret []byte, opts PutOpt
 	if err := v.build(ctx, r, secret); err != nil {
 		return nil, vaultErr(op, name, err)
 	}
-	err = v.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketCreds)
-		if b.Get([]byte(name)) != nil {
-			return ErrExists
-		}
-		return putRecord(b, r)
-	})
+	data, err := r.encode()
+	if err != nil {
+		return nil, vaultErr(op, name, err)
+	}
+	err = v.recs.apply(ctx, []change{{name: name, rev: 0, data: data}})
+	if errors.Is(err, ErrConflict) {
+		err = ErrExists // created meanwhile, by another replica or call
+	}
 	if err != nil {
 		return nil, vaultErr(op, name, err)
 	}
@@ -323,42 +309,56 @@ func (v *Vault) Rotate(ctx context.Context, name string, secret []byte) (*Creden
 	})
 }
 
+// maxVersionTries bounds how often nextVersion starts again after another
+// writer changed the credential first; each try costs a KMS call.
+const maxVersionTries = 16
+
 // nextVersion stores the record next makes from name's current one, with
-// secret, as long as no other change came in between (else ErrConflict).
-// The previous version's data key and ciphertext go in the same
-// transaction.
+// secret. When another change to name comes in between (another call, or
+// another replica on the same store), it starts again from that change, so
+// that every Rotate and Replace gets a version of its own and none is
+// lost; after maxVersionTries it gives up with ErrConflict. The previous
+// version's data key and ciphertext are replaced in the same write.
 func (v *Vault) nextVersion(ctx context.Context, op, name string, secret []byte, next func(old *record) (*record, error)) (*Credential, error) {
-	old, err := v.readRecord(name)
+	for try := 1; ; try++ {
+		c, err := v.tryNextVersion(ctx, name, secret, next)
+		if errors.Is(err, ErrConflict) && try < maxVersionTries && ctx.Err() == nil {
+			continue
+		}
+		if err != nil {
+			return nil, vaultErr(op, name, err)
+		}
+		return c, nil
+	}
+}
+
+func (v *Vault) tryNextVersion(ctx context.Context, name string, secret []byte, next func(old *record) (*record, error)) (*Credential, error) {
+	old, rev, err := v.readRecord(ctx, name)
 	if err != nil {
-		return nil, vaultErr(op, name, err)
+		return nil, err
 	}
 	r, err := next(old)
 	if err != nil {
-		return nil, vaultErr(op, name, err)
+		return nil, err
 	}
-
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	if err := v.build(ctx, r, secret); err != nil {
-		return nil, vaultErr(op, name, err)
+		return nil, err
 	}
-	err = v.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketCreds)
-		cur := b.Get([]byte(name))
-		if cur == nil {
-			return ErrNotFound
-		}
-		now, err := decodeRecord(name, cur)
-		if err != nil {
-			return err
-		}
-		if now.Version != old.Version {
-			return ErrConflict
-		}
-		return putRecord(b, r)
-	})
+	data, err := r.encode()
 	if err != nil {
-		return nil, vaultErr(op, name, err)
+		return nil, err
+	}
+	err = v.recs.apply(ctx, []change{{name: name, rev: rev, data: data}})
+	if errors.Is(err, ErrConflict) {
+		// Gone meanwhile: say so rather than try again.
+		if _, _, gerr := v.recs.get(ctx, name); errors.Is(gerr, ErrNotFound) {
+			err = ErrNotFound
+		}
+	}
+	if err != nil {
+		return nil, err
 	}
 	v.cache.remove(name)
 	return r.credential(), nil
@@ -388,14 +388,6 @@ func (v *Vault) build(ctx context.Context, r *record, secret []byte) error {
 	}
 	r.WrappedKey = wrapped
 	return r.seal(key, nonce, secret)
-}
-
-func putRecord(b *bolt.Bucket, r *record) error {
-	data, err := r.encode()
-	if err != nil {
-		return err
-	}
-	return b.Put([]byte(r.Name), data)
 }
 
 // fingerprint is "hmac-sha256:" and the first 12 bytes of
@@ -436,49 +428,47 @@ func (v *Vault) fingerprintSalt(ctx context.Context) ([]byte, error) {
 	if v.salt != nil {
 		return v.salt, nil
 	}
-	var stored []byte
-	if err := v.db.View(func(tx *bolt.Tx) error {
-		if m := tx.Bucket(bucketMeta); m != nil {
-			stored = bytes.Clone(m.Get(keySalt))
+	for {
+		stored, _, err := v.recs.meta(ctx, metaSalt)
+		if err != nil {
+			return nil, err
 		}
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	if stored != nil {
-		salt, err := v.unwrapSalt(ctx, v.kms, stored)
+		if stored != nil {
+			salt, err := v.unwrapSalt(ctx, v.kms, stored)
+			if err != nil {
+				return nil, err
+			}
+			v.salt = salt
+			return salt, nil
+		}
+		if v.opts.ReadOnly {
+			return nil, ErrReadOnly
+		}
+		salt := make([]byte, 32)
+		if _, err := rand.Read(salt); err != nil {
+			return nil, err
+		}
+		wrapped, err := v.kms.Wrap(ctx, salt, saltAAD)
+		if err != nil {
+			return nil, err
+		}
+		data, err := json.Marshal(saltRecord{Format: recordFormat, KMS: v.kms.URI(), Wrapped: wrapped})
+		if err != nil {
+			return nil, err
+		}
+		err = v.recs.apply(ctx, []change{{meta: true, name: metaSalt, rev: 0, data: data}})
+		if errors.Is(err, ErrConflict) {
+			// Another replica made one meanwhile: every fingerprint must
+			// come from one salt, so use that one.
+			clear(salt)
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
 		v.salt = salt
 		return salt, nil
 	}
-	if v.opts.ReadOnly {
-		return nil, ErrReadOnly
-	}
-	salt := make([]byte, 32)
-	if _, err := rand.Read(salt); err != nil {
-		return nil, err
-	}
-	wrapped, err := v.kms.Wrap(ctx, salt, saltAAD)
-	if err != nil {
-		return nil, err
-	}
-	data, err := json.Marshal(saltRecord{Format: recordFormat, KMS: v.kms.URI(), Wrapped: wrapped})
-	if err != nil {
-		return nil, err
-	}
-	if err := v.db.Update(func(tx *bolt.Tx) error {
-		m := tx.Bucket(bucketMeta)
-		if m.Get(keySalt) != nil {
-			return ErrConflict // another process created one meanwhile
-		}
-		return m.Put(keySalt, data)
-	}); err != nil {
-		return nil, err
-	}
-	v.salt = salt
-	return salt, nil
 }
 
 func (v *Vault) unwrapSalt(ctx context.Context, k kms.KMS, stored []byte) ([]byte, error) {
@@ -516,44 +506,53 @@ func validateSecret(secret []byte, render Render) error {
 	return nil
 }
 
-// readRecord reads and decodes the record stored under name.
-func (v *Vault) readRecord(name string) (*record, error) {
-	var data []byte
-	err := v.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketCreds)
-		if b == nil {
-			return ErrNotFound
-		}
-		d := b.Get([]byte(name))
-		if d == nil {
-			return ErrNotFound
-		}
-		data = bytes.Clone(d)
-		return nil
-	})
+// readRecord reads and decodes the record stored under name, and returns
+// its revision.
+func (v *Vault) readRecord(ctx context.Context, name string) (*record, int64, error) {
+	data, rev, err := v.recs.get(ctx, name)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return decodeRecord(name, data)
+	r, err := decodeRecord(name, data)
+	if err != nil {
+		return nil, 0, err
+	}
+	return r, rev, nil
 }
 
 // Get returns a credential and its secret. A secret decrypted within the
 // last CacheTTL is served from memory without the KMS, even while the KMS
 // is down; any other fails closed with ErrKMSUnavailable naming the KMS
 // URI. The returned secret is a copy the caller may clear.
+//
+// A vault in a control store reads the record on every Get, since another
+// replica may have changed it, and uses the cached secret only while it is
+// that record's: a rotation through any replica is seen at once.
 func (v *Vault) Get(ctx context.Context, name string) (*Credential, []byte, error) {
 	const op = "get"
 	if err := v.usable(false); err != nil {
 		return nil, nil, vaultErr(op, name, err)
 	}
-	if cred, secret, ok := v.cache.get(name); ok {
-		return cred, secret, nil
+	if !v.shared {
+		if cred, secret, ok := v.cache.get(name); ok {
+			return cred, secret, nil
+		}
 	}
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	r, err := v.readRecord(name)
+	r, _, err := v.readRecord(ctx, name)
 	if err != nil {
+		v.cache.remove(name)
 		return nil, nil, vaultErr(op, name, err)
+	}
+	if v.shared {
+		if cred, secret, ok := v.cache.get(name); ok {
+			if cred.sameAs(r) {
+				return cred, secret, nil
+			}
+			clear(secret)
+			v.cache.remove(name)
+		}
 	}
 	secret, err := v.decrypt(ctx, v.kms, r)
 	if err != nil {
@@ -570,8 +569,10 @@ func (v *Vault) Secret(ctx context.Context, name string) ([]byte, error) {
 	if err := v.usable(false); err != nil {
 		return nil, vaultErr("get", name, err)
 	}
-	if secret, ok := v.cache.secret(name); ok {
-		return secret, nil
+	if !v.shared {
+		if secret, ok := v.cache.secret(name); ok {
+			return secret, nil
+		}
 	}
 	_, secret, err := v.Get(ctx, name)
 	return secret, err
@@ -598,6 +599,10 @@ func (v *Vault) unwrapKey(ctx context.Context, k kms.KMS, r *record) ([]byte, er
 	return dek, nil
 }
 
+// noCtxTimeout bounds the store calls of List and Delete, which take no
+// context: an unreachable control store fails them rather than hang.
+const noCtxTimeout = 30 * time.Second
+
 // List returns every credential, sorted by name, without secrets and
 // without the KMS. A record that cannot be decoded fails the listing with
 // ErrCorrupt naming it (Check reports every record; Delete removes one).
@@ -606,23 +611,19 @@ func (v *Vault) List() ([]*Credential, error) {
 	if err := v.usable(false); err != nil {
 		return nil, vaultErr(op, "", err)
 	}
-	var out []*Credential
-	err := v.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketCreds)
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, data []byte) error {
-			r, err := decodeRecord(string(k), data)
-			if err != nil {
-				return vaultErr(op, string(k), err)
-			}
-			out = append(out, r.credential())
-			return nil
-		})
-	})
+	ctx, cancel := context.WithTimeout(context.Background(), noCtxTimeout)
+	defer cancel()
+	recs, _, err := v.recs.list(ctx)
 	if err != nil {
 		return nil, vaultErr(op, "", err)
+	}
+	var out []*Credential
+	for _, s := range recs {
+		r, err := decodeRecord(s.name, s.data)
+		if err != nil {
+			return nil, vaultErr(op, s.name, err)
+		}
+		out = append(out, r.credential())
 	}
 	return out, nil
 }
@@ -634,13 +635,9 @@ func (v *Vault) Delete(name string) error {
 	if err := v.usable(true); err != nil {
 		return vaultErr(op, name, err)
 	}
-	err := v.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketCreds)
-		if b.Get([]byte(name)) == nil {
-			return ErrNotFound
-		}
-		return b.Delete([]byte(name))
-	})
+	ctx, cancel := context.WithTimeout(context.Background(), noCtxTimeout)
+	defer cancel()
+	err := v.recs.delete(ctx, name)
 	v.cache.remove(name)
 	if err != nil {
 		return vaultErr(op, name, err)
@@ -648,10 +645,15 @@ func (v *Vault) Delete(name string) error {
 	return nil
 }
 
-// Rewrap re-wraps every data key (and the fingerprint salt) under to, in
-// one transaction: either every record is rewrapped or none is. Secrets'
-// ciphertexts are not touched; each is authenticated with its data key
-// before the key is rewrapped, so a damaged record aborts the rewrap. On
+// Rewrap re-wraps every data key (and the fingerprint salt) under to.
+// Secrets' ciphertexts are not touched; each is authenticated with its
+// data key before the key is rewrapped, so a damaged record aborts the
+// rewrap before anything is written. In a file the records are written in
+// one transaction: either every record is rewrapped or none is. In a
+// control store they are written one by one, each a compare-and-swap: a
+// failure part way (the store unreachable, a record changed meanwhile)
+// leaves some records under to, and running Rewrap again finishes the
+// move (records already under to are checked under it and kept). On
 // success the vault uses to from then on; the caller keeps ownership of
 // both KMSes. It returns the number of credentials rewrapped.
 func (v *Vault) Rewrap(ctx context.Context, to kms.KMS) (int, error) {
@@ -665,56 +667,58 @@ func (v *Vault) Rewrap(ctx context.Context, to kms.KMS) (int, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	from := v.kms
-	n := 0
-	err := v.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketCreds)
-		var names [][]byte
-		if err := b.ForEach(func(k, _ []byte) error {
-			names = append(names, bytes.Clone(k))
-			return nil
-		}); err != nil {
-			return err
-		}
-		for _, k := range names {
-			name := string(k)
-			r, err := decodeRecord(name, bytes.Clone(b.Get(k)))
-			if err != nil {
-				return vaultErr(op, name, err)
-			}
-			if err := v.rewrapRecord(ctx, from, to, r); err != nil {
-				return vaultErr(op, name, err)
-			}
-			if err := putRecord(b, r); err != nil {
-				return vaultErr(op, name, err)
-			}
-			n++
-		}
-		m := tx.Bucket(bucketMeta)
-		if stored := m.Get(keySalt); stored != nil {
-			salt, err := v.unwrapSalt(ctx, from, bytes.Clone(stored))
-			if err != nil {
-				return err
-			}
-			wrapped, err := to.Wrap(ctx, salt, saltAAD)
-			clear(salt)
-			if err != nil {
-				return fmt.Errorf("fingerprint salt: %w", err)
-			}
-			data, err := json.Marshal(saltRecord{Format: recordFormat, KMS: to.URI(), Wrapped: wrapped})
-			if err != nil {
-				return err
-			}
-			if err := m.Put(keySalt, data); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	recs, meta, err := v.recs.list(ctx)
 	if err != nil {
 		return 0, vaultErr(op, "", err)
 	}
+	changes := make([]change, 0, len(recs)+1)
+	for _, s := range recs {
+		r, err := decodeRecord(s.name, s.data)
+		if err != nil {
+			return 0, vaultErr(op, s.name, err)
+		}
+		if err := v.rewrapRecord(ctx, from, to, r); err != nil {
+			return 0, vaultErr(op, s.name, err)
+		}
+		data, err := r.encode()
+		if err != nil {
+			return 0, vaultErr(op, s.name, err)
+		}
+		changes = append(changes, change{name: s.name, rev: s.rev, data: data})
+	}
+	if s, ok := meta[metaSalt]; ok {
+		data, err := v.rewrapSalt(ctx, from, to, s.data)
+		if err != nil {
+			return 0, vaultErr(op, "", err)
+		}
+		changes = append(changes, change{meta: true, name: metaSalt, rev: s.rev, data: data})
+	}
+	if err := v.recs.apply(ctx, changes); err != nil {
+		if v.shared {
+			err = fmt.Errorf("%w (records written before the failure are under %s: run the rewrap again to finish)", err, to.URI())
+		}
+		return 0, vaultErr(op, "", err)
+	}
 	v.kms = to
-	return n, nil
+	return len(recs), nil
+}
+
+// rewrapSalt returns the stored fingerprint salt wrapped under to.
+func (v *Vault) rewrapSalt(ctx context.Context, from, to kms.KMS, stored []byte) ([]byte, error) {
+	var sr saltRecord
+	if json.Unmarshal(stored, &sr) == nil && sr.KMS == to.URI() && sr.KMS != from.URI() {
+		from = to // moved by an earlier rewrap that did not finish
+	}
+	salt, err := v.unwrapSalt(ctx, from, stored)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(salt)
+	wrapped, err := to.Wrap(ctx, salt, saltAAD)
+	if err != nil {
+		return nil, fmt.Errorf("fingerprint salt: %w", err)
+	}
+	return json.Marshal(saltRecord{Format: recordFormat, KMS: to.URI(), Wrapped: wrapped})
 }
 
 // RewrapCopy writes a copy of the vault to path with every data key and
@@ -730,6 +734,9 @@ func (v *Vault) RewrapCopy(ctx context.Context, path string, to kms.KMS) (int, e
 	}
 	if to == nil {
 		return 0, vaultErr(op, "", errors.New("no target KMS"))
+	}
+	if v.recs.path() == "" {
+		return 0, vaultErr(op, "", fmt.Errorf("%w: rewrap it in place (Rewrap), record by record", errNoFile))
 	}
 	if err := v.copyTo(path); err != nil {
 		return 0, vaultErr(op, "", err)
@@ -785,6 +792,9 @@ func rewrapFile(ctx context.Context, path string, from, to kms.KMS, now func() t
 }
 
 func (v *Vault) rewrapRecord(ctx context.Context, from, to kms.KMS, r *record) error {
+	if r.KMS == to.URI() && r.KMS != from.URI() {
+		from = to // moved by an earlier rewrap that did not finish
+	}
 	dek, err := v.unwrapKey(ctx, from, r)
 	if err != nil {
 		return err
@@ -816,32 +826,14 @@ func (v *Vault) Check(ctx context.Context) []CheckResult {
 	}
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	type item struct {
-		name string
-		data []byte
-	}
-	var items []item
-	var salt []byte
-	err := v.db.View(func(tx *bolt.Tx) error {
-		if m := tx.Bucket(bucketMeta); m != nil {
-			salt = bytes.Clone(m.Get(keySalt))
-		}
-		b := tx.Bucket(bucketCreds)
-		if b == nil {
-			return nil
-		}
-		return b.ForEach(func(k, d []byte) error {
-			items = append(items, item{string(k), bytes.Clone(d)})
-			return nil
-		})
-	})
+	items, meta, err := v.recs.list(ctx)
 	if err != nil {
 		return []CheckResult{{Err: vaultErr(op, "", err)}}
 	}
 	var out []CheckResult
-	if salt != nil {
+	if salt, ok := meta[metaSalt]; ok {
 		res := CheckResult{Name: FingerprintSaltName}
-		if s, err := v.unwrapSalt(ctx, v.kms, salt); err != nil {
+		if s, err := v.unwrapSalt(ctx, v.kms, salt.data); err != nil {
 			res.Err = vaultErr(op, FingerprintSaltName, err)
 		} else {
 			clear(s)
@@ -875,7 +867,7 @@ func (v *Vault) Close() error {
 		clear(v.salt)
 		v.salt = nil
 		v.saltMu.Unlock()
-		if err := v.db.Close(); err != nil {
+		if err := v.recs.close(); err != nil {
 			v.closeErr = vaultErr("close", "", err)
 		}
 	})
@@ -884,13 +876,15 @@ func (v *Vault) Close() error {
 
 // WriteSnapshot writes a consistent copy of the vault file to w, for a
 // CLI that cannot open the file while a running sidecar holds it. The copy
-// holds only what the file holds: wrapped keys and ciphertexts.
+// holds only what the file holds: wrapped keys and ciphertexts. A vault in
+// a control store writes a vault file made from its records as of one
+// revision, which Open reads; a backup of the store itself is the store's
+// own (etcdctl snapshot save).
 func (v *Vault) WriteSnapshot(w io.Writer) error {
 	if err := v.usable(false); err != nil {
 		return err
 	}
-	return v.db.View(func(tx *bolt.Tx) error {
-		_, err := tx.WriteTo(w)
-		return err
-	})
+	ctx, cancel := context.WithTimeout(context.Background(), noCtxTimeout)
+	defer cancel()
+	return v.recs.writeSnapshot(ctx, w)
 }
