@@ -419,3 +419,61 @@ func TestReplicas(t *testing.T) {
 		})
 	}
 }
+
+// TestImport: a vault file moves into a store once, records and salt as
+// they are, whoever imports first; a store with a vault of its own is
+// left alone.
+func TestImport(t *testing.T) {
+	k := kmstest.Local(t)
+	path := filepath.Join(t.TempDir(), "vault.db")
+	file := openVault(t, path, k, vault.Options{})
+	put(t, file, "stripe", secretA, "api.stripe.com")
+	put(t, file, "github", secretB, "api.github.com")
+	want, _ := file.List()
+
+	s := homes[1].new(t).st
+	a := openStoreVault(t, s, k, vault.Options{})
+	b := openStoreVault(t, s, k, vault.Options{})
+	var got [2][]string
+	var errs [2]error
+	var wg sync.WaitGroup
+	for i, v := range []*vault.Vault{a, b} {
+		wg.Go(func() { got[i], errs[i] = v.Import(ctxT(t), file) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs[:]...); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(got[0]) + len(got[1]); n != 2 {
+		t.Fatalf("imported %v and %v: want each record once", got[0], got[1])
+	}
+	list, err := b.List()
+	if err != nil || len(list) != 2 {
+		t.Fatalf("list after import = %+v, %v", list, err)
+	}
+	for i := range want {
+		if list[i].Name != want[i].Name || list[i].Fingerprint != want[i].Fingerprint || list[i].Version != want[i].Version {
+			t.Fatalf("imported %+v, want %+v", list[i], want[i])
+		}
+	}
+	wantSecret(t, a, "stripe", secretA)
+	wantSecret(t, b, "github", secretB)
+	// New credentials share the imported salt.
+	if c := put(t, a, "dup", secretA, "x.example.com"); c.Fingerprint != want[1].Fingerprint {
+		t.Fatal("a credential put after the import has another fingerprint salt")
+	}
+	if names, err := a.Import(ctxT(t), file); err != nil || len(names) != 0 {
+		t.Fatalf("import again = %v, %v; want nothing", names, err)
+	}
+
+	other := openStoreVault(t, homes[1].new(t).st, k, vault.Options{})
+	put(t, other, "own", secretB, "own.example.com")
+	names, err := other.Import(ctxT(t), file)
+	wantErr(t, err, vault.ErrExists, "")
+	if len(names) != 0 {
+		t.Fatalf("imported %v into a store with a vault of its own", names)
+	}
+	if list, _ := other.List(); len(list) != 1 {
+		t.Fatalf("the store's own vault changed: %+v", list)
+	}
+}
