@@ -29,7 +29,6 @@ import (
 	"github.com/stackctl/stack/control/workload"
 	"github.com/stackctl/stack/hostmatch"
 	"github.com/stackctl/stack/proxy/ca"
-	"github.com/stackctl/stack/vault"
 )
 
 // Files of the control plane in its data directory.
@@ -70,7 +69,8 @@ operator token (control.token) the CLI sends. Then register agents
 control.oidc_issuers.
 
 Its state (agents, join tokens, sidecars, revocations) lives in
-control.store_path, or in etcd with --store etcd and control.etcd.*; the vault and audit log in vault.path and audit.path.
+control.store_path, or in etcd with --store etcd and control.etcd.*; the vault in vault.path, or with etcd in
+etcd too (a vault.path file found then is imported once); the audit log in audit.path.
 SIGHUP reloads the issuer keys (after "stack passport rotate-key"); sidecars
 fetch a key they do not know when they meet it. SIGINT/SIGTERM stop it;
 sidecars keep serving with what they have and
@@ -224,9 +224,9 @@ func (a *app) runControl(ctx context.Context) error {
 		return err
 	}
 	a.onClose(st.Close)
-	v, err := vault.Open(cfg.Vault.Path, k, vault.Options{CacheTTL: cfg.Vault.CacheTTL, CacheSize: cfg.Vault.CacheSize})
+	v, err := a.openControlVault(ctx, st, k, log)
 	if err != nil {
-		return ownedByOther(err, cfg.Vault.Path)
+		return err
 	}
 	a.onClose(v.Close)
 	signer, err := newNoteSigner(auditKeyName, currentKey(keys))

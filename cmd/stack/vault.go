@@ -39,7 +39,9 @@ variable, never from the command line, and are never printed.
 A running sidecar ("stack proxy" with this data directory) owns the vault
 file. While it runs, put, rotate and rm go through its admin API, so the
 change applies to it at once, and list and check read a consistent snapshot
-it serves; with no sidecar running they open the file directly.`,
+it serves; with no sidecar running they open the file directly. With a
+control plane (control.url, or one running with this data directory) they
+all go through it, wherever it keeps the vault (vault.path, or etcd).`,
 		Example: `  printf %s "$STRIPE_KEY" | stack vault put stripe --host api.stripe.com --render bearer
   stack vault list
   stack vault check`,
@@ -64,8 +66,13 @@ func (a *app) openVault(ctx context.Context, readOnly bool) (*vault.Vault, error
 	}
 	path := a.cfg.Vault.Path
 	if readOnly {
-		// While a sidecar runs it holds the file: read its snapshot.
-		c, err := a.runningSidecar(ctx)
+		// A control plane keeps the vault (in etcd, or in a file it
+		// holds), and while a sidecar runs it holds the file: read a
+		// snapshot of theirs.
+		c, err := a.controlAPI(ctx, false)
+		if err == nil && c == nil {
+			c, err = a.runningSidecar(ctx)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -352,7 +359,11 @@ printed. Exits 1 when any record fails.`,
 			if err != nil {
 				return err
 			}
-			if !exists {
+			fleet, err := a.controlAPI(cmd.Context(), false)
+			if err != nil {
+				return err
+			}
+			if !exists && fleet == nil {
 				fmt.Fprintln(a.stdout, "no vault yet: nothing to check")
 				return nil
 			}
