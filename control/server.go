@@ -191,7 +191,7 @@ func (s *Server) Reload(ctx context.Context) (kid string, err error) {
 		return "", err
 	}
 	s.SetKeys(ks)
-	kid, _ = ks.Current()
+	kid, _ = ks.Current(s.now())
 	s.log.Info("reloaded the issuer keys", zap.String("current", kid))
 	return kid, nil
 }

@@ -118,7 +118,7 @@ func (is *Issuer) Issue(ctx context.Context, req IssueRequest) (string, *Claims,
 		}
 	}
 
-	token, err := is.sign(c)
+	token, err := is.sign(c, now)
 	if err != nil {
 		return "", nil, fmt.Errorf("issue passport for %s: %w", req.Agent, err)
 	}
@@ -172,8 +172,8 @@ func (is *Issuer) delegate(c *Claims, req IssueRequest, now time.Time) error {
 	return nil
 }
 
-func (is *Issuer) sign(c *Claims) (string, error) {
-	kid, priv := is.Keys.Current()
+func (is *Issuer) sign(c *Claims, now time.Time) (string, error) {
+	kid, priv := is.Keys.Current(now)
 	if priv == nil {
 		return "", ErrNoKey
 	}

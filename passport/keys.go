@@ -30,11 +30,14 @@ type Wrapper interface {
 }
 
 // KeySet is the issuer's set of Ed25519 signing keys: one current key that
-// signs new passports and older keys kept, public part published, until
-// every passport they signed has expired. It is safe for concurrent use.
+// signs new passports, older keys kept, public part published, until
+// every passport they signed has expired, and possibly newer keys
+// published but not signing yet, so that every verifier (and every
+// replica of the issuer) has them before the first passport they sign.
+// It is safe for concurrent use.
 type KeySet struct {
 	mu   sync.RWMutex
-	keys []*issuerKey // oldest first; the last one is current
+	keys []*issuerKey // oldest first; the last one is the newest
 	// retired holds the public keys of keys dropped after their passports
 	// expired: no longer in the JWKS, but still needed to verify what they
 	// signed for the record, such as audit checkpoints.
@@ -44,6 +47,7 @@ type KeySet struct {
 type issuerKey struct {
 	kid         string
 	created     time.Time
+	activeAt    time.Time // signs from then on; zero: from its creation
 	retireAfter time.Time // zero while current
 	priv        ed25519.PrivateKey
 }
@@ -53,7 +57,12 @@ type KeyInfo struct {
 	KID         string    `json:"kid"`
 	Created     time.Time `json:"created"`
 	RetireAfter time.Time `json:"retire_after,omitzero"`
-	Current     bool      `json:"current"`
+	// ActiveAt is when the key starts signing; zero: since its creation.
+	ActiveAt time.Time `json:"active_at,omitzero"`
+	// Current says the key signs new passports now; Pending that it is
+	// published but signs from ActiveAt on.
+	Current bool `json:"current"`
+	Pending bool `json:"pending,omitempty"`
 }
 
 // GenerateKeySet returns a key set holding one fresh key created at now.
@@ -88,19 +97,36 @@ func keyID(pub ed25519.PublicKey) (string, error) {
 	return base64.RawURLEncoding.EncodeToString(tp), nil
 }
 
-// Rotate makes a fresh key current. The previous current key stays
-// published until now+keepFor (give it the maximum passport TTL plus the
-// verifiers' leeway) and keys whose time has passed are pruned.
+// Rotate makes a fresh key current at once. The previous current key
+// stays published until now+keepFor (give it the maximum passport TTL plus
+// the verifiers' leeway) and keys whose time has passed are pruned.
 func (ks *KeySet) Rotate(now time.Time, keepFor time.Duration) (newKid string, err error) {
+	return ks.RotateAfter(now, keepFor, 0)
+}
+
+// RotateAfter adds a fresh key that is published at once but signs only
+// from now+delay: whoever serves the set (replicas of the issuer, caches
+// of its JWKS) has delay to pick the key up before a passport it signed
+// reaches a verifier. Until then the previous key signs; it stays
+// published until now+delay+keepFor. Keys whose time has passed are
+// pruned.
+func (ks *KeySet) RotateAfter(now time.Time, keepFor, delay time.Duration) (newKid string, err error) {
+	if delay < 0 || keepFor < 0 {
+		return "", fmt.Errorf("rotate issuer key: negative delay %s or keep %s: %w", delay, keepFor, ErrInvalidRequest)
+	}
 	k, err := newIssuerKey(now)
 	if err != nil {
 		return "", err
+	}
+	activeAt := now.Add(delay).UTC()
+	if delay > 0 {
+		k.activeAt = activeAt
 	}
 	ks.mu.Lock()
 	defer ks.mu.Unlock()
 	for _, old := range ks.keys {
 		if old.retireAfter.IsZero() {
-			old.retireAfter = now.Add(keepFor).UTC()
+			old.retireAfter = activeAt.Add(keepFor)
 		}
 	}
 	ks.keys = append(ks.keys, k)
@@ -153,15 +179,25 @@ func (k *issuerKey) live(now time.Time) bool {
 	return k.retireAfter.IsZero() || now.Before(k.retireAfter)
 }
 
-// Current returns the key that signs new passports.
-func (ks *KeySet) Current() (kid string, priv ed25519.PrivateKey) {
+// Current returns the key that signs new passports at now: the newest
+// key still published whose activation time has come.
+func (ks *KeySet) Current(now time.Time) (kid string, priv ed25519.PrivateKey) {
 	ks.mu.RLock()
 	defer ks.mu.RUnlock()
-	if len(ks.keys) == 0 {
-		return "", nil
+	if k := ks.currentLocked(now); k != nil {
+		return k.kid, k.priv
 	}
-	k := ks.keys[len(ks.keys)-1]
-	return k.kid, k.priv
+	return "", nil
+}
+
+func (ks *KeySet) currentLocked(now time.Time) *issuerKey {
+	for i := len(ks.keys) - 1; i >= 0; i-- {
+		k := ks.keys[i]
+		if k.live(now) && !now.Before(k.activeAt) {
+			return k
+		}
+	}
+	return nil
 }
 
 // PublicKeys returns the public keys still published at now, by kid.
@@ -178,7 +214,7 @@ func (ks *KeySet) PublicKeys(now time.Time) map[string]ed25519.PublicKey {
 }
 
 // JWKS returns the public keys still published at now as a JSON Web Key
-// Set, current key first.
+// Set, newest first: keys pending activation are in it.
 func (ks *KeySet) JWKS(now time.Time) jose.JSONWebKeySet {
 	ks.mu.RLock()
 	defer ks.mu.RUnlock()
@@ -198,18 +234,20 @@ func (ks *KeySet) JWKS(now time.Time) jose.JSONWebKeySet {
 	return set
 }
 
-// Keys describes every key in the set, oldest first.
-func (ks *KeySet) Keys() []KeyInfo {
+// Keys describes every key in the set as of now, oldest first.
+func (ks *KeySet) Keys(now time.Time) []KeyInfo {
 	ks.mu.RLock()
 	defer ks.mu.RUnlock()
+	cur := ks.currentLocked(now)
 	out := make([]KeyInfo, len(ks.keys))
 	for i, k := range ks.keys {
-		out[i] = KeyInfo{KID: k.kid, Created: k.created, RetireAfter: k.retireAfter, Current: i == len(ks.keys)-1}
+		out[i] = KeyInfo{KID: k.kid, Created: k.created, RetireAfter: k.retireAfter, ActiveAt: k.activeAt,
+			Current: k == cur, Pending: now.Before(k.activeAt)}
 	}
 	return out
 }
 
-// keyFile is the on-disk form of a KeySet.
+// keyFile is the serialized form of a KeySet (Marshal, the key file).
 type keyFile struct {
 	Version int          `json:"version"`
 	Wrapper string       `json:"wrapper"`
@@ -222,6 +260,9 @@ type keyFileKey struct {
 	KID         string    `json:"kid"`
 	Created     time.Time `json:"created"`
 	RetireAfter time.Time `json:"retire_after,omitzero"`
+	// ActiveAt is absent in files written before keys could be pending:
+	// such keys are active.
+	ActiveAt    time.Time `json:"active_at,omitzero"`
 	Public      string    `json:"public"`       // base64url Ed25519 public key
 	WrappedSeed string    `json:"wrapped_seed"` // base64url, wrapped Ed25519 seed
 }
@@ -230,22 +271,17 @@ const keyFileVersion = 1
 
 func keyAAD(kid string) []byte { return []byte("stack/issuer-key/" + kid) }
 
-// Save writes the key set to path atomically (temporary file, fsync,
-// rename; mode 0600), each private key wrapped by w with the key's kid as
-// additional data.
-func (ks *KeySet) Save(ctx context.Context, path string, w Wrapper) error {
+// Marshal returns the key set in the key file's format, each private key
+// wrapped by w with the key's kid as additional data: the bytes hold no
+// plaintext key and can be stored anywhere the public keys may be read.
+func (ks *KeySet) Marshal(ctx context.Context, w Wrapper) ([]byte, error) {
 	// Snapshot under the lock: Rotate changes retireAfter in place.
 	ks.mu.RLock()
 	keys := make([]issuerKey, len(ks.keys))
 	for i, k := range ks.keys {
 		keys[i] = *k
 	}
-	ks.mu.RUnlock()
-	if len(keys) == 0 {
-		return fmt.Errorf("save issuer keys: %w", ErrNoKey)
-	}
 	f := keyFile{Version: keyFileVersion, Wrapper: w.URI()}
-	ks.mu.RLock()
 	for kid, pub := range ks.retired {
 		if f.Retired == nil {
 			f.Retired = map[string]string{}
@@ -253,51 +289,75 @@ func (ks *KeySet) Save(ctx context.Context, path string, w Wrapper) error {
 		f.Retired[kid] = base64.RawURLEncoding.EncodeToString(pub)
 	}
 	ks.mu.RUnlock()
+	if len(keys) == 0 {
+		return nil, ErrNoKey
+	}
 	for _, k := range keys {
 		wrapped, err := w.Wrap(ctx, k.priv.Seed(), keyAAD(k.kid))
 		if err != nil {
-			return fmt.Errorf("save issuer keys: wrap %s: %w", k.kid, err)
+			return nil, fmt.Errorf("wrap %s: %w", k.kid, err)
 		}
 		f.Keys = append(f.Keys, keyFileKey{
 			KID:         k.kid,
 			Created:     k.created,
 			RetireAfter: k.retireAfter,
+			ActiveAt:    k.activeAt,
 			Public:      base64.RawURLEncoding.EncodeToString(k.priv.Public().(ed25519.PublicKey)),
 			WrappedSeed: base64.RawURLEncoding.EncodeToString(wrapped),
 		})
 	}
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// Save writes the key set to path atomically (temporary file, fsync,
+// rename; mode 0600) in Marshal's format.
+func (ks *KeySet) Save(ctx context.Context, path string, w Wrapper) error {
+	b, err := ks.Marshal(ctx, w)
+	if err != nil {
 		return fmt.Errorf("save issuer keys: %w", err)
 	}
-	if err := writeFileAtomic(path, append(b, '\n'), 0o600); err != nil {
+	if err := writeFileAtomic(path, b, 0o600); err != nil {
 		return fmt.Errorf("save issuer keys: %w", err)
 	}
 	return nil
 }
 
-// LoadKeySet reads a key set written by Save, unwrapping each private key
-// with w and checking it against its recorded public key and kid.
+// LoadKeySet reads a key set written by Save (see ParseKeySet).
 func LoadKeySet(ctx context.Context, path string, w Wrapper) (*KeySet, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("load issuer keys: %w", err)
 	}
+	ks, err := ParseKeySet(ctx, b, w)
+	if err != nil {
+		return nil, fmt.Errorf("load issuer keys %s: %w", path, err)
+	}
+	return ks, nil
+}
+
+// ParseKeySet reads a key set in Marshal's format, unwrapping each private
+// key with w and checking it against its recorded public key and kid. Bad
+// bytes are ErrKeyFile, a set without a key that can sign ErrNoKey.
+func ParseKeySet(ctx context.Context, b []byte, w Wrapper) (*KeySet, error) {
 	var f keyFile
 	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("load issuer keys %s: %v: %w", path, err, ErrKeyFile)
+		return nil, fmt.Errorf("%v: %w", err, ErrKeyFile)
 	}
 	if f.Version != keyFileVersion {
-		return nil, fmt.Errorf("load issuer keys %s: version %d, want %d: %w", path, f.Version, keyFileVersion, ErrKeyFile)
+		return nil, fmt.Errorf("version %d, want %d: %w", f.Version, keyFileVersion, ErrKeyFile)
 	}
 	if len(f.Keys) == 0 {
-		return nil, fmt.Errorf("load issuer keys %s: %w", path, ErrNoKey)
+		return nil, ErrNoKey
 	}
 	ks := &KeySet{}
 	for kid, enc := range f.Retired {
 		pub, err := base64.RawURLEncoding.DecodeString(enc)
 		if err != nil || len(pub) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("load issuer keys %s: retired key %s: %w", path, kid, ErrKeyFile)
+			return nil, fmt.Errorf("retired key %s: %w", kid, ErrKeyFile)
 		}
 		if ks.retired == nil {
 			ks.retired = map[string]ed25519.PublicKey{}
@@ -307,41 +367,41 @@ func LoadKeySet(ctx context.Context, path string, w Wrapper) (*KeySet, error) {
 	for _, fk := range f.Keys {
 		wrapped, err := base64.RawURLEncoding.DecodeString(fk.WrappedSeed)
 		if err != nil {
-			return nil, fmt.Errorf("load issuer keys %s: key %s: %v: %w", path, fk.KID, err, ErrKeyFile)
+			return nil, fmt.Errorf("key %s: %v: %w", fk.KID, err, ErrKeyFile)
 		}
 		seed, err := w.Unwrap(ctx, wrapped, keyAAD(fk.KID))
 		if err != nil {
 			hint := ""
 			if f.Wrapper != w.URI() {
-				hint = fmt.Sprintf(" (file was wrapped by %s, unwrapping with %s)", f.Wrapper, w.URI())
+				hint = fmt.Sprintf(" (wrapped by %s, unwrapping with %s)", f.Wrapper, w.URI())
 			}
-			return nil, fmt.Errorf("load issuer keys %s: unwrap %s%s: %w", path, fk.KID, hint, err)
+			return nil, fmt.Errorf("unwrap %s%s: %w", fk.KID, hint, err)
 		}
 		if len(seed) != ed25519.SeedSize {
-			return nil, fmt.Errorf("load issuer keys %s: key %s: seed of %d bytes: %w", path, fk.KID, len(seed), ErrKeyFile)
+			return nil, fmt.Errorf("key %s: seed of %d bytes: %w", fk.KID, len(seed), ErrKeyFile)
 		}
 		priv := ed25519.NewKeyFromSeed(seed)
 		clear(seed)
 		pub := priv.Public().(ed25519.PublicKey)
 		if base64.RawURLEncoding.EncodeToString(pub) != fk.Public {
-			return nil, fmt.Errorf("load issuer keys %s: key %s: public key mismatch: %w", path, fk.KID, ErrKeyFile)
+			return nil, fmt.Errorf("key %s: public key mismatch: %w", fk.KID, ErrKeyFile)
 		}
 		kid, err := keyID(pub)
 		if err != nil {
 			return nil, err
 		}
 		if kid != fk.KID {
-			return nil, fmt.Errorf("load issuer keys %s: key %s: kid is not the key's thumbprint: %w", path, fk.KID, ErrKeyFile)
+			return nil, fmt.Errorf("key %s: kid is not the key's thumbprint: %w", fk.KID, ErrKeyFile)
 		}
-		ks.keys = append(ks.keys, &issuerKey{kid: kid, created: fk.Created, retireAfter: fk.RetireAfter, priv: priv})
+		ks.keys = append(ks.keys, &issuerKey{kid: kid, created: fk.Created, activeAt: fk.ActiveAt, retireAfter: fk.RetireAfter, priv: priv})
 	}
-	// The current key is the newest one still unretired; keep file order
+	// The newest key is the newest one still unretired; keep file order
 	// otherwise.
 	sort.SliceStable(ks.keys, func(i, j int) bool {
 		return !ks.keys[i].retireAfter.IsZero() && ks.keys[j].retireAfter.IsZero()
 	})
 	if !ks.keys[len(ks.keys)-1].retireAfter.IsZero() {
-		return nil, fmt.Errorf("load issuer keys %s: every key is retired: %w", path, ErrNoKey)
+		return nil, fmt.Errorf("every key is retired: %w", ErrNoKey)
 	}
 	return ks, nil
 }
@@ -374,12 +434,15 @@ func RewrapKeyFile(ctx context.Context, path, newPath string, from, to Wrapper) 
 // lifetimes. Private keys need no comparison: LoadKeySet checks each
 // against its public key.
 func sameKeys(a, b *KeySet) bool {
-	ak, bk := a.Keys(), b.Keys()
+	// Any instant will do: Keys(now) differs only in Current and Pending,
+	// which follow from the times compared.
+	var epoch time.Time
+	ak, bk := a.Keys(epoch), b.Keys(epoch)
 	if len(ak) != len(bk) {
 		return false
 	}
 	for i := range ak {
-		if ak[i].KID != bk[i].KID || ak[i].Current != bk[i].Current ||
+		if ak[i].KID != bk[i].KID || !ak[i].ActiveAt.Equal(bk[i].ActiveAt) ||
 			!ak[i].Created.Equal(bk[i].Created) || !ak[i].RetireAfter.Equal(bk[i].RetireAfter) {
 			return false
 		}

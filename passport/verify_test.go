@@ -40,7 +40,7 @@ func signRaw(header, payload string, priv ed25519.PrivateKey) string {
 // signClaims signs arbitrary claims with the fixture's current key.
 func (f *fixture) signClaims(t testing.TB, c *Claims) string {
 	t.Helper()
-	tok, err := f.issuer.sign(c)
+	tok, err := f.issuer.sign(c, f.clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestIssueVerifyRoundTrip(t *testing.T) {
 	if err := json.Unmarshal(hdr, &h); err != nil {
 		t.Fatal(err)
 	}
-	kid, _ := f.keys.Current()
+	kid, _ := f.keys.Current(f.clock.Now())
 	if h["alg"] != "EdDSA" || h["typ"] != TokenType || h["kid"] != kid {
 		t.Errorf("header = %v", h)
 	}
@@ -113,7 +113,7 @@ func TestVerifyTypedErrors(t *testing.T) {
 	f := newFixture(t, nil)
 	good, claims := f.issue(t, IssueRequest{})
 	parts := strings.Split(good, ".")
-	kid, priv := f.keys.Current()
+	kid, priv := f.keys.Current(f.clock.Now())
 	hdr := func(m map[string]any) string { return b64json(t, m) }
 	okHeader := hdr(map[string]any{"alg": "EdDSA", "typ": TokenType, "kid": kid})
 
@@ -266,7 +266,7 @@ func TestUpdateJWKS(t *testing.T) {
 	if err := f.verify.UpdateJWKS(jose.JSONWebKeySet{}); !errors.Is(err, ErrUnknownKey) {
 		t.Errorf("empty set: err = %v", err)
 	}
-	_, priv := f.keys.Current()
+	_, priv := f.keys.Current(f.clock.Now())
 	if err := f.verify.UpdateJWKS(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: priv, KeyID: "k"}}}); err == nil {
 		t.Errorf("a private key in the JWKS was accepted")
 	}

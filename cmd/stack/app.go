@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -189,7 +190,7 @@ func (a *app) auditSigner(ctx context.Context) (note.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, priv := ks.Current()
+	_, priv := ks.Current(time.Now())
 	return newNoteSigner(auditKeyName, priv)
 }
 

@@ -103,7 +103,7 @@ func (a *app) runInit(cmd *cobra.Command) error {
 		if err := ks.Save(ctx, keysPath, k); err != nil {
 			return fmt.Errorf("init: issuer key: %w", err)
 		}
-		kid, _ := ks.Current()
+		kid, _ := ks.Current(time.Now())
 		fmt.Fprintf(out, "  created  %s (issuer key %s, wrapped by %s)\n", keysPath, kid, k.URI())
 	}
 	if err := a.initCA(ctx, a.caCertPath(), a.caKeyPath(), "STACK interception CA", "interception CA; agents trust it: stack ca export"); err != nil {

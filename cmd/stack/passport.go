@@ -349,8 +349,8 @@ new key from the JWKS.`,
 			if err != nil {
 				return fmt.Errorf("passport rotate-key: %w", err)
 			}
-			oldKid, _ := keys.Current()
 			now := time.Now()
+			oldKid, _ := keys.Current(now)
 			keepFor := a.cfg.Passport.MaxTTL + a.cfg.Passport.Leeway
 			newKid, err := keys.Rotate(now, keepFor)
 			if err != nil {

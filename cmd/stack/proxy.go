@@ -585,7 +585,7 @@ func sameKMS(running, loaded config.KMSConfig) error {
 }
 
 func currentKey(ks *passport.KeySet) []byte {
-	_, priv := ks.Current()
+	_, priv := ks.Current(time.Now())
 	return priv
 }
 
