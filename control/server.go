@@ -78,6 +78,15 @@ type Options struct {
 	// LoadKeys reads the issuer keys again (POST /v1/reload, after a
 	// rotation); nil refuses reloads.
 	LoadKeys func(ctx context.Context) (*passport.KeySet, error)
+	// KeyWrapper, when set, shares the issuer keys through the store
+	// (see SharedKeys): Keys and KeysRev are what SharedKeys returned,
+	// WatchKeys serves every change, RotateKeys and Reload go through
+	// the store, and LoadKeys is not used. It unwraps the private keys.
+	KeyWrapper passport.Wrapper
+	KeysRev    int64
+	// KeyActivationDelay is how long a key rotated through the store is
+	// published before it signs (DefaultKeyActivationDelay).
+	KeyActivationDelay time.Duration
 	// SidecarTTL is the life of a sidecar credential; LeaseTTL of a
 	// lease; Heartbeat the interval of feed bookmarks.
 	SidecarTTL time.Duration
@@ -103,6 +112,8 @@ type Server struct {
 	mu    sync.Mutex
 	live  map[string]*liveSidecar // by sidecar id: what the feed knows
 	keyMu sync.RWMutex            // guards Keys against rotation while signing
+	// keysRev is the store revision of the shared keys in force.
+	keysRev int64
 	// reloading makes Reloads one at a time, so the keys in force are
 	// those of the last file read.
 	reloading sync.Mutex
@@ -143,6 +154,9 @@ func New(opts Options) (*Server, error) {
 	if opts.Leeway <= 0 {
 		opts.Leeway = passport.DefaultLeeway
 	}
+	if opts.KeyActivationDelay <= 0 {
+		opts.KeyActivationDelay = DefaultKeyActivationDelay
+	}
 	if opts.Log == nil {
 		opts.Log = zap.NewNop()
 	}
@@ -155,6 +169,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		opts: opts, store: opts.Store, log: opts.Log, now: opts.Now,
 		keep:      opts.MaxTTL + opts.Leeway,
+		keysRev:   opts.KeysRev,
 		live:      map[string]*liveSidecar{},
 		oidcJoins: rate.NewLimiter(rate.Limit(opts.WorkloadJoinRate), max(int(opts.WorkloadJoinRate)*2, 1)),
 	}
@@ -176,10 +191,14 @@ func (s *Server) SetKeys(ks *passport.KeySet) {
 	s.issuer.Keys = ks
 }
 
-// Reload reads the issuer keys again with Options.LoadKeys and, once they
-// have loaded, serves them (SIGHUP and POST /v1/reload). A failure leaves
+// Reload reads the issuer keys again with Options.LoadKeys, or from the
+// store when they are shared, and once they have loaded, serves them
+// (SIGHUP and POST /v1/reload). A failure leaves
 // the keys in force as they were. It returns the current key's kid.
 func (s *Server) Reload(ctx context.Context) (kid string, err error) {
+	if s.opts.KeyWrapper != nil {
+		return s.reloadShared(ctx)
+	}
 	if s.opts.LoadKeys == nil {
 		return "", fail(http.StatusNotImplemented, ReasonUnavailable, "this control plane cannot reload its keys")
 	}
@@ -228,6 +247,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+PathTokens, s.operator(s.joinToken))
 	mux.HandleFunc("GET "+PathStatus, s.operator(s.status))
 	mux.HandleFunc("POST "+PathReload, s.operator(s.reload))
+	mux.HandleFunc("POST "+PathKeysRotate, s.operator(s.rotateKeys))
 
 	mux.HandleFunc("POST "+PathVaultPut, s.operator(s.vaultPut))
 	mux.HandleFunc("POST "+PathVaultReplace, s.operator(s.vaultReplace))
