@@ -77,6 +77,10 @@ type ControlConfig struct {
 	SidecarTTL time.Duration `mapstructure:"sidecar_ttl" yaml:"sidecar_ttl"`
 	LeaseTTL   time.Duration `mapstructure:"lease_ttl" yaml:"lease_ttl"`
 	Heartbeat  time.Duration `mapstructure:"heartbeat" yaml:"heartbeat"`
+	// KeyActivationDelay is how long an issuer key rotated on etcd is
+	// published by every replica before it signs: longer than a replica
+	// takes to see the rotation or to stop serving, plus clock skew.
+	KeyActivationDelay time.Duration `mapstructure:"key_activation_delay" yaml:"key_activation_delay"`
 	// OIDCIssuers are the workload identity issuers sidecars may join
 	// with, each with rules mapping token claims to an agent.
 	OIDCIssuers []OIDCIssuerConfig `mapstructure:"oidc_issuers" yaml:"oidc_issuers"`
@@ -397,6 +401,7 @@ const (
 	DefaultSidecarTTL         = time.Hour
 	DefaultLeaseTTL           = 10 * time.Minute
 	DefaultHeartbeat          = 2 * time.Second
+	DefaultKeyActivationDelay = 10 * time.Second
 )
 
 // Detectors are the built-in detector names, each configurable under

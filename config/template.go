@@ -51,7 +51,7 @@ func defaultsForTemplate() map[string]any {
 		"BurstMinSamples": DefaultBurstMinSamples, "BurstMinAge": DefaultBurstMinAge, "BurstMinCount": DefaultBurstMinCount, "BurstAbsoluteCap": DefaultBurstAbsoluteCap,
 		"ControlTokenFile": DefaultControlTokenFile, "ControlListen": DefaultControlListen, "ControlStore": DefaultControlStore,
 		"EtcdPrefix": DefaultEtcdPrefix, "EtcdDialTimeout": DefaultEtcdDialTimeout,
-		"ControlStorePath": DefaultControlStorePath, "SidecarTTL": DefaultSidecarTTL, "LeaseTTL": DefaultLeaseTTL, "Heartbeat": DefaultHeartbeat,
+		"ControlStorePath": DefaultControlStorePath, "SidecarTTL": DefaultSidecarTTL, "LeaseTTL": DefaultLeaseTTL, "Heartbeat": DefaultHeartbeat, "KeyActivationDelay": DefaultKeyActivationDelay,
 		"DriftMinEvents": DefaultDriftMinEvents, "DriftMinAge": DefaultDriftMinAge, "InjectionThreshold": DefaultInjectionThreshold,
 	}
 }
@@ -261,6 +261,9 @@ control:
   sidecar_ttl: {{.D.SidecarTTL}}
   lease_ttl: {{.D.LeaseTTL}}
   heartbeat: {{.D.Heartbeat}}
+  # With store etcd: how long a rotated issuer key is published by every
+  # replica before it signs (stack passport rotate-key).
+  key_activation_delay: {{.D.KeyActivationDelay}}
   # Workload identity issuers, e.g. a Kubernetes cluster:
   #   - issuer: https://kubernetes.default.svc.cluster.local
   #     audience: stack

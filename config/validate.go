@@ -323,6 +323,7 @@ func (c ControlConfig) validate(e *ValidationError) {
 	e.atLeast("control.sidecar_ttl", c.SidecarTTL, time.Minute)
 	e.atLeast("control.lease_ttl", c.LeaseTTL, 10*time.Second)
 	e.atLeast("control.heartbeat", c.Heartbeat, 100*time.Millisecond)
+	e.atLeast("control.key_activation_delay", c.KeyActivationDelay, time.Second)
 	for i, is := range c.OIDCIssuers {
 		is.validate(e, fmt.Sprintf("control.oidc_issuers[%d]", i))
 	}
