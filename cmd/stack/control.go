@@ -28,7 +28,9 @@ import (
 	"github.com/stackctl/stack/control/store"
 	"github.com/stackctl/stack/control/workload"
 	"github.com/stackctl/stack/hostmatch"
+	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/proxy/ca"
+	"github.com/stackctl/stack/vault/kms"
 )
 
 // Files of the control plane in its data directory.
@@ -72,7 +74,10 @@ Its state (agents, join tokens, sidecars, revocations) lives in
 control.store_path, or in etcd with --store etcd and control.etcd.*; the vault in vault.path, or with etcd in
 etcd too (a vault.path file found then is imported once); the audit log in audit.path.
 SIGHUP reloads the issuer keys (after "stack passport rotate-key"); sidecars
-fetch a key they do not know when they meet it. SIGINT/SIGTERM stop it;
+fetch a key they do not know when they meet it. On etcd the issuer keys
+live in the store, shared by every replica: the first replica imports its
+keys file, rotate-key rotates them there, and every replica serves a
+change at once. SIGINT/SIGTERM stop it;
 sidecars keep serving with what they have and
 catch up when it is back.`,
 		Example: `  stack init --control
@@ -211,10 +216,6 @@ func (a *app) runControl(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	keys, err := a.issuerKeys(ctx)
-	if err != nil {
-		return err
-	}
 	token, err := readOperatorToken(cfg.Control.TokenFile)
 	if err != nil {
 		return err
@@ -224,6 +225,10 @@ func (a *app) runControl(ctx context.Context) error {
 		return err
 	}
 	a.onClose(st.Close)
+	keys, keysRev, sharedKeys, err := a.controlKeys(ctx, st, k)
+	if err != nil {
+		return err
+	}
 	v, err := a.openControlVault(ctx, st, k, log)
 	if err != nil {
 		return err
@@ -254,7 +259,8 @@ func (a *app) runControl(ctx context.Context) error {
 		DefaultTTL: cfg.Passport.DefaultTTL, MaxTTL: cfg.Passport.MaxTTL, Leeway: cfg.Passport.Leeway,
 		Token: token, Roles: cfg.Passport.Roles, Vault: v, Attester: attester, Audit: auditLog,
 		SidecarTTL: cfg.Control.SidecarTTL, LeaseTTL: cfg.Control.LeaseTTL, Heartbeat: cfg.Control.Heartbeat,
-		LoadKeys: a.issuerKeys, Log: log.Named("control"),
+		LoadKeys: a.issuerKeys, KeyWrapper: sharedKeys, KeysRev: keysRev, KeyActivationDelay: cfg.Control.KeyActivationDelay,
+		Log: log.Named("control"),
 	})
 	if err != nil {
 		return err
@@ -290,13 +296,15 @@ func (a *app) runControl(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error { return srv.Run(gctx, 30*time.Second) })
+	g.Go(func() error { return srv.WatchKeys(gctx) })
 	g.Go(func() error {
 		for {
 			select {
 			case <-gctx.Done():
 				return nil
 			case <-hup:
-				// A key rotated with `stack passport rotate-key`.
+				// A key rotated with `stack passport rotate-key`, or,
+				// on etcd, a set restored into the store.
 				_, _ = srv.Reload(gctx) // it logs the outcome
 			}
 		}
@@ -317,6 +325,25 @@ func (a *app) runControl(ctx context.Context) error {
 	err = g.Wait()
 	log.Info("stack control stopped")
 	return err
+}
+
+// controlKeys returns the control plane's issuer keys. On etcd they are
+// shared by every replica through the store (the first replica imports
+// its keys file, the others use what it wrote; the store's revision and
+// the KMS that unwraps them come back too); otherwise they are the keys
+// file's.
+func (a *app) controlKeys(ctx context.Context, st store.Store, k kms.KMS) (keys *passport.KeySet, rev int64, shared passport.Wrapper, err error) {
+	if a.cfg.Control.Store != "etcd" {
+		keys, err = a.issuerKeys(ctx)
+		return keys, 0, nil, err
+	}
+	keys, rev, err = control.SharedKeys(ctx, st, k, a.issuerKeys)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	kid, _ := keys.Current(time.Now())
+	a.log.Info("issuer keys from the store", zap.String("key", control.KeyIssuerKeys), zap.Int64("rev", rev), zap.String("current", kid))
+	return keys, rev, k, nil
 }
 
 // controlTLS is the control plane's server TLS: the configured

@@ -339,12 +339,23 @@ func newPassportRotateKeyCmd(a *app) *cobra.Command {
 the key set (wrapped by the KMS). The previous key stays in the JWKS for
 passport.max_ttl plus passport.leeway, so passports it signed keep verifying
 until they expire; keys past that window are dropped. Verifiers pick up the
-new key from the JWKS.`,
+new key from the JWKS.
+
+With control.store etcd the key set lives in etcd, shared by every replica
+of the control plane: rotate-key asks the control plane (control.url, or the
+one running with this data directory) to rotate it there. Every replica
+publishes the new key at once, and it signs only after
+control.key_activation_delay; the previous key signs until then. The keys
+file in the data directory is not changed.`,
 		Example: `  stack passport rotate-key
-  stack passport rotate-key && stack passport jwks > jwks.json`,
+  stack passport rotate-key && stack passport jwks > jwks.json
+  STACK_CONTROL_URL=https://stack-control:9443 stack passport rotate-key   # control.store: etcd`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if a.cfg.Control.Store == "etcd" {
+				return a.rotateSharedKey(ctx)
+			}
 			keys, err := a.issuerKeys(ctx)
 			if err != nil {
 				return fmt.Errorf("passport rotate-key: %w", err)
@@ -385,6 +396,23 @@ new key from the JWKS.`,
 			return nil
 		},
 	}
+}
+
+// rotateSharedKey rotates the issuer key a control plane on etcd shares
+// with its replicas.
+func (a *app) rotateSharedKey(ctx context.Context) error {
+	c, err := a.controlAPI(ctx, true)
+	if err != nil {
+		return fmt.Errorf("passport rotate-key: the keys are in etcd (control.store): %w", err)
+	}
+	var r control.KeyRotation
+	if err := c.do(ctx, http.MethodPost, control.PathKeysRotate, nil, &r); err != nil {
+		return fmt.Errorf("passport rotate-key: %w", err)
+	}
+	a.log.Info("issuer key rotated in the store", zap.String("kid", r.KID), zap.String("previous_kid", r.PreviousKID))
+	fmt.Fprintf(a.stdout, "new key %s published by every replica, signing from %s\nprevious key %s signs until then, published until %s\n",
+		r.KID, r.ActiveAt.UTC().Format(time.RFC3339), r.PreviousKID, r.PreviousRetireAfter.UTC().Format(time.RFC3339))
+	return nil
 }
 
 // passportVerifier builds a verifier over set with the configured audience,
