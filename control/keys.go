@@ -52,7 +52,7 @@ type KeyRotation struct {
 // be read is an error, never replaced: a replica must not sign with keys
 // its peers do not publish.
 func SharedKeys(ctx context.Context, st store.Store, w passport.Wrapper, local func(context.Context) (*passport.KeySet, error)) (*passport.KeySet, int64, error) {
-	ks, rev, err := readSharedKeys(ctx, st, w)
+	ks, rev, err := ReadSharedKeys(ctx, st, w)
 	if !errors.Is(err, store.ErrNotFound) {
 		return ks, rev, err
 	}
@@ -67,7 +67,7 @@ func SharedKeys(ctx context.Context, st store.Store, w passport.Wrapper, local f
 	rev, err = st.CompareAndSwap(ctx, KeyIssuerKeys, 0, b)
 	if errors.Is(err, store.ErrConflict) {
 		// Another replica imported first: use its keys.
-		return readSharedKeys(ctx, st, w)
+		return ReadSharedKeys(ctx, st, w)
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("import issuer keys into the store: %w", err)
@@ -75,7 +75,10 @@ func SharedKeys(ctx context.Context, st store.Store, w passport.Wrapper, local f
 	return ks, rev, nil
 }
 
-func readSharedKeys(ctx context.Context, st store.Store, w passport.Wrapper) (*passport.KeySet, int64, error) {
+// ReadSharedKeys returns the issuer key set kept in st and its revision,
+// or an error wrapping store.ErrNotFound when there is none. Unlike
+// SharedKeys it imports nothing: for readers such as the audit tools.
+func ReadSharedKeys(ctx context.Context, st store.Store, w passport.Wrapper) (*passport.KeySet, int64, error) {
 	kv, err := st.Get(ctx, KeyIssuerKeys)
 	if err != nil {
 		return nil, 0, fmt.Errorf("issuer keys in the store (%s): %w", KeyIssuerKeys, err)
@@ -129,7 +132,7 @@ func (s *Server) WatchKeys(ctx context.Context) error {
 			return fmt.Errorf("watch issuer keys: %w", err)
 		case errors.Is(err, store.ErrCompacted):
 			// Changes were forgotten: the current value says it all.
-			ks, rev, rerr := readSharedKeys(ctx, s.store, s.opts.KeyWrapper)
+			ks, rev, rerr := ReadSharedKeys(ctx, s.store, s.opts.KeyWrapper)
 			if rerr == nil {
 				s.applyKeys(ks, rev, "watch resync")
 				continue
@@ -181,7 +184,7 @@ func (s *Server) watchKeysOnce(ctx context.Context) error {
 // reloadShared serves the key set in the store now (Reload when the keys
 // are shared) and returns its current kid.
 func (s *Server) reloadShared(ctx context.Context) (string, error) {
-	ks, rev, err := readSharedKeys(ctx, s.store, s.opts.KeyWrapper)
+	ks, rev, err := ReadSharedKeys(ctx, s.store, s.opts.KeyWrapper)
 	if err != nil {
 		s.log.Error("reload of the issuer keys failed; keeping the running ones", zap.Error(err))
 		return "", err

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/stackctl/stack/config"
+	"github.com/stackctl/stack/control"
+	"github.com/stackctl/stack/control/store"
 	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/vault/kms"
 )
@@ -186,7 +189,10 @@ const auditKeyName = "stack-audit"
 
 // auditSigner signs audit checkpoints with the issuer's current key.
 func (a *app) auditSigner(ctx context.Context) (note.Signer, error) {
-	ks, err := a.issuerKeys(ctx)
+	ks, err := a.sharedIssuerKeys(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		ks, err = a.issuerKeys(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -194,15 +200,47 @@ func (a *app) auditSigner(ctx context.Context) (note.Signer, error) {
 	return newNoteSigner(auditKeyName, priv)
 }
 
-// auditVerifiers verifies checkpoints signed by any issuer key still known.
+// sharedIssuerKeys reads the issuer keys that a control plane on etcd
+// shares with its replicas and signs its audit checkpoints with; the
+// error wraps store.ErrNotFound when control.store is not etcd or etcd
+// holds none yet.
+func (a *app) sharedIssuerKeys(ctx context.Context) (*passport.KeySet, error) {
+	if a.cfg.Control.Store != "etcd" {
+		return nil, fmt.Errorf("issuer keys: control.store is %s: %w", a.cfg.Control.Store, store.ErrNotFound)
+	}
+	k, err := a.openKMS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := openControlStore(ctx, a.cfg.Control, a.log)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	ks, _, err := control.ReadSharedKeys(ctx, st, k)
+	return ks, err
+}
+
+// auditVerifiers verifies checkpoints signed by any issuer key still known:
+// the keys file's and, on etcd, the shared set's.
 func (a *app) auditVerifiers(ctx context.Context) (note.Verifiers, error) {
+	shared, sharedErr := a.sharedIssuerKeys(ctx)
+	if sharedErr != nil && !errors.Is(sharedErr, store.ErrNotFound) {
+		return nil, sharedErr
+	}
 	ks, err := a.issuerKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
+	pubs := map[string]ed25519.PublicKey{}
+	for _, set := range []*passport.KeySet{ks, shared} {
+		if set != nil {
+			maps.Copy(pubs, set.AllPublicKeys())
+		}
+	}
 	var vs []note.Verifier
 	// Retired keys too: old checkpoints stay verifiable after rotations.
-	for _, pub := range ks.AllPublicKeys() {
+	for _, pub := range pubs {
 		vkey, err := note.NewEd25519VerifierKey(auditKeyName, pub)
 		if err != nil {
 			return nil, err

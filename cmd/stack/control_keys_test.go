@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -16,11 +17,28 @@ import (
 	"github.com/stackctl/stack/control"
 )
 
+// waitForServer is how long a server command may take to listen: far
+// more than it needs, for a loaded machine.
+const waitForServer = 30 * time.Second
+
 // etcdControlHome makes a control plane's data directory whose state
-// lives in the etcd at endpoint.
-func etcdControlHome(t *testing.T, endpoint string) string {
+// lives in the etcd at endpoint. With peer set it shares peer's local KMS
+// key, as replicas share their KMS, and has issuer keys of its own.
+func etcdControlHome(t *testing.T, endpoint, peer string) string {
 	t.Helper()
 	ctl := filepath.Join(t.TempDir(), "ctl")
+	if peer != "" {
+		key, err := os.ReadFile(filepath.Join(peer, "kms.key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(ctl, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(ctl, "kms.key"), key, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	mustRun(t, ctl, "", "init", "--control")
 	cfgFile := filepath.Join(ctl, config.FileName)
 	b, err := os.ReadFile(cfgFile)
@@ -78,7 +96,7 @@ func readStoredKeys(t *testing.T, endpoint string) storedKeys {
 // plane, leaving the keys file alone.
 func TestRotateKeyOnEtcd(t *testing.T) {
 	endpoint := startEtcd(t)
-	ctl := etcdControlHome(t, endpoint)
+	ctl := etcdControlHome(t, endpoint, "")
 	keysFile := filepath.Join(ctl, config.DefaultKeysPath)
 	before, err := os.ReadFile(keysFile)
 	if err != nil {
@@ -109,5 +127,50 @@ func TestRotateKeyOnEtcd(t *testing.T) {
 	}
 	if after, _ := os.ReadFile(keysFile); !bytes.Equal(after, before) {
 		t.Error("rotate-key on etcd changed the keys file")
+	}
+}
+
+// A replica that did not import its keys file signs its audit
+// checkpoints with the shared key: stack audit verify in its data
+// directory checks them with that key.
+func TestAuditVerifyOnEtcdReplica(t *testing.T) {
+	endpoint := startEtcd(t)
+	first := etcdControlHome(t, endpoint, "")
+	second := etcdControlHome(t, endpoint, first)
+	var info controlRunInfo
+	startServer(t, first, controlRunFile, []string{"control", "--listen", "127.0.0.1:0"},
+		func(b []byte) bool { return json.Unmarshal(b, &info) == nil && info.URL != "" })
+
+	// The second replica runs, records a revocation and stops, signing a
+	// checkpoint as it closes its audit log.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	var errb syncBuffer
+	go func() {
+		done <- run(ctx, []string{"--home", second, "control", "--listen", "127.0.0.1:0"}, strings.NewReader(""), &bytes.Buffer{}, &errb)
+	}()
+	for deadline := time.Now().Add(waitForServer); ; time.Sleep(20 * time.Millisecond) {
+		if b, err := os.ReadFile(filepath.Join(second, controlRunFile)); err == nil && json.Unmarshal(b, &info) == nil && info.URL != "" {
+			break
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("the second replica exited %d before listening: %s", code, errb.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the second replica is not listening after %s: %s", waitForServer, errb.String())
+		}
+	}
+	mustRun(t, second, "", "agent", "register", "bot", "--grant", "host=api.example.test,methods=GET,credentials=example")
+	mustRun(t, second, "", "passport", "revoke", "--agent", "bot", "--reason", "test")
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("the second replica exited %d: %s", code, errb.String())
+	}
+	out := mustRun(t, second, "", "audit", "verify")
+	if !strings.Contains(out, "checkpoint") {
+		t.Fatalf("audit verify checked no checkpoint:\n%s", out)
 	}
 }
