@@ -187,12 +187,20 @@ func (a *app) issuerKeys(ctx context.Context) (*passport.KeySet, error) {
 // auditKeyName names the issuer's key in signed audit checkpoints.
 const auditKeyName = "stack-audit"
 
-// auditSigner signs audit checkpoints with the issuer's current key.
-func (a *app) auditSigner(ctx context.Context) (note.Signer, error) {
+// fleetIssuerKeys returns the keys the issuer signs with: on etcd the set
+// the control plane's replicas share (once one has imported it), else the
+// keys file's.
+func (a *app) fleetIssuerKeys(ctx context.Context) (*passport.KeySet, error) {
 	ks, err := a.sharedIssuerKeys(ctx)
 	if errors.Is(err, store.ErrNotFound) {
-		ks, err = a.issuerKeys(ctx)
+		return a.issuerKeys(ctx)
 	}
+	return ks, err
+}
+
+// auditSigner signs audit checkpoints with the issuer's current key.
+func (a *app) auditSigner(ctx context.Context) (note.Signer, error) {
+	ks, err := a.fleetIssuerKeys(ctx)
 	if err != nil {
 		return nil, err
 	}

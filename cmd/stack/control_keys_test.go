@@ -128,6 +128,18 @@ func TestRotateKeyOnEtcd(t *testing.T) {
 	if after, _ := os.ReadFile(keysFile); !bytes.Equal(after, before) {
 		t.Error("rotate-key on etcd changed the keys file")
 	}
+	// The CLI's JWKS is the shared one, pending key included.
+	var jwks struct {
+		Keys []struct {
+			KID string `json:"kid"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal([]byte(mustRun(t, ctl, "", "passport", "jwks")), &jwks); err != nil {
+		t.Fatal(err)
+	}
+	if len(jwks.Keys) != 2 || jwks.Keys[0].KID != newKey.KID {
+		t.Errorf("passport jwks on etcd = %+v, want the new key first and the old one", jwks.Keys)
+	}
 }
 
 // A replica that did not import its keys file signs its audit

@@ -142,7 +142,7 @@ revokes it.`,
 				req.Parent = tok
 			}
 
-			keys, err := a.issuerKeys(ctx)
+			keys, err := a.fleetIssuerKeys(ctx)
 			if err != nil {
 				return fmt.Errorf("passport issue: %w", err)
 			}
@@ -237,12 +237,13 @@ func newPassportJWKSCmd(a *app) *cobra.Command {
 		Short: "Print the issuer's public keys as a JWKS",
 		Long: `jwks prints the JSON Web Key Set that verifies passports: the current key
 and any rotated-out key still inside its overlap window. It holds public
-keys only; publish it wherever verifiers fetch it.`,
+keys only; publish it wherever verifiers fetch it. With control.store etcd
+it is the set the control plane's replicas share, read from etcd.`,
 		Example: `  stack passport jwks > jwks.json
   stack passport jwks | jq -r '.keys[].kid'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			keys, err := a.issuerKeys(cmd.Context())
+			keys, err := a.fleetIssuerKeys(cmd.Context())
 			if err != nil {
 				return fmt.Errorf("passport jwks: %w", err)
 			}
@@ -446,7 +447,7 @@ func (a *app) passportVerifier(set jose.JSONWebKeySet, required bool) (*passport
 // jwksFor returns the JWKS in file, or the local issuer keys' JWKS.
 func (a *app) jwksFor(cmd *cobra.Command, file string) (jose.JSONWebKeySet, error) {
 	if file == "" {
-		keys, err := a.issuerKeys(cmd.Context())
+		keys, err := a.fleetIssuerKeys(cmd.Context())
 		if err != nil {
 			return jose.JSONWebKeySet{}, fmt.Errorf("passport verify: %w", err)
 		}
