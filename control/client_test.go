@@ -71,7 +71,7 @@ func (f *fixture) startSidecar(ctx context.Context, url, agent, dir string, tune
 	}
 	s := &sidecar{revs: revs, verifier: v, state: filepath.Join(dir, "control-state.json")}
 	opts := client.Options{
-		URL: url, RootCAs: f.roots, StatePath: s.state, Name: "test-" + agent,
+		URLs: []string{url}, RootCAs: f.roots, StatePath: s.state, Name: "test-" + agent,
 		Revocations: revs, OnKeys: v.UpdateJWKS, OnLeases: s.setLeases,
 		Heartbeat: 200 * time.Millisecond, Timeout: 2 * time.Second,
 	}

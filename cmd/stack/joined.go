@@ -41,7 +41,7 @@ func (a *app) joinControl(ctx context.Context, verifier *passport.Verifier, revs
 		name = pod
 	}
 	link, err := client.New(client.Options{
-		URL: cfg.URL, RootCAs: roots, JoinToken: joinToken, OIDCTokenFile: cfg.OIDCTokenFile,
+		URLs: []string{cfg.URL}, RootCAs: roots, JoinToken: joinToken, OIDCTokenFile: cfg.OIDCTokenFile,
 		Name: name, StatePath: filepath.Join(a.home(), controlStateFile),
 		Revocations: revs, OnKeys: verifier.UpdateJWKS, OnLeases: leases.Set,
 		MaxStaleness: cfg.MaxStaleness, Heartbeat: cfg.Heartbeat, StartTimeout: joinStartTimeout,

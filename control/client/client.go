@@ -33,11 +33,14 @@ type Revocations interface {
 	RevokeJTI(jti string, exp time.Time, reason string) (passport.Revocation, error)
 }
 
-// Options configure New. URL, Revocations, OnKeys and one of JoinToken
+// Options configure New. URLs, Revocations, OnKeys and one of JoinToken
 // and OIDCTokenFile are required.
 type Options struct {
-	// URL is the control plane's base URL (https://host:port).
-	URL string
+	// URLs are the control plane's replicas (https://host:port each), or
+	// one URL naming a load balancer in front of them. The client talks
+	// to one at a time and moves to the next, in order, when it stops
+	// answering.
+	URLs []string
 	// RootCAs verify the control plane's certificate (its CA, from
 	// `stack control ca export`); nil means the system roots.
 	RootCAs *x509.CertPool
@@ -77,12 +80,14 @@ type Options struct {
 // Client is a joined sidecar's link to the control plane.
 type Client struct {
 	opts Options
-	base string
+	urls []string
 	http *http.Client
 	log  *zap.Logger
 	now  func() time.Time
 
 	mu          sync.Mutex
+	cur         int    // index in urls of the replica in use
+	moves       uint64 // how many times it moved to another replica
 	st          state
 	token       string // the agent's passport
 	jti         string
@@ -101,6 +106,10 @@ type Client struct {
 
 // Health is what the sidecar reports of its link in /readyz and metrics.
 type Health struct {
+	// URL is the replica the sidecar talks to now.
+	URL string `json:"url"`
+	// Moves counts the moves to another replica since Start.
+	Moves          uint64    `json:"moves"`
 	Connected      bool      `json:"connected"`
 	LastContact    time.Time `json:"last_contact,omitzero"`
 	Rev            int64     `json:"rev"`
@@ -113,12 +122,10 @@ type Health struct {
 
 // New checks opts and builds a Client; Start joins.
 func New(opts Options) (*Client, error) {
-	u, err := url.Parse(opts.URL)
+	urls, err := checkURLs(opts.URLs)
 	switch {
-	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
-		return nil, fmt.Errorf("control.url %q: want https://HOST:PORT", opts.URL)
-	case u.Scheme == "http":
-		return nil, fmt.Errorf("control.url %q: the control plane is reached over HTTPS only", opts.URL)
+	case err != nil:
+		return nil, err
 	case opts.Revocations == nil || opts.OnKeys == nil:
 		return nil, errors.New("control client: Revocations and OnKeys are required")
 	case opts.JoinToken == "" && opts.OIDCTokenFile == "" && opts.StatePath == "":
@@ -149,13 +156,90 @@ func New(opts Options) (*Client, error) {
 		HTTP2: &http.HTTP2Config{SendPingTimeout: 3 * opts.Heartbeat, PingTimeout: 2 * time.Second, WriteByteTimeout: 10 * time.Second},
 	}
 	return &Client{
-		opts: opts, base: strings.TrimRight(opts.URL, "/"), log: opts.Log, now: opts.Now,
+		opts: opts, urls: urls, log: opts.Log, now: opts.Now,
 		http:         &http.Client{Transport: tr},
 		wakeLeases:   make(chan struct{}, 1),
 		wakePassport: make(chan struct{}, 1),
 		forward:      make(chan control.RevokeRequest, 1024),
 	}, nil
 }
+
+// checkURLs returns the replicas' base URLs without a trailing slash, or
+// an error naming the first one that is not https://HOST:PORT.
+func checkURLs(urls []string) ([]string, error) {
+	if len(urls) == 0 {
+		return nil, errors.New("control.url: give the control plane's URL (https://HOST:PORT), or its replicas' URLs")
+	}
+	out := make([]string, 0, len(urls))
+	seen := map[string]bool{}
+	for i, raw := range urls {
+		u, err := url.Parse(raw)
+		switch {
+		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+			return nil, fmt.Errorf("control.url[%d] %q: want https://HOST:PORT", i, raw)
+		case u.Scheme == "http":
+			return nil, fmt.Errorf("control.url[%d] %q: the control plane is reached over HTTPS only", i, raw)
+		case u.Path != "" && u.Path != "/", u.RawQuery != "", u.Fragment != "":
+			return nil, fmt.Errorf("control.url[%d] %q: want https://HOST:PORT, with no path", i, raw)
+		}
+		base := strings.TrimRight(raw, "/")
+		if seen[base] {
+			return nil, fmt.Errorf("control.url[%d] %q: listed twice", i, raw)
+		}
+		seen[base] = true
+		out = append(out, base)
+	}
+	return out, nil
+}
+
+// replica returns the replica in use and its index, for moveFrom.
+func (c *Client) replica() (int, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur, c.urls[c.cur]
+}
+
+// moveFrom moves to the next replica (in order, wrapping) after replica i
+// failed, unless another call already moved off it: failures that
+// several loops see at once of one replica make one move.
+func (c *Client) moveFrom(i int, why error) {
+	if len(c.urls) < 2 {
+		return
+	}
+	c.mu.Lock()
+	if c.cur != i {
+		c.mu.Unlock()
+		return
+	}
+	c.cur = (i + 1) % len(c.urls)
+	c.moves++
+	to := c.urls[c.cur]
+	c.mu.Unlock()
+	c.log.Info("control plane replica unreachable, moving to "+to, zap.String("from", c.urls[i]), zap.String("to", to), zap.Error(why))
+}
+
+// replicaFailed says whether err, from a call to a replica made under
+// ctx, is that replica's failure, which moving to another may cure: the
+// network failed, the replica answered 5xx, or its feed went silent or
+// ended. A refusal (4xx) is an answer about us, the same from every
+// replica; the caller giving up (ctx) or a local failure is no one's.
+func replicaFailed(ctx context.Context, err error) bool {
+	if err == nil || ctx.Err() != nil {
+		return false
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Status/100 == 5
+	}
+	var le *localError
+	return !errors.As(err, &le)
+}
+
+// localError is a failure on the sidecar's side of the link.
+type localError struct{ err error }
+
+func (e *localError) Error() string { return e.err.Error() }
+func (e *localError) Unwrap() error { return e.err }
 
 // Start joins (or resumes with the credential in StatePath), obtains the
 // agent's passport, the revocation set and the leases, then keeps them
@@ -208,11 +292,11 @@ func (c *Client) start(ctx context.Context) error {
 			return fmt.Errorf("the control plane's certificate is not trusted (is control.ca its CA, from `stack control ca export`?): %w", err)
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("control plane %s: %w", c.base, err)
+			return fmt.Errorf("control plane %s: %w", strings.Join(c.urls, ", "), err)
 		}
-		c.log.Warn("control plane not reachable yet; retrying", zap.String("url", c.base), zap.Error(err))
+		c.log.Warn("control plane not reachable yet; retrying", zap.Strings("urls", c.urls), zap.Error(err))
 		if !sleep(ctx, backoff(attempt, time.Second, 10*time.Second)) {
-			return fmt.Errorf("control plane %s: %w", c.base, err)
+			return fmt.Errorf("control plane %s: %w", strings.Join(c.urls, ", "), err)
 		}
 	}
 }
@@ -225,10 +309,13 @@ func (c *Client) loadState() (state, error) {
 	if err != nil {
 		return state{}, fmt.Errorf("control state %s: %w", c.opts.StatePath, err)
 	}
-	if st.URL != c.base {
-		// Another control plane's credential and revision mean nothing here.
+	if !st.overlaps(c.urls) {
+		// Another control plane's credential and revision mean nothing
+		// here. Replicas share theirs, so a list that still names one of
+		// the URLs the state was earned with keeps it.
 		return state{}, nil
 	}
+	st.URL, st.URLs = "", c.urls
 	return st, nil
 }
 
@@ -257,7 +344,7 @@ func (c *Client) join(ctx context.Context) error {
 	case c.opts.OIDCTokenFile != "":
 		b, err := os.ReadFile(c.opts.OIDCTokenFile)
 		if err != nil {
-			return fmt.Errorf("workload token: %w", err)
+			return &localError{fmt.Errorf("workload token: %w", err)}
 		}
 		req.OIDCToken = strings.TrimSpace(string(b))
 	case c.opts.JoinToken != "":
@@ -270,7 +357,7 @@ func (c *Client) join(ctx context.Context) error {
 		return fmt.Errorf("join: %w", err)
 	}
 	c.mu.Lock()
-	c.st = state{URL: c.base, SidecarID: cred.SidecarID, Agent: cred.Agent, Token: cred.Token, ExpiresAt: cred.ExpiresAt}
+	c.st = state{URLs: c.urls, SidecarID: cred.SidecarID, Agent: cred.Agent, Token: cred.Token, ExpiresAt: cred.ExpiresAt}
 	c.mu.Unlock()
 	c.log.Info("joined the control plane", zap.String("sidecar", cred.SidecarID), zap.String("agent", cred.Agent))
 	return c.save()
@@ -321,7 +408,18 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("control plane: %s (HTTP %d, %s)", e.Msg, e.Status, e.Reason)
 }
 
+// call makes one API call to the replica in use, and moves off it when
+// the call shows it failed.
 func (c *Client) call(ctx context.Context, method, path, token string, in, out any) error {
+	i, base := c.replica()
+	err := c.callAt(ctx, base, method, path, token, in, out)
+	if replicaFailed(ctx, err) {
+		c.moveFrom(i, err)
+	}
+	return err
+}
+
+func (c *Client) callAt(ctx context.Context, base, method, path, token string, in, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	var body io.Reader
@@ -332,7 +430,7 @@ func (c *Client) call(ctx context.Context, method, path, token string, in, out a
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, base+path, body)
 	if err != nil {
 		return err
 	}
@@ -347,7 +445,11 @@ func (c *Client) call(ctx context.Context, method, path, token string, in, out a
 		return err
 	}
 	defer resp.Body.Close()
-	c.contact()
+	if resp.StatusCode/100 != 5 {
+		// A replica that answers 5xx (cut off from the store, say)
+		// tells us nothing current: not contact for max_staleness.
+		c.contact()
+	}
 	if resp.StatusCode/100 != 2 {
 		var e control.Error
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
@@ -513,7 +615,7 @@ func (c *Client) Gate() error {
 func (c *Client) Health() Health {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	h := Health{Connected: c.connected, LastContact: c.lastContact, Rev: c.st.Rev, Agent: c.st.Agent,
+	h := Health{URL: c.urls[c.cur], Moves: c.moves, Connected: c.connected, LastContact: c.lastContact, Rev: c.st.Rev, Agent: c.st.Agent,
 		SidecarID: c.st.SidecarID, PassportExpiry: c.expiresAt, Revoked: c.revoked}
 	h.Stale = c.opts.MaxStaleness > 0 && c.now().Sub(c.lastContact) > c.opts.MaxStaleness
 	return h
@@ -580,7 +682,7 @@ func (c *Client) resync(ctx context.Context) error {
 
 func (c *Client) apply(rv passport.Revocation) error {
 	if err := c.opts.Revocations.Add(rv); err != nil {
-		return fmt.Errorf("apply revocation %s %s: %w", rv.Kind, rv.ID, err)
+		return &localError{fmt.Errorf("apply revocation %s %s: %w", rv.Kind, rv.ID, err)}
 	}
 	c.noteRevoked(rv)
 	return nil
@@ -637,7 +739,11 @@ const watchRetryMax = time.Second
 func (c *Client) watchLoop(ctx context.Context) {
 	attempt := 0
 	for ctx.Err() == nil {
-		got, err := c.watchOnce(ctx)
+		i, base := c.replica()
+		got, err := c.watchOnce(ctx, base)
+		if replicaFailed(ctx, err) {
+			c.moveFrom(i, err)
+		}
 		c.mu.Lock()
 		c.connected = false
 		c.mu.Unlock()
@@ -657,13 +763,13 @@ func (c *Client) watchLoop(ctx context.Context) {
 
 // watchOnce follows the feed until it breaks; got says whether any line
 // arrived.
-func (c *Client) watchOnce(ctx context.Context) (got bool, err error) {
+func (c *Client) watchOnce(ctx context.Context, base string) (got bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	c.mu.Lock()
 	rev, tok := c.st.Rev, c.st.Token
 	c.mu.Unlock()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+control.PathWatch+"?rev="+strconv.FormatInt(rev, 10), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+control.PathWatch+"?rev="+strconv.FormatInt(rev, 10), nil)
 	if err != nil {
 		return false, err
 	}

@@ -8,4 +8,10 @@
 // with the passport, leases and revocations it has, reports how stale it
 // is, and applies what it missed as soon as the feed is back; a passport
 // is never extended past its expiry.
+//
+// Given several control plane replicas (one store behind them all), it
+// talks to one at a time and moves to the next when that one fails on
+// the network, answers 5xx, or its feed goes silent or ends; the
+// credential, passport, leases and feed revision carry over, since every
+// replica serves the same state.
 package client

@@ -6,18 +6,42 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
 // state is what a sidecar remembers across restarts: its credential (a
-// join token is spent once) and the feed revision it applied.
+// join token is spent once) and the feed revision it applied, with the
+// control plane URLs they came from.
 type state struct {
-	URL       string    `json:"url"`
+	// URLs is control.url when the state was saved.
+	URLs []string `json:"urls"`
+	// URL is the one URL of a state saved before lists were accepted.
+	URL       string    `json:"url,omitempty"`
 	SidecarID string    `json:"sidecar_id"`
 	Agent     string    `json:"agent"`
 	Token     string    `json:"token"`
 	ExpiresAt time.Time `json:"expires_at"`
 	Rev       int64     `json:"rev"`
+}
+
+// overlaps says whether the state was earned with the control plane at
+// urls: whether they name one of the URLs it was saved with. Replicas
+// share one store, so a credential and a revision from one are good at
+// every other; a list that names none of them is another control plane.
+func (st state) overlaps(urls []string) bool {
+	saved := st.URLs
+	if st.URL != "" {
+		saved = append(saved[:len(saved):len(saved)], st.URL)
+	}
+	for _, s := range saved {
+		for _, u := range urls {
+			if strings.TrimRight(s, "/") == u {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func loadState(path string) (state, error) {
