@@ -31,10 +31,14 @@ type Config struct {
 // ControlConfig is the control plane: how `stack control` serves, and
 // how sidecars and the CLI reach one.
 type ControlConfig struct {
-	// URL is the control plane (https://HOST:PORT). When set, `stack
-	// proxy` joins it, and commands that change fleet state (agent,
-	// passport revoke, vault) go to it.
-	URL string `mapstructure:"url" yaml:"url"`
+	// URLs are the control plane (https://HOST:PORT): its replicas, or
+	// one URL naming a load balancer in front of them. A YAML list, or
+	// one string with the URLs separated by commas (how the flag and
+	// STACK_CONTROL_URL give them). When set, `stack proxy` joins it,
+	// using one replica at a time and moving to the next when it fails,
+	// and commands that change fleet state (agent, passport revoke,
+	// vault) go to the first.
+	URLs []string `mapstructure:"url" yaml:"url"`
 	// CA is the PEM file of the CA the control plane's certificate chains
 	// to (`stack control ca export`). Empty: the control CA in this data
 	// directory if there is one, else the system roots.

@@ -167,6 +167,7 @@ func TestInvalidValuesNameTheKey(t *testing.T) {
 		{"empty suppression", "detect:\n  suppress:\n    - {}\n", nil, "detect.suppress[0]", "at least one"},
 		{"suppression host with a port", "detect:\n  suppress:\n    - {host: \"api.stripe.com:443\", detector: scope_drift}\n", nil, "detect.suppress[0].host", "no port"},
 		{"tunnel host over a top-level domain", "proxy:\n  tunnel_hosts: [\"*.com\"]\n", nil, "proxy.tunnel_hosts[0]", "two labels"},
+		{"control replica over http", "", map[string]string{"STACK_CONTROL_URL": "https://control-0.example.com:8443,http://control-1.example.com:8443"}, "control.url[1]", "https://HOST:PORT"},
 		{"control host with a port", "control:\n  hosts: [\"control.example.com:8443\"]\n", nil, "control.hosts[0]", "host name"},
 		{"resolve a wildcard", "egress:\n  resolve: [\"*.stripe.com=127.0.0.1\"]\n", nil, "egress.resolve[0]", "HOST=IP"},
 		{"burst factor", "detect:\n  credential_burst:\n    factor: 1\n", nil, "detect.credential_burst.factor", "greater than 1"},
@@ -420,5 +421,48 @@ func TestEnvironmentProblemNotBlamedOnFile(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "STACK_PROXY_LISTEN") {
 		t.Errorf("the report does not name STACK_PROXY_LISTEN: %v", err)
+	}
+}
+
+// control.url takes one URL or several, however it is given.
+func TestControlURLForms(t *testing.T) {
+	a, b := "https://control-0.example.com:8443", "https://control-1.example.com:8443"
+	tests := []struct {
+		name string
+		file string
+		env  string
+		flag string
+		want []string
+	}{
+		{name: "unset", want: nil},
+		{name: "one string in the file", file: "control:\n  url: " + a + "\n", want: []string{a}},
+		{name: "a list in the file", file: "control:\n  url: [" + a + ", " + b + "]\n", want: []string{a, b}},
+		{name: "commas in the environment", env: a + ", " + b, want: []string{a, b}},
+		{name: "commas in the flag over the file", file: "control:\n  url: [" + a + "]\n", flag: b + "," + a, want: []string{b, a}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			home := t.TempDir()
+			if tt.file != "" {
+				writeFile(t, home, tt.file)
+			}
+			t.Setenv("STACK_CONTROL_URL", tt.env)
+			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+			fs.String("control", "", "")
+			var args []string
+			if tt.flag != "" {
+				args = []string{"--control", tt.flag}
+			}
+			if err := fs.Parse(args); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Load(LoadOptions{Home: home, Flags: map[string]*pflag.Flag{"control.url": fs.Lookup("control")}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(c.Control.URLs, tt.want) {
+				t.Errorf("control.url = %q, want %q", c.Control.URLs, tt.want)
+			}
+		})
 	}
 }

@@ -187,7 +187,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("passport.leeway", DefaultLeeway)
 	v.SetDefault("passport.cache_size", DefaultPassportCacheSize)
 	v.SetDefault("passport.roles", rolesAsMap(passport.ReferenceRoles()))
-	v.SetDefault("control.url", "")
+	v.SetDefault("control.url", []string{})
 	v.SetDefault("control.ca", "")
 	v.SetDefault("control.token_file", DefaultControlTokenFile)
 	v.SetDefault("control.join_token", "")
@@ -300,6 +300,7 @@ func (c *Config) resolvePaths() {
 	c.Passport.KeysPath = abs(c.Passport.KeysPath)
 	c.Passport.RevocationsPath = abs(c.Passport.RevocationsPath)
 	c.Detect.StatePath = abs(c.Detect.StatePath)
+	c.Control.URLs = trimList(c.Control.URLs)
 	c.Control.CA = abs(c.Control.CA)
 	c.Control.TokenFile = abs(c.Control.TokenFile)
 	c.Control.OIDCTokenFile = abs(c.Control.OIDCTokenFile)
@@ -388,6 +389,18 @@ func suggest(key string, known map[string]bool) string {
 	}
 	sort.Strings(same)
 	return "; known keys in " + section + ": " + strings.Join(same, ", ")
+}
+
+// trimList drops the blanks around each entry of a list given as
+// "a, b", and the empty entries a trailing comma leaves.
+func trimList(list []string) []string {
+	var out []string
+	for _, s := range list {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func contains(list []string, s string) bool {

@@ -218,8 +218,10 @@ detect:
 
 control:
   # The control plane this sidecar joins and the CLI talks to, e.g.
-  # https://stack-control:8443 (empty: standalone, everything local).
-  url: ""
+  # https://stack-control:8443, or its replicas as a list
+  # [https://control-0:8443, https://control-1:8443]: the sidecar uses one
+  # and moves to the next when it fails (empty: standalone, all local).
+  url: []
   # The CA of the control plane's certificate (stack control ca export);
   # empty: this directory's control CA if any, else the system roots.
   ca: ""

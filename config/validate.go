@@ -299,9 +299,17 @@ func (c ControlConfig) validate(e *ValidationError) {
 			e.add(fmt.Sprintf("control.hosts[%d]", i), h, "must be a host name or an IP address its certificate names, e.g. control.example.com")
 		}
 	}
-	if c.URL != "" {
-		if u, err := url.Parse(c.URL); err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
-			e.add("control.url", c.URL, "must be https://HOST:PORT (the control plane is reached over HTTPS only)")
+	seen := map[string]bool{}
+	for i, raw := range c.URLs {
+		key := fmt.Sprintf("control.url[%d]", i)
+		if u, err := url.Parse(raw); err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+			e.add(key, raw, "must be https://HOST:PORT (the control plane is reached over HTTPS only)")
+			continue
+		}
+		if base := strings.TrimRight(raw, "/"); seen[base] {
+			e.add(key, raw, "is listed twice")
+		} else {
+			seen[base] = true
 		}
 	}
 	if c.CA != "" {

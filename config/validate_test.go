@@ -95,7 +95,7 @@ func TestValidateReportsEveryProblemInOrder(t *testing.T) {
 				}
 				c.Control = ControlConfig{
 					Hosts:         []string{"control.example.com", "*.example.com"},
-					URL:           "http://control.example.com",
+					URLs:          []string{"http://control.example.com"},
 					CA:            missing,
 					JoinToken:     "t",
 					JoinTokenFile: "f",
@@ -174,7 +174,7 @@ func TestValidateReportsEveryProblemInOrder(t *testing.T) {
 				{Key: "detect.suppress[1].detector", Value: "telepathy", Message: unknownDetector},
 				{Key: "detect.suppress[1].host", Value: "api.example.com:443", Message: hostMsg + hostErr("api.example.com:443")},
 				{Key: "control.hosts[1]", Value: "*.example.com", Message: "must be a host name or an IP address its certificate names, e.g. control.example.com"},
-				{Key: "control.url", Value: "http://control.example.com", Message: "must be https://HOST:PORT (the control plane is reached over HTTPS only)"},
+				{Key: "control.url[0]", Value: "http://control.example.com", Message: "must be https://HOST:PORT (the control plane is reached over HTTPS only)"},
 				{Key: "control.ca", Value: missing, Message: "cannot be read: " + errMissing.Error()},
 				{Key: "control.join_token", Value: "(set)", Message: "give one of control.join_token, control.join_token_file and control.oidc_token_file"},
 				{Key: "control.max_staleness", Value: "-1s", Message: "must not be negative"},
@@ -205,7 +205,7 @@ func TestValidateReportsEveryProblemInOrder(t *testing.T) {
 				c.Detect.CredentialBurst.Window = time.Hour
 				c.Detect.CredentialBurst.LearningWindow = time.Hour
 				c.Detect.PromptInjection.Threshold = 1.5
-				c.Control.URL = "https://control.example.com/api"
+				c.Control.URLs = []string{"https://control-0.example.com:8443", "https://control.example.com/api", "https://control-0.example.com:8443/"}
 				c.Control.CA = notPEM
 				c.Control.Listen = "127.0.0.1:x"
 				c.Control.TLSKey = "key.pem"
@@ -220,7 +220,8 @@ func TestValidateReportsEveryProblemInOrder(t *testing.T) {
 				{Key: "passport.leeway", Value: "-1s", Message: "must be between 0s and 5m"},
 				{Key: "detect.credential_burst.learning_window", Value: "1h0m0s", Message: "must be longer than detect.credential_burst.window"},
 				{Key: "detect.prompt_injection.threshold", Value: "1.5", Message: "must be greater than 0 and at most 1"},
-				{Key: "control.url", Value: "https://control.example.com/api", Message: "must be https://HOST:PORT (the control plane is reached over HTTPS only)"},
+				{Key: "control.url[1]", Value: "https://control.example.com/api", Message: "must be https://HOST:PORT (the control plane is reached over HTTPS only)"},
+				{Key: "control.url[2]", Value: "https://control-0.example.com:8443/", Message: "is listed twice"},
 				{Key: "control.ca", Value: notPEM, Message: "holds no PEM certificate"},
 				{Key: "control.listen", Value: "127.0.0.1:x", Message: "port must be a number from 0 to 65535"},
 				{Key: "control.tls_cert", Message: "control.tls_cert and control.tls_key go together"},

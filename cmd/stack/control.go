@@ -406,11 +406,15 @@ func readOperatorToken(path string) (string, error) {
 	return tok, nil
 }
 
-// controlAPI returns a client for the control plane: control.url, or the
-// one running with this data directory. With required false it returns
-// nil when there is none, and the CLI works on local files.
+// controlAPI returns a client for the control plane: control.url (its
+// first URL when it lists replicas), or the one running with this data
+// directory. With required false it returns nil when there is none, and
+// the CLI works on local files.
 func (a *app) controlAPI(ctx context.Context, required bool) (*adminClient, error) {
-	url := strings.TrimRight(a.cfg.Control.URL, "/")
+	url := ""
+	if len(a.cfg.Control.URLs) > 0 {
+		url = strings.TrimRight(a.cfg.Control.URLs[0], "/")
+	}
 	if url == "" {
 		url = a.localControlURL()
 	}
@@ -457,9 +461,9 @@ func (a *app) localControl(ctx context.Context) (*adminClient, error) {
 	if a.localControlURL() == "" {
 		return nil, nil
 	}
-	saved := a.cfg.Control.URL
-	a.cfg.Control.URL = ""
-	defer func() { a.cfg.Control.URL = saved }()
+	saved := a.cfg.Control.URLs
+	a.cfg.Control.URLs = nil
+	defer func() { a.cfg.Control.URLs = saved }()
 	return a.controlAPI(ctx, true)
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -35,6 +36,17 @@ func mustRun(t *testing.T, home, stdin string, args ...string) string {
 		t.Fatalf("stack %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errs)
 	}
 	return out
+}
+
+func scrape(t *testing.T, admin string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 func readyz(t *testing.T, admin string) (int, string) {
@@ -102,9 +114,20 @@ func TestControlPlaneCLI(t *testing.T) {
 	}
 
 	sc := initHome(t)
-	info := startSidecar(t, sc, "--control", url, "--control-ca", caFile, "--join-token", token)
-	if st, body := readyz(t, info.Admin); st != http.StatusOK || !strings.Contains(body, "control: agent bot") || !strings.Contains(body, "connected") {
+	// Listed first, a replica that is down: the sidecar joins through the
+	// next one.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "https://" + l.Addr().String()
+	l.Close()
+	info := startSidecar(t, sc, "--control", down+","+url, "--control-ca", caFile, "--join-token", token)
+	if st, body := readyz(t, info.Admin); st != http.StatusOK || !strings.Contains(body, "control: agent bot") || !strings.Contains(body, "connected to "+url) {
 		t.Fatalf("readyz of a joined sidecar: %d %s", st, body)
+	}
+	if m := scrape(t, info.Admin); !strings.Contains(m, "\nstack_control_replica_moves_total 1\n") {
+		t.Fatalf("metrics of a sidecar that moved past a replica:\n%s", m)
 	}
 	if out := mustRun(t, ctl, "", "control", "status"); !strings.Contains(out, "1 sidecars") || !strings.Contains(out, "bot") {
 		t.Fatalf("status:\n%s", out)

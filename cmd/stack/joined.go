@@ -41,7 +41,7 @@ func (a *app) joinControl(ctx context.Context, verifier *passport.Verifier, revs
 		name = pod
 	}
 	link, err := client.New(client.Options{
-		URLs: []string{cfg.URL}, RootCAs: roots, JoinToken: joinToken, OIDCTokenFile: cfg.OIDCTokenFile,
+		URLs: cfg.URLs, RootCAs: roots, JoinToken: joinToken, OIDCTokenFile: cfg.OIDCTokenFile,
 		Name: name, StatePath: filepath.Join(a.home(), controlStateFile),
 		Revocations: revs, OnKeys: verifier.UpdateJWKS, OnLeases: leases.Set,
 		MaxStaleness: cfg.MaxStaleness, Heartbeat: cfg.Heartbeat, StartTimeout: joinStartTimeout,
@@ -51,10 +51,10 @@ func (a *app) joinControl(ctx context.Context, verifier *passport.Verifier, revs
 		return nil, usageError(err)
 	}
 	if err := link.Start(ctx); err != nil {
-		return nil, fmt.Errorf("joining the control plane at %s: %w", cfg.URL, err)
+		return nil, fmt.Errorf("joining the control plane at %s: %w", strings.Join(cfg.URLs, ", "), err)
 	}
 	h := link.Health()
-	a.log.Info("joined the control plane", zap.String("url", cfg.URL), zap.String("agent", h.Agent), zap.String("sidecar", h.SidecarID))
+	a.log.Info("joined the control plane", zap.String("url", h.URL), zap.String("agent", h.Agent), zap.String("sidecar", h.SidecarID))
 	reg := m.Registry
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stack_control_connected",
 		Help: "1 while the revocation feed from the control plane is connected."}, func() float64 {
@@ -62,6 +62,10 @@ func (a *app) joinControl(ctx context.Context, verifier *passport.Verifier, revs
 			return 1
 		}
 		return 0
+	}))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "stack_control_replica_moves_total",
+		Help: "Moves to another control plane replica after the one in use failed."}, func() float64 {
+		return float64(link.Health().Moves)
 	}))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stack_control_last_contact_seconds",
 		Help: "Seconds since the last answer from the control plane."}, func() float64 {
@@ -90,9 +94,9 @@ func linkDetail(h client.Health) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "control: agent %s, sidecar %s, revision %d, ", h.Agent, h.SidecarID, h.Rev)
 	if h.Connected {
-		b.WriteString("connected")
+		b.WriteString("connected to " + h.URL)
 	} else {
-		fmt.Fprintf(&b, "disconnected (last contact %s ago; serving with what it has)", time.Since(h.LastContact).Round(time.Second))
+		fmt.Fprintf(&b, "disconnected from %s (last contact %s ago; serving with what it has)", h.URL, time.Since(h.LastContact).Round(time.Second))
 	}
 	if h.Stale {
 		b.WriteString(", stale: refusing requests (control.max_staleness)")

@@ -87,6 +87,10 @@ refreshes it at 2/3 of its lifetime, applies every revocation the control
 plane pushes, and holds the agent's credentials as leases in memory only.
 It joins once with --join-token or by workload identity with
 --oidc-token-file, and keeps its sidecar credential in DATA-DIR/control-state.json.
+--control takes one URL (one control plane, or a load balancer in front of
+its replicas) or several separated by commas (the replicas themselves):
+the sidecar talks to one at a time and moves to the next, keeping its
+credential, passport, leases and feed revision, when it stops answering.
 While the control plane is away it keeps serving with what it has, and
 refuses everything once the passport expires (or after
 control.max_staleness without contact).`,
@@ -96,6 +100,8 @@ control.max_staleness without contact).`,
   stack proxy --control https://stack-control:9443 --control-ca control-ca.pem --join-token stkj_...
   stack proxy --control https://stack-control:9443 --control-ca /etc/stack/ca.pem \
     --oidc-token-file /var/run/secrets/stack/token
+  stack proxy --control https://control-0:9443,https://control-1:9443,https://control-2:9443 \
+    --control-ca control-ca.pem --join-token stkj_...
   HTTPS_PROXY=http://127.0.0.1:8080 curl --cacert <(stack ca export) \
     --proxy-user "my-agent:$PASSPORT" -H "Authorization: Bearer stk_ph_stripe" \
     https://api.stripe.com/v1/balance`,
@@ -110,7 +116,7 @@ control.max_staleness without contact).`,
 	f.StringSlice("allow-cidr", nil, "allow dialling this otherwise refused range (repeatable)")
 	f.String("passport-file", "", "single-agent mode: the passport to use when requests carry none")
 	f.StringSlice("resolve", nil, "pin HOST=IP before DNS, like curl --resolve (repeatable; egress checks still apply)")
-	f.String("control", "", "join this control plane (https://HOST:PORT) and serve its agent: passport, revocations and credentials come from it")
+	f.String("control", "", "join this control plane (https://HOST:PORT, or its replicas' URLs separated by commas) and serve its agent: passport, revocations and credentials come from it")
 	f.String("control-ca", "", "PEM file of the control plane's CA (stack control ca export)")
 	f.String("join-token", "", "one-time join token (stack control join-token); later starts reuse the credential it earned")
 	f.String("join-token-file", "", "file holding the join token (instead of --join-token)")
@@ -209,7 +215,7 @@ func (a *app) openSidecar(ctx context.Context) (*sidecarParts, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &sidecarParts{kms: k, joined: cfg.Control.URL != "", secrets: &liveSecrets{}}
+	p := &sidecarParts{kms: k, joined: len(cfg.Control.URLs) > 0, secrets: &liveSecrets{}}
 	if err := a.openVerifier(p, keys); err != nil {
 		return nil, err
 	}
