@@ -37,7 +37,7 @@ type ControlConfig struct {
 	// STACK_CONTROL_URL give them). When set, `stack proxy` joins it,
 	// using one replica at a time and moving to the next when it fails,
 	// and commands that change fleet state (agent, passport revoke,
-	// vault) go to the first.
+	// vault) go to the first that is ready.
 	URLs []string `mapstructure:"url" yaml:"url"`
 	// CA is the PEM file of the CA the control plane's certificate chains
 	// to (`stack control ca export`). Empty: the control CA in this data

@@ -406,8 +406,8 @@ func readOperatorToken(path string) (string, error) {
 	return tok, nil
 }
 
-// controlAPI returns a client for the control plane: control.url (its
-// first URL when it lists replicas), or the one running with this data
+// controlAPI returns a client for the control plane: control.url (the
+// first of its replicas that is ready), or the one running with this data
 // directory. With required false it returns nil when there is none, and
 // the CLI works on local files.
 func (a *app) controlAPI(ctx context.Context, required bool) (*adminClient, error) {
@@ -432,13 +432,43 @@ func (a *app) controlAPI(ctx context.Context, required bool) (*adminClient, erro
 	if err != nil {
 		return nil, err
 	}
-	return &adminClient{
+	c := &adminClient{
 		base: url, token: tok, what: "control plane",
 		http: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
 			Proxy:           nil,
 			TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		}},
-	}, nil
+	}
+	if len(a.cfg.Control.URLs) > 1 {
+		c.base = firstAnswering(ctx, c.http, a.cfg.Control.URLs)
+	}
+	return c, nil
+}
+
+// firstAnswering returns the first replica that says it is ready
+// (/readyz: it answers and reaches its store), so that a command is not
+// sent to one that is down (a command is sent once:
+// it is not replayed on another replica after a failure, which could
+// apply it twice). When none answers, the first, whose error the command
+// then reports.
+func firstAnswering(ctx context.Context, hc *http.Client, urls []string) string {
+	for _, u := range urls {
+		u = strings.TrimRight(u, "/")
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		req, err := http.NewRequestWithContext(cctx, http.MethodGet, u+"/readyz", nil)
+		if err == nil {
+			var resp *http.Response
+			if resp, err = hc.Do(req); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					cancel()
+					return u
+				}
+			}
+		}
+		cancel()
+	}
+	return strings.TrimRight(urls[0], "/")
 }
 
 // localControlURL is the URL of the control plane running with this data

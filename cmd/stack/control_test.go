@@ -134,7 +134,8 @@ func TestControlPlaneCLI(t *testing.T) {
 	}
 	// An operator's machine needs no data directory: the URL, the token
 	// and the CA are enough.
-	t.Setenv("STACK_CONTROL_URL", url)
+	// With replicas listed, the CLI goes to the first that answers.
+	t.Setenv("STACK_CONTROL_URL", down+","+url)
 	t.Setenv("STACK_CONTROL_TOKEN_FILE", filepath.Join(ctl, "control.token"))
 	t.Setenv("STACK_CONTROL_CA", caFile)
 	if out := mustRun(t, filepath.Join(t.TempDir(), "nothing-here"), "", "agent", "list"); !strings.Contains(out, "bot") {
