@@ -215,7 +215,7 @@ func (c *Client) moveFrom(i int, why error) {
 	c.moves++
 	to := c.urls[c.cur]
 	c.mu.Unlock()
-	c.log.Info("control plane replica unreachable, moving to "+to, zap.String("from", c.urls[i]), zap.String("to", to), zap.Error(why))
+	c.log.Info("control plane replica unreachable; moving to another", zap.String("from", c.urls[i]), zap.String("to", to), zap.Error(why))
 }
 
 // replicaFailed says whether err, from a call to a replica made under
@@ -676,6 +676,7 @@ func (c *Client) resync(ctx context.Context) error {
 			return err
 		}
 	}
+	c.log.Info("revocation set loaded", zap.Int("revocations", len(list.Revocations)), zap.Int64("rev", list.Rev))
 	c.setRev(list.Rev)
 	return nil
 }
@@ -819,6 +820,8 @@ func (c *Client) watchOnce(ctx context.Context, base string) (got bool, err erro
 				// starts before it.
 				return got, err
 			}
+			c.log.Info("revocation applied", zap.String("kind", string(ev.Revocation.Kind)),
+				zap.String("id", ev.Revocation.ID), zap.Int64("rev", ev.Rev))
 			c.setRev(ev.Rev)
 		case control.EventCredentials:
 			c.setRev(ev.Rev)
