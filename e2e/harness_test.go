@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/stackctl/stack/audit"
+	"github.com/stackctl/stack/internal/fleet"
 	"github.com/stackctl/stack/internal/stacktest"
 	"github.com/stackctl/stack/internal/testenv"
 	"go.uber.org/goleak"
@@ -46,6 +47,14 @@ const stripeGrant = "host=" + stripeHost + ",methods=GET|POST,paths=/v1/**,crede
 var stackBin string
 
 func TestMain(m *testing.M) {
+	// TestFleetFailover runs its etcd members as children of this binary.
+	if len(os.Args) > 1 && os.Args[1] == fleet.EtcdMemberCommand {
+		if err := fleet.EtcdMemberMain(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "etcd member:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(stacktest.BuildFirst(m, "e2e", func(ctx context.Context, dir string) (err error) {
 		stackBin, err = stacktest.BuildStack(ctx, dir)
 		return err

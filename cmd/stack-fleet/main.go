@@ -2,10 +2,14 @@
 // plane, by hand and at full size: it runs the scenarios of package
 // internal/fleet (revocation propagation, passport refresh over several
 // TTLs, a killed control plane, a sidecar cut off from it, memory) and
-// prints their figures as a table and, with --json, to a file.
+// prints their figures as a table and, with --json, to a file. The
+// failover scenario runs alone, on a control plane of three replicas on
+// a 3-member etcd cluster whose members are this binary's own child
+// processes (`stack-fleet etcd-member ...`).
 //
 //	go run ./cmd/stack-fleet --sidecars 100 --runs 5
 //	go run ./cmd/stack-fleet --sidecars 20 --scenarios propagation,memory --json fleet.json
+//	go run ./cmd/stack-fleet --sidecars 50 --scenarios failover
 //
 // Every process listens on 127.0.0.1 only and every wait is bounded. The
 // work directory (data directories and every process's log) is kept,
@@ -33,8 +37,16 @@ import (
 	"github.com/stackctl/stack/internal/stacktest"
 )
 
-// allScenarios in the order they run.
-var allScenarios = []string{"propagation", "ttl", "kill", "cutoff", "memory"}
+// allScenarios in the order they run; every one but failover runs by
+// default.
+var (
+	allScenarios     = []string{"propagation", "ttl", "kill", "cutoff", "memory", "failover"}
+	defaultScenarios = allScenarios[:len(allScenarios)-1]
+)
+
+// failoverReplicas is how many control replicas the failover scenario
+// runs.
+const failoverReplicas = 3
 
 type options struct {
 	stackBin  string
@@ -46,6 +58,7 @@ type options struct {
 	batch     int
 	ttl       time.Duration
 	down      time.Duration
+	stream    time.Duration
 	keep      bool
 }
 
@@ -55,6 +68,13 @@ var errUsage = errors.New("usage")
 var errProblems = errors.New("the scenarios found problems")
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == fleet.EtcdMemberCommand {
+		if err := fleet.EtcdMemberMain(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "stack-fleet etcd-member:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -74,12 +94,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.stackBin, "stack", "", "stack binary (default: go build ./cmd/stack into the work directory)")
 	fs.IntVar(&o.sidecars, "sidecars", 100, "sidecars in the fleet")
 	fs.IntVar(&o.runs, "runs", 5, "propagation runs, each with a new agent and every sidecar joined anew")
-	scenarios := fs.String("scenarios", strings.Join(allScenarios, ","), "comma-separated scenarios to run")
+	scenarios := fs.String("scenarios", strings.Join(defaultScenarios, ","), "comma-separated scenarios to run; failover runs alone")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the results to this JSON file")
 	fs.DurationVar(&o.interval, "interval", fleet.DefaultInterval, "time between two requests of one agent; bounds the resolution of refusal times")
 	fs.IntVar(&o.batch, "batch", fleet.DefaultBatch, "sidecars started at once")
 	fs.DurationVar(&o.ttl, "ttl", 6*time.Second, "passport lifetime of the ttl scenario")
 	fs.DurationVar(&o.down, "down", 10*time.Second, "how long the kill scenario keeps the control plane dead")
+	fs.DurationVar(&o.stream, "stream", 30*time.Second, "how long the failover scenario's revocation stream lasts (one every 100 ms)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (data directories, logs) and print its path")
 	if err := fs.Parse(args); err != nil {
 		return o, fmt.Errorf("%w: %v", errUsage, err)
@@ -100,6 +121,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	switch {
 	case len(o.scenarios) == 0:
 		return o, fmt.Errorf("%w: no scenario", errUsage)
+	case slices.Contains(o.scenarios, "failover") && len(o.scenarios) > 1:
+		return o, fmt.Errorf("%w: the failover scenario runs alone (its control plane is three replicas on etcd)", errUsage)
+	case o.stream < 4*time.Second || o.stream > 10*time.Minute:
+		return o, fmt.Errorf("%w: --stream must be between 4s and 10m", errUsage)
 	case o.sidecars < 2 || o.sidecars > 1000:
 		return o, fmt.Errorf("%w: --sidecars must be between 2 and 1000", errUsage)
 	case o.runs < 1 || o.runs > 100:
@@ -128,6 +153,7 @@ type report struct {
 	Kill        *fleet.KillResult        `json:"kill,omitempty"`
 	Cutoff      *fleet.CutoffResult      `json:"cutoff,omitempty"`
 	Memory      *fleet.MemoryResult      `json:"memory,omitempty"`
+	Failover    *fleet.FailoverResult    `json:"failover,omitempty"`
 	// Errors are scenarios the harness could not finish.
 	Errors []string `json:"errors,omitempty"`
 }
@@ -148,6 +174,9 @@ func (r *report) problems() int {
 	}
 	if r.Memory != nil {
 		n += len(r.Memory.Problems)
+	}
+	if r.Failover != nil {
+		n += len(r.Failover.Problems)
 	}
 	return n
 }
@@ -181,7 +210,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	} else if bin, err = filepath.Abs(bin); err != nil {
 		return err
 	}
-	f, err := fleet.Start(ctx, fleet.Options{Bin: bin, Dir: work, Sidecars: o.sidecars, Batch: o.batch, Interval: o.interval, Log: stderr})
+	fo := fleet.Options{Bin: bin, Dir: work, Sidecars: o.sidecars, Batch: o.batch, Interval: o.interval, Log: stderr}
+	if slices.Contains(o.scenarios, "failover") {
+		fo.Replicas = failoverReplicas
+		if fo.EtcdBin, err = os.Executable(); err != nil {
+			return err
+		}
+	}
+	f, err := fleet.Start(ctx, fo)
 	if err != nil {
 		return err
 	}
@@ -235,6 +271,10 @@ func runScenario(ctx context.Context, f *fleet.Fleet, o options, name string, re
 	case "memory":
 		r, err := f.Memory(ctx)
 		rep.Memory = &r
+		return err
+	case "failover":
+		r, err := f.Failover(ctx, fleet.FailoverOptions{Duration: o.stream})
+		rep.Failover = &r
 		return err
 	}
 	return fmt.Errorf("%w: unknown scenario %q", errUsage, name)

@@ -19,7 +19,7 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.sidecars != 100 || o.runs != 5 || len(o.scenarios) != len(allScenarios) || o.interval != fleet.DefaultInterval ||
+	if o.sidecars != 100 || o.runs != 5 || len(o.scenarios) != len(defaultScenarios) || o.interval != fleet.DefaultInterval ||
 		o.batch != fleet.DefaultBatch || o.ttl != 6*time.Second || o.down != 10*time.Second {
 		t.Fatalf("defaults %+v", o)
 	}
@@ -29,7 +29,7 @@ func TestParseFlags(t *testing.T) {
 	}
 	for _, bad := range [][]string{
 		{"--sidecars", "1"}, {"--runs", "0"}, {"--scenarios", "propagation,chaos"}, {"--scenarios", ","},
-		{"--interval", "0s"}, {"--batch", "0"}, {"--ttl", "1s"}, {"--down", "0s"}, {"extra"}, {"--no-such-flag"},
+		{"--interval", "0s"}, {"--batch", "0"}, {"--ttl", "1s"}, {"--down", "0s"}, {"--scenarios", "failover,kill"}, {"--stream", "1s"}, {"extra"}, {"--no-such-flag"},
 	} {
 		if _, err := parseFlags(bad, io.Discard); !errors.Is(err, errUsage) {
 			t.Errorf("%q: err %v, want a usage error", bad, err)

@@ -58,6 +58,21 @@ func (r *report) print(w io.Writer) {
 			m.Sidecar.RssAnonKB, m.Sidecar.VmRSSKB, m.SidecarRssAnonKB.Min, m.SidecarRssAnonKB.P50, m.SidecarRssAnonKB.Max)
 		printProblems(w, "memory", m.Problems)
 	}
+	if fo := r.Failover; fo != nil {
+		fmt.Fprintf(w, "\nfailover: %d sidecars, %d control replicas on 3 etcd members; %d revocations issued (%d of agents), %d failed, %d call retries, slowest call %.0f ms\n",
+			fo.Sidecars, fo.Replicas, fo.Issued, fo.Agents, fo.Failed, fo.RevokeRetries, fo.MaxRevokeCallMS)
+		for _, e := range fo.Events {
+			fmt.Fprintf(w, "  at %5.1f s: %s\n", e.AtMS/1000, e.What)
+		}
+		fmt.Fprintf(w, "  lost (revocation, sidecar) pairs: %d; served to a revoked agent after it applied: %d; not connected at the end: %d; replica moves: %d\n",
+			fo.Lost, fo.ServedAfterRevocation, fo.Disconnected, fo.Moves)
+		fmt.Fprintf(w, "  key rotation: %s signs from %s; %d of %d replicas serve both keys; %d of %d unrevoked agents' sidecars on a passport of the new key; %d of their requests not served\n",
+			fo.Rotation.KID, fo.Rotation.ActiveAt.Format("15:04:05"), fo.Rotation.JWKSBothKeys, fo.Replicas, fo.Rotation.NewKeySidecars, fo.Rotation.Unrevoked, fo.FailedUnrevoked)
+		fmt.Fprintf(w, "  propagation outside failover: %s (target max %d ms: %s)\n", fo.OutsideFailover, 1000, met(fo.WithinTarget))
+		fmt.Fprintf(w, "  propagation during failover:  %s\n", fo.DuringFailover)
+		printOutcomes(w, fo.Outcomes)
+		printProblems(w, "failover", fo.Problems)
+	}
 	for _, e := range r.Errors {
 		fmt.Fprintf(w, "\nERROR %s\n", e)
 	}

@@ -61,6 +61,14 @@ type Options struct {
 	// Interval is the time between two requests of one sidecar's client
 	// (DefaultInterval); it bounds the resolution of refusal times.
 	Interval time.Duration
+	// Replicas, when positive, runs the control plane as that many
+	// replicas on a 3-member etcd cluster (child processes of EtcdBin)
+	// instead of one process on its bbolt file; sidecars are given every
+	// replica's URL.
+	Replicas int
+	// EtcdBin runs an etcd member when called with EtcdMemberCommand
+	// first (cmd/stack-fleet does); required with Replicas.
+	EtcdBin string
 	// Log receives one line per step; nil discards.
 	Log io.Writer
 }
@@ -86,6 +94,14 @@ type Fleet struct {
 	agents  int // agents registered, for unique names
 	running []*sidecar
 
+	// A fleet on etcd (Options.Replicas): the cluster, the replicas
+	// (the first is control, on controlHome), what they run with, and
+	// the --control value of sidecars.
+	etcd           *etcdCluster
+	replicas       []*replica
+	replicaEnv     []string
+	sidecarControl string
+
 	closeOnce sync.Once
 }
 
@@ -98,6 +114,8 @@ func Start(ctx context.Context, opts Options) (f *Fleet, err error) {
 		return nil, errors.New("fleet: Bin and Dir are required")
 	case opts.Sidecars < 2:
 		return nil, errors.New("fleet: at least 2 sidecars")
+	case opts.Replicas > 0 && opts.EtcdBin == "":
+		return nil, errors.New("fleet: replicas need EtcdBin")
 	}
 	if opts.Batch <= 0 {
 		opts.Batch = DefaultBatch
@@ -131,16 +149,24 @@ func Start(ctx context.Context, opts Options) (f *Fleet, err error) {
 	if _, err := f.stack(ctx, "", "init", "--control"); err != nil {
 		return nil, err
 	}
-	// The first start takes a free port rather than :0 so that a
-	// restarted control plane comes back where the sidecars look for it.
-	if f.controlAddr, err = freePort(); err != nil {
-		return nil, err
-	}
-	if err := f.startControl(ctx); err != nil {
-		return nil, err
-	}
-	if _, err := f.stack(ctx, secret, "vault", "put", credential, "--host", apiHost, "--render", "bearer"); err != nil {
-		return nil, err
+	if opts.Replicas > 0 {
+		if err := f.startReplicas(ctx, secret); err != nil {
+			return nil, err
+		}
+	} else {
+		// The first start takes a free port rather than :0 so that a
+		// restarted control plane comes back where the sidecars look
+		// for it.
+		if f.controlAddr, err = freePort(); err != nil {
+			return nil, err
+		}
+		if err := f.startControl(ctx); err != nil {
+			return nil, err
+		}
+		if _, err := f.stack(ctx, secret, "vault", "put", credential, "--host", apiHost, "--render", "bearer"); err != nil {
+			return nil, err
+		}
+		f.sidecarControl = f.controlURL
 	}
 	pem, err := f.stack(ctx, "", "control", "ca", "export")
 	if err != nil {
@@ -173,6 +199,14 @@ func (f *Fleet) Close() error {
 		f.running = nil
 		if f.control != nil {
 			f.control.kill()
+		}
+		for _, r := range f.replicas {
+			if r.proc != nil {
+				r.proc.kill()
+			}
+		}
+		if f.etcd != nil {
+			f.etcd.close()
 		}
 		if f.up != nil {
 			f.up.close()

@@ -109,7 +109,16 @@ func (f *Fleet) startSidecar(ctx context.Context, p plan, token string) (*sideca
 	}
 	controlURL := p.controlURL
 	if controlURL == "" {
-		controlURL = f.controlURL
+		controlURL = f.sidecarControl
+		if n := len(f.replicas); n > 1 {
+			// Each sidecar starts on another replica, as a fleet given
+			// the list in several orders spreads over them.
+			var urls []string
+			for k := range n {
+				urls = append(urls, f.replicas[(p.index+k)%n].url)
+			}
+			controlURL = strings.Join(urls, ",")
+		}
 	}
 	name := fmt.Sprintf("fleet-sidecar-%03d", p.index)
 	args := []string{

@@ -1,0 +1,147 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// keyActivationDelay is how long a key rotated in the fleet is published
+// before it signs: above the replicas' stale bound, short enough for a
+// drill to see passports of both keys.
+const keyActivationDelay = 4 * time.Second
+
+// replica is one `stack control` of a fleet on etcd.
+type replica struct {
+	index int
+	home  string
+	addr  string // host:port, fixed so that sidecars find it again
+	url   string
+	proc  *process
+}
+
+// startReplicas makes the control plane of a fleet on etcd: the first
+// replica starts on the initialised control home, takes the credential
+// into its vault and stops; its data directory is copied for the others
+// (same issuer keys, TLS certificate and vault), and all start against
+// the cluster.
+func (f *Fleet) startReplicas(ctx context.Context, secret string) error {
+	etcd, err := f.startEtcd(ctx)
+	if err != nil {
+		return fmt.Errorf("etcd: %w", err)
+	}
+	f.etcd = etcd
+	f.replicaEnv = []string{"STACK_CONTROL_STORE=etcd", "STACK_CONTROL_ETCD_ENDPOINTS=" + strings.Join(etcd.endpoints(), ","),
+		"STACK_CONTROL_KEY_ACTIVATION_DELAY=" + keyActivationDelay.String()}
+	for i := range f.opts.Replicas {
+		r := &replica{index: i, home: f.controlHome}
+		if i > 0 {
+			r.home = fmt.Sprintf("%s-%d", f.controlHome, i)
+		}
+		if r.addr, err = freePort(); err != nil {
+			return err
+		}
+		f.replicas = append(f.replicas, r)
+	}
+	first := f.replicas[0]
+	if err := f.startReplica(ctx, first); err != nil {
+		return err
+	}
+	if _, err := f.stack(ctx, secret, "vault", "put", credential, "--host", apiHost, "--render", "bearer"); err != nil {
+		return err
+	}
+	if err := first.proc.stop(stopTimeout); err != nil {
+		return fmt.Errorf("replica 0: %w", err)
+	}
+	for _, r := range f.replicas[1:] {
+		if err := copyDir(first.home, r.home); err != nil {
+			return err
+		}
+	}
+	for _, r := range f.replicas {
+		if err := f.startReplica(ctx, r); err != nil {
+			return err
+		}
+	}
+	f.control, f.controlURL = first.proc, first.url
+	var urls []string
+	for _, r := range f.replicas {
+		urls = append(urls, r.url)
+	}
+	f.sidecarControl = strings.Join(urls, ",")
+	return nil
+}
+
+// startReplica starts `stack control` for r and waits for its run file.
+func (f *Fleet) startReplica(ctx context.Context, r *replica) error {
+	os.Remove(filepath.Join(r.home, "control.json"))
+	env := append(append([]string(nil), f.env...), f.replicaEnv...)
+	p, err := startProcess(f.opts.Bin, []string{"--home", r.home, "control", "--listen", r.addr},
+		env, f.opts.Dir, filepath.Join(f.logDir, fmt.Sprintf("control-%d.log", r.index)))
+	if err != nil {
+		return err
+	}
+	r.proc = p
+	var run controlRun
+	err = waitFor(ctx, startTimeout, 20*time.Millisecond, func() (bool, error) {
+		if p.exited() {
+			return false, fmt.Errorf("replica %d exited during start-up: %v\n%s", r.index, p.waitErr, p.logTail())
+		}
+		b, err := os.ReadFile(filepath.Join(r.home, "control.json"))
+		if err != nil || json.Unmarshal(b, &run) != nil {
+			return false, nil
+		}
+		return run.PID == p.pid(), nil
+	})
+	if err != nil {
+		return fmt.Errorf("replica %d: %w", r.index, err)
+	}
+	r.url = run.URL
+	f.logf("control replica %d %s (pid %d)", r.index, run.URL, run.PID)
+	return nil
+}
+
+// copyDir copies the regular files under src to dst, which must not
+// exist.
+func copyDir(src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(to, 0o700)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		in, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		info, err := in.Stat()
+		if err != nil {
+			return err
+		}
+		out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, info.Mode().Perm())
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	})
+}
