@@ -252,7 +252,9 @@ func (s *Etcd) List(ctx context.Context, prefix string) ([]KV, int64, error) {
 	return kvs, resp.Header.Revision, nil
 }
 
-// Rev returns the cluster's current revision.
+// Rev returns the cluster's current revision. It is a linearizable read
+// (a quorum of members confirms it), never one member's possibly stale
+// view, so an answer proves the cluster is reachable and has a leader.
 func (s *Etcd) Rev(ctx context.Context) (int64, error) {
 	if err := s.check(ctx); err != nil {
 		return 0, fmt.Errorf("store: rev: %w", err)
@@ -315,7 +317,8 @@ func (s *Etcd) watch(ctx context.Context, ch chan<- WatchResponse, prefix string
 
 // follow sends the changes under prefix after rev until ctx ends (nil),
 // the store closes (ErrClosed) or etcd ends the watch (ErrCompacted when
-// the history it needs is gone).
+// the history it needs is gone; etcd's "no leader" when the member it
+// watches through loses the cluster's leader).
 func (s *Etcd) follow(ctx context.Context, ch chan<- WatchResponse, prefix string, rev int64) error {
 	if ctx.Err() != nil {
 		return nil
@@ -339,7 +342,10 @@ func (s *Etcd) follow(ctx context.Context, ch chan<- WatchResponse, prefix strin
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wch := s.client.Watch(wctx, s.prefix+prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
+	// Without a leader a member hears of no new change and stays silent:
+	// require one, so that the watch ends with an error instead and its
+	// reader can go to a member, or a replica, that has one.
+	wch := s.client.Watch(clientv3.WithRequireLeader(wctx), s.prefix+prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 	for {
 		var wresp clientv3.WatchResponse
 		var ok bool

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -522,5 +524,49 @@ func TestEtcdSurvivesMemberLoss(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint([]int64{from, r, r2}) {
 		t.Fatalf("watch sent %v, want %d, %d, %d", got, from, r, r2)
+	}
+}
+
+// TestEtcdWithoutLeader cuts one member off from the other two (they
+// stop) and checks that a store reaching only that member neither
+// answers Rev from its own view nor keeps a watch open that can hear
+// nothing: both end with etcd's "no leader". The members start again at
+// the end.
+func TestEtcdWithoutLeader(t *testing.T) {
+	c := sharedCluster(t)
+	alone := c.members[0]
+	s := openEtcd(t, store.EtcdOptions{Endpoints: []string{alone.cfg.ListenClientUrls[0].String()}})
+	ctx := t.Context()
+	from, err := s.Put(ctx, "k", []byte("v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	watch := s.Watch(ctx, "", from)
+
+	var stopped []*testMember
+	t.Cleanup(func() {
+		for _, m := range stopped {
+			if err := m.start(); err != nil {
+				t.Errorf("restart: %v", err)
+			}
+		}
+	})
+	for _, m := range c.members[1:] {
+		m.stop()
+		stopped = append(stopped, m)
+	}
+
+	select {
+	case resp, ok := <-watch:
+		if !ok || !errors.Is(resp.Err, rpctypes.ErrNoLeader) {
+			t.Fatalf("watch through a member without a leader sent %+v (open %v), want etcd's no-leader error", resp, ok)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the watch through a member without a leader stayed open")
+	}
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if rev, err := s.Rev(rctx); err == nil {
+		t.Fatalf("Rev through a member without a leader = %d, want an error: it must not be that member's own view", rev)
 	}
 }
