@@ -95,6 +95,10 @@ type Options struct {
 	Metrics    *Metrics
 	Log        *zap.Logger
 	Now        func() time.Time
+
+	// StoreTimeout is how long the store may go without answering
+	// CheckStore before the replica stops serving (DefaultStoreTimeout).
+	StoreTimeout time.Duration
 }
 
 // Server is the control plane's API.
@@ -117,6 +121,9 @@ type Server struct {
 	// reloading makes Reloads one at a time, so the keys in force are
 	// those of the last file read.
 	reloading sync.Mutex
+
+	health        health
+	checkInterval time.Duration
 }
 
 // liveSidecar is what the control plane saw of a sidecar lately.
@@ -144,6 +151,9 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.Heartbeat <= 0 {
 		opts.Heartbeat = DefaultHeartbeat
+	}
+	if opts.StoreTimeout <= 0 {
+		opts.StoreTimeout = DefaultStoreTimeout
 	}
 	if opts.WorkloadJoinRate <= 0 {
 		opts.WorkloadJoinRate = DefaultWorkloadJoinRate
@@ -173,6 +183,8 @@ func New(opts Options) (*Server, error) {
 		live:      map[string]*liveSidecar{},
 		oidcJoins: rate.NewLimiter(rate.Limit(opts.WorkloadJoinRate), max(int(opts.WorkloadJoinRate)*2, 1)),
 	}
+	s.checkInterval = min(maxStoreCheckInterval, opts.StoreTimeout/3)
+	s.health.init()
 	s.issuer = &passport.Issuer{
 		Keys: opts.Keys, Name: opts.IssuerName, Audience: opts.Audience,
 		DefaultTTL: opts.DefaultTTL, MaxTTL: opts.MaxTTL, Now: opts.Now,
@@ -322,15 +334,14 @@ func (s *Server) collect(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.store.Rev(r.Context()); err != nil {
-		http.Error(w, "store unavailable: "+err.Error(), http.StatusServiceUnavailable)
+func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
+	// The keys a stale replica holds may be older than the store's.
+	_, release, err := s.fresh(r.Context())
+	if err != nil {
+		writeError(w, err)
 		return
 	}
-	io.WriteString(w, "ready\n")
-}
-
-func (s *Server) jwks(w http.ResponseWriter, _ *http.Request) {
+	release()
 	w.Header().Set("Cache-Control", "max-age=60")
 	writeJSON(w, http.StatusOK, s.publicKeys())
 }
@@ -340,10 +351,22 @@ type handler func(r *http.Request) (any, error)
 
 func (s *Server) handle(h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		// Every endpoint that reads or writes state comes through here,
+		// so this is where a stale replica refuses, and where what it was
+		// doing when it went stale ends (a feed at once).
+		ctx, release, err := s.fresh(r.Context())
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		defer release()
 		r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
-		out, err := h(r.WithContext(context.WithValue(r.Context(), writerKey{}, w)))
+		out, err := h(r.WithContext(context.WithValue(ctx, writerKey{}, w)))
 		if out == streamed {
 			return
+		}
+		if err != nil && errors.Is(context.Cause(ctx), errStale) {
+			err = staleError(s.sinceLastAnswer())
 		}
 		if err != nil {
 			ae := asAPIError(err)
@@ -412,6 +435,12 @@ func (s *Server) authed(h handler, operators, sidecars bool) http.HandlerFunc {
 		}
 		return h(r.WithContext(context.WithValue(r.Context(), ctxKey{}, c)))
 	})
+}
+
+// writeError writes a refusal's status and JSON body.
+func writeError(w http.ResponseWriter, err error) {
+	ae := asAPIError(err)
+	writeJSON(w, ae.status, Error{Error: ae.msg, Reason: ae.reason})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -71,6 +71,7 @@ type Metrics struct {
 	revocations prometheus.Counter
 	watches     prometheus.Counter
 	events      prometheus.Counter
+	storeStale  prometheus.Gauge
 	watchers    func() float64
 }
 
@@ -86,12 +87,15 @@ func NewMetrics() *Metrics {
 	m.revocations = prometheus.NewCounter(prometheus.CounterOpts{Name: "stack_control_revocations_total", Help: "Revocations published to the feed."})
 	m.watches = prometheus.NewCounter(prometheus.CounterOpts{Name: "stack_control_watches_total", Help: "Feed watches opened by sidecars and operators."})
 	m.events = prometheus.NewCounter(prometheus.CounterOpts{Name: "stack_control_feed_events_total", Help: "Feed events sent, all watches together."})
+	m.storeStale = prometheus.NewGauge(prometheus.GaugeOpts{Name: "stack_control_store_stale",
+		Help: "1 while this replica refuses requests because its store has not answered within control.store_timeout, else 0."})
 	f(m.joins)
 	f(m.issued)
 	f(m.leases)
 	f(m.revocations)
 	f(m.watches)
 	f(m.events)
+	f(m.storeStale)
 	f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stack_control_sidecars_watching",
 		Help: "Sidecars with an open feed watch."}, func() float64 {
 		if m.watchers == nil {
