@@ -85,6 +85,10 @@ type ControlConfig struct {
 	// published by every replica before it signs: longer than a replica
 	// takes to see the rotation or to stop serving, plus clock skew.
 	KeyActivationDelay time.Duration `mapstructure:"key_activation_delay" yaml:"key_activation_delay"`
+	// StoreTimeout: a control plane whose store has not answered for
+	// this long stops serving (503 unavailable, /readyz 503, feeds
+	// ended) until it answers, rather than serve state that may be old.
+	StoreTimeout time.Duration `mapstructure:"store_timeout" yaml:"store_timeout"`
 	// OIDCIssuers are the workload identity issuers sidecars may join
 	// with, each with rules mapping token claims to an agent.
 	OIDCIssuers []OIDCIssuerConfig `mapstructure:"oidc_issuers" yaml:"oidc_issuers"`
@@ -406,6 +410,7 @@ const (
 	DefaultLeaseTTL           = 10 * time.Minute
 	DefaultHeartbeat          = 2 * time.Second
 	DefaultKeyActivationDelay = 10 * time.Second
+	DefaultStoreTimeout       = 3 * time.Second
 )
 
 // Detectors are the built-in detector names, each configurable under

@@ -51,7 +51,7 @@ func defaultsForTemplate() map[string]any {
 		"BurstMinSamples": DefaultBurstMinSamples, "BurstMinAge": DefaultBurstMinAge, "BurstMinCount": DefaultBurstMinCount, "BurstAbsoluteCap": DefaultBurstAbsoluteCap,
 		"ControlTokenFile": DefaultControlTokenFile, "ControlListen": DefaultControlListen, "ControlStore": DefaultControlStore,
 		"EtcdPrefix": DefaultEtcdPrefix, "EtcdDialTimeout": DefaultEtcdDialTimeout,
-		"ControlStorePath": DefaultControlStorePath, "SidecarTTL": DefaultSidecarTTL, "LeaseTTL": DefaultLeaseTTL, "Heartbeat": DefaultHeartbeat, "KeyActivationDelay": DefaultKeyActivationDelay,
+		"ControlStorePath": DefaultControlStorePath, "SidecarTTL": DefaultSidecarTTL, "LeaseTTL": DefaultLeaseTTL, "Heartbeat": DefaultHeartbeat, "KeyActivationDelay": DefaultKeyActivationDelay, "StoreTimeout": DefaultStoreTimeout,
 		"DriftMinEvents": DefaultDriftMinEvents, "DriftMinAge": DefaultDriftMinAge, "InjectionThreshold": DefaultInjectionThreshold,
 	}
 }
@@ -266,6 +266,10 @@ control:
   # With store etcd: how long a rotated issuer key is published by every
   # replica before it signs (stack passport rotate-key).
   key_activation_delay: {{.D.KeyActivationDelay}}
+  # With no answer from its store for this long, stack control refuses
+  # requests (503 unavailable) and /readyz until it answers again, so
+  # that sidecars and load balancers go to a replica that has one.
+  store_timeout: {{.D.StoreTimeout}}
   # Workload identity issuers, e.g. a Kubernetes cluster:
   #   - issuer: https://kubernetes.default.svc.cluster.local
   #     audience: stack

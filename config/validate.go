@@ -332,6 +332,9 @@ func (c ControlConfig) validate(e *ValidationError) {
 	e.atLeast("control.lease_ttl", c.LeaseTTL, 10*time.Second)
 	e.atLeast("control.heartbeat", c.Heartbeat, 100*time.Millisecond)
 	e.atLeast("control.key_activation_delay", c.KeyActivationDelay, time.Second)
+	// Shorter than an etcd leader election, and every election would
+	// take the control plane out.
+	e.atLeast("control.store_timeout", c.StoreTimeout, time.Second)
 	for i, is := range c.OIDCIssuers {
 		is.validate(e, fmt.Sprintf("control.oidc_issuers[%d]", i))
 	}

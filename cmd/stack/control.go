@@ -73,6 +73,9 @@ control.oidc_issuers.
 Its state (agents, join tokens, sidecars, revocations) lives in
 control.store_path, or in etcd with --store etcd and control.etcd.*; the vault in vault.path, or with etcd in
 etcd too (a vault.path file found then is imported once); the audit log in audit.path.
+When the store has not answered for control.store_timeout (3s), it refuses
+requests (503 unavailable), ends its feeds and fails /readyz until the store
+answers again, rather than serve state that may be old.
 SIGHUP reloads the issuer keys (after "stack passport rotate-key"); sidecars
 fetch a key they do not know when they meet it. On etcd the issuer keys
 live in the store, shared by every replica: the first replica imports its
@@ -260,7 +263,8 @@ func (a *app) runControl(ctx context.Context) error {
 		Token: token, Roles: cfg.Passport.Roles, Vault: v, Attester: attester, Audit: auditLog,
 		SidecarTTL: cfg.Control.SidecarTTL, LeaseTTL: cfg.Control.LeaseTTL, Heartbeat: cfg.Control.Heartbeat,
 		LoadKeys: a.issuerKeys, KeyWrapper: sharedKeys, KeysRev: keysRev, KeyActivationDelay: cfg.Control.KeyActivationDelay,
-		Log: log.Named("control"),
+		Log:          log.Named("control"),
+		StoreTimeout: cfg.Control.StoreTimeout,
 	})
 	if err != nil {
 		return err
@@ -297,6 +301,7 @@ func (a *app) runControl(ctx context.Context) error {
 	})
 	g.Go(func() error { return srv.Run(gctx, 30*time.Second) })
 	g.Go(func() error { return srv.WatchKeys(gctx) })
+	g.Go(func() error { return srv.CheckStore(gctx) })
 	g.Go(func() error {
 		for {
 			select {
