@@ -2,6 +2,10 @@
 // between a client and a server the way a network partition does: the
 // connections stay open and go silent in both directions, with no reset
 // and no close, until the link heals and the bytes held back flow again.
+// That last part is what toxiproxy (used elsewhere in the tests for
+// latency, resets and black holes) does not do: its timeout toxic drops
+// the bytes, where a partition shorter than TCP's retransmission timeout
+// delivers them late.
 //
 //	p, err := faultproxy.New("127.0.0.1:2379")
 //	defer p.Close()
