@@ -2,19 +2,15 @@ package control_test
 
 import (
 	"context"
-	"net"
 	"net/http"
-	"net/url"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
-
 	"github.com/stackctl/stack/control"
 	"github.com/stackctl/stack/control/store"
+	"github.com/stackctl/stack/internal/etcdtest"
 )
 
 // expiryStores are the stores the expiry tests run on: each opens a new,
@@ -41,42 +37,9 @@ var expiryStores = []struct {
 	}},
 }
 
-// expiryEtcd runs a one-member etcd cluster for the test and returns its
-// client URL; it stops when the test ends.
-func expiryEtcd(t *testing.T) string {
-	t.Helper()
-	free := func() url.URL {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return url.URL{Scheme: "http", Host: l.Addr().String()}
-	}
-	cfg := embed.NewConfig()
-	cfg.Name = "m0"
-	cfg.Dir = filepath.Join(t.TempDir(), "etcd")
-	peer, client := free(), free()
-	cfg.ListenPeerUrls = []url.URL{peer}
-	cfg.AdvertisePeerUrls = []url.URL{peer}
-	cfg.ListenClientUrls = []url.URL{client}
-	cfg.AdvertiseClientUrls = []url.URL{client}
-	cfg.InitialCluster = "m0=" + peer.String()
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	select {
-	case <-e.Server.ReadyNotify():
-	case err := <-e.Err():
-		t.Fatal(err)
-	case <-time.After(time.Minute):
-		t.Fatal("etcd not ready within a minute")
-	}
-	return client.String()
-}
+// expiryEtcd runs a one-member etcd cluster for the test and returns
+// its client URL.
+func expiryEtcd(t *testing.T) string { return etcdtest.Start(t, 1)[0] }
 
 // waitGone waits until nothing is left under prefix in st; the control
 // plane's collection never runs in these tests, so only the store's own

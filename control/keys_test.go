@@ -21,9 +21,9 @@ import (
 	"github.com/stackctl/stack/vault/kms/kmstest"
 )
 
-// waitFor is how long a replica may take to see a change in etcd: far
+// seeChange is how long a replica may take to see a change in etcd: far
 // more than it needs, for a loaded machine.
-const waitFor = 30 * time.Second
+const seeChange = 30 * time.Second
 
 // sharedCluster is an etcd cluster and what the control-plane replicas on
 // it share: the KMS that wraps the issuer keys and the clock.
@@ -126,9 +126,9 @@ func (r *replica) issue(cred control.Credential) (token, kid string) {
 // waitForKid waits until the replica's JWKS serves kid.
 func (r *replica) waitForKid(kid string) {
 	r.t.Helper()
-	for deadline := time.Now().Add(waitFor); !slices.Contains(kids(r.jwks()), kid); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(seeChange); !slices.Contains(kids(r.jwks()), kid); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			r.t.Fatalf("the replica's JWKS %v still lacks %s after %s", kids(r.jwks()), kid, waitFor)
+			r.t.Fatalf("the replica's JWKS %v still lacks %s after %s", kids(r.jwks()), kid, seeChange)
 		}
 	}
 }
@@ -136,9 +136,9 @@ func (r *replica) waitForKid(kid string) {
 // waitForLog waits until the replica logged msg at level or above.
 func (r *replica) waitForLog(msg string) {
 	r.t.Helper()
-	for deadline := time.Now().Add(waitFor); r.logs.FilterMessage(msg).Len() == 0; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(seeChange); r.logs.FilterMessage(msg).Len() == 0; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			r.t.Fatalf("the replica did not log %q within %s", msg, waitFor)
+			r.t.Fatalf("the replica did not log %q within %s", msg, seeChange)
 		}
 	}
 }

@@ -4,111 +4,24 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/goleak"
-	"go.uber.org/zap"
-
 	"github.com/stackctl/stack/control"
 	"github.com/stackctl/stack/control/store"
+	"github.com/stackctl/stack/internal/etcdtest"
 	"github.com/stackctl/stack/internal/faultproxy"
 	"github.com/stackctl/stack/passport"
 )
 
-// threeMemberEtcd runs a three-member etcd cluster on loopback for the
-// test and returns the members' client URLs. It stops when the test
-// ends, after everything the test registered later, and waits for the
-// members' goroutines to end so that the package's leak check passes.
-func threeMemberEtcd(t *testing.T) []string {
-	t.Helper()
-	before := goleak.IgnoreCurrent()
-	free := func() url.URL {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return url.URL{Scheme: "http", Host: l.Addr().String()}
-	}
-	const n = 3
-	dir := t.TempDir()
-	var cfgs []*embed.Config
-	var initial []string
-	for i := range n {
-		cfg := embed.NewConfig()
-		cfg.Name = fmt.Sprintf("m%d", i)
-		cfg.Dir = filepath.Join(dir, cfg.Name)
-		peer, client := free(), free()
-		cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
-		cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
-		cfg.InitialClusterToken = "stack-control-test"
-		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-		cfg.UnsafeNoFsync = true // the test checks the control plane, not the disk
-		initial = append(initial, cfg.Name+"="+peer.String())
-		cfgs = append(cfgs, cfg)
-	}
-	members := make([]*embed.Etcd, n)
-	t.Cleanup(func() {
-		for _, e := range members {
-			if e != nil {
-				e.Close()
-			}
-		}
-		// Members ask each other for their versions over
-		// http.DefaultTransport and leave those connections idle, and
-		// a member's connection can outlive its Close by its 5 s read
-		// timeout: wait that out here rather than fail the leak check.
-		http.DefaultTransport.(*http.Transport).CloseIdleConnections()
-		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); {
-			if goleak.Find(before) == nil {
-				return
-			}
-		}
-	})
-	errs := make(chan error, n)
-	for i, cfg := range cfgs {
-		cfg.InitialCluster = strings.Join(initial, ",")
-		go func() {
-			e, err := embed.StartEtcd(cfg)
-			if err != nil {
-				errs <- err
-				return
-			}
-			members[i] = e
-			select {
-			case <-e.Server.ReadyNotify():
-				errs <- nil
-			case err := <-e.Err():
-				errs <- err
-			case <-time.After(time.Minute):
-				errs <- errors.New("member " + cfg.Name + " not ready within a minute")
-			}
-		}()
-	}
-	var err error
-	for range n {
-		err = errors.Join(err, <-errs)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var urls []string
-	for _, cfg := range cfgs {
-		urls = append(urls, cfg.ListenClientUrls[0].String())
-	}
-	return urls
-}
+// threeMemberEtcd runs a 3-member etcd cluster for the test and
+// returns its client URLs.
+func threeMemberEtcd(t *testing.T) []string { return etcdtest.Start(t, 3) }
 
 // replicaOn starts a control plane on st with the shared keys and its
 // store check running; both stop when the test ends.
