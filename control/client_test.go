@@ -2,6 +2,7 @@ package control_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -347,4 +348,46 @@ func TestRevocationCascadesToDelegates(t *testing.T) {
 		_, err := s.verifier.Verify(child)
 		return passport.Reason(err) == "passport_revoked"
 	})
+}
+
+// TestFeedFromAheadOfTheStore restarts a sidecar whose saved revision is
+// ahead of the store's, as after the store was restored from a backup:
+// it must resync to the store's revision and then get what is revoked
+// next, not wait for a revision the store will reach much later.
+func TestFeedFromAheadOfTheStore(t *testing.T) {
+	f := newFixture(t, nil)
+	f.register("bot")
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := f.startSidecar(ctx, f.ts.URL, "bot", dir, nil)
+	eventually(t, "watching", func() bool { return s.Health().Connected })
+	cancel()
+	s.revs.Close()
+
+	b, err := os.ReadFile(s.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st map[string]any
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	st["rev"] = 1 << 40
+	if b, err = json.Marshal(st); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.state, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	s2 := f.startSidecar(ctx2, f.ts.URL, "bot", dir, nil)
+	storeRev, err := f.store.Rev(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "back at the store's revision", func() bool { return s2.Health().Rev <= storeRev })
+	f.must(operatorToken, http.MethodPost, control.PathRevoke, control.RevokeRequest{JTI: "after-restore", Reason: "test"}, nil)
+	eventually(t, "the next revocation applied", func() bool { return s2.revokedJTI("after-restore") })
 }

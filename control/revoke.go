@@ -166,7 +166,15 @@ func (s *Server) watch(r *http.Request) (any, error) {
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	ch := s.store.Watch(ctx, prefixFeed, rev)
+	// A revision ahead of the store's is from another history (a store
+	// restored from a backup, another cluster): watching from it would
+	// skip every change up to it. The sidecar resyncs instead.
+	cur, err := s.store.Rev(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ahead := rev > cur
+	ch := s.store.Watch(ctx, prefixFeed, min(rev, cur))
 
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
@@ -195,6 +203,12 @@ func (s *Server) watch(r *http.Request) (any, error) {
 	s.watching(id, +1)
 	defer s.watching(id, -1)
 	s.opts.Metrics.watches.Inc()
+	if ahead {
+		s.log.Warn("a feed asked for a revision the store has not reached; telling it to resync",
+			zap.String("sidecar", id), zap.Int64("rev", rev), zap.Int64("store_rev", cur))
+		send(WatchEvent{Type: EventResync, Rev: cur})
+		return streamed, nil
+	}
 	if !send(WatchEvent{Type: EventBookmark, Rev: rev}) {
 		return streamed, nil
 	}

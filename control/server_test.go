@@ -315,6 +315,13 @@ func TestFeedResumesAndResyncs(t *testing.T) {
 	if got := next(t, f.watch(ctx3, cred.Token, ev.Rev)); got.Type != control.EventResync {
 		t.Fatalf("watch from a compacted revision: %+v", got)
 	}
+	// A revision the store has not reached (a store restored from a
+	// backup): resync too, to the store's revision, never a silent wait.
+	ctx4, cancel4 := context.WithCancel(context.Background())
+	defer cancel4()
+	if got := next(t, f.watch(ctx4, cred.Token, rev+1000)); got.Type != control.EventResync || got.Rev != rev {
+		t.Fatalf("watch from ahead of the store (at %d): %+v, want a resync at %d", rev, got, rev)
+	}
 	if st, reason := f.call(cred.Token, http.MethodGet, control.PathWatch+"?rev=x", nil, nil); st != http.StatusBadRequest {
 		t.Fatalf("bad rev: %d %s", st, reason)
 	}

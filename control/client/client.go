@@ -677,7 +677,15 @@ func (c *Client) resync(ctx context.Context) error {
 		}
 	}
 	c.log.Info("revocation set loaded", zap.Int("revocations", len(list.Revocations)), zap.Int64("rev", list.Rev))
-	c.setRev(list.Rev)
+	// The set's revision replaces ours even when lower: a store restored
+	// from a backup counts from where the backup was, and the feed must
+	// resume from there. Revocations already applied stay applied.
+	c.mu.Lock()
+	c.st.Rev = list.Rev
+	c.mu.Unlock()
+	if err := c.save(); err != nil {
+		c.log.Warn("control state not saved", zap.Error(err))
+	}
 	return nil
 }
 
