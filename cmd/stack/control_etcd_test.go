@@ -2,57 +2,21 @@ package main
 
 import (
 	"encoding/json"
-	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
 	"github.com/stackctl/stack/config"
+	"github.com/stackctl/stack/internal/etcdtest"
 )
 
 // startEtcd runs a one-member etcd cluster in the test and returns its
 // client URL; it stops when the test ends.
-func startEtcd(t *testing.T) string {
-	t.Helper()
-	free := func(scheme string) url.URL {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return url.URL{Scheme: scheme, Host: l.Addr().String()}
-	}
-	cfg := embed.NewConfig()
-	cfg.Name = "m0"
-	cfg.Dir = filepath.Join(t.TempDir(), "etcd")
-	peer, client := free("http"), free("http")
-	cfg.ListenPeerUrls = []url.URL{peer}
-	cfg.AdvertisePeerUrls = []url.URL{peer}
-	cfg.ListenClientUrls = []url.URL{client}
-	cfg.AdvertiseClientUrls = []url.URL{client}
-	cfg.InitialCluster = "m0=" + peer.String()
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	select {
-	case <-e.Server.ReadyNotify():
-	case err := <-e.Err():
-		t.Fatal(err)
-	case <-time.After(time.Minute):
-		t.Fatal("etcd not ready within a minute")
-	}
-	return client.String()
-}
+func startEtcd(t *testing.T) string { return etcdtest.Start(t, 1)[0] }
 
 // TestControlOnEtcd runs `stack control` with its state in etcd and checks
 // that what the CLI does through it lands there, under the prefix.
