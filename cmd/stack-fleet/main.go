@@ -59,6 +59,7 @@ type options struct {
 	ttl       time.Duration
 	down      time.Duration
 	stream    time.Duration
+	tmpfs     string
 	keep      bool
 }
 
@@ -101,6 +102,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.ttl, "ttl", 6*time.Second, "passport lifetime of the ttl scenario")
 	fs.DurationVar(&o.down, "down", 10*time.Second, "how long the kill scenario keeps the control plane dead")
 	fs.DurationVar(&o.stream, "stream", 30*time.Second, "how long the failover scenario's revocation stream lasts (one every 100 ms)")
+	fs.StringVar(&o.tmpfs, "sidecar-tmpfs", "", "put the sidecars' data directories under this directory (a tmpfs such as /dev/shm), so that their fsyncs do not contend with etcd's on one disk")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (data directories, logs) and print its path")
 	if err := fs.Parse(args); err != nil {
 		return o, fmt.Errorf("%w: %v", errUsage, err)
@@ -211,6 +213,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return err
 	}
 	fo := fleet.Options{Bin: bin, Dir: work, Sidecars: o.sidecars, Batch: o.batch, Interval: o.interval, Log: stderr}
+	if o.tmpfs != "" {
+		if fo.SidecarDir, err = os.MkdirTemp(o.tmpfs, "stack-fleet-sidecars-"); err != nil {
+			return err
+		}
+		defer func() {
+			if o.keep || err != nil {
+				fmt.Fprintf(stderr, "sidecar data directories: %s\n", fo.SidecarDir)
+				return
+			}
+			os.RemoveAll(fo.SidecarDir)
+		}()
+	}
 	if slices.Contains(o.scenarios, "failover") {
 		fo.Replicas = failoverReplicas
 		if fo.EtcdBin, err = os.Executable(); err != nil {

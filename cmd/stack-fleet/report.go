@@ -62,7 +62,11 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "\nfailover: %d sidecars, %d control replicas on 3 etcd members; %d revocations issued (%d of agents), %d failed, %d call retries, slowest call %.0f ms\n",
 			fo.Sidecars, fo.Replicas, fo.Issued, fo.Agents, fo.Failed, fo.RevokeRetries, fo.MaxRevokeCallMS)
 		for _, e := range fo.Events {
-			fmt.Fprintf(w, "  at %5.1f s: %s\n", e.AtMS/1000, e.What)
+			if e.Outage {
+				fmt.Fprintf(w, "  at %5.1f s: %s; revocations issued in the next seconds: %s\n", e.AtMS/1000, e.What, e.Propagation)
+			} else {
+				fmt.Fprintf(w, "  at %5.1f s: %s\n", e.AtMS/1000, e.What)
+			}
 		}
 		fmt.Fprintf(w, "  lost (revocation, sidecar) pairs: %d; served to a revoked agent after it applied: %d; not connected at the end: %d; replica moves: %d\n",
 			fo.Lost, fo.ServedAfterRevocation, fo.Disconnected, fo.Moves)

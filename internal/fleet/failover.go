@@ -104,6 +104,9 @@ type FailoverEvent struct {
 	AtMS   float64 `json:"at_ms"`
 	What   string  `json:"what"`
 	Outage bool    `json:"outage"`
+	// Propagation of the revocations issued in the window after an
+	// outage event.
+	Propagation Spread `json:"propagation"`
 }
 
 // issuedRevocation is one revocation of the stream.
@@ -126,7 +129,8 @@ func (r issuedRevocation) id() string {
 // Agents agents under steady traffic while a revocation goes out every
 // Every for Duration. A quarter in, one control replica is SIGKILLed;
 // at the middle, the etcd leader; at three quarters both are started
-// again. Afterwards every revocation must be applied on every sidecar,
+// again; then the last replica is cut off from etcd for a while (its
+// sidecars must move). Afterwards every revocation must be applied on every sidecar,
 // every sidecar's feed must be open, and no request of a revoked agent
 // may have been served after its sidecar applied the revocation.
 func (f *Fleet) Failover(ctx context.Context, opts FailoverOptions) (FailoverResult, error) {
@@ -311,6 +315,7 @@ func (f *Fleet) Failover(ctx context.Context, opts FailoverOptions) (FailoverRes
 		return false
 	}
 	var during, outside []time.Duration
+	perEvent := make([][]time.Duration, len(events))
 	for i, s := range scs {
 		a := applied[i]
 		for _, r := range issued {
@@ -319,6 +324,12 @@ func (f *Fleet) Failover(ctx context.Context, opts FailoverOptions) (FailoverRes
 				continue
 			}
 			d := max(t.Sub(r.started), 0)
+			for k, e := range events {
+				at := begin.Add(time.Duration(e.AtMS * float64(time.Millisecond)))
+				if e.Outage && !r.started.Before(at) && r.started.Before(at.Add(opts.Window)) {
+					perEvent[k] = append(perEvent[k], d)
+				}
+			}
 			if inWindow(r.started) || inWindow(t) {
 				during = append(during, d)
 			} else {
@@ -337,6 +348,10 @@ func (f *Fleet) Failover(ctx context.Context, opts FailoverOptions) (FailoverRes
 		res.Moves += countLines(filepath.Join(f.logDir, fmt.Sprintf("fleet-sidecar-%03d.log", s.Index)), begin, movedMessage)
 	}
 	res.DuringFailover, res.OutsideFailover = spreadOf(during), spreadOf(outside)
+	for k := range events {
+		events[k].Propagation = spreadOf(perEvent[k])
+	}
+	res.Events = events
 
 	// Passports of both keys served everywhere.
 	revokedAgent := map[string]bool{}
@@ -398,6 +413,9 @@ func (f *Fleet) Failover(ctx context.Context, opts FailoverOptions) (FailoverRes
 			res.Disconnected++
 		}
 	}
+	if res.Moves == 0 {
+		p.add("no sidecar moved to another replica, though one was killed and one cut off")
+	}
 	if res.Disconnected > 0 {
 		p.add("%d sidecars not connected at the end", res.Disconnected)
 	}
@@ -415,7 +433,9 @@ func (f *Fleet) Failover(ctx context.Context, opts FailoverOptions) (FailoverRes
 }
 
 // outages kills replica 1 at a quarter of d, the etcd leader at half,
-// and restarts both at three quarters.
+// and restarts both at three quarters; at 85% it cuts the last replica
+// off from etcd (its sidecars must move, it must not serve an old view)
+// and heals the link some seconds later.
 func (f *Fleet) outages(ctx context.Context, begin time.Time, d time.Duration, note func(string, bool)) error {
 	at := func(frac float64) error { return sleepCtx(ctx, time.Until(begin.Add(time.Duration(frac*float64(d))))) }
 	victim := f.replicas[1]
@@ -444,6 +464,23 @@ func (f *Fleet) outages(ctx context.Context, begin time.Time, d time.Duration, n
 		return err
 	}
 	note(fmt.Sprintf("restart control replica %d", victim.index), true)
+	if len(f.etcdLinks) == 0 {
+		return nil
+	}
+	cut := f.replicas[len(f.replicas)-1]
+	if err := at(0.85); err != nil {
+		return err
+	}
+	f.partitionLast(true)
+	note(fmt.Sprintf("partition control replica %d from etcd", cut.index), true)
+	// Long enough for the replica to go stale (control.store_timeout,
+	// 3 s) and its sidecars to move, also in a short drill.
+	if err := sleepCtx(ctx, max(d*12/100, partitionFor)); err != nil {
+		f.partitionLast(false)
+		return err
+	}
+	f.partitionLast(false)
+	note(fmt.Sprintf("heal control replica %d's links to etcd", cut.index), true)
 	return nil
 }
 
@@ -455,6 +492,9 @@ type revoker struct {
 	mu    sync.Mutex
 	next  int
 }
+
+// partitionFor is the shortest partition of the last replica.
+const partitionFor = 5 * time.Second
 
 // revokeBound is how long one revocation is retried across replicas.
 const revokeBound = 20 * time.Second

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/stackctl/stack/control"
+	"github.com/stackctl/stack/internal/faultproxy"
 	"github.com/stackctl/stack/internal/stacktest"
 )
 
@@ -61,6 +62,11 @@ type Options struct {
 	// Interval is the time between two requests of one sidecar's client
 	// (DefaultInterval); it bounds the resolution of refusal times.
 	Interval time.Duration
+	// SidecarDir, when set, holds the sidecars' data directories instead
+	// of Dir: a tmpfs keeps the fsyncs of many sidecars, which in a fleet
+	// go to as many disks, off the one disk etcd and the control plane
+	// sync to. It must exist; the caller removes it.
+	SidecarDir string
 	// Replicas, when positive, runs the control plane as that many
 	// replicas on a 3-member etcd cluster (child processes of EtcdBin)
 	// instead of one process on its bbolt file; sidecars are given every
@@ -100,6 +106,7 @@ type Fleet struct {
 	etcd           *etcdCluster
 	replicas       []*replica
 	replicaEnv     []string
+	etcdLinks      []*faultproxy.Proxy // the last replica's way to etcd
 	sidecarControl string
 
 	closeOnce sync.Once
@@ -205,6 +212,9 @@ func (f *Fleet) Close() error {
 				r.proc.kill()
 			}
 		}
+		for _, l := range f.etcdLinks {
+			l.Close()
+		}
 		if f.etcd != nil {
 			f.etcd.close()
 		}
@@ -275,7 +285,11 @@ func (f *Fleet) initSidecarHomes(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(f.opts.Batch)
 	for i := range n {
-		f.homes[i] = filepath.Join(f.opts.Dir, "sidecars", fmt.Sprintf("%03d", i))
+		root := f.opts.SidecarDir
+		if root == "" {
+			root = f.opts.Dir
+		}
+		f.homes[i] = filepath.Join(root, "sidecars", fmt.Sprintf("%03d", i))
 		g.Go(func() error {
 			home := f.homes[i]
 			if _, err := runStack(gctx, commandTimeout, f.opts.Bin, home, "", f.env, f.opts.Dir, "init"); err != nil {

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/stackctl/stack/internal/faultproxy"
 )
 
 // keyActivationDelay is how long a key rotated in the fleet is published
@@ -37,8 +39,16 @@ func (f *Fleet) startReplicas(ctx context.Context, secret string) error {
 		return fmt.Errorf("etcd: %w", err)
 	}
 	f.etcd = etcd
-	f.replicaEnv = []string{"STACK_CONTROL_STORE=etcd", "STACK_CONTROL_ETCD_ENDPOINTS=" + strings.Join(etcd.endpoints(), ","),
-		"STACK_CONTROL_KEY_ACTIVATION_DELAY=" + keyActivationDelay.String()}
+	f.replicaEnv = []string{"STACK_CONTROL_STORE=etcd", "STACK_CONTROL_KEY_ACTIVATION_DELAY=" + keyActivationDelay.String()}
+	// The last replica reaches etcd through fault proxies, which can cut
+	// it off from the cluster (partitionLast).
+	for _, ep := range etcd.endpoints() {
+		link, err := faultproxy.New(strings.TrimPrefix(ep, "http://"))
+		if err != nil {
+			return err
+		}
+		f.etcdLinks = append(f.etcdLinks, link)
+	}
 	for i := range f.opts.Replicas {
 		r := &replica{index: i, home: f.controlHome}
 		if i > 0 {
@@ -81,7 +91,15 @@ func (f *Fleet) startReplicas(ctx context.Context, secret string) error {
 // startReplica starts `stack control` for r and waits for its run file.
 func (f *Fleet) startReplica(ctx context.Context, r *replica) error {
 	os.Remove(filepath.Join(r.home, "control.json"))
+	endpoints := f.etcd.endpoints()
+	if r.index == len(f.replicas)-1 && len(f.replicas) > 2 {
+		endpoints = endpoints[:0]
+		for _, l := range f.etcdLinks {
+			endpoints = append(endpoints, "http://"+l.Addr())
+		}
+	}
 	env := append(append([]string(nil), f.env...), f.replicaEnv...)
+	env = append(env, "STACK_CONTROL_ETCD_ENDPOINTS="+strings.Join(endpoints, ","))
 	p, err := startProcess(f.opts.Bin, []string{"--home", r.home, "control", "--listen", r.addr},
 		env, f.opts.Dir, filepath.Join(f.logDir, fmt.Sprintf("control-%d.log", r.index)))
 	if err != nil {
@@ -105,6 +123,18 @@ func (f *Fleet) startReplica(ctx context.Context, r *replica) error {
 	r.url = run.URL
 	f.logf("control replica %d %s (pid %d)", r.index, run.URL, run.PID)
 	return nil
+}
+
+// partitionLast cuts the last replica off from every etcd member (cut)
+// or heals the links.
+func (f *Fleet) partitionLast(cut bool) {
+	for _, l := range f.etcdLinks {
+		if cut {
+			l.Partition()
+		} else {
+			l.Heal()
+		}
+	}
 }
 
 // copyDir copies the regular files under src to dst, which must not
