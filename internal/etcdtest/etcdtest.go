@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -27,20 +28,48 @@ const readyTimeout = time.Minute
 // returns the members' client URLs.
 func Start(t testing.TB, n int) []string {
 	t.Helper()
-	if n < 1 {
-		t.Fatalf("etcdtest: a cluster of %d members", n)
+	c, err := New(n)
+	if err != nil {
+		t.Fatalf("etcdtest: %v", err)
 	}
-	// Registered first, so run after every member has stopped.
-	t.Cleanup(settle)
-	dir := t.TempDir()
+	t.Cleanup(c.Close)
+	return c.Endpoints
+}
+
+// Cluster is a running cluster, for tests that share one across a
+// package (started on first use, closed by TestMain); Start is simpler
+// for one test.
+type Cluster struct {
+	// Endpoints are the members' client URLs, one per member.
+	Endpoints []string
+	dir       string
+	members   []*embed.Etcd
+}
+
+// New starts a cluster of n members (n >= 1) in a temporary directory.
+func New(n int) (_ *Cluster, err error) {
+	if n < 1 {
+		return nil, fmt.Errorf("a cluster of %d members", n)
+	}
+	dir, err := os.MkdirTemp("", "stack-etcdtest-")
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{dir: dir}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
 	peers := make([]url.URL, n)
 	initial := make([]string, n)
 	for i := range n {
-		peers[i] = freeURL(t)
+		if peers[i], err = freeURL(); err != nil {
+			return nil, err
+		}
 		initial[i] = fmt.Sprintf("m%d=%s", i, peers[i].String())
 	}
 	cfgs := make([]*embed.Config, n)
-	endpoints := make([]string, n)
 	for i := range n {
 		cfg := embed.NewConfig()
 		cfg.Name = fmt.Sprintf("m%d", i)
@@ -50,14 +79,17 @@ func Start(t testing.TB, n int) []string {
 		cfg.ClusterState = embed.ClusterStateFlagNew
 		cfg.ListenPeerUrls = []url.URL{peers[i]}
 		cfg.AdvertisePeerUrls = []url.URL{peers[i]}
-		client := freeURL(t)
+		client, err := freeURL()
+		if err != nil {
+			return nil, err
+		}
 		cfg.ListenClientUrls = []url.URL{client}
 		cfg.AdvertiseClientUrls = []url.URL{client}
 		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 		// Tests check behaviour, not the disk; fsync only slows them.
 		cfg.UnsafeNoFsync = true
 		cfgs[i] = cfg
-		endpoints[i] = client.String()
+		c.Endpoints = append(c.Endpoints, client.String())
 	}
 	// A new member waits for its peers, so all start together.
 	type started struct {
@@ -78,12 +110,20 @@ func Start(t testing.TB, n int) []string {
 			errs = append(errs, s.err)
 			continue
 		}
-		t.Cleanup(s.e.Close)
+		c.members = append(c.members, s.e)
 	}
-	if err := errors.Join(errs...); err != nil {
-		t.Fatalf("etcdtest: %v", err)
+	return c, errors.Join(errs...)
+}
+
+// Close stops every member, removes the data and waits until no
+// goroutine of the cluster is left (see settle).
+func (c *Cluster) Close() {
+	for _, e := range c.members {
+		e.Close()
 	}
-	return endpoints
+	c.members = nil
+	os.RemoveAll(c.dir)
+	settle()
 }
 
 // settleTimeout bounds the wait for a stopped cluster's goroutines: a
@@ -128,12 +168,11 @@ func start(cfg *embed.Config) (*embed.Etcd, error) {
 }
 
 // freeURL returns an http URL on a loopback port nothing listens on now.
-func freeURL(t testing.TB) url.URL {
-	t.Helper()
+func freeURL() (url.URL, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("etcdtest: %v", err)
+		return url.URL{}, err
 	}
 	defer l.Close()
-	return url.URL{Scheme: "http", Host: l.Addr().String()}
+	return url.URL{Scheme: "http", Host: l.Addr().String()}, nil
 }
