@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -121,28 +120,7 @@ func TestExpiringJoinTokenIsSpentOnce(t *testing.T) {
 			f.register("bot")
 			var jt control.JoinTokenResponse
 			f.must(operatorToken, http.MethodPost, control.PathTokens, control.JoinTokenRequest{Agent: "bot"}, &jt)
-			var wg sync.WaitGroup
-			var mu sync.Mutex
-			ok, refused := 0, 0
-			for range 10 {
-				wg.Go(func() {
-					st, reason := f.call("", http.MethodPost, control.PathJoin, control.JoinRequest{JoinToken: jt.Token}, nil)
-					mu.Lock()
-					defer mu.Unlock()
-					switch {
-					case st == http.StatusOK:
-						ok++
-					case reason == control.ReasonJoinTokenInvalid:
-						refused++
-					default:
-						t.Errorf("join: %d %s", st, reason)
-					}
-				})
-			}
-			wg.Wait()
-			if ok != 1 || refused != 9 {
-				t.Fatalf("one token, ten joins: %d joined, %d refused", ok, refused)
-			}
+			f.joinRace(jt.Token, 10)
 			if kvs, _, err := st.List(t.Context(), "jointokens/"); err != nil || len(kvs) != 0 {
 				t.Fatalf("join tokens left after the spend: %d, %v", len(kvs), err)
 			}

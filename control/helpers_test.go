@@ -180,3 +180,31 @@ func (f *fixture) verifier() *passport.Verifier {
 	}
 	return v
 }
+
+// joinRace has n sidecars join with one join token at once and checks
+// that exactly one joins and the others are refused as for a spent token.
+func (f *fixture) joinRace(token string, n int) {
+	f.t.Helper()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok, refused := 0, 0
+	for range n {
+		wg.Go(func() {
+			st, reason := f.call("", http.MethodPost, control.PathJoin, control.JoinRequest{JoinToken: token}, nil)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case st == http.StatusOK:
+				ok++
+			case reason == control.ReasonJoinTokenInvalid:
+				refused++
+			default:
+				f.t.Errorf("join: %d %s", st, reason)
+			}
+		})
+	}
+	wg.Wait()
+	if ok != 1 || refused != n-1 {
+		f.t.Fatalf("one token, %d joins: %d joined, %d refused", n, ok, refused)
+	}
+}

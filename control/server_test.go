@@ -7,7 +7,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -64,30 +63,7 @@ func TestJoinTokenIsOneTimeAndExpires(t *testing.T) {
 	f.must(operatorToken, http.MethodPost, control.PathTokens, control.JoinTokenRequest{Agent: "bot"}, &jt)
 
 	// Ten sidecars race with one token: exactly one joins.
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	ok, refused := 0, 0
-	for range 10 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			st, reason := f.call("", http.MethodPost, control.PathJoin, control.JoinRequest{JoinToken: jt.Token}, nil)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case st == http.StatusOK:
-				ok++
-			case reason == control.ReasonJoinTokenInvalid:
-				refused++
-			default:
-				t.Errorf("join: %d %s", st, reason)
-			}
-		}()
-	}
-	wg.Wait()
-	if ok != 1 || refused != 9 {
-		t.Fatalf("one token, ten joins: %d joined, %d refused", ok, refused)
-	}
+	f.joinRace(jt.Token, 10)
 
 	f.must(operatorToken, http.MethodPost, control.PathTokens, control.JoinTokenRequest{Agent: "bot", TTL: control.Duration(time.Minute)}, &jt)
 	f.clock.Advance(2 * time.Minute)

@@ -28,19 +28,7 @@ func TestFleet(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	// The work directory holds every process's log: kept when a test
-	// fails.
-	dir, err := os.MkdirTemp("", "stack-e2e-fleet-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("work directory kept, logs in %s/logs", dir)
-			return
-		}
-		os.RemoveAll(dir)
-	})
+	dir := workDir(t, "stack-e2e-fleet-")
 	f, err := fleet.Start(ctx, fleet.Options{Bin: stackBin, Dir: dir, Sidecars: fleetSidecars, Log: testLog{t}})
 	if err != nil {
 		t.Fatal(err)
@@ -114,6 +102,24 @@ func TestFleet(t *testing.T) {
 	})
 }
 
+// workDir makes a fleet's work directory. It holds every process's log:
+// kept when the test fails, removed otherwise.
+func workDir(t *testing.T, pattern string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("work directory kept, logs in %s/logs", dir)
+			return
+		}
+		os.RemoveAll(dir)
+	})
+	return dir
+}
+
 // testLog sends the fleet's progress lines to the test's log.
 type testLog struct{ t *testing.T }
 
@@ -158,17 +164,7 @@ func TestFleetFailover(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	dir, err := os.MkdirTemp("", "stack-e2e-failover-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("work directory kept, logs in %s/logs", dir)
-			return
-		}
-		os.RemoveAll(dir)
-	})
+	dir := workDir(t, "stack-e2e-failover-")
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
