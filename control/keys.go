@@ -99,8 +99,7 @@ func (s *Server) applyKeys(ks *passport.KeySet, rev int64, why string) {
 		s.keyMu.Unlock()
 		return
 	}
-	s.opts.Keys = ks
-	s.issuer.Keys = ks
+	s.setKeysLocked(ks)
 	s.keysRev = rev
 	s.keyMu.Unlock()
 	now := s.now()
@@ -122,8 +121,15 @@ func (s *Server) WatchKeys(ctx context.Context) error {
 	if s.opts.KeyWrapper == nil {
 		return nil
 	}
+	// The watch goes on from the store's revision, not the key's: a key
+	// set unchanged for longer than etcd keeps history would otherwise be
+	// watched from a compacted revision again and again.
+	s.keyMu.RLock()
+	from := s.keysRev
+	s.keyMu.RUnlock()
 	for {
-		err := s.watchKeysOnce(ctx)
+		var err error
+		from, err = s.watchKeysOnce(ctx, from)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -132,12 +138,11 @@ func (s *Server) WatchKeys(ctx context.Context) error {
 			return fmt.Errorf("watch issuer keys: %w", err)
 		case errors.Is(err, store.ErrCompacted):
 			// Changes were forgotten: the current value says it all.
-			ks, rev, rerr := ReadSharedKeys(ctx, s.store, s.opts.KeyWrapper)
-			if rerr == nil {
-				s.applyKeys(ks, rev, "watch resync")
+			var rev int64
+			if rev, err = s.resyncKeys(ctx); err == nil {
+				from = rev
 				continue
 			}
-			err = rerr
 		}
 		s.log.Warn("watching the issuer keys in the store; retrying", zap.Error(err))
 		t := time.NewTimer(keysRetry)
@@ -150,17 +155,36 @@ func (s *Server) WatchKeys(ctx context.Context) error {
 	}
 }
 
-// watchKeysOnce watches the key set from the revision in force until the
-// watch ends, and returns why.
-func (s *Server) watchKeysOnce(ctx context.Context) error {
-	s.keyMu.RLock()
-	from := s.keysRev
-	s.keyMu.RUnlock()
+// resyncKeys serves the key set in the store and returns the store's
+// revision it was read at, to watch from.
+func (s *Server) resyncKeys(ctx context.Context) (int64, error) {
+	kvs, rev, err := s.store.List(ctx, KeyIssuerKeys)
+	if err != nil {
+		return 0, err
+	}
+	for _, kv := range kvs {
+		if kv.Key != KeyIssuerKeys {
+			continue // a key that merely starts with it
+		}
+		ks, err := passport.ParseKeySet(ctx, kv.Value, s.opts.KeyWrapper)
+		if err != nil {
+			return 0, fmt.Errorf("issuer keys in the store (%s, revision %d): %w", KeyIssuerKeys, kv.ModRev, err)
+		}
+		s.applyKeys(ks, kv.ModRev, "watch resync")
+		return rev, nil
+	}
+	return 0, fmt.Errorf("issuer keys in the store (%s): %w", KeyIssuerKeys, store.ErrNotFound)
+}
+
+// watchKeysOnce watches the key set from revision from until the watch
+// ends, and returns the last revision it saw and why it ended.
+func (s *Server) watchKeysOnce(ctx context.Context, from int64) (int64, error) {
 	for resp := range s.store.Watch(ctx, KeyIssuerKeys, from) {
 		if resp.Err != nil {
-			return resp.Err
+			return from, resp.Err
 		}
 		for _, ev := range resp.Events {
+			from = ev.KV.ModRev
 			if ev.KV.Key != KeyIssuerKeys {
 				continue // a key that merely starts with it
 			}
@@ -178,7 +202,7 @@ func (s *Server) watchKeysOnce(ctx context.Context) error {
 			s.applyKeys(ks, ev.KV.ModRev, "watch")
 		}
 	}
-	return ctx.Err()
+	return from, ctx.Err()
 }
 
 // reloadShared serves the key set in the store now (Reload when the keys
@@ -208,13 +232,9 @@ func (s *Server) RotateKeys(ctx context.Context) (KeyRotation, error) {
 			"this control plane keeps its issuer keys in its keys file: run `stack passport rotate-key` where it runs")
 	}
 	for range rotateAttempts {
-		kv, err := s.store.Get(ctx, KeyIssuerKeys)
+		ks, keysRev, err := ReadSharedKeys(ctx, s.store, w)
 		if err != nil {
 			return KeyRotation{}, fmt.Errorf("rotate issuer keys: %w", err)
-		}
-		ks, err := passport.ParseKeySet(ctx, kv.Value, w)
-		if err != nil {
-			return KeyRotation{}, fmt.Errorf("rotate issuer keys: the set in the store (revision %d): %w", kv.ModRev, err)
 		}
 		now := s.now()
 		prev, _ := ks.Current(now)
@@ -226,7 +246,7 @@ func (s *Server) RotateKeys(ctx context.Context) (KeyRotation, error) {
 		if err != nil {
 			return KeyRotation{}, fmt.Errorf("rotate issuer keys: %w", err)
 		}
-		rev, err := s.store.CompareAndSwap(ctx, KeyIssuerKeys, kv.ModRev, b)
+		rev, err := s.store.CompareAndSwap(ctx, KeyIssuerKeys, keysRev, b)
 		if errors.Is(err, store.ErrConflict) {
 			continue // rotated or restored meanwhile: rotate that one
 		}
@@ -238,9 +258,6 @@ func (s *Server) RotateKeys(ctx context.Context) (KeyRotation, error) {
 			switch k.KID {
 			case kid:
 				out.ActiveAt = k.ActiveAt
-				if out.ActiveAt.IsZero() {
-					out.ActiveAt = k.Created
-				}
 			case prev:
 				out.PreviousRetireAfter = k.RetireAfter
 			}

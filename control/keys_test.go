@@ -3,9 +3,12 @@ package control_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -298,7 +301,7 @@ func TestReloadRereadsSharedKeys(t *testing.T) {
 	f := newFixture(t, func(o *control.Options) {
 		o.Store, o.Keys, o.KeyWrapper, o.KeysRev, o.Now = st, ks, c.kms, rev, c.clock.Now
 	})
-	stored, _, err := control.SharedKeys(t.Context(), st, c.kms, nil)
+	stored, _, err := control.ReadSharedKeys(t.Context(), st, c.kms)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,5 +331,89 @@ func TestRotateKeysNeedsSharedKeys(t *testing.T) {
 	f.register("bot")
 	if st, _ := f.call(f.join("bot").Token, http.MethodPost, control.PathKeysRotate, nil, nil); st != http.StatusForbidden {
 		t.Fatalf("a sidecar rotated the keys: %d, want 403", st)
+	}
+}
+
+// countingStore counts the watches opened on a store.
+type countingStore struct {
+	store.Store
+	watches atomic.Int64
+}
+
+func (s *countingStore) Watch(ctx context.Context, prefix string, rev int64) <-chan store.WatchResponse {
+	s.watches.Add(1)
+	return s.Store.Watch(ctx, prefix, rev)
+}
+
+// A key set older than the store's history (compacted since it was
+// written, as etcd's auto-compaction does to a set rotated months ago) is
+// watched from the store's revision after one resync, not from its own
+// compacted one again and again; a rotation written later still arrives.
+func TestWatchKeysAfterCompaction(t *testing.T) {
+	bolt, err := store.OpenBolt(filepath.Join(t.TempDir(), "control.db"), store.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bolt.Close() })
+	st := &countingStore{Store: bolt}
+	kms, clock := kmstest.Local(t), testclock.Start()
+	local, err := passport.GenerateKeySet(clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, rev, err := control.SharedKeys(t.Context(), st, kms, func(context.Context) (*passport.KeySet, error) { return local, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := st.Put(t.Context(), fmt.Sprintf("other/%d", i), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now, err := st.Rev(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Compact(t.Context(), now); err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(o *control.Options) {
+		o.Store, o.Keys, o.KeyWrapper, o.KeysRev, o.Now = st, ks, kms, rev, clock.Now
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.srv.WatchKeys(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("WatchKeys: %v", err)
+		}
+	}()
+
+	// A rotation written by another replica reaches this one.
+	stored, cur, err := control.ReadSharedKeys(t.Context(), st, kms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKid, err := stored.Rotate(clock.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := stored.Marshal(t.Context(), kms)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.CompareAndSwap(t.Context(), control.KeyIssuerKeys, cur, b); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the rotated key served", func() bool {
+		var set jose.JSONWebKeySet
+		f.must("", http.MethodGet, control.PathJWKS, nil, &set)
+		return slices.Contains(kids(set), newKid)
+	})
+	// The first watch met the compaction; the second, from the store's
+	// revision, delivered the rotation and is still open.
+	if n := st.watches.Load(); n > 2 {
+		t.Fatalf("%d watches opened on the key set, want 2: a watch from a compacted revision is retried", n)
 	}
 }

@@ -199,6 +199,12 @@ func New(opts Options) (*Server, error) {
 func (s *Server) SetKeys(ks *passport.KeySet) {
 	s.keyMu.Lock()
 	defer s.keyMu.Unlock()
+	s.setKeysLocked(ks)
+}
+
+// setKeysLocked makes ks the keys that sign and are published; keyMu is
+// held.
+func (s *Server) setKeysLocked(ks *passport.KeySet) {
 	s.opts.Keys = ks
 	s.issuer.Keys = ks
 }
