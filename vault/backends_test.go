@@ -465,6 +465,17 @@ func TestImport(t *testing.T) {
 	if names, err := a.Import(ctxT(t), file); err != nil || len(names) != 0 {
 		t.Fatalf("import again = %v, %v; want nothing", names, err)
 	}
+	// A credential deleted once the import ran does not come back from
+	// the file at the next start.
+	if err := a.Delete("stripe"); err != nil {
+		t.Fatal(err)
+	}
+	if names, err := b.Import(ctxT(t), file); err != nil || len(names) != 0 {
+		t.Fatalf("import after a delete = %v, %v; want nothing", names, err)
+	}
+	if _, _, err := b.Get(ctxT(t), "stripe"); !errors.Is(err, vault.ErrNotFound) {
+		t.Fatalf("a deleted credential after another import: %v, want ErrNotFound", err)
+	}
 
 	other := openStoreVault(t, homes[1].new(t).st, k, vault.Options{})
 	put(t, other, "own", secretB, "own.example.com")

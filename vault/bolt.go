@@ -24,6 +24,10 @@ var (
 const (
 	metaFormat = "format"
 	metaSalt   = "fingerprint_salt"
+	// metaImported marks a store into which a vault file was imported to
+	// the end: later imports copy nothing, so a credential deleted since
+	// does not come back from the file.
+	metaImported = "imported"
 )
 
 // boltRecords keeps the records in one bbolt file, which one process

@@ -14,8 +14,9 @@ import (
 // vault file to a store that replicas share, and is safe to run from
 // several replicas at once and again after an interruption: the first to
 // copy the salt wins, each record is created only where the store has
-// none, and a later run skips what is there. It returns the names it
-// copied. When the store already holds a vault of its own (another salt)
+// none. Once an import has run to the end, later ones copy nothing, so a
+// credential deleted or replaced through the store does not come back
+// from the file. It returns the names it copied. When the store already holds a vault of its own (another salt)
 // it copies nothing and returns ErrExists.
 func (v *Vault) Import(ctx context.Context, from *Vault) ([]string, error) {
 	const op = "import"
@@ -27,6 +28,11 @@ func (v *Vault) Import(ctx context.Context, from *Vault) ([]string, error) {
 	}
 	if !v.shared {
 		return nil, vaultErr(op, "", errors.New("the target is not a vault in a control store"))
+	}
+	if done, _, err := v.recs.meta(ctx, metaImported); err != nil {
+		return nil, vaultErr(op, "", err)
+	} else if done != nil {
+		return nil, nil // imported to the end once: the store is the vault now
 	}
 	recs, meta, err := from.recs.list(ctx)
 	if err != nil {
@@ -68,6 +74,10 @@ func (v *Vault) Import(ctx context.Context, from *Vault) ([]string, error) {
 			return names, vaultErr(op, s.name, err)
 		}
 		names = append(names, s.name)
+	}
+	err = v.recs.apply(ctx, []change{{meta: true, name: metaImported, rev: 0, data: []byte("1")}})
+	if err != nil && !errors.Is(err, ErrConflict) {
+		return names, vaultErr(op, "", err)
 	}
 	v.saltMu.Lock()
 	clear(v.salt)
