@@ -57,6 +57,6 @@ type change struct {
 	data []byte
 }
 
-// errNoFile is what file-only operations return for a vault whose records
-// are not in a file.
-var errNoFile = errors.New("the vault's records are in the control store, not a file")
+// errShared refuses to change the KMS key of a vault in a control store:
+// every replica would have to switch to the new key at the same instant.
+var errShared = errors.New("the vault is shared by the control plane's replicas in its store: its KMS key cannot be changed")

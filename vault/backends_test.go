@@ -2,7 +2,6 @@ package vault_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -246,71 +245,12 @@ func TestStoreFileOnlyOperations(t *testing.T) {
 		t.Fatalf("Path = %q for a vault in a store", v.Path())
 	}
 	_, err := v.RewrapCopy(ctxT(t), filepath.Join(t.TempDir(), "copy.db"), kmstest.Local(t))
-	if err == nil || !strings.Contains(err.Error(), "Rewrap") {
+	if err == nil || !strings.Contains(err.Error(), "cannot be changed") {
 		t.Fatalf("RewrapCopy of a vault in a store: %v", err)
 	}
-}
-
-// TestStoreRewrapResumes: a rewrap that fails part way, leaving some
-// records under the new key, is finished by running it again.
-func TestStoreRewrapResumes(t *testing.T) {
-	home := homes[1].new(t)
-	from, to := kmstest.Local(t), kmstest.Local(t)
-	flaky := &failingCAS{Store: home.st, left: -1}
-	v := openStoreVault(t, flaky, from, vault.Options{CacheTTL: -1})
-	for _, n := range []string{"a", "b", "c", "d"} {
-		put(t, v, n, secretA+n, n+".example.com")
+	if _, err := v.Rewrap(ctxT(t), kmstest.Local(t)); err == nil || !strings.Contains(err.Error(), "cannot be changed") {
+		t.Fatalf("Rewrap of a vault in a store: %v", err)
 	}
-	fp, _ := v.Fingerprint(ctxT(t), []byte(secretA))
-
-	flaky.failAfter(2)
-	if _, err := v.Rewrap(ctxT(t), to); err == nil || !strings.Contains(err.Error(), "again") {
-		t.Fatalf("rewrap through a failing store: %v", err)
-	}
-	if v.KMS() != from {
-		t.Fatal("a failed rewrap switched the vault's KMS")
-	}
-	flaky.failAfter(-1)
-	n, err := v.Rewrap(ctxT(t), to)
-	if err != nil || n != 4 {
-		t.Fatalf("rewrap again = %d, %v", n, err)
-	}
-	for _, n := range []string{"a", "b", "c", "d"} {
-		wantSecret(t, v, n, secretA+n)
-	}
-	if got, _ := v.Fingerprint(ctxT(t), []byte(secretA)); got != fp {
-		t.Fatal("the fingerprint salt changed in the rewrap")
-	}
-	old := openStoreVault(t, home.st, from, vault.Options{CacheTTL: -1})
-	_, _, err = old.Get(ctxT(t), "a")
-	wantErr(t, err, vault.ErrUnwrap, "a")
-}
-
-// failingCAS is a real store whose compare-and-swaps fail after a number
-// of them succeeded, as when the store becomes unreachable part way.
-type failingCAS struct {
-	store.Store
-	mu   sync.Mutex
-	left int // -1: never fail
-}
-
-func (f *failingCAS) failAfter(n int) {
-	f.mu.Lock()
-	f.left = n
-	f.mu.Unlock()
-}
-
-func (f *failingCAS) CompareAndSwap(ctx context.Context, key string, rev int64, value []byte) (int64, error) {
-	f.mu.Lock()
-	if f.left == 0 {
-		f.mu.Unlock()
-		return 0, errors.New("injected: store unreachable")
-	}
-	if f.left > 0 {
-		f.left--
-	}
-	f.mu.Unlock()
-	return f.Store.CompareAndSwap(ctx, key, rev, value)
 }
 
 // TestReplicas: two Vaults on one store, as two control-plane replicas
@@ -372,6 +312,8 @@ func TestReplicas(t *testing.T) {
 			}
 
 			// Concurrent rotations from both: each gets its own version.
+			// 2×8 rotations: at most 16 races, which maxVersionTries (16)
+			// absorbs; more would make the test depend on scheduling.
 			const each = 8
 			secrets := map[string]bool{}
 			for _, v := range []*vault.Vault{a, b} {

@@ -58,8 +58,8 @@
 // it and the others use that one. Get reads the record each time and uses
 // the cache only to skip the KMS for the version it has, so a change
 // through any replica is served at once. WriteSnapshot writes a vault file
-// of the records as of one revision; RewrapCopy needs a file and refuses;
-// Rewrap writes record by record and finishes when run again.
+// of the records as of one revision; Rewrap and RewrapCopy refuse: every
+// replica would have to switch KMS keys at the same instant.
 //
 // # Fingerprints
 //

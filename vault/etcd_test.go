@@ -53,11 +53,9 @@ func openEtcdStore(t testing.TB, prefix string, endpoints []string) *store.Etcd 
 
 func newEtcdPrefix() string { return fmt.Sprintf("/vault-test/%d/", etcdPrefixes.Add(1)) }
 
-// stopEtcd stops the cluster if it ran, and says whether it did.
-func stopEtcd() bool {
-	if etcdCluster == nil {
-		return false
+// stopEtcd stops the cluster if it ran.
+func stopEtcd() {
+	if etcdCluster != nil {
+		etcdCluster.Close()
 	}
-	etcdCluster.Close()
-	return true
 }

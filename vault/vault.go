@@ -648,14 +648,12 @@ func (v *Vault) Delete(name string) error {
 // Rewrap re-wraps every data key (and the fingerprint salt) under to.
 // Secrets' ciphertexts are not touched; each is authenticated with its
 // data key before the key is rewrapped, so a damaged record aborts the
-// rewrap before anything is written. In a file the records are written in
-// one transaction: either every record is rewrapped or none is. In a
-// control store they are written one by one, each a compare-and-swap: a
-// failure part way (the store unreachable, a record changed meanwhile)
-// leaves some records under to, and running Rewrap again finishes the
-// move (records already under to are checked under it and kept). On
-// success the vault uses to from then on; the caller keeps ownership of
-// both KMSes. It returns the number of credentials rewrapped.
+// rewrap before anything is written. The records are written in one
+// transaction: either every record is rewrapped or none is. On success
+// the vault uses to from then on; the caller keeps ownership of both
+// KMSes. It returns the number of credentials rewrapped. A vault in a
+// control store is refused (errShared): its replicas would have to switch
+// KMS keys at the same instant.
 func (v *Vault) Rewrap(ctx context.Context, to kms.KMS) (int, error) {
 	const op = "rewrap"
 	if err := v.usable(true); err != nil {
@@ -663,6 +661,9 @@ func (v *Vault) Rewrap(ctx context.Context, to kms.KMS) (int, error) {
 	}
 	if to == nil {
 		return 0, vaultErr(op, "", errors.New("no target KMS"))
+	}
+	if v.shared {
+		return 0, vaultErr(op, "", errShared)
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -694,9 +695,6 @@ func (v *Vault) Rewrap(ctx context.Context, to kms.KMS) (int, error) {
 		changes = append(changes, change{meta: true, name: metaSalt, rev: s.rev, data: data})
 	}
 	if err := v.recs.apply(ctx, changes); err != nil {
-		if v.shared {
-			err = fmt.Errorf("%w (records written before the failure are under %s: run the rewrap again to finish)", err, to.URI())
-		}
 		return 0, vaultErr(op, "", err)
 	}
 	v.kms = to
@@ -705,10 +703,6 @@ func (v *Vault) Rewrap(ctx context.Context, to kms.KMS) (int, error) {
 
 // rewrapSalt returns the stored fingerprint salt wrapped under to.
 func (v *Vault) rewrapSalt(ctx context.Context, from, to kms.KMS, stored []byte) ([]byte, error) {
-	var sr saltRecord
-	if json.Unmarshal(stored, &sr) == nil && sr.KMS == to.URI() && sr.KMS != from.URI() {
-		from = to // moved by an earlier rewrap that did not finish
-	}
 	salt, err := v.unwrapSalt(ctx, from, stored)
 	if err != nil {
 		return nil, err
@@ -736,7 +730,7 @@ func (v *Vault) RewrapCopy(ctx context.Context, path string, to kms.KMS) (int, e
 		return 0, vaultErr(op, "", errors.New("no target KMS"))
 	}
 	if v.recs.path() == "" {
-		return 0, vaultErr(op, "", fmt.Errorf("%w: rewrap it in place (Rewrap), record by record", errNoFile))
+		return 0, vaultErr(op, "", errShared)
 	}
 	if err := v.copyTo(path); err != nil {
 		return 0, vaultErr(op, "", err)
@@ -792,9 +786,6 @@ func rewrapFile(ctx context.Context, path string, from, to kms.KMS, now func() t
 }
 
 func (v *Vault) rewrapRecord(ctx context.Context, from, to kms.KMS, r *record) error {
-	if r.KMS == to.URI() && r.KMS != from.URI() {
-		from = to // moved by an earlier rewrap that did not finish
-	}
 	dek, err := v.unwrapKey(ctx, from, r)
 	if err != nil {
 		return err
