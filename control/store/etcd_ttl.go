@@ -38,15 +38,18 @@ func (s *Etcd) Create(ctx context.Context, key string, value []byte, ttl time.Du
 		Then(clientv3.OpPut(k, string(value), clientv3.WithLease(lease.ID))).
 		Else(clientv3.OpGet(k)).
 		Commit()
-	if err == nil && resp.Succeeded {
+	if err != nil {
+		// The lease runs out by itself, and with it the key if the write
+		// took: the caller, told it failed, hands out nothing. Revoking
+		// here would hold a request that etcd is not answering.
+		return 0, fmt.Errorf("store: create %q: %w", key, s.etcdErr(ctx, err))
+	}
+	if resp.Succeeded {
 		return resp.Header.Revision, nil
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaseRevokeTimeout)
 	defer cancel()
 	_, _ = s.client.Revoke(rctx, lease.ID)
-	if err != nil {
-		return 0, fmt.Errorf("store: create %q: %w", key, s.etcdErr(ctx, err))
-	}
 	var cur int64
 	if kvs := resp.Responses[0].GetResponseRange().GetKvs(); len(kvs) > 0 {
 		cur = kvs[0].ModRevision

@@ -73,7 +73,7 @@ type WatchResponse struct {
 // empty value reads back as a non-nil empty slice, so handing it on to
 // CompareAndSwap never deletes by accident. Every successful write bumps
 // the store's revision by exactly one; a failed one changes nothing.
-// (Expiry, below, is a change of its own: when a key's expiry falls due
+// (Expiry, above, is a change of its own: when a key's expiry falls due
 // just before a write to it, both get a revision.) Values returned are
 // the caller's to keep and change.
 type Store interface {
