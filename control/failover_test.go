@@ -121,7 +121,7 @@ func TestSidecarMovesToAnotherReplica(t *testing.T) {
 	if h := s.Health(); h.URL != bURL || h.Moves != 1 {
 		t.Fatalf("after a stopped: on %s after %d moves, want %s after 1", h.URL, h.Moves, bURL)
 	}
-	moved := logs.FilterMessage("control plane replica unreachable; moving to another").All()
+	moved := logs.FilterMessage(client.LogMoved).All()
 	if len(moved) != 1 || moved[0].ContextMap()["from"] != aURL || moved[0].ContextMap()["to"] != bURL {
 		t.Fatalf("move logged %d times: %v", len(moved), moved)
 	}

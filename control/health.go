@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stackctl/stack/reason"
 	"go.uber.org/zap"
 )
 
@@ -164,7 +165,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	stale, since, lastErr := h.stale, time.Since(h.lastOK), h.lastErr
 	h.mu.Unlock()
 	notReady := func(msg string) {
-		w.Header().Set("X-Stack-Reason", ReasonUnavailable)
+		w.Header().Set(reason.Header, ReasonUnavailable)
 		http.Error(w, "not ready: "+msg, http.StatusServiceUnavailable)
 	}
 	if stale {

@@ -23,6 +23,10 @@ const (
 	sidecarTokenPrefix = "stks_"
 )
 
+// msgJoinTokenInvalid answers a join token the store does not hold: one
+// never issued, spent, or expired (the store deletes those by itself).
+const msgJoinTokenInvalid = "the join token is not valid, was used already or has expired"
+
 // joinToken is a join token as stored (keyed by its hash).
 type joinToken struct {
 	Agent     string    `json:"agent"`
@@ -162,7 +166,7 @@ func (s *Server) spendJoinToken(ctx context.Context, tok string) (string, error)
 	var jt joinToken
 	rev, err := s.getJSON(ctx, key, &jt)
 	if errors.Is(err, store.ErrNotFound) {
-		return "", fail(http.StatusForbidden, ReasonJoinTokenInvalid, "the join token is not valid, was used already or has expired")
+		return "", fail(http.StatusForbidden, ReasonJoinTokenInvalid, msgJoinTokenInvalid)
 	}
 	if err != nil {
 		return "", err
@@ -174,7 +178,7 @@ func (s *Server) spendJoinToken(ctx context.Context, tok string) (string, error)
 	// store's expiry, that came first makes this one lose.
 	if _, err := s.store.CompareAndSwap(ctx, key, rev, nil); err != nil {
 		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
-			return "", fail(http.StatusForbidden, ReasonJoinTokenInvalid, "the join token is not valid, was used already or has expired")
+			return "", fail(http.StatusForbidden, ReasonJoinTokenInvalid, msgJoinTokenInvalid)
 		}
 		return "", err
 	}

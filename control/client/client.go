@@ -33,6 +33,16 @@ type Revocations interface {
 	RevokeJTI(jti string, exp time.Time, reason string) (passport.Revocation, error)
 }
 
+// Messages of the link's log that operators and the failover drill read.
+const (
+	// LogRevocationApplied is logged at info for each revocation applied
+	// from the feed, with its kind, id and rev.
+	LogRevocationApplied = "revocation applied"
+	// LogMoved is logged at info when the link moves to another replica,
+	// with from, to and the error.
+	LogMoved = "control plane replica unreachable; moving to another"
+)
+
 // Options configure New. URLs, Revocations, OnKeys and one of JoinToken
 // and OIDCTokenFile are required.
 type Options struct {
@@ -215,7 +225,7 @@ func (c *Client) moveFrom(i int, why error) {
 	c.moves++
 	to := c.urls[c.cur]
 	c.mu.Unlock()
-	c.log.Info("control plane replica unreachable; moving to another", zap.String("from", c.urls[i]), zap.String("to", to), zap.Error(why))
+	c.log.Info(LogMoved, zap.String("from", c.urls[i]), zap.String("to", to), zap.Error(why))
 }
 
 // replicaFailed says whether err, from a call to a replica made under
@@ -828,7 +838,7 @@ func (c *Client) watchOnce(ctx context.Context, base string) (got bool, err erro
 				// starts before it.
 				return got, err
 			}
-			c.log.Info("revocation applied", zap.String("kind", string(ev.Revocation.Kind)),
+			c.log.Info(LogRevocationApplied, zap.String("kind", string(ev.Revocation.Kind)),
 				zap.String("id", ev.Revocation.ID), zap.Int64("rev", ev.Rev))
 			c.setRev(ev.Rev)
 		case control.EventCredentials:
