@@ -108,6 +108,10 @@ type EtcdConfig struct {
 	TLS EtcdTLSConfig `mapstructure:"tls" yaml:"tls"`
 }
 
+// OnEtcd reports whether the control plane keeps its state (and then its
+// issuer keys and vault) in etcd rather than its bbolt file.
+func (c ControlConfig) OnEtcd() bool { return c.Store == "etcd" }
+
 // EtcdTLSConfig is the client certificate and trusted CAs for etcd.
 type EtcdTLSConfig struct {
 	// CertFile and KeyFile are the client certificate and its key, for

@@ -322,7 +322,7 @@ func (c ControlConfig) validate(e *ValidationError) {
 	e.hostPort("control.listen", c.Listen)
 	e.oneOf("control.store", c.Store, ControlStores)
 	e.nonEmpty("control.store_path", c.StorePath)
-	if c.Store == "etcd" {
+	if c.OnEtcd() {
 		c.Etcd.validate(e)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {

@@ -154,10 +154,12 @@ const (
 
 // TestFleetFailover runs the failover drill at CI size: six sidecars on
 // three control replicas on a 3-member etcd cluster (this test binary's
-// children), a revocation every 100 ms while a replica and then the etcd
-// leader are SIGKILLed and restarted. Nothing may be lost, no revoked
-// agent served after its sidecar applied the revocation, and every
-// sidecar must be connected at the end; times are logged.
+// children), a revocation every 100 ms while the issuer key is rotated, a
+// replica and then the etcd leader are SIGKILLed and restarted, and the
+// third replica is cut off from etcd. Nothing may be lost, no revoked
+// agent served after its sidecar applied the revocation, passports of
+// both keys must serve, sidecars must move and all be connected at the
+// end; times are logged.
 func TestFleetFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end tests start processes; skipped in -short mode")

@@ -72,7 +72,7 @@ func (r *report) print(w io.Writer) {
 			fo.Lost, fo.ServedAfterRevocation, fo.Disconnected, fo.Moves)
 		fmt.Fprintf(w, "  key rotation: %s signs from %s; %d of %d replicas serve both keys; %d of %d unrevoked agents' sidecars on a passport of the new key; %d of their requests not served\n",
 			fo.Rotation.KID, fo.Rotation.ActiveAt.Format("15:04:05"), fo.Rotation.JWKSBothKeys, fo.Replicas, fo.Rotation.NewKeySidecars, fo.Rotation.Unrevoked, fo.FailedUnrevoked)
-		fmt.Fprintf(w, "  propagation outside failover: %s (target max %d ms: %s)\n", fo.OutsideFailover, 1000, met(fo.WithinTarget))
+		fmt.Fprintf(w, "  propagation outside failover: %s (target max %.0f ms: %s)\n", fo.OutsideFailover, fo.TargetMaxMS, met(fo.WithinTarget))
 		fmt.Fprintf(w, "  propagation during failover:  %s\n", fo.DuringFailover)
 		printOutcomes(w, fo.Outcomes)
 		printProblems(w, "failover", fo.Problems)

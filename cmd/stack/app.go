@@ -213,7 +213,7 @@ func (a *app) auditSigner(ctx context.Context) (note.Signer, error) {
 // error wraps store.ErrNotFound when control.store is not etcd or etcd
 // holds none yet.
 func (a *app) sharedIssuerKeys(ctx context.Context) (*passport.KeySet, error) {
-	if a.cfg.Control.Store != "etcd" {
+	if !a.cfg.Control.OnEtcd() {
 		return nil, fmt.Errorf("issuer keys: control.store is %s: %w", a.cfg.Control.Store, store.ErrNotFound)
 	}
 	k, err := a.openKMS(ctx)

@@ -338,7 +338,7 @@ func (a *app) runControl(ctx context.Context) error {
 // the KMS that unwraps them come back too); otherwise they are the keys
 // file's.
 func (a *app) controlKeys(ctx context.Context, st store.Store, k kms.KMS) (keys *passport.KeySet, rev int64, shared passport.Wrapper, err error) {
-	if a.cfg.Control.Store != "etcd" {
+	if !a.cfg.Control.OnEtcd() {
 		keys, err = a.issuerKeys(ctx)
 		return keys, 0, nil, err
 	}
@@ -554,7 +554,7 @@ func newAttester(issuers []config.OIDCIssuerConfig) (control.Attester, error) {
 
 // openControlStore opens the store control.store names.
 func openControlStore(ctx context.Context, c config.ControlConfig, log *zap.Logger) (store.Store, error) {
-	if c.Store == "etcd" {
+	if c.OnEtcd() {
 		st, err := store.OpenEtcd(ctx, store.EtcdOptions{
 			Endpoints:   c.Etcd.Endpoints,
 			Prefix:      c.Etcd.Prefix,

@@ -21,7 +21,7 @@ import (
 func (a *app) openControlVault(ctx context.Context, st store.Store, k kms.KMS, log *zap.Logger) (*vault.Vault, error) {
 	opts := vault.Options{CacheTTL: a.cfg.Vault.CacheTTL, CacheSize: a.cfg.Vault.CacheSize}
 	path := a.cfg.Vault.Path
-	if a.cfg.Control.Store != "etcd" {
+	if !a.cfg.Control.OnEtcd() {
 		v, err := vault.Open(path, k, opts)
 		if err != nil {
 			return nil, ownedByOther(err, path)

@@ -354,7 +354,7 @@ file in the data directory is not changed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			if a.cfg.Control.Store == "etcd" {
+			if a.cfg.Control.OnEtcd() {
 				return a.rotateSharedKey(ctx)
 			}
 			keys, err := a.issuerKeys(ctx)

@@ -84,7 +84,7 @@ func (a *app) runRewrap(ctx context.Context, to string) error {
 	} else if c != nil {
 		return fmt.Errorf("vault rewrap: a sidecar serves %s (admin API %s) and holds its files: stop it (SIGTERM), run the command again, then start it", a.home(), c.base)
 	}
-	if a.cfg.Control.Store == "etcd" {
+	if a.cfg.Control.OnEtcd() {
 		// The files would move to the new key and kms.uri with them, while
 		// the credentials in etcd stayed under the old one.
 		return errors.New("vault rewrap moves the files of a data directory; with control.store etcd the vault lives in etcd, which it cannot move yet: keep kms.uri")

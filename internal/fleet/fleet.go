@@ -101,8 +101,8 @@ type Fleet struct {
 	running []*sidecar
 
 	// A fleet on etcd (Options.Replicas): the cluster, the replicas
-	// (the first is control, on controlHome), what they run with, and
-	// the --control value of sidecars.
+	// (the first is control, on controlHome) and what they run with.
+	// sidecarControl is the --control of sidecars with one control plane.
 	etcd           *etcdCluster
 	replicas       []*replica
 	replicaEnv     []string

@@ -57,6 +57,9 @@ func (f *Fleet) startReplicas(ctx context.Context, secret string) error {
 		if r.addr, err = freePort(); err != nil {
 			return err
 		}
+		// Fixed for the replica's life: the drill reads it while it
+		// restarts the replica.
+		r.url = "https://" + r.addr
 		f.replicas = append(f.replicas, r)
 	}
 	first := f.replicas[0]
@@ -80,11 +83,6 @@ func (f *Fleet) startReplicas(ctx context.Context, secret string) error {
 		}
 	}
 	f.control, f.controlURL = first.proc, first.url
-	var urls []string
-	for _, r := range f.replicas {
-		urls = append(urls, r.url)
-	}
-	f.sidecarControl = strings.Join(urls, ",")
 	return nil
 }
 
@@ -120,8 +118,10 @@ func (f *Fleet) startReplica(ctx context.Context, r *replica) error {
 	if err != nil {
 		return fmt.Errorf("replica %d: %w", r.index, err)
 	}
-	r.url = run.URL
-	f.logf("control replica %d %s (pid %d)", r.index, run.URL, run.PID)
+	if run.Listen != r.addr {
+		return fmt.Errorf("replica %d listens on %s, want %s", r.index, run.Listen, r.addr)
+	}
+	f.logf("control replica %d %s (pid %d)", r.index, r.url, run.PID)
 	return nil
 }
 
