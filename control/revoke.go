@@ -166,15 +166,20 @@ func (s *Server) watch(r *http.Request) (any, error) {
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	// A revision ahead of the store's is from another history (a store
-	// restored from a backup, another cluster): watching from it would
-	// skip every change up to it. The sidecar resyncs instead.
+	// The store, as etcd, lets a watch wait for a revision it has not
+	// reached. A sidecar's revision ahead of the store's is from another
+	// history (a store restored from a backup, another cluster), and
+	// watching from it would skip every change up to it: the sidecar
+	// resyncs instead.
 	cur, err := s.store.Rev(ctx)
 	if err != nil {
 		return nil, err
 	}
 	ahead := rev > cur
-	ch := s.store.Watch(ctx, prefixFeed, min(rev, cur))
+	var ch <-chan store.WatchResponse
+	if !ahead {
+		ch = s.store.Watch(ctx, prefixFeed, rev)
+	}
 
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")

@@ -327,9 +327,10 @@ func (s *Etcd) follow(ctx context.Context, ch chan<- WatchResponse, prefix strin
 	}
 	if rev > 0 {
 		// etcd watches from its compacted revision itself, whose changes
-		// this interface counts as forgotten; a read at rev fails the
-		// same way for any rev before it.
-		_, err := s.client.Get(ctx, s.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithRev(rev))
+		// this interface counts as forgotten; a read at rev (of one
+		// key: the revision is checked all the same) fails the same way
+		// for any rev before it.
+		_, err := s.client.Get(ctx, s.prefix, clientv3.WithCountOnly(), clientv3.WithRev(rev))
 		switch {
 		case errors.Is(err, rpctypes.ErrCompacted):
 			return fmt.Errorf("%w: changes after %d wanted, and %d is compacted", ErrCompacted, rev, rev)
