@@ -123,6 +123,13 @@ func (s *Bolt) sweep() {
 // returns the next deadline (zero when none is left).
 func (s *Bolt) sweepExpired(now time.Time) (next time.Time, err error) {
 	for {
+		select {
+		case <-s.done:
+			// Closing: the rest waits for the next open, and reads hide
+			// it meanwhile.
+			return time.Time{}, nil
+		default:
+		}
 		var due bool
 		err := s.db.View(func(tx *bolt.Tx) error {
 			next, due = firstDeadline(tx, now)
