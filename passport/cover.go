@@ -74,6 +74,9 @@ func (g *Grant) covers(c *Grant) string {
 			return fmt.Sprintf("param %s (%s) %s not kept or loosened", pp.Name, pp.From, pp.Op)
 		}
 	}
+	if why := g.Narrow.covers(c.Narrow); why != "" && len(c.Credentials) > 0 {
+		return "narrow: " + why
+	}
 	return ""
 }
 

@@ -38,6 +38,10 @@ type Grant struct {
 	// Params constrain query parameters or top-level JSON body fields; all
 	// must hold.
 	Params []ParamConstraint `json:"params,omitempty" yaml:"params,omitempty" mapstructure:"params"`
+	// Narrow limits the minted credentials this grant names (their OAuth2
+	// scopes, GitHub permissions, AWS actions); nil leaves each at its
+	// vault entry's limit.
+	Narrow *Narrowing `json:"narrow,omitempty" yaml:"narrow,omitempty" mapstructure:"narrow"`
 }
 
 // ParamConstraint constrains one request parameter.
@@ -148,6 +152,14 @@ func (s Scope) Validate() error {
 		for j, pc := range g.Params {
 			for _, err := range pc.problems() {
 				add("%s.params[%d] (%s): %v", at, j, pc.Name, err)
+			}
+		}
+		if g.Narrow != nil {
+			if len(g.Credentials) == 0 {
+				add("%s.narrow: the grant names no credentials to narrow", at)
+			}
+			for _, err := range g.Narrow.problems() {
+				add("%s.narrow.%v", at, err)
 			}
 		}
 	}
