@@ -58,6 +58,11 @@ const (
 	// had now (the KMS cannot decrypt it, its lease cannot be renewed):
 	// fail closed.
 	CredentialUnavailable = "credential_unavailable"
+	// SigV4Unsupported (403): an AWS request signed with a placeholder
+	// key uses a signing form the sidecar cannot re-sign (a presigned
+	// URL, signed aws-chunked streaming, a body too large to hash):
+	// refused rather than forwarded with a broken signature.
+	SigV4Unsupported = "sigv4_unsupported"
 )
 
 // Detect: the detectors' policy.
@@ -119,7 +124,7 @@ func All() []string {
 	return []string{
 		PassportMissing, PassportInvalid, PassportExpired, PassportRevoked,
 		ScopeDenied, EgressDenied,
-		PlaceholderUnknown, PlaceholderUnbound, AgentCredentialRefused, CleartextCredential, CredentialUnavailable,
+		PlaceholderUnknown, PlaceholderUnbound, AgentCredentialRefused, CleartextCredential, CredentialUnavailable, SigV4Unsupported,
 		DetectorBlocked,
 		AuditUnavailable, ControlUnreachable, Overloaded, HeaderTooLarge, BadRequest, NotAProxyRequest,
 		UpstreamTLS, UpstreamUnreachable, UpstreamTimeout, UpgradeRefused, ResponseEncodingUnsupported, ClientClosed,

@@ -1,0 +1,274 @@
+package mint
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Key names what one mint is for: a credential version, minted for one
+// agent under one narrowing (passport.Narrowing.Key).
+type Key struct {
+	Credential string
+	Version    int
+	Agent      string
+	Narrow     string
+}
+
+func (k Key) flight() string {
+	return fmt.Sprintf("%s\x00%d\x00%s\x00%s", k.Credential, k.Version, k.Agent, k.Narrow)
+}
+
+// Cache defaults.
+const (
+	DefaultMaxEntries  = 4096
+	DefaultMinValidity = 5 * time.Second
+	// maxRefreshMargin is the most a token is renewed ahead of its expiry.
+	maxRefreshMargin = 2 * time.Minute
+	// mintTimeout bounds a mint no caller waits for (a refresh).
+	mintTimeout = 30 * time.Second
+)
+
+// CacheOptions configure a Cache.
+type CacheOptions struct {
+	Env Env
+	// MaxEntries bounds the tokens held; zero means DefaultMaxEntries.
+	MaxEntries int
+	// MinValidity: a token that expires sooner than this is never served
+	// (it could expire on its way); zero means DefaultMinValidity.
+	MinValidity time.Duration
+	// OnMint, when set, is told of every mint: its kind, how long it took
+	// and its error.
+	OnMint func(kind string, took time.Duration, err error)
+}
+
+// Cache holds minted tokens until shortly before they expire: a token is
+// renewed in the background once it has less than a quarter of its life
+// (at most two minutes) left, while the old one is still served; a failed
+// renewal leaves the old token in use until it is too close to expiry.
+// One mint is in flight per key. It is safe for concurrent use.
+type Cache struct {
+	opts   CacheOptions
+	flight singleflight.Group
+
+	mu      sync.Mutex
+	entries map[Key]*entry
+	closed  bool
+	wg      sync.WaitGroup
+	stop    chan struct{}
+}
+
+type entry struct {
+	kind      string
+	tok       Token
+	refreshAt time.Time
+	// refreshing is set while a background renewal runs.
+	refreshing bool
+}
+
+// NewCache returns an empty cache. Close stops its background renewals.
+func NewCache(opts CacheOptions) *Cache {
+	opts.Env = opts.Env.withDefaults()
+	if opts.MaxEntries <= 0 {
+		opts.MaxEntries = DefaultMaxEntries
+	}
+	if opts.MinValidity <= 0 {
+		opts.MinValidity = DefaultMinValidity
+	}
+	return &Cache{opts: opts, entries: map[Key]*entry{}, stop: make(chan struct{})}
+}
+
+// Loader reads what a mint of a key needs (the vault entry and its root
+// material); it is called only when the cache mints.
+type Loader func(ctx context.Context) (Request, error)
+
+// Get returns a token for key that is valid for at least MinValidity,
+// from the cache or minted with what load returns. The token's bytes are
+// the caller's.
+func (c *Cache) Get(ctx context.Context, key Key, load Loader) (Token, error) {
+	now := c.opts.Env.Now()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return Token{}, fmt.Errorf("%w: the credential cache is closed", ErrMint)
+	}
+	e := c.entries[key]
+	if e != nil && now.Add(c.opts.MinValidity).Before(e.tok.Expiry) {
+		tok := copyToken(e.tok)
+		if !now.Before(e.refreshAt) && !e.refreshing {
+			e.refreshing = true
+			c.wg.Add(1)
+			go c.refresh(key, load)
+		}
+		c.mu.Unlock()
+		return tok, nil
+	}
+	c.mu.Unlock()
+
+	ch := c.flight.DoChan(key.flight(), func() (any, error) {
+		// Close waits for mints too: none outlives the cache.
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return Token{}, fmt.Errorf("%w: the credential cache is closed", ErrMint)
+		}
+		c.wg.Add(1)
+		c.mu.Unlock()
+		defer c.wg.Done()
+		// The mint is shared: one caller giving up must not fail the
+		// others.
+		mctx, cancel := c.mintContext(context.WithoutCancel(ctx))
+		defer cancel()
+		return c.mint(mctx, key, load)
+	})
+	select {
+	case <-ctx.Done():
+		return Token{}, ctx.Err()
+	case r := <-ch:
+		if r.Err != nil {
+			return Token{}, r.Err
+		}
+		return copyToken(r.Val.(Token)), nil
+	}
+}
+
+// refresh renews key's token in the background.
+func (c *Cache) refresh(key Key, load Loader) {
+	defer c.wg.Done()
+	ctx, cancel := c.mintContext(context.Background())
+	defer cancel()
+	_, err, _ := c.flight.Do(key.flight(), func() (any, error) { return c.mint(ctx, key, load) })
+	if err != nil {
+		c.mu.Lock()
+		if e := c.entries[key]; e != nil {
+			e.refreshing = false
+			// Try again after a tenth of what is left, not on the very
+			// next request.
+			left := e.tok.Expiry.Sub(c.opts.Env.Now())
+			e.refreshAt = c.opts.Env.Now().Add(max(left/10, time.Second))
+		}
+		c.mu.Unlock()
+	}
+}
+
+// mintContext bounds a mint by mintTimeout and by Close.
+func (c *Cache) mintContext(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(parent, mintTimeout)
+	go func() {
+		select {
+		case <-c.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// mint loads, mints and stores key's token.
+func (c *Cache) mint(ctx context.Context, key Key, load Loader) (Token, error) {
+	req, err := load(ctx)
+	if err != nil {
+		return Token{}, err
+	}
+	start := c.opts.Env.Now()
+	tok, err := Mint(ctx, c.opts.Env, req)
+	clear(req.Root)
+	if c.opts.OnMint != nil {
+		c.opts.OnMint(req.Kind, c.opts.Env.Now().Sub(start), err)
+	}
+	if err != nil {
+		return Token{}, err
+	}
+	life := tok.Expiry.Sub(start)
+	margin := min(life/4, maxRefreshMargin)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		tok.clear()
+		return Token{}, fmt.Errorf("%w: the credential cache is closed", ErrMint)
+	}
+	for k, e := range c.entries {
+		if k != key && !start.Before(e.tok.Expiry) {
+			e.tok.clear()
+			delete(c.entries, k)
+		}
+	}
+	if old := c.entries[key]; old != nil {
+		old.tok.clear()
+	} else if len(c.entries) >= c.opts.MaxEntries {
+		c.evictLocked()
+	}
+	c.entries[key] = &entry{kind: req.Kind, tok: tok, refreshAt: tok.Expiry.Add(-margin)}
+	return copyToken(tok), nil
+}
+
+// evictLocked drops the token that expires first.
+func (c *Cache) evictLocked() {
+	var victim Key
+	var at time.Time
+	for k, e := range c.entries {
+		if at.IsZero() || e.tok.Expiry.Before(at) {
+			victim, at = k, e.tok.Expiry
+		}
+	}
+	c.entries[victim].tok.clear()
+	delete(c.entries, victim)
+}
+
+// Drop forgets every token of credential (after it changed or was
+// removed), zeroing them.
+func (c *Cache) Drop(credential string) int {
+	return c.dropIf(func(k Key) bool { return k.Credential == credential })
+}
+
+// DropAgent forgets every token minted for agent (after its revocation).
+func (c *Cache) DropAgent(agent string) int {
+	return c.dropIf(func(k Key) bool { return k.Agent == agent })
+}
+
+// DropAll forgets every token.
+func (c *Cache) DropAll() int { return c.dropIf(func(Key) bool { return true }) }
+
+func (c *Cache) dropIf(f func(Key) bool) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for k, e := range c.entries {
+		if f(k) {
+			e.tok.clear()
+			delete(c.entries, k)
+			n++
+		}
+	}
+	return n
+}
+
+// Len is the number of tokens held.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries)
+}
+
+// Close stops background renewals, waits for them, and zeroes every
+// token. It is idempotent.
+func (c *Cache) Close() {
+	// Every wg.Add happens under mu while the cache is open, so none
+	// races the Wait below.
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		close(c.stop)
+	}
+	c.mu.Unlock()
+	c.wg.Wait()
+	c.DropAll()
+}
+
+func copyToken(t Token) Token {
+	t.Value = append([]byte(nil), t.Value...)
+	return t
+}

@@ -1,0 +1,235 @@
+package mint
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stackctl/stack/internal/testclock"
+)
+
+// countingKind mints "tok-N" tokens that live for life, or fails with err.
+type countingKind struct {
+	mints   atomic.Int64
+	life    time.Duration
+	now     func() time.Time
+	mu      sync.Mutex
+	err     error
+	release chan struct{} // when set, mint waits for it
+}
+
+func (k *countingKind) check(p json.RawMessage, _ []byte) (json.RawMessage, error) { return p, nil }
+func (k *countingKind) ttl(json.RawMessage) time.Duration                         { return k.life }
+func (k *countingKind) mint(ctx context.Context, _ Env, r Request) (Token, error) {
+	if k.release != nil {
+		select {
+		case <-k.release:
+		case <-ctx.Done():
+			return Token{}, ctx.Err()
+		}
+	}
+	k.mu.Lock()
+	err := k.err
+	k.mu.Unlock()
+	if err != nil {
+		return Token{}, err
+	}
+	n := k.mints.Add(1)
+	return Token{Value: fmt.Appendf(nil, "tok-%d-%s", n, r.Agent), Expiry: k.now().Add(k.life)}, nil
+}
+
+func (k *countingKind) fail(err error) {
+	k.mu.Lock()
+	k.err = err
+	k.mu.Unlock()
+}
+
+const testKind = "test-kind"
+
+func withKind(t *testing.T, k kind) {
+	t.Helper()
+	kinds[testKind] = k
+	t.Cleanup(func() { delete(kinds, testKind) })
+}
+
+func load(agent string) Loader {
+	return func(context.Context) (Request, error) {
+		return Request{Kind: testKind, Root: []byte("root"), Agent: agent}, nil
+	}
+}
+
+func TestCacheServesUntilRefreshMargin(t *testing.T) {
+	clk := testclock.Start()
+	k := &countingKind{life: 15 * time.Minute, now: clk.Now}
+	withKind(t, k)
+	c := NewCache(CacheOptions{Env: Env{Now: clk.Now}})
+	defer c.Close()
+	ctx := context.Background()
+	key := Key{Credential: "aws", Version: 1, Agent: "a"}
+
+	first, err := c.Get(ctx, key, load("a"))
+	if err != nil || string(first.Value) != "tok-1-a" {
+		t.Fatalf("Get = %q, %v", first.Value, err)
+	}
+	clk.Advance(12 * time.Minute) // 3 min left: not yet in the 2-minute margin
+	if tok, _ := c.Get(ctx, key, load("a")); string(tok.Value) != "tok-1-a" || k.mints.Load() != 1 {
+		t.Fatalf("within its life: %q after %d mints", tok.Value, k.mints.Load())
+	}
+	clk.Advance(90 * time.Second) // 90 s left: renewed in the background, old one served meanwhile
+	if tok, _ := c.Get(ctx, key, load("a")); string(tok.Value) != "tok-1-a" {
+		t.Fatalf("during renewal got %q, want the old token", tok.Value)
+	}
+	waitFor(t, func() bool { return k.mints.Load() == 2 })
+	waitFor(t, func() bool {
+		tok, _ := c.Get(ctx, key, load("a"))
+		return string(tok.Value) == "tok-2-a"
+	})
+	if k.mints.Load() != 2 {
+		t.Errorf("%d mints, want 2", k.mints.Load())
+	}
+}
+
+func TestCacheKeysApart(t *testing.T) {
+	clk := testclock.Start()
+	k := &countingKind{life: time.Hour, now: clk.Now}
+	withKind(t, k)
+	c := NewCache(CacheOptions{Env: Env{Now: clk.Now}})
+	defer c.Close()
+	ctx := context.Background()
+	for _, key := range []Key{{Credential: "c", Version: 1, Agent: "a"}, {Credential: "c", Version: 1, Agent: "b"},
+		{Credential: "c", Version: 2, Agent: "a"}, {Credential: "c", Version: 1, Agent: "a", Narrow: "n"}} {
+		if _, err := c.Get(ctx, key, load(key.Agent)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k.mints.Load() != 4 || c.Len() != 4 {
+		t.Fatalf("%d mints, %d entries; want 4 each", k.mints.Load(), c.Len())
+	}
+	if n := c.DropAgent("b"); n != 1 {
+		t.Errorf("DropAgent dropped %d, want 1", n)
+	}
+	if n := c.Drop("c"); n != 3 {
+		t.Errorf("Drop dropped %d, want 3", n)
+	}
+}
+
+func TestCacheOneMintInFlight(t *testing.T) {
+	clk := testclock.Start()
+	k := &countingKind{life: time.Hour, now: clk.Now, release: make(chan struct{})}
+	withKind(t, k)
+	c := NewCache(CacheOptions{Env: Env{Now: clk.Now}})
+	defer c.Close()
+	key := Key{Credential: "c", Version: 1, Agent: "a"}
+	var wg sync.WaitGroup
+	got := make([]string, 20)
+	for i := range got {
+		wg.Go(func() {
+			tok, err := c.Get(context.Background(), key, load("a"))
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] = string(tok.Value)
+		})
+	}
+	time.Sleep(50 * time.Millisecond) // let them pile up on the one flight
+	close(k.release)
+	wg.Wait()
+	if k.mints.Load() != 1 {
+		t.Errorf("%d mints for 20 concurrent callers, want 1", k.mints.Load())
+	}
+	for _, v := range got {
+		if v != "tok-1-a" {
+			t.Errorf("a caller got %q", v)
+		}
+	}
+}
+
+func TestCacheFailedRenewalKeepsServing(t *testing.T) {
+	clk := testclock.Start()
+	k := &countingKind{life: 10 * time.Minute, now: clk.Now}
+	withKind(t, k)
+	var mintErrs atomic.Int64
+	c := NewCache(CacheOptions{Env: Env{Now: clk.Now}, OnMint: func(_ string, _ time.Duration, err error) {
+		if err != nil {
+			mintErrs.Add(1)
+		}
+	}})
+	defer c.Close()
+	ctx := context.Background()
+	key := Key{Credential: "c", Version: 1, Agent: "a"}
+	if _, err := c.Get(ctx, key, load("a")); err != nil {
+		t.Fatal(err)
+	}
+	k.fail(errors.New("token endpoint down"))
+	clk.Advance(9 * time.Minute) // in the margin: renewal fails, the old token is served
+	if tok, err := c.Get(ctx, key, load("a")); err != nil || string(tok.Value) != "tok-1-a" {
+		t.Fatalf("Get = %q, %v; want the old token", tok.Value, err)
+	}
+	waitFor(t, func() bool { return mintErrs.Load() == 1 })
+	clk.Advance(56 * time.Second) // 4 s left: less than MinValidity
+	_, err := c.Get(ctx, key, load("a"))
+	if !errors.Is(err, ErrMint) {
+		t.Fatalf("near expiry with the issuer down: %v, want ErrMint", err)
+	}
+	k.fail(nil)
+	if tok, err := c.Get(ctx, key, load("a")); err != nil || string(tok.Value) != "tok-2-a" {
+		t.Fatalf("after recovery: %q, %v", tok.Value, err)
+	}
+}
+
+func TestCacheRefusesExpiredMint(t *testing.T) {
+	clk := testclock.Start()
+	k := &countingKind{life: -time.Second, now: clk.Now}
+	withKind(t, k)
+	c := NewCache(CacheOptions{Env: Env{Now: clk.Now}})
+	defer c.Close()
+	if _, err := c.Get(context.Background(), Key{Credential: "c"}, load("a")); !errors.Is(err, ErrMint) {
+		t.Fatalf("an already expired token: %v, want ErrMint", err)
+	}
+}
+
+func TestCacheEvictsAtMax(t *testing.T) {
+	clk := testclock.Start()
+	k := &countingKind{life: time.Hour, now: clk.Now}
+	withKind(t, k)
+	c := NewCache(CacheOptions{Env: Env{Now: clk.Now}, MaxEntries: 3})
+	defer c.Close()
+	for i := range 10 {
+		if _, err := c.Get(context.Background(), Key{Credential: "c", Agent: fmt.Sprint(i)}, load("a")); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Second)
+	}
+	if c.Len() != 3 {
+		t.Errorf("%d entries, want 3", c.Len())
+	}
+}
+
+func TestCacheGetHonoursContext(t *testing.T) {
+	k := &countingKind{life: time.Hour, now: time.Now, release: make(chan struct{})}
+	withKind(t, k)
+	c := NewCache(CacheOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := c.Get(ctx, Key{Credential: "c"}, load("a")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Get = %v, want the caller's deadline", err)
+	}
+	close(k.release)
+	c.Close()
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5 s")
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
