@@ -14,7 +14,7 @@ import (
 )
 
 // name is how a reason looks in the docs: a backquoted lower-case word.
-var name = regexp.MustCompile("`([a-z][a-z_]*)`")
+var name = regexp.MustCompile("`([a-z][a-z0-9_]*)`")
 
 // Every reason constant this package declares is in All, once; the only
 // other strings are the header's name and who revoked a passport.

@@ -24,7 +24,7 @@ type countingKind struct {
 }
 
 func (k *countingKind) check(p json.RawMessage, _ []byte) (json.RawMessage, error) { return p, nil }
-func (k *countingKind) ttl(json.RawMessage) time.Duration                         { return k.life }
+func (k *countingKind) ttl(json.RawMessage) time.Duration                          { return k.life }
 func (k *countingKind) mint(ctx context.Context, _ Env, r Request) (Token, error) {
 	if k.release != nil {
 		select {
