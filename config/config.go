@@ -225,6 +225,10 @@ type VaultConfig struct {
 	CacheTTL time.Duration `mapstructure:"cache_ttl" yaml:"cache_ttl"`
 	// CacheSize bounds the number of decrypted secrets kept in memory.
 	CacheSize int `mapstructure:"cache_size" yaml:"cache_size"`
+	// MintCA is a PEM file of extra roots trusted for the issuers that
+	// minting kinds call (OAuth2 token endpoints, GitHub, AWS STS),
+	// besides the system roots and proxy.upstream_ca.
+	MintCA string `mapstructure:"mint_ca" yaml:"mint_ca"`
 }
 
 // AuditConfig controls the hash-chained audit log.

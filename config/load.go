@@ -173,6 +173,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("vault.path", DefaultVaultPath)
 	v.SetDefault("vault.cache_ttl", DefaultVaultCacheTTL)
 	v.SetDefault("vault.cache_size", DefaultVaultCacheSize)
+	v.SetDefault("vault.mint_ca", "")
 	v.SetDefault("audit.path", DefaultAuditPath)
 	v.SetDefault("audit.checkpoint_every", DefaultCheckpointEvery)
 	v.SetDefault("audit.checkpoint_interval", DefaultCheckpointInterval)

@@ -134,6 +134,9 @@ vault:
   # How long a decrypted secret stays in memory, and how many at most.
   cache_ttl: {{.D.VaultCacheTTL}}
   cache_size: {{.D.VaultCacheSize}}
+  # Extra PEM roots trusted for the issuers minted credentials come from
+  # (OAuth2 token endpoints, GitHub, AWS STS), besides the system roots.
+  mint_ca: ""
 
 audit:
   path: {{.D.AuditPath}}

@@ -166,6 +166,9 @@ func (k KMSConfig) validate(e *ValidationError) {
 
 func (v VaultConfig) validate(e *ValidationError) {
 	e.nonEmpty("vault.path", v.Path)
+	if v.MintCA != "" {
+		e.pemFile("vault.mint_ca", v.MintCA)
+	}
 	e.nonNegative("vault.cache_ttl", v.CacheTTL)
 	e.atLeastOne("vault.cache_size", v.CacheSize)
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/stackctl/stack/inject/mint"
 	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/vault"
 )
@@ -129,8 +130,27 @@ type Lease struct {
 	Hosts       []string     `json:"hosts"`
 	Render      vault.Render `json:"render"`
 	Fingerprint string       `json:"fingerprint"`
-	Secret      []byte       `json:"secret"`
-	ExpiresAt   time.Time    `json:"expires_at"`
+	// Secret is a static credential's secret, or the token minted for
+	// the agent (a minting kind other than aws-sts).
+	Secret []byte `json:"secret,omitempty"`
+	// Kind is the credential's kind; empty means static.
+	Kind string `json:"kind,omitempty"`
+	// Narrow is the key (passport.Narrowing.Key) of the narrowing a
+	// minted credential was minted under; a credential two grants narrow
+	// differently has one lease per narrowing.
+	Narrow string `json:"narrow,omitempty"`
+	// AWS holds the session credentials of an aws-sts credential.
+	AWS *mint.AWSSession `json:"aws,omitempty"`
+	// ExpiresAt is when the lease ends: a minted credential's own expiry.
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// KindName is the lease's kind, static when it names none.
+func (l *Lease) KindName() string {
+	if l.Kind == "" {
+		return mint.KindStatic
+	}
+	return l.Kind
 }
 
 // LeasesResponse lists the leases of every credential the agent's
@@ -139,6 +159,10 @@ type Lease struct {
 type LeasesResponse struct {
 	Leases  []Lease  `json:"leases"`
 	Missing []string `json:"missing,omitempty"`
+	// Unavailable names minted credentials that could not be minted now
+	// (the issuer refused or is unreachable): a sidecar keeps the leases
+	// of them it holds until they expire.
+	Unavailable []string `json:"unavailable,omitempty"`
 }
 
 // RevokeRequest revokes a passport (JTI, with its delegated descendants)

@@ -2,20 +2,26 @@ package control
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/stackctl/stack/audit"
+	"github.com/stackctl/stack/inject/mint"
+	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/vault"
 )
 
 // leases hands the calling sidecar every credential its agent's scope
-// grants, each for LeaseTTL; every lease is an audit record.
+// grants: a static credential's secret for LeaseTTL, a minting kind's
+// credential minted for the agent under each grant's narrowing, until it
+// expires. Every lease is an audit record.
 func (s *Server) leases(r *http.Request) (any, error) {
 	c := callerOf(r)
 	ctx := r.Context()
@@ -23,41 +29,118 @@ func (s *Server) leases(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	var names []string
-	for _, g := range a.Scope {
-		names = append(names, g.Credentials...)
-	}
-	slices.Sort(names)
-	names = slices.Compact(names)
+	wants := grantedCredentials(a.Scope)
 	out := LeasesResponse{Leases: []Lease{}}
 	if s.opts.Vault == nil {
-		out.Missing = names
+		for _, w := range wants {
+			out.Missing = append(out.Missing, w.name)
+		}
+		out.Missing = slices.Compact(out.Missing)
 		return out, nil
 	}
+	fail503 := func(err error) (any, error) {
+		for _, l := range out.Leases {
+			clear(l.Secret)
+		}
+		return nil, fail(http.StatusServiceUnavailable, ReasonUnavailable, err.Error())
+	}
 	exp := s.now().UTC().Add(s.opts.LeaseTTL)
-	for _, n := range names {
-		cred, secret, err := s.opts.Vault.Get(ctx, n)
+	done := map[string]bool{}
+	for _, w := range wants {
+		cred, err := s.opts.Vault.Lookup(ctx, w.name)
 		if errors.Is(err, vault.ErrNotFound) {
-			out.Missing = append(out.Missing, n)
+			if !slices.Contains(out.Missing, w.name) {
+				out.Missing = append(out.Missing, w.name)
+			}
 			continue
 		}
 		if err != nil {
-			for _, l := range out.Leases {
-				clear(l.Secret)
-			}
-			if errors.Is(err, vault.ErrKMSUnavailable) {
-				return nil, fail(http.StatusServiceUnavailable, ReasonUnavailable, err.Error())
-			}
-			return nil, err
+			return fail503(err)
 		}
-		out.Leases = append(out.Leases, Lease{Name: cred.Name, Hosts: cred.Hosts, Render: cred.Render,
-			Fingerprint: cred.Fingerprint, Secret: secret, ExpiresAt: exp})
-		s.opts.Metrics.leases.Inc()
-		s.audit(ctx, audit.Record{Action: "credential_leased", AgentID: a.Name, CredentialID: cred.Name,
-			CredentialFingerprint: cred.Fingerprint,
-			Detail:                fmt.Sprintf("sidecar %s, ttl %s", c.sidecar.ID, s.opts.LeaseTTL)})
+		if !cred.Minted() {
+			if done[w.name] {
+				continue
+			}
+			done[w.name] = true
+			cred, secret, err := s.opts.Vault.Get(ctx, w.name)
+			if errors.Is(err, vault.ErrKMSUnavailable) {
+				return fail503(err)
+			}
+			if err != nil {
+				return nil, err
+			}
+			out.Leases = append(out.Leases, Lease{Name: cred.Name, Hosts: cred.Hosts, Render: cred.Render,
+				Fingerprint: cred.Fingerprint, Secret: secret, ExpiresAt: exp})
+			s.leased(ctx, a.Name, c.sidecar.ID, cred, fmt.Sprintf("ttl %s", s.opts.LeaseTTL))
+			continue
+		}
+		l, err := s.mintLease(ctx, a.Name, cred, w.narrow)
+		if err != nil {
+			// The others are still leased; the sidecar keeps what it
+			// holds of this one until it expires, and asks again.
+			s.log.Warn("credential not minted for a lease", zap.String("agent", a.Name),
+				zap.String("credential", cred.Name), zap.String("kind", cred.Kind), zap.Error(err))
+			if !slices.Contains(out.Unavailable, cred.Name) {
+				out.Unavailable = append(out.Unavailable, cred.Name)
+			}
+			continue
+		}
+		out.Leases = append(out.Leases, l)
+		s.leased(ctx, a.Name, c.sidecar.ID, cred, fmt.Sprintf("minted %s, expires %s", cred.Kind, l.ExpiresAt.UTC().Format(time.RFC3339)))
 	}
 	return out, nil
+}
+
+// mintLease mints cred for agent under narrow, through the mint cache.
+func (s *Server) mintLease(ctx context.Context, agent string, cred *vault.Credential, narrow *passport.Narrowing) (Lease, error) {
+	if s.opts.Mints == nil {
+		return Lease{}, errors.New("this control plane does not mint")
+	}
+	key := mint.Key{Credential: cred.Name, Version: cred.Version, Agent: agent, Narrow: narrow.Key()}
+	tok, err := s.opts.Mints.Get(ctx, key, func(ctx context.Context) (mint.Request, error) {
+		vc, root, err := s.opts.Vault.Get(ctx, cred.Name)
+		if err != nil {
+			return mint.Request{}, err
+		}
+		return mint.Request{Kind: vc.Kind, Params: vc.Params, Root: root, Agent: agent, Narrow: narrow}, nil
+	})
+	if err != nil {
+		return Lease{}, err
+	}
+	return Lease{Name: cred.Name, Hosts: cred.Hosts, Render: cred.Render, Fingerprint: cred.Fingerprint,
+		Kind: cred.Kind, Narrow: key.Narrow, Secret: tok.Value, AWS: tok.AWS, ExpiresAt: tok.Expiry.UTC()}, nil
+}
+
+// leased counts and audits one lease.
+func (s *Server) leased(ctx context.Context, agent, sidecar string, cred *vault.Credential, detail string) {
+	s.opts.Metrics.leases.Inc()
+	s.audit(ctx, audit.Record{Action: "credential_leased", AgentID: agent, CredentialID: cred.Name,
+		CredentialFingerprint: cred.Fingerprint, Detail: fmt.Sprintf("sidecar %s, %s", sidecar, detail)})
+}
+
+// grantedCredential is one credential a scope grants, under one grant's
+// narrowing.
+type grantedCredential struct {
+	name   string
+	narrow *passport.Narrowing
+}
+
+// grantedCredentials lists the credentials scope grants, by name, once
+// per distinct narrowing.
+func grantedCredentials(scope passport.Scope) []grantedCredential {
+	var out []grantedCredential
+	seen := map[string]bool{}
+	for _, g := range scope {
+		for _, n := range g.Credentials {
+			k := n + "\x00" + g.Narrow.Key()
+			if !seen[k] {
+				seen[k] = true
+				out = append(out, grantedCredential{n, g.Narrow})
+			}
+		}
+	}
+	slices.SortStableFunc(out, func(a, b grantedCredential) int { return strings.Compare(a.name, b.name) })
+	return out
 }
 
 // VaultWriteRequest is the body of the vault endpoints (the sidecar
@@ -67,6 +150,20 @@ type VaultWriteRequest struct {
 	Secret []byte   `json:"secret,omitempty"`
 	Hosts  []string `json:"hosts,omitempty"`
 	Render string   `json:"render,omitempty"`
+	// Kind and Params describe a minting kind (see package mint); an
+	// empty Kind is static.
+	Kind   string          `json:"kind,omitempty"`
+	Params json.RawMessage `json:"params,omitempty"`
+}
+
+// PutOptions are the vault's options the request carries, its render
+// parsed.
+func (r *VaultWriteRequest) PutOptions() (vault.PutOptions, error) {
+	render, err := vault.ParseRender(r.Render)
+	if err != nil {
+		return vault.PutOptions{}, err
+	}
+	return vault.PutOptions{Hosts: r.Hosts, Render: render, Kind: r.Kind, Params: r.Params}, nil
 }
 
 func (s *Server) vaultPut(r *http.Request) (any, error) {
@@ -84,11 +181,11 @@ func (s *Server) vaultStore(r *http.Request,
 		return nil, err
 	}
 	defer clear(req.Secret)
-	render, err := vault.ParseRender(req.Render)
+	opts, err := req.PutOptions()
 	if err != nil {
 		return nil, badRequest(err.Error())
 	}
-	c, err := put(s.opts.Vault, r.Context(), req.Name, req.Secret, vault.PutOptions{Hosts: req.Hosts, Render: render})
+	c, err := put(s.opts.Vault, r.Context(), req.Name, req.Secret, opts)
 	return s.afterVaultWrite(r.Context(), c, err)
 }
 
@@ -131,6 +228,9 @@ func (s *Server) afterVaultWrite(ctx context.Context, c *vault.Credential, err e
 			return nil, fail(http.StatusServiceUnavailable, ReasonUnavailable, err.Error())
 		}
 		return nil, badRequest(err.Error())
+	}
+	if s.opts.Mints != nil {
+		s.opts.Mints.Drop(c.Name)
 	}
 	if _, err := s.store.Put(ctx, prefixVault+c.Name, []byte(fmt.Sprintf(`{"changed":%q}`, s.now().UTC().Format(time.RFC3339Nano)))); err != nil {
 		return nil, err

@@ -93,6 +93,9 @@ var errGone = errors.New("gone")
 func (s *Server) revokeAgent(ctx context.Context, agent, reason, by string) (passport.Revocation, error) {
 	now := s.now().UTC()
 	rv := passport.Revocation{Kind: passport.RevokeAgent, ID: agent, RevokedAt: now, ExpiresAt: now.Add(s.keep), Reason: reason}
+	if s.opts.Mints != nil {
+		s.opts.Mints.DropAgent(agent)
+	}
 	return rv, s.publish(ctx, rv, by)
 }
 

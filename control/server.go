@@ -19,6 +19,7 @@ import (
 
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/control/store"
+	"github.com/stackctl/stack/inject/mint"
 	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/vault"
 )
@@ -68,6 +69,10 @@ type Options struct {
 	Roles map[string]passport.Role
 	// Vault holds the credentials leased to sidecars; nil leases nothing.
 	Vault *vault.Vault
+	// Mints holds the credentials minted from the vault's minting kinds
+	// for leases; nil mints nothing (those credentials are reported
+	// unavailable). The caller closes it.
+	Mints *mint.Cache
 	// Attester checks workload identity tokens; nil refuses OIDC joins.
 	Attester Attester
 	// WorkloadJoinRate bounds workload joins per second, a burst of twice

@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"net/http"
 	"sort"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stackctl/stack/inject/mint"
 )
 
 // status lists the sidecars whose credential has not expired, with what
@@ -72,7 +75,23 @@ type Metrics struct {
 	watches     prometheus.Counter
 	events      prometheus.Counter
 	storeStale  prometheus.Gauge
+	mints       *prometheus.CounterVec
 	watchers    func() float64
+}
+
+// ObserveMint counts one mint; it is a mint.CacheOptions.OnMint.
+func (m *Metrics) ObserveMint(kind string, _ time.Duration, err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	m.mints.WithLabelValues(kind, outcome).Inc()
+}
+
+// CountMinted exports how many minted credentials c holds.
+func (m *Metrics) CountMinted(c *mint.Cache) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stack_control_minted_credentials",
+		Help: "Short-lived credentials minted for leases and held in memory."}, func() float64 { return float64(c.Len()) }))
 }
 
 // NewMetrics registers the control plane's metrics, and Go's, on a new
@@ -89,6 +108,9 @@ func NewMetrics() *Metrics {
 	m.events = prometheus.NewCounter(prometheus.CounterOpts{Name: "stack_control_feed_events_total", Help: "Feed events sent, all watches together."})
 	m.storeStale = prometheus.NewGauge(prometheus.GaugeOpts{Name: "stack_control_store_stale",
 		Help: "1 while this replica refuses requests because its store has not answered within control.store_timeout, else 0."})
+	m.mints = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stack_control_credential_mints_total",
+		Help: "Short-lived credentials minted for leases, by kind and outcome (ok or error)."}, []string{"kind", "outcome"})
+	f(m.mints)
 	f(m.joins)
 	f(m.issued)
 	f(m.leases)

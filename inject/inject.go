@@ -3,14 +3,18 @@ package inject
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/textproto"
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/stackctl/stack/hostmatch"
+	"github.com/stackctl/stack/inject/mint"
+	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/reason"
 )
 
@@ -104,6 +108,7 @@ const (
 	Basic                  // Authorization: Basic base64({secret}); secret is user:password
 	Header                 // NAME: TEMPLATE with {secret}
 	Query                  // ?NAME={secret}
+	SigV4                  // the agent's AWS SigV4 signature, made again with minted keys
 )
 
 // Render is how a credential is written into a request.
@@ -125,6 +130,8 @@ type Credential struct {
 	Render Render
 	// Fingerprint identifies the secret in audit records.
 	Fingerprint string
+	// Kind is the credential's kind (mint.KindStatic or a minting kind).
+	Kind string
 }
 
 // BoundTo reports whether the credential may be sent to host (as a
@@ -133,12 +140,21 @@ func (c *Credential) BoundTo(host string) bool {
 	return hostmatch.MatchAny(c.Hosts, host)
 }
 
+// Grant is what the passport says about one credential for the request
+// being injected: whose it is and how far its minted form is narrowed.
+type Grant struct {
+	Agent  string
+	Narrow *passport.Narrowing
+}
+
 // Store answers what the injector needs from the vault.
 type Store interface {
 	// Credential returns the credential called name, or false.
 	Credential(name string) (Credential, bool)
-	// Secret returns the credential's secret, decrypting it if needed.
-	Secret(ctx context.Context, name string) ([]byte, error)
+	// Secret returns what to render for credential name under g: a
+	// static credential's secret (decrypted if needed), or a short-lived
+	// credential minted from its root material for g.
+	Secret(ctx context.Context, name string, g Grant) (mint.Token, error)
 	// BoundCredentials lists the credentials bound to host. The slice may
 	// be shared: callers must not modify it.
 	BoundCredentials(host string) []Credential
@@ -199,6 +215,11 @@ type Injected struct {
 	Fingerprint string
 	// Secret is kept so responses can be scrubbed of it; never log it.
 	Secret []byte
+	// Expires is when a minted credential expires (zero for static).
+	Expires time.Time
+	// Operation is the AWS action a re-signed request performs
+	// ("s3:GetObject"), for the audit record.
+	Operation string
 }
 
 // Result lists what Apply injected.
@@ -210,8 +231,8 @@ type Result struct {
 }
 
 // Granted reports whether the passport grants credential name for the
-// request being injected.
-type Granted func(name string) bool
+// request being injected, and how.
+type Granted func(name string) (Grant, bool)
 
 // Apply finds placeholders in req's Authorization header, the configured
 // headers and the query, and replaces each with the real credential
@@ -280,13 +301,37 @@ func (in *Injector) Apply(ctx context.Context, req *http.Request, host string, g
 		}
 	}
 	creds := make([]Credential, 0, len(sub.order))
+	grants := make([]Grant, 0, len(sub.order))
 	for _, name := range sub.order {
 		c, _ := in.store.Credential(name)
-		if granted == nil || !granted(name) {
+		var g Grant
+		ok := false
+		if granted != nil {
+			g, ok = granted(name)
+		}
+		if !ok {
 			return nil, &DeniedError{Reason: reason.ScopeDenied, Credential: name,
 				Detail: fmt.Sprintf("the passport does not grant credential %q for this request", name)}
 		}
 		creds = append(creds, c)
+		grants = append(grants, g)
+	}
+	// An AWS signature is checked against the grant before anything is
+	// minted: a request the session could not make is refused here.
+	var aws []*awsRequest
+	for i, c := range creds {
+		if c.Render.Kind != SigV4 {
+			continue
+		}
+		a, err := prepareAWS(req, c, grants[i])
+		if err != nil {
+			return nil, err
+		}
+		aws = append(aws, a)
+	}
+	if len(aws) > 1 {
+		return nil, &DeniedError{Reason: reason.ScopeDenied, Credential: aws[1].cred.Name,
+			Detail: "a request carries one AWS signature, not two credentials' placeholders"}
 	}
 
 	// Keys the agent set itself for a host whose credential we manage.
@@ -295,19 +340,42 @@ func (in *Injector) Apply(ctx context.Context, req *http.Request, host string, g
 	}
 
 	res := &Result{Placeholders: seen.order}
-	for _, c := range creds {
-		secret, err := in.store.Secret(ctx, c.Name)
+	for i, c := range creds {
+		tok, err := in.store.Secret(ctx, c.Name, grants[i])
 		if err != nil {
-			return nil, &DeniedError{Reason: reason.CredentialUnavailable, Credential: c.Name,
-				Detail: "credential is unavailable (not decrypted, or its lease expired)", Err: err}
+			return nil, unavailable(c, err)
 		}
-		in.scrub(req, c.Name)
-		if err := write(req, c, secret); err != nil {
-			return nil, err
+		inj := Injected{Name: c.Name, Fingerprint: c.Fingerprint, Secret: tok.Secret(), Expires: tok.Expiry}
+		if c.Render.Kind == SigV4 {
+			a := aws[0]
+			if err := a.resign(req, tok); err != nil {
+				return nil, err
+			}
+			inj.Operation = a.operation()
+		} else {
+			in.scrub(req, c.Name)
+			if err := write(req, c, tok.Value); err != nil {
+				return nil, err
+			}
 		}
-		res.Injected = append(res.Injected, Injected{Name: c.Name, Fingerprint: c.Fingerprint, Secret: secret})
+		res.Injected = append(res.Injected, inj)
 	}
 	return res, nil
+}
+
+// unavailable is the refusal for a credential the store could not give:
+// a mint the grant does not allow is a scope denial, anything else fails
+// closed as unavailable.
+func unavailable(c Credential, err error) error {
+	if errors.Is(err, mint.ErrInvalid) {
+		return &DeniedError{Reason: reason.ScopeDenied, Credential: c.Name,
+			Detail: fmt.Sprintf("credential %q cannot be minted as the passport narrows it: %v", c.Name, err), Err: err}
+	}
+	detail := "credential is unavailable (not decrypted, or its lease expired)"
+	if mint.Minted(c.Kind) {
+		detail = fmt.Sprintf("credential %q could not be minted now (its issuer refused or is unreachable, or its lease expired)", c.Name)
+	}
+	return &DeniedError{Reason: reason.CredentialUnavailable, Credential: c.Name, Detail: detail, Err: err}
 }
 
 // checkAgentAuth refuses requests that carry their own value in a header
@@ -352,7 +420,7 @@ func sameTarget(a, b Render) bool {
 // target names the header or parameter a render writes.
 func (r Render) target() string {
 	switch r.Kind {
-	case Bearer, Basic:
+	case Bearer, Basic, SigV4:
 		return "header Authorization"
 	case Header:
 		return "header " + textproto.CanonicalMIMEHeaderKey(r.Name)
@@ -364,7 +432,7 @@ func (r Render) target() string {
 
 func renderTarget(req *http.Request, r Render) (target, value string, present bool) {
 	switch r.Kind {
-	case Bearer, Basic:
+	case Bearer, Basic, SigV4:
 		v := req.Header.Get("Authorization")
 		return r.target(), v, v != ""
 	case Header:

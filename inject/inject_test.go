@@ -12,6 +12,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/stackctl/stack/inject/mint"
 	"github.com/stackctl/stack/reason"
 )
 
@@ -27,11 +28,11 @@ func (s *memStore) Credential(name string) (Credential, bool) {
 	return c, ok
 }
 
-func (s *memStore) Secret(_ context.Context, name string) ([]byte, error) {
+func (s *memStore) Secret(_ context.Context, name string, _ Grant) (mint.Token, error) {
 	if s.down {
-		return nil, errors.New("kms unavailable: local:///k")
+		return mint.Token{}, errors.New("kms unavailable: local:///k")
 	}
-	return []byte(s.secrets[name]), nil
+	return mint.Token{Value: []byte(s.secrets[name])}, nil
 }
 
 func (s *memStore) BoundCredentials(host string) []Credential {
@@ -63,7 +64,7 @@ func newStore() *memStore {
 	}
 }
 
-func grantAll(string) bool { return true }
+func grantAll(string) (Grant, bool) { return Grant{Agent: "agent"}, true }
 
 func TestApplyInjects(t *testing.T) {
 	tests := []struct {
@@ -143,7 +144,7 @@ func TestApplyRefuses(t *testing.T) {
 		{"wildcard does not match two labels", "https://a.b.openai.example/", map[string]string{"X-Api-Key": "stk_ph_openai"}, grantAll, reason.PlaceholderUnbound},
 		{"suffix lookalike host", "https://api.stripe.com.evil.example/", map[string]string{"Authorization": "Bearer stk_ph_stripe"}, grantAll, reason.PlaceholderUnbound},
 		{"unknown placeholder", "https://api.stripe.com/", map[string]string{"Authorization": "Bearer stk_ph_nosuch"}, grantAll, reason.PlaceholderUnknown},
-		{"not granted", "https://api.stripe.com/", map[string]string{"Authorization": "Bearer stk_ph_stripe"}, func(string) bool { return false }, reason.ScopeDenied},
+		{"not granted", "https://api.stripe.com/", map[string]string{"Authorization": "Bearer stk_ph_stripe"}, func(string) (Grant, bool) { return Grant{}, false }, reason.ScopeDenied},
 		{"nil grant func", "https://api.stripe.com/", map[string]string{"Authorization": "Bearer stk_ph_stripe"}, nil, reason.ScopeDenied},
 		{"agent's own key to managed host", "https://api.stripe.com/", map[string]string{"Authorization": "Bearer sk_live_smuggled"}, grantAll, reason.AgentCredentialRefused},
 		{"agent's own query key", "https://maps.example.com/geo?key=AIzaOWN", nil, grantAll, reason.AgentCredentialRefused},

@@ -74,6 +74,7 @@ type RevocationStore struct {
 	jtis   map[string]Revocation
 	agents map[string]Revocation
 	closed bool
+	notify []func(Revocation)
 }
 
 // OpenRevocationStore opens (creating if needed) the store at path, loads
@@ -162,10 +163,33 @@ func (s *RevocationStore) RevokeAgent(agent, reason string) (Revocation, error) 
 	return r, s.Add(r)
 }
 
+// Notify calls f after each revocation Add records (from this process or
+// a control plane's feed), outside the store's lock, for what else must
+// forget a revoked agent (credentials minted for it). Call it before the
+// store is shared.
+func (s *RevocationStore) Notify(f func(Revocation)) {
+	s.mu.Lock()
+	s.notify = append(s.notify, f)
+	s.mu.Unlock()
+}
+
 // Add records a revocation, from this process or from outside (a control
 // plane's feed). It is durable when Add returns. An entry merges with an
 // existing one for the same name: the later RevokedAt and ExpiresAt win.
 func (s *RevocationStore) Add(r Revocation) error {
+	if err := s.add(r); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	notify := s.notify
+	s.mu.RUnlock()
+	for _, f := range notify {
+		f(r)
+	}
+	return nil
+}
+
+func (s *RevocationStore) add(r Revocation) error {
 	if r.ID == "" {
 		return fmt.Errorf("add revocation: empty id: %w", ErrInvalidRequest)
 	}

@@ -147,3 +147,21 @@ func TestRevocationStoreLocked(t *testing.T) {
 		t.Fatalf("second open: err = %v, want ErrStoreLocked", err)
 	}
 }
+
+func TestRevocationNotify(t *testing.T) {
+	s := openStore(t, filepath.Join(t.TempDir(), "revocations.db"), testclock.Start())
+	var got []Revocation
+	s.Notify(func(r Revocation) { got = append(got, r) })
+	if _, err := s.RevokeAgent("agent-a", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RevokeJTI("jti-1", time.Time{}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Add(Revocation{Kind: "bogus", ID: "x"}); err == nil {
+		t.Fatal("a bad revocation was accepted")
+	}
+	if len(got) != 2 || got[0].Kind != RevokeAgent || got[0].ID != "agent-a" || got[1].Kind != RevokeJTI || got[1].ID != "jti-1" {
+		t.Fatalf("notified %+v, want the agent then the jti, and nothing for the refused one", got)
+	}
+}

@@ -223,12 +223,12 @@ func (a *admin) vaultStore(w http.ResponseWriter, r *http.Request,
 		}
 		return
 	}
-	render, err := vault.ParseRender(req.Render)
+	opts, err := req.PutOptions()
 	if err != nil {
 		adminFail(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	c, err := store(a.opts.Store.Vault(), r.Context(), req.Name, req.Secret, vault.PutOptions{Hosts: req.Hosts, Render: render})
+	c, err := store(a.opts.Store.Vault(), r.Context(), req.Name, req.Secret, opts)
 	clear(req.Secret)
 	a.afterVaultWrite(w, c, err)
 }

@@ -34,7 +34,7 @@ func newBenchProxy(b *testing.B, verifierCache int) *benchProxy {
 	dir := b.TempDir()
 	v := newTestVault(b, dir)
 	putBearer(b, v, "stripe", stripeToken, stripeHost)
-	store, err := NewVaultStore(v)
+	store, err := NewVaultStore(v, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -139,7 +139,7 @@ func newHarness(t *testing.T, h http.Handler, opts ...harnessOption) *harness {
 
 	hs.vault = newTestVault(t, dir)
 	putBearer(t, hs.vault, "stripe", stripeToken, stripeHost)
-	store, err := NewVaultStore(hs.vault)
+	store, err := NewVaultStore(hs.vault, nil)
 	hs.store = store
 	if err != nil {
 		t.Fatal(err)

@@ -51,7 +51,7 @@ func TestLeaseStoreInjects(t *testing.T) {
 	// Expired and not renewed: refused, never sent.
 	leases.Set([]control.Lease{{Name: "stripe", Hosts: []string{stripeHost}, Render: vault.Render{Kind: vault.RenderBearer},
 		Secret: []byte(leased), ExpiresAt: time.Now().Add(-time.Second)}})
-	if _, err := leases.Secret(context.Background(), "stripe"); err == nil {
+	if _, err := leases.Secret(context.Background(), "stripe", inject.Grant{}); err == nil {
 		t.Fatal("an expired lease still gives its secret")
 	}
 	if resp := get(); resp.StatusCode == http.StatusOK || resp.Header.Get(reason.Header) != reason.CredentialUnavailable || len(got) != 1 {

@@ -2,9 +2,12 @@ package proxy
 
 import (
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/stackctl/stack/inject/mint"
 )
 
 // Metric names, all in one place.
@@ -16,6 +19,10 @@ const (
 	MetricAuditAppend      = "stack_audit_append_duration_seconds"
 	MetricTunnels          = "stack_connect_tunnels_total"
 	MetricActiveConns      = "stack_active_connections"
+	MetricMints            = "stack_credential_mints_total"
+	MetricMintDuration     = "stack_credential_mint_duration_seconds"
+	MetricMinted           = "stack_minted_credentials"
+	MetricLeases           = "stack_credential_leases"
 )
 
 // Metrics are the sidecar's Prometheus metrics, on their own registry so
@@ -29,6 +36,9 @@ type Metrics struct {
 	AuditAppend      prometheus.Histogram
 	Tunnels          *prometheus.CounterVec // mode (mitm|tunnel)
 	ActiveConns      prometheus.Gauge
+	Mints            *prometheus.CounterVec   // kind, outcome (ok|error)
+	MintDuration     *prometheus.HistogramVec // kind
+	Leases           prometheus.Gauge         // leases held from a control plane
 
 	// The children every allowed request touches, resolved once: a
 	// label lookup hashes its values on every call.
@@ -101,11 +111,38 @@ func NewMetrics() *Metrics {
 		ActiveConns: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: MetricActiveConns, Help: "Client connections open on the proxy listener.",
 		}),
+		Mints: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricMints, Help: "Short-lived credentials minted by this sidecar, by kind and outcome (ok or error).",
+		}, []string{"kind", "outcome"}),
+		MintDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: MetricMintDuration, Help: "Time to mint one short-lived credential, by kind.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"kind"}),
+		Leases: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: MetricLeases, Help: "Credential leases held in memory from the control plane (0 after a revocation).",
+		}),
 	}
 	m.allowed = m.Requests.WithLabelValues("allowed", "")
 	m.upstreamOK = m.UpstreamDuration.WithLabelValues("ok")
 	m.Registry.MustRegister(m.Requests, m.Injections, m.UpstreamDuration, m.DetectorSignals,
-		m.AuditAppend, m.Tunnels, m.ActiveConns,
+		m.AuditAppend, m.Tunnels, m.ActiveConns, m.Mints, m.MintDuration, m.Leases,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// ObserveMint counts one mint; it is a mint.CacheOptions.OnMint.
+func (m *Metrics) ObserveMint(kind string, took time.Duration, err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	m.Mints.WithLabelValues(kind, outcome).Inc()
+	m.MintDuration.WithLabelValues(kind).Observe(took.Seconds())
+}
+
+// CountMinted exports how many minted credentials c holds.
+func (m *Metrics) CountMinted(c *mint.Cache) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: MetricMinted, Help: "Short-lived credentials this sidecar minted and holds in memory.",
+	}, func() float64 { return float64(c.Len()) }))
 }

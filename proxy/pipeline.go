@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -215,21 +216,30 @@ func (r *request) injectCredentials() *denial {
 }
 
 // granted reports whether the passport grants credential name for this
-// request.
-func (r *request) granted(name string) bool {
+// request, and under which grant's narrowing it is minted.
+func (r *request) granted(name string) (inject.Grant, bool) {
 	scope := r.st.claims.Scope
+	g := inject.Grant{Agent: r.st.claims.Subject}
 	// The grant that allowed the request allows it with any credential
 	// it names: only the credential stage differs.
 	if r.decision.Allowed && slices.Contains(scope[r.decision.Grant].Credentials, name) {
-		return true
+		g.Narrow = scope[r.decision.Grant].Narrow
+		return g, true
 	}
 	withCred := r.scope
 	withCred.Credential = name
-	if scope.Allows(withCred).Allowed {
-		return true
+	if d := scope.Allows(withCred); d.Allowed {
+		g.Narrow = scope[d.Grant].Narrow
+		return g, true
 	}
 	// Report-only passports still name their credentials per host.
-	return r.reportOnly() && grantsCredential(scope, r.st.host, name)
+	if r.reportOnly() {
+		if i := grantNaming(scope, r.st.host, name); i >= 0 {
+			g.Narrow = scope[i].Narrow
+			return g, true
+		}
+	}
+	return g, false
 }
 
 // injectDenial is the refusal for the injector's error. A placeholder
@@ -283,7 +293,7 @@ func (r *request) auditAccess() *denial {
 		if _, err := r.p.appendDurable(r.req.Context(), audit.Record{
 			Action: audit.ActionCredentialAccess, AgentID: claims.Subject, PassportJTI: claims.ID,
 			CredentialID: in.Name, CredentialFingerprint: in.Fingerprint,
-			Host: r.st.host, Method: r.st.method, Path: r.st.path,
+			Host: r.st.host, Method: r.st.method, Path: r.st.path, Detail: accessDetail(in),
 		}); err != nil {
 			r.p.log.Error("audit append failed; refusing the request", zap.Error(err))
 			return &denial{Status: http.StatusServiceUnavailable, Reason: reason.AuditUnavailable,
@@ -292,6 +302,22 @@ func (r *request) auditAccess() *denial {
 		r.p.metrics.injected(in.Name).Inc()
 	}
 	return nil
+}
+
+// accessDetail says, for a minted credential, when what was injected
+// expires and which AWS operation a re-signed request performs.
+func accessDetail(in inject.Injected) string {
+	var d string
+	if in.Operation != "" {
+		d = "aws " + in.Operation
+	}
+	if !in.Expires.IsZero() {
+		if d != "" {
+			d += ", "
+		}
+		d += "minted, expires " + in.Expires.UTC().Format(time.RFC3339)
+	}
+	return d
 }
 
 // readyToForward keeps what the response steps need, and asks the

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -966,16 +967,18 @@ const ActionWouldDeny = "would_deny"
 
 // grantsCredential reports whether a grant naming host lists credential.
 func grantsCredential(s passport.Scope, host, credential string) bool {
-	for _, g := range s {
-		if hostmatch.MatchAny(g.Hosts, host) {
-			for _, c := range g.Credentials {
-				if c == credential {
-					return true
-				}
-			}
+	return grantNaming(s, host, credential) >= 0
+}
+
+// grantNaming returns the index of the first grant naming credential for
+// host, or -1.
+func grantNaming(s passport.Scope, host, credential string) int {
+	for i, g := range s {
+		if hostmatch.MatchAny(g.Hosts, host) && slices.Contains(g.Credentials, credential) {
+			return i
 		}
 	}
-	return false
+	return -1
 }
 
 // scopeNamesHost reports whether any grant names host.

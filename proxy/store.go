@@ -9,29 +9,40 @@ import (
 
 	"github.com/stackctl/stack/control"
 	"github.com/stackctl/stack/inject"
+	"github.com/stackctl/stack/inject/mint"
 	"github.com/stackctl/stack/vault"
 )
 
 // VaultStore serves the injector from a vault: credential metadata from an
 // in-memory index (rebuilt by Reload, so a credential added while the proxy
 // runs applies without a restart), secrets through the vault's cache and
-// KMS.
+// KMS, and short-lived credentials minted from a minting kind's root
+// material through a mint cache.
 type VaultStore struct {
-	v *vault.Vault
+	v     *vault.Vault
+	mints *mint.Cache
 	// reloading makes Reloads one at a time, so that a Reload that read
 	// the vault before a write cannot replace the index of one that read
 	// it after.
 	reloading sync.Mutex
-	index     atomic.Pointer[storeIndex]
+	index     atomic.Pointer[vaultIndex]
 	// OnReload, when set, runs after each Reload that succeeded, for what
 	// else depends on the vault's contents (the exfiltration detector's
 	// index of secrets). Set it before the store is shared.
 	OnReload func()
 }
 
-// NewVaultStore indexes v's credentials.
-func NewVaultStore(v *vault.Vault) (*VaultStore, error) {
-	s := &VaultStore{v: v}
+// vaultIndex is the vault's credentials as of the last Reload.
+type vaultIndex struct {
+	storeIndex
+	creds map[string]*vault.Credential
+}
+
+// NewVaultStore indexes v's credentials; mints holds what is minted from
+// them (nil: minting kinds are unavailable). The caller keeps ownership
+// of both.
+func NewVaultStore(v *vault.Vault, mints *mint.Cache) (*VaultStore, error) {
+	s := &VaultStore{v: v, mints: mints}
 	if err := s.Reload(); err != nil {
 		return nil, err
 	}
@@ -46,11 +57,22 @@ func (s *VaultStore) Reload() error {
 	if err != nil {
 		return fmt.Errorf("proxy: index vault: %w", err)
 	}
-	idx := &storeIndex{byName: make(map[string]inject.Credential, len(creds))}
+	idx := &vaultIndex{storeIndex: storeIndex{byName: make(map[string]inject.Credential, len(creds))},
+		creds: make(map[string]*vault.Credential, len(creds))}
 	for _, c := range creds {
 		idx.byName[c.Name] = toInject(c)
+		idx.creds[c.Name] = c
 	}
-	s.index.Store(idx)
+	old := s.index.Swap(idx)
+	if old != nil && s.mints != nil {
+		// What was minted from a changed or removed version goes now,
+		// not when it expires.
+		for name, c := range old.creds {
+			if n := idx.creds[name]; n == nil || n.Version != c.Version {
+				s.mints.Drop(name)
+			}
+		}
+	}
 	if s.OnReload != nil {
 		s.OnReload()
 	}
@@ -66,9 +88,29 @@ func (s *VaultStore) Credential(name string) (inject.Credential, bool) {
 	return c, ok
 }
 
-// Secret implements inject.Store.
-func (s *VaultStore) Secret(ctx context.Context, name string) ([]byte, error) {
-	return s.v.Secret(ctx, name)
+// Secret implements inject.Store: a static credential's secret, or a
+// credential minted for the grant from a minting kind's root material
+// (cached until shortly before it expires).
+func (s *VaultStore) Secret(ctx context.Context, name string, g inject.Grant) (mint.Token, error) {
+	c := s.index.Load().creds[name]
+	if c == nil {
+		return mint.Token{}, fmt.Errorf("proxy: credential %s: %w", name, vault.ErrNotFound)
+	}
+	if !c.Minted() {
+		b, err := s.v.Secret(ctx, name)
+		return mint.Token{Value: b}, err
+	}
+	if s.mints == nil {
+		return mint.Token{}, fmt.Errorf("proxy: credential %s of kind %s: this sidecar does not mint", name, c.Kind)
+	}
+	key := mint.Key{Credential: name, Version: c.Version, Agent: g.Agent, Narrow: g.Narrow.Key()}
+	return s.mints.Get(ctx, key, func(ctx context.Context) (mint.Request, error) {
+		vc, root, err := s.v.Get(ctx, name)
+		if err != nil {
+			return mint.Request{}, err
+		}
+		return mint.Request{Kind: vc.Kind, Params: vc.Params, Root: root, Agent: g.Agent, Narrow: g.Narrow}, nil
+	})
 }
 
 // BoundCredentials implements inject.Store.
@@ -117,8 +159,10 @@ func toInject(c *vault.Credential) inject.Credential {
 		r.Kind = inject.Header
 	case vault.RenderQuery:
 		r.Kind = inject.Query
+	case vault.RenderSigV4:
+		r.Kind = inject.SigV4
 	}
-	return inject.Credential{Name: c.Name, Hosts: c.Hosts, Render: r, Fingerprint: c.Fingerprint}
+	return inject.Credential{Name: c.Name, Hosts: c.Hosts, Render: r, Fingerprint: c.Fingerprint, Kind: c.Kind}
 }
 
 // Bound returns the hosts credential name is bound to, for the
@@ -137,11 +181,16 @@ type LeaseStore struct {
 	// OnReload, when set, runs after each Set, for what else depends on
 	// the credentials (the exfiltration detector's index of secrets).
 	OnReload func(secrets map[string][]byte)
+	// OnCount, when set, is told how many leases are held after each Set.
+	OnCount func(int)
 }
 
 type leaseIndex struct {
 	storeIndex
-	leases map[string]control.Lease
+	// leases holds each credential's leases: one for a static
+	// credential, one per narrowing for a minted one.
+	leases map[string][]control.Lease
+	count  int
 }
 
 // NewLeaseStore returns an empty store; now is the clock (nil: time.Now).
@@ -156,18 +205,29 @@ func NewLeaseStore(now func() time.Time) *LeaseStore {
 
 // Set replaces every lease.
 func (s *LeaseStore) Set(leases []control.Lease) {
-	idx := &leaseIndex{storeIndex: storeIndex{byName: make(map[string]inject.Credential, len(leases))}, leases: make(map[string]control.Lease, len(leases))}
+	idx := &leaseIndex{storeIndex: storeIndex{byName: make(map[string]inject.Credential, len(leases))},
+		leases: make(map[string][]control.Lease, len(leases)), count: len(leases)}
 	secrets := make(map[string][]byte, len(leases))
 	for _, l := range leases {
-		idx.byName[l.Name] = toInject(&vault.Credential{Name: l.Name, Hosts: l.Hosts, Render: l.Render, Fingerprint: l.Fingerprint})
-		idx.leases[l.Name] = l
-		secrets[l.Name] = l.Secret
+		idx.byName[l.Name] = toInject(&vault.Credential{Name: l.Name, Hosts: l.Hosts, Render: l.Render, Fingerprint: l.Fingerprint, Kind: l.KindName()})
+		idx.leases[l.Name] = append(idx.leases[l.Name], l)
+		if !mint.Minted(l.Kind) {
+			// A minted token is never the agent's to hold: only a
+			// static secret can leak from the agent's side.
+			secrets[l.Name] = l.Secret
+		}
 	}
 	s.index.Store(idx)
 	if s.OnReload != nil {
 		s.OnReload(secrets)
 	}
+	if s.OnCount != nil {
+		s.OnCount(len(leases))
+	}
 }
+
+// Len is the number of leases held.
+func (s *LeaseStore) Len() int { return s.index.Load().count }
 
 // Credential implements inject.Store.
 func (s *LeaseStore) Credential(name string) (inject.Credential, bool) {
@@ -175,18 +235,29 @@ func (s *LeaseStore) Credential(name string) (inject.Credential, bool) {
 	return c, ok
 }
 
-// Secret implements inject.Store: the leased secret, until its lease
-// expires.
-func (s *LeaseStore) Secret(_ context.Context, name string) ([]byte, error) {
-	l, ok := s.index.Load().leases[name]
-	if !ok {
-		return nil, fmt.Errorf("proxy: no lease of credential %s: %w", name, vault.ErrNotFound)
+// Secret implements inject.Store: the leased secret or minted credential
+// for the grant's narrowing, until its lease expires.
+func (s *LeaseStore) Secret(_ context.Context, name string, g inject.Grant) (mint.Token, error) {
+	var l *control.Lease
+	narrow := g.Narrow.Key()
+	for i, c := range s.index.Load().leases[name] {
+		if !mint.Minted(c.Kind) || c.Narrow == narrow {
+			l = &s.index.Load().leases[name][i]
+			break
+		}
+	}
+	if l == nil {
+		return mint.Token{}, fmt.Errorf("proxy: no lease of credential %s for this grant: %w", name, vault.ErrNotFound)
 	}
 	if !s.now().Before(l.ExpiresAt) {
-		return nil, fmt.Errorf("proxy: the lease of credential %s expired at %s and the control plane has not renewed it",
+		return mint.Token{}, fmt.Errorf("proxy: the lease of credential %s expired at %s and the control plane has not renewed it",
 			name, l.ExpiresAt.UTC().Format(time.RFC3339))
 	}
-	return l.Secret, nil
+	tok := mint.Token{Value: l.Secret, AWS: l.AWS}
+	if mint.Minted(l.Kind) {
+		tok.Expiry = l.ExpiresAt
+	}
+	return tok, nil
 }
 
 // BoundCredentials implements inject.Store.

@@ -5,7 +5,7 @@ import "testing"
 func TestVaultStoreBoundCredentialsFollowReload(t *testing.T) {
 	v := newTestVault(t, t.TempDir())
 	putBearer(t, v, "stripe", "sk_a", "api.stripe.com")
-	s, err := NewVaultStore(v)
+	s, err := NewVaultStore(v, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/stackctl/stack/inject/mint"
 )
 
 // recordFormat is the version of the stored record encoding.
@@ -31,7 +33,12 @@ type record struct {
 	Version     int       `json:"version"`
 	Hosts       []string  `json:"hosts"`
 	Render      string    `json:"render"`
-	Created     time.Time `json:"created"`
+	// Kind is the credential's kind (see package mint); "" is static.
+	Kind string `json:"kind,omitempty"`
+	// Params are a minting kind's parameters (token endpoint, client id,
+	// role): not secret, but bound to the ciphertext like the hosts.
+	Params  json.RawMessage `json:"params,omitempty"`
+	Created time.Time       `json:"created"`
 	Fingerprint string    `json:"fingerprint"`
 	// KMS is the URI of the key the data key was wrapped under, for
 	// messages; the KMS itself decides whether it can unwrap.
@@ -88,7 +95,14 @@ func decodeRecord(name string, data []byte) (*record, error) {
 	if err != nil || !slices.Equal(hosts, r.Hosts) {
 		return nil, corrupt("hosts are not normalized")
 	}
-	if _, err := ParseRender(r.Render); err != nil {
+	render, err := ParseRender(r.Render)
+	if err != nil {
+		return nil, corrupt("%v", err)
+	}
+	if r.Kind == mint.KindStatic {
+		return nil, corrupt("kind static is stored as no kind")
+	}
+	if err := checkKind(r.Kind, r.Params, render); err != nil {
 		return nil, corrupt("%v", err)
 	}
 	return &r, nil
@@ -104,7 +118,51 @@ func (r *record) credential() *Credential {
 		Version:     r.Version,
 		Created:     r.Created,
 		Fingerprint: r.Fingerprint,
+		Kind:        kindName(r.Kind),
+		Params:      bytes.Clone(r.Params),
 	}
+}
+
+// kindName is the kind a listing shows: static for records without one.
+func kindName(k string) string {
+	if k == "" {
+		return mint.KindStatic
+	}
+	return k
+}
+
+// storedKind is the kind a record stores: none for static, so that
+// static records read the same as before kinds existed.
+func storedKind(k string) string {
+	if k == mint.KindStatic {
+		return ""
+	}
+	return k
+}
+
+// checkKind checks a record's kind against its parameters and render:
+// the kind is known, only minting kinds have parameters, and the sigv4
+// render goes with aws-sts alone.
+func checkKind(kind string, params json.RawMessage, render Render) error {
+	k := kindName(kind)
+	switch {
+	case !mint.Known(k):
+		return invalid("unknown kind %q: want one of %v", kind, mint.Kinds)
+	case !mint.Minted(k) && len(params) > 0:
+		return invalid("kind static takes no parameters")
+	case mint.Minted(k) && len(params) == 0:
+		return invalid("kind %s needs its parameters", k)
+	case len(params) > mint.MaxParams:
+		return invalid("parameters of %d bytes, limit %d", len(params), mint.MaxParams)
+	case k == mint.KindAWS && render.Kind != RenderSigV4:
+		return invalid("kind aws-sts renders as sigv4 (the request is re-signed), not %s", render.Kind)
+	case k != mint.KindAWS && render.Kind == RenderSigV4:
+		return invalid("render sigv4 is for kind aws-sts only")
+	}
+	if len(params) > 0 && !json.Valid(params) {
+		return invalid("parameters are not JSON")
+	}
+	return nil
 }
 
 // dekAAD binds a wrapped data key to one credential version, so that the
@@ -126,7 +184,11 @@ func (r *record) secretAAD() []byte {
 		R string    `json:"r"`
 		C time.Time `json:"c"`
 		P string    `json:"p"`
-	}{recordFormat, r.Name, r.Version, r.Hosts, r.Render, r.Created, r.Fingerprint})
+		// Omitted when empty, so static records authenticate as they
+		// did before kinds existed.
+		K string          `json:"k,omitempty"`
+		Q json.RawMessage `json:"q,omitempty"`
+	}{recordFormat, r.Name, r.Version, r.Hosts, r.Render, r.Created, r.Fingerprint, r.Kind, r.Params})
 	return append([]byte("stack-vault/v1/secret\x00"), b...)
 }
 

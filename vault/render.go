@@ -18,6 +18,9 @@ const (
 	RenderHeader RenderKind = "header"
 	// RenderQuery sets query parameter Name to the secret.
 	RenderQuery RenderKind = "query"
+	// RenderSigV4 re-signs an AWS request the agent signed with the
+	// placeholder as its access key id (kind aws-sts).
+	RenderSigV4 RenderKind = "sigv4"
 )
 
 // SecretPlaceholder is the marker a header template replaces with the
@@ -34,6 +37,7 @@ const maxRenderLen = 256
 //	basic
 //	header:NAME=TEMPLATE   e.g. header:X-Api-Key={secret} or header:Authorization=Token {secret}
 //	query:NAME             e.g. query:api_key
+//	sigv4                  (aws-sts credentials: the request is re-signed)
 type Render struct {
 	// Kind is bearer, basic, header or query.
 	Kind RenderKind
@@ -43,7 +47,7 @@ type Render struct {
 	Template string
 }
 
-const renderForms = "want bearer, basic, header:NAME=TEMPLATE (TEMPLATE containing {secret} once) or query:NAME"
+const renderForms = "want bearer, basic, header:NAME=TEMPLATE (TEMPLATE containing {secret} once), query:NAME or sigv4"
 
 // forbiddenHeaders are headers a credential may not set: they frame the
 // message, route it, or belong to the hop between agent and proxy.
@@ -57,7 +61,7 @@ var forbiddenHeaders = map[string]bool{
 func ParseRender(s string) (Render, error) {
 	kind, rest, hasArg := strings.Cut(s, ":")
 	switch RenderKind(kind) {
-	case RenderBearer, RenderBasic:
+	case RenderBearer, RenderBasic, RenderSigV4:
 		if hasArg {
 			return Render{}, invalid("render %q: %s takes no argument; %s", s, kind, renderForms)
 		}
@@ -89,7 +93,7 @@ func ParseRender(s string) (Render, error) {
 // Validate reports whether r is a usable Render.
 func (r Render) Validate() error {
 	switch r.Kind {
-	case RenderBearer, RenderBasic:
+	case RenderBearer, RenderBasic, RenderSigV4:
 		if r.Name != "" || r.Template != "" {
 			return invalid("render %s takes no name or template", r.Kind)
 		}

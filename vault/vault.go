@@ -19,6 +19,7 @@ import (
 
 	"github.com/stackctl/stack/control/store"
 	"github.com/stackctl/stack/hostmatch"
+	"github.com/stackctl/stack/inject/mint"
 	"github.com/stackctl/stack/vault/kms"
 )
 
@@ -72,21 +73,35 @@ type Credential struct {
 	// Created is when this version was stored.
 	Created time.Time `json:"created"`
 	// Fingerprint identifies the secret in logs and audit records without
-	// revealing it (see the package doc).
+	// revealing it (see the package doc). For a minting kind, the secret
+	// is the root material.
 	Fingerprint string `json:"fingerprint"`
+	// Kind is static (the secret is what is injected) or a minting kind
+	// (the secret is root material short-lived credentials are minted
+	// from; see package mint).
+	Kind string `json:"kind"`
+	// Params are a minting kind's parameters, as package mint normalized
+	// them; never secret.
+	Params json.RawMessage `json:"params,omitempty"`
 }
 
 // sameAs reports whether c describes the stored record r.
 func (c *Credential) sameAs(r *record) bool {
 	return c.Version == r.Version && c.Fingerprint == r.Fingerprint && c.Created.Equal(r.Created) &&
-		c.Render.String() == r.Render && slices.Equal(c.Hosts, r.Hosts)
+		c.Render.String() == r.Render && slices.Equal(c.Hosts, r.Hosts) &&
+		c.Kind == kindName(r.Kind) && bytes.Equal(c.Params, r.Params)
 }
 
 func (c *Credential) clone() *Credential {
 	d := *c
 	d.Hosts = slices.Clone(c.Hosts)
+	d.Params = bytes.Clone(c.Params)
 	return &d
 }
+
+// Minted reports whether the credential mints short-lived credentials
+// from its secret rather than injecting the secret itself.
+func (c *Credential) Minted() bool { return mint.Minted(c.Kind) }
 
 // BoundTo reports whether the secret may be sent to host (as a request
 // names it, port and all).
@@ -101,6 +116,11 @@ type PutOptions struct {
 	Hosts []string
 	// Render is how the secret goes into a request.
 	Render Render
+	// Kind is the credential's kind; "" is static. A minting kind's
+	// secret is its root material, checked with Params by mint.Check.
+	Kind string
+	// Params are a minting kind's parameters (see package mint).
+	Params json.RawMessage
 }
 
 // CheckResult is the outcome of checking one record.
@@ -225,7 +245,7 @@ func (v *Vault) Put(ctx context.Context, name string, secret []byte, opts PutOpt
 	if err := ValidateName(name); err != nil {
 		return nil, vaultErr(op, name, err)
 	}
-	hosts, err := checkPut(secret, opts)
+	hosts, params, err := checkPut(secret, opts)
 	if err != nil {
 		return nil, vaultErr(op, name, err)
 	}
@@ -238,7 +258,7 @@ func (v *Vault) Put(ctx context.Context, name string, secret []byte, opts PutOpt
 
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	r := &record{Name: name, Version: 1, Hosts: hosts, Render: opts.Render.String()}
+	r := &record{Name: name, Version: 1, Hosts: hosts, Render: opts.Render.String(), Kind: storedKind(opts.Kind), Params: params}
 	if err := v.build(ctx, r, secret); err != nil {
 		return nil, vaultErr(op, name, err)
 	}
@@ -258,19 +278,49 @@ func (v *Vault) Put(ctx context.Context, name string, secret []byte, opts PutOpt
 }
 
 // checkPut checks what Put and Replace store besides the name, and
-// returns the hosts normalized.
-func checkPut(secret []byte, opts PutOptions) ([]string, error) {
+// returns the hosts and a minting kind's parameters normalized.
+func checkPut(secret []byte, opts PutOptions) ([]string, json.RawMessage, error) {
 	hosts, err := NormalizeHosts(opts.Hosts)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := opts.Render.Validate(); err != nil {
+		return nil, nil, err
+	}
+	params, err := checkMaterial(kindName(opts.Kind), opts.Params, secret, opts.Render)
+	if err != nil {
+		return nil, nil, err
+	}
+	return hosts, params, nil
+}
+
+// checkMaterial checks a secret against its kind: a static secret must
+// render safely; a minting kind's root material and parameters are its
+// kind's to check (mint.Check), which returns the parameters normalized.
+func checkMaterial(kind string, params json.RawMessage, secret []byte, render Render) (json.RawMessage, error) {
+	if !mint.Known(kind) {
+		return nil, invalid("unknown kind %q: want one of %v", kind, mint.Kinds)
+	}
+	if !mint.Minted(kind) {
+		if err := checkKind(kind, params, render); err != nil {
+			return nil, err
+		}
+		return nil, validateSecret(secret, render)
+	}
+	switch {
+	case len(secret) == 0:
+		return nil, invalid("empty root material")
+	case len(secret) > maxSecret:
+		return nil, invalid("root material longer than %d bytes", maxSecret)
+	}
+	norm, err := mint.Check(kind, params, secret)
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	if err := checkKind(kind, norm, render); err != nil {
 		return nil, err
 	}
-	if err := validateSecret(secret, opts.Render); err != nil {
-		return nil, err
-	}
-	return hosts, nil
+	return norm, nil
 }
 
 // Replace stores a new version (version+1) of an existing credential with
@@ -282,17 +332,20 @@ func (v *Vault) Replace(ctx context.Context, name string, secret []byte, opts Pu
 	if err := v.usable(true); err != nil {
 		return nil, vaultErr(op, name, err)
 	}
-	hosts, err := checkPut(secret, opts)
+	hosts, params, err := checkPut(secret, opts)
 	if err != nil {
 		return nil, vaultErr(op, name, err)
 	}
 	return v.nextVersion(ctx, op, name, secret, func(old *record) (*record, error) {
-		return &record{Name: name, Version: old.Version + 1, Hosts: hosts, Render: opts.Render.String()}, nil
+		return &record{Name: name, Version: old.Version + 1, Hosts: hosts, Render: opts.Render.String(),
+			Kind: storedKind(opts.Kind), Params: params}, nil
 	})
 }
 
 // Rotate replaces a credential's secret with a new version (version+1),
-// keeping its hosts and render form. The previous version is dropped: its
+// keeping its hosts, render form, kind and parameters (a minting kind's
+// new root material is checked against them). The previous version is
+// dropped: its
 // data key and ciphertext are deleted in the same transaction, so a
 // rotated-out secret cannot be read back from the vault.
 func (v *Vault) Rotate(ctx context.Context, name string, secret []byte) (*Credential, error) {
@@ -302,10 +355,12 @@ func (v *Vault) Rotate(ctx context.Context, name string, secret []byte) (*Creden
 	}
 	return v.nextVersion(ctx, op, name, secret, func(old *record) (*record, error) {
 		render, _ := ParseRender(old.Render)
-		if err := validateSecret(secret, render); err != nil {
+		params, err := checkMaterial(kindName(old.Kind), old.Params, secret, render)
+		if err != nil {
 			return nil, err
 		}
-		return &record{Name: name, Version: old.Version + 1, Hosts: old.Hosts, Render: old.Render}, nil
+		return &record{Name: name, Version: old.Version + 1, Hosts: old.Hosts, Render: old.Render,
+			Kind: old.Kind, Params: params}, nil
 	})
 }
 
@@ -561,6 +616,20 @@ func (v *Vault) Get(ctx context.Context, name string) (*Credential, []byte, erro
 	cred := r.credential()
 	v.cache.put(cred, secret)
 	return cred, secret, nil
+}
+
+// Lookup returns a credential's description without its secret and
+// without the KMS.
+func (v *Vault) Lookup(ctx context.Context, name string) (*Credential, error) {
+	const op = "lookup"
+	if err := v.usable(false); err != nil {
+		return nil, vaultErr(op, name, err)
+	}
+	r, _, err := v.readRecord(ctx, name)
+	if err != nil {
+		return nil, vaultErr(op, name, err)
+	}
+	return r.credential(), nil
 }
 
 // Secret returns the secret of credential name, as Get does, without

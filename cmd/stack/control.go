@@ -28,6 +28,7 @@ import (
 	"github.com/stackctl/stack/control/store"
 	"github.com/stackctl/stack/control/workload"
 	"github.com/stackctl/stack/hostmatch"
+	"github.com/stackctl/stack/inject/mint"
 	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/proxy/ca"
 	"github.com/stackctl/stack/vault/kms"
@@ -257,7 +258,20 @@ func (a *app) runControl(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	system, err := upstreamRoots("")
+	if err != nil {
+		return err
+	}
+	roots, err := mintRoots(system, cfg.Vault.MintCA)
+	if err != nil {
+		return err
+	}
+	metrics := control.NewMetrics()
+	mints := mint.NewCache(mint.CacheOptions{Env: mint.Env{HTTPClient: mintClient(roots)}, OnMint: metrics.ObserveMint})
+	a.onClose(func() error { mints.Close(); return nil })
+	metrics.CountMinted(mints)
 	srv, err := control.New(control.Options{
+		Mints: mints, Metrics: metrics,
 		Store: st, Keys: keys, IssuerName: cfg.Passport.Issuer, Audience: cfg.Passport.Audience,
 		DefaultTTL: cfg.Passport.DefaultTTL, MaxTTL: cfg.Passport.MaxTTL, Leeway: cfg.Passport.Leeway,
 		Token: token, Roles: cfg.Passport.Roles, Vault: v, Attester: attester, Audit: auditLog,

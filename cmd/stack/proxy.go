@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
@@ -36,6 +37,7 @@ import (
 	"github.com/stackctl/stack/detect"
 	"github.com/stackctl/stack/hostmatch"
 	"github.com/stackctl/stack/inject"
+	"github.com/stackctl/stack/inject/mint"
 	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/proxy"
 	"github.com/stackctl/stack/proxy/ca"
@@ -162,7 +164,7 @@ func (a *app) runProxy(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	metrics := proxy.NewMetrics()
+	metrics := p.metrics
 	opts := p.proxyOptions(a.cfg, metrics, a.log)
 	if p.joined {
 		if p.link, err = a.joinControl(ctx, p.verifier, p.revs, p.leases, metrics); err != nil {
@@ -194,6 +196,9 @@ type sidecarParts struct {
 	leases     *proxy.LeaseStore
 	vaultStore *proxy.VaultStore
 	secrets    *liveSecrets
+	// mints holds what a standalone sidecar mints from its vault.
+	mints   *mint.Cache
+	metrics *proxy.Metrics
 
 	audit     *audit.Log
 	ca        *ca.CA
@@ -215,8 +220,11 @@ func (a *app) openSidecar(ctx context.Context) (*sidecarParts, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &sidecarParts{kms: k, joined: len(cfg.Control.URLs) > 0, secrets: &liveSecrets{}}
+	p := &sidecarParts{kms: k, joined: len(cfg.Control.URLs) > 0, secrets: &liveSecrets{}, metrics: proxy.NewMetrics()}
 	if err := a.openVerifier(p, keys); err != nil {
+		return nil, err
+	}
+	if p.roots, err = upstreamRoots(cfg.Proxy.UpstreamCA); err != nil {
 		return nil, err
 	}
 	if err := a.openCredentials(ctx, p); err != nil {
@@ -232,9 +240,6 @@ func (a *app) openSidecar(ctx context.Context) (*sidecarParts, error) {
 		return nil, err
 	}
 	if p.guard, err = egressGuard(cfg.Egress); err != nil {
-		return nil, err
-	}
-	if p.roots, err = upstreamRoots(cfg.Proxy.UpstreamCA); err != nil {
 		return nil, err
 	}
 	if p.detectors, err = buildDetectors(cfg, p.bound, p.secrets, a.log); err != nil {
@@ -285,6 +290,7 @@ func (a *app) openCredentials(ctx context.Context, p *sidecarParts) error {
 		}
 		p.leases = proxy.NewLeaseStore(nil)
 		p.leases.OnReload = p.secrets.set
+		p.leases.OnCount = func(n int) { p.metrics.Leases.Set(float64(n)) }
 		p.creds, p.bound = p.leases, p.leases.Bound
 		return nil
 	}
@@ -293,7 +299,24 @@ func (a *app) openCredentials(ctx context.Context, p *sidecarParts) error {
 		return ownedByOther(err, cfg.Vault.Path)
 	}
 	a.onClose(v.Close)
-	vaultStore, err := proxy.NewVaultStore(v)
+	roots, err := mintRoots(p.roots, cfg.Vault.MintCA)
+	if err != nil {
+		return err
+	}
+	p.mints = mint.NewCache(mint.CacheOptions{Env: mint.Env{HTTPClient: mintClient(roots)}, OnMint: p.metrics.ObserveMint})
+	a.onClose(func() error { p.mints.Close(); return nil })
+	p.metrics.CountMinted(p.mints)
+	// Minted credentials go with the passports they were minted for: a
+	// revoked agent's at once, and every one on a passport's revocation
+	// (the cache does not know which passport minted what).
+	p.revs.Notify(func(rv passport.Revocation) {
+		if rv.Kind == passport.RevokeAgent {
+			p.mints.DropAgent(rv.ID)
+		} else {
+			p.mints.DropAll()
+		}
+	})
+	vaultStore, err := proxy.NewVaultStore(v, p.mints)
 	if err != nil {
 		return err
 	}
@@ -310,6 +333,39 @@ func (a *app) openCredentials(ctx context.Context, p *sidecarParts) error {
 	p.vaultStore = vaultStore
 	p.creds, p.bound = vaultStore, vaultStore.Bound
 	return nil
+}
+
+// mintRoots adds the roots of vault.mint_ca, when set, to a copy of base.
+func mintRoots(base *x509.CertPool, file string) (*x509.CertPool, error) {
+	pool := base.Clone()
+	if file == "" {
+		return pool, nil
+	}
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("vault.mint_ca: %w", err)
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("vault.mint_ca: %s holds no PEM certificate", file)
+	}
+	return pool, nil
+}
+
+// mintClient is the HTTP client minting reaches token endpoints with:
+// the upstream roots (proxy.upstream_ca besides the system's), a bounded
+// wait, and no proxy from the environment (the sidecar is the proxy).
+func mintClient(roots *x509.CertPool) *http.Client {
+	return &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			Proxy:               nil,
+			TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+			TLSHandshakeTimeout: 10 * time.Second,
+			ForceAttemptHTTP2:   true,
+			MaxIdleConnsPerHost: 4,
+			IdleConnTimeout:     90 * time.Second,
+		},
+	}
 }
 
 // openAuditLog opens the audit log, its checkpoints signed with the

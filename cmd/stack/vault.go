@@ -19,6 +19,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/stackctl/stack/control"
+	"github.com/stackctl/stack/inject/mint"
 	"github.com/stackctl/stack/proxy"
 	"github.com/stackctl/stack/vault"
 )
@@ -158,15 +159,34 @@ func (a *app) readSecret(envVar string) ([]byte, error) {
 
 func newVaultPutCmd(a *app) *cobra.Command {
 	var hosts []string
-	var render, fromEnv string
+	var render, fromEnv, fromFile string
 	var update, ifAbsent bool
+	var kf kindFlags
 	cmd := &cobra.Command{
-		Use:   "put NAME --host HOST [--host HOST...] --render FORM [--from-env VAR] [--update | --if-absent]",
-		Short: "Store a credential (secret from stdin or an environment variable)",
+		Use:   "put NAME --host HOST [--host HOST...] [--kind KIND ...] [--render FORM] [--from-env VAR | --from-file FILE] [--update | --if-absent]",
+		Short: "Store a credential (secret from stdin, an environment variable or a file)",
 		Long: `Store a credential. The secret is read from stdin (one trailing newline
-is dropped; on a terminal the input is hidden) or from the environment
-variable named by --from-env. It is never taken as an argument, which
-other users could see in the process list.
+is dropped; on a terminal the input is hidden), from the environment
+variable named by --from-env, or whole from the file named by --from-file
+(a key file). It is never taken as an argument, which other users could
+see in the process list.
+
+--kind says what the secret is (docs/credentials.md has an example of each):
+  static (default)            the secret itself is injected
+  oauth2-client-credentials   a client secret; tokens from --token-url for
+                              --client-id, with --scope (and --audience)
+  gcp-service-account         a service-account key file (--from-file);
+                              access tokens for --scope
+  github-app                  the app's private key (--from-file); tokens
+                              for --app-id, --installation-id, at most
+                              --permission NAME=LEVEL and --repository
+  aws-sts                     a base secret access key for --access-key-id;
+                              per-agent sessions of --role-arn in --region
+                              (render sigv4: the agent signs with the
+                              placeholder stk_ph_NAME as its access key id)
+The minting kinds inject short-lived credentials minted from the secret,
+narrowed by each passport grant's "narrow" (scopes, permissions, AWS
+actions), and renewed before they expire.
 
 --render says how the proxy puts the secret into a request:
   bearer                 Authorization: Bearer SECRET
@@ -192,13 +212,26 @@ admin API and applies at once.`,
   stack vault put openai --host api.openai.com --render bearer --from-env OPENAI_API_KEY
   stack vault put anthropic --host api.anthropic.com --render 'header:x-api-key={secret}' --from-env ANTHROPIC_API_KEY
   stack vault put stripe --host api.stripe.com --render bearer --from-env STRIPE_KEY --if-absent
-  stack vault put stripe --host api.stripe.com --host files.stripe.com --render bearer --from-env STRIPE_KEY --update`,
+  stack vault put stripe --host api.stripe.com --host files.stripe.com --render bearer --from-env STRIPE_KEY --update
+  stack vault put crm --kind oauth2-client-credentials --host api.crm.example --token-url https://auth.crm.example/oauth/token --client-id stack --scope contacts.read --from-env CRM_CLIENT_SECRET
+  stack vault put gcp --kind gcp-service-account --host '*.googleapis.com' --scope https://www.googleapis.com/auth/cloud-platform --from-file sa-key.json
+  stack vault put github --kind github-app --host api.github.com --app-id 123456 --installation-id 7890 --permission contents=read --from-file app.private-key.pem
+  stack vault put aws --kind aws-sts --host '*.amazonaws.com' --role-arn arn:aws:iam::111122223333:role/agents --region us-east-1 --access-key-id AKIA... --from-env AWS_BASE_SECRET`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			r, err := vault.ParseRender(render)
+			params, err := kf.params(cmd.Flags())
 			if err != nil {
-				return usageError(fmt.Errorf("--render: %w", err))
+				return usageError(err)
+			}
+			r, hasDefault := defaultRender(kf.kind)
+			if render != "" || !hasDefault {
+				if render == "" {
+					return usageError(errors.New("--render is required for a static credential: bearer, basic, header:NAME=TEMPLATE or query:NAME"))
+				}
+				if r, err = vault.ParseRender(render); err != nil {
+					return usageError(fmt.Errorf("--render: %w", err))
+				}
 			}
 			if len(hosts) == 0 {
 				return usageError(errors.New("at least one --host is required"))
@@ -209,7 +242,12 @@ admin API and applies at once.`,
 			if err := vault.ValidateName(name); err != nil {
 				return usageError(err)
 			}
-			secret, err := a.readSecret(fromEnv)
+			var secret []byte
+			if fromFile != "" {
+				secret, err = readSecretFile(fromFile)
+			} else {
+				secret, err = a.readSecret(fromEnv)
+			}
 			if err != nil {
 				return err
 			}
@@ -221,17 +259,19 @@ admin API and applies at once.`,
 			case ifAbsent:
 				when = existingKept
 			}
-			return a.putCredential(cmd.Context(), name, secret, vault.PutOptions{Hosts: hosts, Render: r}, when)
+			return a.putCredential(cmd.Context(), name, secret, vault.PutOptions{Hosts: hosts, Render: r, Kind: kf.kind, Params: params}, when)
 		},
 	}
 	f := cmd.Flags()
 	f.StringArrayVar(&hosts, "host", nil, "host the secret may be sent to (repeatable; *.example.com allowed)")
-	f.StringVar(&render, "render", "", "how the secret goes into a request: bearer, basic, header:NAME=TEMPLATE or query:NAME")
+	f.StringVar(&render, "render", "", "how the secret goes into a request: bearer, basic, header:NAME=TEMPLATE, query:NAME or sigv4 (required for static; minting kinds default to bearer, aws-sts to sigv4)")
 	f.StringVar(&fromEnv, "from-env", "", "read the secret from this environment variable instead of stdin")
+	f.StringVar(&fromFile, "from-file", "", "read the secret whole from this file (a key file) instead of stdin")
 	f.BoolVar(&update, "update", false, "if NAME exists, replace its secret, hosts and render form (a new version)")
 	f.BoolVar(&ifAbsent, "if-absent", false, "if NAME exists, leave it unchanged and exit 0")
-	_ = cmd.MarkFlagRequired("render")
+	kf.register(f)
 	cmd.MarkFlagsMutuallyExclusive("update", "if-absent")
+	cmd.MarkFlagsMutuallyExclusive("from-env", "from-file")
 	return cmd
 }
 
@@ -279,15 +319,27 @@ func newVaultListCmd(a *app) *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tHOSTS\tRENDER\tVERSION\tCREATED\tFINGERPRINT")
+			fmt.Fprintln(tw, "NAME\tKIND\tTTL\tHOSTS\tRENDER\tVERSION\tCREATED\tFINGERPRINT")
 			for _, c := range creds {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", c.Name, strings.Join(c.Hosts, ","), c.Render, c.Version, c.Created.UTC().Format(time.RFC3339), c.Fingerprint)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", c.Name, c.Kind, mintedTTL(c), strings.Join(c.Hosts, ","), c.Render, c.Version, c.Created.UTC().Format(time.RFC3339), c.Fingerprint)
 			}
 			return tw.Flush()
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array")
 	return cmd
+}
+
+// mintedTTL is the TTL column of `vault list`: how long a minted
+// credential lives, "issuer" when its issuer decides, "-" for static.
+func mintedTTL(c *vault.Credential) string {
+	if !c.Minted() {
+		return "-"
+	}
+	if d := mint.TTL(c.Kind, c.Params); d > 0 {
+		return d.String()
+	}
+	return "issuer"
 }
 
 func newVaultRmCmd(a *app) *cobra.Command {
@@ -429,13 +481,13 @@ type adminVault struct {
 
 func (v *adminVault) Put(ctx context.Context, name string, secret []byte, opts vault.PutOptions) (*vault.Credential, error) {
 	var out vault.Credential
-	err := v.c.do(ctx, http.MethodPost, proxy.AdminVaultPut, proxy.VaultWriteRequest{Name: name, Secret: secret, Hosts: opts.Hosts, Render: opts.Render.String()}, &out)
+	err := v.c.do(ctx, http.MethodPost, proxy.AdminVaultPut, proxy.VaultWriteRequest{Name: name, Secret: secret, Hosts: opts.Hosts, Render: opts.Render.String(), Kind: opts.Kind, Params: opts.Params}, &out)
 	return &out, adminVaultErr(err)
 }
 
 func (v *adminVault) Replace(ctx context.Context, name string, secret []byte, opts vault.PutOptions) (*vault.Credential, error) {
 	var out vault.Credential
-	err := v.c.do(ctx, http.MethodPost, proxy.AdminVaultReplace, proxy.VaultWriteRequest{Name: name, Secret: secret, Hosts: opts.Hosts, Render: opts.Render.String()}, &out)
+	err := v.c.do(ctx, http.MethodPost, proxy.AdminVaultReplace, proxy.VaultWriteRequest{Name: name, Secret: secret, Hosts: opts.Hosts, Render: opts.Render.String(), Kind: opts.Kind, Params: opts.Params}, &out)
 	return &out, adminVaultErr(err)
 }
 

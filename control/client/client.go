@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -108,6 +109,8 @@ type Client struct {
 	connected   bool
 	revoked     string // why our passport or agent was revoked, if it was
 	leaseExpiry time.Time
+	// leases are those last handed to OnLeases.
+	leases []control.Lease
 
 	wakeLeases   chan struct{}
 	wakePassport chan struct{}
@@ -719,6 +722,7 @@ func (c *Client) noteRevoked(rv passport.Revocation) {
 			c.revoked += ": " + rv.Reason
 		}
 		c.leaseExpiry = time.Time{}
+		c.leases = nil
 	}
 	c.mu.Unlock()
 	if ours {
@@ -869,20 +873,50 @@ func (c *Client) renewLeases(ctx context.Context) error {
 	if len(lr.Missing) > 0 {
 		c.log.Warn("credentials the passport grants are not in the control plane's vault", zap.Strings("missing", lr.Missing))
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	leases := lr.Leases
+	if len(lr.Unavailable) > 0 {
+		c.log.Warn("the control plane could not mint credentials now; keeping the leases held until they expire", zap.Strings("unavailable", lr.Unavailable))
+		now := c.now()
+		for _, l := range c.leases {
+			if slices.Contains(lr.Unavailable, l.Name) && now.Before(l.ExpiresAt) {
+				leases = append(leases, l)
+			}
+		}
+	}
 	exp := time.Time{}
-	for _, l := range lr.Leases {
+	for _, l := range leases {
 		if exp.IsZero() || l.ExpiresAt.Before(exp) {
 			exp = l.ExpiresAt
 		}
 	}
-	c.mu.Lock()
+	if len(lr.Unavailable) > 0 {
+		// Ask again soon for what could not be minted, whatever the
+		// others' expiry.
+		if retry := c.now().Add(unavailableRetry); exp.IsZero() || retry.Before(exp) {
+			exp = retry
+		}
+	}
+	if c.revoked != "" {
+		// Revoked while the request was out: hold nothing.
+		leases, exp = nil, time.Time{}
+	}
+	c.leases = leases
 	c.leaseExpiry = exp
-	c.mu.Unlock()
 	if c.opts.OnLeases != nil {
-		c.opts.OnLeases(lr.Leases)
+		c.opts.OnLeases(leases)
 	}
 	return nil
 }
+
+// unavailableRetry is how soon leases are asked for again when the control
+// plane could not mint one; minLeaseWait is the least wait between two
+// renewals, so that a lease about to expire is not asked for in a loop.
+const (
+	unavailableRetry = 10 * time.Second
+	minLeaseWait     = time.Second
+)
 
 // leaseLoop renews the leases at 2/3 of their lifetime, or at once when
 // the feed says a credential changed.
@@ -895,7 +929,7 @@ func (c *Client) leaseLoop(ctx context.Context) {
 	}
 	c.mu.Unlock()
 	for {
-		wait := lease * 2 / 3
+		wait := max(lease*2/3, minLeaseWait)
 		if lease <= 0 {
 			wait = control.DefaultLeaseTTL * 2 / 3
 		}
