@@ -28,18 +28,18 @@ const (
 // record is one credential version as stored (JSON) under its name in the
 // credentials bucket. Byte fields are base64 in JSON.
 type record struct {
-	Format      int       `json:"format"`
-	Name        string    `json:"name"`
-	Version     int       `json:"version"`
-	Hosts       []string  `json:"hosts"`
-	Render      string    `json:"render"`
+	Format  int      `json:"format"`
+	Name    string   `json:"name"`
+	Version int      `json:"version"`
+	Hosts   []string `json:"hosts"`
+	Render  string   `json:"render"`
 	// Kind is the credential's kind (see package mint); "" is static.
 	Kind string `json:"kind,omitempty"`
 	// Params are a minting kind's parameters (token endpoint, client id,
 	// role): not secret, but bound to the ciphertext like the hosts.
-	Params  json.RawMessage `json:"params,omitempty"`
-	Created time.Time       `json:"created"`
-	Fingerprint string    `json:"fingerprint"`
+	Params      json.RawMessage `json:"params,omitempty"`
+	Created     time.Time       `json:"created"`
+	Fingerprint string          `json:"fingerprint"`
 	// KMS is the URI of the key the data key was wrapped under, for
 	// messages; the KMS itself decides whether it can unwrap.
 	KMS string `json:"kms"`
