@@ -79,6 +79,13 @@ Grant syntax: comma-separated KEY=VALUE pairs, lists separated by "|":
   param=FROM:NAME:OP:VALUE
                        FROM is query or body, OP is eq, in, prefix or regex;
                        in takes VALUE|VALUE...; repeatable
+Narrowing the minted credentials the grant names (docs/credentials.md):
+  scopes=S|S...        OAuth2 scopes (oauth2-client-credentials, gcp-service-account)
+  permissions=N:L|...  GitHub App permissions, L is read, write or admin
+  repositories=R|...   GitHub repositories (names without the owner)
+  actions=A|A...       AWS IAM actions (s3:GetObject, s3:List*); aws-sts needs them
+  resources=ARN|...    AWS resources (default any)
+  regions=R|R...       AWS regions (default any)
 Values containing "," need --scope FILE.
 
 --ttl defaults to passport.default_ttl and may not exceed passport.max_ttl.
@@ -521,11 +528,46 @@ func parseGrant(spec string) (passport.Grant, error) {
 				pc.Value = parts[3]
 			}
 			g.Params = append(g.Params, pc)
+		case "scopes", "repositories", "actions", "resources", "regions", "permissions":
+			if g.Narrow == nil {
+				g.Narrow = &passport.Narrowing{}
+			}
+			if err := narrowField(g.Narrow, key, list); err != nil {
+				return g, err
+			}
 		default:
-			return g, fmt.Errorf("unknown key %q (want host, methods, paths, credentials or param)", key)
+			return g, fmt.Errorf("unknown key %q (want host, methods, paths, credentials, param, or a narrowing: scopes, permissions, repositories, actions, resources, regions)", key)
 		}
 	}
 	return g, nil
+}
+
+// narrowField sets one narrowing field of the --grant syntax.
+func narrowField(n *passport.Narrowing, key string, list []string) error {
+	switch key {
+	case "scopes":
+		n.Scopes = append(n.Scopes, list...)
+	case "repositories":
+		n.Repositories = append(n.Repositories, list...)
+	case "actions":
+		n.Actions = append(n.Actions, list...)
+	case "resources":
+		n.Resources = append(n.Resources, list...)
+	case "regions":
+		n.Regions = append(n.Regions, list...)
+	case "permissions":
+		if n.Permissions == nil {
+			n.Permissions = map[string]string{}
+		}
+		for _, p := range list {
+			name, level, ok := strings.Cut(p, ":")
+			if !ok {
+				return fmt.Errorf("permissions %q: want NAME:LEVEL, such as contents:read", p)
+			}
+			n.Permissions[name] = level
+		}
+	}
+	return nil
 }
 
 // readToken reads a token given as an argument, "-" (stdin) or, when

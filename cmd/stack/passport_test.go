@@ -270,7 +270,18 @@ func TestParseGrant(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("parseGrant =\n%+v\nwant\n%+v", got, want)
 	}
-	for _, bad := range []string{"", "host", "host=", "colour=red", "host=a.com,param=eq"} {
+	got, err = parseGrant("host=s3.amazonaws.com,credentials=aws|gh,actions=s3:GetObject|s3:List*,resources=arn:aws:s3:::b/*," +
+		"regions=us-east-1,scopes=read,permissions=contents:read|issues:write,repositories=app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantNarrow := &passport.Narrowing{Actions: []string{"s3:GetObject", "s3:List*"}, Resources: []string{"arn:aws:s3:::b/*"},
+		Regions: []string{"us-east-1"}, Scopes: []string{"read"}, Permissions: map[string]string{"contents": "read", "issues": "write"},
+		Repositories: []string{"app"}}
+	if !reflect.DeepEqual(got.Narrow, wantNarrow) {
+		t.Errorf("narrow = %+v, want %+v", got.Narrow, wantNarrow)
+	}
+	for _, bad := range []string{"", "host", "host=", "colour=red", "host=a.com,param=eq", "host=a.com,permissions=contents"} {
 		if _, err := parseGrant(bad); err == nil {
 			t.Errorf("parseGrant(%q) accepted", bad)
 		}
