@@ -5,11 +5,15 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/control"
 	"github.com/stackctl/stack/inject"
+	"github.com/stackctl/stack/inject/mint"
+	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/reason"
 	"github.com/stackctl/stack/vault"
 )
@@ -97,5 +101,79 @@ func TestGateRefuses(t *testing.T) {
 	}
 	if rec := hs.lastRecord("request_denied"); rec.Reason != reason.ControlUnreachable {
 		t.Fatalf("audit: %+v", rec)
+	}
+}
+
+// A minted credential is leased once per narrowing: each request gets the
+// token minted under the narrowing of the grant that allows it, and its
+// audit record says when that token expires.
+func TestLeaseStoreMintedPerNarrowing(t *testing.T) {
+	var got []string
+	leases := NewLeaseStore(nil)
+	held := -1
+	leases.OnCount = func(n int) { held = n }
+	hs := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get("Authorization"))
+	}), func(o *Options) { o.Injector = inject.New(leases, inject.Options{}) })
+	read := &passport.Narrowing{Scopes: []string{"charges.read"}}
+	write := &passport.Narrowing{Scopes: []string{"charges.write"}}
+	exp := time.Now().Add(10 * time.Minute).UTC().Truncate(time.Second)
+	lease := func(n *passport.Narrowing, tok string) control.Lease {
+		return control.Lease{Name: "stripe", Hosts: []string{stripeHost}, Render: vault.Render{Kind: vault.RenderBearer},
+			Kind: mint.KindOAuth2, Narrow: n.Key(), Secret: []byte(tok), ExpiresAt: exp}
+	}
+	leases.Set([]control.Lease{lease(read, "tok-read"), lease(write, "tok-write")})
+	if held != 2 || leases.Len() != 2 {
+		t.Fatalf("leases held: OnCount %d, Len %d; want 2", held, leases.Len())
+	}
+	scope := passport.Scope{
+		{Hosts: []string{stripeHost}, Methods: []string{"GET"}, Credentials: []string{"stripe"}, Narrow: read},
+		{Hosts: []string{stripeHost}, Methods: []string{"POST"}, Credentials: []string{"stripe"}, Narrow: write},
+	}
+	tok, _ := hs.issue("bot", scope, time.Hour)
+	c := hs.client("bot", tok)
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		req, _ := http.NewRequest(method, hs.url(stripeHost, "/v1/charges"), nil)
+		req.Header.Set("Authorization", "Bearer stk_ph_stripe")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %s", method, resp.StatusCode, resp.Header.Get(reason.Header))
+		}
+	}
+	if len(got) != 2 || got[0] != "Bearer tok-read" || got[1] != "Bearer tok-write" {
+		t.Fatalf("upstream saw %q, want the read token for GET and the write token for POST", got)
+	}
+	var recs []audit.Record
+	for _, r := range hs.records() {
+		if r.Action == audit.ActionCredentialAccess {
+			recs = append(recs, r)
+		}
+	}
+	if len(recs) != 2 || !strings.Contains(recs[0].Detail, "minted, expires "+exp.Format(time.RFC3339)) {
+		t.Fatalf("credential_access records: %+v", recs)
+	}
+
+	// A grant whose narrowing has no lease gets none of the others'.
+	other := passport.Scope{{Hosts: []string{stripeHost}, Credentials: []string{"stripe"}, Narrow: &passport.Narrowing{Scopes: []string{"admin"}}}}
+	tok, _ = hs.issue("bot", other, time.Hour)
+	req, _ := http.NewRequest(http.MethodGet, hs.url(stripeHost, "/v1/charges"), nil)
+	req.Header.Set("Authorization", "Bearer stk_ph_stripe")
+	resp, err := hs.client("bot", tok).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(reason.Header) != reason.CredentialUnavailable || len(got) != 2 {
+		t.Fatalf("unleased narrowing: %d %s, upstream saw %d", resp.StatusCode, resp.Header.Get(reason.Header), len(got))
+	}
+
+	leases.Set(nil)
+	if held != 0 || leases.Len() != 0 {
+		t.Fatalf("after a revocation: %d leases held", held)
 	}
 }
