@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stackctl/stack/internal/oauthtest"
+
 	"github.com/stackctl/stack/passport"
 )
 
@@ -19,11 +21,11 @@ type benchKind struct {
 
 func benchKinds(b *testing.B) []benchKind {
 	b.Helper()
-	as := newOAuthServer(b, oauthServerOptions{
-		clientID: oauthClientID, secret: oauthSecret, scopes: []string{"read:orders", "write:orders"}, exp: time.Hour,
+	as := oauthtest.Start(b, oauthtest.Options{
+		ClientID: oauthClientID, Secret: oauthSecret, Scopes: []string{"read:orders", "write:orders"}, Exp: time.Hour,
 	})
 	oauthP := oauthParams(b, OAuth2Params{
-		TokenURL: as.tokenURL(), ClientID: oauthClientID, AuthStyle: AuthStyleParams,
+		TokenURL: as.TokenURL(), ClientID: oauthClientID, AuthStyle: AuthStyleParams,
 		Scopes: []string{"read:orders", "write:orders"},
 	})
 	gcpTS, gcpKey, gcpP := gcpFixture(b)

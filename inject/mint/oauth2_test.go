@@ -6,167 +6,16 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
-	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/go-oauth2/oauth2/v4"
-	oerrors "github.com/go-oauth2/oauth2/v4/errors"
-	"github.com/go-oauth2/oauth2/v4/manage"
-	"github.com/go-oauth2/oauth2/v4/models"
-	"github.com/go-oauth2/oauth2/v4/server"
-	"github.com/go-oauth2/oauth2/v4/store"
+	"github.com/stackctl/stack/internal/oauthtest"
 
 	"github.com/stackctl/stack/internal/testclock"
 	"github.com/stackctl/stack/passport"
 )
-
-// oauthServer is an OAuth2 authorization server (go-oauth2/oauth2) on
-// loopback TLS: a token endpoint for the client-credentials grant, and a
-// resource that accepts only the tokens it issued.
-type oauthServer struct {
-	*httptest.Server
-	srv *server.Server
-	// requests counts calls to the token endpoint.
-	requests atomic.Int64
-}
-
-type oauthServerOptions struct {
-	clientID, secret string
-	// scopes the client is registered for: the server refuses others.
-	scopes []string
-	// exp is the access tokens' lifetime; zero: they never expire, and
-	// the token response says expires_in 0.
-	exp time.Duration
-	// basic: the client authenticates with HTTP Basic, else in the body.
-	basic bool
-}
-
-func newOAuthServer(tb testing.TB, o oauthServerOptions) *oauthServer {
-	tb.Helper()
-	m := manage.NewDefaultManager()
-	m.SetClientTokenCfg(&manage.Config{AccessTokenExp: o.exp})
-	m.MapTokenStorage(&memTokenStore{byAccess: map[string]oauth2.TokenInfo{}})
-	clients := store.NewClientStore()
-	if err := clients.Set(o.clientID, &models.Client{ID: o.clientID, Secret: o.secret, Domain: "https://agent.example"}); err != nil {
-		tb.Fatal(err)
-	}
-	m.MapClientStorage(clients)
-	// The token is bound to the audience asked for, as Auth0 does.
-	m.SetExtractExtensionHandler(func(tgr *oauth2.TokenGenerateRequest, ti oauth2.ExtendableTokenInfo) {
-		if aud := tgr.Request.FormValue("audience"); aud != "" {
-			ti.SetExtension(url.Values{"audience": {aud}})
-		}
-	})
-
-	srv := server.NewServer(server.NewConfig(), m)
-	srv.SetAllowedGrantType(oauth2.ClientCredentials)
-	if o.basic {
-		srv.SetClientInfoHandler(server.ClientBasicHandler)
-	} else {
-		srv.SetClientInfoHandler(server.ClientFormHandler)
-	}
-	srv.SetClientScopeHandler(func(tgr *oauth2.TokenGenerateRequest) (bool, error) {
-		for s := range strings.FieldsSeq(tgr.Scope) {
-			if !slices.Contains(o.scopes, s) {
-				return false, nil
-			}
-		}
-		return true, nil
-	})
-	// The in-memory client store says "not found" for an unknown client,
-	// which the server would answer as server_error.
-	srv.SetInternalErrorHandler(func(err error) *oerrors.Response {
-		if err.Error() == "not found" {
-			return &oerrors.Response{Error: oerrors.ErrInvalidClient, Description: oerrors.Descriptions[oerrors.ErrInvalidClient],
-				StatusCode: oerrors.StatusCodes[oerrors.ErrInvalidClient]}
-		}
-		tb.Logf("authorization server: %v", err)
-		return nil
-	})
-
-	s := &oauthServer{srv: srv}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/oauth/token", func(w http.ResponseWriter, r *http.Request) {
-		s.requests.Add(1)
-		_ = srv.HandleTokenRequest(w, r)
-	})
-	mux.HandleFunc("/api/whoami", func(w http.ResponseWriter, r *http.Request) {
-		ti, err := srv.ValidationBearerToken(r)
-		if err != nil {
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": err.Error()})
-			return
-		}
-		info := map[string]string{"client_id": ti.GetClientID(), "scope": ti.GetScope()}
-		if et, ok := ti.(oauth2.ExtendableTokenInfo); ok && et.GetExtension() != nil {
-			info["audience"] = et.GetExtension().Get("audience")
-		}
-		writeJSON(w, http.StatusOK, info)
-	})
-	s.Server = httptest.NewTLSServer(mux)
-	tb.Cleanup(s.Close)
-	return s
-}
-
-func (s *oauthServer) tokenURL() string { return s.URL + "/oauth/token" }
-
-// whoami calls the resource with token: what the server knows of it.
-func (s *oauthServer) whoami(tb testing.TB, token []byte) (int, map[string]string) {
-	tb.Helper()
-	req, _ := http.NewRequest(http.MethodGet, s.URL+"/api/whoami", nil)
-	req.Header.Set("Authorization", "Bearer "+string(token))
-	resp, err := s.Client().Do(req)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var info map[string]string
-	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
-		tb.Fatal(err)
-	}
-	return resp.StatusCode, info
-}
-
-// memTokenStore is an oauth2.TokenStore in a map. The library's memory
-// store runs a buntdb goroutine that nothing stops.
-type memTokenStore struct {
-	mu       sync.Mutex
-	byAccess map[string]oauth2.TokenInfo
-}
-
-func (s *memTokenStore) Create(_ context.Context, ti oauth2.TokenInfo) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if a := ti.GetAccess(); a != "" {
-		s.byAccess[a] = ti
-	}
-	return nil
-}
-
-func (s *memTokenStore) GetByAccess(_ context.Context, access string) (oauth2.TokenInfo, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.byAccess[access], nil
-}
-
-func (s *memTokenStore) RemoveByAccess(_ context.Context, access string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.byAccess, access)
-	return nil
-}
-
-// The client-credentials grant has no codes or refresh tokens.
-func (s *memTokenStore) RemoveByCode(context.Context, string) error                  { return nil }
-func (s *memTokenStore) RemoveByRefresh(context.Context, string) error               { return nil }
-func (s *memTokenStore) GetByCode(context.Context, string) (oauth2.TokenInfo, error) { return nil, nil }
-func (s *memTokenStore) GetByRefresh(context.Context, string) (oauth2.TokenInfo, error) {
-	return nil, nil
-}
 
 const (
 	oauthClientID = "stack-agent"
@@ -196,12 +45,12 @@ func TestOAuth2MintsATokenTheServerAccepts(t *testing.T) {
 		{"autodetect, server takes params", false, "", 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			as := newOAuthServer(t, oauthServerOptions{
-				clientID: oauthClientID, secret: oauthSecret,
-				scopes: []string{"read:orders", "write:orders"}, exp: time.Hour, basic: tc.basic,
+			as := oauthtest.Start(t, oauthtest.Options{
+				ClientID: oauthClientID, Secret: oauthSecret,
+				Scopes: []string{"read:orders", "write:orders"}, Exp: time.Hour, Basic: tc.basic,
 			})
 			params := oauthParams(t, OAuth2Params{
-				TokenURL: as.tokenURL(), ClientID: oauthClientID, AuthStyle: tc.authStyle,
+				TokenURL: as.TokenURL(), ClientID: oauthClientID, AuthStyle: tc.authStyle,
 				Scopes: []string{"read:orders", "write:orders"},
 			})
 			tok, err := Mint(context.Background(), Env{HTTPClient: as.Client()},
@@ -209,14 +58,14 @@ func TestOAuth2MintsATokenTheServerAccepts(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Mint: %v", err)
 			}
-			if got := as.requests.Load(); got != tc.requests {
+			if got := as.Requests(); got != tc.requests {
 				t.Errorf("token requests = %d, want %d", got, tc.requests)
 			}
-			status, info := as.whoami(t, tok.Value)
+			status, info := as.Whoami(t, tok.Value)
 			if status != http.StatusOK || info["client_id"] != oauthClientID || info["scope"] != "read:orders write:orders" {
 				t.Fatalf("resource answered %d %v, want 200 for %s with both scopes", status, info, oauthClientID)
 			}
-			if status, _ := as.whoami(t, []byte("forged")); status != http.StatusUnauthorized {
+			if status, _ := as.Whoami(t, []byte("forged")); status != http.StatusUnauthorized {
 				t.Fatalf("resource accepted a forged token: %d", status)
 			}
 		})
@@ -224,11 +73,11 @@ func TestOAuth2MintsATokenTheServerAccepts(t *testing.T) {
 }
 
 func TestOAuth2NarrowedScopesAreWhatTheServerSaw(t *testing.T) {
-	as := newOAuthServer(t, oauthServerOptions{
-		clientID: oauthClientID, secret: oauthSecret, scopes: []string{"read:orders", "write:orders"}, exp: time.Hour,
+	as := oauthtest.Start(t, oauthtest.Options{
+		ClientID: oauthClientID, Secret: oauthSecret, Scopes: []string{"read:orders", "write:orders"}, Exp: time.Hour,
 	})
 	params := oauthParams(t, OAuth2Params{
-		TokenURL: as.tokenURL(), ClientID: oauthClientID, Scopes: []string{"read:orders", "write:orders"},
+		TokenURL: as.TokenURL(), ClientID: oauthClientID, Scopes: []string{"read:orders", "write:orders"},
 		Audience: "https://orders.example/api",
 	})
 	tok, err := Mint(context.Background(), Env{HTTPClient: as.Client()}, Request{
@@ -238,7 +87,7 @@ func TestOAuth2NarrowedScopesAreWhatTheServerSaw(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Mint: %v", err)
 	}
-	status, info := as.whoami(t, tok.Value)
+	status, info := as.Whoami(t, tok.Value)
 	if status != http.StatusOK || info["scope"] != "read:orders" {
 		t.Fatalf("resource answered %d %v, want the scope read:orders only", status, info)
 	}
@@ -248,10 +97,10 @@ func TestOAuth2NarrowedScopesAreWhatTheServerSaw(t *testing.T) {
 }
 
 func TestOAuth2ScopeOutsideTheCredentialIsRefusedBeforeAnyCall(t *testing.T) {
-	as := newOAuthServer(t, oauthServerOptions{
-		clientID: oauthClientID, secret: oauthSecret, scopes: []string{"read:orders", "admin"}, exp: time.Hour,
+	as := oauthtest.Start(t, oauthtest.Options{
+		ClientID: oauthClientID, Secret: oauthSecret, Scopes: []string{"read:orders", "admin"}, Exp: time.Hour,
 	})
-	params := oauthParams(t, OAuth2Params{TokenURL: as.tokenURL(), ClientID: oauthClientID, Scopes: []string{"read:orders"}})
+	params := oauthParams(t, OAuth2Params{TokenURL: as.TokenURL(), ClientID: oauthClientID, Scopes: []string{"read:orders"}})
 	_, err := Mint(context.Background(), Env{HTTPClient: as.Client()}, Request{
 		Kind: KindOAuth2, Params: params, Root: []byte(oauthSecret),
 		Narrow: &passport.Narrowing{Scopes: []string{"read:orders", "admin"}},
@@ -259,14 +108,14 @@ func TestOAuth2ScopeOutsideTheCredentialIsRefusedBeforeAnyCall(t *testing.T) {
 	if !errors.Is(err, ErrInvalid) || errors.Is(err, ErrMint) || !strings.Contains(err.Error(), `"admin"`) {
 		t.Fatalf("Mint = %v, want ErrInvalid naming the scope admin", err)
 	}
-	if n := as.requests.Load(); n != 0 {
+	if n := as.Requests(); n != 0 {
 		t.Fatalf("the token endpoint was called %d times", n)
 	}
 }
 
 func TestOAuth2ServerRefusals(t *testing.T) {
-	as := newOAuthServer(t, oauthServerOptions{
-		clientID: oauthClientID, secret: oauthSecret, scopes: []string{"read:orders"}, exp: time.Hour, basic: true,
+	as := oauthtest.Start(t, oauthtest.Options{
+		ClientID: oauthClientID, Secret: oauthSecret, Scopes: []string{"read:orders"}, Exp: time.Hour, Basic: true,
 	})
 	for _, tc := range []struct {
 		name   string
@@ -282,7 +131,7 @@ func TestOAuth2ServerRefusals(t *testing.T) {
 			oauthSecret, "invalid_scope"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.params.TokenURL = as.tokenURL()
+			tc.params.TokenURL = as.TokenURL()
 			tc.params.AuthStyle = AuthStyleHeader
 			params, err := Check(KindOAuth2, encodeParams(tc.params), []byte(tc.secret))
 			if err != nil {
@@ -301,10 +150,10 @@ func TestOAuth2ServerRefusals(t *testing.T) {
 
 func TestOAuth2Expiry(t *testing.T) {
 	t.Run("the server's", func(t *testing.T) {
-		as := newOAuthServer(t, oauthServerOptions{
-			clientID: oauthClientID, secret: oauthSecret, exp: 90 * time.Second,
+		as := oauthtest.Start(t, oauthtest.Options{
+			ClientID: oauthClientID, Secret: oauthSecret, Exp: 90 * time.Second,
 		})
-		params := oauthParams(t, OAuth2Params{TokenURL: as.tokenURL(), ClientID: oauthClientID})
+		params := oauthParams(t, OAuth2Params{TokenURL: as.TokenURL(), ClientID: oauthClientID})
 		before := time.Now()
 		tok, err := Mint(context.Background(), Env{HTTPClient: as.Client()},
 			Request{Kind: KindOAuth2, Params: params, Root: []byte(oauthSecret)})
@@ -320,8 +169,8 @@ func TestOAuth2Expiry(t *testing.T) {
 		}
 	})
 	t.Run("none given", func(t *testing.T) {
-		as := newOAuthServer(t, oauthServerOptions{clientID: oauthClientID, secret: oauthSecret})
-		params := oauthParams(t, OAuth2Params{TokenURL: as.tokenURL(), ClientID: oauthClientID})
+		as := oauthtest.Start(t, oauthtest.Options{ClientID: oauthClientID, Secret: oauthSecret})
+		params := oauthParams(t, OAuth2Params{TokenURL: as.TokenURL(), ClientID: oauthClientID})
 		clk := testclock.New(time.Now())
 		tok, err := Mint(context.Background(), Env{HTTPClient: as.Client(), Now: clk.Now},
 			Request{Kind: KindOAuth2, Params: params, Root: []byte(oauthSecret)})
@@ -331,7 +180,7 @@ func TestOAuth2Expiry(t *testing.T) {
 		if want := clk.Now().Add(unknownExpiry); !tok.Expiry.Equal(want) {
 			t.Fatalf("expiry %v, want %v: a token without expires_in is renewed as if it lived 5 minutes", tok.Expiry, want)
 		}
-		if status, _ := as.whoami(t, tok.Value); status != http.StatusOK {
+		if status, _ := as.Whoami(t, tok.Value); status != http.StatusOK {
 			t.Fatalf("resource answered %d", status)
 		}
 	})
