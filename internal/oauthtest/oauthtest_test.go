@@ -11,7 +11,7 @@ import (
 )
 
 func TestServerIssuesTokensItAccepts(t *testing.T) {
-	s := Start(t, Options{ClientID: "c", Secret: "s3cret", Scopes: []string{"read"}, Exp: time.Minute})
+	s := Start(t, Options{ClientID: "c", Secret: "s3cret", Scopes: []string{"read"}, Exp: time.Minute, Basic: true})
 	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, s.Client())
 	tok, err := (&clientcredentials.Config{ClientID: "c", ClientSecret: "s3cret", TokenURL: s.TokenURL(), Scopes: []string{"read"}}).Token(ctx)
 	if err != nil {
