@@ -89,6 +89,18 @@ type Loader func(ctx context.Context) (Request, error)
 // from the cache or minted with what load returns. The token's bytes are
 // the caller's.
 func (c *Cache) Get(ctx context.Context, key Key, load Loader) (Token, error) {
+	return c.get(ctx, key, load, false)
+}
+
+// GetFresh is Get for a caller that keeps what it gets for a while (a
+// lease handed to a sidecar) rather than using it at once: a token in its
+// renewal margin is renewed before it is returned, so that the caller
+// always gets one with at least the margin left.
+func (c *Cache) GetFresh(ctx context.Context, key Key, load Loader) (Token, error) {
+	return c.get(ctx, key, load, true)
+}
+
+func (c *Cache) get(ctx context.Context, key Key, load Loader, fresh bool) (Token, error) {
 	now := c.opts.Env.Now()
 	c.mu.Lock()
 	if c.closed {
@@ -96,6 +108,9 @@ func (c *Cache) Get(ctx context.Context, key Key, load Loader) (Token, error) {
 		return Token{}, fmt.Errorf("%w: the credential cache is closed", ErrMint)
 	}
 	e := c.entries[key]
+	if e != nil && fresh && !now.Before(e.refreshAt) {
+		e = nil // renew it now, below
+	}
 	if e != nil && now.Add(c.opts.MinValidity).Before(e.tok.Expiry) {
 		tok := copyToken(e.tok)
 		if !now.Before(e.refreshAt) && !e.refreshing {

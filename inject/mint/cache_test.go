@@ -233,3 +233,28 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+func TestCacheGetFreshRenewsInTheMargin(t *testing.T) {
+	clk := testclock.Start()
+	k := &countingKind{life: 15 * time.Minute, now: clk.Now}
+	withKind(t, k)
+	c := NewCache(CacheOptions{Env: Env{Now: clk.Now}})
+	defer c.Close()
+	ctx := context.Background()
+	key := Key{Credential: "c", Version: 1, Agent: "a"}
+	if _, err := c.GetFresh(ctx, key, load("a")); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(10 * time.Minute) // 5 min left: outside the margin, kept
+	if tok, _ := c.GetFresh(ctx, key, load("a")); string(tok.Value) != "tok-1-a" {
+		t.Fatalf("outside the margin: %q", tok.Value)
+	}
+	clk.Advance(4 * time.Minute) // 1 min left: a lease must not get it
+	tok, err := c.GetFresh(ctx, key, load("a"))
+	if err != nil || string(tok.Value) != "tok-2-a" || !tok.Expiry.Equal(clk.Now().Add(15*time.Minute)) {
+		t.Fatalf("in the margin: %q expiring %s, %v; want a fresh token", tok.Value, tok.Expiry, err)
+	}
+	if got, _ := c.Get(ctx, key, load("a")); string(got.Value) != "tok-2-a" || k.mints.Load() != 2 {
+		t.Fatalf("Get after GetFresh: %q after %d mints", got.Value, k.mints.Load())
+	}
+}
