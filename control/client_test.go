@@ -33,12 +33,14 @@ type sidecar struct {
 	mu     sync.Mutex
 	leases []control.Lease
 	drops  int
+	sets   int // calls of OnLeases
 }
 
 func (s *sidecar) setLeases(l []control.Lease) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.leases = l
+	s.sets++
 	if l == nil {
 		s.drops++
 	}

@@ -1,0 +1,129 @@
+package control_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stackctl/stack/control"
+	"github.com/stackctl/stack/inject/mint"
+	"github.com/stackctl/stack/internal/oauthtest"
+	"github.com/stackctl/stack/passport"
+	"github.com/stackctl/stack/vault"
+)
+
+const (
+	ordersHost   = "api.orders.example"
+	ordersSecret = "Zq7rV2mXk9LpT4sWc8Hn"
+)
+
+// mintedFixture is a control plane whose vault holds an OAuth2 client
+// credential ("orders") of a real authorization server, minting tokens
+// that live for life, and an agent "bot" narrowed to orders.read.
+func mintedFixture(t *testing.T, life time.Duration) (*fixture, *oauthtest.Server, *mint.Cache) {
+	t.Helper()
+	as := oauthtest.Start(t, oauthtest.Options{ClientID: "stack", Secret: ordersSecret,
+		Scopes: []string{"orders.read", "orders.write"}, Exp: life, Basic: true})
+	mints := mint.NewCache(mint.CacheOptions{Env: mint.Env{HTTPClient: as.Client()}, MinValidity: time.Second})
+	t.Cleanup(mints.Close)
+	f := newFixture(t, func(o *control.Options) { o.Mints = mints })
+	params := json.RawMessage(fmt.Sprintf(`{"token_url":%q,"client_id":"stack","scopes":["orders.read","orders.write"],"auth_style":"header"}`, as.TokenURL()))
+	if _, err := f.vault.Put(context.Background(), "orders", []byte(ordersSecret), vault.PutOptions{Hosts: []string{ordersHost},
+		Render: vault.Render{Kind: vault.RenderBearer}, Kind: mint.KindOAuth2, Params: params}); err != nil {
+		t.Fatal(err)
+	}
+	f.must(operatorToken, http.MethodPost, control.PathAgents, control.AgentRequest{Agent: control.Agent{Name: "bot",
+		Scope: passport.Scope{{Hosts: []string{ordersHost}, Credentials: []string{"orders"}, Narrow: &passport.Narrowing{Scopes: []string{"orders.read"}}}}}}, nil)
+	return f, as, mints
+}
+
+func (s *sidecar) lease(name string) (control.Lease, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.leases {
+		if l.Name == name {
+			return l, true
+		}
+	}
+	return control.Lease{}, false
+}
+
+// A minted credential's lease carries the token minted under the agent's
+// narrowing, expires when the token does, is renewed before it expires
+// (the sidecar always holds a live one), and is gone on revocation.
+func TestMintedLeaseRenewedAndDropped(t *testing.T) {
+	f, as, mints := mintedFixture(t, 6*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := f.startSidecar(ctx, f.ts.URL, "bot", "", nil)
+
+	first, ok := s.lease("orders")
+	if !ok {
+		t.Fatal("no lease of the minted credential")
+	}
+	if first.Kind != mint.KindOAuth2 || first.Narrow != (&passport.Narrowing{Scopes: []string{"orders.read"}}).Key() {
+		t.Fatalf("lease kind %q narrow %q", first.Kind, first.Narrow)
+	}
+	if left := time.Until(first.ExpiresAt); left <= 0 || left > 6*time.Second {
+		t.Fatalf("lease expires in %s, want the token's 6 s at most", left)
+	}
+	if status, info := as.Whoami(t, first.Secret); status != http.StatusOK || info["scope"] != "orders.read" {
+		t.Fatalf("the leased token: %d %v", status, info)
+	}
+
+	// Past the first token's expiry the sidecar has held a live lease
+	// all along, and holds another token now.
+	deadline := first.ExpiresAt.Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		l, ok := s.lease("orders")
+		if !ok || !time.Now().Before(l.ExpiresAt) {
+			t.Fatalf("at %s the sidecar held no live lease (%v, expiring %s)", time.Now().Format(time.StampMilli), ok, l.ExpiresAt.Format(time.StampMilli))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	renewed, _ := s.lease("orders")
+	if string(renewed.Secret) == string(first.Secret) {
+		t.Fatal("the lease was not renewed with a new token")
+	}
+	if status, _ := as.Whoami(t, renewed.Secret); status != http.StatusOK {
+		t.Fatalf("the renewed token: %d", status)
+	}
+	if mints.Len() != 1 {
+		t.Fatalf("control plane holds %d minted credentials, want 1", mints.Len())
+	}
+
+	f.must(operatorToken, http.MethodPost, control.PathRevoke, control.RevokeRequest{Agent: "bot", Reason: "incident"}, nil)
+	eventually(t, "the sidecar drops the minted lease", func() bool { _, ok := s.lease("orders"); return !ok })
+	if mints.Len() != 0 {
+		t.Fatalf("control plane still holds %d minted credentials of the revoked agent", mints.Len())
+	}
+}
+
+// When the issuer cannot mint, the lease answer says so, and the sidecar
+// keeps the lease it holds until that expires rather than drop it early.
+func TestMintedLeaseKeptWhileIssuerDown(t *testing.T) {
+	f, as, _ := mintedFixture(t, 6*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := f.startSidecar(ctx, f.ts.URL, "bot", "", nil)
+	first, ok := s.lease("orders")
+	if !ok {
+		t.Fatal("no lease")
+	}
+	as.Close()
+	// The sidecar asks again at two thirds of the lease, gets the
+	// credential reported unavailable, and keeps the one it has.
+	time.Sleep(time.Until(first.ExpiresAt.Add(-time.Second)))
+	if l, ok := s.lease("orders"); !ok || string(l.Secret) != string(first.Secret) {
+		t.Fatalf("lease before expiry with the issuer down: %v", ok)
+	}
+	s.mu.Lock()
+	sets := s.sets
+	s.mu.Unlock()
+	if sets < 2 {
+		t.Fatalf("the sidecar took leases %d times: it never asked again with the issuer down", sets)
+	}
+}
