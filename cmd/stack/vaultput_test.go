@@ -1,7 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -105,4 +111,70 @@ func TestVaultPutExistingNameThroughSidecar(t *testing.T) {
 		t.Errorf("--update of the hosts and render through the sidecar: %+v", got)
 	}
 	tr.wantNoSecrets(t, home)
+}
+
+// vault put --kind stores a minting kind from its flags, with the render
+// the kind implies; flags of another kind, missing parameters and a
+// static credential without --render are usage errors; vault list shows
+// the kind and the minted credential's lifetime.
+func TestVaultPutKinds(t *testing.T) {
+	home := initHome(t)
+	var tr transcript
+	tr.run(t, home, "Zq7rV2mXk9LpT4sWc8Hn", 0, "vault", "put", "orders", "--kind", "oauth2-client-credentials", "--host", "api.orders.example",
+		"--token-url", "https://auth.orders.example/oauth/token", "--client-id", "stack", "--scope", "orders.read", "--scope", "orders.write")
+	c := listCredential(t, &tr, home, "orders")
+	if c.Kind != "oauth2-client-credentials" || c.Render.Kind != vault.RenderBearer ||
+		!strings.Contains(compactJSON(t, c.Params), `"scopes":["orders.read","orders.write"]`) {
+		t.Fatalf("stored %+v params %s", c, c.Params)
+	}
+	key := filepath.Join(t.TempDir(), "app.pem")
+	writeRSAKey(t, key)
+	tr.run(t, home, "", 0, "vault", "put", "gh", "--kind", "github-app", "--host", "api.github.com", "--app-id", "12345",
+		"--installation-id", "678", "--permission", "contents=read", "--repository", "docs", "--from-file", key)
+	if c := listCredential(t, &tr, home, "gh"); c.Kind != "github-app" || !strings.Contains(compactJSON(t, c.Params), `"permissions":{"contents":"read"}`) {
+		t.Fatalf("stored %+v params %s", c, c.Params)
+	}
+	out := tr.run(t, home, "", 0, "vault", "list")
+	for _, want := range []string{"KIND", "TTL", "oauth2-client-credentials  issuer", "github-app                 1h0m0s"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("vault list does not show %q:\n%s", want, out)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--kind", "oauth2-client-credentials", "--host", "a.example", "--role-arn", "arn:aws:iam::1:role/x"}, "--role-arn: not a flag of kind oauth2-client-credentials"},
+		{[]string{"--kind", "oauth2-client-credentials", "--host", "a.example", "--client-id", "c"}, "token_url"},
+		{[]string{"--kind", "sorcery", "--host", "a.example"}, "--kind \"sorcery\""},
+		{[]string{"--host", "a.example"}, "--render is required"},
+	} {
+		code, _, errs := runStack(t, home, "s3cret", append([]string{"vault", "put", "x"}, tc.args...)...)
+		if code != exitUsage || !strings.Contains(errs, tc.want) {
+			t.Errorf("vault put %v: exit %d, stderr %q; want 2 saying %q", tc.args, code, errs, tc.want)
+		}
+	}
+}
+
+// writeRSAKey writes a new RSA private key, PKCS#1 PEM, as GitHub hands
+// out app keys.
+func writeRSAKey(t *testing.T, path string) {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)})
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func compactJSON(t *testing.T, b []byte) string {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
 }
