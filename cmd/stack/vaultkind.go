@@ -20,7 +20,7 @@ import (
 type kindFlags struct {
 	kind string
 	// oauth2-client-credentials
-	tokenURL, clientID, audience string
+	tokenURL, clientID, audience, authStyle string
 	// oauth2-client-credentials, gcp-service-account
 	scopes []string
 	// github-app
@@ -36,7 +36,7 @@ type kindFlags struct {
 // kindFlagOwners says which kinds each kind flag belongs to, so that a
 // flag given with another kind is an error rather than ignored.
 var kindFlagOwners = map[string][]string{
-	"token-url": {mint.KindOAuth2}, "client-id": {mint.KindOAuth2}, "audience": {mint.KindOAuth2},
+	"token-url": {mint.KindOAuth2}, "client-id": {mint.KindOAuth2}, "audience": {mint.KindOAuth2}, "auth-style": {mint.KindOAuth2},
 	"scope":  {mint.KindOAuth2, mint.KindGCP},
 	"app-id": {mint.KindGitHub}, "installation-id": {mint.KindGitHub}, "api-url": {mint.KindGitHub},
 	"permission": {mint.KindGitHub}, "repository": {mint.KindGitHub},
@@ -49,6 +49,7 @@ func (k *kindFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&k.tokenURL, "token-url", "", "oauth2-client-credentials: the token endpoint (https)")
 	f.StringVar(&k.clientID, "client-id", "", "oauth2-client-credentials: the client id (the client secret is the secret)")
 	f.StringVar(&k.audience, "audience", "", "oauth2-client-credentials: an audience parameter for the token request (Auth0 and others)")
+	f.StringVar(&k.authStyle, "auth-style", "", "oauth2-client-credentials: how the client authenticates, header (HTTP Basic) or params (in the body); default: try the header, then the body")
 	f.StringArrayVar(&k.scopes, "scope", nil, "oauth2-client-credentials, gcp-service-account: a scope the credential may be minted with (repeatable; grants narrow it)")
 	f.StringVar(&k.appID, "app-id", "", "github-app: the app's id or client id")
 	f.Int64Var(&k.installationID, "installation-id", 0, "github-app: the installation tokens are minted for")
@@ -92,6 +93,7 @@ func (k *kindFlags) params(f *pflag.FlagSet) (json.RawMessage, error) {
 		set("token_url", k.tokenURL, k.tokenURL != "")
 		set("client_id", k.clientID, k.clientID != "")
 		set("audience", k.audience, k.audience != "")
+		set("auth_style", k.authStyle, k.authStyle != "")
 		set("scopes", k.scopes, len(k.scopes) > 0)
 	case mint.KindGCP:
 		set("scopes", k.scopes, len(k.scopes) > 0)
