@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -181,6 +182,46 @@ func TestSessionName(t *testing.T) {
 		}
 		if len(SessionName(agent)) > 64 {
 			t.Errorf("SessionName(%q) longer than 64", agent)
+		}
+	}
+}
+
+// stsRecorder keeps the AssumeRole request it is sent and answers it
+// with an error.
+type stsRecorder struct {
+	host string
+	form url.Values
+}
+
+func (r *stsRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	b, _ := io.ReadAll(req.Body)
+	r.host = req.URL.Host
+	r.form, _ = url.ParseQuery(string(b))
+	return &http.Response{StatusCode: http.StatusForbidden, Header: http.Header{}, Request: req,
+		Body: io.NopCloser(strings.NewReader(`<ErrorResponse><Error><Code>AccessDenied</Code><Message>no</Message></Error></ErrorResponse>`))}, nil
+}
+
+// TestAWSMintRequest checks the AssumeRole request itself: the SDK's
+// regional endpoint, the session name, 900 seconds, the session policy.
+func TestAWSMintRequest(t *testing.T) {
+	rec := &stsRecorder{}
+	params := awsParams(t, AWSParams{RoleARN: testRoleARN, Region: "eu-west-1", AccessKeyID: "AKIAIOSFODNN7EXAMPLE", ExternalID: "tenant-42"})
+	narrow := &passport.Narrowing{Actions: []string{"s3:GetObject"}, Regions: []string{"eu-west-1"}}
+	_, err := Mint(context.Background(), Env{HTTPClient: &http.Client{Transport: rec}},
+		Request{Kind: KindAWS, Params: params, Root: []byte("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"), Agent: "team/bot", Narrow: narrow})
+	if !errors.Is(err, ErrMint) || !strings.Contains(err.Error(), "AccessDenied: no") {
+		t.Errorf("Mint: %v, want ErrMint with the STS error", err)
+	}
+	if rec.host != "sts.eu-west-1.amazonaws.com" {
+		t.Errorf("STS endpoint %q, want the regional one", rec.host)
+	}
+	want, _ := SessionPolicy(narrow)
+	for k, v := range map[string]string{
+		"Action": "AssumeRole", "RoleArn": testRoleARN, "RoleSessionName": "stack-team-bot",
+		"DurationSeconds": "900", "ExternalId": "tenant-42", "Policy": want,
+	} {
+		if got := rec.form.Get(k); got != v {
+			t.Errorf("AssumeRole %s = %q, want %q", k, got, v)
 		}
 	}
 }
