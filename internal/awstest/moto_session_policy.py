@@ -1,7 +1,7 @@
 """Run moto's server with AWS's session-policy rule for assumed roles.
 
-moto 5.x checks a request made with assumed-role credentials against the
-role's identity policies only: AssumedRoleAccessKey.collect_policies
+moto (5.2.1, as read and tested) checks a request made with assumed-role
+credentials against the role's identity policies only: AssumedRoleAccessKey.collect_policies
 ignores the session policy AssumeRole received, which moto keeps in
 moto.sts.models.AssumedRole.policy. AWS allows such a request only when
 the role's policies and the session policy both allow it (the effective
