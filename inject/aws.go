@@ -1,25 +1,72 @@
 package inject
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/stackctl/stack/inject/mint"
+	"github.com/stackctl/stack/inject/sigv4"
 	"github.com/stackctl/stack/reason"
 )
 
-// awsRequest is an AWS request the agent signed with a placeholder key,
-// checked against its grant and waiting for its session credentials.
+// awsRequest is an AWS request the agent signed with a placeholder as its
+// access key id, checked against its grant and waiting for the session
+// credentials that sign it again.
 type awsRequest struct {
-	req  *http.Request
-	cred Credential
+	cred   Credential
+	signed sigv4.Signed
+	op     sigv4.Operation
 }
 
 // prepareAWS finds the agent's SigV4 signature and checks the operation
-// it signs against the grant.
+// it signs against the grant, before anything is minted.
 func prepareAWS(req *http.Request, c Credential, g Grant) (*awsRequest, error) {
-	return nil, &DeniedError{Reason: reason.SigV4Unsupported, Credential: c.Name, Detail: "AWS re-signing is not built"}
+	s, ok, err := sigv4.Parse(req)
+	if err != nil {
+		return nil, awsDenial(c, err)
+	}
+	ph := Placeholder(c.Name)
+	if !ok || s.KeyID != ph {
+		return nil, &DeniedError{Reason: reason.SigV4Unsupported, Credential: c.Name,
+			Detail: fmt.Sprintf("credential %q is an AWS credential: sign the request with AWS SigV4 and %s as the access key id (AWS_ACCESS_KEY_ID=%s)", c.Name, ph, ph)}
+	}
+	op, err := sigv4.Describe(req, s)
+	if err != nil {
+		return nil, awsDenial(c, err)
+	}
+	if err := sigv4.Allow(g.Narrow, s.Region, op); err != nil {
+		return nil, awsDenial(c, err)
+	}
+	return &awsRequest{cred: c, signed: s, op: op}, nil
 }
 
-func (a *awsRequest) resign(req *http.Request, tok mint.Token) error { return nil }
+// resign signs the request again with the minted session.
+func (a *awsRequest) resign(req *http.Request, tok mint.Token) error {
+	if tok.AWS == nil {
+		return &DeniedError{Reason: reason.CredentialUnavailable, Credential: a.cred.Name,
+			Detail: fmt.Sprintf("credential %q has no AWS session to sign with", a.cred.Name)}
+	}
+	if err := sigv4.Resign(req, a.signed, tok.AWS, time.Now()); err != nil {
+		return awsDenial(a.cred, err)
+	}
+	return nil
+}
 
-func (a *awsRequest) operation() string { return "" }
+// operation names what the request does, for the audit record.
+func (a *awsRequest) operation() string {
+	if a.op.Name != "" {
+		return a.op.Service + ":" + a.op.Name
+	}
+	return a.op.Service + " " + a.op.Request
+}
+
+// awsDenial turns a sigv4 refusal into the injector's.
+func awsDenial(c Credential, err error) error {
+	var se *sigv4.Error
+	if errors.As(err, &se) {
+		return &DeniedError{Reason: se.Reason, Credential: c.Name, Detail: se.Detail}
+	}
+	return &DeniedError{Reason: reason.SigV4Unsupported, Credential: c.Name, Detail: "the AWS request could not be re-signed", Err: err}
+}

@@ -965,11 +965,6 @@ func (p *Proxy) serveNonProxy(w http.ResponseWriter, r *http.Request) {
 // that enforce mode would have refused.
 const ActionWouldDeny = "would_deny"
 
-// grantsCredential reports whether a grant naming host lists credential.
-func grantsCredential(s passport.Scope, host, credential string) bool {
-	return grantNaming(s, host, credential) >= 0
-}
-
 // grantNaming returns the index of the first grant naming credential for
 // host, or -1.
 func grantNaming(s passport.Scope, host, credential string) int {

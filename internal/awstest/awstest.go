@@ -92,7 +92,9 @@ func Start(t testing.TB, opts Options) *Account {
 		t.Fatalf("awstest: %v", err)
 	}
 	cmd := exec.Command(py, script, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
-	cmd.Env = append(os.Environ(), "INITIAL_NO_AUTH_ACTION_COUNT=inf")
+	// Buckets are named in the path whatever the Host (a TLS front may
+	// give one like s3.example.test), as STACK reads custom endpoints.
+	cmd.Env = append(os.Environ(), "INITIAL_NO_AUTH_ACTION_COUNT=inf", "S3_IGNORE_SUBDOMAIN_BUCKETNAME=true")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	setProcessGroup(cmd)
 	if err := cmd.Start(); err != nil {
