@@ -7,13 +7,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -31,10 +29,6 @@ var launcher []byte
 
 // Region is the region of every account Start makes.
 const Region = "us-east-1"
-
-// readyWithin bounds how long Start waits for moto to answer; it usually
-// does in about 2 s.
-const readyWithin = 60 * time.Second
 
 // Options say what the account holds besides its user and role.
 type Options struct {
@@ -76,41 +70,14 @@ func Start(t testing.TB, opts Options) *Account {
 	if err := exec.Command(py, "-c", "import moto.server").Run(); err != nil {
 		testenv.Missing(t, "python package moto is not installed")
 	}
-	dir := t.TempDir()
-	script := filepath.Join(dir, "moto_session_policy.py")
+	script := filepath.Join(t.TempDir(), "moto_session_policy.py")
 	if err := os.WriteFile(script, launcher, 0o600); err != nil {
 		t.Fatalf("awstest: %v", err)
 	}
-	logPath := filepath.Join(dir, "moto.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatalf("awstest: %v", err)
-	}
-	defer logFile.Close()
-	port, err := freePort()
-	if err != nil {
-		t.Fatalf("awstest: %v", err)
-	}
-	cmd := exec.Command(py, script, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
 	// Buckets are named in the path whatever the Host (a TLS front may
 	// give one like s3.example.test), as STACK reads custom endpoints.
-	cmd.Env = append(os.Environ(), "INITIAL_NO_AUTH_ACTION_COUNT=inf", "S3_IGNORE_SUBDOMAIN_BUCKETNAME=true")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	setProcessGroup(cmd)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("awstest: start moto: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		killProcessGroup(cmd)
-		<-exited
-	})
-	a := &Account{Endpoint: "http://127.0.0.1:" + strconv.Itoa(port), Region: Region, Bucket: opts.Bucket}
-	if err := waitHTTP(a.Endpoint+"/moto-api/", exited); err != nil {
-		log, _ := os.ReadFile(logPath)
-		t.Fatalf("awstest: moto: %v\n%s", err, log)
-	}
+	endpoint := RunMoto(t, py, []string{script}, []string{"INITIAL_NO_AUTH_ACTION_COUNT=inf", "S3_IGNORE_SUBDOMAIN_BUCKETNAME=true"})
+	a := &Account{Endpoint: endpoint, Region: Region, Bucket: opts.Bucket}
 	a.setup(t, opts)
 	a.post(t, "/moto-api/reset-auth", "0")
 	return a
@@ -200,36 +167,4 @@ func between(doc, tag string) string {
 	}
 	v, _, _ := strings.Cut(rest, "</"+tag+">")
 	return v
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// waitHTTP polls u until it answers any HTTP response.
-func waitHTTP(u string, exited <-chan error) error {
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(readyWithin)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		resp, err := client.Get(u)
-		if err == nil {
-			resp.Body.Close()
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case werr := <-exited:
-			return fmt.Errorf("exited before answering: %v", werr)
-		case <-tick.C:
-		}
-	}
 }

@@ -1,5 +1,7 @@
-// Package awstest runs an AWS account on loopback for tests of minted AWS
-// sessions and re-signed requests: moto's server in its IAM mode, so that
+// Package awstest runs moto, AWS on loopback, for tests: RunMoto starts a
+// moto server (the KMS tests use a plain one), and Start an AWS account for
+// tests of minted AWS sessions and re-signed requests: moto's server in
+// its IAM mode, so that
 // every request's SigV4 signature is checked and its action authorized,
 // with session policies evaluated as AWS evaluates them (see
 // moto_session_policy.py, which moto alone does not do).

@@ -7,7 +7,7 @@ import (
 	"syscall"
 )
 
-// python3 may be a pyenv shim that starts the real interpreter as a
+// python3 and moto_server may be shims (pyenv) that start the real program as a
 // child: run it in its own process group and stop the whole group.
 func setProcessGroup(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
