@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -43,6 +44,9 @@ func TestAWSSDKsThroughTheSidecar(t *testing.T) {
 	}))
 	e.mustStack(acct.SecretAccessKey, "vault", "put", "aws", "--kind", "aws-sts", "--host", s3Host,
 		"--role-arn", acct.RoleARN, "--region", acct.Region, "--access-key-id", acct.AccessKeyID, "--sts-endpoint", acct.Endpoint)
+	if list := e.mustStack("", "vault", "list"); !strings.Contains(list, "aws-sts  15m0s") {
+		t.Fatalf("vault list does not show the session lifetime:\n%s", list)
+	}
 	token := e.issue(agentID, "", "host="+s3Host+",credentials=aws,actions=s3:GetObject|s3:ListBucket,"+
 		"resources=arn:aws:s3:::reports|arn:aws:s3:::reports/*,regions="+acct.Region)
 	e.startProxy("--resolve", s3Host+"=127.0.0.1")
@@ -109,6 +113,15 @@ print(keys, repr(body), put)
 	}
 	if len(ops) != 4 || !strings.Contains(strings.Join(ops, ";"), "aws s3:GetObject, minted, expires ") {
 		t.Errorf("credential_access details: %q", ops)
+	}
+	// The session the requests were signed with expires within 15
+	// minutes of now.
+	for _, d := range ops {
+		_, at, _ := strings.Cut(d, "expires ")
+		exp, err := time.Parse(time.RFC3339, at)
+		if err != nil || time.Until(exp) > 15*time.Minute || time.Until(exp) < 10*time.Minute {
+			t.Errorf("minted session expiry %q: want within 15 minutes of now", d)
+		}
 	}
 	if !hasDenial(recs, "scope_denied", s3Host, http.StatusForbidden) {
 		t.Error("no scope_denied record for the write")

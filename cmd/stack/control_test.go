@@ -101,7 +101,10 @@ func TestControlPlaneCLI(t *testing.T) {
 	}
 	// The running control plane owns the vault: the CLI goes through it.
 	mustRun(t, ctl, "sk_live_cli_secret_value", "vault", "put", "example", "--host", "api.example.test", "--render", "bearer")
-	if out := mustRun(t, ctl, "", "vault", "list"); !strings.Contains(out, "example") {
+	// A minting kind's parameters travel through the control plane's API.
+	mustRun(t, ctl, "Zq7rV2mXk9LpT4sWc8Hn", "vault", "put", "orders", "--kind", "oauth2-client-credentials", "--host", "api.orders.test",
+		"--token-url", "https://auth.orders.test/oauth/token", "--client-id", "stack", "--scope", "orders.read")
+	if out := mustRun(t, ctl, "", "vault", "list"); !strings.Contains(out, "example") || !strings.Contains(out, "oauth2-client-credentials  issuer  api.orders.test") {
 		t.Fatalf("vault list:\n%s", out)
 	}
 	token := strings.TrimSpace(mustRun(t, ctl, "", "control", "join-token", "--agent", "bot"))
@@ -126,8 +129,8 @@ func TestControlPlaneCLI(t *testing.T) {
 	if st, body := readyz(t, info.Admin); st != http.StatusOK || !strings.Contains(body, "control: agent bot") || !strings.Contains(body, "connected to "+url) {
 		t.Fatalf("readyz of a joined sidecar: %d %s", st, body)
 	}
-	if m := scrape(t, info.Admin); !strings.Contains(m, "\nstack_control_replica_moves_total 1\n") {
-		t.Fatalf("metrics of a sidecar that moved past a replica:\n%s", m)
+	if m := scrape(t, info.Admin); !strings.Contains(m, "\nstack_control_replica_moves_total 1\n") || !strings.Contains(m, "\nstack_credential_leases 1\n") {
+		t.Fatalf("metrics of a sidecar that moved past a replica, holding one lease:\n%s", m)
 	}
 	if out := mustRun(t, ctl, "", "control", "status"); !strings.Contains(out, "1 sidecars") || !strings.Contains(out, "bot") {
 		t.Fatalf("status:\n%s", out)
@@ -182,6 +185,10 @@ func TestControlPlaneCLI(t *testing.T) {
 	for {
 		st, body := readyz(t, info.Admin)
 		if st == http.StatusServiceUnavailable && strings.Contains(body, "revoked: agent bot") {
+			// The lease went with the revocation, not later.
+			if m := scrape(t, info.Admin); !strings.Contains(m, "\nstack_credential_leases 0\n") {
+				t.Fatalf("a revoked sidecar still holds leases:\n%s", m)
+			}
 			break
 		}
 		if time.Now().After(deadline) {
