@@ -159,11 +159,16 @@ type VaultWriteRequest struct {
 // PutOptions are the vault's options the request carries, its render
 // parsed.
 func (r *VaultWriteRequest) PutOptions() (vault.PutOptions, error) {
+	opts := vault.PutOptions{Hosts: r.Hosts, Kind: r.Kind, Params: r.Params}
+	if r.Render == "" {
+		return opts, nil // the kind's default, or refused by the vault
+	}
 	render, err := vault.ParseRender(r.Render)
 	if err != nil {
 		return vault.PutOptions{}, err
 	}
-	return vault.PutOptions{Hosts: r.Hosts, Render: render, Kind: r.Kind, Params: r.Params}, nil
+	opts.Render = render
+	return opts, nil
 }
 
 func (s *Server) vaultPut(r *http.Request) (any, error) {

@@ -35,6 +35,14 @@ func TestMintingKindRoundTrip(t *testing.T) {
 	if err != nil || string(root) != clientSecret || string(got.Params) != string(c.Params) {
 		t.Fatalf("Get = %+v %q %v", got, root, err)
 	}
+	// A minting kind left without a render sends a bearer token.
+	if d, err := v.Put(ctx, "orders2", []byte(clientSecret), vault.PutOptions{Hosts: []string{"api.orders.example"},
+		Kind: mint.KindOAuth2, Params: oauthParams}); err != nil || d.Render.Kind != vault.RenderBearer {
+		t.Fatalf("default render: %+v, %v", d, err)
+	}
+	if err := v.Delete("orders2"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := v.Put(ctx, "stripe", []byte(secretA), vault.PutOptions{Hosts: []string{"api.stripe.com"}, Render: vault.Render{Kind: vault.RenderBearer}}); err != nil {
 		t.Fatal(err)
 	}

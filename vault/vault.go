@@ -114,7 +114,9 @@ type PutOptions struct {
 	// Hosts the secret may be sent to, as hostmatch patterns
 	// (api.stripe.com, *.stripe.com); at least one.
 	Hosts []string
-	// Render is how the secret goes into a request.
+	// Render is how the secret goes into a request. A minting kind's may
+	// be left zero: aws-sts then re-signs (sigv4), the others send a
+	// bearer token.
 	Render Render
 	// Kind is the credential's kind; "" is static. A minting kind's
 	// secret is its root material, checked with Params by mint.Check.
@@ -245,7 +247,7 @@ func (v *Vault) Put(ctx context.Context, name string, secret []byte, opts PutOpt
 	if err := ValidateName(name); err != nil {
 		return nil, vaultErr(op, name, err)
 	}
-	hosts, params, err := checkPut(secret, opts)
+	hosts, params, err := checkPut(secret, &opts)
 	if err != nil {
 		return nil, vaultErr(op, name, err)
 	}
@@ -279,10 +281,13 @@ func (v *Vault) Put(ctx context.Context, name string, secret []byte, opts PutOpt
 
 // checkPut checks what Put and Replace store besides the name, and
 // returns the hosts and a minting kind's parameters normalized.
-func checkPut(secret []byte, opts PutOptions) ([]string, json.RawMessage, error) {
+func checkPut(secret []byte, opts *PutOptions) ([]string, json.RawMessage, error) {
 	hosts, err := NormalizeHosts(opts.Hosts)
 	if err != nil {
 		return nil, nil, err
+	}
+	if opts.Render.IsZero() {
+		opts.Render = defaultRender(kindName(opts.Kind))
 	}
 	if err := opts.Render.Validate(); err != nil {
 		return nil, nil, err
@@ -292,6 +297,18 @@ func checkPut(secret []byte, opts PutOptions) ([]string, json.RawMessage, error)
 		return nil, nil, err
 	}
 	return hosts, params, nil
+}
+
+// defaultRender is a minting kind's render when none is given: aws-sts
+// re-signs, the others send a bearer token. A static credential has none.
+func defaultRender(kind string) Render {
+	switch {
+	case kind == mint.KindAWS:
+		return Render{Kind: RenderSigV4}
+	case mint.Minted(kind):
+		return Render{Kind: RenderBearer}
+	}
+	return Render{}
 }
 
 // checkMaterial checks a secret against its kind: a static secret must
@@ -332,7 +349,7 @@ func (v *Vault) Replace(ctx context.Context, name string, secret []byte, opts Pu
 	if err := v.usable(true); err != nil {
 		return nil, vaultErr(op, name, err)
 	}
-	hosts, params, err := checkPut(secret, opts)
+	hosts, params, err := checkPut(secret, &opts)
 	if err != nil {
 		return nil, vaultErr(op, name, err)
 	}

@@ -224,14 +224,13 @@ admin API and applies at once.`,
 			if err != nil {
 				return usageError(err)
 			}
-			r, hasDefault := defaultRender(kf.kind)
-			if render != "" || !hasDefault {
-				if render == "" {
-					return usageError(errors.New("--render is required for a static credential: bearer, basic, header:NAME=TEMPLATE or query:NAME"))
-				}
+			var r vault.Render
+			if render != "" {
 				if r, err = vault.ParseRender(render); err != nil {
 					return usageError(fmt.Errorf("--render: %w", err))
 				}
+			} else if !mint.Minted(kf.kind) {
+				return usageError(errors.New("--render is required for a static credential: bearer, basic, header:NAME=TEMPLATE or query:NAME"))
 			}
 			if len(hosts) == 0 {
 				return usageError(errors.New("at least one --host is required"))

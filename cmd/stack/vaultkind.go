@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/stackctl/stack/inject/mint"
-	"github.com/stackctl/stack/vault"
 )
 
 // kindFlags are the flags of `vault put` that describe a minting kind.
@@ -80,65 +79,35 @@ func (k *kindFlags) params(f *pflag.FlagSet) (json.RawMessage, error) {
 	if len(wrong) > 0 {
 		return nil, fmt.Errorf("%s: not a flag of kind %s", strings.Join(wrong, ", "), k.kind)
 	}
-	p := map[string]any{}
-	set := func(key string, v any, ok bool) {
-		if ok {
-			p[key] = v
-		}
-	}
+	var p any
 	switch k.kind {
 	case mint.KindStatic:
 		return nil, nil
 	case mint.KindOAuth2:
-		set("token_url", k.tokenURL, k.tokenURL != "")
-		set("client_id", k.clientID, k.clientID != "")
-		set("audience", k.audience, k.audience != "")
-		set("auth_style", k.authStyle, k.authStyle != "")
-		set("scopes", k.scopes, len(k.scopes) > 0)
+		p = mint.OAuth2Params{TokenURL: k.tokenURL, ClientID: k.clientID, Scopes: k.scopes, Audience: k.audience, AuthStyle: k.authStyle}
 	case mint.KindGCP:
-		set("scopes", k.scopes, len(k.scopes) > 0)
+		p = mint.GCPParams{Scopes: k.scopes}
 	case mint.KindGitHub:
-		set("app_id", k.appID, k.appID != "")
-		set("installation_id", k.installationID, k.installationID != 0)
-		set("api_url", k.apiURL, k.apiURL != "")
-		set("repositories", k.repositories, len(k.repositories) > 0)
-		if len(k.permissions) > 0 {
-			perms := map[string]string{}
-			for _, kv := range k.permissions {
-				name, level, ok := strings.Cut(kv, "=")
-				if !ok || name == "" || level == "" {
-					return nil, fmt.Errorf("--permission %q: want NAME=LEVEL, such as contents=read", kv)
-				}
-				perms[name] = level
+		gp := mint.GitHubParams{AppID: k.appID, InstallationID: k.installationID, APIURL: k.apiURL, Repositories: k.repositories}
+		for _, kv := range k.permissions {
+			name, level, ok := strings.Cut(kv, "=")
+			if !ok || name == "" || level == "" {
+				return nil, fmt.Errorf("--permission %q: want NAME=LEVEL, such as contents=read", kv)
 			}
-			p["permissions"] = perms
+			if gp.Permissions == nil {
+				gp.Permissions = map[string]string{}
+			}
+			gp.Permissions[name] = level
 		}
+		p = gp
 	case mint.KindAWS:
-		set("role_arn", k.roleARN, k.roleARN != "")
-		set("region", k.region, k.region != "")
-		set("access_key_id", k.accessKeyID, k.accessKeyID != "")
-		set("sts_endpoint", k.stsEndpoint, k.stsEndpoint != "")
-		set("external_id", k.externalID, k.externalID != "")
-		if k.duration != 0 {
-			if k.duration%time.Second != 0 {
-				return nil, fmt.Errorf("--duration %s: whole seconds", k.duration)
-			}
-			p["duration_seconds"] = int64(k.duration / time.Second)
+		if k.duration%time.Second != 0 {
+			return nil, fmt.Errorf("--duration %s: whole seconds", k.duration)
 		}
+		p = mint.AWSParams{RoleARN: k.roleARN, Region: k.region, AccessKeyID: k.accessKeyID, STSEndpoint: k.stsEndpoint,
+			ExternalID: k.externalID, DurationSeconds: int(k.duration / time.Second)}
 	}
 	return json.Marshal(p)
-}
-
-// defaultRender is the render form of a kind when --render is not given:
-// aws-sts re-signs; the token kinds send a bearer token.
-func defaultRender(kind string) (vault.Render, bool) {
-	switch kind {
-	case mint.KindAWS:
-		return vault.Render{Kind: vault.RenderSigV4}, true
-	case mint.KindOAuth2, mint.KindGCP, mint.KindGitHub:
-		return vault.Render{Kind: vault.RenderBearer}, true
-	}
-	return vault.Render{}, false
 }
 
 // readSecretFile reads root material (a key file) whole.
