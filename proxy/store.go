@@ -240,9 +240,10 @@ func (s *LeaseStore) Credential(name string) (inject.Credential, bool) {
 func (s *LeaseStore) Secret(_ context.Context, name string, g inject.Grant) (mint.Token, error) {
 	var l *control.Lease
 	narrow := g.Narrow.Key()
-	for i, c := range s.index.Load().leases[name] {
-		if !mint.Minted(c.Kind) || c.Narrow == narrow {
-			l = &s.index.Load().leases[name][i]
+	leases := s.index.Load().leases[name]
+	for i := range leases {
+		if !mint.Minted(leases[i].Kind) || leases[i].Narrow == narrow {
+			l = &leases[i]
 			break
 		}
 	}
