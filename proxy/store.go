@@ -239,13 +239,20 @@ func (s *LeaseStore) Credential(name string) (inject.Credential, bool) {
 // for the grant's narrowing, until its lease expires.
 func (s *LeaseStore) Secret(_ context.Context, name string, g inject.Grant) (mint.Token, error) {
 	var l *control.Lease
-	narrow := g.Narrow.Key()
+	// The narrowing's key costs a hash: only a minted lease needs it.
+	narrow, keyed := "", false
 	leases := s.index.Load().leases[name]
 	for i := range leases {
-		if !mint.Minted(leases[i].Kind) || leases[i].Narrow == narrow {
-			l = &leases[i]
-			break
+		if mint.Minted(leases[i].Kind) {
+			if !keyed {
+				narrow, keyed = g.Narrow.Key(), true
+			}
+			if leases[i].Narrow != narrow {
+				continue
+			}
 		}
+		l = &leases[i]
+		break
 	}
 	if l == nil {
 		return mint.Token{}, fmt.Errorf("proxy: no lease of credential %s for this grant: %w", name, vault.ErrNotFound)
