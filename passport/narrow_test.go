@@ -2,6 +2,7 @@ package passport
 
 import (
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -20,6 +21,16 @@ func TestGlobMatch(t *testing.T) {
 		{"*", "", true},
 		{"a*b*c", "axxbyyc", true},
 		{"a*b*c", "axxbyy", false},
+		{"a*", "a", true},
+		{"*a", "ba", true},
+		{"*a", "ab", false},
+		{"?", "", false},
+		{"", "", true},
+		{"", "a", false},
+		// Many stars against a long key the agent chose: answered at once,
+		// not after exponential backtracking.
+		{"arn:aws:s3:::reports/*/*/*/*/*/*.csv", "arn:aws:s3:::reports/" + strings.Repeat("/", 1000) + "x", false},
+		{"arn:aws:s3:::reports/*/*/*/*/*/*.csv", "arn:aws:s3:::reports/" + strings.Repeat("a/", 500) + "x.csv", true},
 	} {
 		if got := GlobMatch(c.p, c.s); got != c.want {
 			t.Errorf("GlobMatch(%q, %q) = %v, want %v", c.p, c.s, got, c.want)
@@ -96,4 +107,42 @@ func TestNarrowingKey(t *testing.T) {
 	if (*Narrowing)(nil).Key() != "" {
 		t.Error("nil narrowing has a key")
 	}
+}
+
+// GlobMatch agrees with the regular expression its pattern stands for.
+func FuzzGlobMatch(f *testing.F) {
+	f.Add("s3:Get*", "s3:GetObject")
+	f.Add("a*b?c*", "axxbyczz")
+	f.Add("*/*.csv", "x/y/z.csv")
+	f.Fuzz(func(t *testing.T, p, s string) {
+		if len(p) > 64 || len(s) > 256 || !ascii(p) || !ascii(s) {
+			return // '?' is one byte here, one rune in a regexp
+		}
+		var re strings.Builder
+		re.WriteString(`(?s)\A`)
+		for _, r := range p {
+			switch r {
+			case '*':
+				re.WriteString(".*")
+			case '?':
+				re.WriteString(".")
+			default:
+				re.WriteString(regexp.QuoteMeta(string(r)))
+			}
+		}
+		re.WriteString(`\z`)
+		want := regexp.MustCompile(re.String()).MatchString(s)
+		if got := GlobMatch(p, s); got != want {
+			t.Fatalf("GlobMatch(%q, %q) = %v, the regexp says %v", p, s, got, want)
+		}
+	})
+}
+
+func ascii(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
