@@ -96,7 +96,7 @@ func (s *Server) mintLease(ctx context.Context, agent string, cred *vault.Creden
 	if s.opts.Mints == nil {
 		return Lease{}, errors.New("this control plane does not mint")
 	}
-	key := mint.Key{Credential: cred.Name, Version: cred.Version, Agent: agent, Narrow: narrow.Key()}
+	key := mint.Key{Credential: cred.Name, Version: cred.Version, Created: cred.Created.UnixNano(), Agent: agent, Narrow: narrow.Key()}
 	tok, err := s.opts.Mints.GetFresh(ctx, key, func(ctx context.Context) (mint.Request, error) {
 		vc, root, err := s.opts.Vault.Get(ctx, cred.Name)
 		if err != nil {

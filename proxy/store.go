@@ -68,7 +68,7 @@ func (s *VaultStore) Reload() error {
 		// What was minted from a changed or removed version goes now,
 		// not when it expires.
 		for name, c := range old.creds {
-			if n := idx.creds[name]; n == nil || n.Version != c.Version {
+			if n := idx.creds[name]; n == nil || n.Version != c.Version || !n.Created.Equal(c.Created) {
 				s.mints.Drop(name)
 			}
 		}
@@ -103,7 +103,7 @@ func (s *VaultStore) Secret(ctx context.Context, name string, g inject.Grant) (m
 	if s.mints == nil {
 		return mint.Token{}, fmt.Errorf("proxy: credential %s of kind %s: this sidecar does not mint", name, c.Kind)
 	}
-	key := mint.Key{Credential: name, Version: c.Version, Agent: g.Agent, Narrow: g.Narrow.Key()}
+	key := mint.Key{Credential: name, Version: c.Version, Created: c.Created.UnixNano(), Agent: g.Agent, Narrow: g.Narrow.Key()}
 	return s.mints.Get(ctx, key, func(ctx context.Context) (mint.Request, error) {
 		vc, root, err := s.v.Get(ctx, name)
 		if err != nil {

@@ -14,12 +14,15 @@ import (
 type Key struct {
 	Credential string
 	Version    int
-	Agent      string
-	Narrow     string
+	// Created is the version's creation time (Unix nanoseconds): a
+	// credential removed and stored again starts at version 1 again.
+	Created int64
+	Agent   string
+	Narrow  string
 }
 
 func (k Key) flight() string {
-	return fmt.Sprintf("%s\x00%d\x00%s\x00%s", k.Credential, k.Version, k.Agent, k.Narrow)
+	return fmt.Sprintf("%s\x00%d\x00%d\x00%s\x00%s", k.Credential, k.Version, k.Created, k.Agent, k.Narrow)
 }
 
 // Cache defaults.
@@ -56,7 +59,10 @@ type Cache struct {
 
 	mu      sync.Mutex
 	entries map[Key]*entry
-	closed  bool
+	// gen counts drops: a mint that started before one does not store
+	// what it minted, so a revocation is not undone by a mint in flight.
+	gen    uint64
+	closed bool
 	wg      sync.WaitGroup
 	stop    chan struct{}
 }
@@ -184,6 +190,9 @@ func (c *Cache) mintContext(parent context.Context) (context.Context, context.Ca
 
 // mint loads, mints and stores key's token.
 func (c *Cache) mint(ctx context.Context, key Key, load Loader) (Token, error) {
+	c.mu.Lock()
+	gen := c.gen
+	c.mu.Unlock()
 	req, err := load(ctx)
 	if err != nil {
 		return Token{}, err
@@ -204,6 +213,11 @@ func (c *Cache) mint(ctx context.Context, key Key, load Loader) (Token, error) {
 	if c.closed {
 		tok.clear()
 		return Token{}, fmt.Errorf("%w: the credential cache is closed", ErrMint)
+	}
+	if c.gen != gen {
+		// Dropped meanwhile (a revocation, a new version): the callers
+		// waiting get it, the cache does not keep it.
+		return tok, nil
 	}
 	for k, e := range c.entries {
 		if k != key && !start.Before(e.tok.Expiry) {
@@ -250,6 +264,7 @@ func (c *Cache) DropAll() int { return c.dropIf(func(Key) bool { return true }) 
 func (c *Cache) dropIf(f func(Key) bool) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen++
 	n := 0
 	for k, e := range c.entries {
 		if f(k) {

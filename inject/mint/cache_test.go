@@ -258,3 +258,31 @@ func TestCacheGetFreshRenewsInTheMargin(t *testing.T) {
 		t.Fatalf("Get after GetFresh: %q after %d mints", got.Value, k.mints.Load())
 	}
 }
+
+// A revocation while a mint is in flight is not undone by it: the waiting
+// caller gets its token, the cache keeps none.
+func TestCacheDropDuringMint(t *testing.T) {
+	clk := testclock.Start()
+	k := &countingKind{life: time.Hour, now: clk.Now, release: make(chan struct{})}
+	withKind(t, k)
+	c := NewCache(CacheOptions{Env: Env{Now: clk.Now}})
+	defer c.Close()
+	key := Key{Credential: "c", Version: 1, Agent: "a"}
+	done := make(chan Token)
+	go func() {
+		tok, err := c.Get(context.Background(), key, load("a"))
+		if err != nil {
+			t.Error(err)
+		}
+		done <- tok
+	}()
+	time.Sleep(20 * time.Millisecond) // the mint waits for release
+	c.DropAgent("a")
+	close(k.release)
+	if tok := <-done; string(tok.Value) != "tok-1-a" {
+		t.Fatalf("the waiting caller got %q", tok.Value)
+	}
+	if c.Len() != 0 {
+		t.Fatalf("the cache kept a token minted across a revocation of its agent")
+	}
+}
