@@ -73,6 +73,11 @@ func (s *Server) revokeJTI(ctx context.Context, jti string, exp time.Time, reaso
 		return rv, err
 	}
 	if ierr == nil {
+		// What was minted for the agent went to the sidecar holding this
+		// passport: mint afresh for whatever passport comes next.
+		if s.opts.Mints != nil {
+			s.opts.Mints.DropAgent(is.Agent)
+		}
 		// The sidecar holding it may not refresh its way out.
 		err := s.updateSidecar(ctx, sidecarRecord{ID: is.Sidecar}, func(r *sidecarRecord) error {
 			if r.Agent == "" {
