@@ -141,6 +141,11 @@ type Lease struct {
 	Narrow string `json:"narrow,omitempty"`
 	// AWS holds the session credentials of an aws-sts credential.
 	AWS *mint.AWSSession `json:"aws,omitempty"`
+	// Refused, when set, says why this narrowing of a minted credential
+	// is never minted (it asks for more than the vault entry allows): no
+	// secret is leased, and a request under it is refused as out of
+	// scope rather than as unavailable.
+	Refused string `json:"refused,omitempty"`
 	// ExpiresAt is when the lease ends: a minted credential's own expiry.
 	ExpiresAt time.Time `json:"expires_at"`
 }
@@ -159,10 +164,25 @@ func (l *Lease) KindName() string {
 type LeasesResponse struct {
 	Leases  []Lease  `json:"leases"`
 	Missing []string `json:"missing,omitempty"`
-	// Unavailable names minted credentials that could not be minted now
-	// (the issuer refused or is unreachable): a sidecar keeps the leases
-	// of them it holds until they expire.
-	Unavailable []string `json:"unavailable,omitempty"`
+	// Unavailable names minted credentials, with the narrowing, that
+	// could not be minted now (the issuer refused or is unreachable): a
+	// sidecar keeps the leases of them it holds until they expire.
+	Unavailable []LeaseKey `json:"unavailable,omitempty"`
+}
+
+// LeasesRequest is the body of a lease request.
+type LeasesRequest struct {
+	// Minted says the sidecar tells leases of one credential apart by
+	// their narrowing and kind; a sidecar that does not is leased no
+	// minted credential (they are listed as Missing).
+	Minted bool `json:"minted,omitempty"`
+}
+
+// LeaseKey names one lease: a credential, and the narrowing key of a
+// minted one.
+type LeaseKey struct {
+	Name   string `json:"name"`
+	Narrow string `json:"narrow,omitempty"`
 }
 
 // RevokeRequest revokes a passport (JTI, with its delegated descendants)

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,80 +30,91 @@ func (s *Server) leases(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	wants := grantedCredentials(a.Scope)
-	out := LeasesResponse{Leases: []Lease{}}
-	if s.opts.Vault == nil {
-		for _, w := range wants {
-			out.Missing = append(out.Missing, w.name)
+	var req LeasesRequest
+	if r.ContentLength != 0 {
+		if err := decode(r, &req); err != nil {
+			return nil, err
 		}
-		out.Missing = slices.Compact(out.Missing)
-		return out, nil
 	}
-	fail503 := func(err error) (any, error) {
+	out := LeasesResponse{Leases: []Lease{}}
+	missing := func(name string) {
+		if !slices.Contains(out.Missing, name) {
+			out.Missing = append(out.Missing, name)
+		}
+	}
+	abort := func(err error) (any, error) {
 		for _, l := range out.Leases {
 			clear(l.Secret)
 		}
-		return nil, fail(http.StatusServiceUnavailable, ReasonUnavailable, err.Error())
+		if errors.Is(err, vault.ErrKMSUnavailable) {
+			return nil, fail(http.StatusServiceUnavailable, ReasonUnavailable, err.Error())
+		}
+		return nil, err
 	}
 	exp := s.now().UTC().Add(s.opts.LeaseTTL)
 	done := map[string]bool{}
-	for _, w := range wants {
-		cred, err := s.opts.Vault.Lookup(ctx, w.name)
+	for _, w := range grantedCredentials(a.Scope) {
+		if s.opts.Vault == nil {
+			missing(w.name)
+			continue
+		}
+		// One read: the kind decided on is the kind of the secret read.
+		cred, secret, err := s.opts.Vault.Get(ctx, w.name)
 		if errors.Is(err, vault.ErrNotFound) {
-			if !slices.Contains(out.Missing, w.name) {
-				out.Missing = append(out.Missing, w.name)
-			}
+			missing(w.name)
 			continue
 		}
 		if err != nil {
-			return fail503(err)
+			return abort(err)
 		}
-		if !cred.Minted() {
+		switch {
+		case !cred.Minted():
 			if done[w.name] {
+				clear(secret)
 				continue
 			}
 			done[w.name] = true
-			cred, secret, err := s.opts.Vault.Get(ctx, w.name)
-			if errors.Is(err, vault.ErrKMSUnavailable) {
-				return fail503(err)
-			}
-			if err != nil {
-				return nil, err
-			}
 			out.Leases = append(out.Leases, Lease{Name: cred.Name, Hosts: cred.Hosts, Render: cred.Render,
 				Fingerprint: cred.Fingerprint, Secret: secret, ExpiresAt: exp})
 			s.leased(ctx, a.Name, c.sidecar.ID, cred, fmt.Sprintf("ttl %s", s.opts.LeaseTTL))
-			continue
-		}
-		l, err := s.mintLease(ctx, a.Name, cred, w.narrow)
-		if err != nil {
-			// The others are still leased; the sidecar keeps what it
-			// holds of this one until it expires, and asks again.
-			s.log.Warn("credential not minted for a lease", zap.String("agent", a.Name),
-				zap.String("credential", cred.Name), zap.String("kind", cred.Kind), zap.Error(err))
-			if !slices.Contains(out.Unavailable, cred.Name) {
-				out.Unavailable = append(out.Unavailable, cred.Name)
+		case !req.Minted:
+			// A sidecar that cannot tell narrowings apart could inject
+			// one grant's token under another's.
+			clear(secret)
+			missing(w.name)
+		default:
+			l, err := s.mintLease(ctx, a.Name, cred, secret, w.narrow)
+			clear(secret)
+			switch {
+			case errors.Is(err, mint.ErrInvalid):
+				// The grant asks for more than the entry allows: never
+				// mintable, so not retried soon, and refused as scope.
+				out.Leases = append(out.Leases, Lease{Name: cred.Name, Hosts: cred.Hosts, Render: cred.Render,
+					Fingerprint: cred.Fingerprint, Kind: cred.Kind, Narrow: w.narrow.Key(), Refused: err.Error(), ExpiresAt: exp})
+			case err != nil:
+				// The others are still leased; the sidecar keeps what it
+				// holds of this one until it expires, and asks again.
+				s.log.Warn("credential not minted for a lease", zap.String("agent", a.Name),
+					zap.String("credential", cred.Name), zap.String("kind", cred.Kind), zap.Error(err))
+				out.Unavailable = append(out.Unavailable, LeaseKey{Name: cred.Name, Narrow: w.narrow.Key()})
+			default:
+				out.Leases = append(out.Leases, l)
+				s.leased(ctx, a.Name, c.sidecar.ID, cred, fmt.Sprintf("minted %s, expires %s", cred.Kind, l.ExpiresAt.UTC().Format(time.RFC3339)))
 			}
-			continue
 		}
-		out.Leases = append(out.Leases, l)
-		s.leased(ctx, a.Name, c.sidecar.ID, cred, fmt.Sprintf("minted %s, expires %s", cred.Kind, l.ExpiresAt.UTC().Format(time.RFC3339)))
 	}
 	return out, nil
 }
 
-// mintLease mints cred for agent under narrow, through the mint cache.
-func (s *Server) mintLease(ctx context.Context, agent string, cred *vault.Credential, narrow *passport.Narrowing) (Lease, error) {
+// mintLease mints cred (whose root material is root) for agent under
+// narrow, through the mint cache.
+func (s *Server) mintLease(ctx context.Context, agent string, cred *vault.Credential, root []byte, narrow *passport.Narrowing) (Lease, error) {
 	if s.opts.Mints == nil {
 		return Lease{}, errors.New("this control plane does not mint")
 	}
 	key := mint.Key{Credential: cred.Name, Version: cred.Version, Created: cred.Created.UnixNano(), Agent: agent, Narrow: narrow.Key()}
-	tok, err := s.opts.Mints.GetFresh(ctx, key, func(ctx context.Context) (mint.Request, error) {
-		vc, root, err := s.opts.Vault.Get(ctx, cred.Name)
-		if err != nil {
-			return mint.Request{}, err
-		}
-		return mint.Request{Kind: vc.Kind, Params: vc.Params, Root: root, Agent: agent, Narrow: narrow}, nil
+	tok, err := s.opts.Mints.GetFresh(ctx, key, func(context.Context) (mint.Request, error) {
+		return mint.Request{Kind: cred.Kind, Params: cred.Params, Root: bytes.Clone(root), Agent: agent, Narrow: narrow}, nil
 	})
 	if err != nil {
 		return Lease{}, err

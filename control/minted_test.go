@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -103,9 +104,9 @@ func TestMintedLeaseRenewedAndDropped(t *testing.T) {
 }
 
 // When the issuer cannot mint, the lease answer says so, and the sidecar
-// keeps the lease it holds until that expires rather than drop it early.
+// keeps the lease it holds, once, until it expires rather than drop it.
 func TestMintedLeaseKeptWhileIssuerDown(t *testing.T) {
-	f, as, _ := mintedFixture(t, 6*time.Second)
+	f, as, mints := mintedFixture(t, time.Minute)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s := f.startSidecar(ctx, f.ts.URL, "bot", "", nil)
@@ -114,16 +115,44 @@ func TestMintedLeaseKeptWhileIssuerDown(t *testing.T) {
 		t.Fatal("no lease")
 	}
 	as.Close()
-	// The sidecar asks again at two thirds of the lease, gets the
-	// credential reported unavailable, and keeps the one it has.
-	time.Sleep(time.Until(first.ExpiresAt.Add(-time.Second)))
-	if l, ok := s.lease("orders"); !ok || string(l.Secret) != string(first.Secret) {
-		t.Fatalf("lease before expiry with the issuer down: %v", ok)
+	// A new version of the credential: the control plane drops what it
+	// minted, and the feed sends the sidecar for its leases at once.
+	f.must(operatorToken, http.MethodPost, control.PathVaultRotate, control.VaultWriteRequest{Name: "orders", Secret: []byte(ordersSecret)}, nil)
+	s.mu.Lock()
+	before := s.sets
+	s.mu.Unlock()
+	eventually(t, "the sidecar asks again", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.sets > before
+	})
+	if mints.Len() != 0 {
+		t.Fatal("the control plane holds a token it could not have minted")
 	}
 	s.mu.Lock()
-	sets := s.sets
+	var held []control.Lease
+	for _, l := range s.leases {
+		if l.Name == "orders" {
+			held = append(held, l)
+		}
+	}
 	s.mu.Unlock()
-	if sets < 2 {
-		t.Fatalf("the sidecar took leases %d times: it never asked again with the issuer down", sets)
+	if len(held) != 1 || string(held[0].Secret) != string(first.Secret) || !held[0].ExpiresAt.Equal(first.ExpiresAt) {
+		t.Fatalf("with the issuer down the sidecar holds %d leases of orders, want the one it had", len(held))
+	}
+}
+
+// A grant that narrows a minted credential beyond its vault entry is
+// leased as refused: no secret, and not asked for again soon.
+func TestMintedLeaseRefusedNarrowing(t *testing.T) {
+	f, as, _ := mintedFixture(t, time.Minute)
+	f.must(operatorToken, http.MethodPost, control.PathAgents, control.AgentRequest{Agent: control.Agent{Name: "greedy",
+		Scope: passport.Scope{{Hosts: []string{ordersHost}, Credentials: []string{"orders"}, Narrow: &passport.Narrowing{Scopes: []string{"orders.admin"}}}}}}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := f.startSidecar(ctx, f.ts.URL, "greedy", "", nil)
+	l, ok := s.lease("orders")
+	if !ok || l.Refused == "" || !strings.Contains(l.Refused, "orders.admin") || l.Secret != nil || as.Requests() != 0 {
+		t.Fatalf("lease %+v after %d token requests; want refused, naming the scope, with no secret and no request", l, as.Requests())
 	}
 }

@@ -110,8 +110,6 @@ func TestGateRefuses(t *testing.T) {
 func TestLeaseStoreMintedPerNarrowing(t *testing.T) {
 	var got []string
 	leases := NewLeaseStore(nil)
-	held := -1
-	leases.OnCount = func(n int) { held = n }
 	hs := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got = append(got, r.Header.Get("Authorization"))
 	}), func(o *Options) { o.Injector = inject.New(leases, inject.Options{}) })
@@ -122,9 +120,12 @@ func TestLeaseStoreMintedPerNarrowing(t *testing.T) {
 		return control.Lease{Name: "stripe", Hosts: []string{stripeHost}, Render: vault.Render{Kind: vault.RenderBearer},
 			Kind: mint.KindOAuth2, Narrow: n.Key(), Secret: []byte(tok), ExpiresAt: exp}
 	}
-	leases.Set([]control.Lease{lease(read, "tok-read"), lease(write, "tok-write")})
-	if held != 2 || leases.Len() != 2 {
-		t.Fatalf("leases held: OnCount %d, Len %d; want 2", held, leases.Len())
+	admin := &passport.Narrowing{Scopes: []string{"admin"}}
+	refused := control.Lease{Name: "stripe", Hosts: []string{stripeHost}, Render: vault.Render{Kind: vault.RenderBearer},
+		Kind: mint.KindOAuth2, Narrow: admin.Key(), Refused: "scope admin is not among the credential's", ExpiresAt: exp}
+	leases.Set([]control.Lease{lease(read, "tok-read"), lease(write, "tok-write"), refused})
+	if leases.Len() != 2 {
+		t.Fatalf("leases held: %d, want 2 (a refused narrowing holds none)", leases.Len())
 	}
 	scope := passport.Scope{
 		{Hosts: []string{stripeHost}, Methods: []string{"GET"}, Credentials: []string{"stripe"}, Narrow: read},
@@ -158,22 +159,32 @@ func TestLeaseStoreMintedPerNarrowing(t *testing.T) {
 		t.Fatalf("credential_access records: %+v", recs)
 	}
 
-	// A grant whose narrowing has no lease gets none of the others'.
-	other := passport.Scope{{Hosts: []string{stripeHost}, Credentials: []string{"stripe"}, Narrow: &passport.Narrowing{Scopes: []string{"admin"}}}}
-	tok, _ = hs.issue("bot", other, time.Hour)
-	req, _ := http.NewRequest(http.MethodGet, hs.url(stripeHost, "/v1/charges"), nil)
-	req.Header.Set("Authorization", "Bearer stk_ph_stripe")
-	resp, err := hs.client("bot", tok).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get(reason.Header) != reason.CredentialUnavailable || len(got) != 2 {
-		t.Fatalf("unleased narrowing: %d %s, upstream saw %d", resp.StatusCode, resp.Header.Get(reason.Header), len(got))
+	// A grant whose narrowing the control plane refused is out of
+	// scope; one it has no lease for is unavailable. Neither gets the
+	// others' tokens.
+	for _, tc := range []struct {
+		narrow *passport.Narrowing
+		status int
+		reason string
+	}{
+		{admin, http.StatusForbidden, reason.ScopeDenied},
+		{&passport.Narrowing{Scopes: []string{"other"}}, http.StatusServiceUnavailable, reason.CredentialUnavailable},
+	} {
+		tok, _ = hs.issue("bot", passport.Scope{{Hosts: []string{stripeHost}, Credentials: []string{"stripe"}, Narrow: tc.narrow}}, time.Hour)
+		req, _ := http.NewRequest(http.MethodGet, hs.url(stripeHost, "/v1/charges"), nil)
+		req.Header.Set("Authorization", "Bearer stk_ph_stripe")
+		resp, err := hs.client("bot", tok).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || resp.Header.Get(reason.Header) != tc.reason || len(got) != 2 {
+			t.Fatalf("narrowing %v: %d %s, upstream saw %d; want %d %s", tc.narrow.Scopes, resp.StatusCode, resp.Header.Get(reason.Header), len(got), tc.status, tc.reason)
+		}
 	}
 
 	leases.Set(nil)
-	if held != 0 || leases.Len() != 0 {
-		t.Fatalf("after a revocation: %d leases held", held)
+	if leases.Len() != 0 {
+		t.Fatalf("after a revocation: %d leases held", leases.Len())
 	}
 }

@@ -38,7 +38,6 @@ type Metrics struct {
 	ActiveConns      prometheus.Gauge
 	Mints            *prometheus.CounterVec   // kind, outcome (ok|error)
 	MintDuration     *prometheus.HistogramVec // kind
-	Leases           prometheus.Gauge         // leases held from a control plane
 
 	// The children every allowed request touches, resolved once: a
 	// label lookup hashes its values on every call.
@@ -118,14 +117,11 @@ func NewMetrics() *Metrics {
 			Name: MetricMintDuration, Help: "Time to mint one short-lived credential, by kind.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"kind"}),
-		Leases: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: MetricLeases, Help: "Credential leases held in memory from the control plane (0 after a revocation).",
-		}),
 	}
 	m.allowed = m.Requests.WithLabelValues("allowed", "")
 	m.upstreamOK = m.UpstreamDuration.WithLabelValues("ok")
 	m.Registry.MustRegister(m.Requests, m.Injections, m.UpstreamDuration, m.DetectorSignals,
-		m.AuditAppend, m.Tunnels, m.ActiveConns, m.Mints, m.MintDuration, m.Leases,
+		m.AuditAppend, m.Tunnels, m.ActiveConns, m.Mints, m.MintDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -145,4 +141,11 @@ func (m *Metrics) CountMinted(c *mint.Cache) {
 	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: MetricMinted, Help: "Short-lived credentials this sidecar minted and holds in memory.",
 	}, func() float64 { return float64(c.Len()) }))
+}
+
+// CountLeases exports how many credential leases s holds.
+func (m *Metrics) CountLeases(s *LeaseStore) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: MetricLeases, Help: "Credential leases held in memory from the control plane (0 after a revocation).",
+	}, func() float64 { return float64(s.Len()) }))
 }

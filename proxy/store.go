@@ -97,6 +97,8 @@ func (s *VaultStore) Secret(ctx context.Context, name string, g inject.Grant) (m
 		return mint.Token{}, fmt.Errorf("proxy: credential %s: %w", name, vault.ErrNotFound)
 	}
 	if !c.Minted() {
+		// The vault refuses a credential changed to a minting kind since
+		// the index was built: root material is never injected.
 		b, err := s.v.Secret(ctx, name)
 		return mint.Token{Value: b}, err
 	}
@@ -108,6 +110,12 @@ func (s *VaultStore) Secret(ctx context.Context, name string, g inject.Grant) (m
 		vc, root, err := s.v.Get(ctx, name)
 		if err != nil {
 			return mint.Request{}, err
+		}
+		if vc.Version != c.Version || !vc.Created.Equal(c.Created) {
+			// Cached under the version the index names: mint from that
+			// one only.
+			clear(root)
+			return mint.Request{}, fmt.Errorf("proxy: credential %s changed; the index is being rebuilt", name)
 		}
 		return mint.Request{Kind: vc.Kind, Params: vc.Params, Root: root, Agent: g.Agent, Narrow: g.Narrow}, nil
 	})
@@ -181,8 +189,6 @@ type LeaseStore struct {
 	// OnReload, when set, runs after each Set, for what else depends on
 	// the credentials (the exfiltration detector's index of secrets).
 	OnReload func(secrets map[string][]byte)
-	// OnCount, when set, is told how many leases are held after each Set.
-	OnCount func(int)
 }
 
 type leaseIndex struct {
@@ -206,11 +212,14 @@ func NewLeaseStore(now func() time.Time) *LeaseStore {
 // Set replaces every lease.
 func (s *LeaseStore) Set(leases []control.Lease) {
 	idx := &leaseIndex{storeIndex: storeIndex{byName: make(map[string]inject.Credential, len(leases))},
-		leases: make(map[string][]control.Lease, len(leases)), count: len(leases)}
+		leases: make(map[string][]control.Lease, len(leases))}
 	secrets := make(map[string][]byte, len(leases))
 	for _, l := range leases {
 		idx.byName[l.Name] = toInject(&vault.Credential{Name: l.Name, Hosts: l.Hosts, Render: l.Render, Fingerprint: l.Fingerprint, Kind: l.KindName()})
 		idx.leases[l.Name] = append(idx.leases[l.Name], l)
+		if l.Refused == "" {
+			idx.count++
+		}
 		if !mint.Minted(l.Kind) {
 			// A minted token is never the agent's to hold: only a
 			// static secret can leak from the agent's side.
@@ -221,12 +230,9 @@ func (s *LeaseStore) Set(leases []control.Lease) {
 	if s.OnReload != nil {
 		s.OnReload(secrets)
 	}
-	if s.OnCount != nil {
-		s.OnCount(len(leases))
-	}
 }
 
-// Len is the number of leases held.
+// Len is the number of leases held (a refused narrowing holds none).
 func (s *LeaseStore) Len() int { return s.index.Load().count }
 
 // Credential implements inject.Store.
@@ -256,6 +262,9 @@ func (s *LeaseStore) Secret(_ context.Context, name string, g inject.Grant) (min
 	}
 	if l == nil {
 		return mint.Token{}, fmt.Errorf("proxy: no lease of credential %s for this grant: %w", name, vault.ErrNotFound)
+	}
+	if l.Refused != "" {
+		return mint.Token{}, fmt.Errorf("proxy: credential %s: %w: %s", name, mint.ErrInvalid, l.Refused)
 	}
 	if !s.now().Before(l.ExpiresAt) {
 		return mint.Token{}, fmt.Errorf("proxy: the lease of credential %s expired at %s and the control plane has not renewed it",

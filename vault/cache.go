@@ -42,16 +42,16 @@ func (c *cache) get(name string) (*Credential, []byte, bool) {
 	return e.cred.clone(), append([]byte(nil), e.secret...), true
 }
 
-// secret is get without the credential's metadata, which the request
-// path does not need and get copies.
-func (c *cache) secret(name string) ([]byte, bool) {
+// secret is get without the credential's metadata (but its kind), which
+// the request path does not need and get copies.
+func (c *cache) secret(name string) ([]byte, string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.liveLocked(name)
 	if e == nil {
-		return nil, false
+		return nil, "", false
 	}
-	return append([]byte(nil), e.secret...), true
+	return append([]byte(nil), e.secret...), e.cred.Kind, true
 }
 
 // liveLocked returns name's entry, marked most recently used, or nil when

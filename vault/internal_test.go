@@ -135,16 +135,16 @@ func TestCacheTTLAndBound(t *testing.T) {
 	if _, s2, _ := c.get("c"); string(s2) != "3" {
 		t.Fatal("caller's copy aliases the cache")
 	}
-	if s, ok := c.secret("c"); !ok || string(s) != "3" {
+	if s, _, ok := c.secret("c"); !ok || string(s) != "3" {
 		t.Fatal("secret: c not served")
 	} else {
 		s[0] = 'X'
 	}
-	if s, _ := c.secret("c"); string(s) != "3" {
+	if s, _, _ := c.secret("c"); string(s) != "3" {
 		t.Fatal("secret: caller's copy aliases the cache")
 	}
 	now = now.Add(time.Minute)
-	if _, ok := c.secret("c"); ok {
+	if _, _, ok := c.secret("c"); ok {
 		t.Fatal("secret served at its TTL")
 	}
 	off := newCache(-1, 10, time.Now)
@@ -152,7 +152,7 @@ func TestCacheTTLAndBound(t *testing.T) {
 	if _, _, ok := off.get("a"); ok {
 		t.Fatal("disabled cache served a secret")
 	}
-	if _, ok := off.secret("a"); ok {
+	if _, _, ok := off.secret("a"); ok {
 		t.Fatal("disabled cache served a secret")
 	}
 }

@@ -100,3 +100,22 @@ func TestMintingKindRefusals(t *testing.T) {
 		}
 	}
 }
+
+// Secret serves static credentials only: a minting kind's root material
+// is never handed out for injection, cached or not.
+func TestSecretRefusesRootMaterial(t *testing.T) {
+	v := openVault(t, filepath.Join(t.TempDir(), "vault.db"), kmstest.Local(t), vault.Options{})
+	ctx := ctxT(t)
+	if _, err := v.Put(ctx, "orders", []byte(clientSecret), vault.PutOptions{Hosts: []string{"api.orders.example"},
+		Kind: mint.KindOAuth2, Params: oauthParams}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 { // uncached, then cached
+		if b, err := v.Secret(ctx, "orders"); !errors.Is(err, vault.ErrInvalid) || b != nil {
+			t.Fatalf("Secret #%d of a minting kind = %q, %v", i+1, b, err)
+		}
+		if _, root, err := v.Get(ctx, "orders"); err != nil || string(root) != clientSecret {
+			t.Fatalf("Get = %q, %v", root, err)
+		}
+	}
+}

@@ -635,32 +635,28 @@ func (v *Vault) Get(ctx context.Context, name string) (*Credential, []byte, erro
 	return cred, secret, nil
 }
 
-// Lookup returns a credential's description without its secret and
-// without the KMS.
-func (v *Vault) Lookup(ctx context.Context, name string) (*Credential, error) {
-	const op = "lookup"
-	if err := v.usable(false); err != nil {
-		return nil, vaultErr(op, name, err)
-	}
-	r, _, err := v.readRecord(ctx, name)
-	if err != nil {
-		return nil, vaultErr(op, name, err)
-	}
-	return r.credential(), nil
-}
-
-// Secret returns the secret of credential name, as Get does, without
-// its metadata.
+// Secret returns the secret of the static credential name, as Get does,
+// without its metadata. The root material of a minting kind is never
+// injected as it is: asking for it here is an error (Get has it, for
+// minting).
 func (v *Vault) Secret(ctx context.Context, name string) ([]byte, error) {
 	if err := v.usable(false); err != nil {
 		return nil, vaultErr("get", name, err)
 	}
 	if !v.shared {
-		if secret, ok := v.cache.secret(name); ok {
+		if secret, kind, ok := v.cache.secret(name); ok {
+			if mint.Minted(kind) {
+				clear(secret)
+				return nil, vaultErr("get", name, invalid("kind %s: its secret is root material, never injected", kind))
+			}
 			return secret, nil
 		}
 	}
-	_, secret, err := v.Get(ctx, name)
+	cred, secret, err := v.Get(ctx, name)
+	if err == nil && cred.Minted() {
+		clear(secret)
+		return nil, vaultErr("get", name, invalid("kind %s: its secret is root material, never injected", cred.Kind))
+	}
 	return secret, err
 }
 

@@ -290,7 +290,7 @@ func (a *app) openCredentials(ctx context.Context, p *sidecarParts) error {
 		}
 		p.leases = proxy.NewLeaseStore(nil)
 		p.leases.OnReload = p.secrets.set
-		p.leases.OnCount = func(n int) { p.metrics.Leases.Set(float64(n)) }
+		p.metrics.CountLeases(p.leases)
 		p.creds, p.bound = p.leases, p.leases.Bound
 		return nil
 	}

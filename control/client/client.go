@@ -111,6 +111,9 @@ type Client struct {
 	leaseExpiry time.Time
 	// leases are those last handed to OnLeases.
 	leases []control.Lease
+	// leaseMu makes lease hand-overs (OnLeases) one at a time, in the
+	// order the client decided them; taken before mu.
+	leaseMu sync.Mutex
 
 	wakeLeases   chan struct{}
 	wakePassport chan struct{}
@@ -713,6 +716,9 @@ func (c *Client) apply(rv passport.Revocation) error {
 // noteRevoked drops the leases when the revocation is of our own agent
 // or passport: nothing is injected for it any more.
 func (c *Client) noteRevoked(rv passport.Revocation) {
+	// leaseMu first: a renewal in flight hands its leases over before
+	// this drops them, never after.
+	c.leaseMu.Lock()
 	c.mu.Lock()
 	ours := (rv.Kind == passport.RevokeAgent && rv.ID == c.st.Agent && !c.issuedAt.After(rv.RevokedAt)) ||
 		(rv.Kind == passport.RevokeJTI && rv.ID == c.jti)
@@ -725,11 +731,12 @@ func (c *Client) noteRevoked(rv passport.Revocation) {
 		c.leases = nil
 	}
 	c.mu.Unlock()
+	if ours && c.opts.OnLeases != nil {
+		c.opts.OnLeases(nil)
+	}
+	c.leaseMu.Unlock()
 	if ours {
 		c.log.Warn("this sidecar's passport was revoked; credentials dropped", zap.String("kind", string(rv.Kind)), zap.String("id", rv.ID), zap.String("reason", rv.Reason))
-		if c.opts.OnLeases != nil {
-			c.opts.OnLeases(nil)
-		}
 		// Keep asking for a passport (with backoff): refused while the
 		// agent is disabled, issued as soon as it is enabled again.
 		select {
@@ -867,20 +874,26 @@ func (c *Client) watchOnce(ctx context.Context, base string) (got bool, err erro
 // renewLeases fetches the agent's leases.
 func (c *Client) renewLeases(ctx context.Context) error {
 	var lr control.LeasesResponse
-	if err := c.authed(ctx, http.MethodPost, control.PathLeases, nil, &lr); err != nil {
+	if err := c.authed(ctx, http.MethodPost, control.PathLeases, control.LeasesRequest{Minted: true}, &lr); err != nil {
 		return fmt.Errorf("leases: %w", err)
 	}
 	if len(lr.Missing) > 0 {
 		c.log.Warn("credentials the passport grants are not in the control plane's vault", zap.Strings("missing", lr.Missing))
 	}
+	// leaseMu orders this hand-over with a revocation's (noteRevoked);
+	// mu is held only to read and write the client's state, so requests
+	// asking for the passport do not wait for OnLeases.
+	c.leaseMu.Lock()
+	defer c.leaseMu.Unlock()
+	now := c.now()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	leases := lr.Leases
 	if len(lr.Unavailable) > 0 {
-		c.log.Warn("the control plane could not mint credentials now; keeping the leases held until they expire", zap.Strings("unavailable", lr.Unavailable))
-		now := c.now()
+		// Keep what is held of what could not be minted now, until it
+		// expires: one lease per credential and narrowing.
 		for _, l := range c.leases {
-			if slices.Contains(lr.Unavailable, l.Name) && now.Before(l.ExpiresAt) {
+			k := control.LeaseKey{Name: l.Name, Narrow: l.Narrow}
+			if slices.Contains(lr.Unavailable, k) && now.Before(l.ExpiresAt) {
 				leases = append(leases, l)
 			}
 		}
@@ -894,7 +907,7 @@ func (c *Client) renewLeases(ctx context.Context) error {
 	if len(lr.Unavailable) > 0 {
 		// Ask again soon for what could not be minted, whatever the
 		// others' expiry.
-		if retry := c.now().Add(unavailableRetry); exp.IsZero() || retry.Before(exp) {
+		if retry := now.Add(unavailableRetry); exp.IsZero() || retry.Before(exp) {
 			exp = retry
 		}
 	}
@@ -904,6 +917,10 @@ func (c *Client) renewLeases(ctx context.Context) error {
 	}
 	c.leases = leases
 	c.leaseExpiry = exp
+	c.mu.Unlock()
+	if len(lr.Unavailable) > 0 {
+		c.log.Warn("the control plane could not mint credentials now; keeping the leases held until they expire", zap.Any("unavailable", lr.Unavailable))
+	}
 	if c.opts.OnLeases != nil {
 		c.opts.OnLeases(leases)
 	}

@@ -63,8 +63,8 @@ type Cache struct {
 	// what it minted, so a revocation is not undone by a mint in flight.
 	gen    uint64
 	closed bool
-	wg      sync.WaitGroup
-	stop    chan struct{}
+	wg     sync.WaitGroup
+	stop   chan struct{}
 }
 
 type entry struct {
