@@ -2,19 +2,23 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/smithy-go"
 
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/internal/awstest"
@@ -31,26 +35,31 @@ const s3Host = "s3.moto.test"
 func TestAWSSDKsThroughTheSidecar(t *testing.T) {
 	acct := awstest.Start(t, awstest.Options{Bucket: "reports", Objects: map[string]string{"q4.csv": "region,revenue\nemea,42\n"}})
 	e := newEnv(t)
-	// S3 over TLS in front of moto, which speaks plain http: the Host
-	// header the request was signed for goes through unchanged.
+	// S3 over TLS in front of moto, which speaks plain http, as real S3
+	// does: HTTP/1.1 only, so a signed Content-Length must be sent. The
+	// Host header the request was signed for goes through unchanged.
 	target, _ := url.Parse(acct.Endpoint)
-	e.up.route("/reports", httputil.NewSingleHostReverseProxy(target))
-	e.up.route("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Host == s3Host+":"+e.up.Port {
-			httputil.NewSingleHostReverseProxy(target).ServeHTTP(w, r)
-			return
+	moto := httputil.NewSingleHostReverseProxy(target)
+	var h2 atomic.Int64
+	front := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 1 {
+			h2.Add(1)
 		}
-		http.NotFound(w, r)
+		moto.ServeHTTP(w, r)
 	}))
+	front.TLS = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return e.up.CA.Leaf(s3Host) }}
+	front.StartTLS()
+	t.Cleanup(front.Close)
+	_, port, _ := net.SplitHostPort(front.Listener.Addr().String())
 	e.mustStack(acct.SecretAccessKey, "vault", "put", "aws", "--kind", "aws-sts", "--host", s3Host,
 		"--role-arn", acct.RoleARN, "--region", acct.Region, "--access-key-id", acct.AccessKeyID, "--sts-endpoint", acct.Endpoint)
 	if list := e.mustStack("", "vault", "list"); !strings.Contains(list, "aws-sts  15m0s") {
 		t.Fatalf("vault list does not show the session lifetime:\n%s", list)
 	}
-	token := e.issue(agentID, "", "host="+s3Host+",credentials=aws,actions=s3:GetObject|s3:ListBucket,"+
+	token := e.issue(agentID, "", "host="+s3Host+",credentials=aws,actions=s3:GetObject|s3:ListBucket|s3:PutObject,"+
 		"resources=arn:aws:s3:::reports|arn:aws:s3:::reports/*,regions="+acct.Region)
 	e.startProxy("--resolve", s3Host+"=127.0.0.1")
-	endpoint := "https://" + s3Host + ":" + e.up.Port
+	endpoint := "https://" + s3Host + ":" + port
 
 	t.Run("boto3", func(t *testing.T) {
 		proxyURL := (&url.URL{Scheme: "http", User: url.UserPassword(agentID, token), Host: e.proxy.Listen}).String()
@@ -60,17 +69,19 @@ s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
     config=botocore.config.Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
 keys = [o["Key"] for o in s3.list_objects(Bucket="reports").get("Contents", [])]
 body = s3.get_object(Bucket="reports", Key="q4.csv")["Body"].read().decode()
+s3.put_object(Bucket="reports", Key="from-boto3.csv", Body=b"written,by,boto3\n")
+back = s3.get_object(Bucket="reports", Key="from-boto3.csv")["Body"].read().decode()
 try:
-    s3.put_object(Bucket="reports", Key="new.csv", Body=b"x")
-    put = "allowed"
+    s3.delete_object(Bucket="reports", Key="q4.csv")
+    delete = "allowed"
 except botocore.exceptions.ClientError as err:
-    put = "%s %s" % (err.response["ResponseMetadata"]["HTTPStatusCode"], err.response["ResponseMetadata"]["HTTPHeaders"].get("x-stack-reason"))
-print(keys, repr(body), put)
+    delete = "%s %s" % (err.response["ResponseMetadata"]["HTTPStatusCode"], err.response["ResponseMetadata"]["HTTPHeaders"].get("x-stack-reason"))
+print(keys, repr(body), repr(back), delete)
 `
 		r := e.run("", stacktest.ChildEnvWithout([]string{"AWS_"}, "HTTPS_PROXY="+proxyURL, "AWS_CA_BUNDLE="+e.caFile,
 			"AWS_ACCESS_KEY_ID=stk_ph_aws", "AWS_SECRET_ACCESS_KEY=placeholder-secret", "AWS_EC2_METADATA_DISABLED=true",
 			"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null"), "python3", "-c", script, endpoint)
-		want := `['q4.csv'] 'region,revenue\nemea,42\n' 403 scope_denied`
+		want := `['q4.csv'] 'region,revenue\nemea,42\n' 'written,by,boto3\n' 403 scope_denied`
 		if r.Code != 0 || strings.TrimSpace(r.Stdout) != want {
 			t.Fatalf("boto3: exit %d\nstdout: %s\nstderr: %s\nwant %s", r.Code, r.Stdout, r.Stderr, want)
 		}
@@ -84,7 +95,7 @@ print(keys, repr(body), put)
 		})
 		ctx := context.Background()
 		list, err := c.ListObjects(ctx, &s3.ListObjectsInput{Bucket: aws.String("reports")})
-		if err != nil || len(list.Contents) != 1 || aws.ToString(list.Contents[0].Key) != "q4.csv" {
+		if err != nil || len(list.Contents) == 0 || aws.ToString(list.Contents[len(list.Contents)-1].Key) != "q4.csv" {
 			t.Fatalf("ListObjects: %v %+v", err, list)
 		}
 		obj, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("reports"), Key: aws.String("q4.csv")})
@@ -96,11 +107,23 @@ print(keys, repr(body), put)
 		if string(body) != "region,revenue\nemea,42\n" {
 			t.Fatalf("GetObject body %q", body)
 		}
+		if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("reports"), Key: aws.String("from-go.csv"),
+			Body: strings.NewReader("written,by,go\n")}); err != nil {
+			t.Fatalf("PutObject: %v", err)
+		}
+		back, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("reports"), Key: aws.String("from-go.csv")})
+		if err != nil {
+			t.Fatalf("GetObject of the upload: %v", err)
+		}
+		body, _ = io.ReadAll(back.Body)
+		back.Body.Close()
+		if string(body) != "written,by,go\n" {
+			t.Fatalf("the upload reads back as %q", body)
+		}
 		_, err = c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String("reports"), Key: aws.String("q4.csv")})
-		var re interface{ HTTPStatusCode() int }
-		var ae smithy.APIError
-		if !errors.As(err, &re) || re.HTTPStatusCode() != http.StatusForbidden || errors.As(err, &ae) && ae.ErrorCode() == "AccessDenied" {
-			t.Fatalf("DeleteObject outside the grant: %v, want the sidecar's 403", err)
+		var re *awshttp.ResponseError
+		if !errors.As(err, &re) || re.HTTPStatusCode() != http.StatusForbidden || re.Response.Header.Get("X-Stack-Reason") != "scope_denied" {
+			t.Fatalf("DeleteObject outside the grant: %v, want the sidecar's 403 scope_denied", err)
 		}
 	})
 
@@ -111,7 +134,11 @@ print(keys, repr(body), put)
 			ops = append(ops, r.Detail)
 		}
 	}
-	if len(ops) != 4 || !strings.Contains(strings.Join(ops, ";"), "aws s3:GetObject, minted, expires ") {
+	if h2.Load() != 0 {
+		t.Errorf("%d requests reached the front over HTTP/2; it speaks HTTP/1.1 only", h2.Load())
+	}
+	if len(ops) != 8 || !strings.Contains(strings.Join(ops, ";"), "aws s3:GetObject, minted, expires ") ||
+		!strings.Contains(strings.Join(ops, ";"), "aws s3:PutObject, minted, expires ") {
 		t.Errorf("credential_access details: %q", ops)
 	}
 	// The session the requests were signed with expires within 15
@@ -123,7 +150,13 @@ print(keys, repr(body), put)
 			t.Errorf("minted session expiry %q: want within 15 minutes of now", d)
 		}
 	}
-	if !hasDenial(recs, "scope_denied", s3Host, http.StatusForbidden) {
-		t.Error("no scope_denied record for the write")
+	denials := 0
+	for _, r := range recs {
+		if r.Action == audit.ActionRequestDenied && r.Reason == "scope_denied" && r.Host == s3Host && r.Method == http.MethodDelete {
+			denials++
+		}
+	}
+	if denials != 2 {
+		t.Errorf("%d scope_denied records for the deletes, want one per SDK", denials)
 	}
 }

@@ -660,8 +660,14 @@ func (p *Proxy) scanBody(req *http.Request) (body, head []byte, d *denial) {
 		return nil, head, nil
 	}
 	req.Body.Close()
+	// The whole body is in hand: it goes upstream with its length, not
+	// chunked, so that a Content-Length an AWS signature covers is sent.
 	req.Body = io.NopCloser(bytes.NewReader(buf))
+	if len(buf) == 0 {
+		req.Body = http.NoBody
+	}
 	req.ContentLength = int64(len(buf))
+	req.TransferEncoding = nil
 	return buf, head, nil
 }
 
