@@ -94,6 +94,7 @@ type Options struct {
 type Log struct {
 	db   *bolt.DB
 	path string
+	id   string // see ID
 	opts Options
 	now  func() time.Time
 
@@ -267,8 +268,13 @@ func (l *Log) init() error {
 			if _, err := tx.CreateBucketIfNotExists(bucketRecords); err != nil {
 				return err
 			}
-			_, err = tx.CreateBucketIfNotExists(bucketCheckpoints)
-			return err
+			if _, err := tx.CreateBucketIfNotExists(bucketCheckpoints); err != nil {
+				return err
+			}
+			if checkFormat(tx) != nil {
+				return nil // reported below; a foreign file gets nothing of ours
+			}
+			return ensureLogID(meta)
 		})
 		if err != nil {
 			return err
@@ -283,6 +289,7 @@ func (l *Log) init() error {
 			return err
 		}
 		l.headSeq, l.headHash = seq, h
+		l.id = string(tx.Bucket(bucketMeta).Get(metaLogID))
 		if k, v := tx.Bucket(bucketCheckpoints).Cursor().Last(); k != nil {
 			ck, err := ParseCheckpoint(v, nil)
 			if err != nil {

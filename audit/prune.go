@@ -21,6 +21,8 @@ const pruneChunk = 50000
 // transactions it stores the anchor, the seq and hash of the last removed
 // record, signed when Options.Signer is set, and drops checkpoints whose
 // size is below the anchor (they no longer name a record that exists).
+// A log that ships (MarkShipped) keeps every record past its mark: only
+// what a control plane holds may go.
 //
 // Prune re-checks the hash and link of every record it removes and stops
 // with a *VerifyError at the first bad one: it never launders a tampered
@@ -55,6 +57,7 @@ func (l *Log) pruneChunk(ctx context.Context, limit int64) (n int, done bool, er
 			}
 			expectSeq, prev = a.Seq+1, a.Hash
 		}
+		shipped, ships := shippedMark(meta)
 		c := tx.Bucket(bucketRecords).Cursor()
 		for n < pruneChunk {
 			if n%4096 == 0 {
@@ -70,7 +73,7 @@ func (l *Log) pruneChunk(ctx context.Context, limit int64) (n int, done bool, er
 			if err := checkStored(k, v, expectSeq, prev); err != nil {
 				return err
 			}
-			if int64(binary.BigEndian.Uint64(v[41:49])) >= limit {
+			if int64(binary.BigEndian.Uint64(v[41:49])) >= limit || ships && expectSeq > shipped {
 				done = true
 				break
 			}
