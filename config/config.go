@@ -75,6 +75,15 @@ type ControlConfig struct {
 	StorePath string `mapstructure:"store_path" yaml:"store_path"`
 	// Etcd is the cluster the etcd store keeps the state in.
 	Etcd EtcdConfig `mapstructure:"etcd" yaml:"etcd"`
+	// FleetLog is the directory of the fleet audit log (tiles and
+	// checkpoints in the C2SP formats, its index, the evidence of refused
+	// batches). Empty: this control plane does not take sidecars' audit
+	// records (with replicas, exactly one serves it).
+	FleetLog string `mapstructure:"fleet_log" yaml:"fleet_log"`
+	// AuditIntegrity is what a shipped batch that contradicts the chain
+	// the control plane holds does besides the alert: alert, or revoke
+	// (disable the sidecar's agent and revoke its passports).
+	AuditIntegrity string `mapstructure:"audit_integrity" yaml:"audit_integrity"`
 	// SidecarTTL is the life of a joined sidecar's credential (renewed at
 	// 2/3); LeaseTTL of a credential lease; Heartbeat the interval of the
 	// revocation feed's keep-alives.
@@ -411,6 +420,8 @@ const (
 	DefaultControlListen      = "127.0.0.1:9443"
 	DefaultControlStore       = "bbolt"
 	DefaultControlStorePath   = "control.db"
+	DefaultFleetLog           = "fleet-log"
+	DefaultAuditIntegrity     = "alert"
 	DefaultEtcdPrefix         = "/stack/"
 	DefaultEtcdDialTimeout    = 5 * time.Second
 	DefaultControlTokenFile   = "control.token"
@@ -432,4 +443,6 @@ var (
 	DetectorModes = []string{"off", "shadow", "alert", "block", "revoke"}
 	RuleActions   = []string{"alert", "block", "revoke"}
 	ControlStores = []string{"bbolt", "etcd"}
+	// AuditIntegrityPolicies are the values of control.audit_integrity.
+	AuditIntegrityPolicies = []string{"alert", "revoke"}
 )

@@ -51,7 +51,7 @@ func defaultsForTemplate() map[string]any {
 		"BurstMinSamples": DefaultBurstMinSamples, "BurstMinAge": DefaultBurstMinAge, "BurstMinCount": DefaultBurstMinCount, "BurstAbsoluteCap": DefaultBurstAbsoluteCap,
 		"ControlTokenFile": DefaultControlTokenFile, "ControlListen": DefaultControlListen, "ControlStore": DefaultControlStore,
 		"EtcdPrefix": DefaultEtcdPrefix, "EtcdDialTimeout": DefaultEtcdDialTimeout,
-		"ControlStorePath": DefaultControlStorePath, "SidecarTTL": DefaultSidecarTTL, "LeaseTTL": DefaultLeaseTTL, "Heartbeat": DefaultHeartbeat, "KeyActivationDelay": DefaultKeyActivationDelay, "StoreTimeout": DefaultStoreTimeout,
+		"ControlStorePath": DefaultControlStorePath, "FleetLog": DefaultFleetLog, "AuditIntegrity": DefaultAuditIntegrity, "SidecarTTL": DefaultSidecarTTL, "LeaseTTL": DefaultLeaseTTL, "Heartbeat": DefaultHeartbeat, "KeyActivationDelay": DefaultKeyActivationDelay, "StoreTimeout": DefaultStoreTimeout,
 		"DriftMinEvents": DefaultDriftMinEvents, "DriftMinAge": DefaultDriftMinAge, "InjectionThreshold": DefaultInjectionThreshold,
 	}
 }
@@ -249,6 +249,14 @@ control:
   # or etcd (the cluster below; state under the prefix, etcd's revisions).
   store: {{.D.ControlStore}}
   store_path: {{.D.ControlStorePath}}
+  # The fleet audit log: every joined sidecar's audit records, checked
+  # against the chain already held, in one transparency log (tiles and
+  # signed checkpoints) with its index. "" turns it off; with replicas,
+  # set it on exactly one.
+  fleet_log: {{.D.FleetLog}}
+  # A sidecar that ships records contradicting what is held: alert, or
+  # revoke (disable its agent and revoke its passports).
+  audit_integrity: {{.D.AuditIntegrity}}
   etcd:
     # Members' client URLs or host:port, e.g. [https://etcd-0.example.com:2379].
     endpoints: []

@@ -325,6 +325,7 @@ func (c ControlConfig) validate(e *ValidationError) {
 	e.hostPort("control.listen", c.Listen)
 	e.oneOf("control.store", c.Store, ControlStores)
 	e.nonEmpty("control.store_path", c.StorePath)
+	e.oneOf("control.audit_integrity", c.AuditIntegrity, AuditIntegrityPolicies)
 	if c.OnEtcd() {
 		c.Etcd.validate(e)
 	}
