@@ -20,8 +20,9 @@ type awsRequest struct {
 	op     sigv4.Operation
 }
 
-// prepareAWS finds the agent's SigV4 signature and checks the operation
-// it signs against the grant, before anything is minted.
+// prepareAWS finds the agent's SigV4 signature, checks that it can be
+// re-signed and checks the operation it signs against the grant, before
+// anything is minted.
 func prepareAWS(req *http.Request, c Credential, g Grant) (*awsRequest, error) {
 	s, ok, err := sigv4.Parse(req)
 	if err != nil {
@@ -31,6 +32,11 @@ func prepareAWS(req *http.Request, c Credential, g Grant) (*awsRequest, error) {
 	if !ok || s.KeyID != ph {
 		return nil, &DeniedError{Reason: reason.SigV4Unsupported, Credential: c.Name,
 			Detail: fmt.Sprintf("credential %q is an AWS credential: sign the request with AWS SigV4 and %s as the access key id (AWS_ACCESS_KEY_ID=%s)", c.Name, ph, ph)}
+	}
+	// What Resign would refuse (a presigned URL, a signed aws-chunked
+	// body, an unknown payload hash) is refused before a mint.
+	if err := sigv4.Check(req, s); err != nil {
+		return nil, awsDenial(c, err)
 	}
 	op, err := sigv4.Describe(req, s)
 	if err != nil {

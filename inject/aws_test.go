@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,20 +47,45 @@ func TestAWSRequestsCheckedBeforeMinting(t *testing.T) {
 		req.Header.Set("X-Amz-Content-Sha256", v4EmptyHash)
 		return req
 	}
+	withHash := func(hash string) *http.Request {
+		req := signed(http.MethodGet, "https://s3.amazonaws.com/b/k", "stk_ph_aws")
+		req.Header.Set("X-Amz-Content-Sha256", hash)
+		return req
+	}
+	presigned := func() *http.Request {
+		req, _ := http.NewRequest(http.MethodGet, "https://s3.amazonaws.com/b/k", nil)
+		u, _, err := v4.NewSigner().PresignHTTP(context.Background(), aws.Credentials{AccessKeyID: "stk_ph_aws", SecretAccessKey: "anything"},
+			req, "UNSIGNED-PAYLOAD", "s3", "us-east-1", time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ = http.NewRequest(http.MethodGet, u, nil)
+		return req
+	}
 	in := New(st, Options{})
 	for _, tc := range []struct {
 		name   string
 		req    *http.Request
 		reason string
+		detail string // in the refusal
 	}{
-		{"bearer placeholder", bearerRequest("https://s3.amazonaws.com/b/k", "stk_ph_aws"), reason.SigV4Unsupported},
-		{"action not granted", signed(http.MethodPut, "https://s3.amazonaws.com/b/k", "stk_ph_aws"), reason.ScopeDenied},
-		{"resource not granted", signed(http.MethodGet, "https://s3.amazonaws.com/other/k", "stk_ph_aws"), reason.ScopeDenied},
+		{"bearer placeholder", bearerRequest("https://s3.amazonaws.com/b/k", "stk_ph_aws"), reason.SigV4Unsupported, "sign the request with AWS SigV4"},
+		{"action not granted", signed(http.MethodPut, "https://s3.amazonaws.com/b/k", "stk_ph_aws"), reason.ScopeDenied, "s3:PutObject"},
+		{"resource not granted", signed(http.MethodGet, "https://s3.amazonaws.com/other/k", "stk_ph_aws"), reason.ScopeDenied, "arn:aws:s3:::other/k"},
+		// Granted, but not re-signable: refused before a session is minted.
+		{"presigned URL", presigned(), reason.SigV4Unsupported, "presigned URLs"},
+		{"signed aws-chunked", withHash("STREAMING-AWS4-HMAC-SHA256-PAYLOAD"), reason.SigV4Unsupported, "signed aws-chunked"},
+		{"signed aws-chunked with trailer", withHash("STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"), reason.SigV4Unsupported, "signed aws-chunked"},
+		{"unknown payload hash", withHash("SOMETHING-ELSE"), reason.SigV4Unsupported, "unknown x-amz-content-sha256"},
+		{"invalid digest", withHash(v4EmptyHash[:63]), reason.SigV4Unsupported, "unknown x-amz-content-sha256"},
 	} {
 		_, err := in.Apply(context.Background(), tc.req, "s3.amazonaws.com", read)
 		var de *DeniedError
-		if !errors.As(err, &de) || de.Reason != tc.reason {
-			t.Errorf("%s: %v, want %s", tc.name, err, tc.reason)
+		if !errors.As(err, &de) || de.Reason != tc.reason || !strings.Contains(de.Detail, tc.detail) {
+			t.Errorf("%s: %v, want %s saying %q", tc.name, err, tc.reason, tc.detail)
+		}
+		if st.asked != 0 {
+			t.Fatalf("%s: %d mints for a refused request", tc.name, st.asked)
 		}
 	}
 	if st.asked != 0 {

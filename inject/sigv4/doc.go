@@ -8,6 +8,7 @@
 //	s, ok, err := sigv4.Parse(req)        // the signature: key ID, region, service
 //	op, err := sigv4.Describe(req, s)     // the IAM actions and resources it needs
 //	err = sigv4.Allow(narrow, s.Region, op)
+//	err = sigv4.Check(req, s)              // what Resign would refuse, before minting
 //	err = sigv4.Resign(req, s, session, time.Now())
 //
 // Allow applies the same narrowing the minted session's policy was built

@@ -57,35 +57,21 @@ var s3Services = []string{"s3", "s3-object-lambda", "s3-outposts", "s3express"}
 // (STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER],
 // STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD[-TRAILER]), whose every chunk
 // is chained to the agent's seed signature, made with a placeholder; any
-// other payload hash; a body over MaxBody to hash. On error the request
+// other payload hash; a body over MaxBody to hash. Check refuses the
+// same, and is called before a session is minted. On error the request
 // must not be forwarded.
 func Resign(req *http.Request, s Signed, sess *mint.AWSSession, now time.Time) error {
 	if sess == nil || sess.AccessKeyID == "" || sess.SecretAccessKey == "" {
 		return errors.New("sigv4: no session credentials to sign with")
 	}
-	if s.Presigned {
-		return unsupported("presigned URLs are not re-signed: have the agent's SDK send the request itself " +
-			"(signed in the Authorization header) rather than presign a URL")
+	hash, err := payloadHash(req, s)
+	if err != nil {
+		return err
 	}
 	isS3 := slices.Contains(s3Services, s.Service)
-	hash := s.PayloadHash
-	switch {
-	case hash == "":
-		body, err := readBody(req)
-		if err != nil {
-			return err
-		}
-		sum := sha256.Sum256(body)
-		hash = hex.EncodeToString(sum[:])
-		if isS3 {
-			req.Header.Set("X-Amz-Content-Sha256", hash)
-		}
-	case hash == UnsignedPayload, hash == StreamingUnsignedTrailer, isDigest(hash):
-	case strings.HasPrefix(hash, "STREAMING-AWS4-"):
-		return unsupported(fmt.Sprintf("signed aws-chunked uploads (x-amz-content-sha256 %s) are not re-signed: each chunk's "+
-			"signature chains from the agent's; configure the SDK to send the payload unsigned or with a SHA-256 hash", hash))
-	default:
-		return unsupported(fmt.Sprintf("unknown x-amz-content-sha256 %.80q", hash))
+	if s.PayloadHash == "" && isS3 {
+		// S3 requires the header, and the signature covers it.
+		req.Header.Set("X-Amz-Content-Sha256", hash)
 	}
 
 	for k := range req.Header {
@@ -109,7 +95,7 @@ func Resign(req *http.Request, s Signed, sess *mint.AWSSession, now time.Time) e
 	// A signer of its own: the SDK's caches one signing key per region and
 	// service and reuses it for the same access key ID, whatever the
 	// secret; deriving a key is four HMACs.
-	err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hash, s.Service, s.Region, now, func(o *v4.SignerOptions) {
+	err = v4.NewSigner().SignHTTP(context.Background(), creds, req, hash, s.Service, s.Region, now, func(o *v4.SignerOptions) {
 		o.DisableURIPathEscaping = isS3
 	})
 	for k, v := range hidden {
@@ -120,6 +106,44 @@ func Resign(req *http.Request, s Signed, sess *mint.AWSSession, now time.Time) e
 		return fmt.Errorf("sigv4: sign: %w", err)
 	}
 	return nil
+}
+
+// Check refuses, before anything is minted to sign it with, a request
+// Resign would refuse: the same *Error (reason.SigV4Unsupported) for a
+// presigned URL, a signed aws-chunked body, an unknown payload hash or a
+// body too large to hash. Like Resign, it reads a body that carries no
+// x-amz-content-sha256 (at most MaxBody bytes) to hash it, and puts it
+// back; Resign does not read it again.
+func Check(req *http.Request, s Signed) error {
+	_, err := payloadHash(req, s)
+	return err
+}
+
+// payloadHash is the payload hash Resign signs req with: the agent's
+// x-amz-content-sha256 when Resign can sign with it, or the body's
+// SHA-256 when the agent sent none. It is the one place that decides what
+// is re-signed.
+func payloadHash(req *http.Request, s Signed) (string, error) {
+	if s.Presigned {
+		return "", unsupported("presigned URLs are not re-signed: have the agent's SDK send the request itself " +
+			"(signed in the Authorization header) rather than presign a URL")
+	}
+	hash := s.PayloadHash
+	switch {
+	case hash == "":
+		body, err := readBody(req)
+		if err != nil {
+			return "", err
+		}
+		sum := sha256.Sum256(body)
+		return hex.EncodeToString(sum[:]), nil
+	case hash == UnsignedPayload, hash == StreamingUnsignedTrailer, isDigest(hash):
+		return hash, nil
+	case strings.HasPrefix(hash, "STREAMING-AWS4-"):
+		return "", unsupported(fmt.Sprintf("signed aws-chunked uploads (x-amz-content-sha256 %s) are not re-signed: each chunk's "+
+			"signature chains from the agent's; configure the SDK to send the payload unsigned or with a SHA-256 hash", hash))
+	}
+	return "", unsupported(fmt.Sprintf("unknown x-amz-content-sha256 %.80q", hash))
 }
 
 func isDigest(s string) bool {
@@ -134,6 +158,13 @@ type bufferedBody struct {
 
 func (*bufferedBody) Close() error { return nil }
 
+// failedBody is a body that could not be read whole: it fails every
+// read, so a request whose body was lost is never sent or signed.
+type failedBody struct{ err error }
+
+func (b failedBody) Read([]byte) (int, error) { return 0, b.err }
+func (failedBody) Close() error               { return nil }
+
 // readBody reads req's body (at most MaxBody bytes) and puts it back,
 // with GetBody, as a body of known length. A body read before is not
 // read again.
@@ -144,16 +175,24 @@ func readBody(req *http.Request) ([]byte, error) {
 	if b, ok := req.Body.(*bufferedBody); ok && b.Len() == len(b.data) {
 		return b.data, nil
 	}
+	if b, ok := req.Body.(failedBody); ok {
+		return nil, b.err
+	}
 	if req.ContentLength > MaxBody {
 		return nil, tooLarge()
 	}
 	data, err := io.ReadAll(io.LimitReader(req.Body, MaxBody+1))
 	req.Body.Close()
 	if err != nil {
-		return nil, unsupported("reading the request body to hash it: " + err.Error())
+		err = unsupported("reading the request body to hash it: " + err.Error())
+	} else if len(data) > MaxBody {
+		err = tooLarge()
 	}
-	if len(data) > MaxBody {
-		return nil, tooLarge()
+	if err != nil {
+		// What was read is gone: a later read must fail the same way,
+		// not find an empty body and sign it.
+		req.Body, req.GetBody = failedBody{err}, nil
+		return nil, err
 	}
 	// A known length: the signature covers content-length, so the body
 	// must not go out chunked.

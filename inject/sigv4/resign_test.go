@@ -115,6 +115,10 @@ func TestResignHashesBody(t *testing.T) {
 		if s.PayloadHash != "" {
 			t.Fatalf("STS request with x-amz-content-sha256 %q", s.PayloadHash)
 		}
+		// Check reads the body to hash it, and leaves it for Resign.
+		if err := Check(req, s); err != nil {
+			t.Fatalf("Check: %v", err)
+		}
 		if err := Resign(req, s, testSession, signTime); err != nil {
 			t.Fatalf("Resign: %v", err)
 		}
@@ -223,8 +227,12 @@ func TestResignRefuses(t *testing.T) {
 				t.Fatalf("Parse: %v, %v", ok, err)
 			}
 			before := req.Header.Get("Authorization") + req.URL.RawQuery
-			err = Resign(req, s, testSession, signTime)
+			// Check refuses it as Resign does, before a session is minted.
 			var e *Error
+			if err := Check(req, s); !errors.As(err, &e) || e.Reason != reason.SigV4Unsupported || !strings.Contains(e.Detail, c.wantErr) {
+				t.Fatalf("Check: %v, want sigv4_unsupported with %q", err, c.wantErr)
+			}
+			err = Resign(req, s, testSession, signTime)
 			if !errors.As(err, &e) || e.Reason != reason.SigV4Unsupported || !strings.Contains(e.Detail, c.wantErr) {
 				t.Fatalf("Resign: %v, want sigv4_unsupported with %q", err, c.wantErr)
 			}
