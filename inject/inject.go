@@ -239,10 +239,11 @@ type Granted func(name string) (Grant, bool)
 // rendered as it says, when the credential exists, is bound to host and
 // granted. Any placeholder elsewhere in the URL or headers headed to a host
 // its credential is not bound to is refused; placeholders inside bodies
-// are never substituted. On error req may be partly modified and must not
-// be forwarded. Apply replaces or deletes header values and never changes
-// one in place, so a shallow copy of req.Header taken before keeps the
-// headers as the agent sent them.
+// are never substituted. A SigV4 credential's signature is made last, over
+// every other credential written into req. On error req may be partly
+// modified and must not be forwarded. Apply replaces or deletes header
+// values and never changes one in place, so a shallow copy of req.Header
+// taken before keeps the headers as the agent sent them.
 func (in *Injector) Apply(ctx context.Context, req *http.Request, host string, granted Granted) (*Result, error) {
 	// seen: every placeholder anywhere in the URL or headers, so none can
 	// leave for a host its credential is not bound to. sub: those in the
@@ -333,14 +334,37 @@ func (in *Injector) Apply(ctx context.Context, req *http.Request, host string, g
 		return nil, &DeniedError{Reason: reason.ScopeDenied, Credential: aws[1].cred.Name,
 			Detail: "a request carries one AWS signature, not two credentials' placeholders"}
 	}
+	if len(aws) == 1 {
+		for _, c := range creds {
+			if c.Render.Kind != SigV4 && sameTarget(c.Render, aws[0].cred.Render) {
+				return nil, &DeniedError{Reason: reason.ScopeDenied, Credential: c.Name,
+					Detail: fmt.Sprintf("credential %q renders into Authorization, where the AWS signature of credential %q goes", c.Name, aws[0].cred.Name)}
+			}
+		}
+	}
 
 	// Keys the agent set itself for a host whose credential we manage.
 	if err := in.checkAgentAuth(req, host, creds); err != nil {
 		return nil, err
 	}
 
-	res := &Result{Placeholders: seen.order}
+	// The AWS signature is made last, over the request as it leaves: a
+	// credential written after it would change what it covers, or go
+	// unsigned.
+	order := make([]int, 0, len(creds))
 	for i, c := range creds {
+		if c.Render.Kind != SigV4 {
+			order = append(order, i)
+		}
+	}
+	for i, c := range creds {
+		if c.Render.Kind == SigV4 {
+			order = append(order, i)
+		}
+	}
+	res := &Result{Placeholders: seen.order}
+	for _, i := range order {
+		c := creds[i]
 		tok, err := in.store.Secret(ctx, c.Name, grants[i])
 		if err != nil {
 			return nil, unavailable(c, err)
