@@ -50,14 +50,17 @@ var iamPrefix = map[string]string{
 //     virtual-hosted-style buckets; resources are bucket and object ARNs.
 //     Custom endpoints (anything but *.amazonaws.com) are read
 //     path-style.
-//   - query protocol (STS, IAM, SQS, SNS, EC2...): Action in the query
-//     string or the form body, as service:Action on "*".
-//   - JSON protocol (DynamoDB, KMS, CloudWatch Logs...): X-Amz-Target
-//     Prefix.Operation, as service:Operation on "*"; and Smithy RPCv2
-//     CBOR (/service/S/operation/Op).
+//   - query protocol (STS, IAM, SNS, EC2...): Action in the query
+//     string or the form body of a request to the root path "/", as
+//     service:Action on "*".
+//   - JSON protocol (DynamoDB, KMS, SQS, CloudWatch Logs...):
+//     X-Amz-Target Prefix.Operation on a POST to "/", as
+//     service:Operation on "*"; and Smithy RPCv2 CBOR
+//     (/service/S/operation/Op).
 //
-// Anything else (the REST APIs of other services, S3 access points, an
-// S3 query it does not know) is an unknown operation (Operation.Known
+// Anything else (the REST APIs of other services, an Action or
+// X-Amz-Target anywhere else, S3 access points, an S3 query it does not
+// know) is an unknown operation (Operation.Known
 // false), not an error. The error, an *Error, is for a request that names
 // its operation ambiguously (two different actions) or whose body cannot
 // be read. Describe may read a form or XML body (at most MaxBody bytes)
@@ -85,25 +88,40 @@ func Describe(req *http.Request, s Signed) (Operation, error) {
 
 // rpcName is the operation a query, JSON or RPCv2 CBOR request names;
 // "" when it names none. Every place a name can be must agree.
+//
+// The query protocol names its operation in Action (query string or form
+// body) and the JSON protocol in X-Amz-Target (POST only), both at the
+// root path; elsewhere the request is a REST or RPCv2 CBOR one, which AWS
+// routes by its path, and an Action or X-Amz-Target it carries says
+// nothing of what it does: such a request is unknown.
 func rpcName(req *http.Request) (string, error) {
-	var names []string
 	targets := req.Header.Values("X-Amz-Target")
 	if len(targets) > 1 {
 		return "", unsupported("the request carries X-Amz-Target more than once")
-	}
-	if len(targets) == 1 {
-		t := targets[0]
-		names = append(names, t[strings.LastIndexByte(t, '.')+1:])
 	}
 	query, err := url.ParseQuery(req.URL.RawQuery)
 	if err != nil {
 		return "", unsupported("malformed query string")
 	}
-	an, err := actions(query)
+	names, err := actions(query)
 	if err != nil {
 		return "", err
 	}
-	names = append(names, an...)
+	if p := req.URL.EscapedPath(); p != "" && p != "/" {
+		// Not the root: only RPCv2 CBOR's path names an operation, and
+		// a request that also carries another name is not one.
+		if len(targets) > 0 || len(names) > 0 {
+			return "", nil
+		}
+		return oneName(cborName(req)...)
+	}
+	if len(targets) == 1 {
+		if req.Method != http.MethodPost {
+			return "", nil
+		}
+		t := targets[0]
+		names = append(names, t[strings.LastIndexByte(t, '.')+1:])
+	}
 	if ct, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type")); ct == "application/x-www-form-urlencoded" && req.Method == http.MethodPost {
 		if enc := req.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "identity") {
 			// A compressed form: the action it names cannot be read here.
@@ -123,14 +141,16 @@ func rpcName(req *http.Request) (string, error) {
 		}
 		names = append(names, an...)
 	}
-	if strings.EqualFold(req.Header.Get("Smithy-Protocol"), "rpc-v2-cbor") {
-		parts := strings.Split(req.URL.Path, "/")
-		if len(parts) == 5 && parts[0] == "" && parts[1] == "service" && parts[3] == "operation" {
-			names = append(names, parts[4])
-		} else {
-			return "", nil
-		}
+	if isCBOR(req) {
+		// RPCv2 CBOR names its operation in a path that is not the root.
+		return "", nil
 	}
+	return oneName(names...)
+}
+
+// oneName is the one operation names agree on, "" when there are none;
+// an *Error when they disagree or the name is malformed.
+func oneName(names ...string) (string, error) {
 	if len(names) == 0 {
 		return "", nil
 	}
@@ -143,6 +163,23 @@ func rpcName(req *http.Request) (string, error) {
 		return "", unsupported(fmt.Sprintf("malformed operation name %.64q", names[0]))
 	}
 	return names[0], nil
+}
+
+func isCBOR(req *http.Request) bool {
+	return strings.EqualFold(req.Header.Get("Smithy-Protocol"), "rpc-v2-cbor")
+}
+
+// cborName is the operation an RPCv2 CBOR request names in its path
+// (/service/S/operation/Op); none for any other request.
+func cborName(req *http.Request) []string {
+	if !isCBOR(req) {
+		return nil
+	}
+	parts := strings.Split(req.URL.Path, "/")
+	if len(parts) == 5 && parts[0] == "" && parts[1] == "service" && parts[3] == "operation" {
+		return parts[4:]
+	}
+	return nil
 }
 
 // actions are the Action parameters of a query or form. A parameter

@@ -285,9 +285,45 @@ func TestDescribeRPC(t *testing.T) {
 			return signedBy(t, r, "dynamodb", "us-east-1", `{}`)
 		}, want: acc("dynamodb:GetItem", "*")},
 		{name: "sqs SendMessage (query string)", req: func() *http.Request {
-			r := newRequest(t, "GET", "https://sqs.us-east-1.amazonaws.com/123456789012/q?Action=SendMessage&MessageBody=hi", "", nil)
+			r := newRequest(t, "GET", "https://sqs.us-east-1.amazonaws.com/?Action=SendMessage&QueueUrl=q&MessageBody=hi", "", nil)
 			return signedBy(t, r, "sqs", "us-east-1", "")
 		}, want: acc("sqs:SendMessage", "*")},
+		{name: "sqs SendMessage (JSON)", req: func() *http.Request {
+			r := newRequest(t, "POST", "https://sqs.us-east-1.amazonaws.com/", `{}`, map[string]string{"X-Amz-Target": "AmazonSQS.SendMessage", "Content-Type": "application/x-amz-json-1.0"})
+			return signedBy(t, r, "sqs", "us-east-1", `{}`)
+		}, want: acc("sqs:SendMessage", "*")},
+		// Action and X-Amz-Target name the operation only where the query
+		// and JSON protocols put them; elsewhere AWS routes the request by
+		// its path, and they name nothing.
+		{name: "Action off the root path is unknown", req: func() *http.Request {
+			r := newRequest(t, "GET", "https://sqs.us-east-1.amazonaws.com/123456789012/q?Action=SendMessage&MessageBody=hi", "", nil)
+			return signedBy(t, r, "sqs", "us-east-1", "")
+		}},
+		{name: "Action in the query of a REST API is unknown", req: func() *http.Request {
+			r := newRequest(t, "POST", "https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/f/invocations?Action=GetFunction", "{}", nil)
+			return signedBy(t, r, "lambda", "us-east-1", "{}")
+		}},
+		{name: "Action in a form off the root path is unknown", req: func() *http.Request {
+			r := newRequest(t, "POST", "https://iam.amazonaws.com/users", "Action=GetUser", form)
+			return signedBy(t, r, "iam", "us-east-1", "Action=GetUser")
+		}},
+		{name: "X-Amz-Target on a REST path is unknown", req: func() *http.Request {
+			r := newRequest(t, "POST", "https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/f/invocations", "{}", map[string]string{"X-Amz-Target": "AWSLambda.GetFunction"})
+			return signedBy(t, r, "lambda", "us-east-1", "{}")
+		}},
+		{name: "X-Amz-Target on a GET is unknown", req: func() *http.Request {
+			r := newRequest(t, "GET", "https://dynamodb.us-east-1.amazonaws.com/", "", map[string]string{"X-Amz-Target": "DynamoDB_20120810.GetItem"})
+			return signedBy(t, r, "dynamodb", "us-east-1", "")
+		}},
+		{name: "X-Amz-Target on an RPCv2 CBOR path is unknown", req: func() *http.Request {
+			r := newRequest(t, "POST", "https://monitoring.us-east-1.amazonaws.com/service/GraniteServiceVersion20100801/operation/PutMetricData", "\xa0",
+				map[string]string{"Smithy-Protocol": "rpc-v2-cbor", "Content-Type": "application/cbor", "X-Amz-Target": "GraniteServiceVersion20100801.ListMetrics"})
+			return signedBy(t, r, "monitoring", "us-east-1", "\xa0")
+		}},
+		{name: "an escaped slash is not the root path", req: func() *http.Request {
+			r := newRequest(t, "POST", "https://iam.amazonaws.com/%2F", "Action=GetUser", form)
+			return signedBy(t, r, "iam", "us-east-1", "Action=GetUser")
+		}},
 		{name: "cloudwatch PutMetricData (signing name monitoring, RPCv2 CBOR)", req: func() *http.Request {
 			r := newRequest(t, "POST", "https://monitoring.us-east-1.amazonaws.com/service/GraniteServiceVersion20100801/operation/PutMetricData", "\xa0",
 				map[string]string{"Smithy-Protocol": "rpc-v2-cbor", "Content-Type": "application/cbor"})
