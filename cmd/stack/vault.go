@@ -216,7 +216,7 @@ admin API and applies at once.`,
   stack vault put crm --kind oauth2-client-credentials --host api.crm.example --token-url https://auth.crm.example/oauth/token --client-id stack --scope contacts.read --from-env CRM_CLIENT_SECRET
   stack vault put gcp --kind gcp-service-account --host '*.googleapis.com' --scope https://www.googleapis.com/auth/cloud-platform --from-file sa-key.json
   stack vault put github --kind github-app --host api.github.com --app-id 123456 --installation-id 7890 --permission contents=read --from-file app.private-key.pem
-  stack vault put aws --kind aws-sts --host '*.amazonaws.com' --role-arn arn:aws:iam::111122223333:role/agents --region us-east-1 --access-key-id AKIA... --from-env AWS_BASE_SECRET`,
+  stack vault put aws --kind aws-sts --host s3.us-east-1.amazonaws.com --host '*.s3.us-east-1.amazonaws.com' --role-arn arn:aws:iam::111122223333:role/agents --region us-east-1 --access-key-id AKIA... --from-env AWS_BASE_SECRET`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
@@ -363,18 +363,31 @@ func newVaultRmCmd(a *app) *cobra.Command {
 }
 
 func newVaultRotateCmd(a *app) *cobra.Command {
-	var fromEnv string
+	var fromEnv, fromFile string
 	cmd := &cobra.Command{
-		Use:   "rotate NAME [--from-env VAR]",
+		Use:   "rotate NAME [--from-env VAR | --from-file FILE]",
 		Short: "Replace a credential's secret with a new version",
 		Long: `Store a new version of a credential's secret, read like "vault put" does
-(stdin or --from-env). Hosts and render form are kept. The previous version
-is dropped from the vault.`,
+(stdin, --from-env, or whole from --from-file): never from the command line.
+Hosts, render form, kind and parameters are kept. The previous version is
+dropped from the vault.
+
+An aws-sts credential's base key is a pair: a new secret access key comes
+with a new access key id, which is a parameter. Rotate it with
+"stack vault put NAME --kind aws-sts --update --access-key-id NEW ..." and
+the entry's other flags, not with rotate.`,
 		Example: `  printf %s "$NEW_STRIPE_KEY" | stack vault rotate stripe
-  stack vault rotate openai --from-env OPENAI_API_KEY`,
+  stack vault rotate openai --from-env OPENAI_API_KEY
+  stack vault rotate github --from-file app.2027-01-01.private-key.pem`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			secret, err := a.readSecret(fromEnv)
+			var secret []byte
+			var err error
+			if fromFile != "" {
+				secret, err = readSecretFile(fromFile)
+			} else {
+				secret, err = a.readSecret(fromEnv)
+			}
 			if err != nil {
 				return err
 			}
@@ -393,6 +406,8 @@ is dropped from the vault.`,
 		},
 	}
 	cmd.Flags().StringVar(&fromEnv, "from-env", "", "read the new secret from this environment variable instead of stdin")
+	cmd.Flags().StringVar(&fromFile, "from-file", "", "read the new secret whole from this file (a key file) instead of stdin")
+	cmd.MarkFlagsMutuallyExclusive("from-env", "from-file")
 	return cmd
 }
 

@@ -97,6 +97,39 @@ func TestVaultCommands(t *testing.T) {
 	tr.wantNoSecrets(t, home)
 }
 
+// vault rotate reads the new secret whole from --from-file, so it need
+// be neither on the command line nor in the environment.
+func TestVaultRotateFromFile(t *testing.T) {
+	home := initHome(t)
+	var tr transcript
+	tr.run(t, home, cliSecretA, 0, "vault", "put", "stripe", "--host", "api.stripe.com", "--render", "bearer")
+	file := filepath.Join(t.TempDir(), "new-key")
+	if err := os.WriteFile(file, []byte(cliSecretB), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := tr.run(t, home, "", 0, "vault", "rotate", "stripe", "--from-file", file)
+	if !strings.Contains(out, "rotated stripe to version 2") {
+		t.Fatalf("rotate said %q", out)
+	}
+	wantStored(t, home, "local://"+filepath.Join(home, "kms.key"), "stripe", cliSecretB)
+
+	t.Setenv("STACK_TEST_ROTATE", cliSecretA)
+	for _, tc := range []struct {
+		args []string
+		say  string
+	}{
+		{[]string{"--from-file", filepath.Join(t.TempDir(), "absent")}, "--from-file"},
+		{[]string{"--from-file", file, "--from-env", "STACK_TEST_ROTATE"}, "none of the others can be"},
+	} {
+		out := tr.run(t, home, "", exitUsage, append([]string{"vault", "rotate", "stripe"}, tc.args...)...)
+		if !strings.Contains(out, tc.say) {
+			t.Errorf("rotate %v said %q, want %q", tc.args, out, tc.say)
+		}
+	}
+	wantStored(t, home, "local://"+filepath.Join(home, "kms.key"), "stripe", cliSecretB)
+	tr.wantNoSecrets(t, home)
+}
+
 // wantStored opens the vault directly and checks a secret.
 func wantStored(t *testing.T, home, kmsURI, name, want string) {
 	t.Helper()
