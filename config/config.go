@@ -235,8 +235,9 @@ type VaultConfig struct {
 	// CacheSize bounds the number of decrypted secrets kept in memory.
 	CacheSize int `mapstructure:"cache_size" yaml:"cache_size"`
 	// MintCA is a PEM file of extra roots trusted for the issuers that
-	// minting kinds call (OAuth2 token endpoints, GitHub, AWS STS),
-	// besides the system roots and proxy.upstream_ca.
+	// minting kinds call (OAuth2 token endpoints, GitHub, AWS STS): on a
+	// sidecar besides the system roots and proxy.upstream_ca, on the
+	// control plane besides the system roots alone.
 	MintCA string `mapstructure:"mint_ca" yaml:"mint_ca"`
 }
 

@@ -1,7 +1,14 @@
 package config
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -465,4 +472,57 @@ func TestControlURLForms(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A relative file path in stack.yaml names a file in the data directory,
+// wherever the command runs from: every one is made absolute against
+// home before it is checked or used.
+func TestRelativePathsResolveAgainstHome(t *testing.T) {
+	home := t.TempDir()
+	cert := selfSignedPEM(t)
+	for _, name := range []string{"upstream.pem", "issuers.pem"} {
+		if err := os.WriteFile(filepath.Join(home, name), cert, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, home, `proxy:
+  upstream_ca: upstream.pem
+vault:
+  path: data/vault.db
+  mint_ca: issuers.pem
+audit:
+  path: data/audit.db
+`)
+	c, err := Load(LoadOptions{Home: home})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, got := range map[string]string{
+		"proxy.upstream_ca": c.Proxy.UpstreamCA, "vault.path": c.Vault.Path,
+		"vault.mint_ca": c.Vault.MintCA, "audit.path": c.Audit.Path,
+	} {
+		if !filepath.IsAbs(got) || !strings.HasPrefix(got, home+string(filepath.Separator)) {
+			t.Errorf("%s = %q, want a path in %s", key, got, home)
+		}
+	}
+	if want := filepath.Join(home, "issuers.pem"); c.Vault.MintCA != want {
+		t.Errorf("vault.mint_ca = %q, want %q", c.Vault.MintCA, want)
+	}
+}
+
+// selfSignedPEM is a certificate, PEM-encoded, for the keys that name a
+// CA file.
+func selfSignedPEM(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "issuers"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }

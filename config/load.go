@@ -300,6 +300,7 @@ func (c *Config) resolvePaths() {
 	c.Proxy.UpstreamCA = abs(c.Proxy.UpstreamCA)
 	c.Proxy.PassportFile = abs(c.Proxy.PassportFile)
 	c.Vault.Path = abs(c.Vault.Path)
+	c.Vault.MintCA = abs(c.Vault.MintCA)
 	c.Audit.Path = abs(c.Audit.Path)
 	c.Passport.KeysPath = abs(c.Passport.KeysPath)
 	c.Passport.RevocationsPath = abs(c.Passport.RevocationsPath)

@@ -135,7 +135,9 @@ vault:
   cache_ttl: {{.D.VaultCacheTTL}}
   cache_size: {{.D.VaultCacheSize}}
   # Extra PEM roots trusted for the issuers minted credentials come from
-  # (OAuth2 token endpoints, GitHub, AWS STS), besides the system roots.
+  # (OAuth2 token endpoints, GitHub, AWS STS), besides the system roots
+  # (and proxy.upstream_ca on a sidecar). A relative path is in the data
+  # directory.
   mint_ca: ""
 
 audit:
