@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
+	"golang.org/x/net/http/httpproxy"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/stackctl/stack/audit"
@@ -33,6 +35,16 @@ import (
 	"github.com/stackctl/stack/proxy/ca"
 	"github.com/stackctl/stack/vault/kms"
 )
+
+// controlMintClient is the HTTP client the control plane mints with. It
+// is a server like any other, so it reaches token endpoints and STS
+// through the proxy its environment names (HTTPS_PROXY, HTTP_PROXY and
+// NO_PROXY, read as net/http reads them, when it starts), which is often
+// the only way out of a cluster.
+func controlMintClient(roots *x509.CertPool) *http.Client {
+	proxy := httpproxy.FromEnvironment().ProxyFunc()
+	return mintClient(roots, func(r *http.Request) (*url.URL, error) { return proxy(r.URL) })
+}
 
 // Files of the control plane in its data directory.
 const (
@@ -267,7 +279,7 @@ func (a *app) runControl(ctx context.Context) error {
 		return err
 	}
 	metrics := control.NewMetrics()
-	mints := mint.NewCache(mint.CacheOptions{Env: mint.Env{HTTPClient: mintClient(roots)}, OnMint: metrics.ObserveMint})
+	mints := mint.NewCache(mint.CacheOptions{Env: mint.Env{HTTPClient: controlMintClient(roots)}, OnMint: metrics.ObserveMint})
 	a.onClose(func() error { mints.Close(); return nil })
 	metrics.CountMinted(mints)
 	srv, err := control.New(control.Options{

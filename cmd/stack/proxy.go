@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -303,7 +304,7 @@ func (a *app) openCredentials(ctx context.Context, p *sidecarParts) error {
 	if err != nil {
 		return err
 	}
-	p.mints = mint.NewCache(mint.CacheOptions{Env: mint.Env{HTTPClient: mintClient(roots)}, OnMint: p.metrics.ObserveMint})
+	p.mints = mint.NewCache(mint.CacheOptions{Env: mint.Env{HTTPClient: sidecarMintClient(roots)}, OnMint: p.metrics.ObserveMint})
 	a.onClose(func() error { p.mints.Close(); return nil })
 	p.metrics.CountMinted(p.mints)
 	// Minted credentials go with the passports they were minted for: a
@@ -351,14 +352,19 @@ func mintRoots(base *x509.CertPool, file string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
+// sidecarMintClient is the HTTP client a standalone sidecar mints with:
+// never through a proxy its environment names, since the sidecar is the
+// agent's proxy and its own egress is its own to decide.
+func sidecarMintClient(roots *x509.CertPool) *http.Client { return mintClient(roots, nil) }
+
 // mintClient is the HTTP client minting reaches token endpoints with:
-// the upstream roots (proxy.upstream_ca besides the system's), a bounded
-// wait, and no proxy from the environment (the sidecar is the proxy).
-func mintClient(roots *x509.CertPool) *http.Client {
+// roots, a bounded wait, and proxy (nil: none) choosing the proxy a
+// request goes through.
+func mintClient(roots *x509.CertPool, proxy func(*http.Request) (*url.URL, error)) *http.Client {
 	return &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{
-			Proxy:               nil,
+			Proxy:               proxy,
 			TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 			TLSHandshakeTimeout: 10 * time.Second,
 			ForceAttemptHTTP2:   true,
