@@ -68,8 +68,13 @@ type Cache struct {
 }
 
 type entry struct {
-	kind      string
-	tok       Token
+	kind string
+	tok  Token
+	// freshUntil is the token's expiry less its renewal margin: GetFresh
+	// serves it only before then. Unlike refreshAt it never moves.
+	freshUntil time.Time
+	// refreshAt is when a background renewal starts: freshUntil at
+	// first, later after a failed renewal.
 	refreshAt time.Time
 	// refreshing is set while a background renewal runs.
 	refreshing bool
@@ -114,7 +119,7 @@ func (c *Cache) get(ctx context.Context, key Key, load Loader, fresh bool) (Toke
 		return Token{}, fmt.Errorf("%w: the credential cache is closed", ErrMint)
 	}
 	e := c.entries[key]
-	if e != nil && fresh && !now.Before(e.refreshAt) {
+	if e != nil && fresh && !now.Before(e.freshUntil) {
 		e = nil // renew it now, below
 	}
 	if e != nil && now.Add(c.opts.MinValidity).Before(e.tok.Expiry) {
@@ -122,7 +127,7 @@ func (c *Cache) get(ctx context.Context, key Key, load Loader, fresh bool) (Toke
 		if !now.Before(e.refreshAt) && !e.refreshing {
 			e.refreshing = true
 			c.wg.Add(1)
-			go c.refresh(key, load)
+			go c.refresh(key, e, load)
 		}
 		c.mu.Unlock()
 		return tok, nil
@@ -156,22 +161,27 @@ func (c *Cache) get(ctx context.Context, key Key, load Loader, fresh bool) (Toke
 	}
 }
 
-// refresh renews key's token in the background.
-func (c *Cache) refresh(key Key, load Loader) {
+// refresh renews key's token, held in e, in the background.
+func (c *Cache) refresh(key Key, e *entry, load Loader) {
 	defer c.wg.Done()
 	ctx, cancel := c.mintContext(context.Background())
 	defer cancel()
 	_, err, _ := c.flight.Do(key.flight(), func() (any, error) { return c.mint(ctx, key, load) })
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries[key] != e {
+		// Stored anew, or dropped, meanwhile: that entry has its own
+		// schedule.
+		return
+	}
+	// Still e: the renewal failed, or a drop of another credential kept
+	// its token from being stored. Either way e may renew again.
+	e.refreshing = false
 	if err != nil {
-		c.mu.Lock()
-		if e := c.entries[key]; e != nil {
-			e.refreshing = false
-			// Try again after a tenth of what is left, not on the very
-			// next request.
-			left := e.tok.Expiry.Sub(c.opts.Env.Now())
-			e.refreshAt = c.opts.Env.Now().Add(max(left/10, time.Second))
-		}
-		c.mu.Unlock()
+		// Try again after a tenth of what is left, not on the very next
+		// request.
+		now := c.opts.Env.Now()
+		e.refreshAt = now.Add(max(e.tok.Expiry.Sub(now)/10, time.Second))
 	}
 }
 
@@ -200,6 +210,9 @@ func (c *Cache) mint(ctx context.Context, key Key, load Loader) (Token, error) {
 	start := c.opts.Env.Now()
 	tok, err := Mint(ctx, c.opts.Env, req)
 	clear(req.Root)
+	if err == nil {
+		err = c.checkValidity(req.Kind, tok)
+	}
 	if c.opts.OnMint != nil {
 		c.opts.OnMint(req.Kind, c.opts.Env.Now().Sub(start), err)
 	}
@@ -230,8 +243,22 @@ func (c *Cache) mint(ctx context.Context, key Key, load Loader) (Token, error) {
 	} else if len(c.entries) >= c.opts.MaxEntries {
 		c.evictLocked()
 	}
-	c.entries[key] = &entry{kind: req.Kind, tok: tok, refreshAt: tok.Expiry.Add(-margin)}
+	fresh := tok.Expiry.Add(-margin)
+	c.entries[key] = &entry{kind: req.Kind, tok: tok, freshUntil: fresh, refreshAt: fresh}
 	return copyToken(tok), nil
+}
+
+// checkValidity refuses, and zeroes, a token just minted that expires
+// within MinValidity: Get would never serve it, and a caller handed it
+// could see it expire on its way.
+func (c *Cache) checkValidity(kind string, tok Token) error {
+	now := c.opts.Env.Now()
+	if now.Add(c.opts.MinValidity).Before(tok.Expiry) {
+		return nil
+	}
+	tok.clear()
+	return fmt.Errorf("%w: %s: the issuer returned a credential that expires at %s, less than %s from now",
+		ErrMint, kind, tok.Expiry.UTC().Format(time.RFC3339), c.opts.MinValidity)
 }
 
 // evictLocked drops the token that expires first.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -284,5 +285,106 @@ func TestCacheDropDuringMint(t *testing.T) {
 	}
 	if c.Len() != 0 {
 		t.Fatalf("the cache kept a token minted across a revocation of its agent")
+	}
+}
+
+// A lease taken after a failed renewal must not get the token the renewal
+// was for: the retry schedule a failure sets is not how fresh it is.
+func TestCacheGetFreshAfterFailedRenewal(t *testing.T) {
+	clk := testclock.Start()
+	k := &countingKind{life: 15 * time.Minute, now: clk.Now}
+	withKind(t, k)
+	var mintErrs atomic.Int64
+	c := NewCache(CacheOptions{Env: Env{Now: clk.Now}, OnMint: func(_ string, _ time.Duration, err error) {
+		if err != nil {
+			mintErrs.Add(1)
+		}
+	}})
+	defer c.Close()
+	ctx := context.Background()
+	key := Key{Credential: "c", Version: 1, Agent: "a"}
+	if _, err := c.Get(ctx, key, load("a")); err != nil {
+		t.Fatal(err)
+	}
+	k.fail(errors.New("token endpoint down"))
+	clk.Advance(14 * time.Minute) // 1 min left: in the 2-minute margin
+	if tok, err := c.Get(ctx, key, load("a")); err != nil || string(tok.Value) != "tok-1-a" {
+		t.Fatalf("Get = %q, %v; want the old token while it renews", tok.Value, err)
+	}
+	waitFor(t, func() bool { return mintErrs.Load() == 1 })
+	waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return !c.entries[key].refreshing })
+	k.fail(nil)
+	tok, err := c.GetFresh(ctx, key, load("a"))
+	if err != nil || string(tok.Value) != "tok-2-a" {
+		t.Fatalf("GetFresh after a failed renewal = %q, %v; want a token minted now", tok.Value, err)
+	}
+}
+
+// A token that the issuer says expires within MinValidity is refused at
+// once: it would be served to no one, or to a caller it expires under.
+func TestCacheRefusesMintWithinMinValidity(t *testing.T) {
+	clk := testclock.Start()
+	k := &countingKind{life: 3 * time.Second, now: clk.Now}
+	withKind(t, k)
+	var mintErrs atomic.Int64
+	c := NewCache(CacheOptions{Env: Env{Now: clk.Now}, OnMint: func(_ string, _ time.Duration, err error) {
+		if err != nil {
+			mintErrs.Add(1)
+		}
+	}})
+	defer c.Close()
+	tok, err := c.Get(context.Background(), Key{Credential: "c"}, load("a"))
+	if !errors.Is(err, ErrMint) || tok.Value != nil || c.Len() != 0 {
+		t.Fatalf("a token with 3 s left = %q, %v (%d held); want ErrMint and nothing kept", tok.Value, err, c.Len())
+	}
+	for _, want := range []string{"expires at", "5s"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if mintErrs.Load() != 1 {
+		t.Errorf("OnMint saw %d failures, want 1", mintErrs.Load())
+	}
+}
+
+// A failed renewal leaves alone an entry stored for its key after it
+// started (the credential dropped and minted again meanwhile).
+func TestCacheFailedRenewalLeavesReplacement(t *testing.T) {
+	clk := testclock.Start()
+	k := &countingKind{life: 10 * time.Minute, now: clk.Now}
+	withKind(t, k)
+	c := NewCache(CacheOptions{Env: Env{Now: clk.Now}})
+	defer c.Close()
+	ctx := context.Background()
+	key := Key{Credential: "c", Version: 1, Agent: "a"}
+	if _, err := c.Get(ctx, key, load("a")); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(9 * time.Minute) // in the margin: the next Get renews
+	started, hold := make(chan struct{}), make(chan struct{})
+	blocked := func(context.Context) (Request, error) {
+		close(started)
+		<-hold
+		return Request{}, errors.New("vault unreachable")
+	}
+	if _, err := c.Get(ctx, key, blocked); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	c.Drop("c")
+	if tok, err := c.mint(ctx, key, load("a")); err != nil || string(tok.Value) != "tok-2-a" {
+		t.Fatalf("replacement = %q, %v", tok.Value, err)
+	}
+	c.mu.Lock()
+	repl := c.entries[key]
+	want := *repl
+	c.mu.Unlock()
+	close(hold)
+	c.wg.Wait() // the renewal has given up
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if got := c.entries[key]; got != repl || got.refreshAt != want.refreshAt || got.refreshing != want.refreshing {
+		t.Fatalf("the failed renewal changed the replacement: refresh at %s (want %s), refreshing %v",
+			got.refreshAt, want.refreshAt, got.refreshing)
 	}
 }
