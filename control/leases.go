@@ -86,14 +86,17 @@ func (s *Server) leases(r *http.Request) (any, error) {
 			l, err := s.mintLease(ctx, a.Name, cred, secret, w.narrow)
 			clear(secret)
 			switch {
-			case errors.Is(err, mint.ErrInvalid):
+			case errors.Is(err, mint.ErrNarrow):
 				// The grant asks for more than the entry allows: never
 				// mintable, so not retried soon, and refused as scope.
+				// The refusal names only what the grant asked for.
 				out.Leases = append(out.Leases, Lease{Name: cred.Name, Hosts: cred.Hosts, Render: cred.Render,
 					Fingerprint: cred.Fingerprint, Kind: cred.Kind, Narrow: w.narrow.Key(), Refused: err.Error(), ExpiresAt: exp})
 			case err != nil:
-				// The others are still leased; the sidecar keeps what it
-				// holds of this one until it expires, and asks again.
+				// The issuer, or root material or parameters that do not
+				// work: the detail is for the log, not the sidecar. The
+				// others are still leased; the sidecar keeps what it holds
+				// of this one until it expires, and asks again.
 				s.log.Warn("credential not minted for a lease", zap.String("agent", a.Name),
 					zap.String("credential", cred.Name), zap.String("kind", cred.Kind), zap.Error(err))
 				out.Unavailable = append(out.Unavailable, LeaseKey{Name: cred.Name, Narrow: w.narrow.Key()})

@@ -2,12 +2,20 @@ package control_test
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/stackctl/stack/control"
 	"github.com/stackctl/stack/inject/mint"
@@ -154,5 +162,44 @@ func TestMintedLeaseRefusedNarrowing(t *testing.T) {
 	l, ok := s.lease("orders")
 	if !ok || l.Refused == "" || !strings.Contains(l.Refused, "orders.admin") || l.Secret != nil || as.Requests() != 0 {
 		t.Fatalf("lease %+v after %d token requests; want refused, naming the scope, with no secret and no request", l, as.Requests())
+	}
+}
+
+// Root material the kind cannot mint with is not the grant's fault: the
+// lease answer names the credential unavailable, without saying why, and
+// the control plane's log says why.
+func TestMintedLeaseBrokenRootIsUnavailable(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	mints := mint.NewCache(mint.CacheOptions{})
+	t.Cleanup(mints.Close)
+	f := newFixture(t, func(o *control.Options) { o.Mints, o.Log = mints, zap.New(core) })
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A service-account key the vault's check accepts, and Google's
+	// library then refuses to read ("delegates" is a list).
+	key, _ := json.Marshal(map[string]any{"type": "service_account", "client_email": "reader@p.iam.gserviceaccount.com",
+		"private_key_id": "k1", "private_key": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})), "delegates": 5})
+	if _, err := f.vault.Put(context.Background(), "gcs", key, vault.PutOptions{Hosts: []string{"storage.googleapis.com"},
+		Render: vault.Render{Kind: vault.RenderBearer}, Kind: mint.KindGCP,
+		Params: json.RawMessage(`{"scopes":["https://www.googleapis.com/auth/devstorage.read_only"]}`)}); err != nil {
+		t.Fatal(err)
+	}
+	f.must(operatorToken, http.MethodPost, control.PathAgents, control.AgentRequest{Agent: control.Agent{Name: "bot",
+		Scope: passport.Scope{{Hosts: []string{"storage.googleapis.com"}, Credentials: []string{"gcs"}}}}}, nil)
+	cred := f.join("bot")
+	var lr control.LeasesResponse
+	f.must(cred.Token, http.MethodPost, control.PathLeases, control.LeasesRequest{Minted: true}, &lr)
+	if len(lr.Leases) != 0 || len(lr.Unavailable) != 1 || lr.Unavailable[0] != (control.LeaseKey{Name: "gcs"}) {
+		t.Fatalf("leases %+v, unavailable %+v; want gcs unavailable and no lease", lr.Leases, lr.Unavailable)
+	}
+	warned := logs.FilterMessage("credential not minted for a lease").FilterField(zap.String("credential", "gcs")).All()
+	if len(warned) != 1 || !strings.Contains(fmt.Sprint(warned[0].ContextMap()["error"]), "not a service-account key") {
+		t.Fatalf("log: %+v; want the cause", warned)
 	}
 }

@@ -388,10 +388,12 @@ func (in *Injector) Apply(ctx context.Context, req *http.Request, host string, g
 }
 
 // unavailable is the refusal for a credential the store could not give:
-// a mint the grant does not allow is a scope denial, anything else fails
-// closed as unavailable.
+// a narrowing the credential cannot honour (mint.ErrNarrow, whose message
+// is the agent's to read) is a scope denial; anything else, root material
+// or parameters that do not work included, fails closed as unavailable,
+// its cause for the log only.
 func unavailable(c Credential, err error) error {
-	if errors.Is(err, mint.ErrInvalid) {
+	if errors.Is(err, mint.ErrNarrow) {
 		return &DeniedError{Reason: reason.ScopeDenied, Credential: c.Name,
 			Detail: fmt.Sprintf("credential %q cannot be minted as the passport narrows it: %v", c.Name, err), Err: err}
 	}

@@ -13,6 +13,7 @@ import (
 	"testing/iotest"
 
 	"github.com/stackctl/stack/inject/mint"
+	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/reason"
 )
 
@@ -20,7 +21,8 @@ import (
 type memStore struct {
 	creds   map[string]Credential
 	secrets map[string]string
-	down    bool // the KMS is unreachable
+	down    bool             // the KMS is unreachable
+	errs    map[string]error // what Secret answers for a credential
 }
 
 func (s *memStore) Credential(name string) (Credential, bool) {
@@ -31,6 +33,9 @@ func (s *memStore) Credential(name string) (Credential, bool) {
 func (s *memStore) Secret(_ context.Context, name string, _ Grant) (mint.Token, error) {
 	if s.down {
 		return mint.Token{}, errors.New("kms unavailable: local:///k")
+	}
+	if err := s.errs[name]; err != nil {
+		return mint.Token{}, err
 	}
 	return mint.Token{Value: []byte(s.secrets[name])}, nil
 }
@@ -219,6 +224,53 @@ func TestKMSDownFailsClosed(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "local:///k") {
 		t.Errorf("the cause is lost: %v", err)
+	}
+}
+
+// A narrowing the credential cannot honour is out of scope, and the agent
+// is told what it asked for; root material or parameters that do not
+// work make the credential unavailable, and the agent is told nothing of
+// them (the log has the cause).
+func TestMintRefusals(t *testing.T) {
+	params := []byte(`{"token_url":"https://auth.example/oauth/token","client_id":"c","scopes":["orders.read"]}`)
+	mintErr := func(root string, n *passport.Narrowing) error {
+		_, err := mint.Mint(context.Background(), mint.Env{}, mint.Request{Kind: mint.KindOAuth2, Params: params, Root: []byte(root), Narrow: n})
+		if !errors.Is(err, mint.ErrInvalid) {
+			t.Fatalf("Mint = %v, want a refusal before any call", err)
+		}
+		return err
+	}
+	for _, tc := range []struct {
+		name     string
+		err      error
+		reason   string
+		status   int
+		says     string // in the detail the agent gets
+		withheld string // not in it
+	}{
+		{"narrowing beyond the credential", mintErr("s3cr3t-client", &passport.Narrowing{Scopes: []string{"orders.refund"}}),
+			reason.ScopeDenied, http.StatusForbidden, "orders.refund", ""},
+		{"root material that does not work", mintErr("s3cr3t\nclient", nil),
+			reason.CredentialUnavailable, http.StatusServiceUnavailable, "could not be minted", "client secret"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := newStore()
+			store.creds["orders"] = Credential{Name: "orders", Hosts: []string{"api.orders.example"}, Render: Render{Kind: Bearer}, Kind: mint.KindOAuth2}
+			store.errs = map[string]error{"orders": tc.err}
+			r := httptest.NewRequest("GET", "https://api.orders.example/v1/orders", nil)
+			r.Header.Set("Authorization", "Bearer stk_ph_orders")
+			_, err := New(store, Options{}).Apply(context.Background(), r, "api.orders.example", grantAll)
+			var de *DeniedError
+			if !errors.As(err, &de) || de.Reason != tc.reason || de.Status() != tc.status {
+				t.Fatalf("err = %v, want %s with %d", err, tc.reason, tc.status)
+			}
+			if !strings.Contains(de.Detail, tc.says) || tc.withheld != "" && strings.Contains(de.Detail, tc.withheld) {
+				t.Errorf("detail %q: want it to say %q and not %q", de.Detail, tc.says, tc.withheld)
+			}
+			if !errors.Is(de.Err, tc.err) {
+				t.Errorf("the cause is lost: %v", de.Err)
+			}
+		})
 	}
 }
 

@@ -264,7 +264,7 @@ func (s *LeaseStore) Secret(_ context.Context, name string, g inject.Grant) (min
 		return mint.Token{}, fmt.Errorf("proxy: no lease of credential %s for this grant: %w", name, vault.ErrNotFound)
 	}
 	if l.Refused != "" {
-		return mint.Token{}, fmt.Errorf("proxy: credential %s: %w: %s", name, mint.ErrInvalid, l.Refused)
+		return mint.Token{}, fmt.Errorf("proxy: credential %s: %w: %s", name, mint.ErrNarrow, l.Refused)
 	}
 	if !s.now().Before(l.ExpiresAt) {
 		return mint.Token{}, fmt.Errorf("proxy: the lease of credential %s expired at %s and the control plane has not renewed it",

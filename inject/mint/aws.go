@@ -236,7 +236,7 @@ func SessionName(agent string) string {
 // ErrNoAWSActions is the refusal to mint an AWS session for a grant that
 // does not name the actions it allows: without a session policy, the
 // session could do whatever the role can.
-var ErrNoAWSActions = fmt.Errorf("%w: an aws-sts credential needs the grant to name the AWS actions it allows: narrow.actions", ErrInvalid)
+var ErrNoAWSActions = fmt.Errorf("%w: an aws-sts credential needs the grant to name the AWS actions it allows: narrow.actions", ErrNarrow)
 
 // SessionPolicy is the session policy for a grant's narrowing: one
 // statement that allows the narrowing's actions on its resources (any
@@ -244,7 +244,9 @@ var ErrNoAWSActions = fmt.Errorf("%w: an aws-sts credential needs the grant to n
 // (condition aws:RequestedRegion, which is us-east-1 for global services
 // such as IAM). A session's permissions are the intersection of the
 // role's and this policy's, so it can only narrow. A narrowing without
-// actions is refused (ErrNoAWSActions), never minted unscoped.
+// actions is refused (ErrNoAWSActions), never minted unscoped; one AWS
+// cannot take (an empty entry, a policy too long) is refused too. Every
+// refusal wraps ErrNarrow.
 func SessionPolicy(n *passport.Narrowing) (string, error) {
 	if n == nil || len(n.Actions) == 0 {
 		return "", ErrNoAWSActions
@@ -265,7 +267,7 @@ func SessionPolicy(n *passport.Narrowing) (string, error) {
 	}
 	for _, list := range [][]string{st.Action, st.Resource, n.Regions} {
 		if slices.Contains(list, "") {
-			return "", fmt.Errorf("%w: %s: the grant's narrowing names an empty action, resource or region", ErrInvalid, KindAWS)
+			return "", fmt.Errorf("%w: %s: the grant's narrowing names an empty action, resource or region", ErrNarrow, KindAWS)
 		}
 	}
 	if len(n.Regions) > 0 {
@@ -279,7 +281,7 @@ func SessionPolicy(n *passport.Narrowing) (string, error) {
 	}
 	if len(b) > awsMaxSessionPolicy {
 		return "", fmt.Errorf("%w: %s: the session policy for this grant is %d characters, AWS takes at most %d: name fewer actions or resources (wildcards such as s3:Get* help)",
-			ErrInvalid, KindAWS, len(b), awsMaxSessionPolicy)
+			ErrNarrow, KindAWS, len(b), awsMaxSessionPolicy)
 	}
 	return string(b), nil
 }

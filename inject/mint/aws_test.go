@@ -138,7 +138,7 @@ func TestSessionPolicy(t *testing.T) {
 		{
 			name:    "too long for AWS",
 			n:       &passport.Narrowing{Actions: []string{"s3:GetObject"}, Resources: []string{"arn:aws:s3:::" + strings.Repeat("x", 2100)}},
-			wantErr: ErrInvalid,
+			wantErr: ErrNarrow,
 		},
 	}
 	for _, c := range cases {
@@ -289,8 +289,8 @@ func TestAWSMint(t *testing.T) {
 		n := tr.n.Load()
 		for _, nw := range []*passport.Narrowing{nil, {Resources: []string{"*"}}} {
 			_, err := Mint(ctx, env, Request{Kind: KindAWS, Params: params, Root: []byte(acct.SecretAccessKey), Agent: "a", Narrow: nw})
-			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "narrow.actions") {
-				t.Errorf("Mint(%+v): %v, want ErrInvalid naming narrow.actions", nw, err)
+			if !errors.Is(err, ErrNarrow) || !strings.Contains(err.Error(), "narrow.actions") {
+				t.Errorf("Mint(%+v): %v, want ErrNarrow naming narrow.actions", nw, err)
 			}
 		}
 		if tr.n.Load() != n {

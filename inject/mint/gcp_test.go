@@ -193,8 +193,8 @@ func TestGCPScopeOutsideTheCredentialIsRefusedBeforeAnyCall(t *testing.T) {
 		Kind: KindGCP, Params: params, Root: key,
 		Narrow: &passport.Narrowing{Scopes: []string{"https://www.googleapis.com/auth/cloud-platform"}},
 	})
-	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "cloud-platform") || ts.requests.Load() != 0 {
-		t.Fatalf("Mint = %v after %d calls, want ErrInvalid naming the scope and no call", err, ts.requests.Load())
+	if !errors.Is(err, ErrNarrow) || !strings.Contains(err.Error(), "cloud-platform") || ts.requests.Load() != 0 {
+		t.Fatalf("Mint = %v after %d calls, want ErrNarrow naming the scope and no call", err, ts.requests.Load())
 	}
 }
 

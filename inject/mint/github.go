@@ -210,7 +210,7 @@ func (githubKind) mint(ctx context.Context, env Env, r Request) (Token, error) {
 // permissions, else the credential's; the grant's repositories, each
 // among the credential's when it names repositories, else the
 // credential's. Asking for more than the credential holds is refused
-// (ErrInvalid).
+// (ErrNarrow), naming what was asked for, not what the credential holds.
 func narrowGitHub(p GitHubParams, n *passport.Narrowing) (githubTokenRequest, error) {
 	req := githubTokenRequest{Permissions: p.Permissions, Repositories: p.Repositories}
 	if n == nil {
@@ -222,15 +222,15 @@ func narrowGitHub(p GitHubParams, n *passport.Narrowing) (githubTokenRequest, er
 			lvl := n.Permissions[name]
 			want := slices.Index(githubLevels, lvl)
 			if !githubIdent(name) || want < 0 {
-				return req, fmt.Errorf("%w: %s: the grant asks for permission %s: %q, want read, write or admin", ErrInvalid, KindGitHub, name, lvl)
+				return req, fmt.Errorf("%w: %s: the grant asks for permission %s: %q, want read, write or admin", ErrNarrow, KindGitHub, name, lvl)
 			}
 			if len(p.Permissions) > 0 {
 				have, ok := p.Permissions[name]
 				if !ok {
-					return req, fmt.Errorf("%w: %s: the grant asks for permission %s, which the credential does not hold", ErrInvalid, KindGitHub, name)
+					return req, fmt.Errorf("%w: %s: the grant asks for permission %s, which the credential does not hold", ErrNarrow, KindGitHub, name)
 				}
 				if want > slices.Index(githubLevels, have) {
-					return req, fmt.Errorf("%w: %s: the grant asks for permission %s: %s, the credential holds %s: %s", ErrInvalid, KindGitHub, name, lvl, name, have)
+					return req, fmt.Errorf("%w: %s: the grant asks for permission %s: %s, more than the credential holds", ErrNarrow, KindGitHub, name, lvl)
 				}
 			}
 			req.Permissions[name] = lvl
@@ -240,10 +240,10 @@ func narrowGitHub(p GitHubParams, n *passport.Narrowing) (githubTokenRequest, er
 		req.Repositories = nil
 		for _, r := range n.Repositories {
 			if !githubRepoName(r) {
-				return req, fmt.Errorf("%w: %s: the grant asks for repository %q: want a name without its owner", ErrInvalid, KindGitHub, r)
+				return req, fmt.Errorf("%w: %s: the grant asks for repository %q: want a name without its owner", ErrNarrow, KindGitHub, r)
 			}
 			if len(p.Repositories) > 0 && !slices.Contains(p.Repositories, r) {
-				return req, fmt.Errorf("%w: %s: the grant asks for repository %s, which the credential does not reach", ErrInvalid, KindGitHub, r)
+				return req, fmt.Errorf("%w: %s: the grant asks for repository %s, which the credential does not reach", ErrNarrow, KindGitHub, r)
 			}
 			if !slices.Contains(req.Repositories, r) {
 				req.Repositories = append(req.Repositories, r)

@@ -284,8 +284,8 @@ func TestGitHubNarrowingBeyondTheCredentialIsRefusedBeforeAnyCall(t *testing.T) 
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Mint(context.Background(), Env{HTTPClient: gs.Client()},
 				Request{Kind: KindGitHub, Params: params, Root: root, Narrow: &tc.narrow})
-			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("Mint = %v, want ErrInvalid naming %s", err, tc.want)
+			if !errors.Is(err, ErrNarrow) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Mint = %v, want ErrNarrow naming %s", err, tc.want)
 			}
 		})
 	}

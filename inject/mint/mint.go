@@ -38,7 +38,20 @@ var (
 	// ErrMint wraps every failure to mint: the issuer refused or could
 	// not be reached. The message never holds a secret.
 	ErrMint = errors.New("mint: cannot mint credential")
+	// ErrNarrow wraps every refusal of a grant's narrowing: it asks for
+	// more than the vault entry allows, or for something the kind cannot
+	// express. It wraps ErrInvalid, but unlike the other ErrInvalid
+	// errors it says nothing is wrong with the credential: the passport
+	// asks for too much. Its message is fit for the agent: it names what
+	// the grant asked for, never what else the credential could do.
+	ErrNarrow error = narrowError{}
 )
+
+// narrowError is ErrNarrow: an ErrInvalid with a message of its own.
+type narrowError struct{}
+
+func (narrowError) Error() string { return "mint: the grant's narrowing is refused" }
+func (narrowError) Unwrap() error { return ErrInvalid }
 
 // Token is one minted credential.
 type Token struct {

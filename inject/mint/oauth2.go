@@ -140,8 +140,9 @@ func oauth2Token(env Env, tok *oauth2.Token) Token {
 
 // narrowScopes returns the scopes to request: the grant's narrowing when
 // it names scopes, each of which the credential must allow, else all the
-// credential allows. A scope outside allowed is refused (ErrInvalid):
-// the grant asks for more than the vault entry holds.
+// credential allows. A scope outside allowed is refused (ErrNarrow):
+// the grant asks for more than the vault entry holds. The refusal names
+// that scope only, not the ones the credential allows.
 func narrowScopes(kind string, allowed []string, n *passport.Narrowing) ([]string, error) {
 	if n == nil || len(n.Scopes) == 0 {
 		return allowed, nil
@@ -149,8 +150,8 @@ func narrowScopes(kind string, allowed []string, n *passport.Narrowing) ([]strin
 	var out []string
 	for _, s := range n.Scopes {
 		if !slices.Contains(allowed, s) {
-			return nil, fmt.Errorf("%w: %s: the grant narrows to scope %q, which the credential does not allow (it allows %q)",
-				ErrInvalid, kind, s, allowed)
+			return nil, fmt.Errorf("%w: %s: the grant narrows to scope %q, which the credential does not allow",
+				ErrNarrow, kind, s)
 		}
 		if !slices.Contains(out, s) {
 			out = append(out, s)

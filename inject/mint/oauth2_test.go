@@ -105,8 +105,8 @@ func TestOAuth2ScopeOutsideTheCredentialIsRefusedBeforeAnyCall(t *testing.T) {
 		Kind: KindOAuth2, Params: params, Root: []byte(oauthSecret),
 		Narrow: &passport.Narrowing{Scopes: []string{"read:orders", "admin"}},
 	})
-	if !errors.Is(err, ErrInvalid) || errors.Is(err, ErrMint) || !strings.Contains(err.Error(), `"admin"`) {
-		t.Fatalf("Mint = %v, want ErrInvalid naming the scope admin", err)
+	if !errors.Is(err, ErrNarrow) || errors.Is(err, ErrMint) || !strings.Contains(err.Error(), `"admin"`) {
+		t.Fatalf("Mint = %v, want ErrNarrow naming the scope admin", err)
 	}
 	if n := as.Requests(); n != 0 {
 		t.Fatalf("the token endpoint was called %d times", n)
