@@ -196,11 +196,7 @@ func (awsKind) mint(ctx context.Context, env Env, r Request) (Token, error) {
 	}
 	out, err := sts.New(opts).AssumeRole(ctx, in)
 	if err != nil {
-		if apiErr, ok := errors.AsType[smithy.APIError](err); ok {
-			return Token{}, fmt.Errorf("%w: %s: AssumeRole %s: %s: %s",
-				ErrMint, KindAWS, p.RoleARN, apiErr.ErrorCode(), apiErr.ErrorMessage())
-		}
-		return Token{}, fmt.Errorf("%w: %s: AssumeRole %s: %w", ErrMint, KindAWS, p.RoleARN, err)
+		return Token{}, awsError(p.RoleARN, err, r.Root)
 	}
 	c := out.Credentials
 	if c == nil || aws.ToString(c.AccessKeyId) == "" || aws.ToString(c.SecretAccessKey) == "" ||
@@ -214,6 +210,18 @@ func (awsKind) mint(ctx context.Context, env Env, r Request) (Token, error) {
 		Expiry:          *c.Expiration,
 	}
 	return Token{AWS: s, Expiry: s.Expiry}, nil
+}
+
+// awsError is the ErrMint error for a failed AssumeRole: what STS
+// answered (its error code and message), made fit for a log line, with
+// the secret redacted should the endpoint echo it. The cause stays
+// reachable with errors.Is/As.
+func awsError(role string, err error, secret []byte) error {
+	msg := redact(err.Error(), secret)
+	if apiErr, ok := errors.AsType[smithy.APIError](err); ok {
+		msg = serverText(apiErr.ErrorCode(), secret) + ": " + serverText(apiErr.ErrorMessage(), secret)
+	}
+	return &mintError{msg: fmt.Sprintf("%s: %s: AssumeRole %s: %s", ErrMint, KindAWS, role, msg), cause: err}
 }
 
 // SessionName is the AssumeRole session name of agent's sessions:

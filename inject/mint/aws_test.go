@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -343,4 +344,51 @@ func BenchmarkMintAWS(b *testing.B) {
 			}
 		}
 	})
+}
+
+// An STS endpoint that echoes the secret access key in its answer (a
+// broken or hostile one: the key itself is never sent) does not get it
+// into the error, wherever it puts it, and what it says is cut short and
+// kept to one line.
+func TestAWSMintErrorHoldsNoSecret(t *testing.T) {
+	const secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+	for _, tc := range []struct {
+		name   string
+		status int
+		body   string
+		says   string
+	}{
+		{"in the message", http.StatusForbidden,
+			`<ErrorResponse><Error><Type>Sender</Type><Code>InvalidClientTokenId</Code><Message>the key ` + secret + ` is not valid</Message></Error><RequestId>r1</RequestId></ErrorResponse>`,
+			"InvalidClientTokenId: the key [redacted] is not valid"},
+		{"in the code", http.StatusForbidden,
+			`<ErrorResponse><Error><Type>Sender</Type><Code>` + secret + `</Code><Message>no</Message></Error></ErrorResponse>`,
+			"[redacted]: no"},
+		{"where a long message is cut", http.StatusBadRequest,
+			`<ErrorResponse><Error><Code>ValidationError</Code><Message>` + strings.Repeat("x", 280) + secret + `</Message></Error></ErrorResponse>`,
+			"ValidationError: xxx"},
+		{"on lines of its own", http.StatusForbidden,
+			`<ErrorResponse><Error><Code>AccessDenied</Code><Message>denied&#10;` + secret + `&#10;forged log line</Message></Error></ErrorResponse>`,
+			"AccessDenied: denied [redacted] forged log line"},
+		{"in a body that is not an STS error", http.StatusInternalServerError, "upstream said: " + secret, "500"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/xml")
+				w.WriteHeader(tc.status)
+				io.WriteString(w, tc.body)
+			}))
+			defer sts.Close()
+			params := awsParams(t, AWSParams{RoleARN: testRoleARN, Region: "eu-west-1", STSEndpoint: sts.URL, AccessKeyID: "AKIAIOSFODNN7EXAMPLE"})
+			_, err := Mint(context.Background(), Env{HTTPClient: sts.Client()}, Request{Kind: KindAWS, Params: params,
+				Root: []byte(secret), Agent: "bot", Narrow: &passport.Narrowing{Actions: []string{"s3:GetObject"}}})
+			if !errors.Is(err, ErrMint) || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("Mint: %v, want ErrMint saying %q", err, tc.says)
+			}
+			mustNotLeak(t, err, secret, secret[:12], secret[len(secret)-12:])
+			if strings.ContainsAny(err.Error(), "\r\n") {
+				t.Errorf("Mint: %q spans lines", err)
+			}
+		})
+	}
 }

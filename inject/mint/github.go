@@ -185,10 +185,10 @@ func (githubKind) mint(ctx context.Context, env Env, r Request) (Token, error) {
 		}
 		msg := "no message"
 		if json.Unmarshal(raw, &e) == nil && e.Message != "" {
-			msg = clip(e.Message)
+			msg = serverText(e.Message, []byte(appJWT))
 		}
-		return Token{}, fmt.Errorf("%w: %s: GitHub answered %s: %s", ErrMint, KindGitHub, resp.Status,
-			redact(msg, []byte(appJWT)))
+		return Token{}, fmt.Errorf("%w: %s: GitHub answered %s: %s", ErrMint, KindGitHub,
+			serverText(resp.Status, []byte(appJWT)), msg)
 	}
 	var out struct {
 		Token     string    `json:"token"`

@@ -267,18 +267,18 @@ func printable(b []byte) bool {
 // never the response body otherwise; secrets are redacted from it should
 // the issuer echo them. The cause stays reachable with errors.Is/As.
 func issuerError(kind string, err error, secrets ...[]byte) error {
-	msg := err.Error()
+	msg := redact(err.Error(), secrets...)
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
-		msg = retrieveMessage(re)
+		msg = retrieveMessage(re, secrets...)
 	}
-	return &mintError{msg: fmt.Sprintf("%s: %s: %s", ErrMint, kind, redact(msg, secrets...)), cause: err}
+	return &mintError{msg: fmt.Sprintf("%s: %s: %s", ErrMint, kind, msg), cause: err}
 }
 
-func retrieveMessage(re *oauth2.RetrieveError) string {
+func retrieveMessage(re *oauth2.RetrieveError, secrets ...[]byte) string {
 	status := "an error"
 	if re.Response != nil {
-		status = re.Response.Status
+		status = serverText(re.Response.Status, secrets...)
 		if status == "" {
 			status = fmt.Sprint(re.Response.StatusCode)
 		}
@@ -298,11 +298,18 @@ func retrieveMessage(re *oauth2.RetrieveError) string {
 	if code == "" {
 		return msg + " without an OAuth2 error code"
 	}
-	msg += ": " + clip(code)
+	msg += ": " + serverText(code, secrets...)
 	if desc != "" {
-		msg += ": " + clip(desc)
+		msg += ": " + serverText(desc, secrets...)
 	}
 	return msg
+}
+
+// serverText is what a server said, fit for an error message: secrets
+// redacted first, so that cutting it short cannot leave part of one,
+// then clipped.
+func serverText(s string, secrets ...[]byte) string {
+	return clip(redact(s, secrets...))
 }
 
 // clip makes a string from a server fit for an error message: printable

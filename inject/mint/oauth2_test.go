@@ -198,3 +198,33 @@ func TestOAuth2RefusesPlainHTTPAtMint(t *testing.T) {
 		t.Fatalf("Mint = %v after %d calls, want ErrInvalid on token_url and no call", err, calls.Load())
 	}
 }
+
+// A token endpoint that echoes the client secret in its error does not
+// get it, or a part of it, into the error: the secret is redacted before
+// the description is cut short.
+func TestOAuth2ErrorHoldsNoEchoedSecret(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		code string
+		desc string
+		says string
+	}{
+		{"in the description", "invalid_client", "client secret " + oauthSecret + " is wrong", "invalid_client: client secret [redacted] is wrong"},
+		{"where the description is cut", "invalid_client", strings.Repeat("x", 290) + oauthSecret, "invalid_client: xxx"},
+		{"in the code", oauthSecret, "no", "[redacted]: no"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				writeJSON(w, http.StatusUnauthorized, map[string]string{"error": tc.code, "error_description": tc.desc})
+			}))
+			defer ts.Close()
+			params := oauthParams(t, OAuth2Params{TokenURL: ts.URL + "/token", ClientID: oauthClientID, AuthStyle: AuthStyleParams})
+			_, err := Mint(context.Background(), Env{HTTPClient: ts.Client()},
+				Request{Kind: KindOAuth2, Params: params, Root: []byte(oauthSecret)})
+			if !errors.Is(err, ErrMint) || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("Mint = %v, want ErrMint saying %q", err, tc.says)
+			}
+			mustNotLeak(t, err, oauthSecret, oauthSecret[:8])
+		})
+	}
+}
