@@ -68,8 +68,7 @@ type Cache struct {
 }
 
 type entry struct {
-	kind string
-	tok  Token
+	tok Token
 	// freshUntil is the token's expiry less its renewal margin: GetFresh
 	// serves it only before then. Unlike refreshAt it never moves.
 	freshUntil time.Time
@@ -244,7 +243,7 @@ func (c *Cache) mint(ctx context.Context, key Key, load Loader) (Token, error) {
 		c.evictLocked()
 	}
 	fresh := tok.Expiry.Add(-margin)
-	c.entries[key] = &entry{kind: req.Kind, tok: tok, freshUntil: fresh, refreshAt: fresh}
+	c.entries[key] = &entry{tok: tok, freshUntil: fresh, refreshAt: fresh}
 	return copyToken(tok), nil
 }
 
@@ -261,7 +260,7 @@ func (c *Cache) checkValidity(kind string, tok Token) error {
 		ErrMint, kind, tok.Expiry.UTC().Format(time.RFC3339), c.opts.MinValidity)
 }
 
-// evictLocked drops the token that expires first.
+// evictLocked drops the token that expires first, zeroing it.
 func (c *Cache) evictLocked() {
 	var victim Key
 	var at time.Time
@@ -275,17 +274,18 @@ func (c *Cache) evictLocked() {
 }
 
 // Drop forgets every token of credential (after it changed or was
-// removed), zeroing them.
+// removed), zeroing their values and letting go of their AWS sessions.
 func (c *Cache) Drop(credential string) int {
 	return c.dropIf(func(k Key) bool { return k.Credential == credential })
 }
 
-// DropAgent forgets every token minted for agent (after its revocation).
+// DropAgent forgets every token minted for agent (after its revocation),
+// as Drop does.
 func (c *Cache) DropAgent(agent string) int {
 	return c.dropIf(func(k Key) bool { return k.Agent == agent })
 }
 
-// DropAll forgets every token.
+// DropAll forgets every token, as Drop does.
 func (c *Cache) DropAll() int { return c.dropIf(func(Key) bool { return true }) }
 
 func (c *Cache) dropIf(f func(Key) bool) int {
@@ -310,8 +310,8 @@ func (c *Cache) Len() int {
 	return len(c.entries)
 }
 
-// Close stops background renewals, waits for them, and zeroes every
-// token. It is idempotent.
+// Close stops background renewals, waits for them, and forgets every
+// token as Drop does. It is idempotent.
 func (c *Cache) Close() {
 	// Every wg.Add happens under mu while the cache is open, so none
 	// races the Wait below.
@@ -325,7 +325,12 @@ func (c *Cache) Close() {
 	c.DropAll()
 }
 
+// copyToken is t for a caller, sharing nothing with what the cache holds.
 func copyToken(t Token) Token {
 	t.Value = append([]byte(nil), t.Value...)
+	if t.AWS != nil {
+		s := *t.AWS
+		t.AWS = &s
+	}
 	return t
 }

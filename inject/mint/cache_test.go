@@ -1,10 +1,12 @@
 package mint
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +24,7 @@ type countingKind struct {
 	mu      sync.Mutex
 	err     error
 	release chan struct{} // when set, mint waits for it
+	aws     bool          // mint AWS sessions rather than values
 }
 
 func (k *countingKind) check(p json.RawMessage, _ []byte) (json.RawMessage, error) { return p, nil }
@@ -41,7 +44,11 @@ func (k *countingKind) mint(ctx context.Context, _ Env, r Request) (Token, error
 		return Token{}, err
 	}
 	n := k.mints.Add(1)
-	return Token{Value: fmt.Appendf(nil, "tok-%d-%s", n, r.Agent), Expiry: k.now().Add(k.life)}, nil
+	exp := k.now().Add(k.life)
+	if k.aws {
+		return Token{AWS: &AWSSession{AccessKeyID: fmt.Sprintf("ASIA%d", n), SecretAccessKey: "s", SessionToken: "t", Expiry: exp}, Expiry: exp}, nil
+	}
+	return Token{Value: fmt.Appendf(nil, "tok-%d-%s", n, r.Agent), Expiry: exp}, nil
 }
 
 func (k *countingKind) fail(err error) {
@@ -194,20 +201,121 @@ func TestCacheRefusesExpiredMint(t *testing.T) {
 	}
 }
 
+// A full cache drops the token that expires first, not the oldest, and
+// zeroes it.
 func TestCacheEvictsAtMax(t *testing.T) {
 	clk := testclock.Start()
-	k := &countingKind{life: time.Hour, now: clk.Now}
+	k := &countingKind{now: clk.Now}
 	withKind(t, k)
 	c := NewCache(CacheOptions{Env: Env{Now: clk.Now}, MaxEntries: 3})
 	defer c.Close()
-	for i := range 10 {
-		if _, err := c.Get(context.Background(), Key{Credential: "c", Agent: fmt.Sprint(i)}, load("a")); err != nil {
+	held := map[string]*entry{}
+	get := func(agent string, life time.Duration) {
+		t.Helper()
+		k.life = life
+		key := Key{Credential: "c", Agent: agent}
+		if _, err := c.Get(context.Background(), key, load(agent)); err != nil {
 			t.Fatal(err)
 		}
+		c.mu.Lock()
+		held[agent] = c.entries[key]
+		c.mu.Unlock()
 		clk.Advance(time.Second)
 	}
-	if c.Len() != 3 {
-		t.Errorf("%d entries, want 3", c.Len())
+	agents := func() []string {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		var out []string
+		for k := range c.entries {
+			out = append(out, k.Agent)
+		}
+		slices.Sort(out)
+		return out
+	}
+	get("a", time.Hour)
+	get("b", 10*time.Minute)
+	get("c", 30*time.Minute)
+	get("d", time.Hour) // full: b expires first
+	if got := agents(); !slices.Equal(got, []string{"a", "c", "d"}) {
+		t.Fatalf("held %v after the fourth, want a, c and d", got)
+	}
+	if v := held["b"].tok.Value; v != nil && !bytes.Equal(v, make([]byte, len(v))) {
+		t.Errorf("the evicted token was not zeroed: %q", v)
+	}
+	get("e", time.Hour) // then c
+	if got := agents(); !slices.Equal(got, []string{"a", "d", "e"}) {
+		t.Fatalf("held %v after the fifth, want a, d and e", got)
+	}
+}
+
+// What the cache lets go of, it zeroes: token values are cleared and AWS
+// sessions dropped, whether by Drop, by a new token in their place, by
+// eviction or by Close.
+func TestCacheZeroesWhatItDrops(t *testing.T) {
+	clk := testclock.Start()
+	k := &countingKind{life: 15 * time.Minute, now: clk.Now, aws: true}
+	withKind(t, k)
+	c := NewCache(CacheOptions{Env: Env{Now: clk.Now}, MaxEntries: 2})
+	ctx := context.Background()
+	held := func(key Key) *entry {
+		t.Helper()
+		tok, err := c.GetFresh(ctx, key, load(key.Agent))
+		if err != nil || tok.AWS == nil {
+			t.Fatalf("GetFresh = %+v, %v", tok, err)
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.entries[key]
+	}
+	zeroed := func(how string, e *entry) {
+		t.Helper()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if e.tok.AWS != nil {
+			t.Errorf("%s: the entry let go of still holds its AWS session", how)
+		}
+	}
+	a, b := Key{Credential: "c", Agent: "a"}, Key{Credential: "c", Agent: "b"}
+	dropped := held(a)
+	c.Drop("c")
+	zeroed("Drop", dropped)
+
+	replaced := held(a)
+	clk.Advance(14 * time.Minute) // in the margin: GetFresh mints again
+	held(a)
+	zeroed("replaced", replaced)
+
+	evicted := held(a)
+	clk.Advance(time.Second) // a expires first
+	held(b)
+	held(Key{Credential: "c", Agent: "c"})
+	zeroed("evicted", evicted)
+
+	closed := held(b)
+	c.Close()
+	zeroed("Close", closed)
+
+	if got, err := c.Get(ctx, a, load("a")); err == nil || got.AWS != nil {
+		t.Fatalf("Get after Close = %+v, %v", got, err)
+	}
+}
+
+// A caller's token is its own: changing it changes nothing in the cache.
+func TestCacheTokenIsTheCallers(t *testing.T) {
+	clk := testclock.Start()
+	k := &countingKind{life: time.Hour, now: clk.Now, aws: true}
+	withKind(t, k)
+	c := NewCache(CacheOptions{Env: Env{Now: clk.Now}})
+	defer c.Close()
+	key := Key{Credential: "c", Agent: "a"}
+	first, err := c.Get(context.Background(), key, load("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.AWS.SessionToken = ""
+	again, err := c.Get(context.Background(), key, load("a"))
+	if err != nil || again.AWS.SessionToken != "t" {
+		t.Fatalf("Get after the caller changed its copy: %+v, %v", again.AWS, err)
 	}
 }
 

@@ -73,8 +73,12 @@ func (t Token) Secret() []byte {
 	return t.Value
 }
 
-// clear zeroes the token's value.
-func (t Token) clear() { clear(t.Value) }
+// clear zeroes the token's value and lets go of its AWS session (whose
+// strings Go cannot zero): what is cleared holds nothing afterwards.
+func (t *Token) clear() {
+	clear(t.Value)
+	t.Value, t.AWS = nil, nil
+}
 
 // AWSSession is a set of temporary AWS credentials.
 type AWSSession struct {
