@@ -39,11 +39,18 @@ type Narrowing struct {
 // GitHub permission levels, least to most.
 var permissionLevels = []string{"read", "write", "admin"}
 
+// empty reports whether n narrows nothing: nil, or every field empty.
+// An empty narrowing (narrow: {}) is no narrowing, everywhere.
+func (n *Narrowing) empty() bool {
+	return n == nil || len(n.Scopes) == 0 && len(n.Permissions) == 0 && len(n.Repositories) == 0 &&
+		len(n.Actions) == 0 && len(n.Resources) == 0 && len(n.Regions) == 0
+}
+
 // Key is a stable digest of n, for caching what was minted under it: two
-// narrowings with the same key ask for the same credential. A nil
-// narrowing has the key "".
+// narrowings with the same key ask for the same credential. No
+// narrowing, nil or empty, has the key "".
 func (n *Narrowing) Key() string {
-	if n == nil {
+	if n.empty() {
 		return ""
 	}
 	c := Narrowing{
@@ -146,13 +153,13 @@ func validRegion(s string) bool {
 }
 
 // covers returns "" when every credential child could mint, n could too,
-// else what is wider in child. A nil n leaves the credential at the vault
-// entry's limit, which covers anything.
+// else what is wider in child. No narrowing (nil or empty) leaves the
+// credential at the vault entry's limit, which covers anything.
 func (n *Narrowing) covers(child *Narrowing) string {
-	if n == nil {
+	if n.empty() {
 		return ""
 	}
-	if child == nil {
+	if child.empty() {
 		return "no narrowing (the parent narrows its credentials)"
 	}
 	type list struct {

@@ -146,3 +146,44 @@ func ascii(s string) bool {
 	}
 	return true
 }
+
+// An empty narrowing (narrow: {}) is no narrowing: the same key, the same
+// coverage either side, and no complaint on a grant without credentials.
+func TestNarrowingEmptyIsNone(t *testing.T) {
+	empties := map[string]*Narrowing{
+		"{}":                   {},
+		"empty lists and maps": {Scopes: []string{}, Permissions: map[string]string{}, Repositories: []string{}, Actions: []string{}, Resources: []string{}, Regions: []string{}},
+	}
+	grant := func(n *Narrowing) Scope {
+		return Scope{{Hosts: []string{"api.example"}, Credentials: []string{"c"}, Narrow: n}}
+	}
+	errText := func(err error) string {
+		if err == nil {
+			return "covered"
+		}
+		return err.Error()
+	}
+	others := map[string]*Narrowing{
+		"nil":         nil,
+		"scopes":      {Scopes: []string{"read"}},
+		"permissions": {Permissions: map[string]string{"contents": "read"}},
+		"actions":     {Actions: []string{"s3:GetObject"}},
+	}
+	for name, e := range empties {
+		if k := e.Key(); k != "" {
+			t.Errorf("%s: key %q, want the nil narrowing's", name, k)
+		}
+		for oname, o := range others {
+			if got, want := errText(grant(e).Covers(grant(o))), errText(grant(nil).Covers(grant(o))); got != want {
+				t.Errorf("%s parent over %s: %s; a parent without narrowing: %s", name, oname, got, want)
+			}
+			if got, want := errText(grant(o).Covers(grant(e))), errText(grant(o).Covers(grant(nil))); got != want {
+				t.Errorf("%s parent over %s: %s; over a child without narrowing: %s", oname, name, got, want)
+			}
+		}
+		noCreds := Scope{{Hosts: []string{"a.example"}, Narrow: e}}
+		if err := noCreds.Validate(); err != nil {
+			t.Errorf("%s on a grant without credentials: %v", name, err)
+		}
+	}
+}

@@ -154,7 +154,7 @@ func (s Scope) Validate() error {
 				add("%s.params[%d] (%s): %v", at, j, pc.Name, err)
 			}
 		}
-		if g.Narrow != nil {
+		if !g.Narrow.empty() {
 			if len(g.Credentials) == 0 {
 				add("%s.narrow: the grant names no credentials to narrow", at)
 			}
