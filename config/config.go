@@ -257,6 +257,12 @@ type AuditConfig struct {
 	// SyncInterval bounds the time from a record's write to its sync under
 	// Sync "interval".
 	SyncInterval time.Duration `mapstructure:"sync_interval" yaml:"sync_interval"`
+	// ShipBatch is how many records a joined sidecar ships to the control
+	// plane in one batch.
+	ShipBatch int `mapstructure:"ship_batch" yaml:"ship_batch"`
+	// ShipInterval is how often a joined sidecar looks for records to
+	// ship while it is caught up.
+	ShipInterval time.Duration `mapstructure:"ship_interval" yaml:"ship_interval"`
 }
 
 // PassportConfig controls issuing and verifying passports.
@@ -394,6 +400,11 @@ const (
 	DefaultCheckpointInterval = 60 * time.Second
 	DefaultAuditSync          = "interval"
 	DefaultAuditSyncInterval  = 10 * time.Millisecond
+	DefaultAuditShipBatch     = 500
+	DefaultAuditShipInterval  = 250 * time.Millisecond
+	// MaxAuditShipBatch bounds audit.ship_batch: a batch of the largest
+	// records stays well within the control plane's 16 MiB body limit.
+	MaxAuditShipBatch         = 1000
 	DefaultIssuer             = "stack"
 	DefaultAudience           = "stack-proxy"
 	DefaultKeysPath           = "issuer-keys.json"

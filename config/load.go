@@ -179,6 +179,8 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("audit.checkpoint_interval", DefaultCheckpointInterval)
 	v.SetDefault("audit.sync", DefaultAuditSync)
 	v.SetDefault("audit.sync_interval", DefaultAuditSyncInterval)
+	v.SetDefault("audit.ship_batch", DefaultAuditShipBatch)
+	v.SetDefault("audit.ship_interval", DefaultAuditShipInterval)
 	v.SetDefault("passport.issuer", DefaultIssuer)
 	v.SetDefault("passport.audience", DefaultAudience)
 	v.SetDefault("passport.keys_path", DefaultKeysPath)

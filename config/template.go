@@ -43,6 +43,7 @@ func defaultsForTemplate() map[string]any {
 		"VaultPath": DefaultVaultPath, "VaultCacheTTL": DefaultVaultCacheTTL, "VaultCacheSize": DefaultVaultCacheSize,
 		"AuditPath": DefaultAuditPath, "CheckpointEvery": DefaultCheckpointEvery, "CheckpointInterval": DefaultCheckpointInterval,
 		"AuditSync": DefaultAuditSync, "AuditSyncInterval": DefaultAuditSyncInterval,
+		"AuditShipBatch": DefaultAuditShipBatch, "AuditShipInterval": DefaultAuditShipInterval,
 		"Issuer": DefaultIssuer, "Audience": DefaultAudience, "KeysPath": DefaultKeysPath,
 		"RevocationsPath": DefaultRevocationsPath, "DefaultTTL": DefaultPassportTTL, "MaxTTL": DefaultPassportMaxTTL,
 		"Leeway": DefaultLeeway, "PassportCacheSize": DefaultPassportCacheSize,
@@ -152,6 +153,12 @@ audit:
   # always: synced before the request proceeds (slower).
   sync: {{.D.AuditSync}}
   sync_interval: {{.D.AuditSyncInterval}}
+  # A sidecar joined to a control plane ships its records there (the fleet
+  # audit log), in batches of up to ship_batch records (1-1000), looking
+  # for new ones every ship_interval. Its own log keeps every record the
+  # control plane has not acknowledged.
+  ship_batch: {{.D.AuditShipBatch}}
+  ship_interval: {{.D.AuditShipInterval}}
 
 passport:
   issuer: {{.D.Issuer}}

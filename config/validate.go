@@ -185,6 +185,12 @@ func (a AuditConfig) validate(e *ValidationError) {
 	if a.SyncInterval <= 0 || a.SyncInterval > time.Second {
 		e.add("audit.sync_interval", a.SyncInterval.String(), "must be more than 0s and at most 1s")
 	}
+	if a.ShipBatch < 1 || a.ShipBatch > MaxAuditShipBatch {
+		e.add("audit.ship_batch", strconv.Itoa(a.ShipBatch), fmt.Sprintf("must be from 1 to %d", MaxAuditShipBatch))
+	}
+	if a.ShipInterval <= 0 || a.ShipInterval > time.Minute {
+		e.add("audit.ship_interval", a.ShipInterval.String(), "must be more than 0s and at most 1m")
+	}
 }
 
 func (p PassportConfig) validate(e *ValidationError) {

@@ -65,7 +65,7 @@ func TestValidateReportsEveryProblemInOrder(t *testing.T) {
 				}
 				c.KMS = KMSConfig{URI: "vault://x"}
 				c.Vault = VaultConfig{Path: " ", CacheTTL: -time.Second}
-				c.Audit = AuditConfig{CheckpointEvery: -1, CheckpointInterval: -time.Second, Sync: "sometimes", SyncInterval: 2 * time.Second}
+				c.Audit = AuditConfig{CheckpointEvery: -1, CheckpointInterval: -time.Second, Sync: "sometimes", SyncInterval: 2 * time.Second, ShipBatch: 1001, ShipInterval: 0}
 				c.Passport = PassportConfig{
 					MaxTTL: 48 * time.Hour,
 					Leeway: 10 * time.Minute,
@@ -137,6 +137,8 @@ func TestValidateReportsEveryProblemInOrder(t *testing.T) {
 				{Key: "audit.checkpoint_interval", Value: "-1s", Message: "must not be negative"},
 				{Key: "audit.sync", Value: "sometimes", Message: "must be interval or always"},
 				{Key: "audit.sync_interval", Value: "2s", Message: "must be more than 0s and at most 1s"},
+				{Key: "audit.ship_batch", Value: "1001", Message: "must be from 1 to 1000"},
+				{Key: "audit.ship_interval", Value: "0s", Message: "must be more than 0s and at most 1m"},
 				{Key: "passport.issuer", Message: "must not be empty"},
 				{Key: "passport.audience", Message: "must not be empty"},
 				{Key: "passport.keys_path", Message: "must not be empty"},
