@@ -5,6 +5,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/stackctl/stack/control/fleet"
 	"github.com/stackctl/stack/inject/mint"
 	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/vault"
@@ -264,68 +265,11 @@ type Error struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// AuditBatch is a run of a sidecar's audit records, shipped in order. Its
-// records are the stored values of consecutive seqs, exactly as the
-// sidecar's log holds them (docs/audit-format.md): the control plane
-// checks each hash and link itself.
-type AuditBatch struct {
-	// Log is the sidecar log's identity (audit.Log.ID).
-	Log string `json:"log"`
-	// Key is the note verifier key ("name+hash+base64") the log's
-	// checkpoints are signed with. The first batch of a log pins it.
-	Key string `json:"key"`
-	// Head is the seq of the sidecar log's last record when the batch was
-	// read: a head below what the control plane holds is a cut tail.
-	Head uint64 `json:"head"`
-	// Anchor is the log's anchor note when it was pruned before it first
-	// shipped: the chain the control plane witnesses starts after it.
-	Anchor []byte `json:"anchor,omitempty"`
-	// Records are stored values of consecutive seqs.
-	Records [][]byte `json:"records"`
-	// Checkpoints are the log's signed checkpoints whose sizes fall
-	// within the records shipped so far (this batch's last seq at most).
-	Checkpoints [][]byte `json:"checkpoints,omitempty"`
-}
-
-// AuditBatchResponse says where the control plane stands after a batch.
-type AuditBatchResponse struct {
-	// Next is the seq it expects next: it holds every record before it.
-	Next uint64 `json:"next"`
-	// Cosigned are the batch's checkpoints the control plane verified,
-	// with its own signature added.
-	Cosigned [][]byte `json:"cosigned,omitempty"`
-}
-
-// AuditStream is what the control plane holds of one sidecar log.
-type AuditStream struct {
-	Log     string `json:"log"`
-	Agent   string `json:"agent"`
-	Sidecar string `json:"sidecar"`
-	Key     string `json:"key"`
-	// First is the first seq it holds (1 unless the log was pruned before
-	// it first shipped); Next the seq it expects next.
-	First uint64 `json:"first"`
-	Next  uint64 `json:"next"`
-	// Head is the hash of record Next-1 (hex).
-	Head string `json:"head"`
-	// Cosigned is the newest sidecar checkpoint it cosigned.
-	Cosigned []byte    `json:"cosigned,omitempty"`
-	Updated  time.Time `json:"updated"`
-	// Integrity, when set, is the first contradiction found in what the
-	// sidecar shipped: the stream takes nothing more until an operator
-	// acts.
-	Integrity *AuditIntegrity `json:"integrity,omitempty"`
-}
-
-// AuditIntegrity is an audit_integrity finding: a shipped batch that
-// contradicts the chain the control plane holds.
-type AuditIntegrity struct {
-	// Kind is one of corrupt, gap, fork, truncation, checkpoint, key, agent.
-	Kind string `json:"kind"`
-	// Seq is the first bad seq.
-	Seq    uint64    `json:"seq"`
-	Detail string    `json:"detail"`
-	At     time.Time `json:"at"`
-	// Evidence names the file the refused batch was kept in.
-	Evidence string `json:"evidence,omitempty"`
-}
+// The fleet audit log's bodies are package fleet's; the names here keep
+// the API's vocabulary in one place.
+type (
+	AuditBatch         = fleet.Batch
+	AuditBatchResponse = fleet.BatchResponse
+	AuditStream        = fleet.Stream
+	AuditIntegrity     = fleet.Finding
+)

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/stackctl/stack/audit"
+	"github.com/stackctl/stack/control/fleet"
 	"github.com/stackctl/stack/control/store"
 	"github.com/stackctl/stack/inject/mint"
 	"github.com/stackctl/stack/passport"
@@ -100,6 +101,21 @@ type Options struct {
 	Metrics    *Metrics
 	Log        *zap.Logger
 	Now        func() time.Time
+
+	// Fleet witnesses the sidecars' audit chains and appends them to the
+	// fleet log; nil: this control plane does not serve the fleet audit
+	// log, and shipped batches get 503. FleetLog proves what it holds,
+	// FleetSize reads a checkpoint's size, FleetKey and FleetOrigin name
+	// its public key and checkpoint origin.
+	Fleet       *fleet.Witness
+	FleetLog    FleetProver
+	FleetSize   CheckpointSize
+	FleetKey    string
+	FleetOrigin string
+	// RevokeOnIntegrity disables an agent, and revokes its passports,
+	// when its sidecar ships audit records that contradict what the
+	// control plane holds (control.audit_integrity: revoke).
+	RevokeOnIntegrity bool
 
 	// StoreTimeout is how long the store may go without answering
 	// CheckStore before the replica stops serving (DefaultStoreTimeout).
@@ -195,6 +211,11 @@ func New(opts Options) (*Server, error) {
 		DefaultTTL: opts.DefaultTTL, MaxTTL: opts.MaxTTL, Now: opts.Now,
 	}
 	opts.Metrics.watchers = s.watchers
+	if opts.Fleet != nil {
+		if err := opts.Metrics.Registry.Register(fleetLag{w: opts.Fleet, now: s.now}); err != nil {
+			return nil, fmt.Errorf("control: fleet metrics: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -279,6 +300,14 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+PathVaultSnapshot, s.operator(s.vaultSnapshot))
 	mux.HandleFunc("GET "+PathVaultList, s.operator(s.vaultList))
 	mux.HandleFunc("GET "+PathAuditSnapshot, s.operator(s.auditSnapshot))
+	mux.HandleFunc("POST "+PathAuditShip, s.sidecar(s.shipAudit))
+	mux.HandleFunc("GET "+PathAuditStream, s.sidecar(s.auditStream))
+	mux.HandleFunc("GET "+PathFleetKey, s.fleetKey)
+	mux.HandleFunc("GET "+PathFleetCheckpoint, s.operator(s.fleetCheckpoint))
+	mux.HandleFunc("GET "+PathFleetProve, s.operator(s.fleetProve))
+	mux.HandleFunc("GET "+PathFleetConsistency, s.operator(s.fleetConsistency))
+	mux.HandleFunc("GET "+PathFleetExport, s.operator(s.fleetExport))
+	mux.HandleFunc("GET "+PathFleetStreams, s.operator(s.fleetStreams))
 	return mux
 }
 
@@ -371,7 +400,11 @@ func (s *Server) handle(h handler) http.HandlerFunc {
 			return
 		}
 		defer release()
-		r.Body = http.MaxBytesReader(w, r.Body, maxRequestBody)
+		limit := int64(maxRequestBody)
+		if r.URL.Path == PathAuditShip {
+			limit = maxAuditBatchBody
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		out, err := h(r.WithContext(context.WithValue(ctx, writerKey{}, w)))
 		if out == streamed {
 			return

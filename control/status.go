@@ -76,6 +76,8 @@ type Metrics struct {
 	events      prometheus.Counter
 	storeStale  prometheus.Gauge
 	mints       *prometheus.CounterVec
+	shipped     prometheus.Counter
+	integrity   *prometheus.CounterVec
 	watchers    func() float64
 }
 
@@ -110,6 +112,12 @@ func NewMetrics() *Metrics {
 		Help: "1 while this replica refuses requests because its store has not answered within control.store_timeout, else 0."})
 	m.mints = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stack_control_credential_mints_total",
 		Help: "Short-lived credentials minted for leases, by kind and outcome (ok or error)."}, []string{"kind", "outcome"})
+	m.shipped = prometheus.NewCounter(prometheus.CounterOpts{Name: "stack_control_audit_records_received_total",
+		Help: "Audit records received from sidecars, re-sent ones included."})
+	m.integrity = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "stack_control_audit_integrity_total",
+		Help: "audit_integrity findings: shipped audit records that contradict the chain held, by kind."}, []string{"kind"})
+	f(m.shipped)
+	f(m.integrity)
 	f(m.mints)
 	f(m.joins)
 	f(m.issued)

@@ -17,8 +17,8 @@ const (
 	LeafStream = "stream"
 	// LeafRecords are accepted records of one stream: Records their
 	// stored values (docs/audit-format.md), of consecutive seqs from Seq.
-	// Records go into the fleet log a run at a time: each leaf costs the
-	// log a few file writes, a record in a run of a hundred a few bytes.
+	// Records go into the fleet log a run at a time (see maxLeafRecords):
+	// each leaf costs the log a few file writes.
 	LeafRecords = "records"
 	// LeafCheckpoint is a sidecar checkpoint the witness verified: Seq its
 	// size, Data the note with the sidecar's and the witness's signatures.

@@ -49,6 +49,11 @@ type Stream struct {
 	// Cosigned is the newest sidecar checkpoint it cosigned.
 	Cosigned []byte    `json:"cosigned,omitempty"`
 	Updated  time.Time `json:"updated"`
+	// SidecarHead is the last seq of the sidecar's log as its last batch
+	// since the witness opened said, and Shipped when that batch came:
+	// with Next they give the stream's lag.
+	SidecarHead uint64    `json:"sidecar_head,omitempty"`
+	Shipped     time.Time `json:"shipped,omitzero"`
 	// Finding, when set, is the first contradiction found in what the
 	// sidecar shipped: the stream takes nothing more.
 	Finding *Finding `json:"integrity,omitempty"`

@@ -451,6 +451,7 @@ func (w *Witness) Ship(ctx context.Context, from Shipper, b Batch) (BatchRespons
 			return BatchResponse{}, err
 		}
 	}
+	s.st.SidecarHead, s.st.Shipped = b.Head, w.opts.Now().UTC()
 	return BatchResponse{Next: s.st.Next, Cosigned: cosigned}, nil
 }
 
