@@ -287,6 +287,12 @@ func (s *noteSigner) Name() string                    { return s.name }
 func (s *noteSigner) KeyHash() uint32                 { return s.hash }
 func (s *noteSigner) Sign(msg []byte) ([]byte, error) { return ed25519.Sign(s.key, msg), nil }
 
+// VerifierKey is the signer's public key in the signed-note verifier
+// format ("name+hash+base64(alg pubkey)") that note.NewVerifier reads.
+func (s *noteSigner) VerifierKey() (string, error) {
+	return note.NewEd25519VerifierKey(s.name, s.key.Public().(ed25519.PublicKey))
+}
+
 // newLogger builds the process logger: console on a terminal, JSON
 // otherwise, unless the config says which.
 func newLogger(c config.LogConfig, w io.Writer) (*zap.Logger, error) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/control"
+	"github.com/stackctl/stack/control/fleet"
 	"github.com/stackctl/stack/proxy"
 )
 
@@ -38,12 +39,21 @@ A running sidecar ("stack proxy" with this data directory) owns the file.
 While it runs, verify, tail, export and timeline read a consistent snapshot
 it serves through its admin API; with no sidecar running they open the file
 directly, read-only. --db FILE reads that file directly instead (a backup or
-a copy). prune writes the file: stop the sidecar first.`,
+a copy). prune writes the file: stop the sidecar first.
+
+With a control plane that keeps the fleet audit log (every joined
+sidecar's records, witnessed), --fleet makes export and timeline answer
+from it across all sidecars, verify --fleet checks the fleet log's
+checkpoint and its consistency with an older one, and prove gives a
+record's inclusion proof.`,
 		Example: `  stack audit verify
   stack audit tail -f --agent billing-bot
   stack audit export --format jsonl --since 24h > audit.jsonl
   stack audit timeline --agent billing-bot --since 2026-11-25T00:00:00Z
-  stack audit prune --before 720h`,
+  stack audit prune --before 720h
+  stack audit timeline --fleet --agent billing-bot
+  stack audit prove 6f1c2a9e-0d4b-4c1e-9f4e-2b7d1c0a9e11
+  stack audit verify --fleet --since fleet.checkpoint --save fleet.checkpoint`,
 	}
 	cmd.AddCommand(
 		newAuditVerifyCmd(a),
@@ -51,6 +61,7 @@ a copy). prune writes the file: stop the sidecar first.`,
 		newAuditExportCmd(a),
 		newAuditTimelineCmd(a),
 		newAuditPruneCmd(a),
+		newAuditProveCmd(a),
 	)
 	return cmd
 }
@@ -118,7 +129,12 @@ func explainAuditOpen(err error) error {
 }
 
 func newAuditVerifyCmd(a *app) *cobra.Command {
-	var db string
+	var (
+		db          string
+		fleetMode   bool
+		since, save string
+		keys        fleetKeyFlags
+	)
 	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Recompute the hash chain and check the signed checkpoints",
@@ -136,10 +152,20 @@ still exits 0 but prints a warning with their count. A clean stop of the
 sidecar signs a checkpoint over every record, so after one the warning
 means the sidecar was killed or a checkpoint was removed.`,
 		Example: `  stack audit verify
-  stack audit verify --db /backup/audit.db`,
+  stack audit verify --db /backup/audit.db
+  stack audit verify --fleet --since fleet.checkpoint --save fleet.checkpoint`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if fleetMode {
+				if db != "" {
+					return usageError(errors.New("--fleet checks the control plane's fleet log: --db does not apply"))
+				}
+				return a.verifyFleet(ctx, keys, since, save)
+			}
+			if since != "" || save != "" {
+				return usageError(errors.New("--since and --save go with --fleet"))
+			}
 			verifiers, err := a.auditVerifiers(ctx)
 			if err != nil {
 				return fmt.Errorf("audit verify: loading the issuer keys: %w", err)
@@ -174,6 +200,10 @@ means the sidecar was killed or a checkpoint was removed.`,
 		},
 	}
 	auditDBFlag(cmd, &db)
+	cmd.Flags().BoolVar(&fleetMode, "fleet", false, "check the control plane's fleet audit log instead: its signed checkpoint and, with --since, that it extends an older one")
+	cmd.Flags().StringVar(&since, "since", "", "with --fleet: a checkpoint saved earlier (--save); checks that the fleet log still holds everything it committed to")
+	cmd.Flags().StringVar(&save, "save", "", "with --fleet: write the verified checkpoint to FILE, for the next --since")
+	keys.add(cmd)
 	return cmd
 }
 
@@ -388,9 +418,10 @@ func recordSummary(r *audit.Record) string {
 
 func newAuditExportCmd(a *app) *cobra.Command {
 	var (
-		db     string
-		format string
-		flags  auditFilterFlags
+		db        string
+		format    string
+		flags     auditFilterFlags
+		fleetMode bool
 	)
 	cmd := &cobra.Command{
 		Use:   "export",
@@ -410,6 +441,10 @@ oldest first, in constant memory. Keys are those of docs/audit-format.md
 			if err != nil {
 				return err
 			}
+			if fleetMode {
+				enc := json.NewEncoder(a.stdout)
+				return a.fleetRecords(cmd.Context(), flt, func(it fleet.Item) error { return enc.Encode(it) })
+			}
 			l, err := a.openAuditReadOnly(cmd.Context(), db)
 			if err != nil {
 				return err
@@ -419,6 +454,7 @@ oldest first, in constant memory. Keys are those of docs/audit-format.md
 		},
 	}
 	cmd.Flags().StringVar(&format, "format", "jsonl", "output format: jsonl")
+	cmd.Flags().BoolVar(&fleetMode, "fleet", false, "export from the control plane's fleet audit log, all sidecars, ordered by time; each line is {fleet_index, log, sidecar, record}")
 	flags.add(cmd, true)
 	auditDBFlag(cmd, &db)
 	return cmd
@@ -426,8 +462,9 @@ oldest first, in constant memory. Keys are those of docs/audit-format.md
 
 func newAuditTimelineCmd(a *app) *cobra.Command {
 	var (
-		db    string
-		flags auditFilterFlags
+		db        string
+		flags     auditFilterFlags
+		fleetMode bool
 	)
 	cmd := &cobra.Command{
 		Use:   "timeline",
@@ -443,16 +480,11 @@ detector's severity).`,
 			if err != nil {
 				return err
 			}
-			l, err := a.openAuditReadOnly(cmd.Context(), db)
-			if err != nil {
-				return err
-			}
 			// Fixed-width columns rather than a tabwriter: the timeline
 			// streams, however long the log.
 			const row = "%-24s  %-18s  %-24s  %-12s  %-18s  %s\n"
-			fmt.Fprintf(a.stdout, row, "TIME", "ACTION", "HOST", "CREDENTIAL", "DETECTOR", "OUTCOME")
 			n := 0
-			_, err = l.Scan(cmd.Context(), 0, flt, func(r audit.Record) error {
+			print := func(r audit.Record) error {
 				n++
 				host := r.Host
 				if r.Method != "" || r.Path != "" {
@@ -461,7 +493,18 @@ detector's severity).`,
 				_, err := fmt.Fprintf(a.stdout, row, formatMS(r.TimestampMS), r.Action, orDash(host),
 					orDash(r.CredentialID), orDash(r.Detector), outcome(&r))
 				return err
-			})
+			}
+			if fleetMode {
+				fmt.Fprintf(a.stdout, row, "TIME", "ACTION", "HOST", "CREDENTIAL", "DETECTOR", "OUTCOME")
+				err = a.fleetRecords(cmd.Context(), flt, func(it fleet.Item) error { return print(it.Record) })
+			} else {
+				l, oerr := a.openAuditReadOnly(cmd.Context(), db)
+				if oerr != nil {
+					return oerr
+				}
+				fmt.Fprintf(a.stdout, row, "TIME", "ACTION", "HOST", "CREDENTIAL", "DETECTOR", "OUTCOME")
+				_, err = l.Scan(cmd.Context(), 0, flt, print)
+			}
 			if err != nil {
 				return err
 			}
@@ -473,6 +516,7 @@ detector's severity).`,
 	}
 	flags.add(cmd, true)
 	_ = cmd.MarkFlagRequired("agent")
+	cmd.Flags().BoolVar(&fleetMode, "fleet", false, "read the control plane's fleet audit log: the agent's records from every sidecar, ordered by time")
 	auditDBFlag(cmd, &db)
 	return cmd
 }

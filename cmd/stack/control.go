@@ -27,6 +27,8 @@ import (
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/config"
 	"github.com/stackctl/stack/control"
+	"github.com/stackctl/stack/control/fleet"
+	"github.com/stackctl/stack/control/fleetlog"
 	"github.com/stackctl/stack/control/store"
 	"github.com/stackctl/stack/control/workload"
 	"github.com/stackctl/stack/hostmatch"
@@ -116,7 +118,7 @@ catch up when it is back.`,
 	a.bindFlag(cmd, "control.hosts", "host")
 	a.bindFlag(cmd, "control.tls_cert", "tls-cert")
 	a.bindFlag(cmd, "control.tls_key", "tls-key")
-	cmd.AddCommand(newControlCACmd(a), newJoinTokenCmd(a), newControlStatusCmd(a))
+	cmd.AddCommand(newControlCACmd(a), newJoinTokenCmd(a), newControlStatusCmd(a), newControlFleetKeyCmd(a))
 	return cmd
 }
 
@@ -278,11 +280,17 @@ func (a *app) runControl(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The witness reports findings to the server, made after it.
+	var srv *control.Server
+	fp, err := a.openFleet(ctx, k, func(st fleet.Stream, f fleet.Finding) { srv.AuditIntegrity(st, f) })
+	if err != nil {
+		return err
+	}
 	metrics := control.NewMetrics()
 	mints := mint.NewCache(mint.CacheOptions{Env: mint.Env{HTTPClient: controlMintClient(roots)}, OnMint: metrics.ObserveMint})
 	a.onClose(func() error { mints.Close(); return nil })
 	metrics.CountMinted(mints)
-	srv, err := control.New(control.Options{
+	opts := control.Options{
 		Mints: mints, Metrics: metrics,
 		Store: st, Keys: keys, IssuerName: cfg.Passport.Issuer, Audience: cfg.Passport.Audience,
 		DefaultTTL: cfg.Passport.DefaultTTL, MaxTTL: cfg.Passport.MaxTTL, Leeway: cfg.Passport.Leeway,
@@ -291,8 +299,14 @@ func (a *app) runControl(ctx context.Context) error {
 		LoadKeys: a.issuerKeys, KeyWrapper: sharedKeys, KeysRev: keysRev, KeyActivationDelay: cfg.Control.KeyActivationDelay,
 		Log:          log.Named("control"),
 		StoreTimeout: cfg.Control.StoreTimeout,
-	})
-	if err != nil {
+
+		RevokeOnIntegrity: cfg.Control.AuditIntegrity == "revoke",
+	}
+	if fp != nil {
+		opts.Fleet, opts.FleetLog, opts.FleetKey, opts.FleetOrigin = fp.witness, fp.log, fp.key, fleetlog.DefaultOrigin
+		opts.FleetSize = func(ck []byte) (uint64, error) { return parseFleetCheckpointSize(fp.key, ck) }
+	}
+	if srv, err = control.New(opts); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.Control.Listen)

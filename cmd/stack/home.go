@@ -21,14 +21,17 @@ func needsInit(cmd *cobra.Command) bool {
 	case "stack init", "stack config check", "stack config show", "stack demo", "stack detect scan":
 		return false
 	case "stack agent register", "stack agent list", "stack agent show", "stack agent disable", "stack agent enable",
-		"stack control join-token", "stack control status":
+		"stack control join-token", "stack control status", "stack audit prove", "stack control fleet-key":
 		// They only talk to a control plane: an operator's machine needs
 		// control.url, the operator token and the control CA, no keys.
 		return false
 	case "stack passport verify":
 		return !cmd.Flags().Changed("jwks")
 	case "stack audit tail", "stack audit export", "stack audit timeline":
-		return !cmd.Flags().Changed("db")
+		// The local log at --db, or the control plane's fleet log.
+		return !cmd.Flags().Changed("db") && !cmd.Flags().Changed("fleet")
+	case "stack audit verify":
+		return !cmd.Flags().Changed("fleet")
 	}
 	return true
 }

@@ -107,3 +107,40 @@ func linkDetail(h client.Health) string {
 	}
 	return b.String()
 }
+
+// shipAudit ships the audit log to the control plane while the sidecar
+// runs; it stops before the log is closed.
+func (a *app) shipAudit(ctx context.Context, p *sidecarParts) error {
+	ctx, cancel := context.WithCancel(ctx)
+	sh, err := p.link.ShipAudit(ctx, client.ShipOptions{
+		Log: p.audit, Key: p.auditKey, Batch: a.cfg.Audit.ShipBatch, Interval: a.cfg.Audit.ShipInterval,
+	})
+	if err != nil {
+		cancel()
+		return err
+	}
+	a.onClose(func() error { cancel(); <-sh.Done(); return nil })
+	reg := p.metrics.Registry
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stack_audit_ship_lag_records",
+		Help: "Audit records the control plane has not acknowledged yet."}, func() float64 {
+		n, _ := sh.Lag()
+		return float64(n)
+	}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stack_audit_ship_lag_seconds",
+		Help: "Age of the oldest audit record the control plane has not acknowledged (0 when it holds them all)."}, func() float64 {
+		_, age := sh.Lag()
+		return age.Seconds()
+	}))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "stack_audit_shipped_records_total",
+		Help: "Audit records shipped to the control plane and acknowledged, re-sent ones included."}, func() float64 {
+		return float64(sh.Status().Records)
+	}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stack_audit_ship_refused",
+		Help: "1 while the control plane refuses this sidecar's audit log as contradicting what it holds (audit_integrity)."}, func() float64 {
+		if sh.Status().Refused != "" {
+			return 1
+		}
+		return 0
+	}))
+	return nil
+}

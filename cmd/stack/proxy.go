@@ -172,6 +172,9 @@ func (a *app) runProxy(ctx context.Context) error {
 			return err
 		}
 		opts.Passports, opts.Revoker, opts.Gate = p.link, p.link, p.link.Gate
+		if err := a.shipAudit(ctx, p); err != nil {
+			return err
+		}
 	}
 	px, err := proxy.New(opts)
 	if err != nil {
@@ -202,6 +205,7 @@ type sidecarParts struct {
 	metrics *proxy.Metrics
 
 	audit     *audit.Log
+	auditKey  string // the note verifier key of the audit log's checkpoints
 	ca        *ca.CA
 	guard     *egress.Guard
 	roots     *x509.CertPool
@@ -231,7 +235,7 @@ func (a *app) openSidecar(ctx context.Context) (*sidecarParts, error) {
 	if err := a.openCredentials(ctx, p); err != nil {
 		return nil, err
 	}
-	if p.audit, err = a.openAuditLog(keys); err != nil {
+	if p.audit, p.auditKey, err = a.openAuditLog(keys); err != nil {
 		return nil, err
 	}
 	if p.ca, err = ca.Load(ctx, a.caCertPath(), a.caKeyPath(), k); err != nil {
@@ -375,15 +379,19 @@ func mintClient(roots *x509.CertPool, proxy func(*http.Request) (*url.URL, error
 }
 
 // openAuditLog opens the audit log, its checkpoints signed with the
-// issuer's current key.
-func (a *app) openAuditLog(keys *passport.KeySet) (*audit.Log, error) {
+// issuer's current key, and returns that key's note verifier key.
+func (a *app) openAuditLog(keys *passport.KeySet) (*audit.Log, string, error) {
 	signer, err := newNoteSigner(auditKeyName, currentKey(keys))
 	if err != nil {
-		return nil, err
+		return nil, "", err
+	}
+	vkey, err := signer.VerifierKey()
+	if err != nil {
+		return nil, "", err
 	}
 	auditLog, err := audit.Open(a.cfg.Audit.Path, auditWriteOptions(a, signer))
 	if err != nil {
-		return nil, ownedByOther(err, a.cfg.Audit.Path)
+		return nil, "", ownedByOther(err, a.cfg.Audit.Path)
 	}
 	a.onClose(func() error {
 		// Close signs the last checkpoint: say so if it could not.
@@ -393,7 +401,7 @@ func (a *app) openAuditLog(keys *passport.KeySet) (*audit.Log, error) {
 		}
 		return err
 	})
-	return auditLog, nil
+	return auditLog, vkey, nil
 }
 
 // egressGuard refuses the dials egress.allow_cidrs does not allow, and

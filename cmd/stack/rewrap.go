@@ -53,6 +53,7 @@ key named by --to, then point kms.uri at that key, as one change:
 
   vault.db          every credential's data key and the fingerprint salt
   issuer-keys.json  the passport issuer's private keys
+  fleet-log.keys    the fleet audit log's signing key (control plane)
   ca-key.json       the interception CA's private key
   stack.yaml        kms.uri (comments and the other keys are kept)
 
@@ -110,6 +111,11 @@ func (a *app) runRewrap(ctx context.Context, to string) error {
 	if err != nil {
 		return err
 	}
+	fleetKeys := filepath.Join(a.home(), fleetKeysFile)
+	hasFleetKeys, err := present(fleetKeys)
+	if err != nil {
+		return err
+	}
 
 	createdKey, err := createLocalKey(to, kopts)
 	if err != nil {
@@ -141,6 +147,11 @@ func (a *app) runRewrap(ctx context.Context, to string) error {
 	if hasKeys {
 		files = append(files, swap.File{Path: keysPath, Stage: func(ctx context.Context, staged string) error {
 			return passport.RewrapKeyFile(ctx, keysPath, staged, source, target)
+		}})
+	}
+	if hasFleetKeys {
+		files = append(files, swap.File{Path: fleetKeys, Stage: func(ctx context.Context, staged string) error {
+			return passport.RewrapKeyFile(ctx, fleetKeys, staged, source, target)
 		}})
 	}
 	if hasCA {
@@ -184,6 +195,8 @@ func (a *app) runRewrap(ctx context.Context, to string) error {
 			what = fmt.Sprintf("%d credential(s)", creds)
 		case keysPath:
 			what = "issuer keys"
+		case fleetKeys:
+			what = "fleet audit log key"
 		case a.caKeyPath():
 			what = "interception CA key"
 		}

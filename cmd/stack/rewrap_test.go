@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -18,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	passportpkg "github.com/stackctl/stack/passport"
+	"github.com/stackctl/stack/vault/kms"
 	"github.com/stackctl/stack/vault/kms/kmstest"
 )
 
@@ -171,8 +174,25 @@ func TestRewrapLocalToLocal(t *testing.T) {
 	var tr transcript
 	home, passport := homeWithCredentials(t, &tr)
 	cfgBefore, _ := os.ReadFile(filepath.Join(home, "stack.yaml"))
+	// A control plane's home also holds the fleet log's key.
+	k, err := kms.Open(context.Background(), "local://kms.key", kms.Options{BaseDir: home})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fks, err := passportpkg.GenerateKeySet(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fks.Save(context.Background(), filepath.Join(home, fleetKeysFile), k); err != nil {
+		t.Fatal(err)
+	}
+	k.Close()
+	fleetKey := tr.run(t, home, "", 0, "control", "fleet-key")
 
 	out := tr.run(t, home, "", 0, "vault", "rewrap", "--to", "local://kms-2.key")
+	if !strings.Contains(out, "fleet audit log key") {
+		t.Errorf("rewrap does not list the fleet log's key:\n%s", out)
+	}
 	newKey := filepath.Join(home, "kms-2.key")
 	if !strings.Contains(out, "created "+newKey) {
 		t.Errorf("rewrap does not say it created the key:\n%s", out)
@@ -187,6 +207,9 @@ func TestRewrapLocalToLocal(t *testing.T) {
 	}
 	wantStored(t, home, "local://"+newKey, "stripe", cliSecretA)
 	wantWorking(t, &tr, home, "local://"+newKey, passport)
+	if got := tr.run(t, home, "", 0, "control", "fleet-key"); got != fleetKey {
+		t.Errorf("the fleet key after the move: %q, before %q", got, fleetKey)
+	}
 	tr.wantNoSecrets(t, home)
 }
 
