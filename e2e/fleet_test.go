@@ -26,7 +26,7 @@ func TestFleet(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end tests start processes; skipped in -short mode")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	dir := workDir(t, "stack-e2e-fleet-")
 	f, err := fleet.Start(ctx, fleet.Options{Bin: stackBin, Dir: dir, Sidecars: fleetSidecars, Log: testLog{t}})
@@ -84,6 +84,17 @@ func TestFleet(t *testing.T) {
 		}
 		t.Logf("cut off: %d requests served after the revocation; reconnected after %.0f ms; first request then: %s",
 			r.ServedWhileCut, r.ReconnectMS, r.FirstAfterReconnect)
+		failOn(t, r.Problems)
+	})
+
+	t.Run("audit", func(t *testing.T) {
+		r, err := f.Audit(ctx, fleet.AuditOptions{Duration: 24 * time.Second, Down: 10 * time.Second})
+		logFigures(t, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%d records in the sidecars' files, %d in the fleet log; up to %.0f waiting while the control plane was dead %.1f s; caught up %.0f ms after the restart; lag afterwards %.2f s",
+			r.Records, r.Fleet, r.PeakLagRecords, r.DownMS/1000, r.CaughtUpMS, r.LagSecondsAfter)
 		failOn(t, r.Problems)
 	})
 

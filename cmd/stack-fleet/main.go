@@ -40,7 +40,7 @@ import (
 // allScenarios in the order they run; every one but failover runs by
 // default.
 var (
-	allScenarios     = []string{"propagation", "ttl", "kill", "cutoff", "memory", "failover"}
+	allScenarios     = []string{"propagation", "ttl", "kill", "cutoff", "memory", "audit", "failover"}
 	defaultScenarios = allScenarios[:len(allScenarios)-1]
 )
 
@@ -59,6 +59,7 @@ type options struct {
 	ttl       time.Duration
 	down      time.Duration
 	stream    time.Duration
+	audit     time.Duration
 	tmpfs     string
 	keep      bool
 }
@@ -102,6 +103,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.ttl, "ttl", 6*time.Second, "passport lifetime of the ttl scenario")
 	fs.DurationVar(&o.down, "down", 10*time.Second, "how long the kill scenario keeps the control plane dead")
 	fs.DurationVar(&o.stream, "stream", 30*time.Second, "how long the failover scenario's revocation stream lasts (one every 100 ms)")
+	fs.DurationVar(&o.audit, "audit-duration", 60*time.Second, "how long the audit scenario's traffic runs (the control plane is dead for --down in the middle)")
 	fs.StringVar(&o.tmpfs, "sidecar-tmpfs", "", "put the sidecars' data directories under this directory (a tmpfs such as /dev/shm), so that their fsyncs do not contend with etcd's on one disk")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (data directories, logs) and print its path")
 	if err := fs.Parse(args); err != nil {
@@ -125,6 +127,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("%w: no scenario", errUsage)
 	case slices.Contains(o.scenarios, "failover") && len(o.scenarios) > 1:
 		return o, fmt.Errorf("%w: the failover scenario runs alone (its control plane is three replicas on etcd)", errUsage)
+	case o.audit < o.down+4*time.Second:
+		return o, fmt.Errorf("%w: --audit-duration must be at least --down + 4s", errUsage)
 	case o.stream < 4*time.Second || o.stream > 10*time.Minute:
 		return o, fmt.Errorf("%w: --stream must be between 4s and 10m", errUsage)
 	case o.sidecars < 2 || o.sidecars > 1000:
@@ -155,6 +159,7 @@ type report struct {
 	Kill        *fleet.KillResult        `json:"kill,omitempty"`
 	Cutoff      *fleet.CutoffResult      `json:"cutoff,omitempty"`
 	Memory      *fleet.MemoryResult      `json:"memory,omitempty"`
+	Audit       *fleet.AuditResult       `json:"audit,omitempty"`
 	Failover    *fleet.FailoverResult    `json:"failover,omitempty"`
 	// Errors are scenarios the harness could not finish.
 	Errors []string `json:"errors,omitempty"`
@@ -176,6 +181,9 @@ func (r *report) problems() int {
 	}
 	if r.Memory != nil {
 		n += len(r.Memory.Problems)
+	}
+	if r.Audit != nil {
+		n += len(r.Audit.Problems)
 	}
 	if r.Failover != nil {
 		n += len(r.Failover.Problems)
@@ -285,6 +293,10 @@ func runScenario(ctx context.Context, f *fleet.Fleet, o options, name string, re
 	case "memory":
 		r, err := f.Memory(ctx)
 		rep.Memory = &r
+		return err
+	case "audit":
+		r, err := f.Audit(ctx, fleet.AuditOptions{Duration: o.audit, Down: o.down})
+		rep.Audit = &r
 		return err
 	case "failover":
 		r, err := f.Failover(ctx, fleet.FailoverOptions{Duration: o.stream})

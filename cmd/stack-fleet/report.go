@@ -58,6 +58,12 @@ func (r *report) print(w io.Writer) {
 			m.Sidecar.RssAnonKB, m.Sidecar.VmRSSKB, m.SidecarRssAnonKB.Min, m.SidecarRssAnonKB.P50, m.SidecarRssAnonKB.Max)
 		printProblems(w, "memory", m.Problems)
 	}
+	if a := r.Audit; a != nil {
+		fmt.Fprintf(w, "\naudit: %d sidecars, traffic for %.0f s (%d requests), control plane SIGKILLed for %.1f s in the middle\n", a.Sidecars, a.DurationMS/1000, a.Requests, a.DownMS/1000)
+		fmt.Fprintf(w, "  while dead: up to %.0f records waiting in one sidecar's log; caught up %.0f ms after the restart; shipping lag afterwards at most %.2f s\n", a.PeakLagRecords, a.CaughtUpMS, a.LagSecondsAfter)
+		fmt.Fprintf(w, "  sidecar files: %d records; fleet log: %d (%d missing, %d extra, %d with another hash)\n", a.Records, a.Fleet, a.Missing, a.Extra, a.Differ)
+		printProblems(w, "audit", a.Problems)
+	}
 	if fo := r.Failover; fo != nil {
 		fmt.Fprintf(w, "\nfailover: %d sidecars, %d control replicas on 3 etcd members; %d revocations issued (%d of agents), %d failed, %d call retries, slowest call %.0f ms\n",
 			fo.Sidecars, fo.Replicas, fo.Issued, fo.Agents, fo.Failed, fo.RevokeRetries, fo.MaxRevokeCallMS)

@@ -58,8 +58,8 @@ type runInfo struct {
 //
 // A sidecar keeps its credential in control-state.json and would resume
 // as the agent it served before, ignoring a new join token; deleting the
-// file and keeping the rest of the data directory makes it a new
-// sidecar, exactly as a fresh one joins, without paying for `stack init`
+// file (and the audit log) and keeping the rest of the data directory
+// makes it a new sidecar, exactly as a fresh one joins, without paying for `stack init`
 // (keys, CA) again, and lets the clients keep trusting the same CA.
 func (f *Fleet) restartSidecars(ctx context.Context, plans []plan) ([]*sidecar, error) {
 	if err := f.stopSidecars(); err != nil {
@@ -104,8 +104,12 @@ func (f *Fleet) restartSidecars(ctx context.Context, plans []plan) ([]*sidecar, 
 
 func (f *Fleet) startSidecar(ctx context.Context, p plan, token string) (*sidecar, error) {
 	home := f.homes[p.index]
-	if err := os.Remove(filepath.Join(home, "control-state.json")); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
+	// A new sidecar has a new audit log too: the control plane binds a
+	// shipped log to the agent that first shipped it.
+	for _, name := range []string{"control-state.json", "audit.db"} {
+		if err := os.Remove(filepath.Join(home, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
 	}
 	controlURL := p.controlURL
 	if controlURL == "" {
