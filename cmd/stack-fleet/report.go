@@ -61,7 +61,7 @@ func (r *report) print(w io.Writer) {
 	if a := r.Audit; a != nil {
 		fmt.Fprintf(w, "\naudit: %d sidecars, traffic for %.0f s (%d requests), control plane SIGKILLed for %.1f s in the middle\n", a.Sidecars, a.DurationMS/1000, a.Requests, a.DownMS/1000)
 		fmt.Fprintf(w, "  while dead: up to %.0f records waiting in one sidecar's log; caught up %.0f ms after the restart; shipping lag afterwards at most %.2f s\n", a.PeakLagRecords, a.CaughtUpMS, a.LagSecondsAfter)
-		fmt.Fprintf(w, "  sidecar files: %d records; fleet log: %d (%d missing, %d extra, %d with another hash)\n", a.Records, a.Fleet, a.Missing, a.Extra, a.Differ)
+		fmt.Fprintf(w, "  sidecar files: %d records; fleet log: %d of them (%d missing, %d extra, %d with another hash), and %d written after the files were read\n", a.Records, a.Fleet, a.Missing, a.Extra, a.Differ, a.Later)
 		printProblems(w, "audit", a.Problems)
 	}
 	if fo := r.Failover; fo != nil {

@@ -117,7 +117,10 @@ type Client struct {
 
 	wakeLeases   chan struct{}
 	wakePassport chan struct{}
-	forward      chan control.RevokeRequest
+	// wakeShip tells the audit shipper the feed is open again: the
+	// control plane is back, no need to wait out its backoff.
+	wakeShip chan struct{}
+	forward  chan control.RevokeRequest
 }
 
 // Health is what the sidecar reports of its link in /readyz and metrics.
@@ -176,6 +179,7 @@ func New(opts Options) (*Client, error) {
 		http:         &http.Client{Transport: tr},
 		wakeLeases:   make(chan struct{}, 1),
 		wakePassport: make(chan struct{}, 1),
+		wakeShip:     make(chan struct{}, 1),
 		forward:      make(chan control.RevokeRequest, 1024),
 	}, nil
 }
@@ -836,9 +840,16 @@ func (c *Client) watchOnce(ctx context.Context, base string) (got bool, err erro
 			return got, fmt.Errorf("feed: %w", err)
 		}
 		c.mu.Lock()
+		was := c.connected
 		c.connected = true
 		c.lastContact = c.now()
 		c.mu.Unlock()
+		if !was {
+			select {
+			case c.wakeShip <- struct{}{}:
+			default:
+			}
+		}
 		switch ev.Type {
 		case control.EventRevoked:
 			if ev.Revocation == nil {

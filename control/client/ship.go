@@ -22,6 +22,9 @@ const (
 	// refused as contradictory asks again: nothing is merged until an
 	// operator has looked, and the records stay in the local log.
 	findingRetry = time.Minute
+	// maxShipBackoff bounds the wait between two tries while the control
+	// plane is away: once it is back, the lag is gone within that much.
+	maxShipBackoff = 5 * time.Second
 )
 
 // LogShipAudit is logged at error when the control plane refuses the
@@ -159,16 +162,19 @@ func (s *Shipper) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			wait := backoff(attempt, s.opts.Interval, 30*time.Second)
+			wait := backoff(attempt, s.opts.Interval, maxShipBackoff)
 			attempt++
 			var api *APIError
 			if errors.As(err, &api) && api.Reason == control.ReasonAuditIntegrity {
 				s.refused(api.Msg)
 				wait = findingRetry
-			} else {
-				s.failed(err, attempt)
+				if !sleep(ctx, wait) {
+					return
+				}
+				continue
 			}
-			if !sleep(ctx, wait) {
+			s.failed(err, attempt)
+			if !s.c.shipWait(ctx, wait) {
 				return
 			}
 			continue
@@ -237,6 +243,20 @@ func (s *Shipper) read(ctx context.Context, from, head uint64) (control.AuditBat
 		}
 	}
 	return b, last, nil
+}
+
+// shipWait waits out a failed shipment's backoff, or less when the feed
+// reconnects first (the control plane is back); false when ctx ended.
+func (c *Client) shipWait(ctx context.Context, backoff time.Duration) bool {
+	t := time.NewTimer(backoff)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	case <-c.wakeShip:
+	}
+	return true
 }
 
 func (s *Shipper) refused(msg string) {

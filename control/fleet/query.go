@@ -62,11 +62,14 @@ type Query struct {
 // Item is one accepted record and where it sits in the fleet log: the
 // index of its leaf and its position among the leaf's records.
 type Item struct {
-	Index    uint64       `json:"fleet_index"`
-	Position int          `json:"position"`
-	Log      string       `json:"log"`
-	Sidecar  string       `json:"sidecar"`
-	Record   audit.Record `json:"record"`
+	Index    uint64 `json:"fleet_index"`
+	Position int    `json:"position"`
+	Log      string `json:"log"`
+	Sidecar  string `json:"sidecar"`
+	// Agent is the agent of the sidecar that shipped the record; the
+	// record's agent_id says whose request it was.
+	Agent  string       `json:"agent,omitempty"`
+	Record audit.Record `json:"record"`
 }
 
 // Export calls fn with every record q selects, ordered by timestamp
@@ -204,5 +207,39 @@ func leafItem(l *Leaf, idx uint64, pos int) (Item, error) {
 	if err != nil {
 		return Item{}, fmt.Errorf("fleet: leaf %d record %d: %w", idx, pos, err)
 	}
-	return Item{Index: idx, Position: pos, Log: l.Log, Sidecar: l.Sidecar, Record: rec}, nil
+	return Item{Index: idx, Position: pos, Log: l.Log, Sidecar: l.Sidecar, Agent: l.Agent, Record: rec}, nil
+}
+
+// ItemsFrom returns the records of the fleet log's leaves from index from
+// on, in log order, reading at most maxLeaves leaves (up to the log's
+// size), and the index to go on from: a follower (a SIEM exporter) keeps
+// that index as its cursor. Leaves of other kinds are passed over.
+func (w *Witness) ItemsFrom(ctx context.Context, from uint64, maxLeaves int) (items []Item, next uint64, err error) {
+	size, err := w.opts.Tree.Size(ctx)
+	if err != nil || from >= size {
+		return nil, from, err
+	}
+	n := min(size-from, uint64(max(maxLeaves, 1)))
+	leaves, err := w.opts.Tree.Entries(ctx, from, n)
+	if err != nil {
+		return nil, from, fmt.Errorf("fleet: reading leaves %d-%d: %w", from, from+n-1, err)
+	}
+	for i, raw := range leaves {
+		idx := from + uint64(i)
+		l, err := ParseLeaf(raw)
+		if err != nil {
+			return nil, from, fmt.Errorf("fleet: leaf %d: %w", idx, err)
+		}
+		if l.Kind != LeafRecords {
+			continue
+		}
+		for pos := range l.Records {
+			it, err := leafItem(&l, idx, pos)
+			if err != nil {
+				return nil, from, err
+			}
+			items = append(items, it)
+		}
+	}
+	return items, from + uint64(len(leaves)), nil
 }

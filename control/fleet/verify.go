@@ -32,7 +32,7 @@ func VerifyProof(key string, p Proof) (audit.Record, error) {
 		return audit.Record{}, fmt.Errorf("fleet: proof: %w", err)
 	}
 	r := it.Record
-	if r != p.Item.Record || l.Log != p.Item.Log || l.Sidecar != p.Item.Sidecar || p.Item.Index != p.Index {
+	if r != p.Item.Record || l.Log != p.Item.Log || l.Sidecar != p.Item.Sidecar || l.Agent != p.Item.Agent || p.Item.Index != p.Index {
 		return audit.Record{}, fmt.Errorf("fleet: proof: the record shown is not the one the leaf holds")
 	}
 	return r, nil

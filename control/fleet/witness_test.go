@@ -344,3 +344,37 @@ func TestPrunedLogOpensAtItsAnchor(t *testing.T) {
 		t.Fatalf("stream starts at %d, want 7 (after the anchor)", st[0].First)
 	}
 }
+
+func TestItemsFromFollowsTheLog(t *testing.T) {
+	f := newFixture(t)
+	sc := newSidecarLog(t, 10)
+	sc.append(30, "alice")
+	ship(t, f, alice, sc.batch(1, 30))
+	ctx := context.Background()
+	var got []Item
+	next := uint64(0)
+	for {
+		items, n, err := f.w.ItemsFrom(ctx, next, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == next {
+			break
+		}
+		got, next = append(got, items...), n
+	}
+	if next != f.size() || len(got) != 30 {
+		t.Fatalf("followed to %d of %d leaves, %d records, want 30", next, f.size(), len(got))
+	}
+	for i, it := range got {
+		if it.Record.Seq != uint64(i+1) || it.Agent != "alice" || it.Sidecar != alice.Sidecar {
+			t.Fatalf("item %d: %+v", i, it)
+		}
+	}
+	sc.append(5, "alice")
+	ship(t, f, alice, sc.batch(31, 35))
+	items, _, err := f.w.ItemsFrom(ctx, next, 100)
+	if err != nil || len(items) != 5 || items[0].Record.Seq != 31 {
+		t.Fatalf("after more: %d items from %d, %v", len(items), next, err)
+	}
+}
