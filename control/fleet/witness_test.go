@@ -8,7 +8,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/mod/sumdb/note"
 
@@ -376,5 +378,68 @@ func TestItemsFromFollowsTheLog(t *testing.T) {
 	items, _, err := f.w.ItemsFrom(ctx, next, 100)
 	if err != nil || len(items) != 5 || items[0].Record.Seq != 31 {
 		t.Fatalf("after more: %d items from %d, %v", len(items), next, err)
+	}
+}
+
+func TestFollowSendsEveryRecordOnceItIsAcknowledged(t *testing.T) {
+	f := newFixture(t)
+	sc := newSidecarLog(t, 10)
+	sc.append(30, "alice")
+	ship(t, f, alice, sc.batch(1, 30))
+	cursor := filepath.Join(t.TempDir(), "otlp.cursor")
+	var (
+		mu    sync.Mutex
+		seqs  []uint64
+		calls int
+		errs  int
+	)
+	follow := func(want int) {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- f.w.Follow(ctx, FollowOptions{Cursor: cursor, Leaves: 2, Every: 10 * time.Millisecond,
+				OnError: func(error) { mu.Lock(); errs++; mu.Unlock() },
+				Send: func(_ context.Context, items []Item) error {
+					mu.Lock()
+					defer mu.Unlock()
+					if calls++; calls == 2 {
+						return errors.New("receiver down") // the same run comes again
+					}
+					for _, it := range items {
+						seqs = append(seqs, it.Record.Seq)
+					}
+					return nil
+				}})
+		}()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			mu.Lock()
+			n := len(seqs)
+			mu.Unlock()
+			if n >= want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("followed %d records, want %d", n, want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	follow(30)
+	sc.append(5, "alice")
+	ship(t, f, alice, sc.batch(31, 35))
+	follow(35) // from the cursor: nothing sent twice
+	for i, s := range seqs {
+		if s != uint64(i+1) {
+			t.Fatalf("sent %v, want 1..35 once each in order", seqs)
+		}
+	}
+	if len(seqs) != 35 || errs != 1 {
+		t.Fatalf("%d records sent, %d errors", len(seqs), errs)
 	}
 }
