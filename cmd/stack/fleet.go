@@ -125,7 +125,7 @@ how to check a proof with the transparency-dev libraries alone.`,
 			}
 			fmt.Fprintf(a.stdout, "ok: event %s is leaf %d of the fleet log of size %d\n", rec.EventID, p.Index, p.Size)
 			fmt.Fprintf(a.stdout, "record:     seq %d of log %s (sidecar %s): %s\n", rec.Seq, p.Item.Log, p.Item.Sidecar, describeRecord(&rec))
-			fmt.Fprintf(a.stdout, "checkpoint: size %d, signature verified with %s\n", p.Size, keyName(key))
+			fmt.Fprintf(a.stdout, "checkpoint: size %d, signature verified with %s\n", p.Size, fleet.KeyName(key))
 			return nil
 		},
 	}
@@ -133,11 +133,6 @@ how to check a proof with the transparency-dev libraries alone.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the verified proof bundle as JSON")
 	cmd.Flags().StringVar(&check, "verify", "", "check a saved proof bundle (from --json) offline instead of asking the control plane")
 	return cmd
-}
-
-func keyName(key string) string {
-	name, _, _ := strings.Cut(key, "+")
-	return name
 }
 
 // describeRecord is one line saying what a record is.
@@ -195,7 +190,7 @@ func (a *app) verifyFleet(ctx context.Context, keys fleetKeyFlags, since, save s
 		}
 		fmt.Fprintf(a.stdout, "ok: the fleet log grew from %d to %d leaves and still holds every leaf of %s unchanged\n", from, cons.To, since)
 	} else {
-		fmt.Fprintf(a.stdout, "ok: the fleet log's checkpoint of size %d is signed by %s\n", cons.To, keyName(key))
+		fmt.Fprintf(a.stdout, "ok: the fleet log's checkpoint of size %d is signed by %s\n", cons.To, fleet.KeyName(key))
 	}
 	if save != "" {
 		if err := os.WriteFile(save, cons.Checkpoint, 0o644); err != nil {

@@ -428,7 +428,7 @@ func (w *Witness) Ship(ctx context.Context, from Shipper, b Batch) (BatchRespons
 		}
 	} else if b.Key != s.st.Key {
 		return BatchResponse{}, w.refuse(s, from, &b, Finding{Kind: KindKey, Seq: s.st.Next,
-			Detail: fmt.Sprintf("the batch's checkpoint key %q is not the stream's %q", keyName(b.Key), keyName(s.st.Key))})
+			Detail: fmt.Sprintf("the batch's checkpoint key %q is not the stream's %q", KeyName(b.Key), KeyName(s.st.Key))})
 	}
 	if f := c.records(); f != nil {
 		return BatchResponse{}, w.refuse(s, from, &b, *f)
@@ -496,7 +496,8 @@ func storedSeq(v []byte) (uint64, bool) {
 	return binary.BigEndian.Uint64(v[1:9]), true
 }
 
-func keyName(key string) string {
+// KeyName is the name part of a note verifier key ("name+hash+base64").
+func KeyName(key string) string {
 	name, _, _ := strings.Cut(key, "+")
 	return name
 }
