@@ -330,6 +330,7 @@ func (e *Exporter) send(ctx context.Context, body []byte, records int) (outcome,
 		}
 	}
 	backoff := e.minBackoff
+	var prev error
 	for attempt := 1; ; attempt++ {
 		out, err := e.post(ctx, body)
 		if err == nil {
@@ -338,8 +339,14 @@ func (e *Exporter) send(ctx context.Context, body []byte, records int) (outcome,
 			return out, nil
 		}
 		if ctx.Err() != nil {
+			// An attempt cut short by ctx says nothing about the
+			// receiver; the one before it does.
+			if prev != nil && errors.Is(err, ctx.Err()) {
+				err = prev
+			}
 			return outcome{}, giveUp(ctx.Err(), attempt, err)
 		}
+		prev = err
 		wait, retry := e.retryWait(err, backoff)
 		if !retry {
 			return outcome{}, err
@@ -361,7 +368,7 @@ func (e *Exporter) send(ctx context.Context, body []byte, records int) (outcome,
 	}
 }
 
-// giveUp says why the retries stopped and what the last attempt met,
+// giveUp says why the retries stopped and how the receiver last failed,
 // so both errors.Is(err, context.DeadlineExceeded) and errors.As(err,
 // *HTTPError) work.
 func giveUp(why error, attempts int, last error) error {
@@ -372,7 +379,7 @@ func giveUp(why error, attempts int, last error) error {
 	if errors.Is(last, why) {
 		return fmt.Errorf("giving up after %s: %w", n, last)
 	}
-	return fmt.Errorf("giving up after %s: %w; last attempt: %w", n, why, last)
+	return fmt.Errorf("giving up after %s: %w; last failure: %w", n, why, last)
 }
 
 // retryWait reports whether err is worth another attempt and after how

@@ -329,8 +329,10 @@ func TestContextStopsRetries(t *testing.T) {
 		if err := e.Export(testCtx(t), sampleEntries(1)); err != nil {
 			t.Fatalf("Export: %v", err)
 		}
-		if n := len(f.requests()); n != 2 {
-			t.Errorf("receiver saw %d requests, want 2", n)
+		// More than two only if the machine is so slow that a plain
+		// answer took longer than Timeout too.
+		if n := len(f.requests()); n < 2 {
+			t.Errorf("receiver saw %d requests, want the held one and a retry", n)
 		}
 	})
 }
