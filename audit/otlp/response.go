@@ -114,7 +114,7 @@ func statusMessage(h http.Header, body []byte) string {
 			return cleanMessage(string(body))
 		}
 	}
-	return fmt.Sprintf("(%d bytes of %s)", len(body), cleanMessage(h.Get("Content-Type")))
+	return cleanMessage(fmt.Sprintf("(%d bytes of %s)", len(body), h.Get("Content-Type")))
 }
 
 // cleanMessage makes text from a receiver fit to log: valid UTF-8, one
