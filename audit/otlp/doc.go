@@ -74,15 +74,16 @@
 // # Why not the OpenTelemetry SDK's exporter
 //
 // The package builds requests from the OTLP protobuf types
-// (go.opentelemetry.io/proto/otlp) and sends them itself. The SDK's
-// otlploghttp exporter was measured against this use and fits it worse:
-// it exports sdk/log.Records, which only a LoggerProvider makes, with one
-// resource per provider, so grouping by shipper would take a provider per
-// sidecar log; it reports a partial success as an error of an internal
-// type that callers cannot tell apart; it does not retry a refused
-// connection; it returns a failing receiver's raw body instead of its
-// google.rpc.Status message; and it fails requests over its size limit
-// rather than split them. A cursor-driven caller needs exactly those.
+// (go.opentelemetry.io/proto/otlp) and sends them itself, because the
+// SDK's otlploghttp exporter (v0.23.0) fits a synchronous, cursor-driven
+// caller worse: it exports sdk/log.Records, which only a LoggerProvider
+// makes, with one resource per provider, so grouping by shipper would
+// take a provider per sidecar log; even with retries on, it returns a
+// refused connection at once; it reports a partial success as a joined
+// error of an internal type that errors.As cannot pick out; it puts a
+// failing receiver's raw protobuf bytes in its error rather than the
+// google.rpc.Status message; and it fails a request over its size limit
+// rather than split it.
 //
 // # Caveats
 //
