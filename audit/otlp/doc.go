@@ -53,9 +53,10 @@
 //     stack.passport_jti, stack.credential_id, stack.credential_fingerprint,
 //     stack.reason, stack.detector, stack.severity, stack.detail,
 //     stack.bytes_in, stack.bytes_out, stack.duration_ms, stack.hash and
-//     stack.prev_hash (lowercase hex), stack.fleet_index, each present when
-//     the field is not empty or zero (stack.seq and stack.fleet_index are
-//     always present); the request itself under the semantic-convention
+//     stack.prev_hash (lowercase hex), stack.fleet_index and
+//     stack.fleet_position, each present when the field is not empty or
+//     zero (stack.seq and the two fleet ones are always present); the
+//     request itself under the semantic-convention
 //     names http.request.method, server.address, url.path and
 //     http.response.status_code.
 //

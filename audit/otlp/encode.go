@@ -51,6 +51,7 @@ const (
 	AttrHash                  = "stack.hash"
 	AttrPrevHash              = "stack.prev_hash"
 	AttrFleetIndex            = "stack.fleet_index"
+	AttrFleetPosition         = "stack.fleet_position"
 
 	// Semantic-convention names, used instead of stack.host, stack.method,
 	// stack.path and stack.status.
@@ -157,8 +158,10 @@ func logRecord(en *Entry, observed uint64) *logspb.LogRecord {
 	if r.PrevHash != (audit.Hash{}) {
 		a = appendString(a, AttrPrevHash, hex.EncodeToString(r.PrevHash[:]))
 	}
-	// Leaf 0 is a leaf like any other, so the index is always there.
+	// Leaf 0 and position 0 are places like any other, so both are
+	// always there.
 	a = appendInt(a, AttrFleetIndex, int64(min(en.FleetIndex, math.MaxInt64)))
+	a = appendInt(a, AttrFleetPosition, int64(en.FleetPosition))
 	lr.Attributes = a
 	return lr
 }

@@ -99,6 +99,9 @@ type Entry struct {
 	Record              audit.Record // github.com/stackctl/stack/audit
 	Agent, Sidecar, Log string       // which agent/sidecar/sidecar-log shipped it
 	FleetIndex          uint64       // leaf index in the fleet log
+	// FleetPosition is the record's place within its leaf, which holds a
+	// run of records: with FleetIndex, where the record is in the fleet log.
+	FleetPosition int
 }
 
 // Exporter sends entries to one OTLP/HTTP receiver. Its methods are safe

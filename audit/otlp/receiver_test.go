@@ -72,7 +72,7 @@ func TestCollectorReceivesRecords(t *testing.T) {
 			Detail: "POST /v1/refunds is outside the passport", BytesIn: 10, BytesOut: 20, DurationMS: 3,
 			PrevHash: audit.GenesisHash, Hash: audit.Hash{0xab, 0xcd},
 		},
-		Agent: "billing-agent", Sidecar: "sc-1", Log: "log-1", FleetIndex: 41,
+		Agent: "billing-agent", Sidecar: "sc-1", Log: "log-1", FleetIndex: 41, FleetPosition: 2,
 	}, {
 		Record: audit.Record{
 			Seq: 3, EventID: "ev-3", TimestampMS: 1_767_225_600_456, AgentID: "support-agent",
@@ -143,7 +143,7 @@ func TestCollectorReceivesRecords(t *testing.T) {
 					"stack.detail": "POST /v1/refunds is outside the passport", "stack.bytes_in": int64(10),
 					"stack.bytes_out": int64(20), "stack.duration_ms": int64(3),
 					"stack.hash":      "abcd" + strings.Repeat("0", 60),
-					"stack.prev_hash": audit.GenesisHash.String(), "stack.fleet_index": int64(41),
+					"stack.prev_hash": audit.GenesisHash.String(), "stack.fleet_index": int64(41), "stack.fleet_position": int64(2),
 				},
 			})
 			checkRecord(t, sc1.At(1), wantRecord{
@@ -154,7 +154,7 @@ func TestCollectorReceivesRecords(t *testing.T) {
 				attrs: map[string]any{
 					"event.name": "stack.audit.passport_revoked", "stack.event_id": "ev-8", "stack.seq": int64(8),
 					"stack.action": "passport_revoked", "stack.agent_id": "billing-agent",
-					"stack.reason": "revoked_by_detector", "stack.fleet_index": int64(42),
+					"stack.reason": "revoked_by_detector", "stack.fleet_index": int64(42), "stack.fleet_position": int64(0),
 				},
 			})
 			checkRecord(t, sc2.At(0), wantRecord{
@@ -166,7 +166,7 @@ func TestCollectorReceivesRecords(t *testing.T) {
 					"event.name": "stack.audit.detector_fired", "stack.event_id": "ev-3", "stack.seq": int64(3),
 					"stack.action": "detector_fired", "stack.agent_id": "support-agent",
 					"http.request.method": "POST", "server.address": "api.openai.com", "url.path": "/v1/responses",
-					"stack.detector": "prompt_injection", "stack.severity": "critical", "stack.fleet_index": int64(0),
+					"stack.detector": "prompt_injection", "stack.severity": "critical", "stack.fleet_index": int64(0), "stack.fleet_position": int64(0),
 				},
 			})
 		})
