@@ -84,6 +84,9 @@ type ControlConfig struct {
 	// the control plane holds does besides the alert: alert, or revoke
 	// (disable the sidecar's agent and revoke its passports).
 	AuditIntegrity string `mapstructure:"audit_integrity" yaml:"audit_integrity"`
+	// OTLP sends the fleet audit log's records to an OpenTelemetry logs
+	// receiver (a SIEM's collector).
+	OTLP OTLPConfig `mapstructure:"otlp" yaml:"otlp"`
 	// SidecarTTL is the life of a joined sidecar's credential (renewed at
 	// 2/3); LeaseTTL of a credential lease; Heartbeat the interval of the
 	// revocation feed's keep-alives.
@@ -263,6 +266,22 @@ type AuditConfig struct {
 	// ShipInterval is how often a joined sidecar looks for records to
 	// ship while it is caught up.
 	ShipInterval time.Duration `mapstructure:"ship_interval" yaml:"ship_interval"`
+}
+
+// OTLPConfig is where the control plane exports the fleet audit log's
+// records as OpenTelemetry logs (OTLP/HTTP).
+type OTLPConfig struct {
+	// Endpoint is the receiver's base URL (http://collector:4318, or
+	// https://...); "" exports nothing.
+	Endpoint string `mapstructure:"endpoint" yaml:"endpoint"`
+	// Headers are added to every export (an API key, say), besides those
+	// in OTEL_EXPORTER_OTLP_HEADERS.
+	Headers map[string]string `mapstructure:"headers" yaml:"headers"`
+	// CA is a PEM file of roots for an https endpoint, besides the
+	// system's.
+	CA string `mapstructure:"ca" yaml:"ca"`
+	// Gzip compresses the requests.
+	Gzip bool `mapstructure:"gzip" yaml:"gzip"`
 }
 
 // PassportConfig controls issuing and verifying passports.

@@ -266,6 +266,15 @@ control:
   # A sidecar that ships records contradicting what is held: alert, or
   # revoke (disable its agent and revoke its passports).
   audit_integrity: {{.D.AuditIntegrity}}
+  # Send the fleet audit log's records to an OpenTelemetry logs receiver
+  # (OTLP/HTTP), e.g. a collector in front of a SIEM. "" sends nothing.
+  otlp:
+    endpoint: ""
+    # Headers added to every export (also read: OTEL_EXPORTER_OTLP_HEADERS).
+    headers: {}
+    # PEM roots for an https endpoint, besides the system's.
+    ca: ""
+    gzip: true
   etcd:
     # Members' client URLs or host:port, e.g. [https://etcd-0.example.com:2379].
     endpoints: []

@@ -332,6 +332,14 @@ func (c ControlConfig) validate(e *ValidationError) {
 	e.oneOf("control.store", c.Store, ControlStores)
 	e.nonEmpty("control.store_path", c.StorePath)
 	e.oneOf("control.audit_integrity", c.AuditIntegrity, AuditIntegrityPolicies)
+	if o := c.OTLP; o.Endpoint != "" {
+		if u, err := url.Parse(o.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			e.add("control.otlp.endpoint", o.Endpoint, "must be an http:// or https:// URL such as http://collector:4318")
+		}
+		if o.CA != "" {
+			e.pemFile("control.otlp.ca", o.CA)
+		}
+	}
 	if c.OnEtcd() {
 		c.Etcd.validate(e)
 	}

@@ -103,6 +103,7 @@ func TestValidateReportsEveryProblemInOrder(t *testing.T) {
 					Listen:         "nope",
 					Store:          "consul",
 					AuditIntegrity: "shrug",
+					OTLP:           OTLPConfig{Endpoint: "collector:4318"},
 					TLSCert:        "cert.pem",
 					OIDCIssuers: []OIDCIssuerConfig{
 						{Issuer: "ftp://issuer"},
@@ -185,6 +186,7 @@ func TestValidateReportsEveryProblemInOrder(t *testing.T) {
 				{Key: "control.store", Value: "consul", Message: "must be one of bbolt, etcd"},
 				{Key: "control.store_path", Message: "must not be empty"},
 				{Key: "control.audit_integrity", Value: "shrug", Message: "must be one of alert, revoke"},
+				{Key: "control.otlp.endpoint", Value: "collector:4318", Message: "must be an http:// or https:// URL such as http://collector:4318"},
 				{Key: "control.tls_cert", Value: "cert.pem", Message: "control.tls_cert and control.tls_key go together"},
 				{Key: "control.sidecar_ttl", Value: "0s", Message: "must be at least 1m0s"},
 				{Key: "control.lease_ttl", Value: "0s", Message: "must be at least 10s"},

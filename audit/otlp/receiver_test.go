@@ -3,62 +3,25 @@ package otlp_test
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/stackctl/stack/audit"
-	"github.com/stackctl/stack/audit/otlp"
-	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
-	"go.opentelemetry.io/collector/receiver/otlpreceiver"
-	"go.opentelemetry.io/collector/receiver/receivertest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/stackctl/stack/audit"
+	"github.com/stackctl/stack/audit/otlp"
+	"github.com/stackctl/stack/internal/otlptest"
 )
 
-// startCollector starts the OpenTelemetry Collector's own OTLP receiver
-// in-process, HTTP only, on a loopback port, feeding next. It returns the
-// endpoint to export to and shuts the receiver down when the test ends.
-func startCollector(t testing.TB, next consumer.Logs) string {
-	t.Helper()
-	factory := otlpreceiver.NewFactory()
-	// The receiver takes an address, not a listener, and does not say
-	// which port it bound: find a free one, and try again if another
-	// process takes it first.
-	for try := 0; ; try++ {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-
-		cfg := factory.CreateDefaultConfig().(*otlpreceiver.Config)
-		cfg.Protocols.HTTP.GetOrInsertDefault().ServerConfig.NetAddr.Endpoint = addr
-		r, err := factory.CreateLogs(context.Background(), receivertest.NewNopSettings(factory.Type()), cfg, next)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := r.Start(context.Background(), componenttest.NewNopHost()); err != nil {
-			if try < 5 && strings.Contains(err.Error(), "address already in use") {
-				continue
-			}
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if err := r.Shutdown(context.Background()); err != nil {
-				t.Errorf("receiver shutdown: %v", err)
-			}
-		})
-		return "http://" + addr
-	}
-}
+// startCollector starts the Collector's own OTLP receiver (otlptest).
+func startCollector(t testing.TB, next consumer.Logs) string { return otlptest.Start(t, next) }
 
 // The Collector's receiver gets every field of every record, grouped by
 // shipper, with gzip and without.

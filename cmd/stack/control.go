@@ -309,6 +309,9 @@ func (a *app) runControl(ctx context.Context) error {
 	if srv, err = control.New(opts); err != nil {
 		return err
 	}
+	if err := a.startOTLP(ctx, fp, metrics.Registry); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Control.Listen)
 	if err != nil {
 		return fmt.Errorf("control.listen %s: %w", cfg.Control.Listen, err)

@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/collector/consumer/consumertest"
+
 	"github.com/stackctl/stack/control/fleet"
+	"github.com/stackctl/stack/internal/otlptest"
 )
 
 // The fleet audit log through the CLI: a joined sidecar ships its
@@ -141,5 +144,85 @@ func TestFleetAuditCLI(t *testing.T) {
 	}
 	if m := scrape(t, info.Admin); !strings.Contains(m, "stack_audit_ship_lag_records") || !strings.Contains(m, "stack_audit_shipped_records_total") {
 		t.Fatalf("sidecar metrics lack the shipping gauges:\n%s", m)
+	}
+}
+
+// The fleet log's records reach a SIEM: the control plane exports them to
+// the OpenTelemetry Collector's own OTLP receiver on loopback, each once
+// it is in the fleet log, and keeps its place in a cursor file.
+func TestFleetAuditToOTLP(t *testing.T) {
+	sink := new(consumertest.LogsSink)
+	endpoint := otlptest.Start(t, sink)
+	t.Setenv("STACK_CONTROL_OTLP_ENDPOINT", endpoint)
+	t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-siem-token=tok%20en")
+	ctl := filepath.Join(t.TempDir(), "ctl")
+	mustRun(t, ctl, "", "init", "--control")
+	url := startControl(t, ctl)
+	mustRun(t, ctl, "", "agent", "register", "bot", "--grant", "host=api.example.test,methods=GET,credentials=example", "--ttl", "5m")
+	token := strings.TrimSpace(mustRun(t, ctl, "", "control", "join-token", "--agent", "bot"))
+	caFile := filepath.Join(t.TempDir(), "control-ca.pem")
+	if err := os.WriteFile(caFile, []byte(mustRun(t, ctl, "", "control", "ca", "export")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sc := initHome(t)
+	info := startSidecar(t, sc, "--control", url, "--control-ca", caFile, "--join-token", token)
+	for range 10 {
+		proxyReason(t, info.Listen, "")
+	}
+	want := map[string]bool{}
+	for line := range strings.Lines(mustRun(t, sc, "", "audit", "export", "--format", "jsonl")) {
+		var r struct {
+			EventID string `json:"event_id"`
+		}
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatal(err)
+		}
+		want[r.EventID] = true
+	}
+	got := map[string]int{}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		clear(got)
+		for _, ld := range sink.AllLogs() {
+			for _, rl := range ld.ResourceLogs().All() {
+				if a, _ := rl.Resource().Attributes().Get("stack.agent"); a.Str() != "bot" {
+					t.Fatalf("resource stack.agent %q", a.Str())
+				}
+				for _, sl := range rl.ScopeLogs().All() {
+					for _, lr := range sl.LogRecords().All() {
+						id, _ := lr.Attributes().Get("stack.event_id")
+						got[id.Str()]++
+					}
+				}
+			}
+		}
+		n := 0
+		for id := range want {
+			if got[id] > 0 {
+				n++
+			}
+		}
+		if n == len(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the receiver got %d of the sidecar's %d records", n, len(want))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for id, n := range got {
+		if n != 1 {
+			t.Errorf("event %s received %d times", id, n)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(ctl, "fleet-log", otlpCursorFile))
+	if err != nil || strings.TrimSpace(string(b)) == "0" {
+		t.Fatalf("the cursor: %q, %v", b, err)
+	}
+	if h, err := otlpHeaders("a=1, b = x%2Cy ,"); err != nil || h["a"] != "1" || h["b"] != "x,y" {
+		t.Fatalf("OTEL_EXPORTER_OTLP_HEADERS: %v %v", h, err)
+	}
+	if _, err := otlpHeaders("Authorization Bearer secret"); err == nil || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("a malformed header entry: %v", err)
 	}
 }
