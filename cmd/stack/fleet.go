@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr/funcr"
@@ -318,16 +320,28 @@ func (a *app) openFleet(ctx context.Context, k kms.KMS, onFinding func(fleet.Str
 	return &fleetParts{log: tree, witness: w, key: key}, nil
 }
 
+// tesseraLog is where tessera's klog lines go: klog's logger is one per
+// process, set once; the zap logger behind it is the latest control
+// plane's.
+var (
+	tesseraLog     atomic.Pointer[zap.Logger]
+	tesseraLogOnce sync.Once
+)
+
 // quietTessera sends what tessera logs through klog to our log: its
 // progress lines at debug, its errors at warn, never raw on stderr.
 func quietTessera(log *zap.Logger) {
-	klog.SetLogger(funcr.New(func(prefix, args string) {
-		if strings.Contains(args, `"error"=`) {
-			log.Warn(args, zap.String("logger", prefix))
-			return
-		}
-		log.Debug(args, zap.String("logger", prefix))
-	}, funcr.Options{}))
+	tesseraLog.Store(log)
+	tesseraLogOnce.Do(func() {
+		klog.SetLogger(funcr.New(func(prefix, args string) {
+			log := tesseraLog.Load()
+			if strings.Contains(args, `"error"=`) {
+				log.Warn(args, zap.String("logger", prefix))
+				return
+			}
+			log.Debug(args, zap.String("logger", prefix))
+		}, funcr.Options{}))
+	})
 }
 
 func newControlFleetKeyCmd(a *app) *cobra.Command {
