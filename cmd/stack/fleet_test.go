@@ -215,9 +215,17 @@ func TestFleetAuditToOTLP(t *testing.T) {
 			t.Errorf("event %s received %d times", id, n)
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(ctl, "fleet-log", otlpCursorFile))
-	if err != nil || strings.TrimSpace(string(b)) == "0" {
-		t.Fatalf("the cursor: %q, %v", b, err)
+	// The cursor moves once the receiver's answer is back, a moment after
+	// it has the records.
+	for {
+		b, err := os.ReadFile(filepath.Join(ctl, "fleet-log", otlpCursorFile))
+		if err == nil && strings.TrimSpace(string(b)) != "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cursor: %q, %v", b, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if h, err := otlpHeaders("a=1, b = x%2Cy ,"); err != nil || h["a"] != "1" || h["b"] != "x,y" {
 		t.Fatalf("OTEL_EXPORTER_OTLP_HEADERS: %v %v", h, err)
