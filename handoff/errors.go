@@ -18,6 +18,10 @@ var (
 	ErrSender = errors.New("handoff: sender not proven")
 	// ErrWrongRecipient: sealed for another agent.
 	ErrWrongRecipient = errors.New("handoff: wrong recipient")
+	// ErrSchema: a schema that does not compile, or a bad schema name.
+	ErrSchema = errors.New("handoff: bad schema")
+	// ErrSchemaViolation: a payload that does not match its schema.
+	ErrSchemaViolation = errors.New("handoff: payload does not match its schema")
 	// ErrExpired: past its expiry.
 	ErrExpired = errors.New("handoff: expired")
 )
