@@ -1,0 +1,224 @@
+// Package dropoff is the control plane's store of sealed handoffs waiting
+// for their recipient: each wrapped again by the KMS, kept until it
+// expires, and handed out once.
+//
+// # Basics
+//
+// A handoff arrives sealed (package handoff): the control plane cannot
+// read it and does not try. Deposit wraps the sealed token under the KMS
+// (bound to the handoff's id and recipient) and stores it with a time to
+// live; Take hands it to its recipient and deletes it in the same
+// compare-and-swap, so of two fetches exactly one gets it and the other
+// ErrGone; Withdraw removes a sender's undelivered handoffs (its agent was
+// revoked).
+//
+// # Caveats
+//
+// Nothing here checks who may hand off to whom or the payload's schema:
+// the sidecars do, with the passports.
+package dropoff
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/stackctl/stack/control/store"
+	"github.com/stackctl/stack/vault/kms"
+)
+
+// Errors of Take.
+var (
+	// ErrNotFound: no such handoff for this recipient, or it expired.
+	ErrNotFound = errors.New("dropoff: no such handoff")
+	// ErrGone: it was handed out already (a second fetch).
+	ErrGone = errors.New("dropoff: handoff already fetched")
+	// ErrInvalid: a deposit without a sender, recipient, schema or token,
+	// or with a life not in (0, MaxTTL].
+	ErrInvalid = errors.New("dropoff: invalid deposit")
+)
+
+// MaxTTL is the longest a handoff waits.
+const MaxTTL = 7 * 24 * time.Hour
+
+// prefix is where handoffs live in the store: prefix/<recipient>/<id>;
+// a tombstone prefix/<recipient>/<id>.taken remembers a handed-out one
+// for tombstoneTTL so that a second fetch is told ErrGone, not
+// ErrNotFound.
+const (
+	prefix       = "handoffs/"
+	takenSuffix  = ".taken"
+	tombstoneTTL = 24 * time.Hour
+)
+
+// Meta is what the control plane knows of a handoff: never its content.
+type Meta struct {
+	ID     string `json:"id"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Schema string `json:"schema"`
+	// PayloadHash is the sender sidecar's SHA-256 of the payload (hex),
+	// for audit records; Size the sealed token's length.
+	PayloadHash string    `json:"payload_hash,omitempty"`
+	Size        int       `json:"size"`
+	Deposited   time.Time `json:"deposited"`
+	Expires     time.Time `json:"expires"`
+}
+
+// stored is the store's value: the metadata and the KMS-wrapped token.
+type stored struct {
+	Meta
+	Wrapped []byte `json:"wrapped"`
+}
+
+// Box is the drop-off store.
+type Box struct {
+	Store store.Store
+	KMS   kms.KMS
+	Now   func() time.Time
+}
+
+func (b *Box) now() time.Time {
+	if b.Now != nil {
+		return b.Now()
+	}
+	return time.Now()
+}
+
+func key(recipient, id string) string { return prefix + recipient + "/" + id }
+
+// aad binds a wrapped token to its handoff: it unwraps only as itself.
+func aad(m Meta) []byte { return []byte("stack-handoff\x00" + m.ID + "\x00" + m.To) }
+
+// Deposit stores a sealed handoff for m.To until ttl passes and returns
+// its metadata with the id, deposit time and expiry set.
+func (b *Box) Deposit(ctx context.Context, m Meta, sealed string, ttl time.Duration) (Meta, error) {
+	if m.From == "" || m.To == "" || m.Schema == "" || sealed == "" || strings.Contains(m.To, "/") {
+		return Meta{}, fmt.Errorf("%w: sender, recipient, schema and the sealed handoff are required", ErrInvalid)
+	}
+	if ttl <= 0 || ttl > MaxTTL {
+		return Meta{}, fmt.Errorf("%w: ttl %s, want more than 0 and at most %s", ErrInvalid, ttl, MaxTTL)
+	}
+	raw := make([]byte, 16)
+	if _, err := rand.Read(raw); err != nil {
+		return Meta{}, err
+	}
+	if m.ID == "" {
+		m.ID = hex.EncodeToString(raw)
+	}
+	now := b.now().UTC()
+	m.Deposited, m.Expires, m.Size = now, now.Add(ttl), len(sealed)
+	wrapped, err := b.KMS.Wrap(ctx, []byte(sealed), aad(m))
+	if err != nil {
+		return Meta{}, fmt.Errorf("dropoff: wrapping the handoff: %w", err)
+	}
+	v, err := json.Marshal(stored{Meta: m, Wrapped: wrapped})
+	if err != nil {
+		return Meta{}, err
+	}
+	if _, err := b.Store.Create(ctx, key(m.To, m.ID), v, ttl); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return Meta{}, fmt.Errorf("%w: handoff %s exists", ErrInvalid, m.ID)
+		}
+		return Meta{}, err
+	}
+	return m, nil
+}
+
+// List returns the metadata of the handoffs waiting for recipient ("" for
+// every recipient), oldest first.
+func (b *Box) List(ctx context.Context, recipient string) ([]Meta, error) {
+	p := prefix
+	if recipient != "" {
+		p += recipient + "/"
+	}
+	kvs, _, err := b.Store.List(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	now := b.now()
+	var out []Meta
+	for _, kv := range kvs {
+		if strings.HasSuffix(kv.Key, takenSuffix) {
+			continue
+		}
+		var s stored
+		if err := json.Unmarshal(kv.Value, &s); err != nil {
+			return nil, fmt.Errorf("dropoff: %s: %w", kv.Key, err)
+		}
+		if now.After(s.Expires) {
+			continue // the store's ttl removes it shortly
+		}
+		out = append(out, s.Meta)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Deposited.Before(out[j].Deposited) })
+	return out, nil
+}
+
+// Take hands recipient its handoff id once: it returns the sealed token
+// only if its deletion won, so a second fetch gets ErrGone.
+func (b *Box) Take(ctx context.Context, recipient, id string) (Meta, string, error) {
+	if strings.Contains(id, "/") || strings.HasSuffix(id, takenSuffix) || id == "" {
+		return Meta{}, "", ErrNotFound
+	}
+	k := key(recipient, id)
+	kv, err := b.Store.Get(ctx, k)
+	if errors.Is(err, store.ErrNotFound) {
+		if _, terr := b.Store.Get(ctx, k+takenSuffix); terr == nil {
+			return Meta{}, "", ErrGone
+		}
+		return Meta{}, "", ErrNotFound
+	}
+	if err != nil {
+		return Meta{}, "", err
+	}
+	var s stored
+	if err := json.Unmarshal(kv.Value, &s); err != nil {
+		return Meta{}, "", fmt.Errorf("dropoff: %s: %w", k, err)
+	}
+	if b.now().After(s.Expires) {
+		return Meta{}, "", ErrNotFound
+	}
+	// Unwrap before deleting: a KMS that is down loses nothing. The aad
+	// is the handoff's place, not what its record says: a record copied
+	// into another inbox does not unwrap there.
+	sealed, err := b.KMS.Unwrap(ctx, s.Wrapped, aad(Meta{ID: id, To: recipient}))
+	if err != nil {
+		return Meta{}, "", fmt.Errorf("dropoff: unwrapping handoff %s: %w", id, err)
+	}
+	if _, err := b.Store.CompareAndSwap(ctx, k, kv.ModRev, nil); err != nil {
+		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+			return Meta{}, "", ErrGone
+		}
+		return Meta{}, "", err
+	}
+	tomb, _ := json.Marshal(s.Meta)
+	_, _ = b.Store.Create(ctx, k+takenSuffix, tomb, tombstoneTTL) // best effort: only the error's name depends on it
+	return s.Meta, string(sealed), nil
+}
+
+// Withdraw removes every undelivered handoff from sender and returns
+// their metadata.
+func (b *Box) Withdraw(ctx context.Context, sender string) ([]Meta, error) {
+	all, err := b.List(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	var out []Meta
+	for _, m := range all {
+		if m.From != sender {
+			continue
+		}
+		if _, err := b.Store.Delete(ctx, key(m.To, m.ID)); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return out, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
