@@ -101,7 +101,11 @@ func (s *Server) revokeAgent(ctx context.Context, agent, reason, by string) (pas
 	if s.opts.Mints != nil {
 		s.opts.Mints.DropAgent(agent)
 	}
-	return rv, s.publish(ctx, rv, by)
+	if err := s.publish(ctx, rv, by); err != nil {
+		return rv, err
+	}
+	s.withdrawHandoffs(ctx, agent, "sender revoked: "+reason)
+	return rv, nil
 }
 
 // publish writes a revocation to the feed; every watching sidecar gets it.

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/stackctl/stack/audit"
+	"github.com/stackctl/stack/control/dropoff"
 	"github.com/stackctl/stack/control/fleet"
 	"github.com/stackctl/stack/control/store"
 	"github.com/stackctl/stack/inject/mint"
@@ -107,6 +108,8 @@ type Options struct {
 	// log, and shipped batches get 503. FleetLog proves what it holds,
 	// FleetSize reads a checkpoint's size, FleetKey and FleetOrigin name
 	// its public key and checkpoint origin.
+	// Handoffs keeps sealed handoffs between agents; nil answers 503.
+	Handoffs    *dropoff.Box
 	Fleet       *fleet.Witness
 	FleetLog    FleetProver
 	FleetSize   CheckpointSize
@@ -308,6 +311,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+PathFleetConsistency, s.operator(s.fleetConsistency))
 	mux.HandleFunc("GET "+PathFleetExport, s.operator(s.fleetExport))
 	mux.HandleFunc("GET "+PathFleetStreams, s.operator(s.fleetStreams))
+	mux.HandleFunc("POST "+PathHandoffs, s.sidecar(s.depositHandoff))
+	mux.HandleFunc("GET "+PathHandoffs, s.sidecar(s.listHandoffs))
+	mux.HandleFunc("POST "+PathHandoffFetch, s.sidecar(s.fetchHandoff))
+	mux.HandleFunc("GET "+PathHandoffsAll, s.operator(s.allHandoffs))
 	return mux
 }
 

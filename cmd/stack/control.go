@@ -27,6 +27,7 @@ import (
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/config"
 	"github.com/stackctl/stack/control"
+	"github.com/stackctl/stack/control/dropoff"
 	"github.com/stackctl/stack/control/fleet"
 	"github.com/stackctl/stack/control/fleetlog"
 	"github.com/stackctl/stack/control/store"
@@ -301,6 +302,7 @@ func (a *app) runControl(ctx context.Context) error {
 		StoreTimeout: cfg.Control.StoreTimeout,
 
 		RevokeOnIntegrity: cfg.Control.AuditIntegrity == "revoke",
+		Handoffs:          &dropoff.Box{Store: st, KMS: k},
 	}
 	if fp != nil {
 		opts.Fleet, opts.FleetLog, opts.FleetKey, opts.FleetOrigin = fp.witness, fp.log, fp.key, fleetlog.DefaultOrigin

@@ -1,0 +1,119 @@
+package control_test
+
+import (
+	"bytes"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stackctl/stack/control"
+	"github.com/stackctl/stack/control/dropoff"
+	"github.com/stackctl/stack/vault/kms/kmstest"
+)
+
+func TestHandoffDropOff(t *testing.T) {
+	var box *dropoff.Box
+	f := newFixture(t, func(o *control.Options) {
+		box = &dropoff.Box{Store: o.Store, KMS: kmstest.Local(t)}
+		o.Handoffs = box
+	})
+	for _, a := range []string{"scraper", "drafter", "planner"} {
+		f.register(a)
+	}
+	scraper, drafter, planner := f.join("scraper"), f.join("drafter"), f.join("planner")
+	// The control plane never opens a handoff: any opaque token does here
+	// (package handoff's tests seal real ones).
+	const secret = "PLAINTEXT-NEVER-STORED"
+	token := "eyJhbGciOiJFQ0RILUVTK0EyNTZLVyJ9.key.iv.c2VhbGVk.tag"
+	deposit := control.HandoffDeposit{To: "drafter", Schema: "findings/v1", Token: token, TTL: control.Duration(time.Hour), PayloadHash: strings.Repeat("ab", 32)}
+	var m control.HandoffMeta
+	f.must(scraper.Token, http.MethodPost, control.PathHandoffs, deposit, &m)
+	if m.From != "scraper" || m.To != "drafter" || m.ID == "" {
+		t.Fatalf("deposited %+v", m)
+	}
+	var inbox []control.HandoffMeta
+	f.must(drafter.Token, http.MethodGet, control.PathHandoffs, nil, &inbox)
+	if len(inbox) != 1 || inbox[0].ID != m.ID {
+		t.Fatalf("drafter's inbox: %+v", inbox)
+	}
+	f.must(planner.Token, http.MethodGet, control.PathHandoffs, nil, &inbox)
+	if len(inbox) != 0 {
+		t.Fatalf("planner sees another's handoffs: %+v", inbox)
+	}
+	fetch := "/v1/sidecar/handoffs/" + m.ID + "/fetch"
+	if st, why := f.call(planner.Token, http.MethodPost, fetch, nil, nil); st != http.StatusNotFound {
+		t.Fatalf("another agent's fetch: %d %s", st, why)
+	}
+	var got control.HandoffFetched
+	f.must(drafter.Token, http.MethodPost, fetch, nil, &got)
+	if got.Token != token || got.From != "scraper" {
+		t.Fatalf("fetched %+v", got)
+	}
+	if st, why := f.call(drafter.Token, http.MethodPost, fetch, nil, nil); st != http.StatusGone || why != control.ReasonHandoffGone {
+		t.Fatalf("a second fetch: %d %s", st, why)
+	}
+
+	// Refusals, each with a reason and a record.
+	for name, tc := range map[string]struct {
+		d      control.HandoffDeposit
+		status int
+	}{
+		"unknown recipient": {control.HandoffDeposit{To: "nobody", Schema: "s", Token: token, TTL: control.Duration(time.Hour)}, http.StatusNotFound},
+		"oversized":         {control.HandoffDeposit{To: "drafter", Schema: "s", Token: strings.Repeat("a", control.MaxHandoffSize+1), TTL: control.Duration(time.Hour)}, http.StatusRequestEntityTooLarge},
+		"no ttl":            {control.HandoffDeposit{To: "drafter", Schema: "s", Token: token}, http.StatusBadRequest},
+		"ttl too long":      {control.HandoffDeposit{To: "drafter", Schema: "s", Token: token, TTL: control.Duration(dropoff.MaxTTL + time.Hour)}, http.StatusBadRequest},
+	} {
+		if st, _ := f.call(scraper.Token, http.MethodPost, control.PathHandoffs, tc.d, nil); st != tc.status {
+			t.Errorf("%s: %d, want %d", name, st, tc.status)
+		}
+	}
+	if n := len(f.audit.actions(control.ActionHandoffRefused)); n != 5 {
+		t.Errorf("%d refusal records, want 5 (second fetch and four deposits)", n)
+	}
+
+	// A revoked sender's undelivered handoffs are withdrawn; a revoked
+	// recipient gets none.
+	f.must(planner.Token, http.MethodPost, control.PathHandoffs, control.HandoffDeposit{To: "drafter", Schema: "s", Token: token, TTL: control.Duration(time.Hour)}, &m)
+	f.must(operatorToken, http.MethodPost, control.PathRevoke, control.RevokeRequest{Agent: "planner", Reason: "compromised"}, nil)
+	f.must(drafter.Token, http.MethodGet, control.PathHandoffs, nil, &inbox)
+	if len(inbox) != 0 {
+		t.Fatalf("a revoked sender's handoff still waits: %+v", inbox)
+	}
+	if w := f.audit.actions(control.ActionHandoffWithdrawn); len(w) != 1 || !strings.Contains(w[0].Detail, m.ID) {
+		t.Fatalf("withdrawal records: %+v", w)
+	}
+	f.must(scraper.Token, http.MethodPost, control.PathHandoffs, deposit, &m)
+	f.must(operatorToken, http.MethodPost, control.PathAgents+"/drafter/disable", control.DisableRequest{Reason: "test"}, nil)
+	if st, _ := f.call(drafter.Token, http.MethodPost, "/v1/sidecar/handoffs/"+m.ID+"/fetch", nil, nil); st/100 == 2 {
+		t.Fatal("a disabled recipient fetched a handoff")
+	}
+
+	// Operators see metadata; records hold the hash; nothing holds a payload.
+	var all []control.HandoffMeta
+	f.must(operatorToken, http.MethodGet, control.PathHandoffsAll, nil, &all)
+	if len(all) != 1 {
+		t.Fatalf("operator list: %+v", all)
+	}
+	for _, r := range f.audit.actions(control.ActionHandoffDeposited) {
+		if r.AgentID == "scraper" && !strings.Contains(r.Detail, deposit.PayloadHash) {
+			t.Errorf("a deposit record without the payload's hash: %s", r.Detail)
+		}
+	}
+	// The test's temporary directories: the store, the vault, the KMS key.
+	checked := false
+	filepath.Walk(filepath.Dir(t.TempDir()), func(p string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			checked = checked || fi.Name() == "control.db"
+			if b, _ := os.ReadFile(p); bytes.Contains(b, []byte(secret)) || bytes.Contains(b, []byte("c2VhbGVk")) {
+				t.Errorf("%s holds a handoff's token or content", p)
+			}
+		}
+		return nil
+	})
+	if !checked {
+		t.Fatal("the store's file was not among those searched")
+	}
+}
