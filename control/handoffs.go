@@ -2,6 +2,8 @@ package control
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/control/dropoff"
+	"github.com/stackctl/stack/handoff"
 )
 
 // The API of handoffs between agents: a sidecar deposits what its agent
@@ -164,4 +167,59 @@ func (s *Server) withdrawHandoffs(ctx context.Context, agent, why string) {
 		s.audit(ctx, audit.Record{Action: ActionHandoffWithdrawn, AgentID: agent,
 			Detail: fmt.Sprintf("handoff %s to %s, schema %s, payload sha256 %s: %s", m.ID, m.To, m.Schema, m.PayloadHash, why)})
 	}
+}
+
+// PathHandoffSchemas is where operators put the schemas handoff payloads
+// are checked against, and where sidecars read them.
+const PathHandoffSchemas = "/v1/handoff-schemas"
+
+// prefixHandoffSchemas keeps the schemas in the store, by name.
+const prefixHandoffSchemas = "handoff-schemas/"
+
+// HandoffSchema is a named JSON Schema (2020-12) for handoff payloads.
+type HandoffSchema struct {
+	Name    string          `json:"name"`
+	Schema  json.RawMessage `json:"schema"`
+	Updated time.Time       `json:"updated,omitzero"`
+}
+
+// putHandoffSchema compiles and stores a schema; a schema that does not
+// compile is refused with why.
+func (s *Server) putHandoffSchema(r *http.Request) (any, error) {
+	var hs HandoffSchema
+	if err := decode(r, &hs); err != nil {
+		return nil, err
+	}
+	if _, err := handoff.CompileSchema(hs.Name, hs.Schema); err != nil {
+		return nil, badRequest(err.Error())
+	}
+	hs.Updated = s.now().UTC()
+	b, _ := json.Marshal(hs)
+	ctx := r.Context()
+	if _, err := s.store.Put(ctx, prefixHandoffSchemas+hs.Name, b); err != nil {
+		return nil, fail(http.StatusServiceUnavailable, ReasonUnavailable, err.Error())
+	}
+	sum := sha256.Sum256(hs.Schema)
+	s.audit(ctx, audit.Record{Action: ActionHandoffSchemaPut, Detail: fmt.Sprintf("schema %s, sha256 %x", hs.Name, sum)})
+	return hs, nil
+}
+
+// ActionHandoffSchemaPut records a schema stored or replaced.
+const ActionHandoffSchemaPut = "handoff_schema_put"
+
+// listHandoffSchemas returns every schema, by name.
+func (s *Server) listHandoffSchemas(r *http.Request) (any, error) {
+	kvs, _, err := s.store.List(r.Context(), prefixHandoffSchemas)
+	if err != nil {
+		return nil, fail(http.StatusServiceUnavailable, ReasonUnavailable, err.Error())
+	}
+	out := []HandoffSchema{}
+	for _, kv := range kvs {
+		var hs HandoffSchema
+		if err := json.Unmarshal(kv.Value, &hs); err != nil {
+			return nil, fmt.Errorf("handoff schema %s: %w", kv.Key, err)
+		}
+		out = append(out, hs)
+	}
+	return out, nil
 }

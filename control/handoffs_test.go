@@ -117,3 +117,35 @@ func TestHandoffDropOff(t *testing.T) {
 		t.Fatal("the store's file was not among those searched")
 	}
 }
+
+func TestHandoffSchemas(t *testing.T) {
+	f := newFixture(t, nil)
+	f.register("drafter")
+	drafter := f.join("drafter")
+	good := control.HandoffSchema{Name: "findings/v1", Schema: []byte(`{"type":"object","required":["url"]}`)}
+	var put control.HandoffSchema
+	f.must(operatorToken, http.MethodPost, control.PathHandoffSchemas, good, &put)
+	if put.Updated.IsZero() {
+		t.Fatalf("put %+v", put)
+	}
+	for name, hs := range map[string]control.HandoffSchema{
+		"remote $ref": {Name: "r", Schema: []byte(`{"$ref":"https://example.com/s.json"}`)},
+		"bad keyword": {Name: "k", Schema: []byte(`{"type":12}`)},
+		"bad name":    {Name: "Bad Name", Schema: []byte(`{}`)},
+	} {
+		if st, why := f.call(operatorToken, http.MethodPost, control.PathHandoffSchemas, hs, nil); st != http.StatusBadRequest {
+			t.Errorf("%s: %d %s", name, st, why)
+		}
+	}
+	if st, _ := f.call(drafter.Token, http.MethodPost, control.PathHandoffSchemas, good, nil); st != http.StatusForbidden {
+		t.Errorf("a sidecar put a schema: %d", st)
+	}
+	var list []control.HandoffSchema
+	f.must(drafter.Token, http.MethodGet, control.PathHandoffSchemas, nil, &list)
+	if len(list) != 1 || list[0].Name != "findings/v1" || string(list[0].Schema) != string(good.Schema) {
+		t.Fatalf("schemas a sidecar reads: %+v", list)
+	}
+	if n := len(f.audit.actions(control.ActionHandoffSchemaPut)); n != 1 {
+		t.Fatalf("%d schema records", n)
+	}
+}

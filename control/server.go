@@ -315,6 +315,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+PathHandoffs, s.sidecar(s.listHandoffs))
 	mux.HandleFunc("POST "+PathHandoffFetch, s.sidecar(s.fetchHandoff))
 	mux.HandleFunc("GET "+PathHandoffsAll, s.operator(s.allHandoffs))
+	mux.HandleFunc("POST "+PathHandoffSchemas, s.operator(s.putHandoffSchema))
+	mux.HandleFunc("GET "+PathHandoffSchemas, s.authed(s.listHandoffSchemas, true, true))
 	return mux
 }
 

@@ -47,6 +47,7 @@ server, logs at log.level (stack.yaml or STACK_LOG_LEVEL; info by default).`,
 		newDetectCmd(a),
 		newControlCmd(a),
 		newAgentCmd(a),
+		newHandoffCmd(a),
 	)
 	return root
 }
