@@ -1,6 +1,7 @@
 package control
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -134,6 +135,11 @@ type PassportResponse struct {
 	IssuedAt  time.Time          `json:"issued_at"`
 	ExpiresAt time.Time          `json:"expires_at"`
 	JWKS      jose.JSONWebKeySet `json:"jwks"`
+	// HandoffKeys are the agent's private handoff keys (handoff.AgentKeys
+	// as JSON), which the passport confirms (cnf.jkt): the sidecar holds
+	// them, never the agent. Absent when the control plane keeps no
+	// handoffs.
+	HandoffKeys json.RawMessage `json:"handoff_keys,omitempty"`
 }
 
 // Lease is one credential handed to a sidecar for its agent: kept in

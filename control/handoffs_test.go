@@ -2,6 +2,8 @@ package control_test
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/stackctl/stack/control"
 	"github.com/stackctl/stack/control/dropoff"
+	"github.com/stackctl/stack/handoff"
 	"github.com/stackctl/stack/vault/kms/kmstest"
 )
 
@@ -147,5 +150,72 @@ func TestHandoffSchemas(t *testing.T) {
 	}
 	if n := len(f.audit.actions(control.ActionHandoffSchemaPut)); n != 1 {
 		t.Fatalf("%d schema records", n)
+	}
+}
+
+// TestHandoffThroughTheControlPlane seals with the keys the control plane
+// hands the sender's sidecar, deposits, fetches and opens with the keys
+// the recipient's sidecar got: the passports confirm the signing keys.
+func TestHandoffThroughTheControlPlane(t *testing.T) {
+	f := newFixture(t, func(o *control.Options) {
+		o.Handoffs = &dropoff.Box{Store: o.Store, KMS: kmstest.Local(t)}
+	})
+	f.register("scraper")
+	f.register("drafter")
+	scraper, drafter := f.join("scraper"), f.join("drafter")
+	passportOf := func(cred control.Credential) (control.PassportResponse, *handoff.AgentKeys) {
+		t.Helper()
+		var pr control.PassportResponse
+		f.must(cred.Token, http.MethodPost, control.PathIssue, nil, &pr)
+		var keys handoff.AgentKeys
+		if err := json.Unmarshal(pr.HandoffKeys, &keys); err != nil {
+			t.Fatalf("handoff keys in the passport response: %v", err)
+		}
+		return pr, &keys
+	}
+	sp, skeys := passportOf(scraper)
+	_, dkeys := passportOf(drafter)
+	v := f.verifier()
+	claims, err := v.Verify(sp.Passport)
+	if err != nil || claims.Confirmation == nil || claims.Confirmation.JKT != skeys.JKT() {
+		t.Fatalf("the sender's passport does not confirm its handoff key: %+v %v", claims, err)
+	}
+	if _, again := passportOf(scraper); again.JKT() != skeys.JKT() {
+		t.Fatal("an agent's handoff keys changed between two passports")
+	}
+	var pub handoff.PublicKeys
+	f.must(scraper.Token, http.MethodGet, control.PathHandoffKeys+"/drafter", nil, &pub)
+	if pub.Enc.KeyID != dkeys.Public().Enc.KeyID {
+		t.Fatal("the public keys served are not the recipient's")
+	}
+	payload := json.RawMessage(`{"url":"https://example.com/a"}`)
+	tok, _, err := handoff.Seal(handoff.SealRequest{From: "scraper", To: "drafter", Schema: "findings/v1", Passport: sp.Passport, Payload: payload, TTL: time.Hour}, skeys, pub.Enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m control.HandoffMeta
+	f.must(scraper.Token, http.MethodPost, control.PathHandoffs, control.HandoffDeposit{To: "drafter", Schema: "findings/v1", Token: tok, TTL: control.Duration(time.Hour)}, &m)
+	var got control.HandoffFetched
+	f.must(drafter.Token, http.MethodPost, "/v1/sidecar/handoffs/"+m.ID+"/fetch", nil, &got)
+	opened, err := handoff.Open(got.Token, handoff.OpenOptions{Recipient: "drafter", Keys: dkeys, SentAt: got.Deposited,
+		CheckPassport: func(p string, _ time.Time) (string, string, error) {
+			c, err := v.Verify(p)
+			if err != nil {
+				return "", "", err
+			}
+			return c.Subject, c.Confirmation.JKT, nil
+		}})
+	if err != nil || string(opened.Payload) != string(payload) || opened.From != "scraper" {
+		t.Fatalf("opened %+v: %v", opened.Claims, err)
+	}
+	// The private keys are wrapped in the store.
+	kvs, _, _ := f.store.List(context.Background(), "agent-keys/")
+	for _, kv := range kvs {
+		if bytes.Contains(kv.Value, []byte(`"d"`)) {
+			t.Fatalf("%s holds a private key in the clear", kv.Key)
+		}
+	}
+	if len(kvs) != 2 {
+		t.Fatalf("%d agents' keys stored", len(kvs))
 	}
 }

@@ -34,10 +34,18 @@ func (s *Server) issuePassport(r *http.Request) (any, error) {
 	if err := s.afterAgentRevocation(ctx, a.Name); err != nil {
 		return nil, err
 	}
+	req := passport.IssueRequest{Agent: a.Name, Scope: a.Scope, TTL: time.Duration(a.TTL), Mode: a.Mode}
+	var handoffKeys json.RawMessage
+	if s.opts.Handoffs != nil {
+		keys, err := s.agentKeys(ctx, a.Name)
+		if err != nil {
+			return nil, fail(http.StatusServiceUnavailable, ReasonUnavailable, err.Error())
+		}
+		req.Confirmation = &passport.Confirmation{JKT: keys.JKT()}
+		handoffKeys, _ = json.Marshal(keys)
+	}
 	s.keyMu.RLock()
-	tok, claims, err := s.issuer.Issue(ctx, passport.IssueRequest{
-		Agent: a.Name, Scope: a.Scope, TTL: time.Duration(a.TTL), Mode: a.Mode,
-	})
+	tok, claims, err := s.issuer.Issue(ctx, req)
 	s.keyMu.RUnlock()
 	if err != nil {
 		return nil, err
@@ -49,7 +57,7 @@ func (s *Server) issuePassport(r *http.Request) (any, error) {
 	s.opts.Metrics.issued.Inc()
 	s.audit(ctx, audit.Record{Action: audit.ActionPassportIssued, AgentID: a.Name, PassportJTI: claims.ID,
 		Detail: "to sidecar " + c.sidecar.ID + ", expires " + claims.Expiry.UTC().Format(time.RFC3339)})
-	return PassportResponse{Passport: tok, JTI: claims.ID, IssuedAt: claims.IssuedAt, ExpiresAt: claims.Expiry, JWKS: s.publicKeys()}, nil
+	return PassportResponse{Passport: tok, JTI: claims.ID, IssuedAt: claims.IssuedAt, ExpiresAt: claims.Expiry, JWKS: s.publicKeys(), HandoffKeys: handoffKeys}, nil
 }
 
 // afterAgentRevocation waits, when the agent was revoked in this very

@@ -316,6 +316,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+PathHandoffFetch, s.sidecar(s.fetchHandoff))
 	mux.HandleFunc("GET "+PathHandoffsAll, s.operator(s.allHandoffs))
 	mux.HandleFunc("POST "+PathHandoffSchemas, s.operator(s.putHandoffSchema))
+	mux.HandleFunc("GET "+PathHandoffKeys+"/{agent}", s.sidecar(s.handoffKeys))
 	mux.HandleFunc("GET "+PathHandoffSchemas, s.authed(s.listHandoffSchemas, true, true))
 	return mux
 }

@@ -321,3 +321,34 @@ func Open(token string, opts OpenOptions) (Opened, error) {
 	sum := sha256.Sum256(c.Payload)
 	return Opened{Claims: c, SenderKey: key, PayloadHash: hex.EncodeToString(sum[:])}, nil
 }
+
+// keysJSON is how AgentKeys are kept and handed to a sidecar: both
+// private keys as JWKs.
+type keysJSON struct {
+	Sign jose.JSONWebKey `json:"sign"`
+	Enc  jose.JSONWebKey `json:"enc"`
+}
+
+// MarshalJSON encodes the private keys as JWKs: keep the result wrapped.
+func (k *AgentKeys) MarshalJSON() ([]byte, error) {
+	return json.Marshal(keysJSON{Sign: jose.JSONWebKey{Key: k.Sign}, Enc: jose.JSONWebKey{Key: k.Enc}})
+}
+
+// UnmarshalJSON decodes what MarshalJSON encoded, refusing anything but
+// an Ed25519 and a P-256 private key.
+func (k *AgentKeys) UnmarshalJSON(b []byte) error {
+	var j keysJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return fmt.Errorf("handoff: agent keys: %w", err)
+	}
+	sign, ok := j.Sign.Key.(ed25519.PrivateKey)
+	if !ok {
+		return errors.New("handoff: agent keys: sign is not an Ed25519 private key")
+	}
+	enc, ok := j.Enc.Key.(*ecdsa.PrivateKey)
+	if !ok || enc.Curve != elliptic.P256() {
+		return errors.New("handoff: agent keys: enc is not a P-256 private key")
+	}
+	k.Sign, k.Enc = sign, enc
+	return nil
+}

@@ -192,3 +192,32 @@ func flipCiphertext(tok string) string {
 	parts[3] = string(c)
 	return strings.Join(parts, ".")
 }
+
+func TestKeysRoundTrip(t *testing.T) {
+	k := mustKeys(t)
+	b, err := json.Marshal(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back handoff.AgentKeys
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.JKT() != k.JKT() || back.Public().Enc.KeyID != k.Public().Enc.KeyID {
+		t.Fatal("keys changed in a round trip")
+	}
+	for _, bad := range []string{`{}`, `{"sign":` + string(mustJSON(t, k.Public().Sign)) + `,"enc":` + string(mustJSON(t, k.Public().Enc)) + `}`} {
+		if err := json.Unmarshal([]byte(bad), &back); err == nil {
+			t.Errorf("accepted %s", bad)
+		}
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -79,7 +79,9 @@ func newHandoffSchemaListCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list [--json]",
 		Short: "List the payload schemas",
-		Args:  cobra.NoArgs,
+		Example: `  stack handoff schema list
+  stack handoff schema list --json | jq '.[] | select(.name == "findings/v1") | .schema'`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.controlAPI(cmd.Context(), true)
 			if err != nil {
@@ -113,7 +115,9 @@ func newHandoffListCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list [--json]",
 		Short: "List the handoffs waiting for their recipients (metadata only)",
-		Args:  cobra.NoArgs,
+		Example: `  stack handoff list
+  stack handoff list --json | jq -r '.[] | select(.to == "drafter") | .id'`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.controlAPI(cmd.Context(), true)
 			if err != nil {
