@@ -15,11 +15,12 @@ import (
 	"github.com/stackctl/stack/internal/otlptest"
 )
 
-// The fleet audit log through the CLI: a joined sidecar ships its
-// records; the control plane answers export, timeline, prove and verify
-// --fleet across sidecars, and proofs check offline with the public key.
-func TestFleetAuditCLI(t *testing.T) {
-	ctl := filepath.Join(t.TempDir(), "ctl")
+// joinedSidecar starts a control plane with agent bot and a sidecar
+// joined to it; it returns both data directories and the sidecar's run
+// file.
+func joinedSidecar(t *testing.T) (ctl, sc string, info runInfo) {
+	t.Helper()
+	ctl = filepath.Join(t.TempDir(), "ctl")
 	mustRun(t, ctl, "", "init", "--control")
 	url := startControl(t, ctl)
 	mustRun(t, ctl, "", "agent", "register", "bot", "--grant", "host=api.example.test,methods=GET,credentials=example", "--ttl", "5m")
@@ -28,8 +29,16 @@ func TestFleetAuditCLI(t *testing.T) {
 	if err := os.WriteFile(caFile, []byte(mustRun(t, ctl, "", "control", "ca", "export")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sc := initHome(t)
-	info := startSidecar(t, sc, "--control", url, "--control-ca", caFile, "--join-token", token)
+	sc = initHome(t)
+	info = startSidecar(t, sc, "--control", url, "--control-ca", caFile, "--join-token", token)
+	return ctl, sc, info
+}
+
+// The fleet audit log through the CLI: a joined sidecar ships its
+// records; the control plane answers export, timeline, prove and verify
+// --fleet across sidecars, and proofs check offline with the public key.
+func TestFleetAuditCLI(t *testing.T) {
+	ctl, sc, info := joinedSidecar(t)
 	for range 20 {
 		proxyReason(t, info.Listen, "")
 	}
@@ -155,17 +164,7 @@ func TestFleetAuditToOTLP(t *testing.T) {
 	endpoint := otlptest.Start(t, sink)
 	t.Setenv("STACK_CONTROL_OTLP_ENDPOINT", endpoint)
 	t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-siem-token=tok%20en")
-	ctl := filepath.Join(t.TempDir(), "ctl")
-	mustRun(t, ctl, "", "init", "--control")
-	url := startControl(t, ctl)
-	mustRun(t, ctl, "", "agent", "register", "bot", "--grant", "host=api.example.test,methods=GET,credentials=example", "--ttl", "5m")
-	token := strings.TrimSpace(mustRun(t, ctl, "", "control", "join-token", "--agent", "bot"))
-	caFile := filepath.Join(t.TempDir(), "control-ca.pem")
-	if err := os.WriteFile(caFile, []byte(mustRun(t, ctl, "", "control", "ca", "export")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	sc := initHome(t)
-	info := startSidecar(t, sc, "--control", url, "--control-ca", caFile, "--join-token", token)
+	ctl, sc, info := joinedSidecar(t)
 	for range 10 {
 		proxyReason(t, info.Listen, "")
 	}
