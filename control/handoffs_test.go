@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stackctl/stack/control"
+	"github.com/stackctl/stack/control/client"
 	"github.com/stackctl/stack/control/dropoff"
 	"github.com/stackctl/stack/handoff"
 	"github.com/stackctl/stack/vault/kms/kmstest"
@@ -217,5 +219,62 @@ func TestHandoffThroughTheControlPlane(t *testing.T) {
 	}
 	if len(kvs) != 2 {
 		t.Fatalf("%d agents' keys stored", len(kvs))
+	}
+}
+
+// TestHandoffBetweenSidecars goes through the sidecars' control clients:
+// each holds its agent's keys from its passport.
+func TestHandoffBetweenSidecars(t *testing.T) {
+	f := newFixture(t, func(o *control.Options) {
+		o.Handoffs = &dropoff.Box{Store: o.Store, KMS: kmstest.Local(t)}
+	})
+	f.register("scraper")
+	f.register("drafter")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := f.startSidecar(ctx, f.ts.URL, "scraper", "", nil)
+	d := f.startSidecar(ctx, f.ts.URL, "drafter", "", nil)
+	skeys, pp, err := s.HandoffKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := s.PublicHandoffKeys(ctx, "drafter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _, err := handoff.Seal(handoff.SealRequest{From: "scraper", To: "drafter", Schema: "s", Passport: pp, Payload: json.RawMessage(`{"n":1}`), TTL: time.Minute}, skeys, pub.Enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.DepositHandoff(ctx, control.HandoffDeposit{To: "drafter", Schema: "s", Token: tok, TTL: control.Duration(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox, err := d.Inbox(ctx)
+	if err != nil || len(inbox) != 1 {
+		t.Fatalf("inbox %+v, %v", inbox, err)
+	}
+	got, err := d.FetchHandoff(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dkeys, _, err := d.HandoffKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened, err := handoff.Open(got.Token, handoff.OpenOptions{Recipient: "drafter", Keys: dkeys, SentAt: got.Deposited,
+		CheckPassport: func(p string, _ time.Time) (string, string, error) {
+			c, err := d.verifier.Verify(p)
+			if err != nil {
+				return "", "", err
+			}
+			return c.Subject, c.Confirmation.JKT, nil
+		}})
+	if err != nil || opened.From != "scraper" {
+		t.Fatalf("opened %+v: %v", opened.Claims, err)
+	}
+	var ae *client.APIError
+	if _, err := d.FetchHandoff(ctx, m.ID); !errors.As(err, &ae) || ae.Status != http.StatusGone {
+		t.Fatalf("a second fetch: %v", err)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stackctl/stack/control"
+	"github.com/stackctl/stack/handoff"
 	"github.com/stackctl/stack/passport"
 )
 
@@ -109,6 +110,8 @@ type Client struct {
 	connected   bool
 	revoked     string // why our passport or agent was revoked, if it was
 	leaseExpiry time.Time
+	// handoffKeys are the agent's handoff keys, from its last passport.
+	handoffKeys *handoff.AgentKeys
 	// leases are those last handed to OnLeases.
 	leases []control.Lease
 	// leaseMu makes lease hand-overs (OnLeases) one at a time, in the
@@ -510,6 +513,13 @@ func (c *Client) refreshPassport(ctx context.Context) error {
 	if err := c.opts.OnKeys(pr.JWKS); err != nil {
 		return fmt.Errorf("passport: the control plane's keys: %w", err)
 	}
+	var hkeys *handoff.AgentKeys
+	if len(pr.HandoffKeys) > 0 {
+		hkeys = new(handoff.AgentKeys)
+		if err := json.Unmarshal(pr.HandoffKeys, hkeys); err != nil {
+			return fmt.Errorf("passport: the agent's handoff keys: %w", err)
+		}
+	}
 	iat := pr.IssuedAt
 	now := c.now()
 	life := pr.ExpiresAt.Sub(iat)
@@ -522,6 +532,7 @@ func (c *Client) refreshPassport(ctx context.Context) error {
 	wait := min(life*2/3, pr.ExpiresAt.Sub(now)-life/3)
 	c.mu.Lock()
 	c.token, c.jti, c.issuedAt, c.expiresAt = pr.Passport, pr.JTI, iat, pr.ExpiresAt
+	c.handoffKeys = hkeys
 	c.refreshAt = now.Add(max(wait, 0))
 	// A new passport was issued: the agent is no longer revoked (it was
 	// enabled again), and may have its credentials back.
