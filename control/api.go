@@ -43,7 +43,6 @@ const (
 	// credential); operators and anyone with the control plane's public
 	// key read proofs (control token).
 	PathAuditShip        = "/v1/sidecar/audit"
-	PathAuditStream      = "/v1/sidecar/audit/stream"
 	PathFleetCheckpoint  = "/v1/audit/fleet/checkpoint"
 	PathFleetProve       = "/v1/audit/fleet/prove"
 	PathFleetConsistency = "/v1/audit/fleet/consistency"

@@ -30,6 +30,7 @@ const maxAuditBatchBody = 16 << 20
 // FleetProver proves what the fleet log holds (fleetlog.Log).
 type FleetProver interface {
 	Checkpoint(ctx context.Context) ([]byte, error)
+	WaitCheckpoint(ctx context.Context, index uint64) ([]byte, error)
 	InclusionProof(ctx context.Context, index, size uint64) ([][]byte, error)
 	ConsistencyProof(ctx context.Context, from, to uint64) ([][]byte, error)
 	Entries(ctx context.Context, from, n uint64) ([][]byte, error)
@@ -80,21 +81,6 @@ func (s *Server) shipAudit(r *http.Request) (any, error) {
 	}
 	s.opts.Metrics.shipped.Add(float64(len(b.Records)))
 	return resp, nil
-}
-
-// auditStream says what the control plane holds of the calling sidecar's
-// log (?log=ID).
-func (s *Server) auditStream(r *http.Request) (any, error) {
-	if err := s.fleetServed(); err != nil {
-		return nil, err
-	}
-	log := r.URL.Query().Get("log")
-	for _, st := range s.opts.Fleet.Streams() {
-		if st.Log == log && st.Agent == callerOf(r).sidecar.Agent {
-			return st, nil
-		}
-	}
-	return nil, fail(http.StatusNotFound, ReasonNotFound, "the control plane holds nothing of log "+log)
 }
 
 func (s *Server) fleetStreams(r *http.Request) (any, error) {
@@ -151,32 +137,20 @@ func (s *Server) fleetProve(r *http.Request) (any, error) {
 	return fleet.Proof{Index: idx, Size: size, Leaf: leaf, Hashes: hashes, Checkpoint: ck, Item: item}, nil
 }
 
-// checkpointCovering returns the newest checkpoint, once it covers idx:
-// a record just accepted waits for the next checkpoint (at most a few
-// seconds).
+// checkpointCovering returns a checkpoint that covers leaf idx: a record
+// just accepted waits for the next checkpoint (at most a few seconds).
 func (s *Server) checkpointCovering(ctx context.Context, idx uint64) ([]byte, uint64, error) {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		ck, err := s.opts.FleetLog.Checkpoint(ctx)
-		if err != nil {
-			return nil, 0, fail(http.StatusServiceUnavailable, ReasonUnavailable, err.Error())
-		}
-		size, err := s.opts.FleetSize(ck)
-		if err != nil {
-			return nil, 0, err
-		}
-		if size > idx {
-			return ck, size, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, 0, fail(http.StatusServiceUnavailable, ReasonUnavailable, fmt.Sprintf("no checkpoint covers leaf %d yet (size %d)", idx, size))
-		}
-		select {
-		case <-ctx.Done():
-			return nil, 0, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ck, err := s.opts.FleetLog.WaitCheckpoint(wctx, idx)
+	if err != nil {
+		return nil, 0, fail(http.StatusServiceUnavailable, ReasonUnavailable, err.Error())
 	}
+	size, err := s.opts.FleetSize(ck)
+	if err != nil {
+		return nil, 0, err
+	}
+	return ck, size, nil
 }
 
 // fleetConsistency answers ?from=SIZE with the proof that the newest

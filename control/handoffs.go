@@ -38,9 +38,6 @@ const (
 // ReasonHandoffGone refuses a second fetch of a handoff (HTTP 410).
 const ReasonHandoffGone = "handoff_gone"
 
-// MaxHandoffSize bounds a sealed handoff.
-const MaxHandoffSize = 256 << 10
-
 // HandoffDeposit is a sealed handoff a sidecar deposits for its agent.
 type HandoffDeposit struct {
 	To     string `json:"to"`
@@ -86,12 +83,15 @@ func (s *Server) depositHandoff(r *http.Request) (any, error) {
 		return nil, err
 	}
 	switch {
-	case len(d.Token) > MaxHandoffSize:
-		return refuse(fail(http.StatusRequestEntityTooLarge, ReasonBadRequest, fmt.Sprintf("a sealed handoff of %d bytes, at most %d", len(d.Token), MaxHandoffSize)))
-	case d.To == "" || d.Schema == "" || d.Token == "":
-		return refuse(badRequest("to, schema and token are required"))
-	case time.Duration(d.TTL) <= 0 || time.Duration(d.TTL) > dropoff.MaxTTL:
-		return refuse(badRequest(fmt.Sprintf("ttl must be more than 0 and at most %s", dropoff.MaxTTL)))
+	case len(d.Token) > handoff.MaxSize:
+		return refuse(fail(http.StatusRequestEntityTooLarge, ReasonBadRequest, fmt.Sprintf("a sealed handoff of %d bytes, at most %d", len(d.Token), handoff.MaxSize)))
+	case d.To == "" || d.Token == "":
+		return refuse(badRequest("to and token are required"))
+	case time.Duration(d.TTL) <= 0 || time.Duration(d.TTL) > handoff.MaxTTL:
+		return refuse(badRequest(fmt.Sprintf("ttl must be more than 0 and at most %s", handoff.MaxTTL)))
+	}
+	if err := handoff.ValidSchemaName(d.Schema); err != nil {
+		return refuse(badRequest(err.Error()))
 	}
 	if _, err := s.usableAgent(ctx, from); err != nil {
 		return refuse(err)

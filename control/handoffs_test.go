@@ -67,16 +67,17 @@ func TestHandoffDropOff(t *testing.T) {
 		status int
 	}{
 		"unknown recipient": {control.HandoffDeposit{To: "nobody", Schema: "s", Token: token, TTL: control.Duration(time.Hour)}, http.StatusNotFound},
-		"oversized":         {control.HandoffDeposit{To: "drafter", Schema: "s", Token: strings.Repeat("a", control.MaxHandoffSize+1), TTL: control.Duration(time.Hour)}, http.StatusRequestEntityTooLarge},
+		"oversized":         {control.HandoffDeposit{To: "drafter", Schema: "s", Token: strings.Repeat("a", handoff.MaxSize+1), TTL: control.Duration(time.Hour)}, http.StatusRequestEntityTooLarge},
 		"no ttl":            {control.HandoffDeposit{To: "drafter", Schema: "s", Token: token}, http.StatusBadRequest},
-		"ttl too long":      {control.HandoffDeposit{To: "drafter", Schema: "s", Token: token, TTL: control.Duration(dropoff.MaxTTL + time.Hour)}, http.StatusBadRequest},
+		"bad schema name":   {control.HandoffDeposit{To: "drafter", Schema: "Findings V1", Token: token, TTL: control.Duration(time.Hour)}, http.StatusBadRequest},
+		"ttl too long":      {control.HandoffDeposit{To: "drafter", Schema: "s", Token: token, TTL: control.Duration(handoff.MaxTTL + time.Hour)}, http.StatusBadRequest},
 	} {
 		if st, _ := f.call(scraper.Token, http.MethodPost, control.PathHandoffs, tc.d, nil); st != tc.status {
 			t.Errorf("%s: %d, want %d", name, st, tc.status)
 		}
 	}
-	if n := len(f.audit.actions(control.ActionHandoffRefused)); n != 5 {
-		t.Errorf("%d refusal records, want 5 (second fetch and four deposits)", n)
+	if n := len(f.audit.actions(control.ActionHandoffRefused)); n != 6 {
+		t.Errorf("%d refusal records, want 6 (second fetch and five deposits)", n)
 	}
 
 	// A revoked sender's undelivered handoffs are withdrawn; a revoked

@@ -304,7 +304,6 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+PathVaultList, s.operator(s.vaultList))
 	mux.HandleFunc("GET "+PathAuditSnapshot, s.operator(s.auditSnapshot))
 	mux.HandleFunc("POST "+PathAuditShip, s.sidecar(s.shipAudit))
-	mux.HandleFunc("GET "+PathAuditStream, s.sidecar(s.auditStream))
 	mux.HandleFunc("GET "+PathFleetKey, s.fleetKey)
 	mux.HandleFunc("GET "+PathFleetCheckpoint, s.operator(s.fleetCheckpoint))
 	mux.HandleFunc("GET "+PathFleetProve, s.operator(s.fleetProve))

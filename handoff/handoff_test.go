@@ -136,7 +136,7 @@ func TestSealAndOpen(t *testing.T) {
 			return seal(r)
 		}, "drafter", drafter, time.Now().Add(2 * time.Hour), handoff.ErrSender},
 		{"not a JWE", func() string { return "a.b.c" }, "drafter", drafter, time.Now(), handoff.ErrMalformed},
-		{"oversized", func() string { return strings.Repeat("a", handoff.DefaultMaxSize+1) }, "drafter", drafter, time.Now(), handoff.ErrTooLarge},
+		{"oversized", func() string { return strings.Repeat("a", handoff.MaxSize+1) }, "drafter", drafter, time.Now(), handoff.ErrTooLarge},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -174,6 +174,11 @@ func TestSealRefuses(t *testing.T) {
 		if _, _, err := handoff.Seal(r, k, k.Public().Enc); !errors.Is(err, handoff.ErrMalformed) {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+	big := good
+	big.Payload = json.RawMessage(`"` + strings.Repeat("x", handoff.MaxSize) + `"`)
+	if _, _, err := handoff.Seal(big, k, k.Public().Enc); !errors.Is(err, handoff.ErrTooLarge) {
+		t.Errorf("sealed over the size limit: %v", err)
 	}
 	if _, _, err := handoff.Seal(good, k, k.Public().Sign); !errors.Is(err, handoff.ErrMalformed) {
 		t.Errorf("sealed to a signing key: %v", err)

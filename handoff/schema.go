@@ -15,9 +15,16 @@ const (
 	MaxSchemaSize = 64 << 10
 )
 
-// schemaName is what a schema may be called: it appears in grants, URLs
-// and audit records.
 var schemaName = regexp.MustCompile(`^[a-z0-9][a-z0-9._/-]{0,127}$`)
+
+// ValidSchemaName says whether name may name a schema: it appears in
+// grants, URLs and audit records.
+func ValidSchemaName(name string) error {
+	if !schemaName.MatchString(name) {
+		return fmt.Errorf("schema name %q: lowercase letters, digits and . _ / -, at most 128", name)
+	}
+	return nil
+}
 
 // Schema is a compiled JSON Schema (draft 2020-12 unless the document's
 // $schema says otherwise) that a handoff's payload must match.
@@ -37,8 +44,8 @@ func (noLoader) Load(url string) (any, error) {
 // CompileSchema compiles the schema doc under name. Formats are asserted
 // (an "email" must be one), and $ref may only point inside the document.
 func CompileSchema(name string, doc []byte) (*Schema, error) {
-	if !schemaName.MatchString(name) {
-		return nil, fmt.Errorf("%w: schema name %q: lowercase letters, digits and . _ / -, at most 128", ErrSchema, name)
+	if err := ValidSchemaName(name); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSchema, err)
 	}
 	if len(doc) > MaxSchemaSize {
 		return nil, fmt.Errorf("%w: schema %s is %d bytes, at most %d", ErrSchema, name, len(doc), MaxSchemaSize)

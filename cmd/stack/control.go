@@ -273,11 +273,7 @@ func (a *app) runControl(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	system, err := upstreamRoots("")
-	if err != nil {
-		return err
-	}
-	roots, err := mintRoots(system, cfg.Vault.MintCA)
+	roots, err := mintRoots(systemRoots(), cfg.Vault.MintCA)
 	if err != nil {
 		return err
 	}
@@ -559,15 +555,8 @@ func (a *app) controlRoots() (*x509.CertPool, error) {
 	if file == "" {
 		return x509.SystemCertPool()
 	}
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("control.ca: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("control.ca: %s holds no PEM certificate", file)
-	}
-	return pool, nil
+	// Only the control plane's CA: not the system roots too.
+	return withPEM(nil, "control.ca", file)
 }
 
 // newAttester builds the workload identity check of control.oidc_issuers.

@@ -1,8 +1,12 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -214,15 +218,28 @@ func TestFleetAuditToOTLP(t *testing.T) {
 			t.Errorf("event %s received %d times", id, n)
 		}
 	}
-	// The cursor moves once the receiver's answer is back, a moment after
-	// it has the records.
+	// The exporter counts, and moves its cursor, once the receiver's
+	// answer is back, a moment after the receiver has the records.
+	var run controlRunInfo
+	if b, err := os.ReadFile(filepath.Join(ctl, controlRunFile)); err != nil || json.Unmarshal(b, &run) != nil {
+		t.Fatalf("control run file: %v", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM([]byte(mustRun(t, ctl, "", "control", "ca", "export")))
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
 	for {
-		b, err := os.ReadFile(filepath.Join(ctl, "fleet-log", otlpCursorFile))
-		if err == nil && strings.TrimSpace(string(b)) != "0" {
+		resp, err := hc.Get(run.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(b), "\nstack_control_otlp_exported_records_total ") &&
+			!strings.Contains(string(b), "\nstack_control_otlp_exported_records_total 0\n") {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the cursor: %q, %v", b, err)
+			t.Fatalf("the exporter counted nothing:\n%s", b)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

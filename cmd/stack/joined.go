@@ -121,16 +121,7 @@ func (a *app) shipAudit(ctx context.Context, p *sidecarParts) error {
 	}
 	a.onClose(func() error { cancel(); <-sh.Done(); return nil })
 	reg := p.metrics.Registry
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stack_audit_ship_lag_records",
-		Help: "Audit records the control plane has not acknowledged yet."}, func() float64 {
-		n, _ := sh.Lag()
-		return float64(n)
-	}))
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stack_audit_ship_lag_seconds",
-		Help: "Age of the oldest audit record the control plane has not acknowledged (0 when it holds them all)."}, func() float64 {
-		_, age := sh.Lag()
-		return age.Seconds()
-	}))
+	reg.MustRegister(shipLag{sh})
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "stack_audit_shipped_records_total",
 		Help: "Audit records shipped to the control plane and acknowledged, re-sent ones included."}, func() float64 {
 		return float64(sh.Status().Records)
@@ -143,4 +134,25 @@ func (a *app) shipAudit(ctx context.Context, p *sidecarParts) error {
 		return 0
 	}))
 	return nil
+}
+
+var (
+	shipLagRecords = prometheus.NewDesc("stack_audit_ship_lag_records",
+		"Audit records the control plane has not acknowledged yet.", nil, nil)
+	shipLagSeconds = prometheus.NewDesc("stack_audit_ship_lag_seconds",
+		"Age of the oldest audit record the control plane has not acknowledged (0 when it holds them all).", nil, nil)
+)
+
+// shipLag reports both lag figures from one read of the log per scrape.
+type shipLag struct{ sh *client.Shipper }
+
+func (shipLag) Describe(ch chan<- *prometheus.Desc) {
+	ch <- shipLagRecords
+	ch <- shipLagSeconds
+}
+
+func (l shipLag) Collect(ch chan<- prometheus.Metric) {
+	n, age := l.sh.Lag()
+	ch <- prometheus.MustNewConstMetric(shipLagRecords, prometheus.GaugeValue, float64(n))
+	ch <- prometheus.MustNewConstMetric(shipLagSeconds, prometheus.GaugeValue, age.Seconds())
 }

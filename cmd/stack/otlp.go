@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,9 +17,8 @@ import (
 	"github.com/stackctl/stack/control/fleet"
 )
 
-// otlpCursorFile, in control.fleet_log, is the index of the next fleet
-// log leaf to export.
-const otlpCursorFile = "otlp.cursor"
+// otlpCursor names the exporter's place in the fleet log's index.
+const otlpCursor = "otlp"
 
 // startOTLP exports the fleet log's records to control.otlp.endpoint, at
 // least once and in log order, from where the last run stopped, until the
@@ -31,18 +28,9 @@ func (a *app) startOTLP(ctx context.Context, fp *fleetParts, reg prometheus.Regi
 	if cfg.Endpoint == "" || fp == nil {
 		return nil
 	}
-	roots, err := x509.SystemCertPool()
-	if err != nil || roots == nil {
-		roots = x509.NewCertPool()
-	}
-	if cfg.CA != "" {
-		pem, err := os.ReadFile(cfg.CA)
-		if err != nil {
-			return fmt.Errorf("control.otlp.ca: %w", err)
-		}
-		if !roots.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("control.otlp.ca: %s holds no PEM certificate", cfg.CA)
-		}
+	roots, err := withPEM(systemRoots(), "control.otlp.ca", cfg.CA)
+	if err != nil {
+		return err
 	}
 	headers, err := otlpHeaders(os.Getenv("OTEL_EXPORTER_OTLP_HEADERS"))
 	if err != nil {
@@ -74,7 +62,7 @@ func (a *app) startOTLP(ctx context.Context, fp *fleetParts, reg prometheus.Regi
 	go func() {
 		defer close(done)
 		err := fp.witness.Follow(ctx, fleet.FollowOptions{
-			Cursor: filepath.Join(a.cfg.Control.FleetLog, otlpCursorFile),
+			Cursor: otlpCursor,
 			Send: func(ctx context.Context, items []fleet.Item) error {
 				entries := make([]otlp.Entry, len(items))
 				for i, it := range items {

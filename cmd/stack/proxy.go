@@ -342,18 +342,37 @@ func (a *app) openCredentials(ctx context.Context, p *sidecarParts) error {
 
 // mintRoots adds the roots of vault.mint_ca, when set, to a copy of base.
 func mintRoots(base *x509.CertPool, file string) (*x509.CertPool, error) {
-	pool := base.Clone()
+	return withPEM(base, "vault.mint_ca", file)
+}
+
+// withPEM returns a copy of base (an empty pool when nil) with the
+// certificates of the PEM file added, when file is set; errors name the
+// config key the file came from.
+func withPEM(base *x509.CertPool, key, file string) (*x509.CertPool, error) {
+	pool := x509.NewCertPool()
+	if base != nil {
+		pool = base.Clone()
+	}
 	if file == "" {
 		return pool, nil
 	}
 	pem, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("vault.mint_ca: %w", err)
+		return nil, fmt.Errorf("%s: %w", key, err)
 	}
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("vault.mint_ca: %s holds no PEM certificate", file)
+		return nil, fmt.Errorf("%s: %s holds no PEM certificate", key, file)
 	}
 	return pool, nil
+}
+
+// systemRoots is the system pool, or an empty one where there is none.
+func systemRoots() *x509.CertPool {
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		return x509.NewCertPool()
+	}
+	return pool
 }
 
 // sidecarMintClient is the HTTP client a standalone sidecar mints with:
@@ -673,23 +692,9 @@ func ownedByOther(err error, path string) error {
 	return err
 }
 
-// upstreamRoots is the system pool plus the PEM file, if any.
+// upstreamRoots is the system pool plus proxy.upstream_ca, if set.
 func upstreamRoots(file string) (*x509.CertPool, error) {
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	if file == "" {
-		return pool, nil
-	}
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("proxy.upstream_ca: %w", err)
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("proxy.upstream_ca: %s holds no PEM certificate", file)
-	}
-	return pool, nil
+	return withPEM(systemRoots(), "proxy.upstream_ca", file)
 }
 
 // writeRunFile says where a server of this data directory listens (the

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -162,17 +161,16 @@ func (s *Shipper) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			wait := backoff(attempt, s.opts.Interval, maxShipBackoff)
-			attempt++
 			var api *APIError
 			if errors.As(err, &api) && api.Reason == control.ReasonAuditIntegrity {
 				s.refused(api.Msg)
-				wait = findingRetry
-				if !sleep(ctx, wait) {
+				if !sleep(ctx, findingRetry) {
 					return
 				}
 				continue
 			}
+			wait := backoff(attempt, s.opts.Interval, maxShipBackoff)
+			attempt++
 			s.failed(err, attempt)
 			if !s.c.shipWait(ctx, wait) {
 				return
@@ -180,8 +178,11 @@ func (s *Shipper) run(ctx context.Context) {
 			continue
 		}
 		attempt = 0
-		acked := min(resp.Next-1, last)
-		if resp.Next > 0 && acked > 0 {
+		var acked uint64
+		if resp.Next > 0 {
+			acked = min(resp.Next-1, last)
+		}
+		if acked > 0 {
 			if err := s.opts.Log.MarkShipped(acked); err != nil {
 				s.c.log.Warn("audit: recording what the control plane holds failed", zap.Error(err))
 			}
@@ -278,16 +279,4 @@ func (s *Shipper) failed(err error, attempt int) {
 		level = s.c.log.Warn
 	}
 	level("audit: shipping to the control plane failed; the local log keeps the records", zap.Int("attempt", attempt), zap.Error(err))
-}
-
-// String says where shipping stands, for /readyz.
-func (st ShipStatus) String() string {
-	switch {
-	case st.Refused != "":
-		return "audit shipping refused: " + st.Refused
-	case st.Err != "":
-		return fmt.Sprintf("audit shipping failing (acked %d): %s", st.Acked, st.Err)
-	default:
-		return fmt.Sprintf("audit shipped up to %d", st.Acked)
-	}
 }

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/stackctl/stack/control/store"
+	"github.com/stackctl/stack/handoff"
 	"github.com/stackctl/stack/vault/kms"
 )
 
@@ -40,12 +41,9 @@ var (
 	// ErrGone: it was handed out already (a second fetch).
 	ErrGone = errors.New("dropoff: handoff already fetched")
 	// ErrInvalid: a deposit without a sender, recipient, schema or token,
-	// or with a life not in (0, MaxTTL].
+	// or with a life not in (0, handoff.MaxTTL].
 	ErrInvalid = errors.New("dropoff: invalid deposit")
 )
-
-// MaxTTL is the longest a handoff waits.
-const MaxTTL = 7 * 24 * time.Hour
 
 // prefix is where handoffs live in the store: prefix/<recipient>/<id>;
 // a tombstone prefix/<recipient>/<id>.taken remembers a handed-out one
@@ -102,8 +100,8 @@ func (b *Box) Deposit(ctx context.Context, m Meta, sealed string, ttl time.Durat
 	if m.From == "" || m.To == "" || m.Schema == "" || sealed == "" || strings.Contains(m.To, "/") {
 		return Meta{}, fmt.Errorf("%w: sender, recipient, schema and the sealed handoff are required", ErrInvalid)
 	}
-	if ttl <= 0 || ttl > MaxTTL {
-		return Meta{}, fmt.Errorf("%w: ttl %s, want more than 0 and at most %s", ErrInvalid, ttl, MaxTTL)
+	if ttl <= 0 || ttl > handoff.MaxTTL {
+		return Meta{}, fmt.Errorf("%w: ttl %s, want more than 0 and at most %s", ErrInvalid, ttl, handoff.MaxTTL)
 	}
 	raw := make([]byte, 16)
 	if _, err := rand.Read(raw); err != nil {

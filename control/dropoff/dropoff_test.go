@@ -13,6 +13,7 @@ import (
 
 	"github.com/stackctl/stack/control/dropoff"
 	"github.com/stackctl/stack/control/store"
+	"github.com/stackctl/stack/handoff"
 	"github.com/stackctl/stack/internal/etcdtest"
 	"github.com/stackctl/stack/vault/kms/kmstest"
 )
@@ -137,7 +138,7 @@ func TestDropOffRefusesAndExpires(t *testing.T) {
 	}{
 		"no recipient":   {dropoff.Meta{From: "a", Schema: "s"}, sealed, time.Hour},
 		"no token":       {dropoff.Meta{From: "a", To: "b", Schema: "s"}, "", time.Hour},
-		"ttl too long":   {dropoff.Meta{From: "a", To: "b", Schema: "s"}, sealed, dropoff.MaxTTL + time.Second},
+		"ttl too long":   {dropoff.Meta{From: "a", To: "b", Schema: "s"}, sealed, handoff.MaxTTL + time.Second},
 		"recipient path": {dropoff.Meta{From: "a", To: "b/c", Schema: "s"}, sealed, time.Hour},
 	} {
 		if _, err := box.Deposit(ctx, tc.m, tc.tok, tc.ttl); !errors.Is(err, dropoff.ErrInvalid) {

@@ -2,19 +2,18 @@ package fleet
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // FollowOptions configure Follow.
 type FollowOptions struct {
-	// Cursor is the file that keeps the index of the next leaf to send
-	// across restarts; a missing file starts at the log's beginning.
+	// Cursor names the follower: the index of the next leaf to send is
+	// kept under that name in the witness's index, across restarts; a new
+	// name starts at the log's beginning.
 	Cursor string
 	// Send hands on a run of records in log order. An error stops the
 	// run; it is tried again after a backoff, from the same leaf.
@@ -30,7 +29,8 @@ type FollowOptions struct {
 
 // Follow sends every record of the fleet log, in log order and at least
 // once, to opts.Send, from the leaf its cursor names, until ctx ends. The
-// cursor moves (and is written, atomically) only after a successful send.
+// cursor moves (in the index, in one transaction) only after a successful
+// send.
 func (w *Witness) Follow(ctx context.Context, opts FollowOptions) error {
 	if opts.Send == nil || opts.Cursor == "" {
 		return errors.New("fleet: Follow needs Send and Cursor")
@@ -41,7 +41,7 @@ func (w *Witness) Follow(ctx context.Context, opts FollowOptions) error {
 	if opts.Every <= 0 {
 		opts.Every = time.Second
 	}
-	next, err := readCursor(opts.Cursor)
+	next, err := w.readCursor(opts.Cursor)
 	if err != nil {
 		return err
 	}
@@ -52,7 +52,7 @@ func (w *Witness) Follow(ctx context.Context, opts FollowOptions) error {
 			err = opts.Send(ctx, items)
 		}
 		if err == nil && to != next {
-			err = writeCursor(opts.Cursor, to)
+			err = w.writeCursor(opts.Cursor, to)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -77,44 +77,25 @@ func (w *Witness) Follow(ctx context.Context, opts FollowOptions) error {
 	return nil
 }
 
-func readCursor(path string) (uint64, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("fleet: cursor: %w", err)
-	}
-	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("fleet: cursor %s: %q is not a leaf index", path, b)
-	}
-	return n, nil
+// cursorKey is where a follower's cursor is kept in the index's meta
+// bucket: written in one bbolt transaction, never torn.
+func cursorKey(name string) []byte { return []byte("cursor/" + name) }
+
+// readCursor returns the follower's cursor, 0 when it has none.
+func (w *Witness) readCursor(name string) (n uint64, err error) {
+	err = w.db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(cursorKey(name)); len(v) == 8 {
+			n = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	return n, err
 }
 
-// writeCursor replaces the cursor file: a crash leaves the old or the
-// new index, never half of one.
-func writeCursor(path string, n uint64) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".cursor-*")
-	if err != nil {
-		return fmt.Errorf("fleet: cursor: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.WriteString(strconv.FormatUint(n, 10) + "\n"); err != nil {
-		tmp.Close()
-		return fmt.Errorf("fleet: cursor: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("fleet: cursor: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("fleet: cursor: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("fleet: cursor: %w", err)
-	}
-	return nil
+func (w *Witness) writeCursor(name string, n uint64) error {
+	return w.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(cursorKey(name), binary.BigEndian.AppendUint64(nil, n))
+	})
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

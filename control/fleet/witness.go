@@ -19,6 +19,7 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/stackctl/stack/audit"
+	"github.com/stackctl/stack/internal/swap"
 )
 
 // Tree is the fleet transparency log the witness appends to and reads
@@ -667,7 +668,7 @@ func (w *Witness) refuse(s *stream, from Shipper, b *Batch, f Finding) error {
 		Shipper Shipper `json:"shipper"`
 		Batch   *Batch  `json:"batch"`
 	}{f, from, b})
-	if err := writeFileSync(path, ev); err != nil {
+	if err := swap.WriteStaged(path, ev, 0o600); err != nil {
 		return fmt.Errorf("fleet: keeping evidence of %s: %w", b.Log, err)
 	}
 	f.Evidence = name
@@ -683,22 +684,6 @@ func (w *Witness) refuse(s *stream, from Shipper, b *Batch, f Finding) error {
 		w.opts.OnFinding(s.st, f)
 	}
 	return &IntegrityError{Log: b.Log, Finding: f}
-}
-
-func writeFileSync(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // committer appends queued batches' leaves to the fleet log and indexes

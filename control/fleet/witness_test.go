@@ -386,7 +386,7 @@ func TestFollowSendsEveryRecordOnceItIsAcknowledged(t *testing.T) {
 	sc := newSidecarLog(t, 10)
 	sc.append(30, "alice")
 	ship(t, f, alice, sc.batch(1, 30))
-	cursor := filepath.Join(t.TempDir(), "otlp.cursor")
+	const cursor = "test"
 	var (
 		mu    sync.Mutex
 		seqs  []uint64
