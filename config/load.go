@@ -256,6 +256,10 @@ func rolesAsMap(roles map[string]passport.Role) map[string]any {
 func roleMap(r passport.Role) map[string]any {
 	grants := make([]any, 0, len(r.Scope))
 	for _, g := range r.Scope {
+		if g.Handoff != nil {
+			grants = append(grants, map[string]any{"handoff": map[string]any{"to": g.Handoff.To, "schemas": g.Handoff.Schemas}})
+			continue
+		}
 		m := map[string]any{"hosts": g.Hosts}
 		if len(g.Methods) > 0 {
 			m["methods"] = g.Methods

@@ -33,10 +33,15 @@ const (
 	ActionHandoffDelivered = "handoff_delivered"
 	ActionHandoffRefused   = "handoff_refused"
 	ActionHandoffWithdrawn = "handoff_withdrawn"
+	ActionHandoffExpired   = "handoff_expired"
 )
 
-// ReasonHandoffGone refuses a second fetch of a handoff (HTTP 410).
-const ReasonHandoffGone = "handoff_gone"
+// Reasons a fetch is refused with HTTP 410: ReasonHandoffGone for a
+// second fetch, ReasonHandoffExpired for a handoff past its expiry.
+const (
+	ReasonHandoffGone    = "handoff_gone"
+	ReasonHandoffExpired = "handoff_expired"
+)
 
 // HandoffDeposit is a sealed handoff a sidecar deposits for its agent.
 type HandoffDeposit struct {
@@ -136,6 +141,10 @@ func (s *Server) fetchHandoff(r *http.Request) (any, error) {
 	case errors.Is(err, dropoff.ErrGone):
 		s.audit(ctx, audit.Record{Action: ActionHandoffRefused, AgentID: to, Reason: ReasonHandoffGone, Detail: "fetch of handoff " + id + ": already fetched"})
 		return nil, fail(http.StatusGone, ReasonHandoffGone, "handoff "+id+" was fetched already: a handoff is handed out once")
+	case errors.Is(err, dropoff.ErrExpired):
+		s.audit(ctx, audit.Record{Action: ActionHandoffRefused, AgentID: to, Reason: ReasonHandoffExpired,
+			Detail: fmt.Sprintf("fetch of handoff %s from %s: expired at %s", id, m.From, m.Expires.Format(time.RFC3339))})
+		return nil, fail(http.StatusGone, ReasonHandoffExpired, "handoff "+id+" expired at "+m.Expires.Format(time.RFC3339))
 	case errors.Is(err, dropoff.ErrNotFound):
 		return nil, fail(http.StatusNotFound, ReasonNotFound, "no handoff "+id+" waits for "+to+" (expired, withdrawn, or never sent)")
 	case err != nil:
@@ -167,6 +176,19 @@ func (s *Server) withdrawHandoffs(ctx context.Context, agent, why string) {
 		s.audit(ctx, audit.Record{Action: ActionHandoffWithdrawn, AgentID: agent,
 			Detail: fmt.Sprintf("handoff %s to %s, schema %s, payload sha256 %s: %s", m.ID, m.To, m.Schema, m.PayloadHash, why)})
 	}
+}
+
+// expireHandoffs removes handoffs past their expiry, each with a record.
+func (s *Server) expireHandoffs(ctx context.Context) error {
+	if s.opts.Handoffs == nil {
+		return nil
+	}
+	ms, err := s.opts.Handoffs.Expire(ctx)
+	for _, m := range ms {
+		s.audit(ctx, audit.Record{Action: ActionHandoffExpired, AgentID: m.From,
+			Detail: fmt.Sprintf("handoff %s to %s, schema %s, payload sha256 %s: expired at %s unfetched", m.ID, m.To, m.Schema, m.PayloadHash, m.Expires.Format(time.RFC3339))})
+	}
+	return err
 }
 
 // PathHandoffSchemas is where operators put the schemas handoff payloads

@@ -279,3 +279,51 @@ func TestHandoffBetweenSidecars(t *testing.T) {
 		t.Fatalf("a second fetch: %v", err)
 	}
 }
+
+func TestHandoffExpiry(t *testing.T) {
+	f := newFixture(t, func(o *control.Options) {
+		o.Handoffs = &dropoff.Box{Store: o.Store, KMS: kmstest.Local(t), Now: o.Now}
+	})
+	f.register("scraper")
+	f.register("drafter")
+	scraper, drafter := f.join("scraper"), f.join("drafter")
+	token := "eyJhbGciOiJFQ0RILUVTK0EyNTZLVyJ9.key.iv.c2VhbGVk.tag"
+	var fetched, swept control.HandoffMeta
+	f.must(scraper.Token, http.MethodPost, control.PathHandoffs, control.HandoffDeposit{To: "drafter", Schema: "s", Token: token, TTL: control.Duration(time.Minute)}, &fetched)
+	f.must(scraper.Token, http.MethodPost, control.PathHandoffs, control.HandoffDeposit{To: "drafter", Schema: "s", Token: token, TTL: control.Duration(time.Minute)}, &swept)
+	f.clock.Advance(2 * time.Minute)
+
+	// A fetch past the expiry is refused 410 with its reason and a record.
+	if st, why := f.call(drafter.Token, http.MethodPost, "/v1/sidecar/handoffs/"+fetched.ID+"/fetch", nil, nil); st != http.StatusGone || why != control.ReasonHandoffExpired {
+		t.Fatalf("fetch of an expired handoff: %d %s", st, why)
+	}
+	if r := f.audit.actions(control.ActionHandoffRefused); len(r) != 1 || r[0].Reason != control.ReasonHandoffExpired {
+		t.Fatalf("refusal records: %+v", r)
+	}
+	// The collector removes both, each with an expiry record, once.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.srv.Run(ctx, time.Hour) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(f.audit.actions(control.ActionHandoffExpired)) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("expiry records: %+v", f.audit.actions(control.ActionHandoffExpired))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if n := len(f.audit.actions(control.ActionHandoffExpired)); n != 2 {
+		t.Fatalf("%d expiry records, want 2", n)
+	}
+	for _, r := range f.audit.actions(control.ActionHandoffExpired) {
+		if r.AgentID != "scraper" || !strings.Contains(r.Detail, "unfetched") {
+			t.Errorf("expiry record %+v", r)
+		}
+	}
+	var all []control.HandoffMeta
+	f.must(operatorToken, http.MethodGet, control.PathHandoffsAll, nil, &all)
+	if len(all) != 0 {
+		t.Fatalf("expired handoffs still listed: %+v", all)
+	}
+}

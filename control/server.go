@@ -320,8 +320,8 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-// Run removes expired join tokens, sessions, issue records and
-// revocations every interval until ctx ends.
+// Run removes expired join tokens, sessions, issue records, revocations
+// and handoffs every interval until ctx ends.
 func (s *Server) Run(ctx context.Context, interval time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -347,6 +347,9 @@ func (s *Server) Run(ctx context.Context, interval time.Duration) error {
 func (s *Server) collect(ctx context.Context) error {
 	now := s.now()
 	var errs []error
+	if err := s.expireHandoffs(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	for _, prefix := range []string{prefixTokens, prefixSessions, prefixSidecars, prefixIssued, prefixRevocations} {
 		kvs, _, err := s.store.List(ctx, prefix)
 		if err != nil {

@@ -39,6 +39,12 @@ func (s Scope) Covers(child Scope) error {
 
 // covers returns "" when g covers c, else what is wider in c.
 func (g *Grant) covers(c *Grant) string {
+	if c.Handoff != nil {
+		return g.coversHandoff(c)
+	}
+	if g.Handoff != nil {
+		return "a handoff grant allows no requests"
+	}
 	for _, h := range c.Hosts {
 		if !g.coversHost(h) {
 			return fmt.Sprintf("host %s", h)

@@ -204,7 +204,7 @@ func (n *Narrowing) covers(child *Narrowing) string {
 // a child with its own wildcard only by an identical parent or "*".
 func anyGlobCovers(parents []string, child string) bool {
 	for _, p := range parents {
-		if p == "*" {
+		if p == "*" || p == child {
 			return true
 		}
 		if strings.ContainsAny(child, "*?") {

@@ -20,7 +20,8 @@ import (
 type Scope []Grant
 
 // Grant allows requests to a set of hosts, with optional limits on methods,
-// paths, credentials and request parameters. Empty Methods, Paths or
+// paths, credentials and request parameters; or, as a handoff grant,
+// handoffs to other agents. Empty Methods, Paths or
 // Credentials mean "none" for credentials and "any" for methods and paths.
 type Grant struct {
 	// Hosts are host patterns as hostmatch reads them: exact hosts
@@ -42,6 +43,10 @@ type Grant struct {
 	// scopes, GitHub permissions, AWS actions); nil leaves each at its
 	// vault entry's limit.
 	Narrow *Narrowing `json:"narrow,omitempty" yaml:"narrow,omitempty" mapstructure:"narrow"`
+	// Handoff makes this a handoff grant (see HandoffGrant): it names
+	// whom the agent may hand off to, and which schemas, and nothing
+	// else.
+	Handoff *HandoffGrant `json:"handoff,omitempty" yaml:"handoff,omitempty" mapstructure:"handoff"`
 }
 
 // ParamConstraint constrains one request parameter.
@@ -126,6 +131,12 @@ func (s Scope) Validate() error {
 	}
 	for i, g := range s {
 		at := fmt.Sprintf("grant[%d]", i)
+		if g.Handoff != nil {
+			for _, err := range g.handoffProblems() {
+				add("%s.%v", at, err)
+			}
+			continue
+		}
 		if len(g.Hosts) == 0 {
 			add("%s.hosts: at least one host is required", at)
 		}

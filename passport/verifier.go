@@ -222,6 +222,16 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 	return &cp, nil
 }
 
+// VerifyAt checks a passport as Verify does, but its dates as they were
+// at a past time: whether it was valid when it vouched for something (a
+// handoff it sealed). Revocation is checked as of now. Nothing is cached.
+func (v *Verifier) VerifyAt(token string, at time.Time) (*Claims, error) {
+	if len(token) > MaxTokenSize {
+		return nil, fmt.Errorf("verify passport: %d bytes, limit %d: %w", len(token), MaxTokenSize, ErrTooLarge)
+	}
+	return v.verifyFresh(token, at)
+}
+
 // Verified is a passport Verify accepted, held by a caller that presents
 // the same token again and again (the requests inside one proxied
 // connection) so Recheck can skip what cannot have changed.

@@ -40,6 +40,8 @@ var (
 	ErrNotFound = errors.New("dropoff: no such handoff")
 	// ErrGone: it was handed out already (a second fetch).
 	ErrGone = errors.New("dropoff: handoff already fetched")
+	// ErrExpired: it expired before it was fetched.
+	ErrExpired = errors.New("dropoff: handoff expired")
 	// ErrInvalid: a deposit without a sender, recipient, schema or token,
 	// or with a life not in (0, handoff.MaxTTL].
 	ErrInvalid = errors.New("dropoff: invalid deposit")
@@ -49,10 +51,15 @@ var (
 // a tombstone prefix/<recipient>/<id>.taken remembers a handed-out one
 // for tombstoneTTL so that a second fetch is told ErrGone, not
 // ErrNotFound.
+//
+// The store keeps a handoff for expiryGrace past its expiry, so that
+// Expire, not the store's own clean-up, removes it and says so; the
+// store's expiry remains the backstop when nothing calls Expire.
 const (
 	prefix       = "handoffs/"
 	takenSuffix  = ".taken"
 	tombstoneTTL = 24 * time.Hour
+	expiryGrace  = time.Hour
 )
 
 // Meta is what the control plane knows of a handoff: never its content.
@@ -120,7 +127,7 @@ func (b *Box) Deposit(ctx context.Context, m Meta, sealed string, ttl time.Durat
 	if err != nil {
 		return Meta{}, err
 	}
-	if _, err := b.Store.Create(ctx, key(m.To, m.ID), v, ttl); err != nil {
+	if _, err := b.Store.Create(ctx, key(m.To, m.ID), v, ttl+expiryGrace); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return Meta{}, fmt.Errorf("%w: handoff %s exists", ErrInvalid, m.ID)
 		}
@@ -151,7 +158,7 @@ func (b *Box) List(ctx context.Context, recipient string) ([]Meta, error) {
 			return nil, fmt.Errorf("dropoff: %s: %w", kv.Key, err)
 		}
 		if now.After(s.Expires) {
-			continue // the store's ttl removes it shortly
+			continue // Expire removes it
 		}
 		out = append(out, s.Meta)
 	}
@@ -181,7 +188,7 @@ func (b *Box) Take(ctx context.Context, recipient, id string) (Meta, string, err
 		return Meta{}, "", fmt.Errorf("dropoff: %s: %w", k, err)
 	}
 	if b.now().After(s.Expires) {
-		return Meta{}, "", ErrNotFound
+		return s.Meta, "", ErrExpired
 	}
 	// Unwrap before deleting: a KMS that is down loses nothing. The aad
 	// is the handoff's place, not what its record says: a record copied
@@ -199,6 +206,35 @@ func (b *Box) Take(ctx context.Context, recipient, id string) (Meta, string, err
 	tomb, _ := json.Marshal(s.Meta)
 	_, _ = b.Store.Create(ctx, k+takenSuffix, tomb, tombstoneTTL) // best effort: only the error's name depends on it
 	return s.Meta, string(sealed), nil
+}
+
+// Expire removes every handoff past its expiry and returns their
+// metadata. Of several callers at once (replicas), each handoff is
+// returned to one.
+func (b *Box) Expire(ctx context.Context) ([]Meta, error) {
+	kvs, _, err := b.Store.List(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	now := b.now()
+	var out []Meta
+	for _, kv := range kvs {
+		if strings.HasSuffix(kv.Key, takenSuffix) {
+			continue
+		}
+		var s stored
+		if err := json.Unmarshal(kv.Value, &s); err != nil || !now.After(s.Expires) {
+			continue
+		}
+		if _, err := b.Store.CompareAndSwap(ctx, kv.Key, kv.ModRev, nil); err != nil {
+			if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+				continue // taken or expired by another
+			}
+			return out, err
+		}
+		out = append(out, s.Meta)
+	}
+	return out, nil
 }
 
 // Withdraw removes every undelivered handoff from sender and returns

@@ -149,12 +149,30 @@ func TestDropOffRefusesAndExpires(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	now = now.Add(2 * time.Minute)
-	if _, _, err := box.Take(ctx, "b", m.ID); !errors.Is(err, dropoff.ErrNotFound) {
-		t.Fatalf("an expired handoff: %v", err)
+	live, err := box.Deposit(ctx, dropoff.Meta{From: "a", To: "b", Schema: "s"}, sealed, time.Hour)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if l, _ := box.List(ctx, "b"); len(l) != 0 {
-		t.Fatalf("an expired handoff listed: %+v", l)
+	now = now.Add(2 * time.Minute)
+	if got, _, err := box.Take(ctx, "b", m.ID); !errors.Is(err, dropoff.ErrExpired) || got.ID != m.ID {
+		t.Fatalf("an expired handoff: %+v, %v", got, err)
+	}
+	if l, _ := box.List(ctx, "b"); len(l) != 1 || l[0].ID != live.ID {
+		t.Fatalf("listed %+v, want only the live handoff", l)
+	}
+	// Expire removes the expired handoff, once, and leaves the live one.
+	gone, err := box.Expire(ctx)
+	if err != nil || len(gone) != 1 || gone[0].ID != m.ID {
+		t.Fatalf("Expire = %+v, %v; want %s", gone, err, m.ID)
+	}
+	if again, err := box.Expire(ctx); err != nil || len(again) != 0 {
+		t.Fatalf("a second Expire = %+v, %v", again, err)
+	}
+	if _, _, err := box.Take(ctx, "b", m.ID); !errors.Is(err, dropoff.ErrNotFound) {
+		t.Fatalf("an expired handoff after Expire: %v", err)
+	}
+	if _, _, err := box.Take(ctx, "b", live.ID); err != nil {
+		t.Fatalf("the live handoff: %v", err)
 	}
 	// A token wrapped for one handoff does not unwrap as another's.
 	now = time.Now()
