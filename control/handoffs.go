@@ -45,6 +45,10 @@ const (
 
 // HandoffDeposit is a sealed handoff a sidecar deposits for its agent.
 type HandoffDeposit struct {
+	// ID, when set, is the handoff's id: the sealed handoff's jti, so
+	// that its recipient can tell it was handed the handoff it asked
+	// for. It is 32 hex digits, used once.
+	ID     string `json:"id,omitempty"`
 	To     string `json:"to"`
 	Schema string `json:"schema"`
 	// Token is the sealed handoff (compact JWE).
@@ -104,7 +108,7 @@ func (s *Server) depositHandoff(r *http.Request) (any, error) {
 	if _, err := s.usableAgent(ctx, d.To); err != nil {
 		return refuse(err)
 	}
-	m, err := s.opts.Handoffs.Deposit(ctx, dropoff.Meta{From: from, To: d.To, Schema: d.Schema, PayloadHash: d.PayloadHash}, d.Token, time.Duration(d.TTL))
+	m, err := s.opts.Handoffs.Deposit(ctx, dropoff.Meta{ID: d.ID, From: from, To: d.To, Schema: d.Schema, PayloadHash: d.PayloadHash}, d.Token, time.Duration(d.TTL))
 	if errors.Is(err, dropoff.ErrInvalid) {
 		return refuse(badRequest(err.Error()))
 	}

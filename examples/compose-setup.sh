@@ -6,6 +6,10 @@
 #
 #   compose-setup.sh init     data directories and CA exports (service init)
 #   compose-setup.sh enroll   agents, the vault, join tokens (service enroll)
+#
+# With docker-compose.handoff.yml the scraper and drafter sidecars' data
+# directories are mounted too: then both steps set up those agents as
+# well, and enroll stores the findings/v1 schema they hand off with.
 set -eu
 
 # The binary in the image's build stage, and where compose mounts the
@@ -24,6 +28,13 @@ init)
 	"$stack" init --control --dir "$data/control"
 	"$stack" init --dir "$data/bot"
 	"$stack" init --dir "$data/reporter"
+	for extra in scraper drafter; do
+		[ -d "$data/$extra" ] || continue
+		"$stack" init --dir "$data/$extra"
+		"$stack" --home "$data/$extra" ca export >"$certs/$extra-ca/ca.pem"
+		if [ "$(id -u)" = 0 ]; then chown -R 65532:65532 "$data/$extra"; fi
+		chmod 0700 "$data/$extra"
+	done
 
 	# The certificates others trust: the control plane's CA for the
 	# sidecars, each sidecar's interception CA for its agent.
@@ -52,11 +63,23 @@ enroll)
 		"$stack" agent register billing-reporter --role billing-reporter
 	"$stack" vault put stripe --host api.stripe.com --render bearer --from-env STRIPE_SECRET_KEY --if-absent
 
+	# The handoff example: the scraper may hand findings/v1 payloads to the
+	# drafter, and nothing else; the drafter may only receive.
+	pairs="bot:billing-bot reporter:billing-reporter"
+	if [ -d "$data/scraper" ] && [ -d "$data/drafter" ]; then
+		"$stack" agent show scraper >/dev/null 2>&1 ||
+			"$stack" agent register scraper --grant 'handoff-to=drafter,handoff-schemas=findings/v1'
+		"$stack" agent show drafter >/dev/null 2>&1 ||
+			"$stack" agent register drafter --grant 'host=api.openai.com,methods=POST,paths=/v1/chat/completions,credentials=openai'
+		"$stack" handoff schema put findings/v1 "${HANDOFF_SCHEMA_FILE:-/findings.schema.json}"
+		pairs="$pairs scraper:scraper drafter:drafter"
+	fi
+
 	# A fresh one-time join token for each sidecar, in its data directory.
 	# A sidecar that has joined before resumes with its credential and
 	# leaves the token to expire unused.
 	umask 077
-	for pair in bot:billing-bot reporter:billing-reporter; do
+	for pair in $pairs; do
 		dir=$data/${pair%%:*} agent=${pair#*:}
 		token=$("$stack" control join-token --agent "$agent")
 		printf '%s\n' "$token" >"$dir/join-token.new"

@@ -25,11 +25,13 @@ type composeFile struct {
 	// decoded as services too, so that a typo in one fails here. (The
 	// strict decoder refuses a service that overrides a key of its
 	// fragment: add keys, or move the key out of the fragment.)
-	XSidecar composeService            `json:"x-sidecar"`
-	XAgent   composeService            `json:"x-agent"`
-	Services map[string]composeService `json:"services"`
-	Volumes  map[string]struct{}       `json:"volumes"`
-	Networks map[string]struct {
+	XSidecar composeService `json:"x-sidecar"`
+	XAgent   composeService `json:"x-agent"`
+	// docker-compose.handoff.yml's fragment.
+	XHandoffSidecar composeService            `json:"x-handoff-sidecar"`
+	Services        map[string]composeService `json:"services"`
+	Volumes         map[string]struct{}       `json:"volumes"`
+	Networks        map[string]struct {
 		Internal bool `json:"internal"`
 		IPAM     struct {
 			Config []struct {
@@ -172,15 +174,17 @@ const (
 	controlCADir   = setupExportDir + "/control-ca"
 )
 
-func loadCompose(t *testing.T) *composeFile {
+func loadCompose(t *testing.T) *composeFile { return loadComposeFile(t, "docker-compose.yml") }
+
+func loadComposeFile(t *testing.T, name string) *composeFile {
 	t.Helper()
-	b, err := os.ReadFile("docker-compose.yml")
+	b, err := os.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var f composeFile
 	if err := yaml.UnmarshalStrict(b, &f); err != nil {
-		t.Fatalf("docker-compose.yml: %v", err)
+		t.Fatalf("%s: %v", name, err)
 	}
 	return &f
 }

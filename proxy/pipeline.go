@@ -22,7 +22,10 @@ func (p *Proxy) pipeline(req *http.Request, st *reqState) *http.Response {
 	r := request{p: p, req: req, st: st}
 	d := r.run()
 	if d == nil {
-		return nil
+		if r.local != nil {
+			st.local = true
+		}
+		return r.local
 	}
 	p.deny(req.Context(), st, d)
 	return d.response(req)
@@ -51,10 +54,14 @@ type request struct {
 	// injection, for the detectors (nil without detectors).
 	sent http.Header
 	res  *inject.Result
+	// local is the sidecar's own answer, for a request to HandoffHost:
+	// it goes no further.
+	local *http.Response
 }
 
 // run takes the request through the steps in order; the first refusal
-// ends it. Step 7, forward, is the round trip that follows.
+// ends it. Step 7, forward, is the round trip that follows, except for
+// requests to HandoffHost, which the sidecar answers itself.
 func (r *request) run() *denial {
 	if d := r.limits(); d != nil { // 0
 		return d
@@ -64,6 +71,9 @@ func (r *request) run() *denial {
 	}
 	if d := r.verify(); d != nil { // 2
 		return d
+	}
+	if r.st.host == HandoffHost { // the sidecar's own endpoint
+		return r.serveHandoff()
 	}
 	if d := r.authorize(); d != nil { // 3
 		return d

@@ -24,6 +24,7 @@ import (
 
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/detect"
+	"github.com/stackctl/stack/handoff/desk"
 	"github.com/stackctl/stack/hostmatch"
 	"github.com/stackctl/stack/inject"
 	"github.com/stackctl/stack/passport"
@@ -101,6 +102,9 @@ type Options struct {
 	// reach (DefaultMaxHeaderBytes). Serve the proxy with a larger
 	// http.Server.MaxHeaderBytes so this check answers with a reason.
 	MaxHeaderBytes int
+	// Handoffs is the agent's handoff desk, served at HandoffHost; nil
+	// refuses handoffs 503 handoff_unavailable (no control plane).
+	Handoffs *desk.Desk
 	// Grid runs the detectors on every request and response; nil runs none.
 	Grid *detect.Grid
 	// Revoker carries out revoke decisions (the revocation store).
@@ -379,6 +383,8 @@ type reqState struct {
 	// bodyRead: the request has no body, or the pipeline read all of it.
 	bodyRead bool
 	denied   bool
+	// local: the sidecar answered the request itself (HandoffHost).
+	local    bool
 	doneOnce sync.Once
 	p        *Proxy
 }
@@ -540,7 +546,8 @@ func (p *Proxy) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Conn
 	if d := p.checkEgressLiteral(hostname); d != nil {
 		return reject(d)
 	}
-	if !scopeNamesHost(claims.Scope, hostname) {
+	handoffs := hostname == HandoffHost
+	if !handoffs && !scopeNamesHost(claims.Scope, hostname) {
 		ev := &detect.Event{Time: p.now(), Direction: detect.Request, Agent: claims.Subject, PassportJTI: claims.ID,
 			Mode: string(claims.Mode), Host: hostname, Method: http.MethodConnect,
 			ScopeDenied: true, ScopeReason: "host not granted: " + hostname}
@@ -552,7 +559,7 @@ func (p *Proxy) handleConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Conn
 	cs := &connState{ac: ac, own: req.Header.Get("Proxy-Authorization") == "" && p.opts.Passports != nil}
 	cs.verified.Store(vd)
 	ctx.UserData = cs
-	if hostmatch.MatchAny(p.opts.TunnelHosts, hostname) {
+	if !handoffs && hostmatch.MatchAny(p.opts.TunnelHosts, hostname) {
 		if ac != nil {
 			ac.willHijack(modeTunnel)
 		}
@@ -816,7 +823,7 @@ func (p *Proxy) handleResponse(resp *http.Response, ctx *goproxy.ProxyCtx) *http
 	if !ok || resp == nil {
 		return resp
 	}
-	if st.denied {
+	if st.denied || st.local {
 		st.done()
 		return resp
 	}

@@ -93,6 +93,40 @@ const (
 	NotAProxyRequest = "not_a_proxy_request"
 )
 
+// Handoffs: the sidecar's handoff endpoint at handoff.stack.internal.
+const (
+	// HandoffNotGranted (403): the passport grants no handoff to that
+	// recipient with that schema, or does not confirm the handoff key the
+	// sidecar holds for its agent.
+	HandoffNotGranted = "handoff_not_granted"
+	// HandoffInvalid (400): not a handoff request: a field missing, a
+	// payload that is not JSON, a bad ttl or schema name.
+	HandoffInvalid = "handoff_invalid"
+	// HandoffUnknown (404): no such recipient agent (or it is disabled),
+	// schema, handoff waiting, or endpoint.
+	HandoffUnknown = "handoff_unknown"
+	// HandoffTooLarge (413): a payload whose sealed handoff would exceed
+	// 256 KiB.
+	HandoffTooLarge = "handoff_too_large"
+	// HandoffSchemaViolation (422): the payload does not match its
+	// schema, when sent or when received.
+	HandoffSchemaViolation = "handoff_schema_violation"
+	// HandoffRejected (422): a fetched handoff failed its checks: it does
+	// not decrypt (changed, or sealed to another key), was sealed for
+	// another agent, or its sender is not proven (passport not valid when
+	// it was sent, not confirming the signing key, not granting the
+	// handoff; a bad signature).
+	HandoffRejected = "handoff_rejected"
+	// HandoffGone (410): the handoff was fetched already; one fetch
+	// gets it.
+	HandoffGone = "handoff_gone"
+	// HandoffExpired (410): the handoff expired before it was fetched.
+	HandoffExpired = "handoff_expired"
+	// HandoffUnavailable (503): the sidecar has no control plane, cannot
+	// reach it, or was given no handoff keys.
+	HandoffUnavailable = "handoff_unavailable"
+)
+
 // Forward and respond: the upstream.
 const (
 	// UpstreamTLS (502): TLS to the upstream failed (a certificate the
@@ -127,6 +161,7 @@ func All() []string {
 		PlaceholderUnknown, PlaceholderUnbound, AgentCredentialRefused, CleartextCredential, CredentialUnavailable, SigV4Unsupported,
 		DetectorBlocked,
 		AuditUnavailable, ControlUnreachable, Overloaded, HeaderTooLarge, BadRequest, NotAProxyRequest,
+		HandoffNotGranted, HandoffInvalid, HandoffUnknown, HandoffTooLarge, HandoffSchemaViolation, HandoffRejected, HandoffGone, HandoffExpired, HandoffUnavailable,
 		UpstreamTLS, UpstreamUnreachable, UpstreamTimeout, UpgradeRefused, ResponseEncodingUnsupported, ClientClosed,
 	}
 }

@@ -86,6 +86,9 @@ Narrowing the minted credentials the grant names (docs/credentials.md):
   actions=A|A...       AWS IAM actions (s3:GetObject, s3:List*); aws-sts needs them
   resources=ARN|...    AWS resources (default any)
   regions=R|R...       AWS regions (default any)
+A handoff grant (docs/handoffs.md) names no host:
+  handoff-to=A|A...    agents it may hand off to (* matches any run)
+  handoff-schemas=S|.. payload schemas it may send them (findings/*)
 Values containing "," need --scope FILE.
 
 --ttl defaults to passport.default_ttl and may not exceed passport.max_ttl.
@@ -528,6 +531,15 @@ func parseGrant(spec string) (passport.Grant, error) {
 				pc.Value = parts[3]
 			}
 			g.Params = append(g.Params, pc)
+		case "handoff-to", "handoff-schemas":
+			if g.Handoff == nil {
+				g.Handoff = &passport.HandoffGrant{}
+			}
+			if key == "handoff-to" {
+				g.Handoff.To = append(g.Handoff.To, list...)
+			} else {
+				g.Handoff.Schemas = append(g.Handoff.Schemas, list...)
+			}
 		case "scopes", "repositories", "actions", "resources", "regions", "permissions":
 			if g.Narrow == nil {
 				g.Narrow = &passport.Narrowing{}
@@ -536,7 +548,7 @@ func parseGrant(spec string) (passport.Grant, error) {
 				return g, err
 			}
 		default:
-			return g, fmt.Errorf("unknown key %q (want host, methods, paths, credentials, param, or a narrowing: scopes, permissions, repositories, actions, resources, regions)", key)
+			return g, fmt.Errorf("unknown key %q (want host, methods, paths, credentials, param, a narrowing: scopes, permissions, repositories, actions, resources, regions, or handoff-to and handoff-schemas)", key)
 		}
 	}
 	return g, nil

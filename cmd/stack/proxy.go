@@ -36,6 +36,7 @@ import (
 	"github.com/stackctl/stack/control/client"
 	"github.com/stackctl/stack/control/store"
 	"github.com/stackctl/stack/detect"
+	"github.com/stackctl/stack/handoff/desk"
 	"github.com/stackctl/stack/hostmatch"
 	"github.com/stackctl/stack/inject"
 	"github.com/stackctl/stack/inject/mint"
@@ -172,6 +173,7 @@ func (a *app) runProxy(ctx context.Context) error {
 			return err
 		}
 		opts.Passports, opts.Revoker, opts.Gate = p.link, p.link, p.link.Gate
+		opts.Handoffs = &desk.Desk{Control: p.link, Verifier: p.verifier}
 		if err := a.shipAudit(ctx, p); err != nil {
 			return err
 		}

@@ -110,12 +110,21 @@ func (b *Box) Deposit(ctx context.Context, m Meta, sealed string, ttl time.Durat
 	if ttl <= 0 || ttl > handoff.MaxTTL {
 		return Meta{}, fmt.Errorf("%w: ttl %s, want more than 0 and at most %s", ErrInvalid, ttl, handoff.MaxTTL)
 	}
-	raw := make([]byte, 16)
-	if _, err := rand.Read(raw); err != nil {
-		return Meta{}, err
-	}
 	if m.ID == "" {
+		raw := make([]byte, 16)
+		if _, err := rand.Read(raw); err != nil {
+			return Meta{}, err
+		}
 		m.ID = hex.EncodeToString(raw)
+	} else if !validID(m.ID) {
+		return Meta{}, fmt.Errorf("%w: id %q, want 32 lowercase hex digits", ErrInvalid, m.ID)
+	}
+	// An id is used once: not again while its handoff waits (Create
+	// below), nor after it was handed out (its tombstone).
+	if _, err := b.Store.Get(ctx, key(m.To, m.ID)+takenSuffix); err == nil {
+		return Meta{}, fmt.Errorf("%w: handoff %s was delivered already", ErrInvalid, m.ID)
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return Meta{}, err
 	}
 	now := b.now().UTC()
 	m.Deposited, m.Expires, m.Size = now, now.Add(ttl), len(sealed)
@@ -134,6 +143,18 @@ func (b *Box) Deposit(ctx context.Context, m Meta, sealed string, ttl time.Durat
 		return Meta{}, err
 	}
 	return m, nil
+}
+
+func validID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for _, c := range id {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // List returns the metadata of the handoffs waiting for recipient ("" for

@@ -185,3 +185,30 @@ func TestDropOffRefusesAndExpires(t *testing.T) {
 		t.Fatal("a handoff moved to another recipient's inbox was handed out")
 	}
 }
+
+func TestDropOffIDsAreUsedOnce(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "control.db"), store.BoltOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	box := &dropoff.Box{Store: st, KMS: kmstest.Local(t)}
+	m := dropoff.Meta{ID: strings.Repeat("0a", 16), From: "a", To: "b", Schema: "s"}
+	if _, err := box.Deposit(ctx, dropoff.Meta{ID: "../x", From: "a", To: "b", Schema: "s"}, sealed, time.Hour); !errors.Is(err, dropoff.ErrInvalid) {
+		t.Fatalf("a bad id: %v", err)
+	}
+	got, err := box.Deposit(ctx, m, sealed, time.Hour)
+	if err != nil || got.ID != m.ID {
+		t.Fatalf("deposit with an id: %+v, %v", got, err)
+	}
+	if _, err := box.Deposit(ctx, m, sealed, time.Hour); !errors.Is(err, dropoff.ErrInvalid) {
+		t.Fatalf("the same id while it waits: %v", err)
+	}
+	if _, _, err := box.Take(ctx, "b", m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := box.Deposit(ctx, m, sealed, time.Hour); !errors.Is(err, dropoff.ErrInvalid) {
+		t.Fatalf("the same id after delivery (a replay): %v", err)
+	}
+}

@@ -1,0 +1,198 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/stackctl/stack/audit"
+	"github.com/stackctl/stack/detect"
+	"github.com/stackctl/stack/handoff"
+	"github.com/stackctl/stack/handoff/desk"
+	"github.com/stackctl/stack/reason"
+)
+
+// HandoffHost is the reserved host where an agent reaches its sidecar's
+// handoff desk, through the same HTTPS_PROXY as everything else:
+// https://handoff.stack.internal/v1/handoffs. Requests to it never leave
+// the sidecar.
+const HandoffHost = "handoff.stack.internal"
+
+// HandoffPath is the handoff endpoint's path: POST sends, GET lists the
+// inbox, GET HandoffPath/{id} fetches one handoff, once.
+const HandoffPath = "/v1/handoffs"
+
+// Audit actions of the sidecar's handoff desk; their records hold the
+// payload's hash, never the payload.
+const (
+	ActionHandoffSent     = "handoff_sent"
+	ActionHandoffReceived = "handoff_received"
+)
+
+// maxHandoffRequest bounds a send's body: the payload with room for the
+// fields around it. What seals larger than handoff.MaxSize is refused by
+// Seal.
+const maxHandoffRequest = handoff.MaxSize + 4<<10
+
+// serveHandoff answers a request to HandoffHost from the desk, after the
+// passport was identified and verified. The response is the sidecar's
+// own; a refusal is a denial like any other.
+func (r *request) serveHandoff() *denial {
+	p, req, st := r.p, r.req, r.st
+	if p.opts.Handoffs == nil {
+		return &denial{Status: http.StatusServiceUnavailable, Reason: reason.HandoffUnavailable,
+			Detail: "handoffs go through a control plane, and this sidecar has none (stack proxy --control URL)"}
+	}
+	ctx := req.Context()
+	id, one := strings.CutPrefix(st.path, HandoffPath+"/")
+	switch {
+	case st.path == HandoffPath && req.Method == http.MethodPost:
+		return r.sendHandoff(ctx)
+	case st.path == HandoffPath && req.Method == http.MethodGet:
+		waiting, err := p.opts.Handoffs.Inbox(ctx, st.claims)
+		if err != nil {
+			return handoffDenial(err)
+		}
+		r.local = localJSON(req, http.StatusOK, waiting)
+		p.record(ctx, audit.Record{Action: audit.ActionRequest, AgentID: st.claims.Subject, PassportJTI: st.claims.ID,
+			Host: st.host, Method: st.method, Path: st.path, Status: http.StatusOK,
+			Detail: fmt.Sprintf("handoff inbox: %d waiting", len(waiting)), DurationMS: p.now().Sub(st.start).Milliseconds()})
+		return nil
+	case one && id != "" && !strings.Contains(id, "/") && req.Method == http.MethodGet:
+		return r.fetchHandoff(ctx, id)
+	}
+	return &denial{Status: http.StatusNotFound, Reason: reason.HandoffUnknown,
+		Detail: fmt.Sprintf("no endpoint %s %s here: POST %s sends, GET %s lists, GET %s/{id} fetches", req.Method, st.path, HandoffPath, HandoffPath, HandoffPath)}
+}
+
+// sendHandoff runs the request-side detectors on what the agent sends
+// (a secret in a payload is exfiltration like any other), then has the
+// desk check, seal and deposit it.
+func (r *request) sendHandoff(ctx context.Context) *denial {
+	p, req, st := r.p, r.req, r.st
+	body, err := io.ReadAll(io.LimitReader(req.Body, maxHandoffRequest+1))
+	if err != nil {
+		return &denial{Status: http.StatusBadRequest, Reason: reason.BadRequest, Detail: "reading the request body failed"}
+	}
+	if len(body) > maxHandoffRequest {
+		return &denial{Status: http.StatusRequestEntityTooLarge, Reason: reason.HandoffTooLarge,
+			Detail: fmt.Sprintf("a handoff request over %d bytes; a sealed handoff is at most %d", maxHandoffRequest, handoff.MaxSize)}
+	}
+	var out desk.Outgoing
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&out); err != nil {
+		return &denial{Status: http.StatusBadRequest, Reason: reason.HandoffInvalid,
+			Detail: "want JSON {\"to\": agent, \"schema\": name, \"payload\": {...}, \"ttl\": \"24h\"}: " + firstLine(jsonError(err))}
+	}
+	ev := r.detectEvent(req.Header)
+	ev.Body, ev.ContentType = body[:min(len(body), p.scanWindow())], "application/json"
+	if d := p.runDetectors(ctx, ev, st.claims); d != nil {
+		return d
+	}
+	sent, err := p.opts.Handoffs.Send(ctx, st.claims, r.passportToken(), out)
+	if err != nil {
+		return handoffDenial(err)
+	}
+	r.local = localJSON(req, http.StatusCreated, sent)
+	p.record(ctx, audit.Record{Action: ActionHandoffSent, AgentID: st.claims.Subject, PassportJTI: st.claims.ID,
+		Host: st.host, Method: st.method, Path: st.path, Status: http.StatusCreated, BytesIn: int64(len(body)),
+		DurationMS: p.now().Sub(st.start).Milliseconds(),
+		Detail:     fmt.Sprintf("handoff %s to %s, schema %s, payload sha256 %s, expires %s", sent.ID, sent.To, sent.Schema, sent.PayloadSHA256, sent.Expires.UTC().Format("2006-01-02T15:04:05Z"))})
+	return nil
+}
+
+// fetchHandoff has the desk take, open and check handoff id, then runs
+// the response-side detectors on its payload: a handoff is content an
+// agent will read, as any upstream's answer.
+func (r *request) fetchHandoff(ctx context.Context, id string) *denial {
+	p, req, st := r.p, r.req, r.st
+	got, err := p.opts.Handoffs.Fetch(ctx, st.claims, id)
+	if err != nil {
+		return handoffDenial(err)
+	}
+	resp := localJSON(req, http.StatusOK, got)
+	if p.opts.Grid != nil {
+		ev := &detect.Event{Time: p.now(), Direction: detect.Response, Agent: st.claims.Subject, PassportJTI: st.claims.ID,
+			Mode: string(st.claims.Mode), Host: st.host, Method: st.method, Path: st.path,
+			ContentType: "application/json", Status: http.StatusOK, Body: got.Payload[:min(len(got.Payload), p.scanWindow())]}
+		if d := p.runDetectors(ctx, ev, st.claims); d != nil {
+			d.Detail = fmt.Sprintf("handoff %s from %s: %s", got.ID, got.From, d.Detail)
+			return d
+		}
+	}
+	r.local = resp
+	p.record(ctx, audit.Record{Action: ActionHandoffReceived, AgentID: st.claims.Subject, PassportJTI: st.claims.ID,
+		Host: st.host, Method: st.method, Path: st.path, Status: http.StatusOK, BytesOut: resp.ContentLength,
+		DurationMS: p.now().Sub(st.start).Milliseconds(),
+		Detail:     fmt.Sprintf("handoff %s from %s, schema %s, payload sha256 %s", got.ID, got.From, got.Schema, got.PayloadSHA256)})
+	return nil
+}
+
+// passportToken is the passport the request runs on, which a handoff
+// carries to vouch for its sender.
+func (r *request) passportToken() string {
+	if r.connect {
+		return r.st.conn.verified.Load().Token()
+	}
+	return r.token
+}
+
+// handoffDenial names the refusal for the desk's error.
+func handoffDenial(err error) *denial {
+	status, why := http.StatusServiceUnavailable, reason.HandoffUnavailable
+	switch {
+	case errors.Is(err, desk.ErrNotGranted):
+		status, why = http.StatusForbidden, reason.HandoffNotGranted
+	case errors.Is(err, desk.ErrInvalid):
+		status, why = http.StatusBadRequest, reason.HandoffInvalid
+	case errors.Is(err, desk.ErrUnknownSchema), errors.Is(err, desk.ErrUnknownRecipient), errors.Is(err, desk.ErrNotFound):
+		status, why = http.StatusNotFound, reason.HandoffUnknown
+	case errors.Is(err, handoff.ErrTooLarge):
+		status, why = http.StatusRequestEntityTooLarge, reason.HandoffTooLarge
+	case errors.Is(err, handoff.ErrSchemaViolation):
+		status, why = http.StatusUnprocessableEntity, reason.HandoffSchemaViolation
+	case errors.Is(err, desk.ErrGone):
+		status, why = http.StatusGone, reason.HandoffGone
+	case errors.Is(err, handoff.ErrExpired):
+		status, why = http.StatusGone, reason.HandoffExpired
+	case errors.Is(err, handoff.ErrDecrypt), errors.Is(err, handoff.ErrWrongRecipient), errors.Is(err, handoff.ErrSender),
+		errors.Is(err, handoff.ErrSignature), errors.Is(err, handoff.ErrMalformed), errors.Is(err, handoff.ErrSchema):
+		status, why = http.StatusUnprocessableEntity, reason.HandoffRejected
+	}
+	return &denial{Status: status, Reason: why, Detail: firstLine(err.Error())}
+}
+
+// jsonError says what is wrong with a request body without quoting it.
+func jsonError(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("not JSON at byte %d", se.Offset)
+	case errors.As(err, &te):
+		return fmt.Sprintf("field %s: want %s", te.Field, te.Type)
+	}
+	return err.Error()
+}
+
+// localJSON is a response the sidecar itself gives.
+func localJSON(req *http.Request, status int, v any) *http.Response {
+	body, _ := json.Marshal(v)
+	body = append(body, '\n')
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("Cache-Control", "no-store")
+	return &http.Response{
+		StatusCode: status, Status: strconv.Itoa(status) + " " + http.StatusText(status),
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: h, Body: readCloser{bytes.NewReader(body)}, ContentLength: int64(len(body)), Request: req,
+	}
+}
