@@ -98,6 +98,17 @@ func TestFleet(t *testing.T) {
 		failOn(t, r.Problems)
 	})
 
+	t.Run("handoff", func(t *testing.T) {
+		r, err := f.Handoffs(ctx, fleet.HandoffOptions{Duration: 5 * time.Second})
+		logFigures(t, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%d pairs: %d handoffs sent, %d delivered, %.0f/s; deposit %s; fetch %s",
+			r.Pairs, r.Sent, r.Delivered, r.PerSecond, r.Deposit, r.Fetch)
+		failOn(t, r.Problems)
+	})
+
 	t.Run("memory", func(t *testing.T) {
 		r, err := f.Memory(ctx)
 		logFigures(t, r)

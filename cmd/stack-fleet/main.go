@@ -40,7 +40,7 @@ import (
 // allScenarios in the order they run; every one but failover runs by
 // default.
 var (
-	allScenarios     = []string{"propagation", "ttl", "kill", "cutoff", "memory", "audit", "failover"}
+	allScenarios     = []string{"propagation", "ttl", "kill", "cutoff", "memory", "audit", "handoff", "failover"}
 	defaultScenarios = allScenarios[:len(allScenarios)-1]
 )
 
@@ -60,6 +60,7 @@ type options struct {
 	down      time.Duration
 	stream    time.Duration
 	audit     time.Duration
+	handoff   time.Duration
 	tmpfs     string
 	keep      bool
 }
@@ -103,6 +104,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.ttl, "ttl", 6*time.Second, "passport lifetime of the ttl scenario")
 	fs.DurationVar(&o.down, "down", 10*time.Second, "how long the kill scenario keeps the control plane dead")
 	fs.DurationVar(&o.stream, "stream", 30*time.Second, "how long the failover scenario's revocation stream lasts (one every 100 ms)")
+	fs.DurationVar(&o.handoff, "handoff-duration", 20*time.Second, "how long the handoff scenario's senders send")
 	fs.DurationVar(&o.audit, "audit-duration", 60*time.Second, "how long the audit scenario's traffic runs (the control plane is dead for --down in the middle)")
 	fs.StringVar(&o.tmpfs, "sidecar-tmpfs", "", "put the sidecars' data directories under this directory (a tmpfs such as /dev/shm), so that their fsyncs do not contend with etcd's on one disk")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (data directories, logs) and print its path")
@@ -160,6 +162,7 @@ type report struct {
 	Cutoff      *fleet.CutoffResult      `json:"cutoff,omitempty"`
 	Memory      *fleet.MemoryResult      `json:"memory,omitempty"`
 	Audit       *fleet.AuditResult       `json:"audit,omitempty"`
+	Handoff     *fleet.HandoffResult     `json:"handoff,omitempty"`
 	Failover    *fleet.FailoverResult    `json:"failover,omitempty"`
 	// Errors are scenarios the harness could not finish.
 	Errors []string `json:"errors,omitempty"`
@@ -181,6 +184,9 @@ func (r *report) problems() int {
 	}
 	if r.Memory != nil {
 		n += len(r.Memory.Problems)
+	}
+	if r.Handoff != nil {
+		n += len(r.Handoff.Problems)
 	}
 	if r.Audit != nil {
 		n += len(r.Audit.Problems)
@@ -293,6 +299,10 @@ func runScenario(ctx context.Context, f *fleet.Fleet, o options, name string, re
 	case "memory":
 		r, err := f.Memory(ctx)
 		rep.Memory = &r
+		return err
+	case "handoff":
+		r, err := f.Handoffs(ctx, fleet.HandoffOptions{Duration: o.handoff})
+		rep.Handoff = &r
 		return err
 	case "audit":
 		r, err := f.Audit(ctx, fleet.AuditOptions{Duration: o.audit, Down: o.down})
