@@ -281,6 +281,13 @@ func TestParseGrant(t *testing.T) {
 	if !reflect.DeepEqual(got.Narrow, wantNarrow) {
 		t.Errorf("narrow = %+v, want %+v", got.Narrow, wantNarrow)
 	}
+	got, err = parseGrant("handoff-to=drafter|deploy-*,handoff-schemas=findings/v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (passport.Grant{Handoff: &passport.HandoffGrant{To: []string{"drafter", "deploy-*"}, Schemas: []string{"findings/v1"}}}); !reflect.DeepEqual(got, want) {
+		t.Errorf("a handoff grant = %+v, want %+v", got, want)
+	}
 	for _, bad := range []string{"", "host", "host=", "colour=red", "host=a.com,param=eq", "host=a.com,permissions=contents"} {
 		if _, err := parseGrant(bad); err == nil {
 			t.Errorf("parseGrant(%q) accepted", bad)

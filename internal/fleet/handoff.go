@@ -41,9 +41,9 @@ type HandoffResult struct {
 	// sidecar: checks, sealing, the deposit); Fetch is a fetch as the
 	// receiving agent sees it (GET through its sidecar: the one-shot
 	// take, opening, checks); Inbox is listing the inbox.
-	Deposit  Spread `json:"deposit"`
-	Fetch    Spread `json:"fetch"`
-	Inbox    Spread `json:"inbox"`
+	Deposit  Spread   `json:"deposit"`
+	Fetch    Spread   `json:"fetch"`
+	Inbox    Spread   `json:"inbox"`
 	Problems []string `json:"problems,omitempty"`
 }
 
