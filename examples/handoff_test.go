@@ -19,6 +19,7 @@ import (
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/control"
 	"github.com/stackctl/stack/handoff"
+	"github.com/stackctl/stack/handoff/handofftest"
 	"github.com/stackctl/stack/internal/stacktest"
 	"github.com/stackctl/stack/internal/testenv"
 	"github.com/stackctl/stack/proxy"
@@ -204,7 +205,7 @@ func TestHandoffExample(t *testing.T) {
 		status int
 		why    string
 	}{
-		{"changed ciphertext", deposit(handoff.SealRequest{}, keys, flipCiphertext), http.StatusUnprocessableEntity, reason.HandoffRejected},
+		{"changed ciphertext", deposit(handoff.SealRequest{}, keys, handofftest.FlipCiphertext), http.StatusUnprocessableEntity, reason.HandoffRejected},
 		{"sealed for another agent", deposit(handoff.SealRequest{To: "bot"}, keys, nil), http.StatusUnprocessableEntity, reason.HandoffRejected},
 		{"signed by a key the passport does not confirm", deposit(handoff.SealRequest{}, stranger, nil), http.StatusUnprocessableEntity, reason.HandoffRejected},
 		{"a schema the sender's grant does not name", deposit(handoff.SealRequest{Schema: "other/v1"}, keys, nil), http.StatusUnprocessableEntity, reason.HandoffRejected},
@@ -348,19 +349,6 @@ func TestHandoffExample(t *testing.T) {
 			t.Errorf("the %s's log holds a handoff's payload", name)
 		}
 	}
-}
-
-// flipCiphertext changes one character of a compact JWE's ciphertext.
-func flipCiphertext(tok string) string {
-	parts := strings.Split(tok, ".")
-	c := []byte(parts[3])
-	if c[0] == 'A' {
-		c[0] = 'B'
-	} else {
-		c[0] = 'A'
-	}
-	parts[3] = string(c)
-	return strings.Join(parts, ".")
 }
 
 // agentClient is an agent's HTTP client: through the sidecar at listen,

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stackctl/stack/handoff"
+	"github.com/stackctl/stack/handoff/handofftest"
 	"github.com/stackctl/stack/passport"
 )
 
@@ -114,7 +115,7 @@ func TestSealAndOpen(t *testing.T) {
 	}{
 		{"another agent's key", func() string { return tok }, "drafter", other, time.Now(), handoff.ErrDecrypt},
 		{"another recipient with the right key", func() string { return tok }, "planner", drafter, time.Now(), handoff.ErrWrongRecipient},
-		{"tampered ciphertext", func() string { return flipCiphertext(tok) }, "drafter", drafter, time.Now(), handoff.ErrDecrypt},
+		{"tampered ciphertext", func() string { return handofftest.FlipCiphertext(tok) }, "drafter", drafter, time.Now(), handoff.ErrDecrypt},
 		{"expired", func() string { return tok }, "drafter", drafter, time.Now().Add(11 * time.Minute), handoff.ErrExpired},
 		{"signed by a key the passport does not confirm", func() string {
 			t, _, err := handoff.Seal(req, other, drafter.Public().Enc)
@@ -183,19 +184,6 @@ func TestSealRefuses(t *testing.T) {
 	if _, _, err := handoff.Seal(good, k, k.Public().Sign); !errors.Is(err, handoff.ErrMalformed) {
 		t.Errorf("sealed to a signing key: %v", err)
 	}
-}
-
-// flipCiphertext changes one character of the JWE's ciphertext part.
-func flipCiphertext(tok string) string {
-	parts := strings.Split(tok, ".")
-	c := []byte(parts[3])
-	if c[0] == 'A' {
-		c[0] = 'B'
-	} else {
-		c[0] = 'A'
-	}
-	parts[3] = string(c)
-	return strings.Join(parts, ".")
 }
 
 func TestKeysRoundTrip(t *testing.T) {

@@ -164,27 +164,40 @@ func (b *Box) List(ctx context.Context, recipient string) ([]Meta, error) {
 	if recipient != "" {
 		p += recipient + "/"
 	}
-	kvs, _, err := b.Store.List(ctx, p)
+	now := b.now()
+	var out []Meta
+	err := b.each(ctx, p, func(_ store.KV, s stored) error {
+		if !now.After(s.Expires) { // Expire removes the others
+			out = append(out, s.Meta)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	now := b.now()
-	var out []Meta
+	sort.Slice(out, func(i, j int) bool { return out[i].Deposited.Before(out[j].Deposited) })
+	return out, nil
+}
+
+// each calls fn for every handoff stored under p, tombstones left out.
+func (b *Box) each(ctx context.Context, p string, fn func(kv store.KV, s stored) error) error {
+	kvs, _, err := b.Store.List(ctx, p)
+	if err != nil {
+		return err
+	}
 	for _, kv := range kvs {
 		if strings.HasSuffix(kv.Key, takenSuffix) {
 			continue
 		}
 		var s stored
 		if err := json.Unmarshal(kv.Value, &s); err != nil {
-			return nil, fmt.Errorf("dropoff: %s: %w", kv.Key, err)
+			return fmt.Errorf("dropoff: %s: %w", kv.Key, err)
 		}
-		if now.After(s.Expires) {
-			continue // Expire removes it
+		if err := fn(kv, s); err != nil {
+			return err
 		}
-		out = append(out, s.Meta)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Deposited.Before(out[j].Deposited) })
-	return out, nil
+	return nil
 }
 
 // Take hands recipient its handoff id once: it returns the sealed token
@@ -233,29 +246,22 @@ func (b *Box) Take(ctx context.Context, recipient, id string) (Meta, string, err
 // metadata. Of several callers at once (replicas), each handoff is
 // returned to one.
 func (b *Box) Expire(ctx context.Context) ([]Meta, error) {
-	kvs, _, err := b.Store.List(ctx, prefix)
-	if err != nil {
-		return nil, err
-	}
 	now := b.now()
 	var out []Meta
-	for _, kv := range kvs {
-		if strings.HasSuffix(kv.Key, takenSuffix) {
-			continue
-		}
-		var s stored
-		if err := json.Unmarshal(kv.Value, &s); err != nil || !now.After(s.Expires) {
-			continue
+	err := b.each(ctx, prefix, func(kv store.KV, s stored) error {
+		if !now.After(s.Expires) {
+			return nil
 		}
 		if _, err := b.Store.CompareAndSwap(ctx, kv.Key, kv.ModRev, nil); err != nil {
 			if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
-				continue // taken or expired by another
+				return nil // taken or expired by another
 			}
-			return out, err
+			return err
 		}
 		out = append(out, s.Meta)
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // Withdraw removes every undelivered handoff from sender and returns
