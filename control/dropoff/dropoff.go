@@ -7,9 +7,9 @@
 // A handoff arrives sealed (package handoff): the control plane cannot
 // read it and does not try. Deposit wraps the sealed token under the KMS
 // (bound to the handoff's id and recipient) and stores it with a time to
-// live; Take hands it to its recipient and deletes it in the same
-// compare-and-swap, so of two fetches exactly one gets it and the other
-// ErrGone; Withdraw removes a sender's undelivered handoffs (its agent was
+// live; Take hands it to its recipient and replaces it with a tombstone
+// in the same compare-and-swap, so of two fetches exactly one gets it and
+// the other ErrGone; Withdraw removes a sender's undelivered handoffs (its agent was
 // revoked).
 //
 // # Caveats
@@ -47,19 +47,22 @@ var (
 	ErrInvalid = errors.New("dropoff: invalid deposit")
 )
 
-// prefix is where handoffs live in the store: prefix/<recipient>/<id>;
-// a tombstone prefix/<recipient>/<id>.taken remembers a handed-out one
-// for tombstoneTTL so that a second fetch is told ErrGone, not
-// ErrNotFound.
+// prefix is where handoffs live in the store: prefix/<recipient>/<id>.
+// A handed-out handoff's value becomes a tombstone (its metadata, taken,
+// no token) in the same compare-and-swap that hands it out, and stays
+// until the key expires: a second fetch is told ErrGone, and its id
+// cannot be deposited again.
 //
-// The store keeps a handoff for expiryGrace past its expiry, so that
-// Expire, not the store's own clean-up, removes it and says so; the
-// store's expiry remains the backstop when nothing calls Expire.
+// The store keeps a key for expiryGrace past the handoff's expiry, so
+// that Expire, not the store's own clean-up, removes an unfetched one and
+// says so; the store's expiry remains the backstop when nothing calls
+// Expire.
 const (
-	prefix       = "handoffs/"
-	takenSuffix  = ".taken"
-	tombstoneTTL = 24 * time.Hour
-	expiryGrace  = time.Hour
+	prefix      = "handoffs/"
+	expiryGrace = time.Hour
+	// legacyTaken ends the separate tombstone keys of earlier versions,
+	// which expire by themselves within a day.
+	legacyTaken = ".taken"
 )
 
 // Meta is what the control plane knows of a handoff: never its content.
@@ -76,10 +79,12 @@ type Meta struct {
 	Expires     time.Time `json:"expires"`
 }
 
-// stored is the store's value: the metadata and the KMS-wrapped token.
+// stored is the store's value: the metadata and the KMS-wrapped token,
+// or, once handed out, the metadata of a tombstone.
 type stored struct {
 	Meta
-	Wrapped []byte `json:"wrapped"`
+	Wrapped []byte `json:"wrapped,omitempty"`
+	Taken   bool   `json:"taken,omitempty"`
 }
 
 // Box is the drop-off store.
@@ -119,13 +124,6 @@ func (b *Box) Deposit(ctx context.Context, m Meta, sealed string, ttl time.Durat
 	} else if !validID(m.ID) {
 		return Meta{}, fmt.Errorf("%w: id %q, want 32 lowercase hex digits", ErrInvalid, m.ID)
 	}
-	// An id is used once: not again while its handoff waits (Create
-	// below), nor after it was handed out (its tombstone).
-	if _, err := b.Store.Get(ctx, key(m.To, m.ID)+takenSuffix); err == nil {
-		return Meta{}, fmt.Errorf("%w: handoff %s was delivered already", ErrInvalid, m.ID)
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return Meta{}, err
-	}
 	now := b.now().UTC()
 	m.Deposited, m.Expires, m.Size = now, now.Add(ttl), len(sealed)
 	wrapped, err := b.KMS.Wrap(ctx, []byte(sealed), aad(m))
@@ -138,7 +136,9 @@ func (b *Box) Deposit(ctx context.Context, m Meta, sealed string, ttl time.Durat
 	}
 	if _, err := b.Store.Create(ctx, key(m.To, m.ID), v, ttl+expiryGrace); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return Meta{}, fmt.Errorf("%w: handoff %s exists", ErrInvalid, m.ID)
+			// An id is used once: its handoff waits, or its tombstone
+			// does.
+			return Meta{}, fmt.Errorf("%w: handoff %s exists or was delivered", ErrInvalid, m.ID)
 		}
 		return Meta{}, err
 	}
@@ -186,12 +186,15 @@ func (b *Box) each(ctx context.Context, p string, fn func(kv store.KV, s stored)
 		return err
 	}
 	for _, kv := range kvs {
-		if strings.HasSuffix(kv.Key, takenSuffix) {
+		if strings.HasSuffix(kv.Key, legacyTaken) {
 			continue
 		}
 		var s stored
 		if err := json.Unmarshal(kv.Value, &s); err != nil {
 			return fmt.Errorf("dropoff: %s: %w", kv.Key, err)
+		}
+		if s.Taken {
+			continue
 		}
 		if err := fn(kv, s); err != nil {
 			return err
@@ -201,17 +204,15 @@ func (b *Box) each(ctx context.Context, p string, fn func(kv store.KV, s stored)
 }
 
 // Take hands recipient its handoff id once: it returns the sealed token
-// only if its deletion won, so a second fetch gets ErrGone.
+// only if its compare-and-swap to a tombstone won, so of concurrent
+// fetches one gets it and the others ErrGone.
 func (b *Box) Take(ctx context.Context, recipient, id string) (Meta, string, error) {
-	if strings.Contains(id, "/") || strings.HasSuffix(id, takenSuffix) || id == "" {
+	if strings.Contains(id, "/") || strings.HasSuffix(id, legacyTaken) || id == "" {
 		return Meta{}, "", ErrNotFound
 	}
 	k := key(recipient, id)
 	kv, err := b.Store.Get(ctx, k)
 	if errors.Is(err, store.ErrNotFound) {
-		if _, terr := b.Store.Get(ctx, k+takenSuffix); terr == nil {
-			return Meta{}, "", ErrGone
-		}
 		return Meta{}, "", ErrNotFound
 	}
 	if err != nil {
@@ -220,6 +221,9 @@ func (b *Box) Take(ctx context.Context, recipient, id string) (Meta, string, err
 	var s stored
 	if err := json.Unmarshal(kv.Value, &s); err != nil {
 		return Meta{}, "", fmt.Errorf("dropoff: %s: %w", k, err)
+	}
+	if s.Taken {
+		return Meta{}, "", ErrGone
 	}
 	if b.now().After(s.Expires) {
 		return s.Meta, "", ErrExpired
@@ -231,14 +235,16 @@ func (b *Box) Take(ctx context.Context, recipient, id string) (Meta, string, err
 	if err != nil {
 		return Meta{}, "", fmt.Errorf("dropoff: unwrapping handoff %s: %w", id, err)
 	}
-	if _, err := b.Store.CompareAndSwap(ctx, k, kv.ModRev, nil); err != nil {
+	tomb, err := json.Marshal(stored{Meta: s.Meta, Taken: true})
+	if err != nil {
+		return Meta{}, "", err
+	}
+	if _, err := b.Store.CompareAndSwap(ctx, k, kv.ModRev, tomb); err != nil {
 		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
 			return Meta{}, "", ErrGone
 		}
 		return Meta{}, "", err
 	}
-	tomb, _ := json.Marshal(s.Meta)
-	_, _ = b.Store.Create(ctx, k+takenSuffix, tomb, tombstoneTTL) // best effort: only the error's name depends on it
 	return s.Meta, string(sealed), nil
 }
 
