@@ -55,6 +55,10 @@ type ControlConfig struct {
 	// OIDCTokenFile is the workload's OIDC token a sidecar joins with (a
 	// Kubernetes projected service-account token with audience stack).
 	OIDCTokenFile string `mapstructure:"oidc_token_file" yaml:"oidc_token_file"`
+	// Agent, when set, is the agent this sidecar must join as: a join the
+	// control plane maps to another agent is an error (the admission
+	// webhook sets it from the pod's stack.run/agent label).
+	Agent string `mapstructure:"agent" yaml:"agent"`
 	// MaxStaleness: a joined sidecar that has heard nothing from the
 	// control plane for this long refuses every request
 	// (control_unreachable). 0 keeps serving until the passport expires.
@@ -87,6 +91,10 @@ type ControlConfig struct {
 	// OTLP sends the fleet audit log's records to an OpenTelemetry logs
 	// receiver (a SIEM's collector).
 	OTLP OTLPConfig `mapstructure:"otlp" yaml:"otlp"`
+	// Webhook is the Kubernetes admission webhook stack control serves at
+	// /k8s/mutate when Image is set: pods labelled stack.run/agent get the
+	// sidecar.
+	Webhook WebhookConfig `mapstructure:"webhook" yaml:"webhook"`
 	// SidecarTTL is the life of a joined sidecar's credential (renewed at
 	// 2/3); LeaseTTL of a credential lease; Heartbeat the interval of the
 	// revocation feed's keep-alives.
@@ -266,6 +274,19 @@ type AuditConfig struct {
 	// ShipInterval is how often a joined sidecar looks for records to
 	// ship while it is caught up.
 	ShipInterval time.Duration `mapstructure:"ship_interval" yaml:"ship_interval"`
+}
+
+// WebhookConfig is what the Kubernetes admission webhook injects.
+type WebhookConfig struct {
+	// Image is the STACK image the injected sidecar runs; empty: no
+	// webhook.
+	Image string `mapstructure:"image" yaml:"image"`
+	// PullPolicy is its imagePullPolicy (IfNotPresent, Always, Never).
+	PullPolicy string `mapstructure:"pull_policy" yaml:"pull_policy"`
+	// ControlURL is where the injected sidecars join this control plane:
+	// its Service inside the cluster, e.g.
+	// https://stack-control.stack-system.svc:9443. Required with Image.
+	ControlURL string `mapstructure:"control_url" yaml:"control_url"`
 }
 
 // OTLPConfig is where the control plane exports the fleet audit log's

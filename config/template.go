@@ -244,6 +244,9 @@ control:
   join_token: ""
   join_token_file: ""
   oidc_token_file: ""
+  # The agent this sidecar must join as; a join mapped to another agent
+  # fails (the admission webhook sets it from the pod's stack.run/agent).
+  agent: ""
   # With no contact with the control plane for this long, refuse every
   # request (control_unreachable); 0s serves until the passport expires.
   max_staleness: 0s
@@ -268,6 +271,13 @@ control:
   audit_integrity: {{.D.AuditIntegrity}}
   # Send the fleet audit log's records to an OpenTelemetry logs receiver
   # (OTLP/HTTP), e.g. a collector in front of a SIEM. "" sends nothing.
+  # The Kubernetes admission webhook at /k8s/mutate (docs/kubernetes.md):
+  # pods labelled stack.run/agent get the sidecar. Empty image: none.
+  webhook:
+    image: ""
+    pull_policy: IfNotPresent
+    # Where the injected sidecars join this control plane.
+    control_url: ""
   otlp:
     endpoint: ""
     # Headers added to every export (also read: OTEL_EXPORTER_OTLP_HEADERS).

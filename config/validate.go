@@ -340,6 +340,12 @@ func (c ControlConfig) validate(e *ValidationError) {
 			e.pemFile("control.otlp.ca", o.CA)
 		}
 	}
+	if w := c.Webhook; w.Image != "" {
+		if u, err := url.Parse(w.ControlURL); err != nil || u.Scheme != "https" || u.Host == "" {
+			e.add("control.webhook.control_url", w.ControlURL, "must be the https:// URL injected sidecars join this control plane at, such as https://stack-control.stack-system.svc:9443")
+		}
+		e.oneOf("control.webhook.pull_policy", w.PullPolicy, []string{"IfNotPresent", "Always", "Never"})
+	}
 	if c.OnEtcd() {
 		c.Etcd.validate(e)
 	}

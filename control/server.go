@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/stackctl/stack/audit"
+	"github.com/stackctl/stack/control/admission"
 	"github.com/stackctl/stack/control/dropoff"
 	"github.com/stackctl/stack/control/fleet"
 	"github.com/stackctl/stack/control/store"
@@ -103,13 +104,16 @@ type Options struct {
 	Log        *zap.Logger
 	Now        func() time.Time
 
+	// Handoffs keeps sealed handoffs between agents; nil answers 503.
+	Handoffs *dropoff.Box
+	// Webhook, when set, is the Kubernetes admission webhook, served at
+	// admission.Path without a token (the API server calls it).
+	Webhook http.Handler
 	// Fleet witnesses the sidecars' audit chains and appends them to the
 	// fleet log; nil: this control plane does not serve the fleet audit
 	// log, and shipped batches get 503. FleetLog proves what it holds,
 	// FleetSize reads a checkpoint's size, FleetKey and FleetOrigin name
 	// its public key and checkpoint origin.
-	// Handoffs keeps sealed handoffs between agents; nil answers 503.
-	Handoffs    *dropoff.Box
 	Fleet       *fleet.Witness
 	FleetLog    FleetProver
 	FleetSize   CheckpointSize
@@ -317,6 +321,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+PathHandoffSchemas, s.operator(s.putHandoffSchema))
 	mux.HandleFunc("GET "+PathHandoffKeys+"/{agent}", s.sidecar(s.handoffKeys))
 	mux.HandleFunc("GET "+PathHandoffSchemas, s.authed(s.listHandoffSchemas, true, true))
+	if s.opts.Webhook != nil {
+		mux.Handle("POST "+admission.Path, s.opts.Webhook)
+	}
 	return mux
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/config"
 	"github.com/stackctl/stack/control"
+	"github.com/stackctl/stack/control/admission"
 	"github.com/stackctl/stack/control/dropoff"
 	"github.com/stackctl/stack/control/fleet"
 	"github.com/stackctl/stack/control/fleetlog"
@@ -299,6 +300,12 @@ func (a *app) runControl(ctx context.Context) error {
 
 		RevokeOnIntegrity: cfg.Control.AuditIntegrity == "revoke",
 		Handoffs:          &dropoff.Box{Store: st, KMS: k},
+	}
+	if w := cfg.Control.Webhook; w.Image != "" {
+		if opts.Webhook, err = admission.New(admission.Options{Image: w.Image, PullPolicy: w.PullPolicy, ControlURL: w.ControlURL}); err != nil {
+			return usageError(err)
+		}
+		log.Info("serving the Kubernetes admission webhook", zap.String("path", admission.Path), zap.String("image", w.Image))
 	}
 	if fp != nil {
 		opts.Fleet, opts.FleetLog, opts.FleetKey, opts.FleetOrigin = fp.witness, fp.log, fp.key, fleetlog.DefaultOrigin

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/stackctl/stack/control/admission"
 	"github.com/stackctl/stack/control/client"
 	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/proxy"
@@ -50,10 +51,16 @@ func (a *app) joinControl(ctx context.Context, verifier *passport.Verifier, revs
 	if err != nil {
 		return nil, usageError(err)
 	}
+	ctx, stop := context.WithCancel(ctx)
+	a.onClose(func() error { stop(); return nil })
 	if err := link.Start(ctx); err != nil {
 		return nil, fmt.Errorf("joining the control plane at %s: %w", strings.Join(cfg.URLs, ", "), err)
 	}
 	h := link.Health()
+	if cfg.Agent != "" && h.Agent != cfg.Agent {
+		stop()
+		return nil, fmt.Errorf("joined the control plane as agent %q, but control.agent (the pod's %s label) says %q: its rules map this workload to another agent", h.Agent, admission.LabelAgent, cfg.Agent)
+	}
 	a.log.Info("joined the control plane", zap.String("url", h.URL), zap.String("agent", h.Agent), zap.String("sidecar", h.SidecarID))
 	reg := m.Registry
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "stack_control_connected",

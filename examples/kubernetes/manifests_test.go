@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -79,6 +80,7 @@ type manifests struct {
 	bindings    map[string]*rbacv1.ClusterRoleBinding
 	deployments map[key]*appsv1.Deployment
 	jobs        map[key]*batchv1.Job
+	webhooks    map[string]*admissionregistrationv1.MutatingWebhookConfiguration
 	workloads   []workload
 	// namespaced are the namespaces every namespaced object names, by
 	// where it is.
@@ -100,6 +102,7 @@ func load(t *testing.T) *manifests {
 		claims: map[key]*corev1.PersistentVolumeClaim{}, services: map[key]*corev1.Service{},
 		bindings: map[string]*rbacv1.ClusterRoleBinding{}, deployments: map[key]*appsv1.Deployment{},
 		jobs: map[key]*batchv1.Job{}, namespaced: map[string]string{},
+		webhooks: map[string]*admissionregistrationv1.MutatingWebhookConfiguration{},
 	}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
@@ -121,7 +124,7 @@ func load(t *testing.T) *manifests {
 			}
 			k := key{meta.Metadata.Namespace, meta.Metadata.Name}
 			switch meta.Kind {
-			case "Namespace", "ClusterRoleBinding":
+			case "Namespace", "ClusterRoleBinding", "MutatingWebhookConfiguration":
 				if k.ns != "" {
 					t.Errorf("%s: %s %s is cluster-scoped but names namespace %s", where, meta.Kind, k.name, k.ns)
 				}
@@ -159,6 +162,10 @@ func load(t *testing.T) *manifests {
 				var o rbacv1.ClusterRoleBinding
 				strict(t, where, doc, &o)
 				m.bindings[o.Name] = &o
+			case "admissionregistration.k8s.io/v1 MutatingWebhookConfiguration":
+				var o admissionregistrationv1.MutatingWebhookConfiguration
+				strict(t, where, doc, &o)
+				m.webhooks[o.Name] = &o
 			case "batch/v1 Job":
 				var o batchv1.Job
 				strict(t, where, doc, &o)
