@@ -70,6 +70,11 @@ type Event struct {
 	// refused the request: a hard signal for scope drift.
 	ScopeDenied bool
 	ScopeReason string
+	// Handoff marks a handoff sent or received through the sidecar's own
+	// endpoint: its grant, not the agent's habits, decides whether it
+	// may happen, so scope drift does not score it; what it carries is
+	// scanned like any body.
+	Handoff bool
 	// Body is a bounded window of the body (the proxy passes at most the
 	// configured scan window), nil when none.
 	Body        []byte

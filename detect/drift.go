@@ -131,7 +131,7 @@ func (d *Drift) Name() string { return DriftName }
 
 // Inspect scores one request against its agent's profile, then learns it.
 func (d *Drift) Inspect(ev *Event) []Signal {
-	if ev.Direction != Request {
+	if ev.Direction != Request || ev.Handoff {
 		return nil
 	}
 	method := strings.ToUpper(ev.Method)

@@ -197,3 +197,19 @@ func FuzzPathTemplate(f *testing.F) {
 		}
 	})
 }
+
+// A handoff through the sidecar's own endpoint is governed by its grant:
+// after the profile is learnt it is neither scored as a new host nor
+// learnt, so a later real request to that host still is.
+func TestDriftLeavesHandoffsAlone(t *testing.T) {
+	d := mustDrift(t, DriftOptions{})
+	at := learnProfile(t, d, "billing")
+	ev := req("billing", "POST", "handoff.stack.internal", "/v1/handoffs", at)
+	ev.Handoff = true
+	if s := d.Inspect(ev); len(s) != 0 {
+		t.Fatalf("a handoff scored as drift: %+v", s)
+	}
+	if s := d.Inspect(req("billing", "POST", "handoff.stack.internal", "/v1/handoffs", at.Add(time.Second))); len(s) != 1 || s[0].Rule != "new_host" {
+		t.Fatalf("the handoff was learnt: %+v", s)
+	}
+}

@@ -92,7 +92,7 @@ func (r *request) sendHandoff(ctx context.Context) *denial {
 			Detail: "want JSON {\"to\": agent, \"schema\": name, \"payload\": {...}, \"ttl\": \"24h\"}: " + firstLine(jsonError(err))}
 	}
 	ev := r.detectEvent(req.Header)
-	ev.Body, ev.ContentType = body[:min(len(body), p.scanWindow())], "application/json"
+	ev.Body, ev.ContentType, ev.Handoff = body[:min(len(body), p.scanWindow())], "application/json", true
 	if d := p.runDetectors(ctx, ev, st.claims); d != nil {
 		return d
 	}
@@ -121,7 +121,7 @@ func (r *request) fetchHandoff(ctx context.Context, id string) *denial {
 	if p.opts.Grid != nil {
 		ev := &detect.Event{Time: p.now(), Direction: detect.Response, Agent: st.claims.Subject, PassportJTI: st.claims.ID,
 			Mode: string(st.claims.Mode), Host: st.host, Method: st.method, Path: st.path,
-			ContentType: "application/json", Status: http.StatusOK, Body: got.Payload[:min(len(got.Payload), p.scanWindow())]}
+			ContentType: "application/json", Status: http.StatusOK, Body: got.Payload[:min(len(got.Payload), p.scanWindow())], Handoff: true}
 		if d := p.runDetectors(ctx, ev, st.claims); d != nil {
 			d.Detail = fmt.Sprintf("handoff %s from %s: %s", got.ID, got.From, d.Detail)
 			return d
