@@ -40,25 +40,8 @@ func TestHandoffExample(t *testing.T) {
 	testenv.LookPath(t, "python3")
 	needNode(t)
 
-	root := t.TempDir()
-	dir := func(p string) string { return filepath.Join(root, filepath.FromSlash(p)) }
-	for _, d := range []string{controlDataDir, setupDataDir + "/bot", setupDataDir + "/reporter", setupDataDir + "/scraper", setupDataDir + "/drafter",
-		controlCADir, setupExportDir + "/bot-ca", setupExportDir + "/reporter-ca", setupExportDir + "/scraper-ca", setupExportDir + "/drafter-ca"} {
-		if err := os.MkdirAll(dir(d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
 	schemaFile, _ := filepath.Abs(filepath.Join("handoff", "findings.schema.json"))
-	setup := func(step string, env ...string) {
-		t.Helper()
-		res := stacktest.Run(t, stacktest.Command{
-			Name: "sh", Args: []string{setupScript, step},
-			Env: childEnv(append([]string{"STACK_BIN=" + stackBin, "SETUP_ROOT=" + root, "HANDOFF_SCHEMA_FILE=" + schemaFile}, env...)...),
-		})
-		if res.Code != 0 {
-			t.Fatalf("%s %s: exit %d\n%s%s", setupScript, step, res.Code, res.Stdout, res.Stderr)
-		}
-	}
+	dir, setup := composeVolumes(t, []string{"bot", "reporter", "scraper", "drafter"}, "HANDOFF_SCHEMA_FILE="+schemaFile)
 	setup("init")
 	controlHome := dir(controlDataDir)
 	ctl := startControl(t, controlHome)

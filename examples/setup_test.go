@@ -37,24 +37,7 @@ func TestComposeSetup(t *testing.T) {
 	up := startUpstream(t, map[string]string{stripeHost: secret})
 
 	// The volumes compose would mount, under one directory.
-	root := t.TempDir()
-	dir := func(p string) string { return filepath.Join(root, filepath.FromSlash(p)) }
-	for _, d := range []string{controlDataDir, setupDataDir + "/bot", setupDataDir + "/reporter", controlCADir, setupExportDir + "/bot-ca", setupExportDir + "/reporter-ca"} {
-		if err := os.MkdirAll(dir(d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	setup := func(step string, env ...string) {
-		t.Helper()
-		res := stacktest.Run(t, stacktest.Command{
-			Name: "sh", Args: []string{setupScript, step},
-			Env: childEnv(append([]string{"STACK_BIN=" + stackBin, "SETUP_ROOT=" + root}, env...)...),
-		})
-		if res.Code != 0 {
-			t.Fatalf("%s %s: exit %d\n%s%s", setupScript, step, res.Code, res.Stdout, res.Stderr)
-		}
-	}
-
+	dir, setup := composeVolumes(t, []string{"bot", "reporter"})
 	setup("init")
 	controlHome := dir(controlDataDir)
 	control := startControl(t, controlHome)
@@ -144,6 +127,37 @@ func TestComposeSetup(t *testing.T) {
 			t.Errorf("%s: stack audit verify: exit %d\n%s%s", name, res.Code, res.Stdout, res.Stderr)
 		}
 	}
+}
+
+// composeVolumes makes, under one directory, the volumes compose would
+// mount for the control plane and the sidecars named, and returns a func
+// naming a path under it and one that runs a step of compose-setup.sh
+// there with env added.
+func composeVolumes(t *testing.T, sidecars []string, env ...string) (func(string) string, func(step string, env ...string)) {
+	t.Helper()
+	root := t.TempDir()
+	dir := func(p string) string { return filepath.Join(root, filepath.FromSlash(p)) }
+	dirs := []string{controlDataDir, controlCADir}
+	for _, name := range sidecars {
+		dirs = append(dirs, setupDataDir+"/"+name, setupExportDir+"/"+name+"-ca")
+	}
+	for _, d := range dirs {
+		if err := os.MkdirAll(dir(d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := append([]string{"STACK_BIN=" + stackBin, "SETUP_ROOT=" + root}, env...)
+	setup := func(step string, more ...string) {
+		t.Helper()
+		res := stacktest.Run(t, stacktest.Command{
+			Name: "sh", Args: []string{setupScript, step},
+			Env: childEnv(append(append([]string(nil), base...), more...)...),
+		})
+		if res.Code != 0 {
+			t.Fatalf("%s %s: exit %d\n%s%s", setupScript, step, res.Code, res.Stdout, res.Stderr)
+		}
+	}
+	return dir, setup
 }
 
 // viaProxy sends one request through the proxy at listen, as an agent
