@@ -321,6 +321,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+PathHandoffSchemas, s.operator(s.putHandoffSchema))
 	mux.HandleFunc("GET "+PathHandoffKeys+"/{agent}", s.sidecar(s.handoffKeys))
 	mux.HandleFunc("GET "+PathHandoffSchemas, s.authed(s.listHandoffSchemas, true, true))
+	mux.HandleFunc("POST "+PathOperatorCall, s.operator(s.operatorCall))
 	if s.opts.Webhook != nil {
 		mux.Handle("POST "+admission.Path, s.opts.Webhook)
 	}

@@ -48,6 +48,7 @@ server, logs at log.level (stack.yaml or STACK_LOG_LEVEL; info by default).`,
 		newControlCmd(a),
 		newAgentCmd(a),
 		newHandoffCmd(a),
+		newMCPCmd(a),
 	)
 	return root
 }

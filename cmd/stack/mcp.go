@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/stackctl/stack/audit"
+	"github.com/stackctl/stack/control"
+	"github.com/stackctl/stack/control/fleet"
+	"github.com/stackctl/stack/mcpserver"
+)
+
+// mcpRunFile says where `stack mcp --listen` serves; removed on exit.
+const mcpRunFile = "mcp.json"
+
+func newMCPCmd(a *app) *cobra.Command {
+	var listen string
+	cmd := &cobra.Command{
+		Use:   "mcp [--listen ADDR]",
+		Short: "Serve the operator tools to MCP clients (stdio, or streamable HTTP)",
+		Long: `Serve STACK's operator tools over the Model Context Protocol, for an
+assistant or an MCP client an operator uses:
+
+  list_agents      the agents, whether disabled, passport lifetime and mode
+  agent_timeline   an agent's newest records from the fleet audit log
+  revoke_agent     revoke an agent (a reason is required)
+  scan_text        scan a text as stack detect scan does
+
+The tools act on the control plane (control.url, or the one running with
+this data directory) with its operator token (control.token_file), as the
+CLI's fleet commands do. Every call is first recorded in the control
+plane's audit log (operator_call); a call that cannot be recorded is
+refused.
+
+By default the server speaks on standard input and output, for an MCP
+client that starts it. With --listen it serves streamable HTTP at /mcp,
+to requests that send the operator token as Authorization: Bearer; keep
+it on loopback or behind TLS.`,
+		Example: `  # An MCP client's configuration: {"command": "stack", "args": ["mcp"]}
+  stack mcp
+  stack mcp --listen 127.0.0.1:8765`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			c, err := a.controlAPI(ctx, true)
+			if err != nil {
+				return usageError(err)
+			}
+			srv := mcpserver.New(mcpserver.Options{Operator: &mcpOperator{a: a, c: c}, Scan: mcpScan})
+			if listen == "" {
+				err := srv.Run(ctx, &mcp.IOTransport{Reader: io.NopCloser(a.stdin), Writer: nopWriteCloser{a.stdout}})
+				if errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
+					return nil // the client went away, or SIGINT
+				}
+				return err
+			}
+			return a.serveMCP(ctx, srv, listen, c.token)
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "", "serve streamable HTTP on this address instead of stdio")
+	return cmd
+}
+
+type nopWriteCloser struct{ io.Writer }
+
+func (nopWriteCloser) Close() error { return nil }
+
+// serveMCP serves srv over streamable HTTP at /mcp until ctx ends.
+func (a *app) serveMCP(ctx context.Context, srv *mcp.Server, listen, token string) error {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return usageError(fmt.Errorf("mcp --listen %s: %w", listen, err))
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", mcpserver.Handler(srv, token))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	u := "http://" + ln.Addr().String() + "/mcp"
+	defer a.writeRunFile(mcpRunFile, struct {
+		PID int    `json:"pid"`
+		URL string `json:"url"`
+	}{os.Getpid(), u})()
+	a.log.Info("serving the MCP operator tools", zap.String("url", u))
+	done := make(chan error, 1)
+	go func() { done <- hs.Serve(ln) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		hs.Close()
+	}
+	if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// mcpOperator is the control plane's operator API, for the MCP tools.
+type mcpOperator struct {
+	a *app
+	c *adminClient
+}
+
+func (o *mcpOperator) Agents(ctx context.Context) ([]control.Agent, error) {
+	var agents []control.Agent
+	err := o.c.do(ctx, http.MethodGet, control.PathAgents, nil, &agents)
+	return agents, err
+}
+
+func (o *mcpOperator) Timeline(ctx context.Context, agent string, limit int) ([]audit.Record, error) {
+	// The export is oldest first: keep the newest limit.
+	var recs []audit.Record
+	err := o.a.fleetRecords(ctx, audit.Filter{AgentID: agent}, func(it fleet.Item) error {
+		recs = append(recs, it.Record)
+		if len(recs) > 2*limit {
+			recs = append(recs[:0], recs[len(recs)-limit:]...)
+		}
+		return nil
+	})
+	if len(recs) > limit {
+		recs = recs[len(recs)-limit:]
+	}
+	return recs, err
+}
+
+func (o *mcpOperator) Revoke(ctx context.Context, agent, reason string) error {
+	return o.c.do(ctx, http.MethodPost, control.PathRevoke, control.RevokeRequest{Agent: agent, Reason: reason}, nil)
+}
+
+func (o *mcpOperator) Record(ctx context.Context, call control.OperatorCall) error {
+	return o.c.do(ctx, http.MethodPost, control.PathOperatorCall, call, nil)
+}
+
+// mcpScan is scan_text: stack detect scan's verdict, the signals as
+// lines.
+func mcpScan(text string) (mcpserver.Verdict, error) {
+	v, err := scanContent([]byte(text), 0)
+	if err != nil {
+		return mcpserver.Verdict{}, err
+	}
+	out := mcpserver.Verdict{Flagged: v.Flagged, Score: v.Score}
+	for _, s := range v.Signals {
+		out.Signals = append(out.Signals, fmt.Sprintf("%s %s: %s", s.Detector, s.Severity, s.Evidence))
+	}
+	return out, nil
+}

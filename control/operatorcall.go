@@ -1,0 +1,56 @@
+package control
+
+import (
+	"fmt"
+	"net/http"
+	"unicode/utf8"
+
+	"github.com/stackctl/stack/audit"
+)
+
+// PathOperatorCall records a call an operator made through a front end
+// other than this API (the MCP server), before the front end acts on it.
+const PathOperatorCall = "/v1/audit/operator-call"
+
+// ActionOperatorCall is the audit action of such a record.
+const ActionOperatorCall = "operator_call"
+
+// maxOperatorCallField bounds each field of an OperatorCall.
+const maxOperatorCallField = 1024
+
+// OperatorCall is one call through a front end: which (Via), what it was
+// asked (Tool, and Detail: its arguments as the front end summarizes
+// them, never a secret).
+type OperatorCall struct {
+	Via    string `json:"via"`
+	Tool   string `json:"tool"`
+	Detail string `json:"detail,omitempty"`
+}
+
+// operatorCall appends the record; a log that cannot take it refuses the
+// call (503), so that the front end does not act unrecorded.
+func (s *Server) operatorCall(r *http.Request) (any, error) {
+	var c OperatorCall
+	if err := decode(r, &c); err != nil {
+		return nil, err
+	}
+	for name, v := range map[string]string{"via": c.Via, "tool": c.Tool, "detail": c.Detail} {
+		if len(v) > maxOperatorCallField || !utf8.ValidString(v) {
+			return nil, badRequest(fmt.Sprintf("%s: at most %d bytes of UTF-8", name, maxOperatorCallField))
+		}
+	}
+	if c.Via == "" || c.Tool == "" {
+		return nil, badRequest("via and tool are required")
+	}
+	if s.opts.Audit == nil {
+		return struct{}{}, nil
+	}
+	detail := c.Via + " " + c.Tool
+	if c.Detail != "" {
+		detail += ": " + c.Detail
+	}
+	if _, err := s.opts.Audit.Append(r.Context(), audit.Record{Action: ActionOperatorCall, Detail: detail}); err != nil {
+		return nil, fail(http.StatusServiceUnavailable, ReasonUnavailable, "the control plane's audit log cannot record the call: "+err.Error())
+	}
+	return struct{}{}, nil
+}

@@ -1,0 +1,247 @@
+// Package mcpserver serves STACK's operator tools over the Model Context
+// Protocol: list the agents, read an agent's audit timeline across the
+// fleet, revoke an agent, and scan a text with the detectors.
+//
+// # Basics
+//
+// New returns an mcp.Server (github.com/modelcontextprotocol/go-sdk) whose
+// tools act through an Operator: `stack mcp` gives it the control plane's
+// API with the operator token. Before a tool acts, the call is recorded
+// in the control plane's audit log (operator_call); a call that cannot be
+// recorded is refused, so nothing happens unrecorded. Refusals come back
+// as tool errors (isError) with the reason, which MCP clients show.
+//
+// # Caveats
+//
+// The tools are an operator's: whoever reaches this server acts with the
+// operator token it was started with. Over HTTP, Handler lets in only
+// requests that present that token.
+package mcpserver
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/stackctl/stack/audit"
+	"github.com/stackctl/stack/control"
+)
+
+// Operator is what the tools act through: the control plane's API.
+type Operator interface {
+	Agents(ctx context.Context) ([]control.Agent, error)
+	// Timeline returns the agent's newest records across the fleet, at
+	// most limit, oldest first.
+	Timeline(ctx context.Context, agent string, limit int) ([]audit.Record, error)
+	Revoke(ctx context.Context, agent, reason string) error
+	// Record writes the call to the control plane's audit log.
+	Record(ctx context.Context, call control.OperatorCall) error
+}
+
+// ScanFunc runs the detectors on a text (what `stack detect scan` does).
+type ScanFunc func(text string) (Verdict, error)
+
+// Verdict is a scan's answer.
+type Verdict struct {
+	Flagged bool     `json:"flagged" jsonschema:"whether any detector fired"`
+	Score   float64  `json:"score" jsonschema:"the prompt-injection score, 0 to 1"`
+	Signals []string `json:"signals" jsonschema:"each detector's finding"`
+}
+
+// Options configure New.
+type Options struct {
+	Operator Operator
+	Scan     ScanFunc
+	Version  string
+}
+
+// Limits of the tools' arguments.
+const (
+	DefaultTimeline = 50
+	MaxTimeline     = 500
+	MaxScanText     = 1 << 20
+)
+
+var agentName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// New returns the MCP server with the operator tools.
+func New(opts Options) *mcp.Server {
+	s := mcp.NewServer(&mcp.Implementation{Name: "stack", Title: "STACK operator tools", Version: opts.Version}, nil)
+	t := tools{opts}
+	mcp.AddTool(s, &mcp.Tool{Name: "list_agents", Description: "List the agents the control plane knows: name, whether disabled and why, passport lifetime and mode, and how many grants."}, t.listAgents)
+	mcp.AddTool(s, &mcp.Tool{Name: "agent_timeline", Description: "An agent's newest audit records across every sidecar, from the fleet audit log, oldest first."}, t.timeline)
+	mcp.AddTool(s, &mcp.Tool{Name: "revoke_agent", Description: "Revoke an agent: every passport it holds stops working on its sidecars' next request, and its undelivered handoffs are withdrawn. A reason is required."}, t.revoke)
+	mcp.AddTool(s, &mcp.Tool{Name: "scan_text", Description: "Scan a text for prompt injection and leaked credentials with STACK's detectors, as stack detect scan does."}, t.scan)
+	return s
+}
+
+type tools struct{ Options }
+
+// record writes the call before it acts; without a record, no action.
+func (t tools) record(ctx context.Context, tool, detail string) error {
+	if err := t.Operator.Record(ctx, control.OperatorCall{Via: "mcp", Tool: tool, Detail: detail}); err != nil {
+		return fmt.Errorf("refused: the call could not be recorded in the audit log: %w", err)
+	}
+	return nil
+}
+
+// AgentSummary is one agent in list_agents.
+type AgentSummary struct {
+	Name           string `json:"name"`
+	Disabled       bool   `json:"disabled,omitempty"`
+	DisabledReason string `json:"disabled_reason,omitempty"`
+	Mode           string `json:"mode,omitempty"`
+	TTL            string `json:"ttl,omitempty"`
+	Grants         int    `json:"grants"`
+}
+
+type noArgs struct{}
+
+type agentList struct {
+	Agents []AgentSummary `json:"agents"`
+}
+
+func (t tools) listAgents(ctx context.Context, _ *mcp.CallToolRequest, _ noArgs) (*mcp.CallToolResult, agentList, error) {
+	if err := t.record(ctx, "list_agents", ""); err != nil {
+		return nil, agentList{}, err
+	}
+	agents, err := t.Operator.Agents(ctx)
+	if err != nil {
+		return nil, agentList{}, err
+	}
+	out := agentList{Agents: []AgentSummary{}}
+	for _, a := range agents {
+		s := AgentSummary{Name: a.Name, Disabled: a.Disabled, DisabledReason: a.DisabledReason, Mode: string(a.Mode), Grants: len(a.Scope)}
+		if a.TTL > 0 {
+			s.TTL = time.Duration(a.TTL).String()
+		}
+		out.Agents = append(out.Agents, s)
+	}
+	return nil, out, nil
+}
+
+type timelineArgs struct {
+	Agent string `json:"agent" jsonschema:"the agent's name"`
+	Limit int    `json:"limit,omitempty" jsonschema:"how many of the newest records, 50 by default, 500 at most"`
+}
+
+// Event is one record in agent_timeline.
+type Event struct {
+	Time       time.Time `json:"time"`
+	Action     string    `json:"action"`
+	Host       string    `json:"host,omitempty"`
+	Method     string    `json:"method,omitempty"`
+	Path       string    `json:"path,omitempty"`
+	Status     int       `json:"status,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+	Credential string    `json:"credential,omitempty"`
+	Detector   string    `json:"detector,omitempty"`
+	Detail     string    `json:"detail,omitempty"`
+	EventID    string    `json:"event_id"`
+}
+
+type timeline struct {
+	Agent  string  `json:"agent"`
+	Events []Event `json:"events"`
+}
+
+func (t tools) timeline(ctx context.Context, _ *mcp.CallToolRequest, in timelineArgs) (*mcp.CallToolResult, timeline, error) {
+	if !agentName.MatchString(in.Agent) {
+		return nil, timeline{}, errors.New("agent: give an agent's name")
+	}
+	limit := in.Limit
+	switch {
+	case limit == 0:
+		limit = DefaultTimeline
+	case limit < 0 || limit > MaxTimeline:
+		return nil, timeline{}, fmt.Errorf("limit: 1 to %d", MaxTimeline)
+	}
+	if err := t.record(ctx, "agent_timeline", fmt.Sprintf("agent %s, limit %d", in.Agent, limit)); err != nil {
+		return nil, timeline{}, err
+	}
+	recs, err := t.Operator.Timeline(ctx, in.Agent, limit)
+	if err != nil {
+		return nil, timeline{}, err
+	}
+	out := timeline{Agent: in.Agent, Events: []Event{}}
+	for _, r := range recs {
+		out.Events = append(out.Events, Event{Time: time.UnixMilli(r.TimestampMS).UTC(), Action: r.Action, Host: r.Host, Method: r.Method, Path: r.Path,
+			Status: r.Status, Reason: r.Reason, Credential: r.CredentialID, Detector: r.Detector, Detail: r.Detail, EventID: r.EventID})
+	}
+	return nil, out, nil
+}
+
+type revokeArgs struct {
+	Agent  string `json:"agent" jsonschema:"the agent to revoke"`
+	Reason string `json:"reason" jsonschema:"why, for the audit log"`
+}
+
+type revoked struct {
+	Agent   string `json:"agent"`
+	Revoked bool   `json:"revoked"`
+}
+
+func (t tools) revoke(ctx context.Context, _ *mcp.CallToolRequest, in revokeArgs) (*mcp.CallToolResult, revoked, error) {
+	if !agentName.MatchString(in.Agent) {
+		return nil, revoked{}, errors.New("agent: give an agent's name")
+	}
+	if strings.TrimSpace(in.Reason) == "" {
+		return nil, revoked{}, errors.New("reason: say why the agent is revoked; it goes into the audit log")
+	}
+	if err := t.record(ctx, "revoke_agent", fmt.Sprintf("agent %s, reason %q", in.Agent, clip(in.Reason, 200))); err != nil {
+		return nil, revoked{}, err
+	}
+	if err := t.Operator.Revoke(ctx, in.Agent, in.Reason); err != nil {
+		return nil, revoked{}, err
+	}
+	return nil, revoked{Agent: in.Agent, Revoked: true}, nil
+}
+
+type scanArgs struct {
+	Text string `json:"text" jsonschema:"the text to scan"`
+}
+
+func (t tools) scan(ctx context.Context, _ *mcp.CallToolRequest, in scanArgs) (*mcp.CallToolResult, Verdict, error) {
+	if len(in.Text) > MaxScanText {
+		return nil, Verdict{}, fmt.Errorf("text: at most %d bytes", MaxScanText)
+	}
+	// The record says how much was scanned, never what: the text may hold
+	// the secret it is scanned for.
+	if err := t.record(ctx, "scan_text", fmt.Sprintf("%d bytes", len(in.Text))); err != nil {
+		return nil, Verdict{}, err
+	}
+	v, err := t.Scan(in.Text)
+	if v.Signals == nil {
+		v.Signals = []string{}
+	}
+	return nil, v, err
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// Handler serves s over streamable HTTP to requests that present token
+// as a bearer token; others get 401.
+func Handler(s *mcp.Server, token string) http.Handler {
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil)
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if token == "" || subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="stack"`)
+			http.Error(w, "stack mcp: send the operator token as Authorization: Bearer", http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
