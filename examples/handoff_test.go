@@ -2,6 +2,7 @@ package examples
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -10,11 +11,14 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/control"
@@ -120,6 +124,56 @@ func TestHandoffExample(t *testing.T) {
 	}
 	st, why, body := fetch(id)
 	expect("a second fetch (replay)", http.StatusGone, reason.HandoffGone, st, why, body)
+
+	// The same through MCP: `stack mcp --agent` beside each agent, started
+	// as an agent runtime starts an MCP server, driven by the SDK's client.
+	mcpAgent := func(sc *stacktest.Sidecar, caFile string) *mcp.ClientSession {
+		t.Helper()
+		cmd := exec.Command(stackBin, "mcp", "--agent")
+		cmd.Env = childEnv("HTTPS_PROXY=http://"+sc.Listen, "SSL_CERT_FILE="+caFile, "STACK_HOME="+t.TempDir())
+		s, err := mcp.NewClient(&mcp.Implementation{Name: "agent-runtime", Version: "1"}, nil).Connect(context.Background(), &mcp.CommandTransport{Command: cmd}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	tool := func(s *mcp.ClientSession, name string, args map[string]any) (string, bool) {
+		t.Helper()
+		res, err := s.CallTool(context.Background(), &mcp.CallToolParams{Name: name, Arguments: args})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if res.IsError {
+			b, _ := json.Marshal(res.Content)
+			return string(b), false
+		}
+		b, _ := json.Marshal(res.StructuredContent)
+		return string(b), true
+	}
+	scraperMCP, drafterMCP := mcpAgent(scraper, scraperCA), mcpAgent(drafter, drafterCA)
+	if out, ok := tool(scraperMCP, "my_passport", nil); !ok || !strings.Contains(out, `"agent":"scraper"`) || !strings.Contains(out, `"to":["drafter"]`) {
+		t.Errorf("my_passport: %s", out)
+	}
+	out, ok := tool(scraperMCP, "hand_off", map[string]any{"to": "drafter", "schema": "findings/v1", "payload": findings, "ttl": "10m"})
+	var viaMCP struct {
+		ID string `json:"id"`
+	}
+	if !ok || json.Unmarshal([]byte(out), &viaMCP) != nil || viaMCP.ID == "" {
+		t.Fatalf("hand_off: %s", out)
+	}
+	if out, ok := tool(scraperMCP, "hand_off", map[string]any{"to": "bot", "schema": "findings/v1", "payload": findings}); ok || !strings.Contains(out, reason.HandoffNotGranted) {
+		t.Errorf("hand_off to an agent the grant does not name: %s", out)
+	}
+	if out, ok := tool(drafterMCP, "handoff_inbox", nil); !ok || !strings.Contains(out, viaMCP.ID) {
+		t.Errorf("handoff_inbox: %s", out)
+	}
+	if out, ok := tool(drafterMCP, "fetch_handoff", map[string]any{"id": viaMCP.ID}); !ok || !strings.Contains(out, marker) || !strings.Contains(out, `"from":"scraper"`) {
+		t.Errorf("fetch_handoff: %s", out)
+	}
+	if out, ok := tool(drafterMCP, "fetch_handoff", map[string]any{"id": viaMCP.ID}); ok || !strings.Contains(out, reason.HandoffGone) {
+		t.Errorf("a second fetch_handoff: %s", out)
+	}
 
 	writePayload(map[string]any{"topic": marker, "findings": []map[string]any{{"title": "no url"}}})
 	if res := runScraper(); res.Code == 0 || !strings.Contains(res.Stderr, reason.HandoffSchemaViolation) || !strings.Contains(res.Stderr, "/findings/0") {
@@ -295,15 +349,15 @@ func TestHandoffExample(t *testing.T) {
 		why    string
 		n      int
 	}{
-		{sr, proxy.ActionHandoffSent, "", 2},
-		{dr, proxy.ActionHandoffReceived, "", 1},
-		{dr, audit.ActionRequestDenied, reason.HandoffGone, 1},
+		{sr, proxy.ActionHandoffSent, "", 3},
+		{dr, proxy.ActionHandoffReceived, "", 2},
+		{dr, audit.ActionRequestDenied, reason.HandoffGone, 2},
 		{dr, audit.ActionRequestDenied, reason.HandoffRejected, 4},
 		{dr, audit.ActionRequestDenied, reason.HandoffSchemaViolation, 1},
 		{dr, audit.ActionRequestDenied, reason.HandoffExpired, 1},
 		{dr, audit.ActionRequestDenied, reason.HandoffNotGranted, 1},
 		{sr, audit.ActionRequestDenied, reason.HandoffSchemaViolation, 1},
-		{sr, audit.ActionRequestDenied, reason.HandoffNotGranted, 1},
+		{sr, audit.ActionRequestDenied, reason.HandoffNotGranted, 2},
 		{sr, audit.ActionRequestDenied, reason.HandoffTooLarge, 1},
 		{sr, audit.ActionRequestDenied, reason.PassportRevoked, 1},
 	} {

@@ -46,6 +46,19 @@ import (
 	"github.com/go-jose/go-jose/v4"
 )
 
+// Where an agent reaches its sidecar's handoff desk, through the
+// HTTPS_PROXY it has: https://SidecarHost + SidecarPath. The sidecar
+// answers requests to SidecarHost itself; nothing is dialled.
+const (
+	SidecarHost = "handoff.stack.internal"
+	// SidecarPath: POST sends, GET lists the inbox, GET SidecarPath/{id}
+	// fetches one handoff, once.
+	SidecarPath = "/v1/handoffs"
+	// SidecarPassportPath tells the agent what the passport its requests
+	// run on allows.
+	SidecarPassportPath = "/v1/passport"
+)
+
 // The algorithms: fixed, not negotiated.
 const (
 	SignatureAlgorithm = jose.EdDSA

@@ -10,23 +10,37 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/stackctl/stack/audit"
 	"github.com/stackctl/stack/detect"
 	"github.com/stackctl/stack/handoff"
 	"github.com/stackctl/stack/handoff/desk"
+	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/reason"
 )
 
 // HandoffHost is the reserved host where an agent reaches its sidecar's
-// handoff desk, through the same HTTPS_PROXY as everything else:
-// https://handoff.stack.internal/v1/handoffs. Requests to it never leave
-// the sidecar.
-const HandoffHost = "handoff.stack.internal"
+// handoff desk (package handoff owns the name); requests to it never
+// leave the sidecar.
+const HandoffHost = handoff.SidecarHost
 
-// HandoffPath is the handoff endpoint's path: POST sends, GET lists the
-// inbox, GET HandoffPath/{id} fetches one handoff, once.
-const HandoffPath = "/v1/handoffs"
+// HandoffPath and PassportPath are the desk's endpoints on HandoffHost.
+const (
+	HandoffPath  = handoff.SidecarPath
+	PassportPath = handoff.SidecarPassportPath
+)
+
+// PassportView is what PassportPath answers.
+type PassportView struct {
+	Agent     string         `json:"agent"`
+	ID        string         `json:"id"`
+	Issued    time.Time      `json:"issued"`
+	Expires   time.Time      `json:"expires"`
+	Mode      string         `json:"mode,omitempty"`
+	Scope     passport.Scope `json:"scope"`
+	Delegated bool           `json:"delegated,omitempty"`
+}
 
 // Audit actions of the sidecar's handoff desk; their records hold the
 // payload's hash, never the payload.
@@ -45,13 +59,21 @@ const maxHandoffRequest = handoff.MaxSize + 4<<10
 // own; a refusal is a denial like any other.
 func (r *request) serveHandoff() *denial {
 	p, req, st := r.p, r.req, r.st
-	if p.opts.Handoffs == nil {
+	ctx := req.Context()
+	if p.opts.Handoffs == nil && st.path != PassportPath {
 		return &denial{Status: http.StatusServiceUnavailable, Reason: reason.HandoffUnavailable,
 			Detail: "handoffs go through a control plane, and this sidecar has none (stack proxy --control URL)"}
 	}
-	ctx := req.Context()
 	id, one := strings.CutPrefix(st.path, HandoffPath+"/")
 	switch {
+	case st.path == PassportPath && req.Method == http.MethodGet:
+		c := st.claims
+		r.local = localJSON(req, http.StatusOK, PassportView{Agent: c.Subject, ID: c.ID, Issued: c.IssuedAt.UTC(), Expires: c.Expiry.UTC(),
+			Mode: string(c.Mode), Scope: c.Scope, Delegated: len(c.Delegation) > 0})
+		p.record(ctx, audit.Record{Action: audit.ActionRequest, AgentID: c.Subject, PassportJTI: c.ID,
+			Host: st.host, Method: st.method, Path: st.path, Status: http.StatusOK,
+			Detail: "the agent read its passport's grants", DurationMS: p.now().Sub(st.start).Milliseconds()})
+		return nil
 	case st.path == HandoffPath && req.Method == http.MethodPost:
 		return r.sendHandoff(ctx)
 	case st.path == HandoffPath && req.Method == http.MethodGet:
@@ -68,7 +90,7 @@ func (r *request) serveHandoff() *denial {
 		return r.fetchHandoff(ctx, id)
 	}
 	return &denial{Status: http.StatusNotFound, Reason: reason.HandoffUnknown,
-		Detail: fmt.Sprintf("no endpoint %s %s here: POST %s sends, GET %s lists, GET %s/{id} fetches", req.Method, st.path, HandoffPath, HandoffPath, HandoffPath)}
+		Detail: fmt.Sprintf("no endpoint %s %s here: POST %s sends, GET %s lists, GET %s/{id} fetches, GET %s shows the passport", req.Method, st.path, HandoffPath, HandoffPath, HandoffPath, PassportPath)}
 }
 
 // sendHandoff runs the request-side detectors on what the agent sends

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -43,5 +44,28 @@ func TestHandoffHostWithoutControlPlane(t *testing.T) {
 	}
 	if len(hs.up.received()) != 0 {
 		t.Errorf("requests to the handoff host reached an upstream: %v", hs.up.received())
+	}
+}
+
+// An agent reads what its passport allows from its sidecar, with or
+// without a control plane; the token itself is never shown.
+func TestPassportView(t *testing.T) {
+	hs := newHarness(t, http.NotFoundHandler())
+	tok, claims := hs.issue("scraper", stripeScope(), time.Hour)
+	resp, err := hs.client("scraper", tok).Get("https://" + HandoffHost + PassportPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var v PassportView
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &v) != nil || v.Agent != "scraper" || v.ID != claims.ID || len(v.Scope) != len(claims.Scope) {
+		t.Fatalf("%s %s", resp.Status, body)
+	}
+	if strings.Contains(string(body), tok) || strings.Contains(string(body), strings.Split(tok, ".")[2]) {
+		t.Error("the passport view holds the token")
+	}
+	if r := hs.lastRecord(audit.ActionRequest); r.Path != PassportPath || r.AgentID != "scraper" {
+		t.Errorf("record %+v", r)
 	}
 }

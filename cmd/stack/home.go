@@ -22,7 +22,7 @@ func needsInit(cmd *cobra.Command) bool {
 		return false
 	case "stack agent register", "stack agent list", "stack agent show", "stack agent disable", "stack agent enable",
 		"stack control join-token", "stack control status", "stack audit prove", "stack control fleet-key",
-		"stack handoff schema put", "stack handoff schema list", "stack handoff list":
+		"stack handoff schema put", "stack handoff schema list", "stack handoff list", "stack mcp":
 		// They only talk to a control plane: an operator's machine needs
 		// control.url, the operator token and the control CA, no keys.
 		return false

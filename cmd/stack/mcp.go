@@ -25,9 +25,10 @@ const mcpRunFile = "mcp.json"
 
 func newMCPCmd(a *app) *cobra.Command {
 	var listen string
+	var agent bool
 	cmd := &cobra.Command{
-		Use:   "mcp [--listen ADDR]",
-		Short: "Serve the operator tools to MCP clients (stdio, or streamable HTTP)",
+		Use:   "mcp [--listen ADDR | --agent]",
+		Short: "Serve the operator tools, or an agent's own, to MCP clients",
 		Long: `Serve STACK's operator tools over the Model Context Protocol, for an
 assistant or an MCP client an operator uses:
 
@@ -45,30 +46,58 @@ refused.
 By default the server speaks on standard input and output, for an MCP
 client that starts it. With --listen it serves streamable HTTP at /mcp,
 to requests that send the operator token as Authorization: Bearer; keep
-it on loopback or behind TLS.`,
+it on loopback or behind TLS.
+
+With --agent it serves instead an agent's own tools, on stdio, to the
+agent runtime that starts it beside the agent:
+
+  my_passport      what the agent's passport allows
+  hand_off         hand a JSON payload to another agent
+  handoff_inbox    the handoffs waiting for the agent
+  fetch_handoff    take one, once, verified
+
+Each is a request to the agent's sidecar through HTTPS_PROXY (trusting the
+CA in SSL_CERT_FILE), under the agent's own passport: it needs no token or
+key, and the sidecar checks and audits every call (docs/handoffs.md).`,
 		Example: `  # An MCP client's configuration: {"command": "stack", "args": ["mcp"]}
   stack mcp
-  stack mcp --listen 127.0.0.1:8765`,
+  stack mcp --listen 127.0.0.1:8765
+  HTTPS_PROXY=http://127.0.0.1:8080 SSL_CERT_FILE=/etc/stack-ca/ca.pem stack mcp --agent`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
+			if agent {
+				if listen != "" {
+					return usageError(errors.New("mcp: --agent serves on stdio only, to the runtime beside the agent"))
+				}
+				tr := &http.Transport{Proxy: http.ProxyFromEnvironment, TLSHandshakeTimeout: 10 * time.Second}
+				defer tr.CloseIdleConnections()
+				return a.serveMCPStdio(ctx, mcpserver.NewAgent(mcpserver.AgentOptions{Sidecar: &http.Client{Transport: tr, Timeout: time.Minute}}))
+			}
 			c, err := a.controlAPI(ctx, true)
 			if err != nil {
 				return usageError(err)
 			}
 			srv := mcpserver.New(mcpserver.Options{Operator: &mcpOperator{a: a, c: c}, Scan: mcpScan})
 			if listen == "" {
-				err := srv.Run(ctx, &mcp.IOTransport{Reader: io.NopCloser(a.stdin), Writer: nopWriteCloser{a.stdout}})
-				if errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
-					return nil // the client went away, or SIGINT
-				}
-				return err
+				return a.serveMCPStdio(ctx, srv)
 			}
 			return a.serveMCP(ctx, srv, listen, c.token)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "", "serve streamable HTTP on this address instead of stdio")
+	cmd.Flags().BoolVar(&agent, "agent", false, "serve the agent's own tools through its sidecar (HTTPS_PROXY) instead of the operator's")
 	return cmd
+}
+
+// serveMCPStdio serves srv on the command's standard input and output
+// until the client goes away.
+func (a *app) serveMCPStdio(ctx context.Context, srv *mcp.Server) error {
+	err := srv.Run(ctx, &mcp.IOTransport{Reader: io.NopCloser(a.stdin), Writer: nopWriteCloser{a.stdout}})
+	if errors.Is(err, context.Canceled) || errors.Is(err, io.EOF) {
+		return nil // the client went away, or SIGINT
+	}
+	return err
 }
 
 type nopWriteCloser struct{ io.Writer }
