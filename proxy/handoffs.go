@@ -135,7 +135,10 @@ func (r *request) sendHandoff(ctx context.Context) *denial {
 // agent will read, as any upstream's answer.
 func (r *request) fetchHandoff(ctx context.Context, id string) *denial {
 	p, req, st := r.p, r.req, r.st
-	got, err := p.opts.Handoffs.Fetch(ctx, st.claims, id)
+	// Once asked, the take goes through even if the agent goes away: the
+	// control plane may have handed the handoff out already, and the
+	// record below must say so.
+	got, err := p.opts.Handoffs.Fetch(context.WithoutCancel(ctx), st.claims, id)
 	if err != nil {
 		return handoffDenial(err)
 	}
