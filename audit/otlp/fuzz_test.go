@@ -87,7 +87,8 @@ func FuzzLogsURL(f *testing.F) {
 			if perr != nil {
 				return
 			}
-			if pw, ok := u.User.Password(); ok && len(pw) > 3 && strings.Contains(err.Error(), pw) {
+			// A password that is also the host or path is named as those.
+			if pw, ok := u.User.Password(); ok && len(pw) > 3 && strings.Contains(err.Error(), pw) && !strings.Contains(u.Host+u.Path, pw) {
 				t.Fatalf("error %q repeats the password", err)
 			}
 			if len(u.RawQuery) > 3 && strings.Contains(err.Error(), u.RawQuery) && !strings.Contains(u.Host+u.Path, u.RawQuery) {
