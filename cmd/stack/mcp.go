@@ -45,8 +45,8 @@ refused.
 
 By default the server speaks on standard input and output, for an MCP
 client that starts it. With --listen it serves streamable HTTP at /mcp,
-to requests that send the operator token as Authorization: Bearer; keep
-it on loopback or behind TLS.
+to requests that send the operator token as Authorization: Bearer, on a
+loopback address only (put TLS in front for clients elsewhere).
 
 With --agent it serves instead an agent's own tools, on stdio, to the
 agent runtime that starts it beside the agent:
@@ -106,6 +106,12 @@ func (nopWriteCloser) Close() error { return nil }
 
 // serveMCP serves srv over streamable HTTP at /mcp until ctx ends.
 func (a *app) serveMCP(ctx context.Context, srv *mcp.Server, listen, token string) error {
+	// The operator token crosses this listener in clear: loopback only,
+	// with TLS (a proxy of your own) in front for anything further.
+	host, _, err := net.SplitHostPort(listen)
+	if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+		return usageError(fmt.Errorf("mcp --listen %s: serve on a loopback address (127.0.0.1:PORT) and put TLS in front for clients elsewhere: the operator token travels in each request", listen))
+	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return usageError(fmt.Errorf("mcp --listen %s: %w", listen, err))

@@ -137,7 +137,10 @@ func TestMCPOperatorTools(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	// Over HTTP, only with the operator token.
+	// Over HTTP, on loopback only, and only with the operator token.
+	if code, _, errs := runStack(t, ctl, "", "mcp", "--listen", "0.0.0.0:0"); code != 2 || !strings.Contains(errs, "loopback") {
+		t.Errorf("mcp --listen on every address: exit %d %s", code, errs)
+	}
 	startServer(t, ctl, mcpRunFile, []string{"mcp", "--listen", "127.0.0.1:0"}, func(b []byte) bool {
 		return strings.Contains(string(b), `"url"`)
 	})
