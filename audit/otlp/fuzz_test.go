@@ -88,23 +88,17 @@ func FuzzLogsURL(f *testing.F) {
 			if perr != nil {
 				return
 			}
-			// What the error says of the endpoint: its quoted form, or what
-			// follows the fixed wording of a parse error. It names the
-			// parts it shows (scheme, opaque part, host, path); a password
-			// or query one of them happens to spell too is named as that.
-			said := err.Error()
-			if rest, ok := strings.CutPrefix(said, "endpoint "); ok {
+			// Where the error quotes the endpoint, it quotes it without
+			// its user information, query and fragment: nothing else.
+			if rest, ok := strings.CutPrefix(err.Error(), "endpoint "); ok {
 				if q, qerr := strconv.QuotedPrefix(rest); qerr == nil {
-					said = q
+					said, _ := strconv.Unquote(q)
+					bare := *u
+					bare.User, bare.RawQuery, bare.ForceQuery, bare.Fragment, bare.RawFragment = nil, "", false, "", ""
+					if said != bare.String() {
+						t.Fatalf("error %q quotes %q, want %q", err, said, bare.String())
+					}
 				}
-			}
-			said = strings.TrimPrefix(said, "endpoint does not parse as a URL: ")
-			shown := u.Scheme + " " + u.Opaque + " " + u.Host + " " + u.Path
-			if pw, ok := u.User.Password(); ok && len(pw) > 3 && strings.Contains(said, pw) && !strings.Contains(shown, pw) {
-				t.Fatalf("error %q repeats the password", err)
-			}
-			if len(u.RawQuery) > 3 && strings.Contains(said, u.RawQuery) && !strings.Contains(shown, u.RawQuery) {
-				t.Fatalf("error %q repeats the query", err)
 			}
 			return
 		}
