@@ -33,9 +33,7 @@ func (s *Server) registerAgent(r *http.Request) (any, error) {
 		return nil, err
 	}
 	a := req.Agent
-	// '/' and '+' are valid in a passport's sub but not in the API's
-	// paths.
-	if !passport.ValidAgent(a.Name) || strings.ContainsAny(a.Name, "/+") {
+	if !ValidAgentName(a.Name) {
 		return nil, badRequest(fmt.Sprintf("agent name %q: use letters, digits, '.', '_', '-' and '@', at most 256", a.Name))
 	}
 	if a.Role != "" {
@@ -97,6 +95,13 @@ func (s *Server) registerAgent(r *http.Request) (any, error) {
 	}
 	a.Rev = rev
 	return a, nil
+}
+
+// ValidAgentName reports whether name may name a registered agent: a
+// passport's sub (passport.ValidAgent) without '/' and '+', which are not
+// safe in the API's paths.
+func ValidAgentName(name string) bool {
+	return passport.ValidAgent(name) && !strings.ContainsAny(name, "/+")
 }
 
 // agent returns a registered agent.

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -123,11 +122,9 @@ type fetchArgs struct {
 	ID string `json:"id" jsonschema:"the handoff's id, from handoff_inbox"`
 }
 
-var handoffID = regexp.MustCompile(`^[0-9a-f]{32}$`)
-
 func (t agentTools) fetch(ctx context.Context, _ *mcp.CallToolRequest, in fetchArgs) (*mcp.CallToolResult, sent, error) {
-	if !handoffID.MatchString(in.ID) {
-		return nil, nil, errors.New("id: a handoff's id, 32 hex digits, from handoff_inbox")
+	if in.ID == "" {
+		return nil, nil, errors.New("id: a handoff's id, from handoff_inbox")
 	}
 	var out sent
 	err := t.call(ctx, http.MethodGet, handoff.SidecarPath+"/"+url.PathEscape(in.ID), nil, &out)

@@ -24,7 +24,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"strings"
 	"time"
 
@@ -68,8 +67,6 @@ const (
 	MaxTimeline     = 500
 	MaxScanText     = 1 << 20
 )
-
-var agentName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 // New returns the MCP server with the operator tools.
 func New(opts Options) *mcp.Server {
@@ -153,7 +150,7 @@ type timeline struct {
 }
 
 func (t tools) timeline(ctx context.Context, _ *mcp.CallToolRequest, in timelineArgs) (*mcp.CallToolResult, timeline, error) {
-	if !agentName.MatchString(in.Agent) {
+	if !control.ValidAgentName(in.Agent) {
 		return nil, timeline{}, errors.New("agent: give an agent's name")
 	}
 	limit := in.Limit
@@ -189,7 +186,7 @@ type revoked struct {
 }
 
 func (t tools) revoke(ctx context.Context, _ *mcp.CallToolRequest, in revokeArgs) (*mcp.CallToolResult, revoked, error) {
-	if !agentName.MatchString(in.Agent) {
+	if !control.ValidAgentName(in.Agent) {
 		return nil, revoked{}, errors.New("agent: give an agent's name")
 	}
 	if strings.TrimSpace(in.Reason) == "" {

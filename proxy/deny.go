@@ -61,39 +61,35 @@ func (p *Proxy) deny(ctx context.Context, st *reqState, d *denial) {
 
 // response builds the refusal as an HTTP response to req.
 func (d *denial) response(req *http.Request) *http.Response {
-	body, _ := json.Marshal(denyBody{Error: "request refused by stack", Reason: d.Reason, Detail: d.Detail, Status: d.Status})
+	resp := localJSON(req, d.Status, denyBody{Error: "request refused by stack", Reason: d.Reason, Detail: d.Detail, Status: d.Status})
+	resp.Header.Set(reason.Header, d.Reason)
+	switch d.Status {
+	case http.StatusProxyAuthRequired:
+		resp.Header.Set("Proxy-Authenticate", `Basic realm="stack"`)
+		// An agent without a valid passport has no business keeping the
+		// connection: it retries on a new one.
+		resp.Header.Set("Connection", "close")
+		resp.Close = true
+	case http.StatusServiceUnavailable:
+		if d.Reason == reason.Overloaded {
+			resp.Header.Set("Retry-After", "1")
+		}
+	}
+	return resp
+}
+
+// localJSON is a response the sidecar gives itself: v as JSON.
+func localJSON(req *http.Request, status int, v any) *http.Response {
+	body, _ := json.Marshal(v)
 	body = append(body, '\n')
 	h := http.Header{}
 	h.Set("Content-Type", "application/json")
-	h.Set(reason.Header, d.Reason)
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Set("Cache-Control", "no-store")
-	closeConn := false
-	switch d.Status {
-	case http.StatusProxyAuthRequired:
-		h.Set("Proxy-Authenticate", `Basic realm="stack"`)
-		// An agent without a valid passport has no business keeping the
-		// connection: it retries on a new one.
-		closeConn = true
-	case http.StatusServiceUnavailable:
-		if d.Reason == reason.Overloaded {
-			h.Set("Retry-After", "1")
-		}
-	}
-	if closeConn {
-		h.Set("Connection", "close")
-	}
 	return &http.Response{
-		Close:         closeConn,
-		StatusCode:    d.Status,
-		Status:        strconv.Itoa(d.Status) + " " + http.StatusText(d.Status),
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        h,
-		Body:          readCloser{bytes.NewReader(body)},
-		ContentLength: int64(len(body)),
-		Request:       req,
+		StatusCode: status, Status: strconv.Itoa(status) + " " + http.StatusText(status),
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: h, Body: readCloser{bytes.NewReader(body)}, ContentLength: int64(len(body)), Request: req,
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -205,19 +204,4 @@ func jsonError(err error) string {
 		return fmt.Sprintf("field %s: want %s", te.Field, te.Type)
 	}
 	return err.Error()
-}
-
-// localJSON is a response the sidecar itself gives.
-func localJSON(req *http.Request, status int, v any) *http.Response {
-	body, _ := json.Marshal(v)
-	body = append(body, '\n')
-	h := http.Header{}
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	h.Set("Cache-Control", "no-store")
-	return &http.Response{
-		StatusCode: status, Status: strconv.Itoa(status) + " " + http.StatusText(status),
-		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: h, Body: readCloser{bytes.NewReader(body)}, ContentLength: int64(len(body)), Request: req,
-	}
 }

@@ -40,7 +40,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"regexp"
 	"slices"
 
 	"gomodules.xyz/jsonpatch/v2"
@@ -49,6 +48,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/stackctl/stack/passport"
 )
 
 // What the webhook reads and writes on a pod.
@@ -139,9 +140,6 @@ func New(opts Options) (*Webhook, error) {
 	}
 	return &Webhook{opts: opts}, nil
 }
-
-// agentName is what an agent's name may be (as the control plane says).
-var agentName = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
 
 // ServeHTTP answers one AdmissionReview v1. A request that is not one is
 // 400 with what is wrong; a pod that cannot be given a sidecar is denied
@@ -234,8 +232,9 @@ func (w *Webhook) Mutate(pod *corev1.Pod) (*corev1.Pod, error) {
 	if !ok {
 		return out, nil
 	}
-	if !agentName.MatchString(agent) {
-		return nil, fmt.Errorf("admission webhook: label %s=%q: want an agent name (lower-case letters, digits, '.', '_', '-')", LabelAgent, agent)
+	// Kubernetes allows a label value less than an agent name allows.
+	if !passport.ValidAgent(agent) {
+		return nil, fmt.Errorf("admission webhook: label %s=%q: want an agent's name", LabelAgent, agent)
 	}
 	for _, c := range out.Spec.Containers {
 		if c.Name == InitName || c.Name == SidecarName {

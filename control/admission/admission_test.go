@@ -279,7 +279,7 @@ func TestRefusals(t *testing.T) {
 		want string
 	}{
 		"not a pod": {[]byte(`{"spec":{"containers":"many"}}`), "not a pod"},
-		"bad agent": {mustJSON(agentPod(map[string]string{admission.LabelAgent: "Billing Bot"})), "want an agent name"},
+		"bad agent": {mustJSON(agentPod(map[string]string{admission.LabelAgent: "Billing Bot"})), "want an agent's name"},
 		"a clash":   {mustJSON(clash()), `named "stack"`},
 	} {
 		_, resp := admit(t, srv, tc.raw)
