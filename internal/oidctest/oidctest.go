@@ -1,13 +1,3 @@
-// Package oidctest runs a real OpenID Connect issuer on loopback TLS that
-// signs service-account tokens the way the Kubernetes API server does, so
-// that code which verifies workload identity can be tested against the
-// same discovery document, key set and token layout it meets in a cluster.
-//
-// The issuer serves /.well-known/openid-configuration and /openid/v1/jwks
-// as kube-apiserver does, signs with one RSA 2048 key (RS256, kid derived
-// from the public key as the API server derives it), and can rotate that
-// key or go away (503) mid-test. Sign issues tokens with arbitrary claims,
-// for issuers other than Kubernetes such as a CI system.
 package oidctest
 
 import (
@@ -44,26 +34,49 @@ const (
 // Issuer is an OIDC issuer on a loopback TLS server. It is safe for
 // concurrent use.
 type Issuer struct {
-	srv *httptest.Server
+	srv       *httptest.Server
+	mux       *http.ServeMux
+	transport *http.Transport // HTTPClient's
 
 	mu       sync.Mutex
 	key      *rsa.PrivateKey
 	kid      string
 	down     bool
 	requests map[string]int // by path
+	now      func() time.Time
+	clients  map[string]Client         // by ID
+	users    map[string]map[string]any // SetUser's claims, by name
+	codes    map[string]grant          // unspent authorization codes
 }
 
 // NewIssuer starts an issuer on 127.0.0.1 with a fresh key. The server is
 // closed when the test ends.
 func NewIssuer(t testing.TB) *Issuer {
 	t.Helper()
-	i := &Issuer{requests: map[string]int{}}
+	i := &Issuer{
+		requests: map[string]int{},
+		now:      time.Now,
+		clients:  map[string]Client{},
+		users:    map[string]map[string]any{},
+		codes:    map[string]grant{},
+	}
 	i.key, i.kid = newKey()
+	i.mux = http.NewServeMux()
+	i.mux.HandleFunc("GET "+DiscoveryPath, i.serveDiscovery)
+	i.mux.HandleFunc("GET "+JWKSPath, i.serveJWKS)
+	i.mux.HandleFunc("GET "+AuthorizePath, i.serveSignInPage)
+	i.mux.HandleFunc("POST "+AuthorizePath, i.serveSignIn)
+	i.mux.HandleFunc("POST "+TokenPath, i.serveToken)
 	i.srv = httptest.NewUnstartedServer(http.HandlerFunc(i.serve))
 	// Every httptest server presents the same built-in certificate; one
 	// of its own lets a test tell issuers' roots apart.
 	i.srv.TLS = &tls.Config{Certificates: []tls.Certificate{selfSigned(t)}}
 	i.srv.StartTLS()
+	i.transport = &http.Transport{
+		Proxy:             nil, // never one from the environment
+		TLSClientConfig:   &tls.Config{RootCAs: i.RootCAs(), MinVersion: tls.VersionTLS12},
+		ForceAttemptHTTP2: true,
+	}
 	t.Cleanup(i.Close)
 	return i
 }
@@ -115,8 +128,38 @@ func (i *Issuer) Requests(path string) int {
 	return i.requests[path]
 }
 
+// HTTPClient is a client that trusts the issuer's certificate and no
+// other, and uses no proxy: the client for the contexts of
+// golang.org/x/oauth2 (oauth2.HTTPClient) and go-oidc (oidc.ClientContext).
+// Each call returns a new client; all share one transport, whose idle
+// connections Close closes.
+func (i *Issuer) HTTPClient() *http.Client {
+	return &http.Client{Transport: i.transport, Timeout: 10 * time.Second}
+}
+
+// SetNow sets the clock that dates authorization codes, ID tokens and the
+// default IssuedAt of service-account tokens; nil restores time.Now.
+func (i *Issuer) SetNow(now func() time.Time) {
+	if now == nil {
+		now = time.Now
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.now = now
+}
+
+func (i *Issuer) clock() time.Time {
+	i.mu.Lock()
+	now := i.now
+	i.mu.Unlock()
+	return now()
+}
+
 // Close stops the server and closes its connections. It is idempotent.
-func (i *Issuer) Close() { i.srv.Close() }
+func (i *Issuer) Close() {
+	i.srv.Close()
+	i.transport.CloseIdleConnections()
+}
 
 // TokenOptions shape a service-account token. Zero values take the
 // defaults.
@@ -125,7 +168,7 @@ type TokenOptions struct {
 	Audience []string
 	// TTL is exp - iat (default one hour).
 	TTL time.Duration
-	// IssuedAt is iat and nbf (default now).
+	// IssuedAt is iat and nbf (default now, by the issuer's clock).
 	IssuedAt time.Time
 	// Pod, when set, binds the token to a pod of that name, as a projected
 	// token mounted into a pod is bound.
@@ -148,7 +191,7 @@ func (i *Issuer) ServiceAccountToken(t testing.TB, ns, sa string, opt TokenOptio
 	}
 	iat := opt.IssuedAt
 	if iat.IsZero() {
-		iat = time.Now()
+		iat = i.clock()
 	}
 	iss := opt.Issuer
 	if iss == "" {
@@ -177,26 +220,35 @@ func (i *Issuer) ServiceAccountToken(t testing.TB, ns, sa string, opt TokenOptio
 // the current key, header {alg RS256, kid} as kube-apiserver writes it.
 func (i *Issuer) Sign(t testing.TB, claims any) string {
 	t.Helper()
+	token, err := i.sign(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token
+}
+
+// sign is Sign for the issuer's own endpoints, which have no test to fail.
+func (i *Issuer) sign(claims any) (string, error) {
 	payload, err := json.Marshal(claims)
 	if err != nil {
-		t.Fatalf("oidctest: encode claims: %v", err)
+		return "", fmt.Errorf("oidctest: encode claims: %w", err)
 	}
 	i.mu.Lock()
 	key, kid := i.key, i.kid
 	i.mu.Unlock()
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: kid}}, nil)
 	if err != nil {
-		t.Fatalf("oidctest: signer: %v", err)
+		return "", fmt.Errorf("oidctest: signer: %w", err)
 	}
 	jws, err := signer.Sign(payload)
 	if err != nil {
-		t.Fatalf("oidctest: sign: %v", err)
+		return "", fmt.Errorf("oidctest: sign: %w", err)
 	}
 	token, err := jws.CompactSerialize()
 	if err != nil {
-		t.Fatalf("oidctest: serialize: %v", err)
+		return "", fmt.Errorf("oidctest: serialize: %w", err)
 	}
-	return token
+	return token, nil
 }
 
 // The claims of a projected service-account token, in the layout of
@@ -223,47 +275,65 @@ type ref struct {
 	UID  string `json:"uid"`
 }
 
-// The discovery document kube-apiserver serves (pkg/serviceaccount's
-// openIDMetadata).
+// The discovery document: the fields kube-apiserver serves
+// (pkg/serviceaccount's openIDMetadata), then those of the sign-in
+// endpoints.
 type discovery struct {
 	Issuer        string   `json:"issuer"`
 	JWKSURI       string   `json:"jwks_uri"`
 	ResponseTypes []string `json:"response_types_supported"`
 	SubjectTypes  []string `json:"subject_types_supported"`
 	SigningAlgs   []string `json:"id_token_signing_alg_values_supported"`
+
+	AuthorizationEndpoint string   `json:"authorization_endpoint"`
+	TokenEndpoint         string   `json:"token_endpoint"`
+	GrantTypes            []string `json:"grant_types_supported"`
+	CodeChallengeMethods  []string `json:"code_challenge_methods_supported"`
+	TokenEndpointAuth     []string `json:"token_endpoint_auth_methods_supported"`
+	Scopes                []string `json:"scopes_supported"`
+	Claims                []string `json:"claims_supported"`
 }
 
+// serve counts the request and answers it, or answers 503 while the
+// issuer is down.
 func (i *Issuer) serve(w http.ResponseWriter, r *http.Request) {
 	i.mu.Lock()
 	i.requests[r.URL.Path]++
-	down, key, kid := i.down, i.key, i.kid
+	down := i.down
 	i.mu.Unlock()
 	if down {
 		http.Error(w, "issuer is down", http.StatusServiceUnavailable)
 		return
 	}
-	if r.Method != http.MethodGet {
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
-	var body any
-	contentType := "application/json"
-	switch r.URL.Path {
-	case DiscoveryPath:
-		body = discovery{
-			Issuer:        i.URL(),
-			JWKSURI:       i.URL() + JWKSPath,
-			ResponseTypes: []string{"id_token"},
-			SubjectTypes:  []string{"public"},
-			SigningAlgs:   []string{"RS256"},
-		}
-	case JWKSPath:
-		body = jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: kid, Algorithm: "RS256", Use: "sig"}}}
-		contentType = "application/jwk-set+json"
-	default:
-		http.NotFound(w, r)
-		return
-	}
+	i.mux.ServeHTTP(w, r)
+}
+
+func (i *Issuer) serveDiscovery(w http.ResponseWriter, r *http.Request) {
+	writeCacheableJSON(w, "application/json", discovery{
+		Issuer:        i.URL(),
+		JWKSURI:       i.URL() + JWKSPath,
+		ResponseTypes: []string{"code", "id_token"},
+		SubjectTypes:  []string{"public"},
+		SigningAlgs:   []string{"RS256"},
+
+		AuthorizationEndpoint: i.URL() + AuthorizePath,
+		TokenEndpoint:         i.URL() + TokenPath,
+		GrantTypes:            []string{"authorization_code"},
+		CodeChallengeMethods:  []string{"S256"},
+		TokenEndpointAuth:     []string{"client_secret_basic", "client_secret_post"},
+		Scopes:                []string{"openid", "email", "profile"},
+		Claims:                []string{"iss", "sub", "aud", "exp", "iat", "nonce", "email", "email_verified", "name"},
+	})
+}
+
+func (i *Issuer) serveJWKS(w http.ResponseWriter, r *http.Request) {
+	i.mu.Lock()
+	key, kid := i.key, i.kid
+	i.mu.Unlock()
+	writeCacheableJSON(w, "application/jwk-set+json", jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: kid, Algorithm: "RS256", Use: "sig"}}})
+}
+
+func writeCacheableJSON(w http.ResponseWriter, contentType string, body any) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
