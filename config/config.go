@@ -109,6 +109,11 @@ type ControlConfig struct {
 	// this long stops serving (503 unavailable, /readyz 503, feeds
 	// ended) until it answers, rather than serve state that may be old.
 	StoreTimeout time.Duration `mapstructure:"store_timeout" yaml:"store_timeout"`
+	// DetectorGate is the rollout gate of the detector modes the control
+	// plane sets per agent (`stack agent detectors`): how long a detector
+	// in alert must have been clean, no signal shipped, before it is
+	// reported ready for block.
+	DetectorGate time.Duration `mapstructure:"detector_gate" yaml:"detector_gate"`
 	// OIDCIssuers are the workload identity issuers sidecars may join
 	// with, each with rules mapping token claims to an agent.
 	OIDCIssuers []OIDCIssuerConfig `mapstructure:"oidc_issuers" yaml:"oidc_issuers"`
@@ -482,6 +487,7 @@ const (
 	DefaultHeartbeat          = 2 * time.Second
 	DefaultKeyActivationDelay = 10 * time.Second
 	DefaultStoreTimeout       = 3 * time.Second
+	DefaultDetectorGate       = 48 * time.Hour
 )
 
 // Detectors are the built-in detector names, each configurable under

@@ -224,6 +224,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("control.heartbeat", DefaultHeartbeat)
 	v.SetDefault("control.key_activation_delay", DefaultKeyActivationDelay)
 	v.SetDefault("control.store_timeout", DefaultStoreTimeout)
+	v.SetDefault("control.detector_gate", DefaultDetectorGate)
 	v.SetDefault("control.oidc_issuers", []any{})
 	for _, d := range Detectors {
 		v.SetDefault("detect."+d+".mode", DefaultDetectorMode)

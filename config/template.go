@@ -52,7 +52,7 @@ func defaultsForTemplate() map[string]any {
 		"BurstMinSamples": DefaultBurstMinSamples, "BurstMinAge": DefaultBurstMinAge, "BurstMinCount": DefaultBurstMinCount, "BurstAbsoluteCap": DefaultBurstAbsoluteCap,
 		"ControlTokenFile": DefaultControlTokenFile, "ControlListen": DefaultControlListen, "ControlStore": DefaultControlStore,
 		"EtcdPrefix": DefaultEtcdPrefix, "EtcdDialTimeout": DefaultEtcdDialTimeout,
-		"ControlStorePath": DefaultControlStorePath, "FleetLog": DefaultFleetLog, "AuditIntegrity": DefaultAuditIntegrity, "SidecarTTL": DefaultSidecarTTL, "LeaseTTL": DefaultLeaseTTL, "Heartbeat": DefaultHeartbeat, "KeyActivationDelay": DefaultKeyActivationDelay, "StoreTimeout": DefaultStoreTimeout,
+		"ControlStorePath": DefaultControlStorePath, "FleetLog": DefaultFleetLog, "AuditIntegrity": DefaultAuditIntegrity, "SidecarTTL": DefaultSidecarTTL, "LeaseTTL": DefaultLeaseTTL, "Heartbeat": DefaultHeartbeat, "KeyActivationDelay": DefaultKeyActivationDelay, "StoreTimeout": DefaultStoreTimeout, "DetectorGate": DefaultDetectorGate,
 		"DriftMinEvents": DefaultDriftMinEvents, "DriftMinAge": DefaultDriftMinAge, "InjectionThreshold": DefaultInjectionThreshold,
 	}
 }
@@ -309,6 +309,10 @@ control:
   # requests (503 unavailable) and /readyz until it answers again, so
   # that sidecars and load balancers go to a replica that has one.
   store_timeout: {{.D.StoreTimeout}}
+  # The rollout gate of per-agent detector modes (stack agent detectors):
+  # how long a detector in alert must stay clean before it is reported
+  # ready for block.
+  detector_gate: {{.D.DetectorGate}}
   # Workload identity issuers, e.g. a Kubernetes cluster:
   #   - issuer: https://kubernetes.default.svc.cluster.local
   #     audience: stack

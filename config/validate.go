@@ -359,6 +359,9 @@ func (c ControlConfig) validate(e *ValidationError) {
 	// Shorter than an etcd leader election, and every election would
 	// take the control plane out.
 	e.atLeast("control.store_timeout", c.StoreTimeout, time.Second)
+	// Signals reach the store once a minute: a shorter gate is not
+	// measured.
+	e.atLeast("control.detector_gate", c.DetectorGate, time.Minute)
 	for i, is := range c.OIDCIssuers {
 		is.validate(e, fmt.Sprintf("control.oidc_issuers[%d]", i))
 	}

@@ -193,6 +193,7 @@ func TestValidateReportsEveryProblemInOrder(t *testing.T) {
 				{Key: "control.heartbeat", Value: "0s", Message: "must be at least 100ms"},
 				{Key: "control.key_activation_delay", Value: "0s", Message: "must be at least 1s"},
 				{Key: "control.store_timeout", Value: "0s", Message: "must be at least 1s"},
+				{Key: "control.detector_gate", Value: "0s", Message: "must be at least 1m0s"},
 				{Key: "control.oidc_issuers[0].issuer", Value: "ftp://issuer", Message: "must be the issuer's URL, e.g. https://kubernetes.default.svc"},
 				{Key: "control.oidc_issuers[0].rules", Message: "must map tokens to an agent with at least one rule"},
 				{Key: "control.oidc_issuers[1].rules[0].agent", Value: "bad agent", Message: "must name an agent"},

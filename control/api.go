@@ -2,6 +2,7 @@ package control
 
 import (
 	"encoding/json"
+	"net/url"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -28,6 +29,10 @@ const (
 	PathTokens  = "/v1/join-tokens"
 	PathStatus  = "/v1/status"
 	PathReload  = "/v1/reload"
+	// PathAgentDetectors follows PathAgents/NAME: the agent's detector
+	// modes, read by operators and the agent's own sidecars (GET), set
+	// by operators (POST DetectorModeRequest). DetectorsPath builds it.
+	PathAgentDetectors = "/detectors"
 
 	// Vault paths and bodies are the sidecar admin API's, so the CLI speaks
 	// to either the same way.
@@ -232,6 +237,11 @@ const (
 	// EventResync says the revision asked for is gone: list, then watch
 	// again from the list's revision.
 	EventResync = "resync"
+	// EventDetectors carries an agent's detector modes, whole: Detectors
+	// holds its overrides (detector → mode), and none means the
+	// sidecar's configured modes apply. A sidecar gets those of the
+	// agent it joined as only.
+	EventDetectors = "detectors"
 )
 
 // WatchEvent is one line of the watch feed (newline-delimited JSON).
@@ -240,6 +250,59 @@ type WatchEvent struct {
 	Rev        int64                `json:"rev"`
 	Revocation *passport.Revocation `json:"revocation,omitempty"`
 	Credential string               `json:"credential,omitempty"`
+	// Agent and Detectors are an EventDetectors' agent and overrides.
+	Agent     string            `json:"agent,omitempty"`
+	Detectors map[string]string `json:"detectors,omitempty"`
+}
+
+// DetectorsPath is the path of agent's detector modes.
+func DetectorsPath(agent string) string {
+	return PathAgents + "/" + url.PathEscape(agent) + PathAgentDetectors
+}
+
+// ModeDefault is the detector mode that is no override: the sidecar's
+// configured mode (detect.<detector>.mode) applies.
+const ModeDefault = "default"
+
+// AgentDetectors are an agent's detector modes as the control plane sets
+// them, one entry per built-in detector in config.Detectors' order, with
+// the rollout gate: how long a detector in alert must have been clean
+// (no signal) before it is moved to block.
+type AgentDetectors struct {
+	Agent     string          `json:"agent"`
+	Gate      Duration        `json:"gate"`
+	Detectors []DetectorState `json:"detectors"`
+}
+
+// DetectorState is one detector's mode for an agent.
+type DetectorState struct {
+	Detector string `json:"detector"`
+	// Mode is the agent's override (off, shadow, alert, block, revoke),
+	// or ModeDefault when it has none.
+	Mode     string `json:"mode"`
+	Override bool   `json:"override"`
+	// Since is when the mode was set (or the override removed), or the
+	// agent's registration when it never was; By and Reason say who set
+	// it and why.
+	Since  time.Time `json:"since"`
+	By     string    `json:"by,omitempty"`
+	Reason string    `json:"reason,omitempty"`
+	// LastSignal is the newest detector_fired record of this detector
+	// for the agent that its sidecars shipped.
+	LastSignal time.Time `json:"last_signal,omitzero"`
+	// CleanFor is the time since the later of Since and LastSignal.
+	CleanFor Duration `json:"clean_for"`
+	// GateMet: the mode is an alert override, clean for at least the
+	// gate.
+	GateMet bool `json:"gate_met"`
+}
+
+// DetectorModeRequest sets one detector's mode for an agent; Mode
+// ModeDefault (or empty) removes the override.
+type DetectorModeRequest struct {
+	Detector string `json:"detector"`
+	Mode     string `json:"mode"`
+	Reason   string `json:"reason,omitempty"`
 }
 
 // SidecarStatus is one joined sidecar as the control plane sees it.

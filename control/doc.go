@@ -16,6 +16,8 @@
 //	issued/JTI                the session a passport was issued to
 //	feed/revocations/KIND/ID  passport.Revocation
 //	feed/vault/NAME           a credential changed (leases renew at once)
+//	feed/detectors/AGENT      the agent's detector modes (SetDetectorMode)
+//	signals/AGENT             the newest detector signal its sidecars shipped
 //
 // Join tokens and sessions are made with store.Store.Create: the store
 // deletes them when they expire, even with no control plane running.

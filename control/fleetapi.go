@@ -80,6 +80,7 @@ func (s *Server) shipAudit(r *http.Request) (any, error) {
 		return nil, fail(http.StatusServiceUnavailable, ReasonUnavailable, err.Error())
 	}
 	s.opts.Metrics.shipped.Add(float64(len(b.Records)))
+	s.noteSignals(sc.Agent, b.Records)
 	return resp, nil
 }
 

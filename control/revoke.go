@@ -254,6 +254,12 @@ func (s *Server) watch(r *http.Request) (any, error) {
 			var evs []WatchEvent
 			for _, e := range resp.Events {
 				rev = e.KV.ModRev
+				if agent, ok := strings.CutPrefix(e.KV.Key, prefixDetectors); ok {
+					if ev, ok := s.detectorsEvent(c, agent, e); ok {
+						evs = append(evs, ev)
+					}
+					continue
+				}
 				if e.Type != store.EventPut {
 					continue
 				}

@@ -127,6 +127,11 @@ type Options struct {
 	// StoreTimeout is how long the store may go without answering
 	// CheckStore before the replica stops serving (DefaultStoreTimeout).
 	StoreTimeout time.Duration
+
+	// DetectorGate is the rollout gate of per-agent detector modes: how
+	// long a detector in alert must have been clean before it is
+	// reported ready for block (DefaultDetectorGate).
+	DetectorGate time.Duration
 }
 
 // Server is the control plane's API.
@@ -152,6 +157,9 @@ type Server struct {
 
 	health        health
 	checkInterval time.Duration
+
+	// signals are the newest detector signals per agent (detectors.go).
+	signals *signalBook
 }
 
 // liveSidecar is what the control plane saw of a sidecar lately.
@@ -192,6 +200,9 @@ func New(opts Options) (*Server, error) {
 	if opts.Leeway <= 0 {
 		opts.Leeway = passport.DefaultLeeway
 	}
+	if opts.DetectorGate <= 0 {
+		opts.DetectorGate = DefaultDetectorGate
+	}
 	if opts.KeyActivationDelay <= 0 {
 		opts.KeyActivationDelay = DefaultKeyActivationDelay
 	}
@@ -209,6 +220,7 @@ func New(opts Options) (*Server, error) {
 		keep:      opts.MaxTTL + opts.Leeway,
 		keysRev:   opts.KeysRev,
 		live:      map[string]*liveSidecar{},
+		signals:   newSignalBook(),
 		oidcJoins: rate.NewLimiter(rate.Limit(opts.WorkloadJoinRate), max(int(opts.WorkloadJoinRate)*2, 1)),
 	}
 	s.checkInterval = min(maxStoreCheckInterval, opts.StoreTimeout/3)
@@ -295,6 +307,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET "+PathAgents+"/{name}", s.operator(s.showAgent))
 	mux.HandleFunc("POST "+PathAgents+"/{name}/disable", s.operator(s.disableAgent))
 	mux.HandleFunc("POST "+PathAgents+"/{name}/enable", s.operator(s.enableAgent))
+	mux.HandleFunc("GET "+PathAgents+"/{name}"+PathAgentDetectors, s.either(s.agentDetectors))
+	mux.HandleFunc("POST "+PathAgents+"/{name}"+PathAgentDetectors, s.operator(s.setAgentDetector))
 	mux.HandleFunc("POST "+PathTokens, s.operator(s.joinToken))
 	mux.HandleFunc("GET "+PathStatus, s.operator(s.status))
 	mux.HandleFunc("POST "+PathReload, s.operator(s.reload))
@@ -329,8 +343,16 @@ func (s *Server) Handler() http.Handler {
 }
 
 // Run removes expired join tokens, sessions, issue records, revocations
-// and handoffs every interval until ctx ends.
+// and handoffs every interval until ctx ends. Meanwhile it writes the
+// detector signals noted from shipped audit records to the store, each
+// agent's at most once a minute, and what is left when ctx ends.
 func (s *Server) Run(ctx context.Context, interval time.Duration) error {
+	persisted := make(chan struct{})
+	go func() {
+		defer close(persisted)
+		s.persistSignals(ctx)
+	}()
+	defer func() { <-persisted }()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {

@@ -52,3 +52,36 @@ func ExampleNewGrid() {
 	// request 40 -> revoke
 	// 5.0x baseline: 50 pulls of stripe in 60s vs 10.0/60s over 3h
 }
+
+// A control plane moves one agent's credential_burst from alert to
+// block, while every other agent keeps the policy's alert.
+func ExampleGrid_SetAgentModes() {
+	burst, err := detect.NewBurst(detect.BurstOptions{AbsoluteCap: 3})
+	if err != nil {
+		panic(err)
+	}
+	g, err := detect.NewGrid(detect.GridOptions{
+		Detectors: []detect.Detector{burst},
+		Policy:    detect.Policy{Modes: map[string]detect.Mode{detect.BurstName: detect.ModeAlert}},
+	})
+	if err != nil {
+		panic(err)
+	}
+	if err := g.SetAgentModes("billing-agent", map[string]detect.Mode{detect.BurstName: detect.ModeBlock}); err != nil {
+		panic(err)
+	}
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, agent := range []string{"billing-agent", "report-agent"} {
+		var d detect.Decision
+		for i := range 3 {
+			d = g.Evaluate(&detect.Event{
+				Time: at.Add(time.Duration(i) * time.Second), Direction: detect.Request, Agent: agent,
+				Host: "api.stripe.com", Method: "GET", Path: "/v1/balance", Credentials: []string{"stripe"},
+			})
+		}
+		fmt.Println(agent, "->", d.Action)
+	}
+	// Output:
+	// billing-agent -> block
+	// report-agent -> alert
+}

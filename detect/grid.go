@@ -2,6 +2,7 @@ package detect
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,12 @@ type Grid struct {
 	names  []string
 	now    func() time.Time
 	policy atomic.Pointer[compiledPolicy]
+	// agentModes are per-agent overrides of the policy's modes (see
+	// SetAgentModes): nil while no agent has any, so that Evaluate pays
+	// one atomic load for them and nothing else. The map is never changed
+	// once stored; writers replace it under modesMu.
+	agentModes atomic.Pointer[map[string][]Mode]
+	modesMu    sync.Mutex
 
 	// Composite-rule memory: per agent, when each detector last fired.
 	mu        sync.Mutex
@@ -84,6 +91,82 @@ func (g *Grid) Policy() Policy { return g.policy.Load().p }
 // Detectors returns the names of the grid's detectors, in run order.
 func (g *Grid) Detectors() []string { return append([]string(nil), g.names...) }
 
+// SetAgentModes sets the modes of the named detectors for events of one
+// agent (Event.Agent), in place of the policy's: a control plane's
+// per-agent rollout. Detectors not named keep the policy's mode; an empty
+// map removes the agent's overrides. The passport's mode claim and
+// Policy.AlertOnly still cap what an override asks for, as they cap the
+// policy's modes, and the overrides outlive SetPolicy.
+//
+// A detector the grid does not run, or a mode ParseMode refuses (the
+// empty mode included: an override must say what it is), is an error
+// wrapping ErrInvalidPolicy, and the agent's overrides in force stay as
+// they were.
+func (g *Grid) SetAgentModes(agent string, modes map[string]Mode) error {
+	var over []Mode
+	if len(modes) > 0 {
+		over = make([]Mode, len(g.names))
+		var problems []string
+		for name, m := range modes {
+			i := slices.Index(g.names, name)
+			pm, err := ParseMode(string(m))
+			switch {
+			case i < 0:
+				problems = append(problems, fmt.Sprintf("%s: no such detector", name))
+			case m == "" || err != nil:
+				problems = append(problems, fmt.Sprintf("%s: unknown mode %q", name, m))
+			default:
+				over[i] = pm
+			}
+		}
+		if len(problems) > 0 {
+			slices.Sort(problems)
+			return fmt.Errorf("detect: set modes of agent %q: %w: %s", agent, ErrInvalidPolicy, strings.Join(problems, "; "))
+		}
+	}
+	g.modesMu.Lock()
+	defer g.modesMu.Unlock()
+	var cur map[string][]Mode
+	if p := g.agentModes.Load(); p != nil {
+		cur = *p
+	}
+	next := make(map[string][]Mode, len(cur)+1)
+	for a, m := range cur {
+		if a != agent {
+			next[a] = m
+		}
+	}
+	if over != nil {
+		next[agent] = over
+	}
+	if len(next) == 0 {
+		g.agentModes.Store(nil)
+		return nil
+	}
+	g.agentModes.Store(&next)
+	return nil
+}
+
+// AgentModes returns the overrides SetAgentModes set for agent, by
+// detector name; nil when it has none.
+func (g *Grid) AgentModes(agent string) map[string]Mode {
+	p := g.agentModes.Load()
+	if p == nil {
+		return nil
+	}
+	over := (*p)[agent]
+	if over == nil {
+		return nil
+	}
+	out := map[string]Mode{}
+	for i, m := range over {
+		if m != "" {
+			out[g.names[i]] = m
+		}
+	}
+	return out
+}
+
 // Evaluate runs every detector that is not off on ev and decides what to
 // do. When ev.Time is zero it is set from the grid's clock first, so every
 // detector sees the same time.
@@ -92,11 +175,18 @@ func (g *Grid) Evaluate(ev *Event) Decision {
 		ev.Time = g.now()
 	}
 	cp := g.policy.Load()
+	var over []Mode // the agent's overrides, by detector index; "" for none
+	if p := g.agentModes.Load(); p != nil {
+		over = (*p)[ev.Agent]
+	}
 	d := Decision{Action: ActionNone}
 	var firedRuleDets []int // detectors feeding rules that fired here
 	var why []string
 	for i, det := range g.dets {
 		mode := cp.modes[i]
+		if over != nil && over[i] != "" {
+			mode = over[i]
+		}
 		if mode == ModeOff {
 			continue
 		}

@@ -131,9 +131,12 @@ func apiListJSON() []byte {
 
 // benchEvaluate runs the grid on ev b.N times, as the proxy does per
 // request: a fresh time each event, so the rate detectors see a steady
-// stream.
-func benchEvaluate(b *testing.B, mk func(time.Time) *Event) {
+// stream. tune, if any, changes the grid first.
+func benchEvaluate(b *testing.B, mk func(time.Time) *Event, tune ...func(*Grid)) {
 	g := benchGrid(b)
+	for _, f := range tune {
+		f(g)
+	}
 	at := t0
 	ev := mk(at)
 	if d := g.Evaluate(ev); len(d.Signals) != 0 || d.Action != ActionNone {
@@ -168,4 +171,16 @@ func TestBenchBodies(t *testing.T) {
 	if b := apiListJSON(); len(b) < 4<<10 || len(b) > 5<<10 || !json.Valid(b) {
 		t.Fatalf("list body: %d bytes, valid %v", len(b), json.Valid(b))
 	}
+}
+
+// BenchmarkGridRequestAgentModes is BenchmarkGridRequest with a control
+// plane's per-agent modes in force for the event's agent and for others.
+func BenchmarkGridRequestAgentModes(b *testing.B) {
+	benchEvaluate(b, benchRequest, func(g *Grid) {
+		for _, agent := range []string{"bench-agent", "other-agent"} {
+			if err := g.SetAgentModes(agent, map[string]Mode{BurstName: ModeAlert, DriftName: ModeAlert}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -177,8 +177,9 @@ type Outcome struct {
 	Rule string
 	// Composite is true for a composite rule's outcome.
 	Composite bool
-	// Mode is the detector's configured mode (for a rule: the mode matching
-	// the rule's configured action).
+	// Mode is the detector's mode for this event: the policy's, or the
+	// agent's override (Grid.SetAgentModes). For a rule: the mode matching
+	// the rule's configured action.
 	Mode Mode
 	// Action is what this signal or rule asks for, after capping.
 	Action Action

@@ -1,6 +1,7 @@
 // Package mcpserver serves STACK's operator tools over the Model Context
 // Protocol: list the agents, read an agent's audit timeline across the
-// fleet, revoke an agent, and scan a text with the detectors.
+// fleet and its detector modes, revoke an agent, set an agent's detector
+// mode, and scan a text with the detectors.
 //
 // # Basics
 //
@@ -40,6 +41,12 @@ type Operator interface {
 	// most limit, oldest first.
 	Timeline(ctx context.Context, agent string, limit int) ([]audit.Record, error)
 	Revoke(ctx context.Context, agent, reason string) error
+	// DetectorModes returns the detector modes the control plane sets for
+	// the agent, with the rollout gate.
+	DetectorModes(ctx context.Context, agent string) (control.AgentDetectors, error)
+	// SetDetectorMode sets one detector's mode for the agent
+	// (control.ModeDefault removes it) and returns the agent's modes.
+	SetDetectorMode(ctx context.Context, agent, detector, mode, reason string) (control.AgentDetectors, error)
 	// Record writes the call to the control plane's audit log.
 	Record(ctx context.Context, call control.OperatorCall) error
 }
@@ -73,8 +80,9 @@ func New(opts Options) *mcp.Server {
 	s := mcp.NewServer(&mcp.Implementation{Name: "stack", Title: "STACK operator tools", Version: opts.Version}, nil)
 	t := tools{opts}
 	mcp.AddTool(s, &mcp.Tool{Name: "list_agents", Description: "List the agents the control plane knows: name, whether disabled and why, passport lifetime and mode, and how many grants."}, t.listAgents)
-	mcp.AddTool(s, &mcp.Tool{Name: "agent_timeline", Description: "An agent's newest audit records across every sidecar, from the fleet audit log, oldest first."}, t.timeline)
+	mcp.AddTool(s, &mcp.Tool{Name: "agent_timeline", Description: "An agent's newest audit records across every sidecar, from the fleet audit log, oldest first, with its detector modes and how long each detector has been clean."}, t.timeline)
 	mcp.AddTool(s, &mcp.Tool{Name: "revoke_agent", Description: "Revoke an agent: every passport it holds stops working on its sidecars' next request, and its undelivered handoffs are withdrawn. A reason is required."}, t.revoke)
+	mcp.AddTool(s, &mcp.Tool{Name: "set_detector_mode", Description: "Set one detector's mode for one agent, in place of its sidecars' configured mode, within a second on every sidecar of the agent: off, shadow, alert, block or revoke; default removes it. The rollout gate (how long the detector has been clean in alert) is shown; it is advice, not a lock. A reason is required."}, t.setDetectorMode)
 	mcp.AddTool(s, &mcp.Tool{Name: "scan_text", Description: "Scan a text for prompt injection and leaked credentials with STACK's detectors, as stack detect scan does."}, t.scan)
 	return s
 }
@@ -147,6 +155,31 @@ type Event struct {
 type timeline struct {
 	Agent  string  `json:"agent"`
 	Events []Event `json:"events"`
+	// The agent's detector modes, for reading its detector_fired events.
+	DetectorGate  string         `json:"detector_gate" jsonschema:"how long a detector in alert must be clean before it is ready for block"`
+	DetectorModes []DetectorMode `json:"detector_modes"`
+}
+
+// DetectorMode is one detector's mode for an agent.
+type DetectorMode struct {
+	Detector   string    `json:"detector"`
+	Mode       string    `json:"mode" jsonschema:"off, shadow, alert, block or revoke for this agent; default: its sidecars' configured mode"`
+	Since      time.Time `json:"since" jsonschema:"when the mode was set, or the agent registered"`
+	By         string    `json:"by,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+	LastSignal time.Time `json:"last_signal,omitzero" jsonschema:"the newest signal of this detector for the agent"`
+	CleanFor   string    `json:"clean_for" jsonschema:"time since the later of since and last_signal"`
+	GateMet    bool      `json:"gate_met" jsonschema:"in alert and clean for the whole gate: ready for block"`
+}
+
+// detectorModes is the tools' view of an agent's detector modes.
+func detectorModes(ad control.AgentDetectors) (gate string, modes []DetectorMode) {
+	modes = []DetectorMode{}
+	for _, d := range ad.Detectors {
+		modes = append(modes, DetectorMode{Detector: d.Detector, Mode: d.Mode, Since: d.Since, By: d.By, Reason: d.Reason,
+			LastSignal: d.LastSignal, CleanFor: time.Duration(d.CleanFor).Round(time.Second).String(), GateMet: d.GateMet})
+	}
+	return time.Duration(ad.Gate).String(), modes
 }
 
 func (t tools) timeline(ctx context.Context, _ *mcp.CallToolRequest, in timelineArgs) (*mcp.CallToolResult, timeline, error) {
@@ -172,6 +205,50 @@ func (t tools) timeline(ctx context.Context, _ *mcp.CallToolRequest, in timeline
 		out.Events = append(out.Events, Event{Time: time.UnixMilli(r.TimestampMS).UTC(), Action: r.Action, Host: r.Host, Method: r.Method, Path: r.Path,
 			Status: r.Status, Reason: r.Reason, Credential: r.CredentialID, Detector: r.Detector, Detail: r.Detail, EventID: r.EventID})
 	}
+	ad, err := t.Operator.DetectorModes(ctx, in.Agent)
+	if err != nil {
+		return nil, timeline{}, err
+	}
+	out.DetectorGate, out.DetectorModes = detectorModes(ad)
+	return nil, out, nil
+}
+
+type detectorModeArgs struct {
+	Agent    string `json:"agent" jsonschema:"the agent's name"`
+	Detector string `json:"detector" jsonschema:"credential_burst, scope_drift, prompt_injection or credential_exfiltration"`
+	Mode     string `json:"mode" jsonschema:"off, shadow, alert, block or revoke; default removes the agent's mode"`
+	Reason   string `json:"reason" jsonschema:"why, for the audit log"`
+}
+
+type agentModes struct {
+	Agent         string         `json:"agent"`
+	DetectorGate  string         `json:"detector_gate" jsonschema:"how long a detector in alert must be clean before it is ready for block"`
+	DetectorModes []DetectorMode `json:"detector_modes"`
+}
+
+// setDetectorMode checks only that the call is whole; which detectors and
+// modes exist is the control plane's to say.
+func (t tools) setDetectorMode(ctx context.Context, _ *mcp.CallToolRequest, in detectorModeArgs) (*mcp.CallToolResult, agentModes, error) {
+	switch {
+	case !control.ValidAgentName(in.Agent):
+		return nil, agentModes{}, errors.New("agent: give an agent's name")
+	case strings.TrimSpace(in.Detector) == "":
+		return nil, agentModes{}, errors.New("detector: give a detector's name")
+	case strings.TrimSpace(in.Mode) == "":
+		return nil, agentModes{}, errors.New("mode: give off, shadow, alert, block, revoke, or default to remove the agent's mode")
+	case strings.TrimSpace(in.Reason) == "":
+		return nil, agentModes{}, errors.New("reason: say why the mode changes; it goes into the audit log")
+	}
+	if err := t.record(ctx, "set_detector_mode", fmt.Sprintf("agent %s, detector %s, mode %s, reason %q",
+		in.Agent, clip(in.Detector, 64), clip(in.Mode, 32), clip(in.Reason, 200))); err != nil {
+		return nil, agentModes{}, err
+	}
+	ad, err := t.Operator.SetDetectorMode(ctx, in.Agent, in.Detector, in.Mode, in.Reason)
+	if err != nil {
+		return nil, agentModes{}, err
+	}
+	out := agentModes{Agent: ad.Agent}
+	out.DetectorGate, out.DetectorModes = detectorModes(ad)
 	return nil, out, nil
 }
 

@@ -31,6 +31,14 @@ func (u *unrecorded) Revoke(context.Context, string, string) error {
 	u.acted = append(u.acted, "revoke")
 	return nil
 }
+func (u *unrecorded) DetectorModes(context.Context, string) (control.AgentDetectors, error) {
+	u.acted = append(u.acted, "detector modes")
+	return control.AgentDetectors{}, nil
+}
+func (u *unrecorded) SetDetectorMode(context.Context, string, string, string, string) (control.AgentDetectors, error) {
+	u.acted = append(u.acted, "set detector mode")
+	return control.AgentDetectors{}, nil
+}
 func (u *unrecorded) Record(context.Context, control.OperatorCall) error {
 	return errors.New("control plane: the audit log is full")
 }
@@ -54,10 +62,11 @@ func TestNothingHappensUnrecorded(t *testing.T) {
 	}
 	defer cs.Close()
 	for tool, args := range map[string]map[string]any{
-		"list_agents":    {},
-		"agent_timeline": {"agent": "bot"},
-		"revoke_agent":   {"agent": "bot", "reason": "x"},
-		"scan_text":      {"text": "hello"},
+		"list_agents":       {},
+		"agent_timeline":    {"agent": "bot"},
+		"revoke_agent":      {"agent": "bot", "reason": "x"},
+		"set_detector_mode": {"agent": "bot", "detector": "credential_burst", "mode": "block", "reason": "x"},
+		"scan_text":         {"text": "hello"},
 	} {
 		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: args})
 		if err != nil || !res.IsError {

@@ -31,7 +31,7 @@ with the operator token in control.token_file, or the control plane running
 with this data directory.`,
 	}
 	cmd.AddCommand(newAgentRegisterCmd(a), newAgentListCmd(a), newAgentShowCmd(a),
-		newAgentDisableCmd(a, true), newAgentDisableCmd(a, false))
+		newAgentDisableCmd(a, true), newAgentDisableCmd(a, false), newAgentDetectorsCmd(a))
 	return cmd
 }
 

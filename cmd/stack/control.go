@@ -297,6 +297,7 @@ func (a *app) runControl(ctx context.Context) error {
 		LoadKeys: a.issuerKeys, KeyWrapper: sharedKeys, KeysRev: keysRev, KeyActivationDelay: cfg.Control.KeyActivationDelay,
 		Log:          log.Named("control"),
 		StoreTimeout: cfg.Control.StoreTimeout,
+		DetectorGate: cfg.Control.DetectorGate,
 
 		RevokeOnIntegrity: cfg.Control.AuditIntegrity == "revoke",
 		Handoffs:          &dropoff.Box{Store: st, KMS: k},

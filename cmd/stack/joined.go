@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,8 +12,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/stackctl/stack/control"
 	"github.com/stackctl/stack/control/admission"
 	"github.com/stackctl/stack/control/client"
+	"github.com/stackctl/stack/detect"
 	"github.com/stackctl/stack/passport"
 	"github.com/stackctl/stack/proxy"
 )
@@ -22,8 +25,9 @@ import (
 const joinStartTimeout = 2 * time.Minute
 
 // joinControl joins the control plane, obtains the agent's passport,
-// revocations and leases, and keeps them current while ctx lasts.
-func (a *app) joinControl(ctx context.Context, verifier *passport.Verifier, revs *passport.RevocationStore, leases *proxy.LeaseStore, m *proxy.Metrics) (*client.Client, error) {
+// revocations, leases and detector modes, and keeps them current while
+// ctx lasts.
+func (a *app) joinControl(ctx context.Context, verifier *passport.Verifier, revs *passport.RevocationStore, leases *proxy.LeaseStore, grid *detect.Grid, m *proxy.Metrics) (*client.Client, error) {
 	cfg := a.cfg.Control
 	roots, err := a.controlRoots()
 	if err != nil {
@@ -46,7 +50,7 @@ func (a *app) joinControl(ctx context.Context, verifier *passport.Verifier, revs
 		Name: name, StatePath: filepath.Join(a.home(), controlStateFile),
 		Revocations: revs, OnKeys: verifier.UpdateJWKS, OnLeases: leases.Set,
 		MaxStaleness: cfg.MaxStaleness, Heartbeat: cfg.Heartbeat, StartTimeout: joinStartTimeout,
-		Log: a.log.Named("control"),
+		Log: a.log.Named("control"), OnDetectorModes: agentDetectorModes(grid, a.log.Named("control")),
 	})
 	if err != nil {
 		return nil, usageError(err)
@@ -87,6 +91,41 @@ func (a *app) joinControl(ctx context.Context, verifier *passport.Verifier, revs
 		return float64(link.Health().PassportExpiry.Unix())
 	}))
 	return link, nil
+}
+
+// agentDetectorModes applies the detector modes the control plane sets
+// for the agent to the grid, in place of the configured ones. Modes this
+// sidecar cannot apply (a detector or mode it does not know, from a newer
+// control plane) are refused whole: the modes in force stay, never a
+// weaker default.
+func agentDetectorModes(grid *detect.Grid, log *zap.Logger) func(agent string, modes map[string]string) {
+	return func(agent string, modes map[string]string) {
+		parsed := make(map[string]detect.Mode, len(modes))
+		var bad error
+		for name, m := range modes {
+			if m == control.ModeDefault {
+				continue
+			}
+			pm, err := detect.ParseMode(m)
+			if m == "" || err != nil {
+				bad = fmt.Errorf("detector %s: mode %q", name, m)
+				break
+			}
+			parsed[name] = pm
+		}
+		if bad == nil {
+			if maps.Equal(parsed, grid.AgentModes(agent)) {
+				return // a resync handing over what is in force
+			}
+			bad = grid.SetAgentModes(agent, parsed)
+		}
+		if bad != nil {
+			log.Error("refused the detector modes the control plane set for the agent; the modes in force stay",
+				zap.String("agent", agent), zap.Any("modes", modes), zap.Any("in_force", grid.AgentModes(agent)), zap.Error(bad))
+			return
+		}
+		log.Info("detector modes set by the control plane for the agent", zap.String("agent", agent), zap.Any("modes", modes))
+	}
 }
 
 // linkReady: a joined sidecar is ready while it may serve its agent: its

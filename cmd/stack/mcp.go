@@ -32,10 +32,13 @@ func newMCPCmd(a *app) *cobra.Command {
 		Long: `Serve STACK's operator tools over the Model Context Protocol, for an
 assistant or an MCP client an operator uses:
 
-  list_agents      the agents, whether disabled, passport lifetime and mode
-  agent_timeline   an agent's newest records from the fleet audit log
-  revoke_agent     revoke an agent (a reason is required)
-  scan_text        scan a text as stack detect scan does
+  list_agents        the agents, whether disabled, passport lifetime and mode
+  agent_timeline     an agent's newest records from the fleet audit log, and
+                     its detector modes
+  revoke_agent       revoke an agent (a reason is required)
+  set_detector_mode  set one detector's mode for one agent, as stack agent
+                     detectors --set does (a reason is required)
+  scan_text          scan a text as stack detect scan does
 
 The tools act on the control plane (control.url, or the one running with
 this data directory) with its operator token (control.token_file), as the
@@ -173,6 +176,18 @@ func (o *mcpOperator) Timeline(ctx context.Context, agent string, limit int) ([]
 
 func (o *mcpOperator) Revoke(ctx context.Context, agent, reason string) error {
 	return o.c.do(ctx, http.MethodPost, control.PathRevoke, control.RevokeRequest{Agent: agent, Reason: reason}, nil)
+}
+
+func (o *mcpOperator) DetectorModes(ctx context.Context, agent string) (control.AgentDetectors, error) {
+	var ad control.AgentDetectors
+	err := o.c.do(ctx, http.MethodGet, control.DetectorsPath(agent), nil, &ad)
+	return ad, err
+}
+
+func (o *mcpOperator) SetDetectorMode(ctx context.Context, agent, detector, mode, reason string) (control.AgentDetectors, error) {
+	var ad control.AgentDetectors
+	err := o.c.do(ctx, http.MethodPost, control.DetectorsPath(agent), control.DetectorModeRequest{Detector: detector, Mode: mode, Reason: reason}, &ad)
+	return ad, err
 }
 
 func (o *mcpOperator) Record(ctx context.Context, call control.OperatorCall) error {

@@ -85,7 +85,7 @@ func TestMCPOperatorTools(t *testing.T) {
 		names = append(names, tl.Name)
 	}
 	slices.Sort(names)
-	if !slices.Equal(names, []string{"agent_timeline", "list_agents", "revoke_agent", "scan_text"}) {
+	if !slices.Equal(names, []string{"agent_timeline", "list_agents", "revoke_agent", "scan_text", "set_detector_mode"}) {
 		t.Fatalf("tools %v", names)
 	}
 
@@ -99,6 +99,9 @@ func TestMCPOperatorTools(t *testing.T) {
 		out, msg = callTool(t, s, "agent_timeline", map[string]any{"agent": "bot", "limit": 3})
 		evs, _ := out["events"].([]any)
 		if msg == "" && len(evs) == 3 {
+			if modes, _ := out["detector_modes"].([]any); len(modes) != 4 || out["detector_gate"] != "48h0m0s" {
+				t.Fatalf("agent_timeline's detector modes: %v", out)
+			}
 			break
 		}
 		if time.Now().After(deadline) {
@@ -124,6 +127,28 @@ func TestMCPOperatorTools(t *testing.T) {
 		}
 		if _, msg := callTool(t, s, tool, args); msg == "" {
 			t.Errorf("%s: accepted", name)
+		}
+	}
+	// Detector modes: set through the control plane, which owns what a
+	// detector and a mode are; refusals come back as tool errors.
+	out, msg = callTool(t, s, "set_detector_mode", map[string]any{"agent": "bot", "detector": "credential_burst", "mode": "block", "reason": "burst seen by an assistant"})
+	if modes, _ := out["detector_modes"].([]any); msg != "" || len(modes) != 4 || out["detector_gate"] != "48h0m0s" ||
+		!strings.Contains(mustJSONString(modes[0]), `"mode":"block"`) || !strings.Contains(mustJSONString(modes[0]), `"detector":"credential_burst"`) {
+		t.Fatalf("set_detector_mode: %v %s", out, msg)
+	}
+	for name, tc := range map[string]struct {
+		args map[string]any
+		want string
+	}{
+		"an unknown detector": {map[string]any{"agent": "bot", "detector": "burst", "mode": "block", "reason": "test"}, `detector "burst"`},
+		"a bad mode":          {map[string]any{"agent": "bot", "detector": "credential_burst", "mode": "enforce", "reason": "test"}, `mode "enforce"`},
+		"an unknown agent":    {map[string]any{"agent": "nobody", "detector": "credential_burst", "mode": "block", "reason": "test"}, `no agent "nobody"`},
+		"no reason":           {map[string]any{"agent": "bot", "detector": "credential_burst", "mode": "alert", "reason": " "}, "reason: say why"},
+		"an empty mode":       {map[string]any{"agent": "bot", "detector": "credential_burst", "mode": " ", "reason": "test"}, "mode: give"},
+		"not an agent's name": {map[string]any{"agent": "../x", "detector": "credential_burst", "mode": "alert", "reason": "test"}, "agent: give"},
+	} {
+		if _, msg := callTool(t, s, "set_detector_mode", tc.args); !strings.Contains(msg, tc.want) {
+			t.Errorf("set_detector_mode with %s: %q, want a refusal naming %s", name, msg, tc.want)
 		}
 	}
 	if _, msg = callTool(t, s, "revoke_agent", map[string]any{"agent": "bot", "reason": "revoked from an assistant"}); msg != "" {
@@ -187,13 +212,21 @@ func TestMCPOperatorTools(t *testing.T) {
 	for _, r := range recs {
 		joined += r.Detail + "\n"
 	}
-	for _, want := range []string{"mcp list_agents", "mcp agent_timeline: agent bot, limit 3", "mcp scan_text: 54 bytes", `mcp revoke_agent: agent bot, reason "revoked from an assistant"`} {
+	for _, want := range []string{"mcp list_agents", "mcp agent_timeline: agent bot, limit 3", "mcp scan_text: 54 bytes", `mcp revoke_agent: agent bot, reason "revoked from an assistant"`,
+		`mcp set_detector_mode: agent bot, detector credential_burst, mode block, reason "burst seen by an assistant"`,
+		`mcp set_detector_mode: agent nobody, detector credential_burst, mode block, reason "test"`} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("no operator_call record %q among:\n%s", want, joined)
 		}
 	}
 	if strings.Contains(joined, "Ignore all previous") {
 		t.Error("an operator_call record quotes the scanned text")
+	}
+	if strings.Contains(joined, "mode alert") {
+		t.Error("a set_detector_mode call refused for its arguments was recorded as if it acted")
+	}
+	if out := mustRun(t, ctl, "", "audit", "export", "--format", "jsonl"); !strings.Contains(out, `"detector_mode_changed"`) || !strings.Contains(out, "mode block (was default) by operator: burst seen by an assistant") {
+		t.Error("no detector_mode_changed record of the mode set through MCP")
 	}
 }
 

@@ -169,7 +169,7 @@ func (a *app) runProxy(ctx context.Context) error {
 	metrics := p.metrics
 	opts := p.proxyOptions(a.cfg, metrics, a.log)
 	if p.joined {
-		if p.link, err = a.joinControl(ctx, p.verifier, p.revs, p.leases, metrics); err != nil {
+		if p.link, err = a.joinControl(ctx, p.verifier, p.revs, p.leases, p.detectors.grid, metrics); err != nil {
 			return err
 		}
 		opts.Passports, opts.Revoker, opts.Gate = p.link, p.link, p.link.Gate

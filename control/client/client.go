@@ -74,6 +74,11 @@ type Options struct {
 	// OnLeases receives the agent's credential leases each time they are
 	// renewed, and nil when they are dropped (on revocation).
 	OnLeases func([]control.Lease)
+	// OnDetectorModes receives the detector modes the control plane sets
+	// for the agent (detector → mode; empty: none, the configured modes
+	// apply): at start, at every resync and at every change on the feed.
+	// It keeps what it had when it cannot apply them.
+	OnDetectorModes func(agent string, modes map[string]string)
 	// MaxStaleness, when positive, is how long without contact with the
 	// control plane the sidecar keeps serving; after it Gate refuses.
 	MaxStaleness time.Duration
@@ -708,6 +713,11 @@ func (c *Client) resync(ctx context.Context) error {
 		}
 	}
 	c.log.Info("revocation set loaded", zap.Int("revocations", len(list.Revocations)), zap.Int64("rev", list.Rev))
+	// Read after the list: a change made since comes on the feed, which
+	// resumes from the list's revision.
+	if err := c.loadDetectorModes(ctx); err != nil {
+		return err
+	}
 	// The set's revision replaces ours even when lower: a store restored
 	// from a backup counts from where the backup was, and the feed must
 	// resume from there. Revocations already applied stay applied.
@@ -718,6 +728,51 @@ func (c *Client) resync(ctx context.Context) error {
 		c.log.Warn("control state not saved", zap.Error(err))
 	}
 	return nil
+}
+
+// loadDetectorModes reads the agent's detector modes and hands them over.
+// A control plane without per-agent modes (an older version, answering
+// 404 without a reason) has none to hand over.
+func (c *Client) loadDetectorModes(ctx context.Context) error {
+	if c.opts.OnDetectorModes == nil {
+		return nil
+	}
+	c.mu.Lock()
+	agent := c.st.Agent
+	c.mu.Unlock()
+	var ad control.AgentDetectors
+	err := c.authed(ctx, http.MethodGet, control.DetectorsPath(agent), nil, &ad)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound && ae.Reason == "" {
+		c.log.Warn("the control plane sets no detector modes per agent (an older version?); the configured modes apply")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("detector modes: %w", err)
+	}
+	modes := map[string]string{}
+	for _, d := range ad.Detectors {
+		if d.Override {
+			modes[d.Detector] = d.Mode
+		}
+	}
+	c.detectorModes(ad.Agent, modes)
+	return nil
+}
+
+// detectorModes hands the agent's detector modes to OnDetectorModes; the
+// modes of any other agent are not ours to apply.
+func (c *Client) detectorModes(agent string, modes map[string]string) {
+	c.mu.Lock()
+	ours := agent == c.st.Agent
+	c.mu.Unlock()
+	if !ours || c.opts.OnDetectorModes == nil {
+		return
+	}
+	if modes == nil {
+		modes = map[string]string{}
+	}
+	c.opts.OnDetectorModes(agent, modes)
 }
 
 func (c *Client) apply(rv passport.Revocation) error {
@@ -880,6 +935,9 @@ func (c *Client) watchOnce(ctx context.Context, base string) (got bool, err erro
 			case c.wakeLeases <- struct{}{}:
 			default:
 			}
+		case control.EventDetectors:
+			c.detectorModes(ev.Agent, ev.Detectors)
+			c.setRev(ev.Rev)
 		case control.EventBookmark:
 			c.setRev(ev.Rev)
 		case control.EventResync:

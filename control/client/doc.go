@@ -1,8 +1,9 @@
 // Package client is a sidecar's side of the control plane: it joins
 // (join token or workload OIDC token), keeps a sidecar credential and
 // its agent's passport fresh, watches the revocation feed and applies
-// each revocation to the local revocation store, and keeps credential
-// leases in memory.
+// each revocation to the local revocation store, keeps credential
+// leases in memory, and hands over the detector modes the control plane
+// sets for its agent.
 //
 // When the control plane is away the sidecar is fail-static: it serves
 // with the passport, leases and revocations it has, reports how stale it
