@@ -30,13 +30,16 @@ func FuzzScan(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		r := Scan(b, Options{})
-		if r.Score < 0 || r.Score > 1 || r.Flagged != (r.Score >= DefaultThreshold) {
-			t.Fatalf("result %+v", r)
-		}
-		for _, m := range r.Matches {
-			if m.Span.Start < 0 || m.Span.End > len(b) || m.Span.Start > m.Span.End || len(m.Span.Excerpt) > ExcerptLen {
-				t.Fatalf("match %+v outside %d bytes", m, len(b))
+		// With the learned layer off (the default) and on.
+		for _, o := range []Options{{}, {LearnedThreshold: RecommendedLearnedThreshold}} {
+			r := Scan(b, o)
+			if r.Score < 0 || r.Score > 1 || r.Flagged != (r.Score >= DefaultThreshold) {
+				t.Fatalf("result %+v", r)
+			}
+			for _, m := range r.Matches {
+				if m.Span.Start < 0 || m.Span.End > len(b) || m.Span.Start > m.Span.End || len(m.Span.Excerpt) > ExcerptLen {
+					t.Fatalf("match %+v outside %d bytes", m, len(b))
+				}
 			}
 		}
 	})

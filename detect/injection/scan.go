@@ -34,6 +34,10 @@ const (
 	maxHits = 8192
 	// ExcerptLen is the longest excerpt a match quotes.
 	ExcerptLen = 120
+	// RecommendedLearnedThreshold is the learned layer's threshold
+	// (Options.LearnedThreshold) chosen on the training sources'
+	// development split; see learned.go.
+	RecommendedLearnedThreshold = 0.98
 )
 
 // ErrInvalidOptions is returned for options out of range.
@@ -60,12 +64,17 @@ type Options struct {
 	// MentionFactor scales the weight of a quoted or cited match (default
 	// DefaultMentionFactor; 1 turns the discount off).
 	MentionFactor float64
+	// LearnedThreshold turns the learned layer on (see learned.go): its
+	// score at or above it is a match that alone flags the content as a
+	// warning. Zero or negative leaves the layer off, the default; see
+	// RecommendedLearnedThreshold.
+	LearnedThreshold float64
 }
 
 // WithDefaults returns o with zero fields set to their defaults, or an
 // error wrapping ErrInvalidOptions when a field is out of range.
 func (o Options) WithDefaults() (Options, error) {
-	if o.Threshold < 0 || o.Threshold > 1 || o.Critical < 0 || o.Critical > 1 || o.Window < 0 || o.MaxDepth < 0 || o.MentionFactor < 0 || o.MentionFactor > 1 || o.HiddenBonus > 1 {
+	if o.LearnedThreshold > 1 || o.Threshold < 0 || o.Threshold > 1 || o.Critical < 0 || o.Critical > 1 || o.Window < 0 || o.MaxDepth < 0 || o.MentionFactor < 0 || o.MentionFactor > 1 || o.HiddenBonus > 1 {
 		return o, fmt.Errorf("%w: thresholds and factors must be within [0, 1], sizes not negative", ErrInvalidOptions)
 	}
 	if o.Threshold == 0 {
@@ -226,6 +235,9 @@ type scanner struct {
 	// nwhole are in use.
 	wholes []*wholeRendering
 	nwhole int
+	// learned is the learned layer's match, when hasLearned.
+	learned    Match
+	hasLearned bool
 	// misses holds the windows, by content, in which a pattern was
 	// looked for in vain: the same text in another view (the HTML view
 	// repeats the text outside markup) or repeated in the body is not
@@ -257,6 +269,7 @@ func scanInjection(text []byte, o Options) Result {
 
 func (sc *scanner) scan(text []byte, o Options) Result {
 	sc.o, sc.has, sc.done, sc.nwhole, sc.critical = o, 0, 0, 0, false
+	sc.hasLearned = false
 	if sc.misses == nil {
 		sc.misses = make(map[missKey]struct{})
 	}
@@ -277,15 +290,22 @@ func (sc *scanner) scan(text []byte, o Options) Result {
 	// only when those did not settle the verdict.
 	sc.vh = sc.vh[:0]
 	sc.match(n.views)
+	if !sc.critical && o.LearnedThreshold > 0 && len(n.views) > 0 {
+		sc.learn(&n.views[0])
+	}
 	if !sc.critical && n.finish() {
 		sc.match(n.views)
 	}
 
 	r := Result{}
-	if sc.has == 0 {
+	if sc.has == 0 && !sc.hasLearned {
 		return r
 	}
 	keep := 1.0
+	if sc.hasLearned {
+		r.Matches = append(r.Matches, sc.learned)
+		keep *= 1 - sc.learned.Weight
+	}
 	for p := range compiled.pats {
 		if sc.has&(1<<uint(p)) != 0 {
 			m := sc.found[p]
@@ -915,6 +935,9 @@ func (sc *scanner) record(vh *viewHits, k, p, i, j int, matched []byte, obf bool
 // the result's score is.
 func (sc *scanner) score() float64 {
 	keep := 1.0
+	if sc.hasLearned {
+		keep *= 1 - sc.learned.Weight
+	}
 	for p := range compiled.pats {
 		if sc.has&(1<<uint(p)) != 0 {
 			keep *= 1 - sc.found[p].Weight

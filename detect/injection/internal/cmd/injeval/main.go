@@ -1,6 +1,6 @@
 // Command injeval measures the prompt-injection scanner on public data:
 // recall on attacks and the false-alarm rate on benign text, per source,
-// for the patterns alone and for the shipped configuration. It reads the
+// for the patterns alone (the default) and with the learned layer on. It reads the
 // sources listed in package evalset from local copies (see
 // docs/detectors.md, "Data card", for the fetch sources and commits).
 //
@@ -42,6 +42,7 @@ type config struct {
 
 var configs = []config{
 	{"patterns", injection.Options{}},
+	{"learned", injection.Options{LearnedThreshold: injection.RecommendedLearnedThreshold}},
 }
 
 // counts are one source's (and variant's) results under every config.
@@ -57,7 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	modcache := fs.String("modcache", "", "Go module cache (default: go env GOMODCACHE)")
 	repo := fs.String("repo", ".", "this repository's root")
 	only := fs.String("sources", "", "comma-separated source names (default: all)")
-	misses := fs.String("show", "", "print the items of this source that the shipped configuration gets wrong")
+	misses := fs.String("show", "", "print the items of this source that patterns + learned layer get wrong")
 	asJSON := fs.Bool("json", false, "print the table as JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
