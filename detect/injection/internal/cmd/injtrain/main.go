@@ -54,8 +54,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	repo := fs.String("repo", ".", "this repository's root")
 	out := fs.String("out", "", "where to write the weights (default: do not write)")
 	epochs := fs.Int("epochs", 6, "passes over the training windows")
-	rate := fs.Float64("rate", 0.2, "AdaGrad learning rate")
-	l2 := fs.Float64("l2", 1e-6, "L2 penalty per update")
+	rate := fs.Float64("rate", 0.1, "AdaGrad learning rate")
+	l2 := fs.Float64("l2", 1e-4, "L2 penalty per update")
 	exclude := fs.String("exclude", "", "comma-separated source/variant pairs not to train on")
 	if err := fs.Parse(args); err != nil {
 		return err
