@@ -24,6 +24,8 @@ type fixture struct {
 	signer   note.Signer
 	mu       sync.Mutex
 	findings []Finding
+	// committed are what OnCommitted was told, in order.
+	committed []Item
 }
 
 func newFixture(t testing.TB) *fixture {
@@ -52,6 +54,10 @@ func (f *fixture) open() {
 	w, err := Open(ctx, Options{Dir: f.dir, Tree: tree, Signer: f.signer, OnFinding: func(_ Stream, fd Finding) {
 		f.mu.Lock()
 		f.findings = append(f.findings, fd)
+		f.mu.Unlock()
+	}, OnCommitted: func(items []Item) {
+		f.mu.Lock()
+		f.committed = append(f.committed, items...)
 		f.mu.Unlock()
 	}})
 	if err != nil {

@@ -52,6 +52,11 @@ type Options struct {
 	// OnFinding is called once for each new finding, after its evidence is
 	// kept; the control plane raises the audit_integrity signal with it.
 	OnFinding func(Stream, Finding)
+	// OnCommitted, when set, is told of the records of every commit once
+	// they are in the fleet log and its index, in log order: the live
+	// view of the fleet (the console's signal stream). It runs on the
+	// committer and must not block.
+	OnCommitted func([]Item)
 	// MaxBatch bounds the records of one batch (DefaultMaxBatch).
 	MaxBatch int
 	// Now is the clock (time.Now when nil).
@@ -706,6 +711,11 @@ func (w *Witness) committer() {
 			}
 		}
 		err := w.commit(jobs, n)
+		// Before the shippers hear back, so a record is live by the time
+		// its sidecar is told it is held.
+		if err == nil && w.opts.OnCommitted != nil {
+			w.opts.OnCommitted(committedItems(jobs, w.size-uint64(n)))
+		}
 		for _, j := range jobs {
 			j.done <- err
 		}
@@ -771,6 +781,33 @@ func (w *Witness) commit(jobs []*job, n int) error {
 		return err
 	}
 	return nil
+}
+
+// committedItems are the records of the jobs' leaves, numbered from
+// first, as Export returns them.
+func committedItems(jobs []*job, first uint64) []Item {
+	var out []Item
+	k := first
+	for _, j := range jobs {
+		for i := range j.leaves {
+			l := &j.leaves[i]
+			if l.Kind == LeafRecords {
+				for pos := range l.Records {
+					it := Item{Index: k, Position: pos, Log: l.Log, Sidecar: l.Sidecar, Agent: l.Agent}
+					if pos < len(l.decoded) {
+						it.Record = l.decoded[pos]
+					} else if r, err := audit.DecodeStored(l.Records[pos]); err == nil {
+						it.Record = r
+					} else {
+						continue
+					}
+					out = append(out, it)
+				}
+			}
+			k++
+		}
+	}
+	return out
 }
 
 // index writes the jobs' leaves, numbered from first, into tx.

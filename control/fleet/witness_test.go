@@ -381,6 +381,34 @@ func TestItemsFromFollowsTheLog(t *testing.T) {
 	}
 }
 
+// OnCommitted hears of every record once it is in the fleet log, in log
+// order, with the place Export gives it, and of no record twice.
+func TestOnCommittedTellsOfEveryNewRecordOnce(t *testing.T) {
+	f := newFixture(t)
+	sc := newSidecarLog(t, 10)
+	sc.append(30, "alice")
+	ship(t, f, alice, sc.batch(1, 30))
+	ship(t, f, alice, sc.batch(1, 30)) // shipped again: nothing new
+	sc.append(5, "alice")
+	ship(t, f, alice, sc.batch(25, 35))
+	f.mu.Lock()
+	got := append([]Item(nil), f.committed...)
+	f.mu.Unlock()
+	var want []Item
+	if err := f.w.Export(context.Background(), Query{}, func(it Item) error { want = append(want, it); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 35 || len(want) != 35 {
+		t.Fatalf("told of %d records, the log holds %d, want 35", len(got), len(want))
+	}
+	for i, it := range got {
+		if it.Record.Seq != uint64(i+1) || it.Agent != "alice" || it.Sidecar != alice.Sidecar ||
+			it.Index != want[i].Index || it.Position != want[i].Position || it.Record.Hash != want[i].Record.Hash {
+			t.Fatalf("item %d: %+v, Export has %+v", i, it, want[i])
+		}
+	}
+}
+
 func TestFollowSendsEveryRecordOnceItIsAcknowledged(t *testing.T) {
 	f := newFixture(t)
 	sc := newSidecarLog(t, 10)
