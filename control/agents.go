@@ -129,7 +129,12 @@ func (s *Server) usableAgent(ctx context.Context, name string) (Agent, error) {
 }
 
 func (s *Server) listAgents(r *http.Request) (any, error) {
-	kvs, _, err := s.store.List(r.Context(), prefixAgents)
+	return s.Agents(r.Context())
+}
+
+// Agents returns every registered agent, by name.
+func (s *Server) Agents(ctx context.Context) ([]Agent, error) {
+	kvs, _, err := s.store.List(ctx, prefixAgents)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"unicode/utf8"
@@ -34,23 +35,33 @@ func (s *Server) operatorCall(r *http.Request) (any, error) {
 	if err := decode(r, &c); err != nil {
 		return nil, err
 	}
+	if err := s.RecordOperatorCall(r.Context(), c); err != nil {
+		return nil, err
+	}
+	return struct{}{}, nil
+}
+
+// RecordOperatorCall appends an operator_call record for a call made
+// through a front end (MCP, the console) before the front end acts on
+// it. An error means the call is not recorded, and must not be made.
+func (s *Server) RecordOperatorCall(ctx context.Context, c OperatorCall) error {
 	for name, v := range map[string]string{"via": c.Via, "tool": c.Tool, "detail": c.Detail} {
 		if len(v) > maxOperatorCallField || !utf8.ValidString(v) {
-			return nil, badRequest(fmt.Sprintf("%s: at most %d bytes of UTF-8", name, maxOperatorCallField))
+			return badRequest(fmt.Sprintf("%s: at most %d bytes of UTF-8", name, maxOperatorCallField))
 		}
 	}
 	if c.Via == "" || c.Tool == "" {
-		return nil, badRequest("via and tool are required")
+		return badRequest("via and tool are required")
 	}
 	if s.opts.Audit == nil {
-		return struct{}{}, nil
+		return nil
 	}
 	detail := c.Via + " " + c.Tool
 	if c.Detail != "" {
 		detail += ": " + c.Detail
 	}
-	if _, err := s.opts.Audit.Append(r.Context(), audit.Record{Action: ActionOperatorCall, Detail: detail}); err != nil {
-		return nil, fail(http.StatusServiceUnavailable, ReasonUnavailable, "the control plane's audit log cannot record the call: "+err.Error())
+	if _, err := s.opts.Audit.Append(ctx, audit.Record{Action: ActionOperatorCall, Detail: detail}); err != nil {
+		return fail(http.StatusServiceUnavailable, ReasonUnavailable, "the control plane's audit log cannot record the call: "+err.Error())
 	}
-	return struct{}{}, nil
+	return nil
 }

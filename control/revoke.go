@@ -41,18 +41,25 @@ func (s *Server) revoke(r *http.Request) (any, error) {
 	case req.JTI != "":
 		return s.revokeJTI(r.Context(), req.JTI, req.Expiry, req.Reason, by)
 	default:
-		if _, err := s.agent(r.Context(), req.Agent); err != nil {
-			return nil, err
-		}
-		why := "revoked"
-		if req.Reason != "" {
-			why += ": " + req.Reason
-		}
-		if _, err := s.setDisabled(r.Context(), req.Agent, true, why); err != nil {
-			return nil, err
-		}
-		return s.revokeAgent(r.Context(), req.Agent, req.Reason, by)
+		return s.RevokeAgent(r.Context(), req.Agent, req.Reason, by)
 	}
+}
+
+// RevokeAgent disables the agent and revokes every passport it holds, for
+// the whole fleet: its sidecars refuse its next request. by says who
+// asked, for the audit record.
+func (s *Server) RevokeAgent(ctx context.Context, agent, reason, by string) (passport.Revocation, error) {
+	if _, err := s.agent(ctx, agent); err != nil {
+		return passport.Revocation{}, err
+	}
+	why := "revoked"
+	if reason != "" {
+		why += ": " + reason
+	}
+	if _, err := s.setDisabled(ctx, agent, true, why); err != nil {
+		return passport.Revocation{}, err
+	}
+	return s.revokeAgent(ctx, agent, reason, by)
 }
 
 func (s *Server) revokeJTI(ctx context.Context, jti string, exp time.Time, reason, by string) (passport.Revocation, error) {

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"sort"
@@ -16,16 +17,21 @@ import (
 // status lists the sidecars whose credential has not expired, with what
 // the feed knows of them.
 func (s *Server) status(r *http.Request) (any, error) {
-	ctx := r.Context()
+	return s.Status(r.Context())
+}
+
+// Status is the control plane's state: its revision, how many agents,
+// and every joined sidecar with its feed lag.
+func (s *Server) Status(ctx context.Context) (Status, error) {
 	kvs, rev, err := s.store.List(ctx, prefixSidecars)
 	if err != nil {
-		return nil, err
+		return Status{}, err
 	}
 	agents, _, err := s.store.List(ctx, prefixAgents)
 	if err != nil {
-		return nil, err
+		return Status{}, err
 	}
-	feedRev := s.feedRev(r)
+	feedRev := s.feedRev(ctx)
 	now := s.now()
 	out := Status{Rev: rev, Agents: len(agents), Sidecars: []SidecarStatus{}}
 	s.mu.Lock()
@@ -53,8 +59,8 @@ func (s *Server) status(r *http.Request) (any, error) {
 
 // feedRev is the revision of the newest feed change: a sidecar that has
 // it is not behind.
-func (s *Server) feedRev(r *http.Request) int64 {
-	kvs, _, err := s.store.List(r.Context(), prefixFeed)
+func (s *Server) feedRev(ctx context.Context) int64 {
+	kvs, _, err := s.store.List(ctx, prefixFeed)
 	if err != nil {
 		return 0
 	}
