@@ -95,6 +95,8 @@ type ControlConfig struct {
 	// /k8s/mutate when Image is set: pods labelled stack.run/agent get the
 	// sidecar.
 	Webhook WebhookConfig `mapstructure:"webhook" yaml:"webhook"`
+	// Console is the web console stack control serves at /ui.
+	Console ConsoleConfig `mapstructure:"console" yaml:"console"`
 	// SidecarTTL is the life of a joined sidecar's credential (renewed at
 	// 2/3); LeaseTTL of a credential lease; Heartbeat the interval of the
 	// revocation feed's keep-alives.
@@ -292,6 +294,35 @@ type WebhookConfig struct {
 	// its Service inside the cluster, e.g.
 	// https://stack-control.stack-system.svc:9443. Required with Image.
 	ControlURL string `mapstructure:"control_url" yaml:"control_url"`
+}
+
+// ConsoleConfig is the web console at /ui (docs/console.md).
+type ConsoleConfig struct {
+	// Enabled serves the console. Signing in takes the operator token or
+	// an OIDC provider's sign-in.
+	Enabled bool `mapstructure:"enabled" yaml:"enabled"`
+	// SessionTTL is how long a sign-in lasts.
+	SessionTTL time.Duration `mapstructure:"session_ttl" yaml:"session_ttl"`
+	// OIDC lets people sign in with an OpenID Connect provider.
+	OIDC ConsoleOIDCConfig `mapstructure:"oidc" yaml:"oidc"`
+}
+
+// ConsoleOIDCConfig is the console's OpenID Connect client; an empty
+// Issuer turns OIDC sign-in off.
+type ConsoleOIDCConfig struct {
+	Issuer   string `mapstructure:"issuer" yaml:"issuer"`
+	ClientID string `mapstructure:"client_id" yaml:"client_id"`
+	// ClientSecretFile holds the client secret (a mounted secret).
+	ClientSecretFile string `mapstructure:"client_secret_file" yaml:"client_secret_file"`
+	// RedirectURL is the callback registered at the provider:
+	// https://HOST:PORT/ui/oidc/callback.
+	RedirectURL string `mapstructure:"redirect_url" yaml:"redirect_url"`
+	// CA is a PEM file of roots for the provider, besides the system's.
+	CA string `mapstructure:"ca" yaml:"ca"`
+	// Admins and Viewers are verified emails or subjects; "*" is anyone
+	// the provider signs in.
+	Admins  []string `mapstructure:"admins" yaml:"admins"`
+	Viewers []string `mapstructure:"viewers" yaml:"viewers"`
 }
 
 // OTLPConfig is where the control plane exports the fleet audit log's

@@ -278,6 +278,25 @@ control:
     pull_policy: IfNotPresent
     # Where the injected sidecars join this control plane.
     control_url: ""
+  # The web console at https://CONTROL/ui/ (docs/console.md). Sign in with
+  # the operator token, or with an OpenID Connect provider.
+  console:
+    enabled: true
+    session_ttl: 8h
+    oidc:
+      # The provider's issuer URL; "" turns OIDC sign-in off.
+      issuer: ""
+      client_id: ""
+      # A file holding the client secret.
+      client_secret_file: ""
+      # The callback registered at the provider: https://HOST:PORT/ui/oidc/callback
+      redirect_url: ""
+      # PEM roots for the provider, besides the system's.
+      ca: ""
+      # Who may sign in, by verified email or subject ("*": anyone the
+      # provider signs in). Admins may revoke and change detector modes.
+      admins: []
+      viewers: []
   otlp:
     endpoint: ""
     # Headers added to every export (also read: OTEL_EXPORTER_OTLP_HEADERS).

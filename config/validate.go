@@ -346,6 +346,26 @@ func (c ControlConfig) validate(e *ValidationError) {
 		}
 		e.oneOf("control.webhook.pull_policy", w.PullPolicy, []string{"IfNotPresent", "Always", "Never"})
 	}
+	if o := c.Console.OIDC; c.Console.Enabled && o.Issuer != "" {
+		if u, err := url.Parse(o.Issuer); err != nil || u.Scheme != "https" || u.Host == "" {
+			e.add("control.console.oidc.issuer", o.Issuer, "must be the provider's https:// issuer URL")
+		}
+		if o.ClientID == "" {
+			e.add("control.console.oidc.client_id", o.ClientID, "is required with an issuer")
+		}
+		if u, err := url.Parse(o.RedirectURL); err != nil || u.Scheme != "https" || u.Host == "" || u.Path != "/ui/oidc/callback" {
+			e.add("control.console.oidc.redirect_url", o.RedirectURL, "must be this control plane's https://HOST:PORT/ui/oidc/callback, as registered at the provider")
+		}
+		if len(o.Admins) == 0 && len(o.Viewers) == 0 {
+			e.add("control.console.oidc.admins", "", "name admins or viewers (emails or subjects, \"*\" for anyone): nobody could sign in")
+		}
+		if o.CA != "" {
+			e.pemFile("control.console.oidc.ca", o.CA)
+		}
+	}
+	if c.Console.Enabled && (c.Console.SessionTTL <= 0 || c.Console.SessionTTL > 7*24*time.Hour) {
+		e.add("control.console.session_ttl", c.Console.SessionTTL.String(), "must be between 1s and 168h")
+	}
 	if c.OnEtcd() {
 		c.Etcd.validate(e)
 	}

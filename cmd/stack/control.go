@@ -28,6 +28,7 @@ import (
 	"github.com/stackctl/stack/config"
 	"github.com/stackctl/stack/control"
 	"github.com/stackctl/stack/control/admission"
+	"github.com/stackctl/stack/control/console"
 	"github.com/stackctl/stack/control/dropoff"
 	"github.com/stackctl/stack/control/fleet"
 	"github.com/stackctl/stack/control/fleetlog"
@@ -86,6 +87,11 @@ operator token (control.token) the CLI sends. Then register agents
 (stack agent register) and let sidecars join, with a one-time join token
 (stack control join-token) or a workload OIDC token mapped to an agent by
 control.oidc_issuers.
+
+People use the web console on the same listener, at https://HOST:PORT/ui/:
+sign in with the operator token, or through an OpenID Connect provider set
+in control.console.oidc (admins and viewers); control.console.enabled: false
+turns it off (docs/console.md).
 
 Its state (agents, join tokens, sidecars, revocations) lives in
 control.store_path, or in etcd with --store etcd and control.etcd.*; the vault in vault.path, or with etcd in
@@ -280,7 +286,9 @@ func (a *app) runControl(ctx context.Context) error {
 	}
 	// The witness reports findings to the server, made after it.
 	var srv *control.Server
-	fp, err := a.openFleet(ctx, k, func(st fleet.Stream, f fleet.Finding) { srv.AuditIntegrity(st, f) })
+	// The console's live view takes what the fleet log commits.
+	live := console.NewLive(nil)
+	fp, err := a.openFleet(ctx, k, func(st fleet.Stream, f fleet.Finding) { srv.AuditIntegrity(st, f) }, live.Observe)
 	if err != nil {
 		return err
 	}
@@ -318,12 +326,16 @@ func (a *app) runControl(ctx context.Context) error {
 	if err := a.startOTLP(ctx, fp, metrics.Registry); err != nil {
 		return err
 	}
+	handler, err := a.withConsole(ctx, srv, live, token)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", cfg.Control.Listen)
 	if err != nil {
 		return fmt.Errorf("control.listen %s: %w", cfg.Control.Listen, err)
 	}
 	hs := &http.Server{
-		Handler: srv.Handler(), TLSConfig: tlsCfg,
+		Handler: handler, TLSConfig: tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: zap.NewStdLog(log.Named("http")),
 	}

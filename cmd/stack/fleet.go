@@ -276,9 +276,9 @@ type fleetParts struct {
 
 // openFleet opens the fleet log in control.fleet_log, signing with the
 // fleet key (made, KMS-wrapped, on first use), and its witness, whose
-// findings go to onFinding. It returns nil parts when the fleet log is
-// off.
-func (a *app) openFleet(ctx context.Context, k kms.KMS, onFinding func(fleet.Stream, fleet.Finding)) (*fleetParts, error) {
+// findings go to onFinding and whose committed records to onCommitted. It
+// returns nil parts when the fleet log is off.
+func (a *app) openFleet(ctx context.Context, k kms.KMS, onFinding func(fleet.Stream, fleet.Finding), onCommitted func([]fleet.Item)) (*fleetParts, error) {
 	dir := a.cfg.Control.FleetLog
 	if dir == "" {
 		return nil, nil
@@ -306,7 +306,7 @@ func (a *app) openFleet(ctx context.Context, k kms.KMS, onFinding func(fleet.Str
 	if err != nil {
 		return nil, fmt.Errorf("control.fleet_log %s: %w", dir, err)
 	}
-	w, err := fleet.Open(ctx, fleet.Options{Dir: dir, Tree: tree, Signer: signer, OnFinding: onFinding})
+	w, err := fleet.Open(ctx, fleet.Options{Dir: dir, Tree: tree, Signer: signer, OnFinding: onFinding, OnCommitted: onCommitted})
 	if err != nil {
 		tree.Close(ctx)
 		return nil, fmt.Errorf("control.fleet_log %s: %w", dir, err)
