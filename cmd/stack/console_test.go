@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,19 +69,17 @@ func text(t *testing.T, ctx context.Context, sel string) string {
 	return s
 }
 
-// proxyStatus sends a plain HTTP request for target through the sidecar
-// and returns the refusal's reason, if any.
-func proxyStatus(t *testing.T, listen, target string) string {
+// oidcSignIn signs user in through the OIDC provider's sign-in form.
+func oidcSignIn(t *testing.T, ctx context.Context, url, user string) {
 	t.Helper()
-	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: func(*http.Request) (*neturl.URL, error) {
-		return neturl.Parse("http://" + listen)
-	}}}
-	resp, err := c.Get(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.Header.Get("X-Stack-Reason")
+	step(t, ctx, user+" signs in",
+		chromedp.Navigate(url+"/ui/login"),
+		chromedp.Click(chromedp.CSS("#oidc-login")),
+		chromedp.WaitVisible(chromedp.CSS("#username")),
+		chromedp.SendKeys(chromedp.CSS("#username"), user),
+		chromedp.Click(chromedp.CSS("#sign-in")),
+		chromedp.WaitVisible(chromedp.CSS("#role")),
+	)
 }
 
 func freePort(t *testing.T) int {
@@ -200,7 +197,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	step(t, browser, "open bot's page", chromedp.Navigate(url+"/ui/agents/bot"), chromedp.WaitVisible(chromedp.CSS("#stream-state.ok")))
 	burst := time.Now()
 	for range 5 {
-		if got := proxyStatus(t, sc.Listen, "http://exfil.example.test/upload"); got != "scope_denied" {
+		if got := proxyReasonFor(t, sc.Listen, "http://exfil.example.test/upload", ""); got != "scope_denied" {
 			t.Fatalf("a request outside the scope: %q", got)
 		}
 	}
@@ -248,14 +245,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	// Vera signs in through the OIDC provider: a viewer, offered no
 	// change, and refused one she forges with her own CSRF token.
 	vera := newBrowser(t) // another person: a browser of her own
-	step(t, vera, "vera signs in",
-		chromedp.Navigate(url+"/ui/login"),
-		chromedp.Click(chromedp.CSS("#oidc-login")),
-		chromedp.WaitVisible(chromedp.CSS("#username")),
-		chromedp.SendKeys(chromedp.CSS("#username"), "vera"),
-		chromedp.Click(chromedp.CSS("#sign-in")),
-		chromedp.WaitVisible(chromedp.CSS("#role")),
-	)
+	oidcSignIn(t, vera, url, "vera")
 	if role, user := text(t, vera, "#role"), text(t, vera, "#user"); role != "viewer" || user != "vera@example.test" {
 		t.Fatalf("vera signed in as %q %q", user, role)
 	}
@@ -283,14 +273,7 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	// Alice, an admin through OIDC, revokes bot with a reason.
 	alice := newBrowser(t)
-	step(t, alice, "alice signs in",
-		chromedp.Navigate(url+"/ui/login"),
-		chromedp.Click(chromedp.CSS("#oidc-login")),
-		chromedp.WaitVisible(chromedp.CSS("#username")),
-		chromedp.SendKeys(chromedp.CSS("#username"), "alice"),
-		chromedp.Click(chromedp.CSS("#sign-in")),
-		chromedp.WaitVisible(chromedp.CSS("#role")),
-	)
+	oidcSignIn(t, alice, url, "alice")
 	if role := text(t, alice, "#role"); role != "admin" {
 		t.Fatalf("alice signed in as %q", role)
 	}

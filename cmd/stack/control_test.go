@@ -234,7 +234,13 @@ func TestControlConfigErrors(t *testing.T) {
 // given Proxy-Authorization and returns the refusal's reason, if any.
 func proxyReason(t *testing.T, listen, auth string) string {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, "http://api.example.test/v1/x", nil)
+	return proxyReasonFor(t, listen, "http://api.example.test/v1/x", auth)
+}
+
+// proxyReasonFor is proxyReason for a request to target.
+func proxyReasonFor(t *testing.T, listen, target, auth string) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, target, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
