@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/stackctl/stack/detect"
 )
 
 // runHarness runs the harness with args against the built stack and
@@ -65,7 +67,10 @@ func TestTargetsEndToEnd(t *testing.T) {
 		fired := a.ByAction["detector_fired"]
 		switch r.Target {
 		case "stack":
-			if fired == 0 {
+			// The shipped cap alerts past DefaultBurstAbsoluteCap accesses
+			// a minute; a loaded machine may not send that many in the
+			// short run, and then no alert is due.
+			if fired == 0 && a.Expected > detect.DefaultBurstAbsoluteCap {
 				t.Errorf("%s: no alert at %d requests with the shipped burst cap: %v", r.Name, a.Expected, a.ByAction)
 			}
 		case "stack-quiet", "stack-tunnel":
