@@ -447,6 +447,43 @@ type InjectionConfig struct {
 	Mode string `mapstructure:"mode" yaml:"mode"`
 	// Threshold is the score (0..1) at which content is flagged.
 	Threshold float64 `mapstructure:"threshold" yaml:"threshold"`
+	// Model is an optional model endpoint that judges the content the
+	// other layers leave uncertain; off while its url is empty.
+	Model InjectionModelConfig `mapstructure:"model" yaml:"model"`
+}
+
+// InjectionModelConfig is prompt_injection's model judge: an
+// OpenAI-compatible chat completions endpoint prompted as a judge, or a
+// classifier endpoint answering label scores (Prompt Guard style).
+type InjectionModelConfig struct {
+	// Kind is chat or classifier.
+	Kind string `mapstructure:"kind" yaml:"kind"`
+	// URL is the endpoint itself, e.g.
+	// https://llm.internal/v1/chat/completions (https, or http to a
+	// loopback address); empty turns the judge off.
+	URL string `mapstructure:"url" yaml:"url"`
+	// Model is the model the request names; a chat judge needs one.
+	Model string `mapstructure:"model" yaml:"model"`
+	// APIKeyEnv names the environment variable holding the endpoint's API
+	// key, sent as a bearer token; empty sends none. The key is a secret,
+	// so config names it only.
+	APIKeyEnv string `mapstructure:"api_key_env" yaml:"api_key_env"`
+	// Timeout is the time budget of one call.
+	Timeout time.Duration `mapstructure:"timeout" yaml:"timeout"`
+	// OnError is what a timeout, a transport error or a malformed answer
+	// means: open (nothing; the other layers' verdict stands) or closed
+	// (a critical signal, as if the judge had found an injection).
+	OnError string `mapstructure:"on_error" yaml:"on_error"`
+	// CacheSize is how many verdicts are kept by the SHA-256 of the
+	// content judged; 0 keeps none.
+	CacheSize int `mapstructure:"cache_size" yaml:"cache_size"`
+	// When selects the content judged: uncertain (what the other layers
+	// scored above 0 but below critical), untrusted (that, and every
+	// response from an upstream) or always.
+	When string `mapstructure:"when" yaml:"when"`
+	// CAFile is a PEM file of the roots of the endpoint's certificate;
+	// empty: the system's roots.
+	CAFile string `mapstructure:"ca_file" yaml:"ca_file"`
 }
 
 // ExfilConfig tunes credential_exfiltration.
@@ -505,6 +542,11 @@ const (
 	DefaultDriftMinEvents     = 200
 	DefaultDriftMinAge        = 24 * time.Hour
 	DefaultInjectionThreshold = 0.5
+	DefaultJudgeKind          = "chat"
+	DefaultJudgeTimeout       = 800 * time.Millisecond
+	DefaultJudgeOnError       = "open"
+	DefaultJudgeCacheSize     = 4096
+	DefaultJudgeWhen          = "uncertain"
 	DefaultControlListen      = "127.0.0.1:9443"
 	DefaultControlStore       = "bbolt"
 	DefaultControlStorePath   = "control.db"
@@ -534,4 +576,9 @@ var (
 	ControlStores = []string{"bbolt", "etcd"}
 	// AuditIntegrityPolicies are the values of control.audit_integrity.
 	AuditIntegrityPolicies = []string{"alert", "revoke"}
+	// JudgeKinds, JudgeOnErrors and JudgeWhens are the values of
+	// detect.prompt_injection.model's kind, on_error and when.
+	JudgeKinds    = []string{"chat", "classifier"}
+	JudgeOnErrors = []string{"open", "closed"}
+	JudgeWhens    = []string{"uncertain", "untrusted", "always"}
 )

@@ -255,6 +255,15 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("detect.scope_drift.min_events", DefaultDriftMinEvents)
 	v.SetDefault("detect.scope_drift.min_age", DefaultDriftMinAge)
 	v.SetDefault("detect.prompt_injection.threshold", DefaultInjectionThreshold)
+	v.SetDefault("detect.prompt_injection.model.kind", DefaultJudgeKind)
+	v.SetDefault("detect.prompt_injection.model.url", "")
+	v.SetDefault("detect.prompt_injection.model.model", "")
+	v.SetDefault("detect.prompt_injection.model.api_key_env", "")
+	v.SetDefault("detect.prompt_injection.model.timeout", DefaultJudgeTimeout)
+	v.SetDefault("detect.prompt_injection.model.on_error", DefaultJudgeOnError)
+	v.SetDefault("detect.prompt_injection.model.cache_size", DefaultJudgeCacheSize)
+	v.SetDefault("detect.prompt_injection.model.when", DefaultJudgeWhen)
+	v.SetDefault("detect.prompt_injection.model.ca_file", "")
 }
 
 // rolesAsMap turns roles into the generic shape viper merges with a file,
@@ -330,6 +339,7 @@ func (c *Config) resolvePaths() {
 	c.Passport.KeysPath = abs(c.Passport.KeysPath)
 	c.Passport.RevocationsPath = abs(c.Passport.RevocationsPath)
 	c.Detect.StatePath = abs(c.Detect.StatePath)
+	c.Detect.PromptInjection.Model.CAFile = abs(c.Detect.PromptInjection.Model.CAFile)
 	c.Control.URLs = trimList(c.Control.URLs)
 	c.Control.CA = abs(c.Control.CA)
 	c.Control.TokenFile = abs(c.Control.TokenFile)

@@ -54,6 +54,8 @@ func defaultsForTemplate() map[string]any {
 		"EtcdPrefix": DefaultEtcdPrefix, "EtcdDialTimeout": DefaultEtcdDialTimeout,
 		"ControlStorePath": DefaultControlStorePath, "FleetLog": DefaultFleetLog, "AuditIntegrity": DefaultAuditIntegrity, "SidecarTTL": DefaultSidecarTTL, "LeaseTTL": DefaultLeaseTTL, "Heartbeat": DefaultHeartbeat, "KeyActivationDelay": DefaultKeyActivationDelay, "StoreTimeout": DefaultStoreTimeout, "DetectorGate": DefaultDetectorGate,
 		"DriftMinEvents": DefaultDriftMinEvents, "DriftMinAge": DefaultDriftMinAge, "InjectionThreshold": DefaultInjectionThreshold,
+		"JudgeKind": DefaultJudgeKind, "JudgeTimeout": DefaultJudgeTimeout, "JudgeOnError": DefaultJudgeOnError,
+		"JudgeCacheSize": DefaultJudgeCacheSize, "JudgeWhen": DefaultJudgeWhen,
 	}
 }
 
@@ -225,6 +227,34 @@ detect:
     mode: {{.Mode}}
     # Score (0..1) at which request or response content is flagged.
     threshold: {{.D.InjectionThreshold}}
+    # An optional model judge, for those who run one (off while url is
+    # empty). It sees only the content "when" selects, within the time
+    # budget; secret-shaped strings are redacted first.
+    model:
+      # chat: an OpenAI-compatible chat completions endpoint prompted as
+      # a judge; classifier: a POST answering label scores (Prompt Guard).
+      kind: {{.D.JudgeKind}}
+      # The endpoint itself, e.g. https://llm.internal/v1/chat/completions
+      # (https, or http to a loopback address).
+      url: ""
+      # The model the request names; a chat judge needs one.
+      model: ""
+      # Name of the environment variable holding its API key (sent as a
+      # bearer token); empty sends none.
+      api_key_env: ""
+      # Time budget of one call; the request waits at most this long.
+      timeout: {{.D.JudgeTimeout}}
+      # What a timeout, an error or a malformed answer means: open
+      # (nothing) or closed (a critical signal, as for an injection).
+      on_error: {{.D.JudgeOnError}}
+      # Verdicts kept by the SHA-256 of the content; 0 keeps none.
+      cache_size: {{.D.JudgeCacheSize}}
+      # uncertain: content the patterns scored above 0 but below
+      # critical; untrusted: that, and every response from an upstream;
+      # always: every text body.
+      when: {{.D.JudgeWhen}}
+      # PEM roots of the endpoint's certificate; empty: the system's.
+      ca_file: ""
   credential_exfiltration:
     mode: {{.Mode}}
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stackctl/stack/audit"
+	"github.com/stackctl/stack/detect/judge"
 	"github.com/stackctl/stack/hostmatch"
 	"github.com/stackctl/stack/passport"
 )
@@ -274,7 +275,41 @@ func (d DetectConfig) validateTuning(e *ValidationError) {
 	if t := d.PromptInjection.Threshold; t <= 0 || t > 1 {
 		e.add("detect.prompt_injection.threshold", strconv.FormatFloat(t, 'g', -1, 64), "must be greater than 0 and at most 1")
 	}
+	d.PromptInjection.Model.validate(e, "detect.prompt_injection.model")
 }
+
+// validate checks the model judge's keys when url turns it on.
+func (m InjectionModelConfig) validate(e *ValidationError, key string) {
+	if m.URL == "" {
+		return
+	}
+	e.oneOf(key+".kind", m.Kind, JudgeKinds)
+	e.oneOf(key+".on_error", m.OnError, JudgeOnErrors)
+	e.oneOf(key+".when", m.When, JudgeWhens)
+	e.positive(key+".timeout", m.Timeout)
+	if m.CacheSize < 0 {
+		e.add(key+".cache_size", strconv.Itoa(m.CacheSize), "must not be negative (0 keeps no verdicts)")
+	}
+	if m.APIKeyEnv != "" && !envName.MatchString(m.APIKeyEnv) {
+		e.add(key+".api_key_env", m.APIKeyEnv, "must name an environment variable (letters, digits and _), not hold the key")
+	}
+	if err := judge.CheckURL(m.URL); err != nil {
+		shown := m.URL
+		if u, perr := url.Parse(m.URL); perr == nil && u.User != nil {
+			shown = u.Redacted() // a password in it is not repeated
+		}
+		e.add(key+".url", shown, err.Error())
+	}
+	if m.Kind == "chat" {
+		e.nonEmpty(key+".model", m.Model)
+	}
+	if m.CAFile != "" {
+		e.pemFile(key+".ca_file", m.CAFile)
+	}
+}
+
+// envName matches the name of an environment variable.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 func (r RuleConfig) validate(e *ValidationError, key string) {
 	if r.Name == "" {

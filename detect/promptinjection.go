@@ -92,6 +92,8 @@ func result(r injection.Result) Result {
 // (fetched content coming back) with Scan.
 type PromptInjection struct {
 	opts PromptInjectionOptions
+	// judge, when set (WithJudge), is asked about the content it selects.
+	judge *JudgeOptions
 }
 
 // NewPromptInjection returns the detector. Options out of range are an
@@ -107,30 +109,41 @@ func NewPromptInjection(opts PromptInjectionOptions) (*PromptInjection, error) {
 // Name returns "prompt_injection".
 func (p *PromptInjection) Name() string { return InjectionName }
 
-// Inspect scans ev.Body, in either direction. Media and archives are not
-// text and are skipped.
+// Inspect scans ev.Body, in either direction, and asks the judge (if
+// any) about the content it selects. Media and archives are not text and
+// are skipped.
 func (p *PromptInjection) Inspect(ev *Event) []Signal {
 	if len(ev.Body) == 0 || binaryContent(ev.ContentType) {
 		return nil
 	}
 	r := result(injection.Scan(ev.Body, p.opts))
-	if !r.Flagged {
-		return nil
+	var sigs []Signal
+	if r.Flagged {
+		top := r.Matches[0]
+		span := top.Span
+		dir := "request"
+		if ev.Direction == Response {
+			dir = "response"
+		}
+		sigs = append(sigs, Signal{
+			Detector: InjectionName,
+			Severity: r.Severity,
+			Score:    r.Score,
+			Rule:     top.Pattern,
+			Span:     &span,
+			Evidence: fmt.Sprintf("prompt injection in %s body, score %.2f: %s; matched %q", dir, r.Score, summarize(r.Matches), span.Excerpt),
+		})
 	}
-	top := r.Matches[0]
-	span := top.Span
-	dir := "request"
-	if ev.Direction == Response {
-		dir = "response"
+	if p.judge != nil && p.judge.selects(ev, r) {
+		window := p.opts.Window
+		if window <= 0 {
+			window = DefaultScanWindow
+		}
+		if s, ok := p.judge.judged(ev, ev.Body[:min(len(ev.Body), window)], p.opts.Critical); ok {
+			sigs = append(sigs, s)
+		}
 	}
-	return []Signal{{
-		Detector: InjectionName,
-		Severity: r.Severity,
-		Score:    r.Score,
-		Rule:     top.Pattern,
-		Span:     &span,
-		Evidence: fmt.Sprintf("prompt injection in %s body, score %.2f: %s; matched %q", dir, r.Score, summarize(r.Matches), span.Excerpt),
-	}}
+	return sigs
 }
 
 // binaryContent reports content types that cannot carry readable

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stackctl/stack/config"
 	"github.com/stackctl/stack/detect"
+	"github.com/stackctl/stack/detect/judge"
 	"github.com/stackctl/stack/proxy"
 	"github.com/stackctl/stack/vault"
 )
@@ -24,6 +25,8 @@ type detectors struct {
 	// summaries folds alert storms; nil when detect.alert_summary_window
 	// is 0.
 	summaries *detect.Summarizer
+	// judge is prompt_injection's model judge; nil when off.
+	judge *judge.Judge
 }
 
 // buildDetectors makes the grid from config: the four built-in detectors
@@ -49,6 +52,15 @@ func buildDetectors(cfg *config.Config, bound func(name string) ([]string, bool)
 	if err != nil {
 		return nil, usageError(fmt.Errorf("detect.prompt_injection: %w", err))
 	}
+	modelJudge, judgeOpts, err := injectionJudge(dc.PromptInjection.Model, dc.PromptInjection.Threshold, log)
+	if err != nil {
+		return nil, usageError(fmt.Errorf("detect.prompt_injection.model: %w", err))
+	}
+	if judgeOpts != nil {
+		if pi, err = pi.WithJudge(*judgeOpts); err != nil {
+			return nil, usageError(fmt.Errorf("detect.prompt_injection.model: %w", err))
+		}
+	}
 	exfil, err := detect.NewExfiltration(detect.ExfiltrationOptions{Bound: bound, Secrets: secrets, Window: dc.ScanWindow})
 	if err != nil {
 		return nil, usageError(fmt.Errorf("detect.credential_exfiltration: %w", err))
@@ -62,7 +74,7 @@ func buildDetectors(cfg *config.Config, bound func(name string) ([]string, bool)
 	if err != nil {
 		return nil, usageError(fmt.Errorf("detect: %w", err))
 	}
-	ds := &detectors{grid: grid, persistent: []detect.Persistent{burst, drift}}
+	ds := &detectors{grid: grid, persistent: []detect.Persistent{burst, drift}, judge: modelJudge}
 	if dc.AlertSummaryWindow > 0 {
 		ds.summaries, err = detect.NewSummarizer(detect.SummarizerOptions{Window: dc.AlertSummaryWindow})
 		if err != nil {
@@ -198,6 +210,9 @@ func (ds *detectors) run(ctx context.Context, interval time.Duration, log *zap.L
 func (ds *detectors) close() error {
 	if ds.webhook != nil {
 		ds.webhook.Close()
+	}
+	if ds.judge != nil {
+		ds.judge.Close()
 	}
 	return ds.store.Close()
 }

@@ -1,0 +1,104 @@
+package config
+
+import (
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestInjectionModelDefaults(t *testing.T) {
+	c := Default(t.TempDir())
+	want := InjectionModelConfig{Kind: "chat", Timeout: 800 * time.Millisecond, OnError: "open", CacheSize: 4096, When: "uncertain"}
+	if got := c.Detect.PromptInjection.Model; got != want {
+		t.Errorf("defaults = %+v, want %+v (off: no url)", got, want)
+	}
+}
+
+func TestInjectionModelLoads(t *testing.T) {
+	home := t.TempDir()
+	writeFile(t, home, `detect:
+  prompt_injection:
+    model:
+      kind: classifier
+      url: http://127.0.0.1:8000/classify
+      api_key_env: JUDGE_KEY
+      timeout: 250ms
+      on_error: closed
+      cache_size: 0
+      when: untrusted
+`)
+	c, err := Load(LoadOptions{Home: home})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := InjectionModelConfig{Kind: "classifier", URL: "http://127.0.0.1:8000/classify", APIKeyEnv: "JUDGE_KEY",
+		Timeout: 250 * time.Millisecond, OnError: "closed", When: "untrusted"}
+	if got := c.Detect.PromptInjection.Model; got != want {
+		t.Errorf("model = %+v, want %+v", got, want)
+	}
+}
+
+func TestInjectionModelInvalid(t *testing.T) {
+	const on = "detect:\n  prompt_injection:\n    model:\n      url: https://llm.internal/v1/chat/completions\n      model: m\n"
+	tests := []struct {
+		name, file, key, says string
+	}{
+		{"kind", on + "      kind: llama\n", "detect.prompt_injection.model.kind", "chat, classifier"},
+		{"on_error", on + "      on_error: maybe\n", "detect.prompt_injection.model.on_error", "open, closed"},
+		{"when", on + "      when: sometimes\n", "detect.prompt_injection.model.when", "uncertain, untrusted, always"},
+		{"timeout", on + "      timeout: 0s\n", "detect.prompt_injection.model.timeout", "positive"},
+		{"cache_size", on + "      cache_size: -1\n", "detect.prompt_injection.model.cache_size", "not be negative"},
+		{"a key in api_key_env", on + "      api_key_env: sk-abc123\n", "detect.prompt_injection.model.api_key_env", "not hold the key"},
+		{"chat without model", "detect:\n  prompt_injection:\n    model:\n      url: https://llm.internal/v1/chat/completions\n", "detect.prompt_injection.model.model", "not be empty"},
+		{"http to another host", "detect:\n  prompt_injection:\n    model:\n      url: http://llm.internal/v1/chat/completions\n      model: m\n", "detect.prompt_injection.model.url", "https"},
+		{"ca_file missing", on + "      ca_file: missing.pem\n", "detect.prompt_injection.model.ca_file", "cannot be read"},
+		{"unknown key", on + "      temperature: 0\n", "detect.prompt_injection.model.temperature", "unknown key"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			home := t.TempDir()
+			writeFile(t, home, tc.file)
+			_, err := Load(LoadOptions{Home: home})
+			var verr *ValidationError
+			if !errors.As(err, &verr) {
+				t.Fatalf("err = %v, want a *ValidationError", err)
+			}
+			found := false
+			for _, p := range verr.Problems {
+				if p.Key == tc.key {
+					found = true
+					if !strings.Contains(p.String(), tc.says) {
+						t.Errorf("problem %q does not say %q", p, tc.says)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("no problem names %s; got: %v", tc.key, err)
+			}
+		})
+	}
+}
+
+// A password in the url is refused and not repeated in the report.
+func TestInjectionModelURLPasswordNotRepeated(t *testing.T) {
+	home := t.TempDir()
+	writeFile(t, home, "detect:\n  prompt_injection:\n    model:\n      url: https://judge:hunter2secret@llm.internal/v1/chat/completions\n      model: m\n")
+	_, err := Load(LoadOptions{Home: home})
+	if err == nil || !strings.Contains(err.Error(), "detect.prompt_injection.model.url") || strings.Contains(err.Error(), "hunter2secret") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestInjectionModelCAFileRelativeToHome(t *testing.T) {
+	home := t.TempDir()
+	writeFile(t, home, "detect:\n  prompt_injection:\n    model:\n      ca_file: judge-ca.pem\n")
+	c, err := Load(LoadOptions{Home: home})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(home, "judge-ca.pem"); c.Detect.PromptInjection.Model.CAFile != want {
+		t.Errorf("ca_file = %q, want %q", c.Detect.PromptInjection.Model.CAFile, want)
+	}
+}
