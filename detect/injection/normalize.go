@@ -58,7 +58,8 @@ func (o normalizeOptions) withDefaults() normalizeOptions {
 type View struct {
 	// Name says how the view was made: "text", "tags", "html",
 	// "hidden-html", "base64", "percent", "hex", "leet", "rot13",
-	// "reversed" or "separators"; nested views join names with "/".
+	// "reversed", "separators", "unwrapped", "emphasis" or "json-array";
+	// nested views join names with "/".
 	Name string
 	// Text is the content to match on, ASCII lower-cased.
 	Text []byte
@@ -186,6 +187,13 @@ type normalizer struct {
 	regions [][2]int
 	sep     []byte
 	sepOff  []int32
+	// layout holds the top level's layout views (see layout.go); lines
+	// is their scratch list of ranges.
+	layout [3]struct {
+		out []byte
+		off []int32
+	}
+	lines [][2]int
 	// sourced holds the decoded content already read as a source, and
 	// the depth it was read at (see emitDecoded), in one reused buffer.
 	sourced    []sourcedText
@@ -388,6 +396,7 @@ func (n *normalizer) decodes(raw []byte, base View, prefix string, depth int, co
 	n.decodeHex(raw, runs, prefix, depth, coarse)
 	n.decodeJSON(raw, prefix, depth, coarse)
 	n.separators(base, prefix)
+	n.layoutViews(base, prefix)
 }
 
 // isASCII reports whether b is all ASCII. It runs over every body
@@ -947,7 +956,13 @@ func (n *normalizer) addSeparators(v View, prefix string, out []byte, off []int3
 	// Runs padded with spaces lose their word gaps ("a l l  p r e v"
 	// becomes "all  prev"), and gaps of several spaces stand for one.
 	out, off = squeezeSpaces(out, off)
-	w := View{Name: join(prefix, "separators"), Text: out, Obfuscated: true, Depth: v.Depth}
+	n.addDerived(v, join(prefix, "separators"), true, out, off)
+}
+
+// addDerived adds the view named name made from v: out, with off mapping
+// each byte (and the end) to an index of v.Text.
+func (n *normalizer) addDerived(v View, name string, obfuscated bool, out []byte, off []int32) {
+	w := View{Name: name, Text: out, Obfuscated: obfuscated || v.Obfuscated, Depth: v.Depth}
 	// Compose with v's mapping: off indexes v.Text.
 	switch {
 	case v.off != nil:
@@ -1515,11 +1530,37 @@ func (n *normalizer) decodeBase64(raw []byte, runs [][2]int, prefix string, dept
 		if b != nil {
 			d.scratch = b
 		}
+		if b == nil || !printable(b) {
+			// Base64 glued to the word before it ("payloadSWdub3Jl…")
+			// decodes misaligned: the run is read again from one, two
+			// and three bytes in, judged first on its first 64 bytes.
+			i, b = realignBase64(d, raw, i, j)
+		}
 		if b != nil && printable(b) {
 			d.add(b, i, end, coarse)
 		}
 	}
 	n.emitDecoded(d, prefix, "base64", depth)
+}
+
+// realignBase64 decodes the run raw[i:j] from one, two or three bytes in
+// and returns where the first printable decoding starts and the decoding
+// (nil when none is printable). Only the shift whose first 64 bytes decode
+// to text is decoded whole.
+func realignBase64(d *decoded, raw []byte, i, j int) (int, []byte) {
+	for s := i + 1; s <= i+3 && j-s >= minBase64; s++ {
+		head := raw[s:min(j, s+64)]
+		head = head[:len(head)-len(head)%4]
+		if b := decodeB64Run(d.scratch, head); b == nil || !printable(b) {
+			continue
+		}
+		b := decodeB64Run(d.scratch, raw[s:j])
+		if b != nil {
+			d.scratch = b
+			return s, b
+		}
+	}
+	return i, nil
 }
 
 // fewSymbols reports whether a run of the base64 alphabet uses fewer than
@@ -1611,6 +1652,13 @@ func decodeB64Run(dst, run []byte) []byte {
 	return out[:k]
 }
 
+// escapedWordByte reports a byte of the word an escape run may start
+// with: a letter, a digit, or "+", ".", "-", "_" and "~", which URLs
+// leave unescaped.
+func escapedWordByte(c byte) bool {
+	return isAlnum(lowerByte(c)) || c == '+' || c == '.' || c == '-' || c == '_' || c == '~'
+}
+
 func unhex(c byte) (byte, bool) {
 	switch {
 	case c >= '0' && c <= '9':
@@ -1624,8 +1672,15 @@ func unhex(c byte) (byte, bool) {
 }
 
 // escapeRuns decodes runs of escapes like %41 or \x41 (with plain bytes
-// allowed between them) that contain at least four escapes.
+// allowed between them) that contain at least four escapes. A run starts
+// at the word before its first escape ("ignore%20all…" encodes only the
+// spaces); in percent-encoding a "+" is a space, as forms encode it.
 func escapeRuns(raw []byte, prefix string, coarse *segment, d *decoded) {
+	plus := byte('+')
+	if prefix == "%" {
+		plus = ' '
+	}
+	from := 0 // where the last run ended
 	for i := 0; i < len(raw); i++ {
 		k := bytes.Index(raw[i:], []byte(prefix))
 		if k < 0 {
@@ -1634,6 +1689,15 @@ func escapeRuns(raw []byte, prefix string, coarse *segment, d *decoded) {
 		i += k
 		out := d.scratch[:0]
 		j, count, plain := i, 0, 0
+		for i > from && j-i < 40 && escapedWordByte(raw[i-1]) {
+			i--
+		}
+		for _, c := range raw[i:j] {
+			if c == '+' {
+				c = plus
+			}
+			out = append(out, c)
+		}
 		for j < len(raw) {
 			if bytes.HasPrefix(raw[j:], []byte(prefix)) && j+len(prefix)+1 < len(raw) {
 				h, ok1 := unhex(raw[j+len(prefix)])
@@ -1652,10 +1716,14 @@ func escapeRuns(raw []byte, prefix string, coarse *segment, d *decoded) {
 			if plain >= 40 || c < 0x20 || c == '"' || c == '<' {
 				break
 			}
+			if c == '+' {
+				c = plus
+			}
 			out = append(out, c)
 			plain++
 			j++
 		}
+		from = j
 		d.scratch = out
 		if count >= 4 && printable(out) {
 			d.add(out, i, j, coarse)
@@ -1682,27 +1750,43 @@ func (n *normalizer) decodeHex(raw []byte, runs [][2]int, prefix string, depth i
 	if bytes.Count(raw, []byte(`\x`)) >= 4 {
 		escapeRuns(raw, `\x`, coarse, d)
 	}
-	// Plain runs: a whole run of the base64 alphabet made of hex digits
-	// alone.
+	// Plain runs: runs of hex digits, at least 16, inside the runs of the
+	// base64 alphabet, so that hex glued to a word ("data6967…") or after
+	// "0x" is read from its first digit. A run that decodes to binary is
+	// read once more from its second digit: a glued letter that is itself
+	// a hex digit ("a6967…") shifts the pairs.
 	for _, r := range runs {
-		i, j := r[0], r[1]
-		hex := j-i >= 16
-		for k := i; hex && k < j; k++ {
-			hex = byteClass[raw[k]]&clHex != 0
-		}
-		if hex {
-			run := raw[i : j-(j-i)%2]
-			out := slices.Grow(d.scratch[:0], len(run)/2)[:len(run)/2]
-			d.scratch = out
-			for k := range out {
-				h, _ := unhex(run[2*k])
-				l, _ := unhex(run[2*k+1])
-				out[k] = h<<4 | l
+		for i := r[0]; i < r[1]; {
+			if byteClass[raw[i]]&clHex == 0 {
+				i++
+				continue
 			}
-			if printable(out) {
-				d.add(out, i, j, coarse)
+			j := i + 1
+			for j < r[1] && byteClass[raw[j]]&clHex != 0 {
+				j++
 			}
+			for s := i; s <= i+1 && j-s >= 16; s++ {
+				out := unhexRun(d.scratch, raw[s:j])
+				d.scratch = out
+				if printable(out) {
+					d.add(out, s, j, coarse)
+					break
+				}
+			}
+			i = j
 		}
 	}
 	n.emitDecoded(d, prefix, "hex", depth)
+}
+
+// unhexRun decodes the pairs of hex digits of run (a trailing odd digit
+// is dropped) into dst[:0].
+func unhexRun(dst, run []byte) []byte {
+	out := slices.Grow(dst[:0], len(run)/2)[:len(run)/2]
+	for k := range out {
+		h, _ := unhex(run[2*k])
+		l, _ := unhex(run[2*k+1])
+		out[k] = h<<4 | l
+	}
+	return out
 }

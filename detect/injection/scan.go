@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // Scoring defaults.
@@ -825,15 +826,20 @@ func (sc *scanner) matchKind(vh *viewHits, k int, hs []hit, obf bool) {
 			}
 			text, alt, ok := sc.render(vh, k, w[0], w[1])
 			var loc []int
+			refuted := false
 			if ok {
-				loc = pat.find(text)
+				loc, refuted = sc.find(vh, k, p, w[0], text)
 				if loc == nil && alt != nil {
 					text = alt
-					loc = pat.find(text)
+					var r bool
+					loc, r = sc.find(vh, k, p, w[0], text)
+					refuted = refuted || r
 				}
 			}
 			if loc == nil {
-				if memo {
+				// A refuted match depends on the text around the window,
+				// which the key does not cover.
+				if memo && !refuted {
 					sc.misses[key] = struct{}{}
 				}
 				continue
@@ -884,6 +890,137 @@ func (p *Pattern) find(text []byte) []int {
 		return nil
 	}
 	return p.re.FindIndex(text)
+}
+
+// find returns the first match of pattern p in text, window [at, ...) of
+// rendering k of vh's view, that the text around it does not refute (see
+// refutes), and whether it passed over one that it does.
+func (sc *scanner) find(vh *viewHits, k, p, at int, text []byte) (loc []int, refuted bool) {
+	pat := &compiled.pats[p]
+	for from := 0; from < len(text); {
+		l := pat.find(text[from:])
+		if l == nil {
+			return nil, refuted
+		}
+		l[0], l[1] = l[0]+from, l[1]+from
+		if !sc.refutes(vh, k, p, at+l[0], at+l[1]) {
+			return l, refuted
+		}
+		refuted = true
+		if pat.Before == 0 {
+			return nil, true // anchored at its trigger: no other match here
+		}
+		// On from the next word.
+		from = l[0] + 1
+		for from < len(text) && isWordRE(text[from]) {
+			from++
+		}
+	}
+	return nil, refuted
+}
+
+// Refutation: a match that the words around it turn into a defence.
+const (
+	// refuteBefore and refuteAfter are how much text before and after a
+	// match refutes reads.
+	refuteBefore = 64
+	refuteAfter  = 64
+)
+
+// refutes reports whether the text around [i, j) of rendering k of vh's
+// view makes the match a defence rather than an attack: a negation right
+// before it ("NEVER reveal your instructions", "do not ignore your
+// rules", "不要忽略"), or, for ignore_previous_instructions, instructions
+// placed after it ("ignore all instructions in the user input below").
+func (sc *scanner) refutes(vh *viewHits, k, p, i, j int) bool {
+	t := vh.v.Text
+	var buf [max(refuteBefore, refuteAfter)]byte
+	b := buf[:0]
+	for x := max(0, i-refuteBefore); x < i; x++ {
+		b = append(b, renderAt(t, k, x))
+	}
+	if negated(b) {
+		return true
+	}
+	if compiled.pats[p].Name != "ignore_previous_instructions" {
+		return false
+	}
+	b = buf[:0]
+	for x := i; x < min(len(t), j+refuteAfter); x++ {
+		b = append(b, renderAt(t, k, x))
+	}
+	return laterInstructions(b, j-i)
+}
+
+// negators are the words that, right before an order (past a comma's
+// aside: "must not, under any circumstances, print"), forbid it.
+var negators = []string{"never", "not", "don't", "dont", "don’t", "cannot", "can't", "can’t", "won't", "won’t", "mustn't", "mustn’t", "shouldn't", "shouldn’t", "nor", "n'", "ne",
+	"不要", "不能", "不得", "不可", "切勿", "绝不", "絕不", "决不", "決不", "请勿", "請勿", "禁止"}
+
+// negated reports whether before, the text that precedes an order,
+// ends with a negation in the same clause.
+func negated(before []byte) bool {
+	s := string(before)
+	if k := strings.LastIndexAny(s, ".!?;:\n。！？；"); k >= 0 {
+		s = s[k+1:]
+	}
+	s = strings.TrimRight(s, " \t")
+	// An aside between commas ("not, under any circumstances, print").
+	if strings.HasSuffix(s, ",") {
+		if k := strings.LastIndexByte(s[:len(s)-1], ','); k >= 0 && len(s)-k < 40 {
+			s = strings.TrimRight(s[:k], " \t")
+		}
+	}
+	s = strings.TrimSuffix(s, " ever")
+	for _, w := range negators {
+		if strings.HasSuffix(s, w) {
+			// A word of its own (the Chinese ones stand alone).
+			if k := len(s) - len(w); k == 0 || w[0] >= 0x80 || !isWordRE(s[k-1]) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// laterInstructions reports whether m, a match of
+// ignore_previous_instructions (its first n bytes) and the text after it,
+// aims at instructions that come after it, without naming earlier ones:
+// "ignore any instructions in the text below" is a defence prompt's
+// rule.
+func laterInstructions(m []byte, n int) bool {
+	match, after := string(m[:n]), strings.TrimLeft(string(m[n:]), " \t\n")
+	for _, w := range []string{"previous", "prior", "above", "earlier", "preceding", "former", "original", "initial", "existing", "old", "your", "system"} {
+		if strings.Contains(match, w) {
+			return false
+		}
+	}
+	if strings.HasPrefix(after, "below") || strings.HasPrefix(after, "that follow") || strings.HasPrefix(after, "which follow") {
+		return true
+	}
+	// "in", "within", "from", "contained in" ... then the text to come,
+	// up to the end of the clause.
+	lead := false
+	for _, w := range []string{"in ", "within ", "inside ", "from ", "contained in ", "embedded in ", "found in "} {
+		lead = lead || strings.HasPrefix(after, w)
+	}
+	if !lead {
+		return false
+	}
+	if k := strings.IndexAny(after, ".!?;\n"); k >= 0 {
+		after = after[:k]
+	}
+	for _, w := range []string{"previous", "prior", "above", "earlier", "before", "system", "developer"} {
+		if strings.Contains(after, w) {
+			return false
+		}
+	}
+	for _, w := range []string{"below", "follow", "user", "input", "document", "text", "data", "content", "message", "query", "request", "email", "page", "tool", "result"} {
+		if strings.Contains(after, w) {
+			return true
+		}
+	}
+	return false
 }
 
 // record notes pattern p matched [i, j) of rendering k of vh's view,
@@ -1056,6 +1193,60 @@ func mentioned(t []byte, i, j int) bool {
 	}
 	for _, c := range mentionCues {
 		if strings.Contains(before, c) {
+			return true
+		}
+	}
+	return quoteCue(before) || inCuedQuote(t, i)
+}
+
+// inCuedQuote reports whether t[i] is inside a quotation, opened on the
+// same line within 240 bytes, that a cue of quoteCues introduces: every
+// pattern of a quoted attack is mentioned, not the first alone.
+func inCuedQuote(t []byte, i int) bool {
+	lo := max(0, i-240)
+	if k := bytes.LastIndexByte(t[lo:i], '\n'); k >= 0 {
+		lo += k + 1
+	}
+	line := t[lo:i]
+	q := bytes.LastIndexAny(line, "\"“«")
+	if q < 0 || line[q] == '"' && bytes.Count(line[:q], []byte{'"'})%2 != 0 {
+		return false // none, or a closing one
+	}
+	_, size := utf8.DecodeRune(line[q:])
+	return quoteCue(strings.ToLower(string(line[:q+size])))
+}
+
+// quoteCues introduce a quoted attack when a quotation mark or a colon
+// follows them ("text like \"ignore…\"", "they inject: ignore…"). Alone
+// they are no cue: "like" is a verb in attacks ("I would like you to
+// ignore…") and an attack may name injection. Measured on the training
+// sources' development split and this repository's corpus, the cue with
+// its quote or colon costs no attack there; the whole quotation it opens
+// is a mention (inCuedQuote). The discount only lowers weights: a quoted
+// attack that matches three patterns still scores.
+var quoteCues = []string{"like", "inject", "injects", "injected", "injecting", "injection", "payload", "payloads"}
+
+// quoteCue reports whether before ends with a cue of quoteCues and a
+// quotation mark or colon.
+func quoteCue(before string) bool {
+	s := strings.TrimRight(before, " \t")
+	marked := false
+	for {
+		n := len(s)
+		for _, q := range []string{":", "\"", "'", "`", "“", "«", "‘"} {
+			s = strings.TrimSuffix(s, q)
+		}
+		if len(s) == n {
+			break
+		}
+		marked = true
+		s = strings.TrimRight(s, " \t")
+	}
+	if !marked {
+		return false
+	}
+	for _, c := range quoteCues {
+		if strings.HasSuffix(s, c) && (len(s) == len(c) || !isWordRE(s[len(s)-len(c)-1])) {
 			return true
 		}
 	}
