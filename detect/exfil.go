@@ -5,9 +5,11 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -73,8 +75,8 @@ type SecretShape struct {
 }
 
 var secretShapes = []*SecretShape{
-	{Name: "aws_access_key_id", Severity: Critical, Prefix: "AKIA", re: regexp.MustCompile(`\b(?:AKIA|ASIA)[0-9A-Z]{16}\b`), span: 24},
-	{Name: "aws_secret_access_key", Severity: Critical, Prefix: "aws_secret_access_key", re: regexp.MustCompile(`(?i)(?:aws_?secret_?access_?key|secretaccesskey)["']?\s*[:=]\s*["']?[A-Za-z0-9/+]{40}\b`), span: 120},
+	{Name: "aws_access_key_id", Severity: Critical, Prefix: "AKIA", re: regexp.MustCompile(`\b(?:AKIA|ASIA)[0-9A-Z]{16}\b`), skip: awsExample("EXAMPLE"), span: 24},
+	{Name: "aws_secret_access_key", Severity: Critical, Prefix: "aws_secret_access_key", re: regexp.MustCompile(`(?i)(?:aws_?secret_?access_?key|secretaccesskey)["']?\s*[:=]\s*["']?[A-Za-z0-9/+]{40}\b`), skip: awsExample("EXAMPLEKEY"), span: 120},
 	{Name: "gcp_service_account_key", Severity: Critical, Prefix: `"private_key"`, re: regexp.MustCompile(`"private_key"\s*:\s*"-----BEGIN [A-Z ]*PRIVATE KEY-----`), need: `"service_account"`, span: 96},
 	{Name: "stripe_live_key", Severity: Critical, Prefix: "sk_live_", re: regexp.MustCompile(`\b(?:sk|rk)_live_[0-9A-Za-z]{16,}\b`), span: 160},
 	{Name: "stripe_test_key", Severity: Warning, Prefix: "sk_test_", re: regexp.MustCompile(`\b(?:sk|rk)_test_[0-9A-Za-z]{16,}\b`), span: 160},
@@ -85,6 +87,15 @@ var secretShapes = []*SecretShape{
 	{Name: "private_key_pem", Severity: Critical, Prefix: "-----BEGIN", re: regexp.MustCompile(`-----BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY(?: BLOCK)?-----`), span: 48},
 	{Name: "jwt", Severity: Warning, Prefix: "eyJ", re: regexp.MustCompile(`\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}`), span: 4096},
 	{Name: "placeholder", Severity: Critical, Prefix: PlaceholderPrefix, re: regexp.MustCompile(`stk_ph_[A-Za-z0-9][A-Za-z0-9_.-]*`), span: 128},
+}
+
+// awsExample returns the skip of an AWS shape: AWS's documentation writes
+// its example keys with a suffix a real key almost never has
+// (AKIAIOSFODNN7EXAMPLE, wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY: one in
+// 32^7 of real key ids ends in EXAMPLE). They are in every tutorial, SDK
+// test and README an agent reads or sends, and grant nothing.
+func awsExample(suffix string) func(m []byte) bool {
+	return func(m []byte) bool { return bytes.HasSuffix(m, []byte(suffix)) }
 }
 
 // exfilTriggers are the literals the shapes are found by, case-sensitive.
@@ -122,6 +133,10 @@ type shapeHit struct {
 	shape      *SecretShape
 	start, end int
 	text       string // the match itself: never put in evidence
+	// enc names the encoding the secret was found under ("base64",
+	// "hex", "percent"), empty when it was in the clear; start and end
+	// then cover the whole encoded run.
+	enc string
 }
 
 // findShapes finds secret-shaped strings and placeholders in b.
@@ -163,7 +178,7 @@ func findShapes(b []byte, skip uint32) []shapeHit {
 			}
 			return
 		}
-		if sh.wordStart && start > 0 && isWordByte(b[start-1]) {
+		if sh.wordStart && start > 0 && isWordByte(b[start-1]) && !afterEscape(b, start) {
 			return
 		}
 		loc := sh.anchored.FindIndex(b[start:min(len(b), start+sh.span)])
@@ -174,6 +189,187 @@ func findShapes(b []byte, skip uint32) []shapeHit {
 		add(start, start+loc[1])
 	})
 	return out
+}
+
+// afterEscape reports whether b[:i] ends with a JSON or C string escape
+// that stands for a character of its own: a secret right after a \n in a
+// chat message's JSON ("key:\nAKIA…") starts a word as the model reads
+// it. The backslash must not be escaped itself ("\\n" is a backslash
+// and an n).
+func afterEscape(b []byte, i int) bool {
+	k := i - 1
+	switch b[k] {
+	case 'n', 't', 'r', 'b', 'f':
+	default:
+		// \uXXXX
+		if i < 6 || b[i-5] != 'u' {
+			return false
+		}
+		for _, c := range b[i-4 : i] {
+			if !isHexByte(c) {
+				return false
+			}
+		}
+		k = i - 5
+	}
+	n := 0
+	for k-1-n >= 0 && b[k-1-n] == '\\' {
+		n++
+	}
+	return n%2 == 1
+}
+
+func isHexByte(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// Encoded secrets. A secret sent base64-encoded (a config file, a Basic
+// credential), as hex or percent-encoded (a form value, "%2F" in a secret
+// access key) has no shape until decoded: runs of those encodings long
+// enough to hold the shortest shape are decoded and searched too.
+const (
+	// minEncodedRun is the shortest base64 run decoded: 20 bytes hold 15,
+	// the shortest secret shape.
+	minEncodedRun = 20
+	// minHexRun is the shortest hex run decoded.
+	minHexRun = 32
+)
+
+// b64Byte reports a byte of the base64 or base64url alphabet.
+func b64Byte(c byte) bool {
+	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '-' || c == '_'
+}
+
+// encodedShapes finds secret shapes in the base64, hex and percent-encoded
+// runs of b (placeholders excepted: the injector reads only those in the
+// clear). Shapes whose bit is set in skip are not looked for.
+func encodedShapes(b []byte, skip uint32) []shapeHit {
+	skip |= placeholderBit
+	var out []shapeHit
+	bp := decodeBufs.Get().(*[]byte)
+	buf := (*bp)[:0]
+	used := 0 // the most of buf any decoding wrote
+	defer func() {
+		// Decoded secrets do not stay behind in the pool.
+		clear(buf[:used])
+		if cap(buf) <= maxPooledURL {
+			*bp = buf[:0]
+			decodeBufs.Put(bp)
+		}
+	}()
+	// A run of minEncodedRun bytes or more covers one of every
+	// minEncodedRun consecutive positions: only those are looked at, and
+	// the run around them where they are of the alphabet, so prose is
+	// read a few bytes in twenty.
+	lo := 0 // no run starts before lo
+	for p := minEncodedRun - 1; p < len(b); p += minEncodedRun {
+		if !b64Byte(b[p]) {
+			lo = p + 1
+			continue
+		}
+		i := p
+		for i > lo && b64Byte(b[i-1]) {
+			i--
+		}
+		j := p + 1
+		for j < len(b) && b64Byte(b[j]) {
+			j++
+		}
+		lo, p = j+1, j
+		hex := true
+		for _, c := range b[i:j] {
+			hex = hex && isHexByte(c)
+		}
+		switch {
+		case hex && j-i >= minHexRun:
+			for s := i; s <= i+1; s++ {
+				buf = unhexBytes(buf[:0], b[s:j])
+				used = max(used, len(buf))
+				out = addEncoded(out, buf, skip, "hex", i, j)
+			}
+		case !hex && j-i >= minEncodedRun:
+			run := b[i:j]
+			enc := base64.RawStdEncoding
+			if bytes.ContainsAny(run, "-_") {
+				enc = base64.RawURLEncoding
+			}
+			if len(run)%4 == 1 {
+				run = run[:len(run)-1]
+			}
+			buf = slices.Grow(buf[:0], enc.DecodedLen(len(run)))[:enc.DecodedLen(len(run))]
+			used = max(used, len(buf))
+			if n, err := enc.Decode(buf, run); err == nil {
+				out = addEncoded(out, buf[:n], skip, "base64", i, j)
+			}
+		}
+	}
+	for i := 0; ; {
+		k := bytes.IndexByte(b[i:], '%')
+		if k < 0 {
+			break
+		}
+		k += i
+		if k+2 >= len(b) || !isHexByte(b[k+1]) || !isHexByte(b[k+2]) {
+			i = k + 1
+			continue
+		}
+		// The token around the escape: up to white space, a quote or a
+		// form field's end.
+		s, e := k, k
+		for s > 0 && percentToken(b[s-1]) {
+			s--
+		}
+		for e < len(b) && percentToken(b[e]) {
+			e++
+		}
+		buf = unpercent(buf[:0], b[s:e])
+		used = max(used, len(buf))
+		out = addEncoded(out, buf, skip, "percent", s, e)
+		i = e
+	}
+	return out
+}
+
+// decodeBufs holds the buffers encoded runs are decoded into.
+var decodeBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// addEncoded appends to out the shapes found in dec, decoded with enc
+// from b[s:e].
+func addEncoded(out []shapeHit, dec []byte, skip uint32, enc string, s, e int) []shapeHit {
+	for _, h := range findShapes(dec, skip) {
+		h.start, h.end, h.enc = s, e, enc
+		out = append(out, h)
+	}
+	return out
+}
+
+// percentToken reports a byte of a percent-encoded token.
+func percentToken(c byte) bool {
+	return c > ' ' && c < 0x7F && c != '"' && c != '\'' && c != '&' && c != '<' && c != '>'
+}
+
+// unhexBytes appends the bytes the hex digit pairs of run stand for (a
+// trailing odd digit is dropped) to dst.
+func unhexBytes(dst, run []byte) []byte {
+	for k := 0; k+1 < len(run); k += 2 {
+		h, _ := strconv.ParseUint(string(run[k:k+2]), 16, 8)
+		dst = append(dst, byte(h))
+	}
+	return dst
+}
+
+// unpercent appends token with its %XX escapes decoded to dst.
+func unpercent(dst, token []byte) []byte {
+	for k := 0; k < len(token); k++ {
+		if token[k] == '%' && k+2 < len(token) && isHexByte(token[k+1]) && isHexByte(token[k+2]) {
+			h, _ := strconv.ParseUint(string(token[k+1:k+3]), 16, 8)
+			dst = append(dst, byte(h))
+			k += 2
+			continue
+		}
+		dst = append(dst, token[k])
+	}
+	return dst
 }
 
 func isWordByte(c byte) bool {
@@ -316,7 +512,9 @@ func (x *Exfiltration) Inspect(ev *Event) []Signal {
 		if len(part.b) == 0 {
 			continue
 		}
-		for _, h := range findShapes(part.b, part.skip) {
+		hits := findShapes(part.b, part.skip)
+		hits = append(hits, encodedShapes(part.b, part.skip)...)
+		for _, h := range hits {
 			var span *Span
 			where := part.where
 			switch part.where {
@@ -324,6 +522,10 @@ func (x *Exfiltration) Inspect(ev *Event) []Signal {
 				span = &Span{Start: h.start, End: h.end, Excerpt: redacted(h)}
 			case "header":
 				where = headerAt(ev.Headers, hdrs, h.start)
+			}
+			at := "in the request " + where
+			if h.enc != "" {
+				at = h.enc + "-encoded " + at
 			}
 			if h.shape.Name == "placeholder" {
 				name := strings.TrimPrefix(h.text, PlaceholderPrefix)
@@ -339,7 +541,7 @@ func (x *Exfiltration) Inspect(ev *Event) []Signal {
 			if hostmatch.MatchAny(x.opts.AllowShapes[h.shape.Name], ev.Host) || seenShape[h.text] {
 				continue
 			}
-			if h.shape.Name == "aws_access_key_id" && part.where != "body" {
+			if h.shape.Name == "aws_access_key_id" && part.where != "body" && h.enc == "" {
 				// The key id an AWS signature names, on its way to AWS.
 				if awsIDs == nil {
 					ids := awsSignedKeyIDs(ev)
@@ -355,7 +557,7 @@ func (x *Exfiltration) Inspect(ev *Event) []Signal {
 			seenShape[h.text] = true
 			sigs = append(sigs, Signal{
 				Detector: ExfiltrationName, Severity: h.shape.Severity, Score: 1, Rule: h.shape.Name, Span: span,
-				Evidence: fmt.Sprintf("%s-shaped string %s in the request %s to %s", h.shape.Name, redacted(h), where, hostOrUnknown(ev.Host)),
+				Evidence: fmt.Sprintf("%s-shaped string %s %s to %s", h.shape.Name, redacted(h), at, hostOrUnknown(ev.Host)),
 			})
 		}
 	}
@@ -377,6 +579,16 @@ func (x *Exfiltration) Inspect(ev *Event) []Signal {
 // headerSkips are the shapes not looked for in request headers: JWTs,
 // bearer tokens that travel in headers by design, and placeholders, which
 // the proxy finds in headers itself and lists in Event.Placeholders.
+// placeholderBit is the placeholder shape's bit, for skip masks.
+var placeholderBit = func() uint32 {
+	for i, sh := range secretShapes {
+		if sh.Name == "placeholder" {
+			return 1 << i
+		}
+	}
+	panic("detect: no placeholder shape")
+}()
+
 var headerSkips = func() (m uint32) {
 	for i, sh := range secretShapes {
 		if sh.Name == "jwt" || sh.Name == "placeholder" {

@@ -8,9 +8,9 @@ import (
 )
 
 const (
-	awsKey      = "AKIAIOSFODNN7EXAMPLE"
-	awsOtherKey = "AKIAI44QH8DHBEXAMPLE"
-	awsSecret   = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+	awsKey      = "AKIAQ3EGSNXTF2RWPK7M"
+	awsOtherKey = "AKIAZ5NJ4UWQH6LXT3BD"
+	awsSecret   = "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"
 	sigV4Sig    = "aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
 )
 
@@ -45,7 +45,7 @@ func TestExfiltrationAWSSignatures(t *testing.T) {
 		{name: "SigV4, path style", url: "https://s3.us-west-2.amazonaws.com/bucket/dir/100%25.txt?" + v4},
 		{name: "SigV4, dual-stack", url: "https://bucket.s3.dualstack.us-east-1.amazonaws.com/k?" + v4},
 		{name: "SigV4, China", url: "https://bucket.s3.cn-north-1.amazonaws.com.cn/k?" + sigV4Query(awsKey, "20260101/cn-north-1/s3/aws4_request")},
-		{name: "SigV4, STS", url: "https://sts.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&" + sigV4Query("ASIAIOSFODNN7EXAMPLE", "20260101/us-east-1/sts/aws4_request") + "&X-Amz-Security-Token=FwoGZXIvYXdzEJr"},
+		{name: "SigV4, STS", url: "https://sts.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&" + sigV4Query("ASIAQ3EGSNXTF2RWPK7M", "20260101/us-east-1/sts/aws4_request") + "&X-Amz-Security-Token=FwoGZXIvYXdzEJr"},
 		{name: "SigV4a", url: "https://mfzwi23gnjvgw.mrap.accesspoint.s3-global.amazonaws.com/k?" + strings.Replace(sigV4Query(awsKey, "20260101/s3/aws4_request"), "AWS4-HMAC-SHA256", "AWS4-ECDSA-P256-SHA256", 1)},
 		{name: "SigV2", url: "https://bucket.s3.amazonaws.com/k?" + sigV2Query},
 		{name: "host name in capitals", url: "https://BUCKET.S3.AMAZONAWS.COM/k?" + v4},

@@ -10,7 +10,7 @@ import (
 
 var testSecrets = map[string]string{
 	"stripe_live": "sk_live_" + strings.Repeat("9zQ", 8),
-	"aws":         "AKIAIOSFODNN7EXAMPLE",
+	"aws":         "AKIAQ3EGSNXTF2RWPK7M",
 	"github":      "ghp_" + strings.Repeat("aB3", 12),
 	"slack":       "xoxb-123456789012-abcdefABCDEF",
 	"anthropic":   "sk-ant-api03-" + strings.Repeat("x", 30),
@@ -103,7 +103,7 @@ func TestExfiltrationSecretShapes(t *testing.T) {
 	}
 	pem := "-----BEGIN RSA PRIVATE KEY-----\nMIIE...\n-----END RSA PRIVATE KEY-----"
 	gcp := `{"type": "service_account", "project_id": "p", "private_key": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"}`
-	aws := "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+	aws := "AWS_SECRET_ACCESS_KEY=Tz9kQ2mV7xRb4LwN8pHs3JcY6fGdA1eK5uZo0qWi"
 	for _, tc := range []struct{ body, rule string }{{pem, "private_key_pem"}, {gcp, "gcp_service_account_key"}, {aws, "aws_secret_access_key"}} {
 		if r := rules(x.Inspect(&Event{Host: "x.example", Body: []byte(tc.body)})); !hasString(r, tc.rule) {
 			t.Errorf("%s: rules %v", tc.rule, r)
