@@ -442,11 +442,24 @@ type DriftConfig struct {
 	MinAge    time.Duration `mapstructure:"min_age" yaml:"min_age"`
 }
 
+// prompt_injection's learned layer: off by default, because on writing
+// about prompt injection and on defence prompts it raises far more false
+// alarms than the patterns (docs/detectors.md has the numbers).
+const (
+	DefaultInjectionLearnedThreshold     = 0.0
+	RecommendedInjectionLearnedThreshold = 0.98
+)
+
 // InjectionConfig tunes prompt_injection.
 type InjectionConfig struct {
 	Mode string `mapstructure:"mode" yaml:"mode"`
 	// Threshold is the score (0..1) at which content is flagged.
 	Threshold float64 `mapstructure:"threshold" yaml:"threshold"`
+	// LearnedThreshold turns on the learned layer (a classifier built
+	// into the binary, see detect/injection) at this score, 0..1: 0
+	// leaves it off, the default; RecommendedInjectionLearnedThreshold is
+	// the value to turn it on with.
+	LearnedThreshold float64 `mapstructure:"learned_threshold" yaml:"learned_threshold"`
 	// Model is an optional model endpoint that judges the content the
 	// other layers leave uncertain; off while its url is empty.
 	Model InjectionModelConfig `mapstructure:"model" yaml:"model"`

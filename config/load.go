@@ -255,6 +255,7 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("detect.scope_drift.min_events", DefaultDriftMinEvents)
 	v.SetDefault("detect.scope_drift.min_age", DefaultDriftMinAge)
 	v.SetDefault("detect.prompt_injection.threshold", DefaultInjectionThreshold)
+	v.SetDefault("detect.prompt_injection.learned_threshold", DefaultInjectionLearnedThreshold)
 	v.SetDefault("detect.prompt_injection.model.kind", DefaultJudgeKind)
 	v.SetDefault("detect.prompt_injection.model.url", "")
 	v.SetDefault("detect.prompt_injection.model.model", "")

@@ -272,6 +272,9 @@ func (d DetectConfig) validateTuning(e *ValidationError) {
 	if b.LearningWindow < 288*time.Second {
 		e.add("detect.credential_burst.learning_window", b.LearningWindow.String(), "must be at least 4m48s")
 	}
+	if t := d.PromptInjection.LearnedThreshold; t < 0 || t > 1 {
+		e.add("detect.prompt_injection.learned_threshold", strconv.FormatFloat(t, 'g', -1, 64), "must be 0 (off) or greater than 0 and at most 1")
+	}
 	if t := d.PromptInjection.Threshold; t <= 0 || t > 1 {
 		e.add("detect.prompt_injection.threshold", strconv.FormatFloat(t, 'g', -1, 64), "must be greater than 0 and at most 1")
 	}

@@ -48,7 +48,7 @@ func buildDetectors(cfg *config.Config, bound func(name string) ([]string, bool)
 	if err != nil {
 		return nil, usageError(fmt.Errorf("detect.scope_drift: %w", err))
 	}
-	pi, err := detect.NewPromptInjection(detect.PromptInjectionOptions{Threshold: dc.PromptInjection.Threshold, Window: dc.ScanWindow})
+	pi, err := detect.NewPromptInjection(detect.PromptInjectionOptions{Threshold: dc.PromptInjection.Threshold, LearnedThreshold: dc.PromptInjection.LearnedThreshold, Window: dc.ScanWindow})
 	if err != nil {
 		return nil, usageError(fmt.Errorf("detect.prompt_injection: %w", err))
 	}
