@@ -23,6 +23,8 @@ const (
 	MetricMintDuration     = "stack_credential_mint_duration_seconds"
 	MetricMinted           = "stack_minted_credentials"
 	MetricLeases           = "stack_credential_leases"
+	MetricJudgeCalls       = "stack_injection_judge_calls_total"
+	MetricJudgeDuration    = "stack_injection_judge_duration_seconds"
 )
 
 // Metrics are the sidecar's Prometheus metrics, on their own registry so
@@ -38,6 +40,8 @@ type Metrics struct {
 	ActiveConns      prometheus.Gauge
 	Mints            *prometheus.CounterVec   // kind, outcome (ok|error)
 	MintDuration     *prometheus.HistogramVec // kind
+	JudgeCalls       *prometheus.CounterVec   // kind (chat|classifier), outcome (ok|cached|timeout|error|malformed)
+	JudgeDuration    *prometheus.HistogramVec // kind; calls made, not cached verdicts
 
 	// The children every allowed request touches, resolved once: a
 	// label lookup hashes its values on every call.
@@ -117,11 +121,18 @@ func NewMetrics() *Metrics {
 			Name: MetricMintDuration, Help: "Time to mint one short-lived credential, by kind.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"kind"}),
+		JudgeCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricJudgeCalls, Help: "Judgements asked of the prompt-injection model judge, by kind and outcome (ok, cached, timeout, error, malformed).",
+		}, []string{"kind", "outcome"}),
+		JudgeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: MetricJudgeDuration, Help: "Time the prompt-injection model judge took per call made (cached verdicts excluded), by kind.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, .8, 1, 2.5, 5},
+		}, []string{"kind"}),
 	}
 	m.allowed = m.Requests.WithLabelValues("allowed", "")
 	m.upstreamOK = m.UpstreamDuration.WithLabelValues("ok")
 	m.Registry.MustRegister(m.Requests, m.Injections, m.UpstreamDuration, m.DetectorSignals,
-		m.AuditAppend, m.Tunnels, m.ActiveConns, m.Mints, m.MintDuration,
+		m.AuditAppend, m.Tunnels, m.ActiveConns, m.Mints, m.MintDuration, m.JudgeCalls, m.JudgeDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -134,6 +145,15 @@ func (m *Metrics) ObserveMint(kind string, took time.Duration, err error) {
 	}
 	m.Mints.WithLabelValues(kind, outcome).Inc()
 	m.MintDuration.WithLabelValues(kind).Observe(took.Seconds())
+}
+
+// ObserveJudge counts one judgement of the prompt-injection model judge;
+// took is zero for a verdict from its cache, which made no call.
+func (m *Metrics) ObserveJudge(kind, outcome string, took time.Duration) {
+	m.JudgeCalls.WithLabelValues(kind, outcome).Inc()
+	if took > 0 {
+		m.JudgeDuration.WithLabelValues(kind).Observe(took.Seconds())
+	}
 }
 
 // CountMinted exports how many minted credentials c holds.

@@ -25,7 +25,7 @@ func TestInjectionLearnedLayerWired(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config.Default(t.TempDir())
 			cfg.Detect.PromptInjection.LearnedThreshold = tc.threshold
-			ds, err := buildDetectors(cfg, func(string) ([]string, bool) { return nil, false }, nil, zap.NewNop())
+			ds, err := buildDetectors(cfg, func(string) ([]string, bool) { return nil, false }, nil, nil, zap.NewNop())
 			if err != nil {
 				t.Fatal(err)
 			}

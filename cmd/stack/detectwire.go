@@ -33,8 +33,9 @@ type detectors struct {
 // (those not off), the policy, learned state loaded from detect.state_path,
 // the alert webhook when its URL is set, and the summarizer of alert
 // storms unless detect.alert_summary_window is 0. bound says which hosts a
-// credential is bound to; secrets finds the credentials' own secrets.
-func buildDetectors(cfg *config.Config, bound func(name string) ([]string, bool), secrets detect.SecretMatcher, log *zap.Logger) (*detectors, error) {
+// credential is bound to; secrets finds the credentials' own secrets;
+// metrics, when set, counts what the model judge is asked.
+func buildDetectors(cfg *config.Config, bound func(name string) ([]string, bool), secrets detect.SecretMatcher, metrics *proxy.Metrics, log *zap.Logger) (*detectors, error) {
 	dc := cfg.Detect
 	burst, err := detect.NewBurst(detect.BurstOptions{
 		LearningWindow: dc.CredentialBurst.LearningWindow, MinSamples: dc.CredentialBurst.MinSamples,
@@ -52,7 +53,7 @@ func buildDetectors(cfg *config.Config, bound func(name string) ([]string, bool)
 	if err != nil {
 		return nil, usageError(fmt.Errorf("detect.prompt_injection: %w", err))
 	}
-	modelJudge, judgeOpts, err := injectionJudge(dc.PromptInjection.Model, dc.PromptInjection.Threshold, log)
+	modelJudge, judgeOpts, err := injectionJudge(dc.PromptInjection.Model, dc.PromptInjection.Threshold, metrics, log)
 	if err != nil {
 		return nil, usageError(fmt.Errorf("detect.prompt_injection.model: %w", err))
 	}

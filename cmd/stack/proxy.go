@@ -249,7 +249,7 @@ func (a *app) openSidecar(ctx context.Context) (*sidecarParts, error) {
 	if p.guard, err = egressGuard(cfg.Egress); err != nil {
 		return nil, err
 	}
-	if p.detectors, err = buildDetectors(cfg, p.bound, p.secrets, a.log); err != nil {
+	if p.detectors, err = buildDetectors(cfg, p.bound, p.secrets, p.metrics, a.log); err != nil {
 		return nil, err
 	}
 	a.onClose(p.detectors.close)
