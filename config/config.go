@@ -497,6 +497,12 @@ type InjectionModelConfig struct {
 	// CAFile is a PEM file of the roots of the endpoint's certificate;
 	// empty: the system's roots.
 	CAFile string `mapstructure:"ca_file" yaml:"ca_file"`
+	// BreakAfter failed calls in a row suspend the judge for BreakFor:
+	// no call is made and each judgement fails at once (as on_error
+	// says), so requests do not all wait out a hanging endpoint; then one
+	// call is tried. -1 never suspends.
+	BreakAfter int           `mapstructure:"break_after" yaml:"break_after"`
+	BreakFor   time.Duration `mapstructure:"break_for" yaml:"break_for"`
 }
 
 // ExfilConfig tunes credential_exfiltration.
@@ -560,6 +566,8 @@ const (
 	DefaultJudgeOnError       = "open"
 	DefaultJudgeCacheSize     = 4096
 	DefaultJudgeWhen          = "uncertain"
+	DefaultJudgeBreakAfter    = 5
+	DefaultJudgeBreakFor      = 30 * time.Second
 	DefaultControlListen      = "127.0.0.1:9443"
 	DefaultControlStore       = "bbolt"
 	DefaultControlStorePath   = "control.db"

@@ -10,7 +10,8 @@ import (
 
 func TestInjectionModelDefaults(t *testing.T) {
 	c := Default(t.TempDir())
-	want := InjectionModelConfig{Kind: "chat", Timeout: 800 * time.Millisecond, OnError: "open", CacheSize: 4096, When: "uncertain"}
+	want := InjectionModelConfig{Kind: "chat", Timeout: 800 * time.Millisecond, OnError: "open", CacheSize: 4096, When: "uncertain",
+		BreakAfter: 5, BreakFor: 30 * time.Second}
 	if got := c.Detect.PromptInjection.Model; got != want {
 		t.Errorf("defaults = %+v, want %+v (off: no url)", got, want)
 	}
@@ -28,13 +29,14 @@ func TestInjectionModelLoads(t *testing.T) {
       on_error: closed
       cache_size: 0
       when: untrusted
+      break_after: -1
 `)
 	c, err := Load(LoadOptions{Home: home})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := InjectionModelConfig{Kind: "classifier", URL: "http://127.0.0.1:8000/classify", APIKeyEnv: "JUDGE_KEY",
-		Timeout: 250 * time.Millisecond, OnError: "closed", When: "untrusted"}
+		Timeout: 250 * time.Millisecond, OnError: "closed", When: "untrusted", BreakAfter: -1, BreakFor: 30 * time.Second}
 	if got := c.Detect.PromptInjection.Model; got != want {
 		t.Errorf("model = %+v, want %+v", got, want)
 	}
@@ -50,6 +52,8 @@ func TestInjectionModelInvalid(t *testing.T) {
 		{"when", on + "      when: sometimes\n", "detect.prompt_injection.model.when", "uncertain, untrusted, always"},
 		{"timeout", on + "      timeout: 0s\n", "detect.prompt_injection.model.timeout", "positive"},
 		{"cache_size", on + "      cache_size: -1\n", "detect.prompt_injection.model.cache_size", "not be negative"},
+		{"break_after 0", on + "      break_after: 0\n", "detect.prompt_injection.model.break_after", "at least 1"},
+		{"break_for 0", on + "      break_for: 0s\n", "detect.prompt_injection.model.break_for", "positive"},
 		{"a key in api_key_env", on + "      api_key_env: sk-abc123\n", "detect.prompt_injection.model.api_key_env", "not hold the key"},
 		{"chat without model", "detect:\n  prompt_injection:\n    model:\n      url: https://llm.internal/v1/chat/completions\n", "detect.prompt_injection.model.model", "not be empty"},
 		{"http to another host", "detect:\n  prompt_injection:\n    model:\n      url: http://llm.internal/v1/chat/completions\n      model: m\n", "detect.prompt_injection.model.url", "https"},

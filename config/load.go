@@ -265,6 +265,8 @@ func setDefaults(v *viper.Viper) {
 	v.SetDefault("detect.prompt_injection.model.cache_size", DefaultJudgeCacheSize)
 	v.SetDefault("detect.prompt_injection.model.when", DefaultJudgeWhen)
 	v.SetDefault("detect.prompt_injection.model.ca_file", "")
+	v.SetDefault("detect.prompt_injection.model.break_after", DefaultJudgeBreakAfter)
+	v.SetDefault("detect.prompt_injection.model.break_for", DefaultJudgeBreakFor)
 }
 
 // rolesAsMap turns roles into the generic shape viper merges with a file,

@@ -57,6 +57,7 @@ func defaultsForTemplate() map[string]any {
 		"InjectionLearnedThreshold": DefaultInjectionLearnedThreshold, "InjectionLearnedRecommended": RecommendedInjectionLearnedThreshold,
 		"JudgeKind": DefaultJudgeKind, "JudgeTimeout": DefaultJudgeTimeout, "JudgeOnError": DefaultJudgeOnError,
 		"JudgeCacheSize": DefaultJudgeCacheSize, "JudgeWhen": DefaultJudgeWhen,
+		"JudgeBreakAfter": DefaultJudgeBreakAfter, "JudgeBreakFor": DefaultJudgeBreakFor,
 	}
 }
 
@@ -262,6 +263,11 @@ detect:
       when: {{.D.JudgeWhen}}
       # PEM roots of the endpoint's certificate; empty: the system's.
       ca_file: ""
+      # After break_after failed calls in a row, make no call for
+      # break_for (each judgement fails at once, as on_error says), then
+      # try one. -1 never stops calling.
+      break_after: {{.D.JudgeBreakAfter}}
+      break_for: {{.D.JudgeBreakFor}}
   credential_exfiltration:
     mode: {{.Mode}}
 

@@ -293,6 +293,12 @@ func (m InjectionModelConfig) validate(e *ValidationError, key string) {
 	if m.CacheSize < 0 {
 		e.add(key+".cache_size", strconv.Itoa(m.CacheSize), "must not be negative (0 keeps no verdicts)")
 	}
+	if m.BreakAfter < -1 || m.BreakAfter == 0 {
+		e.add(key+".break_after", strconv.Itoa(m.BreakAfter), "must be a number of failures (at least 1), or -1 never to stop calling")
+	}
+	if m.BreakAfter > 0 {
+		e.positive(key+".break_for", m.BreakFor)
+	}
 	if m.APIKeyEnv != "" && !envName.MatchString(m.APIKeyEnv) {
 		e.add(key+".api_key_env", m.APIKeyEnv, "must name an environment variable (letters, digits and _), not hold the key")
 	}

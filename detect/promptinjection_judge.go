@@ -146,6 +146,8 @@ func judgeFailure(err error) string {
 	switch {
 	case errors.Is(err, judge.ErrTimeout):
 		return "timeout"
+	case errors.Is(err, judge.ErrSuspended):
+		return "suspended after failures in a row"
 	case errors.As(err, &se):
 		return fmt.Sprintf("HTTP %d", se.Status)
 	case errors.Is(err, judge.ErrMalformed):

@@ -34,6 +34,7 @@ func injectionJudge(m config.InjectionModelConfig, threshold float64, metrics *p
 	j, err := judge.New(judge.Options{
 		Kind: judge.Kind(m.Kind), URL: m.URL, Model: m.Model, APIKey: key,
 		Timeout: m.Timeout, CacheSize: cache, CAFile: m.CAFile, Threshold: threshold,
+		BreakAfter: m.BreakAfter, BreakFor: m.BreakFor,
 		OnCall: func(c judge.Call) {
 			if metrics != nil {
 				metrics.ObserveJudge(string(c.Kind), string(c.Outcome), c.Took)

@@ -24,6 +24,9 @@ var (
 	// JSON, JSON of another shape, no choices, a refusal, a score outside
 	// [0, 1].
 	ErrMalformed = errors.New("judge: malformed answer")
+	// ErrSuspended is returned without a call while the judge rests after
+	// Options.BreakAfter failures in a row (its circuit is open).
+	ErrSuspended = errors.New("judge: suspended after failures in a row")
 )
 
 // StatusError is an answer with a status other than 200. It wraps

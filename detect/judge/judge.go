@@ -47,6 +47,10 @@ const (
 	MaxAnswer = 1 << 20
 	// MaxReason is the most bytes of a verdict's reason kept.
 	MaxReason = 200
+	// DefaultBreakAfter and DefaultBreakFor: after five failed calls in a
+	// row the judge makes no call for 30 s, then tries one.
+	DefaultBreakAfter = 5
+	DefaultBreakFor   = 30 * time.Second
 )
 
 // Options configure a Judge. Zero fields take their defaults.
@@ -71,6 +75,15 @@ type Options struct {
 	// CAFile is a PEM file of the roots that may sign the endpoint's
 	// certificate; empty: the system's roots.
 	CAFile string
+	// BreakAfter failed calls in a row (timeouts, errors, malformed
+	// answers; not calls the caller gave up on) suspend the judge for
+	// BreakFor: it answers ErrSuspended at once instead of making every
+	// request wait out a hanging endpoint's timeout. Then one call is let
+	// through; its success ends the suspension, its failure renews it.
+	// Defaults DefaultBreakAfter and DefaultBreakFor; a negative
+	// BreakAfter never suspends.
+	BreakAfter int
+	BreakFor   time.Duration
 	// Threshold is the classifier score at or above which content is an
 	// injection (default DefaultThreshold). A chat judge says so itself.
 	Threshold float64
@@ -115,6 +128,8 @@ const (
 	OutcomeTimeout   Outcome = "timeout"
 	OutcomeError     Outcome = "error" // transport error or HTTP status
 	OutcomeMalformed Outcome = "malformed"
+	// OutcomeSuspended: no call, the judge is resting after failures.
+	OutcomeSuspended Outcome = "suspended"
 )
 
 // Call is what one judgement cost, told to Options.OnCall.
@@ -141,6 +156,12 @@ type Judge struct {
 	client *http.Client
 	tr     *http.Transport
 	cache  *cache
+
+	// The circuit breaker (Options.BreakAfter).
+	mu       sync.Mutex
+	failures int       // failed calls in a row
+	until    time.Time // suspended until then
+	probing  bool      // the one call let through after a suspension is out
 }
 
 // New returns a Judge for opts. Options it cannot use are an error
@@ -218,6 +239,15 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Threshold == 0 {
 		o.Threshold = DefaultThreshold
 	}
+	if o.BreakAfter == 0 {
+		o.BreakAfter = DefaultBreakAfter
+	}
+	if o.BreakFor < 0 {
+		return bad("negative break_for")
+	}
+	if o.BreakFor == 0 {
+		o.BreakFor = DefaultBreakFor
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -281,10 +311,17 @@ func (j *Judge) Judge(ctx context.Context, args Args) (Verdict, error) {
 		return v, nil
 	}
 	start := j.o.Now()
+	if !j.admit(start) {
+		err := fmt.Errorf("judge: %w (%d in a row; calls resume within %v)", ErrSuspended, j.o.BreakAfter, j.o.BreakFor)
+		j.told(Call{Kind: j.o.Kind, Outcome: OutcomeSuspended, Bytes: len(args.Content), Err: err})
+		return Verdict{}, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, j.o.Timeout)
 	defer cancel()
+	callerCtx := ctx
 	v, usage, err := j.call(ctx, args.Content)
 	took := j.o.Now().Sub(start)
+	j.settle(err, callerCtx)
 	c := Call{Kind: j.o.Kind, Outcome: OutcomeOK, Took: took, Bytes: len(args.Content),
 		PromptTokens: usage.PromptTokens, CompletionTokens: usage.CompletionTokens}
 	if err != nil {
@@ -311,6 +348,45 @@ func (j *Judge) Judge(ctx context.Context, args Args) (Verdict, error) {
 	c.Injection = v.Injection
 	j.told(c)
 	return v, nil
+}
+
+// admit says whether a call may be made now: always, unless the judge is
+// suspended; after a suspension, one call at a time until one succeeds.
+func (j *Judge) admit(now time.Time) bool {
+	if j.o.BreakAfter < 0 {
+		return true
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.failures < j.o.BreakAfter {
+		return true
+	}
+	if now.Before(j.until) || j.probing {
+		return false
+	}
+	j.probing = true
+	return true
+}
+
+// settle counts a call's outcome for the breaker. A call the caller gave
+// up on (its context canceled, not our deadline) says nothing of the
+// endpoint.
+func (j *Judge) settle(err error, ctx context.Context) {
+	if j.o.BreakAfter < 0 {
+		return
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.probing = false
+	switch {
+	case err == nil:
+		j.failures = 0
+	case errors.Is(ctx.Err(), context.Canceled):
+	default:
+		if j.failures++; j.failures >= j.o.BreakAfter {
+			j.until = j.o.Now().Add(j.o.BreakFor)
+		}
+	}
 }
 
 func (j *Judge) told(c Call) {

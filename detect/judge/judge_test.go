@@ -454,3 +454,79 @@ func TestOptions(t *testing.T) {
 		j.Close() // idempotent
 	}
 }
+
+// After BreakAfter failed calls in a row the judge answers ErrSuspended
+// without a call for BreakFor, then lets one call through: a success ends
+// the suspension, a failure renews it. Calls the caller gave up on do not
+// count.
+func TestBreaker(t *testing.T) {
+	var failing atomic.Bool
+	failing.Store(true)
+	e := newEndpoint(t, openAI(t, func(string) (int, string) {
+		if failing.Load() {
+			return http.StatusInternalServerError, `{"error":{"message":"overloaded"}}`
+		}
+		return 200, completion(`{"injection":false,"score":0.1,"reason":"r"}`)
+	}))
+	var mu sync.Mutex
+	now := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	var outcomes []Outcome
+	j := mustJudge(t, e, "/v1/chat/completions", Options{CacheSize: -1, BreakAfter: 3, BreakFor: 10 * time.Second, Now: clock,
+		OnCall: func(c Call) { outcomes = append(outcomes, c.Outcome) }})
+	ask := func() error {
+		_, err := j.Judge(context.Background(), Args{Content: []byte("a document")})
+		return err
+	}
+	// A call the caller cancels says nothing of the endpoint.
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := j.Judge(canceled, Args{Content: []byte("a document")}); err == nil {
+		t.Fatal("a canceled call succeeded")
+	}
+	for i := range 3 {
+		if err := ask(); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	calls := e.calls.Load()
+	for range 5 {
+		if err := ask(); !errors.Is(err, ErrSuspended) {
+			t.Fatalf("while suspended: %v", err)
+		}
+	}
+	if n := e.calls.Load(); n != calls {
+		t.Fatalf("%d calls made while suspended", n-calls)
+	}
+	// The trial call after the rest fails: suspended again.
+	advance(10 * time.Second)
+	if err := ask(); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("trial call: %v", err)
+	}
+	if err := ask(); !errors.Is(err, ErrSuspended) {
+		t.Fatalf("after a failed trial: %v", err)
+	}
+	// The endpoint recovers: the next trial ends the suspension.
+	failing.Store(false)
+	advance(10 * time.Second)
+	for i := range 4 {
+		if err := ask(); err != nil {
+			t.Fatalf("call %d after recovery: %v", i, err)
+		}
+	}
+	want := []Outcome{OutcomeError, OutcomeError, OutcomeError, OutcomeError, OutcomeSuspended, OutcomeSuspended,
+		OutcomeSuspended, OutcomeSuspended, OutcomeSuspended, OutcomeError, OutcomeSuspended, OutcomeOK, OutcomeOK, OutcomeOK, OutcomeOK}
+	if fmt.Sprint(outcomes) != fmt.Sprint(want) {
+		t.Errorf("outcomes\n%v, want\n%v", outcomes, want)
+	}
+
+	// A negative BreakAfter never suspends.
+	failing.Store(true)
+	never := mustJudge(t, e, "/v1/chat/completions", Options{CacheSize: -1, BreakAfter: -1})
+	for range 8 {
+		if _, err := never.Judge(context.Background(), Args{Content: []byte("x")}); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("never suspended: %v", err)
+		}
+	}
+}
