@@ -11,9 +11,7 @@ import (
 // homoglyphs folded, invisible controls dropped, JSON escapes decoded)
 // once the patterns have had their look, unless they already found the
 // content critical. It is a logistic regression over hashed words, word
-// pairs and word stems, and words marked by where they stand (quoted or
-// in backticks, near words of writing about attacks such as "attack",
-// "injection" or "e.g."), scored over every window of learned.Window
+// pairs and word stems, scored over every window of learned.Window
 // consecutive words; the best window's score, at or above
 // Options.LearnedThreshold, is a match named learned_instruction whose
 // weight is the flagging threshold: alone it makes a warning, with a

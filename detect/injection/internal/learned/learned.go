@@ -6,14 +6,8 @@
 // document is judged on its own words, not diluted by the document.
 //
 // The features of a word are its hash, the hash of it and the word
-// before it (or of it and a sentence start, after '.', '!', '?', ':',
-// ';' or a line break), the hash of its first five bytes (which folds
-// "instructions", "instructed" and "instruct" together), and its hash
-// together with where it stands: inside quotes or backticks or not, and
-// near a word that marks writing about attacks or not (attack,
-// injection, example, e.g., such as, payload, malicious and a few more,
-// within the last MetaReach words). The last one lets the same order
-// weigh less when it is quoted or discussed than when it is given. Words are runs
+// before it, and the hash of its first five bytes (which folds
+// "instructions", "instructed" and "instruct" together). Words are runs
 // of ASCII letters and digits, folded to lower case, and of non-ASCII
 // letters; each CJK character (and anything else whose UTF-8 encoding
 // begins with 0xE3 or above) is a word of its own, as CJK text has no
@@ -38,11 +32,7 @@ const Bits = 18
 const Window = 24
 
 // FeaturesPerWord is how many features each word contributes.
-const FeaturesPerWord = 4
-
-// MetaReach is how many words after a word about attacks (metaWords)
-// still count as near it.
-const MetaReach = 8
+const FeaturesPerWord = 3
 
 // maxWordLen is the most bytes of a word that are hashed.
 const maxWordLen = 32
@@ -85,92 +75,15 @@ func mix(h uint64) uint64 {
 	return h
 }
 
-// hashWord is the hash of a word's bytes as Words computes it (lower
-// case ASCII, at most maxWordLen bytes), before mixing.
-func hashWord(w string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(w) && i < maxWordLen; i++ {
-		h = (h ^ uint64(lower[w[i]])) * 1099511628211
-	}
-	return h
-}
-
-// metaWords mark writing about attacks rather than an attack: the
-// words near them are read in that light.
-var metaWords = [...]string{
-	"attack", "attacks", "attacker", "attackers", "attacked", "adversary", "adversarial",
-	"injection", "injections", "inject", "injected", "injecting",
-	"example", "examples", "e", "such", "payload", "payloads", "malicious",
-	"jailbreak", "jailbreaks", "jailbreaking", "exploit", "exploits", "phrase", "phrases",
-	"detect", "detects", "detection", "attempt", "attempts", "manipulate", "manipulation",
-	"threat", "threats", "vulnerability", "vulnerabilities", "mitigate", "mitigation",
-}
-
-// metaTable is an open-addressing set of the metaWords' hashes.
-var metaTable = func() (t [128]uint64) {
-	for _, w := range metaWords {
-		h := hashWord(w)
-		i := h & 127
-		for t[i] != 0 {
-			i = (i + 1) & 127
-		}
-		t[i] = h
-	}
-	return
-}()
-
-func isMeta(h uint64) bool {
-	for i := h & 127; ; i = (i + 1) & 127 {
-		switch metaTable[i] {
-		case h:
-			return true
-		case 0:
-			return false
-		}
-	}
-}
-
-// sentenceStart stands for the word before the first word of a
-// sentence.
-const sentenceStart = 0x51ED27
-
-// contextSalt tells apart a word's standing: plain, quoted, near a meta
-// word, or both.
-var contextSalt = [4]uint64{0x8F1BBCDC, 0xCA62C1D6, 0x6ED9EBA1, 0x5A827999}
-
 // Words calls f for every word of text with its byte range and its
 // features (indexes into the weight table).
 func Words(text []byte, f func(start, end int, feats [FeaturesPerWord]uint32)) {
 	const mask = 1<<Bits - 1
-	var prev uint64 = sentenceStart
-	// quoted: inside "…", '…' or `…` (a line break ends the first two);
-	// code: inside backticks; sinceMeta: words since the last meta word.
-	var quoted, code bool
-	sinceMeta := MetaReach + 1
+	var prev uint64 = 0x51ED27
 	i := 0
 	for i < len(text) {
 		c := byteClass[text[i]]
 		if c == 0 || c == 4 {
-			switch text[i] {
-			case '.', '!', '?', ':', ';':
-				prev = sentenceStart
-			case '\n':
-				prev = sentenceStart
-				quoted = false
-			case '"':
-				quoted = !quoted
-			case '`':
-				code = !code
-			case '\'':
-				// An apostrophe inside a word is not a quote.
-				before := i > 0 && byteClass[text[i-1]] != 0
-				after := i+1 < len(text) && byteClass[text[i+1]] != 0
-				if !before && after {
-					quoted = true
-				} else if before && !after {
-					quoted = false
-				}
-			}
 			i++
 			continue
 		}
@@ -206,24 +119,11 @@ func Words(text []byte, f func(start, end int, feats [FeaturesPerWord]uint32)) {
 				stem = h
 			}
 		}
-		if isMeta(h) {
-			sinceMeta = 0
-		} else if sinceMeta <= MetaReach {
-			sinceMeta++
-		}
-		ctx := 0
-		if quoted || code {
-			ctx = 1
-		}
-		if sinceMeta <= MetaReach {
-			ctx += 2
-		}
 		w := mix(h)
 		var feats [FeaturesPerWord]uint32
 		feats[0] = uint32(w) & mask
 		feats[1] = uint32(mix(prev*prime1^w)) & mask
 		feats[2] = uint32(mix(stem^prime2)) & mask
-		feats[3] = uint32(mix(w^contextSalt[ctx]*prime2)) & mask
 		prev = w
 		f(start, i, feats)
 	}
@@ -238,7 +138,7 @@ type Model struct {
 }
 
 // magic begins a model file.
-const magic = "STKLRv2\n"
+const magic = "STKLRv1\n"
 
 // ErrModel is returned for a model file that is not one.
 var ErrModel = errors.New("learned: not a model file")
@@ -286,30 +186,10 @@ type Verdict struct {
 
 // Score returns the highest window score of text.
 func (m *Model) Score(text []byte) Verdict {
-	best, bs, be := m.best(text)
-	if be == 0 {
-		return Verdict{}
-	}
-	return Verdict{Score: sigmoid(float64(m.Bias) + float64(m.Scale)*float64(best)), Start: bs, End: be}
-}
-
-// Logit returns the logit of the highest window score of text (for
-// training: Score's sigmoid saturates).
-func (m *Model) Logit(text []byte) float64 {
-	best, _, be := m.best(text)
-	if be == 0 {
-		return math.Inf(-1)
-	}
-	return float64(m.Bias) + float64(m.Scale)*float64(best)
-}
-
-// best returns the highest window sum of text and where that window is;
-// end is 0 for a text without words.
-func (m *Model) best(text []byte) (best int32, start, end int) {
 	var ring [Window]int32
 	var starts [Window]int32
 	var sum int32
-	best = math.MinInt32
+	best := int32(math.MinInt32)
 	var bs, be, last int
 	n := 0
 	Words(text, func(start, end int, feats [FeaturesPerWord]uint32) {
@@ -329,13 +209,13 @@ func (m *Model) best(text []byte) (best int32, start, end int) {
 		last = end
 	})
 	if n == 0 {
-		return 0, 0, 0
+		return Verdict{}
 	}
 	if n < Window {
 		// A text shorter than a window is one window.
 		best, bs, be = sum, 0, last
 	}
-	return best, bs, be
+	return Verdict{Score: sigmoid(float64(m.Bias) + float64(m.Scale)*float64(best)), Start: bs, End: be}
 }
 
 func sigmoid(x float64) float64 { return 1 / (1 + math.Exp(-x)) }

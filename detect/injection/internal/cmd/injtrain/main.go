@@ -9,14 +9,10 @@
 // text shorter than that is one window), every window of an attack
 // labelled as an attack, with AdaGrad and the classes weighted equally,
 // on the training part of each training source (never on its
-// development fifth nor on a held-out source); from the second pass on,
-// each benign text's highest-scoring window weighs more, since a text is
-// flagged by its worst window. It then chooses the threshold on the
-// development fifth (the lowest at which no development source with 50
-// benign items or more has over 2% false alarms) and shifts the bias so
-// that this threshold scores 0.98, the recommended value, and reports
-// the false-alarm rate and recall there and at a few other thresholds.
-// Training is deterministic: the same data gives the same weights.
+// development fifth nor on a held-out source). It then reports, on the
+// development fifth, the false-alarm rate and recall at a few
+// thresholds. Training is deterministic: the same data gives the same
+// weights.
 package main
 
 import (
@@ -45,8 +41,6 @@ func main() {
 type sample struct {
 	feats  []uint32
 	attack bool
-	// text numbers the text the window comes from.
-	text int
 	// weight is the sample's share of its text: every text weighs the
 	// same however many windows it has.
 	weight float64
@@ -63,9 +57,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rate := fs.Float64("rate", 0.1, "AdaGrad learning rate")
 	l2 := fs.Float64("l2", 1e-4, "L2 penalty per update")
 	exclude := fs.String("exclude", "", "comma-separated source/variant pairs not to train on")
-	falseAlarms := fs.Float64("false-alarms", 0.02, "the most false alarms on any development source at the recommended threshold")
-	minBenign := fs.Int("min-benign", 50, "fewest benign development items a source needs to constrain the threshold")
-	hard := fs.Float64("hard", 1, "extra weight, from the second pass on, of each benign text's highest-scoring window")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -83,7 +74,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := evalset.Config{Mirror: *mirror, ModCache: *modcache, Repo: *repo}
 	var train []sample
 	var dev []evalset.Item
-	texts := 0
 	for _, src := range evalset.Sources() {
 		if src.HeldOut {
 			continue
@@ -102,10 +92,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				continue
 			}
 			ws := windows([]byte(it.Text), it.Attack)
-			for i := range ws {
-				ws[i].text = texts
-			}
-			texts++
 			train = append(train, ws...)
 			if it.Attack {
 				na++
@@ -117,8 +103,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "%-14s train: %5d attacks (%6d windows) %5d benign (%6d windows); dev: rest\n", src.Name, na, wa, nb, wb)
 	}
-	m := fit(train, *epochs, *rate, *l2, *hard)
-	calibrate(stdout, m, dev, *falseAlarms, *minBenign)
+	m := fit(train, *epochs, *rate, *l2)
 	report(stdout, m, dev)
 	if *out != "" {
 		if err := os.WriteFile(*out, m.Marshal(), 0o644); err != nil {
@@ -165,12 +150,7 @@ func windows(text []byte, attack bool) []sample {
 	return out
 }
 
-// fit trains the weights. A text is flagged by its highest-scoring
-// window, so a benign text is only as good as its worst window: from the
-// second pass on, each benign text's highest-scoring window (under the
-// weights so far) weighs hard more, the way a long document about
-// attacks is judged.
-func fit(train []sample, epochs int, rate, l2, hard float64) *learned.Model {
+func fit(train []sample, epochs int, rate, l2 float64) *learned.Model {
 	const n = 1 << learned.Bits
 	w := make([]float64, n)
 	g2 := make([]float64, n)
@@ -190,31 +170,7 @@ func fit(train []sample, epochs int, rate, l2, hard float64) *learned.Model {
 	for i := range order {
 		order[i] = i
 	}
-	boost := make([]float64, len(train))
 	for e := range epochs {
-		if e > 0 && hard > 0 {
-			clear(boost)
-			top, topZ := -1, math.Inf(-1)
-			for i, s := range train {
-				if i > 0 && s.text != train[i-1].text {
-					top, topZ = -1, math.Inf(-1)
-				}
-				if s.attack {
-					continue
-				}
-				z := 0.0
-				for _, f := range s.feats {
-					z += w[f]
-				}
-				if z > topZ {
-					if top >= 0 {
-						boost[top] = 0
-					}
-					top, topZ = i, z
-					boost[i] = hard
-				}
-			}
-		}
 		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 		var loss float64
 		for _, i := range order {
@@ -224,7 +180,7 @@ func fit(train []sample, epochs int, rate, l2, hard float64) *learned.Model {
 				z += w[f]
 			}
 			p := 1 / (1 + math.Exp(-z))
-			y, cw := 0.0, wb*(s.weight+boost[i])
+			y, cw := 0.0, wb*s.weight
 			if s.attack {
 				y, cw = 1, wa*s.weight
 			}
@@ -253,49 +209,11 @@ func fit(train []sample, epochs int, rate, l2, hard float64) *learned.Model {
 	return m
 }
 
-// Recommended is the score the layer is meant to be used at
-// (injection.RecommendedLearnedThreshold).
-const Recommended = 0.98
-
-// calibrate chooses the threshold on the development fifth, the lowest
-// at which no source with at least minBenign benign items has more than
-// the falseAlarms rate of false alarms, and shifts the bias so that this
-// threshold scores Recommended.
-func calibrate(w io.Writer, m *learned.Model, dev []evalset.Item, falseAlarms float64, minBenign int) {
-	benign := map[string][]float64{}
-	for _, it := range dev {
-		if !it.Attack {
-			benign[it.Source] = append(benign[it.Source], m.Logit([]byte(it.Text)))
-		}
-	}
-	names := make([]string, 0, len(benign))
-	for name := range benign {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	t, by := math.Inf(-1), ""
-	for _, name := range names {
-		z := benign[name]
-		if len(z) < minBenign {
-			continue
-		}
-		sort.Sort(sort.Reverse(sort.Float64Slice(z)))
-		// Flag at most k: the threshold lies just above the k+1-th highest.
-		k := int(falseAlarms * float64(len(z)))
-		if k < len(z) && z[k]+1e-3 > t {
-			t, by = z[k]+1e-3, name
-		}
-	}
-	shift := math.Log(Recommended/(1-Recommended)) - t
-	m.Bias += float32(shift)
-	fmt.Fprintf(w, "threshold: logit %.3f (set by %s), bias shifted by %.3f so that it scores %.2f\n", t, by, shift, Recommended)
-}
-
 // report prints, per training source's development fifth, the recall
 // and false-alarm rate at a few thresholds.
 func report(w io.Writer, m *learned.Model, dev []evalset.Item) {
 	type st struct{ a, b int }
-	thresholds := []float64{0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995}
+	thresholds := []float64{0.5, 0.7, 0.8, 0.9, 0.95, 0.98}
 	bySrc := map[string][]evalset.Item{}
 	var names []string
 	for _, it := range dev {
