@@ -140,9 +140,12 @@ func Start(ctx context.Context, opts Options) (f *Fleet, err error) {
 	if f.log == nil {
 		f.log = io.Discard
 	}
+	// Every early return sets f to nil: close what was started through
+	// this copy.
+	started := f
 	defer func() {
 		if err != nil {
-			f.Close()
+			started.Close()
 			f = nil
 		}
 	}()
