@@ -129,6 +129,13 @@ func BenchmarkDetectStorm(b *testing.B) {
 // level to io.Discard.
 func newShippedDetectProxy(b *testing.B) *benchProxy {
 	b.Helper()
+	return newShippedDetectProxyWith(b, detect.PromptInjectionOptions{})
+}
+
+// newShippedDetectProxyWith is newShippedDetectProxy with prompt_injection
+// built from pio.
+func newShippedDetectProxyWith(b *testing.B, pio detect.PromptInjectionOptions) *benchProxy {
+	b.Helper()
 	bp := newBenchProxy(b, 0)
 	burst, err := detect.NewBurst(detect.BurstOptions{})
 	if err != nil {
@@ -138,7 +145,7 @@ func newShippedDetectProxy(b *testing.B) *benchProxy {
 	if err != nil {
 		b.Fatal(err)
 	}
-	pi, err := detect.NewPromptInjection(detect.PromptInjectionOptions{})
+	pi, err := detect.NewPromptInjection(pio)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -23,41 +23,7 @@ import (
 // learned (0: off).
 func newLearnedDetectProxy(b *testing.B, learned float64) *benchProxy {
 	b.Helper()
-	bp := newBenchProxy(b, 0)
-	burst, err := detect.NewBurst(detect.BurstOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	drift, err := detect.NewDrift(detect.DriftOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	pi, err := detect.NewPromptInjection(detect.PromptInjectionOptions{LearnedThreshold: learned})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ex, err := detect.NewExfiltration(detect.ExfiltrationOptions{
-		Bound: func(name string) ([]string, bool) {
-			if name == "stripe" {
-				return []string{stripeHost}, true
-			}
-			return nil, false
-		},
-		Secrets: detect.NewSecretIndex(map[string][]byte{"stripe": []byte(stripeToken), "gh": []byte(ghToken)}),
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	grid, err := detect.NewGrid(detect.GridOptions{Detectors: []detect.Detector{burst, drift, pi, ex},
-		Policy: detect.Policy{Modes: map[string]detect.Mode{
-			detect.BurstName: detect.ModeAlert, detect.DriftName: detect.ModeAlert,
-			detect.InjectionName: detect.ModeAlert, detect.ExfiltrationName: detect.ModeAlert,
-		}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	bp.proxy = benchWithGrid(b, bp, grid)
-	return bp
+	return newShippedDetectProxyWith(b, detect.PromptInjectionOptions{LearnedThreshold: learned})
 }
 
 // prose16K is 16 KiB of benign English prose, as a fetched page or a
