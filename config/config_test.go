@@ -199,23 +199,30 @@ func TestInvalidValuesNameTheKey(t *testing.T) {
 				t.Setenv(k, v)
 			}
 			_, err := Load(LoadOptions{Home: home})
-			var verr *ValidationError
-			if !errors.As(err, &verr) {
-				t.Fatalf("Load error = %v, want a *ValidationError", err)
-			}
-			found := false
-			for _, p := range verr.Problems {
-				if p.Key == tc.key {
-					found = true
-					if !strings.Contains(p.String(), tc.says) {
-						t.Errorf("problem %q does not say %q", p, tc.says)
-					}
-				}
-			}
-			if !found {
-				t.Errorf("no problem names %s; got: %v", tc.key, err)
-			}
+			wantProblem(t, err, tc.key, tc.says)
 		})
+	}
+}
+
+// wantProblem fails t unless err is a *ValidationError with a problem on
+// key that says says.
+func wantProblem(t *testing.T, err error, key, says string) {
+	t.Helper()
+	var verr *ValidationError
+	if !errors.As(err, &verr) {
+		t.Fatalf("err = %v, want a *ValidationError", err)
+	}
+	found := false
+	for _, p := range verr.Problems {
+		if p.Key == key {
+			found = true
+			if !strings.Contains(p.String(), says) {
+				t.Errorf("problem %q does not say %q", p, says)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no problem names %s; got: %v", key, err)
 	}
 }
 

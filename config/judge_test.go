@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -65,22 +64,7 @@ func TestInjectionModelInvalid(t *testing.T) {
 			home := t.TempDir()
 			writeFile(t, home, tc.file)
 			_, err := Load(LoadOptions{Home: home})
-			var verr *ValidationError
-			if !errors.As(err, &verr) {
-				t.Fatalf("err = %v, want a *ValidationError", err)
-			}
-			found := false
-			for _, p := range verr.Problems {
-				if p.Key == tc.key {
-					found = true
-					if !strings.Contains(p.String(), tc.says) {
-						t.Errorf("problem %q does not say %q", p, tc.says)
-					}
-				}
-			}
-			if !found {
-				t.Errorf("no problem names %s; got: %v", tc.key, err)
-			}
+			wantProblem(t, err, tc.key, tc.says)
 		})
 	}
 }
