@@ -404,3 +404,12 @@ func (s *Server) mergeSignals(ctx context.Context, agent string, last map[string
 		return err
 	}
 }
+
+// GateStandsBefore says whether the rollout gate stands before a switch to
+// mode: block and revoke, the modes that act on requests. Front ends warn
+// or ask for an override when a detector is switched to one before its
+// gate is met.
+func GateStandsBefore(mode string) bool {
+	m, err := detect.ParseMode(mode)
+	return err == nil && (m == detect.ModeBlock || m == detect.ModeRevoke)
+}

@@ -79,7 +79,7 @@ credential_exfiltration.`,
 				}
 				now := stateIn(ad, req.Detector)
 				fmt.Fprintf(a.stdout, "agent %s: %s is %s\n", name, req.Detector, modeText(now))
-				if was := stateIn(before, req.Detector); (now.Mode == "block" || now.Mode == "revoke") && !was.GateMet {
+				if was := stateIn(before, req.Detector); control.GateStandsBefore(now.Mode) && !was.GateMet {
 					fmt.Fprintf(a.stderr, "note: the rollout gate was not met: %s was %s and %s\n", req.Detector, modeText(was), gateText(was, before.Gate))
 				}
 			}

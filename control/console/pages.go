@@ -39,9 +39,7 @@ var funcs = template.FuncMap{
 	"clock":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
 	"ms":      func(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02 15:04:05.000") },
 	"pathesc": url.PathEscape,
-	"queryesc": func(s string) string {
-		return url.QueryEscape(s)
-	},
+	"queryesc": url.QueryEscape,
 }
 
 // human writes a duration as people read it: 31h, 12m, 40s.
@@ -336,10 +334,6 @@ func (c *Console) revoke(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/ui/agents/"+url.PathEscape(name)+"?done=revoked", http.StatusSeeOther)
 }
 
-// acting says whether a mode acts on requests: the modes the rollout gate
-// stands before.
-func acting(mode string) bool { return mode == "block" || mode == "revoke" }
-
 func (c *Console) setMode(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	det, mode := r.PostFormValue("detector"), r.PostFormValue("mode")
@@ -352,14 +346,14 @@ func (c *Console) setMode(w http.ResponseWriter, r *http.Request) {
 		c.showAgent(w, r, http.StatusBadRequest, fmt.Sprintf("%q is not a detector mode.", mode), "")
 		return
 	}
-	if acting(mode) {
+	if control.GateStandsBefore(mode) {
 		cur, err := c.opts.Backend.DetectorModes(r.Context(), name)
 		if err != nil {
 			c.backendError(w, r, err)
 			return
 		}
 		i := slices.IndexFunc(cur.Detectors, func(d control.DetectorState) bool { return d.Detector == det })
-		if i >= 0 && !cur.Detectors[i].GateMet && !acting(cur.Detectors[i].Mode) && r.PostFormValue("override") != "yes" {
+		if i >= 0 && !cur.Detectors[i].GateMet && !control.GateStandsBefore(cur.Detectors[i].Mode) && r.PostFormValue("override") != "yes" {
 			d := cur.Detectors[i]
 			c.showAgent(w, r, http.StatusConflict, fmt.Sprintf(
 				"The rollout gate is not met: %s has been clean for %s of %s in alert mode. Tick “override the gate” to switch it to %s anyway.",
