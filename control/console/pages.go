@@ -32,13 +32,13 @@ type page struct {
 }
 
 var funcs = template.FuncMap{
-	"ago":     func(t time.Time) string { return human(time.Since(t)) + " ago" },
-	"until":   until,
-	"human":   func(d control.Duration) string { return human(time.Duration(d)) },
-	"hours":   func(d control.Duration) string { return strconv.Itoa(int(time.Duration(d).Hours())) },
-	"clock":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
-	"ms":      func(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02 15:04:05.000") },
-	"pathesc": url.PathEscape,
+	"ago":      func(t time.Time) string { return human(time.Since(t)) + " ago" },
+	"until":    until,
+	"human":    func(d control.Duration) string { return human(time.Duration(d)) },
+	"hours":    func(d control.Duration) string { return strconv.Itoa(int(time.Duration(d).Hours())) },
+	"clock":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
+	"ms":       func(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02 15:04:05.000") },
+	"pathesc":  url.PathEscape,
 	"queryesc": url.QueryEscape,
 }
 
