@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/elazarl/goproxy"
@@ -24,15 +23,6 @@ import (
 func newLearnedDetectProxy(b *testing.B, learned float64) *benchProxy {
 	b.Helper()
 	return newShippedDetectProxyWith(b, detect.PromptInjectionOptions{LearnedThreshold: learned})
-}
-
-// prose16K is 16 KiB of benign English prose, as a fetched page or a
-// tool's text answer reads.
-func prose16K() []byte {
-	const para = "The scheduler keeps one queue per worker and steals from its neighbours when it runs dry. " +
-		"Each task records when it was queued and when it ran, so the dashboard can show how long work waited. " +
-		"Upgrading from the previous release needs no migration; the configuration keys keep their names and defaults.\n\n"
-	return []byte(strings.Repeat(para, 16<<10/len(para)+1)[:16<<10])
 }
 
 // BenchmarkExchangeLearned measures the sidecar's exchange (as
@@ -52,7 +42,7 @@ func BenchmarkExchangeLearned(b *testing.B) {
 		b     []byte
 	}{
 		{"json-512B", "application/json", benchkit.BalanceJSON(512)},
-		{"text-16KiB", "text/plain; charset=utf-8", prose16K()},
+		{"text-16KiB", "text/plain; charset=utf-8", benchkit.Prose(16 << 10)},
 	} {
 		for _, layer := range []struct {
 			name    string

@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -174,13 +176,20 @@ func TestParseFlags(t *testing.T) {
 	if err != nil || strings.Join(o.targets, ",") != "stack,candidate" || o.candidateBin != "/tmp/other-stack" {
 		t.Fatalf("got %+v, %v", o, err)
 	}
+	if o.respBody != "json" {
+		t.Errorf("default answer %q, want json", o.respBody)
+	}
+	o, err = parseFlags([]string{"--resp-body", "text", "--resp-size", "16384"}, io.Discard)
+	if err != nil || o.respBody != "text" || o.respSize != 16384 {
+		t.Fatalf("text answers: %+v, %v", o, err)
+	}
 	o, err = parseFlags([]string{"--crash", "--crash-rounds", "5", "--crash-after", "2s"}, io.Discard)
 	if err != nil || !o.crash || o.crashRounds != 5 || o.crashAfter != 2*time.Second {
 		t.Fatalf("crash flags: %+v, %v", o, err)
 	}
 	for _, bad := range [][]string{
 		{"--targets", "stack,nginx"}, {"--clients", "0"}, {"--duration", "0s"}, {"--soak", "2h"},
-		{"--rounds", "0"}, {"extra"}, {"--no-such-flag"},
+		{"--rounds", "0"}, {"extra"}, {"--no-such-flag"}, {"--resp-body", "html"},
 		{"--clients", "16,"}, {"--clients", "16,16"}, {"--clients", "8,5000"}, {"--clients", "x"},
 		{"--targets", "stack-alerting"},                      // gone: stack is what it measured
 		{"--crash", "--clients", "16,64"},                    // one count per crash run
@@ -257,6 +266,7 @@ func TestRatios(t *testing.T) {
 		{Name: "stack@16", Target: "stack", Proxy: "stack", Clients: 16, RPS: 920, P99MS: 11.5, IdleAnonMiB: 9, IdleRSSMiB: 20, ReadyMS: 90, CPUPerReqUS: 200},
 		{Name: "stack-quiet@16", Target: "stack-quiet", Proxy: "stack", Clients: 16, RPS: 950},
 		{Name: "stack-always@16", Target: "stack-always", Proxy: "stack", Clients: 16, RPS: 790},
+		{Name: "stack-learned@16", Target: "stack-learned", Proxy: "stack", Clients: 16, RPS: 828, CPUPerReqUS: 230},
 		{Name: "mitmdump@16", Target: "mitmdump", Proxy: "mitmdump", Clients: 16, RPS: 90},
 		{Name: "reference@64", Target: "reference", Proxy: "reference", Clients: 64, RPS: 2000, P99MS: 20},
 		{Name: "stack@64", Target: "stack", Proxy: "stack", Clients: 64, RPS: 1700, P99MS: 23},
@@ -294,6 +304,8 @@ func TestRatios(t *testing.T) {
 	check("added p99 stack - reference at 64 clients", 3, "<= 2", false)
 	check("throughput stack-always/reference at 16 clients", 0.79, ">= 0.8", false)
 	check("throughput stack-quiet/reference at 16 clients", 0.95, "-", true)
+	check("throughput stack-learned/stack at 16 clients", 0.9, ">= 0.9", true)
+	check("CPU per request stack-learned/stack at 16 clients", 1.15, "-", true)
 	check("throughput stack/mitmdump at 16 clients", 920.0/90, ">= 10.0", true)
 	check("tunnel stack/reference at 16 clients", 0.99, ">= 1.0", false)
 	check("new connection stack/reference at 16 clients", 1.05, ">= 1.0", true)
@@ -421,7 +433,7 @@ func TestSoakGrowth(t *testing.T) {
 // answer is counted once, warm-up included in Total only, and the
 // upstream saw exactly the requests the clients completed.
 func TestDriveDirect(t *testing.T) {
-	up, err := startUpstream(benchHost, 256, "sk_test")
+	up, err := startUpstream(benchHost, 256, false, "sk_test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -466,7 +478,7 @@ func TestDriveDirect(t *testing.T) {
 // With unique paths every answer is kept by its own path, numbered per
 // client from 0.
 func TestDriveUniquePaths(t *testing.T) {
-	up, err := startUpstream(benchHost, 64, "")
+	up, err := startUpstream(benchHost, 64, false, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -510,7 +522,7 @@ func TestDriveUniquePaths(t *testing.T) {
 // A target that refuses every request shows up as errors, not as
 // throughput.
 func TestDriveCountsErrors(t *testing.T) {
-	up, err := startUpstream(benchHost, 64, "")
+	up, err := startUpstream(benchHost, 64, false, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -526,5 +538,30 @@ func TestDriveCountsErrors(t *testing.T) {
 	}
 	if lr.Requests != 0 || lr.Errors == 0 || !strings.Contains(lr.FirstError, "certificate") {
 		t.Fatalf("requests %d, errors %d, first %q", lr.Requests, lr.Errors, lr.FirstError)
+	}
+}
+
+// --resp-body text: the upstream answers with prose of the size asked
+// for, as text/plain.
+func TestUpstreamTextAnswer(t *testing.T) {
+	up, err := startUpstream(benchHost, 4096, true, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.close()
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(up.ca.CertPEM())
+	c := &http.Client{Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: benchHost},
+	}}
+	defer c.CloseIdleConnections()
+	resp, err := c.Get("https://127.0.0.1:" + up.port() + benchPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if ct := resp.Header.Get("Content-Type"); ct != "text/plain; charset=utf-8" || len(b) != 4096 || len(strings.Fields(string(b))) < 500 {
+		t.Fatalf("%s, %d bytes, %d words", ct, len(b), len(strings.Fields(string(b))))
 	}
 }

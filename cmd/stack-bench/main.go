@@ -58,7 +58,7 @@ const (
 // right after the reference it is compared with, so both see the same
 // machine.
 var allTargets = []string{
-	"direct", "reference", "stack", "stack-quiet", "stack-always", "mitmdump",
+	"direct", "reference", "stack", "stack-quiet", "stack-always", "stack-learned", "mitmdump",
 	"reference-tunnel", "stack-tunnel",
 	"reference-newconn", "stack-newconn",
 	"reference-256", "stack-256",
@@ -66,7 +66,7 @@ var allTargets = []string{
 
 // candidateTargets measure the --candidate build as stack and stack-256
 // measure the stack build.
-var candidateTargets = []string{"candidate", "candidate-256"}
+var candidateTargets = []string{"candidate", "candidate-256", "candidate-learned"}
 
 // options are the command-line flags.
 type options struct {
@@ -83,6 +83,7 @@ type options struct {
 	duration    time.Duration
 	warmup      time.Duration
 	respSize    int
+	respBody    string // json or text
 	jsonOut     string
 	soak        time.Duration
 	crash       bool
@@ -122,7 +123,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.rssClients, "rss-clients", 256, "clients of the *-256 targets (peak memory under many connections)")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per target")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured warm-up per target")
-	fs.IntVar(&o.respSize, "resp-size", 512, "bytes in the upstream's JSON answer")
+	fs.IntVar(&o.respSize, "resp-size", 512, "bytes in the upstream's answer")
+	fs.StringVar(&o.respBody, "resp-body", "json", "the upstream's answer: json (a small API answer, padded to --resp-size with one long string) or text (text/plain prose, words all the way, as a fetched document)")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the results to this JSON file")
 	fs.DurationVar(&o.soak, "soak", 0, "instead of the table, run steady load through stack for this long and check for growth and lost audit records")
 	fs.BoolVar(&o.crash, "crash", false, "instead of the table, kill stack proxy (SIGKILL) under load and check that every request answered before the kill has its credential_access and request records and that the audit chain verifies")
@@ -134,6 +136,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, data directory) and print its path")
 	if err := fs.Parse(args); err != nil {
 		return o, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if o.respBody != "json" && o.respBody != "text" {
+		return o, fmt.Errorf("%w: --resp-body: %q is neither json nor text", errUsage, o.respBody)
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
@@ -251,7 +256,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	runs := expandRuns(o.targets, o.clients)
 	rep := report{Machine: machineInfo(), Clients: o.clients, RSSClients: o.rssClients, Rounds: o.rounds,
-		Duration: o.duration.String(), Warmup: o.warmup.String(), RespSize: o.respSize, Started: time.Now().UTC()}
+		Duration: o.duration.String(), Warmup: o.warmup.String(), RespSize: o.respSize, RespBody: o.respBody, Started: time.Now().UTC()}
 	byRun := map[string][]result{}
 	for round := 1; round <= o.rounds; round++ {
 		for _, r := range runs {
@@ -297,7 +302,7 @@ func perCount(target string) bool {
 	proxy, variant := splitTarget(target)
 	switch proxy {
 	case "reference", "stack", "candidate", "mitmdump":
-		return variant == "" || variant == "quiet" || variant == "always"
+		return variant == "" || variant == "quiet" || variant == "always" || variant == "learned"
 	}
 	return false
 }
@@ -367,7 +372,7 @@ func (b *bench) setup(ctx context.Context) error {
 		b.mitmdump, _ = exec.LookPath("mitmdump")
 	}
 	secret := "sk_bench_" + randomHex(16)
-	b.up, err = startUpstream(benchHost, b.opts.respSize, secret)
+	b.up, err = startUpstream(benchHost, b.opts.respSize, b.opts.respBody == "text", secret)
 	if err != nil {
 		return err
 	}

@@ -126,6 +126,8 @@ func (b *bench) runTarget(ctx context.Context, run benchRun) result {
 		switch variant {
 		case "quiet":
 			settings = append(settings, steadyBurst)
+		case "learned":
+			settings = append(settings, learnedOn)
 		case "always":
 			if b.noSyncAlways != "" {
 				res.Skipped = b.noSyncAlways

@@ -264,6 +264,10 @@ const (
 	// before the request it describes proceeds, instead of the sync being
 	// group-committed shortly after.
 	syncAlways = "STACK_AUDIT_SYNC=always"
+	// learnedOn (stack-learned) turns prompt_injection's learned layer on
+	// at its recommended threshold; stack-learned against stack is what
+	// the layer costs the sidecar.
+	learnedOn = "STACK_DETECT_PROMPT_INJECTION_LEARNED_THRESHOLD=0.98"
 )
 
 // stackEnv is the environment of stack commands: the audit log at

@@ -18,10 +18,11 @@ import (
 // one fixed JSON answer of about the configured size, with a certificate
 // for benchHost from its own test CA.
 type upstream struct {
-	srv  *http.Server
-	ln   net.Listener
-	ca   *ca.CA
-	body []byte
+	srv   *http.Server
+	ln    net.Listener
+	ca    *ca.CA
+	body  []byte
+	ctype string
 	// secret is the credential the STACK target injects; requests that
 	// carry it are counted, so a run shows injection really happened.
 	secret string
@@ -31,7 +32,7 @@ type upstream struct {
 }
 
 // startUpstream serves on 127.0.0.1:0 until close.
-func startUpstream(host string, respSize int, secret string) (*upstream, error) {
+func startUpstream(host string, respSize int, text bool, secret string) (*upstream, error) {
 	authority, err := ca.Generate(time.Now(), "stack-bench upstream CA")
 	if err != nil {
 		return nil, err
@@ -40,7 +41,10 @@ func startUpstream(host string, respSize int, secret string) (*upstream, error) 
 	if err != nil {
 		return nil, err
 	}
-	u := &upstream{ca: authority, body: benchkit.BalanceJSON(respSize), secret: secret}
+	u := &upstream{ca: authority, body: benchkit.BalanceJSON(respSize), ctype: "application/json", secret: secret}
+	if text {
+		u.body, u.ctype = benchkit.Prose(respSize), "text/plain; charset=utf-8"
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -77,7 +81,7 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 	// Drain any request body so the connection stays reusable.
 	io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	h.Set("Content-Type", u.ctype)
 	h.Set("Content-Length", strconv.Itoa(len(u.body)))
 	w.Write(u.body)
 }

@@ -21,3 +21,13 @@ func BalanceJSON(size int) []byte {
 	}
 	return append(b, '\n')
 }
+
+// Prose is text of exactly size bytes that reads as documentation does:
+// ordinary English words, sentences and paragraphs, so that a layer
+// that reads words (prompt_injection's learned layer) has words to read.
+func Prose(size int) []byte {
+	const para = "The scheduler keeps one queue per worker and steals from its neighbours when it runs dry. " +
+		"Each task records when it was queued and when it ran, so the dashboard can show how long work waited. " +
+		"Upgrading from the previous release needs no migration; the configuration keys keep their names and defaults.\n\n"
+	return []byte(strings.Repeat(para, size/len(para)+1)[:size])
+}
