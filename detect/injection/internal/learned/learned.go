@@ -23,10 +23,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 )
 
 // Bits is the size of the hashed feature table, as a power of two.
-const Bits = 18
+const Bits = 16
 
 // Window is the number of words a window holds.
 const Window = 24
@@ -64,68 +65,209 @@ var byteClass, lower = func() (c [256]uint8, l [256]byte) {
 const (
 	prime1 = 0x9E3779B97F4A7C15
 	prime2 = 0xC2B2AE3D27D4EB4F
+	prime3 = 0x165667B19E3779F9
 )
 
-func mix(h uint64) uint64 {
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb93fe53a1f4d
-	h ^= h >> 33
-	return h
+// tokenizer walks a text word by word. A word's bytes are packed eight
+// at a time into a 64-bit chunk (lower-cased as they are read), and a
+// multiply folds each full chunk into the word's hash: one multiply per
+// eight bytes, not one per byte. The stem is the word's first chunk cut
+// to five bytes.
+//
+// This runs over every answer an agent gets, so plain ASCII is read
+// eight bytes at a time: a word boundary costs a count of
+// trailing zeros, not a mispredicted branch per byte. Anything else
+// (a byte at or above 0x80 near the word, the text's last eight bytes)
+// takes the byte-by-byte path (word), which gives the same features;
+// FuzzTokenizer holds the two to that.
+type tokenizer struct {
+	text []byte
+	i    int
+	prev uint64
+}
+
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// asciiWordBytes returns 0x80 in each byte of v that is an ASCII letter
+// or digit, and the same for letters alone; every byte of v must be
+// below 0x80, so no addition carries into the next byte.
+func asciiWordBytes(v uint64) (word, letters uint64) {
+	l := v | 0x20*ones // A-Z to a-z; nothing else becomes a letter
+	letters = (l + (0x80-'a')*ones) &^ (l + (0x80-'z'-1)*ones) & highs
+	digits := (v + (0x80-'0')*ones) &^ (v + (0x80-'9'-1)*ones) & highs
+	return letters | digits, letters
+}
+
+// batch is how many words fill reads at a time.
+const batch = 64
+
+// token is one word as fill reports it.
+type token struct {
+	start, end int32
+	f          features
+}
+
+// fill reads the next words into out, as many as there are up to its
+// length, and returns how many it read: 0 at the end of the text. It
+// reads a batch per call so that the loop over words is one function.
+func (t *tokenizer) fill(out *[batch]token) int {
+	text, i := t.text, t.i
+	k := 0
+	for k < len(out) {
+		// Skip separators.
+		for i+8 <= len(text) {
+			v := binary.LittleEndian.Uint64(text[i:])
+			if v&highs != 0 {
+				break
+			}
+			if w, _ := asciiWordBytes(v); w != 0 {
+				i += bits.TrailingZeros64(w) / 8
+				goto found
+			}
+			i += 8
+		}
+		for i < len(text) {
+			if c := byteClass[text[i]]; c != 0 && c != 4 {
+				break
+			}
+			i++
+		}
+		if i >= len(text) {
+			break
+		}
+	found:
+		start := i
+		{
+			// The word, eight bytes at a time while they are ASCII.
+			var h, stem uint64
+			n := 0
+			for {
+				if i+8 > len(text) {
+					break
+				}
+				v := binary.LittleEndian.Uint64(text[i:])
+				if v&highs != 0 {
+					break
+				}
+				w, letters := asciiWordBytes(v)
+				c := bits.TrailingZeros64(^w&highs) / 8 // word bytes in this chunk
+				if n < maxWordLen {
+					chunk := v | letters>>2 // lower case
+					if c < 8 {
+						chunk &= 1<<(8*c) - 1
+					}
+					if n == 0 {
+						stem = chunk
+						if c > 5 {
+							stem &= 1<<40 - 1
+						}
+					}
+					n += c
+					h = (h ^ chunk) * prime1
+				} else if c < 8 {
+					// Past maxWordLen: only the end is looked for.
+					h *= prime1
+				}
+				if c < 8 {
+					i += c
+					out[k] = token{int32(start), int32(i), t.features(h, stem, n)}
+					k++
+					goto next
+				}
+				i += 8
+			}
+		}
+		{
+			h, stem, n, end := t.word(start)
+			i = end
+			out[k] = token{int32(start), int32(i), t.features(h, stem, n)}
+			k++
+		}
+	next:
+	}
+	t.i = i
+	return k
+}
+
+// features are a word's FeaturesPerWord indexes into the weight table.
+// They are a struct, not an array, so that they are returned in
+// registers.
+type features struct{ word, pair, stem uint32 }
+
+func (f features) array() [FeaturesPerWord]uint32 { return [...]uint32{f.word, f.pair, f.stem} }
+
+// features turns a word's hash, stem and length into its features.
+func (t *tokenizer) features(h, stem uint64, n int) features {
+	const shift = 64 - Bits
+	// One multiply: the top bits of a product depend on every bit of
+	// the hash, and the top bits are what the features take.
+	w := (h ^ uint64(n)) * prime3
+	f := features{
+		word: uint32(w >> shift),
+		pair: uint32((t.prev*prime2 ^ w) * prime3 >> shift),
+		stem: uint32((stem ^ prime2) * prime1 >> shift),
+	}
+	t.prev = w
+	return f
+}
+
+// word reads the word at i byte by byte and returns its hash, stem, the
+// bytes hashed and where it ends.
+func (t *tokenizer) word(i int) (h, stem uint64, n, end int) {
+	text := t.text
+	var chunk uint64
+	if byteClass[text[i]] == 3 {
+		// A CJK-like rune: a word of its own.
+		chunk = uint64(text[i])
+		i++
+		for sh := 8; i < len(text) && byteClass[text[i]] == 4; sh += 8 {
+			if sh < 64 {
+				chunk |= uint64(text[i]) << sh
+			}
+			i++
+		}
+		return chunk, chunk, 0, i
+	}
+	for i < len(text) {
+		c := byteClass[text[i]]
+		if c == 0 || c == 3 {
+			break
+		}
+		if n < maxWordLen {
+			chunk |= uint64(lower[text[i]]) << (8 * (n & 7))
+			n++
+			switch n {
+			case 5:
+				stem = chunk
+			case 8, 16, 24, 32:
+				h = (h ^ chunk) * prime1
+				chunk = 0
+			}
+		}
+		i++
+	}
+	if n < 5 {
+		stem = chunk
+	}
+	return (h ^ chunk) * prime1, stem, n, i
 }
 
 // Words calls f for every word of text with its byte range and its
 // features (indexes into the weight table).
 func Words(text []byte, f func(start, end int, feats [FeaturesPerWord]uint32)) {
-	const mask = 1<<Bits - 1
-	var prev uint64 = 0x51ED27
-	i := 0
-	for i < len(text) {
-		c := byteClass[text[i]]
-		if c == 0 || c == 4 {
-			i++
-			continue
+	t := tokenizer{text: text, prev: 0x51ED27}
+	var buf [batch]token
+	for {
+		n := t.fill(&buf)
+		if n == 0 {
+			return
 		}
-		start := i
-		h := uint64(14695981039346656037)
-		var stem uint64
-		n := 0
-		if c == 3 {
-			// A CJK-like rune: a word of its own.
-			h = (h ^ uint64(text[i])) * 1099511628211
-			i++
-			for i < len(text) && byteClass[text[i]] == 4 {
-				h = (h ^ uint64(text[i])) * 1099511628211
-				i++
-			}
-			stem = h
-		} else {
-			for i < len(text) {
-				c := byteClass[text[i]]
-				if c == 0 || c == 3 {
-					break
-				}
-				if n < maxWordLen {
-					h = (h ^ uint64(lower[text[i]])) * 1099511628211
-					n++
-					if n == 5 {
-						stem = h
-					}
-				}
-				i++
-			}
-			if n < 5 {
-				stem = h
-			}
+		for _, w := range buf[:n] {
+			f(int(w.start), int(w.end), w.f.array())
 		}
-		w := mix(h)
-		var feats [FeaturesPerWord]uint32
-		feats[0] = uint32(w) & mask
-		feats[1] = uint32(mix(prev*prime1^w)) & mask
-		feats[2] = uint32(mix(stem^prime2)) & mask
-		prev = w
-		f(start, i, feats)
 	}
 }
 
@@ -192,22 +334,27 @@ func (m *Model) Score(text []byte) Verdict {
 	best := int32(math.MinInt32)
 	var bs, be, last int
 	n := 0
-	Words(text, func(start, end int, feats [FeaturesPerWord]uint32) {
-		var c int32
-		for _, f := range feats {
-			c += int32(m.W[f])
+	t := tokenizer{text: text, prev: 0x51ED27}
+	var buf [batch]token
+	for {
+		got := t.fill(&buf)
+		if got == 0 {
+			break
 		}
-		k := n % Window
-		sum += c - ring[k]
-		ring[k] = c
-		starts[k] = int32(start)
-		n++
-		if n >= Window && sum > best {
-			best = sum
-			bs, be = int(starts[n%Window]), end
+		for _, w := range buf[:got] {
+			c := int32(m.W[w.f.word]) + int32(m.W[w.f.pair]) + int32(m.W[w.f.stem])
+			k := n % Window
+			sum += c - ring[k]
+			ring[k] = c
+			starts[k] = w.start
+			n++
+			if n >= Window && sum > best {
+				best = sum
+				bs, be = int(starts[n%Window]), int(w.end)
+			}
+			last = int(w.end)
 		}
-		last = end
-	})
+	}
 	if n == 0 {
 		return Verdict{}
 	}

@@ -6,13 +6,18 @@
 //	    -out detect/injection/internal/learned/model.bin
 //
 // It fits a logistic regression on windows of learned.Window words (a
-// text shorter than that is one window), every window of an attack
-// labelled as an attack, with AdaGrad and the classes weighted equally,
-// on the training part of each training source (never on its
-// development fifth nor on a held-out source). It then reports, on the
-// development fifth, the false-alarm rate and recall at a few
-// thresholds. Training is deterministic: the same data gives the same
-// weights.
+// text shorter than that is one window) with AdaGrad and the classes
+// weighted equally, on the training part of each training source (never
+// on its development fifth nor on a held-out source). The first epoch
+// labels every window of an attack as an attack; from the second (-mil)
+// each attack is trained on its highest-scoring window only, as the
+// layer judges a text by its best window: the rest of a long jailbreak,
+// or of the text an instruction hides in, need not look like an attack.
+// On the development fifth this cut the false alarms on security writing
+// (OWASP WSTG) from 1.4% to 0% and on Go module docs from 0.1% to 0% at
+// 0.98, at the same recall. It then reports, on the development fifth,
+// the false-alarm rate and recall at a few thresholds. Training is
+// deterministic: the same data gives the same weights.
 package main
 
 import (
@@ -41,6 +46,8 @@ func main() {
 type sample struct {
 	feats  []uint32
 	attack bool
+	// bag numbers the text the window comes from.
+	bag int
 	// weight is the sample's share of its text: every text weighs the
 	// same however many windows it has.
 	weight float64
@@ -57,6 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rate := fs.Float64("rate", 0.1, "AdaGrad learning rate")
 	l2 := fs.Float64("l2", 1e-4, "L2 penalty per update")
 	exclude := fs.String("exclude", "", "comma-separated source/variant pairs not to train on")
+	mil := fs.Int("mil", 1, "after this many epochs, train each attack on its highest-scoring window only (0: every window, always)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -74,6 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg := evalset.Config{Mirror: *mirror, ModCache: *modcache, Repo: *repo}
 	var train []sample
 	var dev []evalset.Item
+	bags := 0
 	for _, src := range evalset.Sources() {
 		if src.HeldOut {
 			continue
@@ -92,6 +101,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				continue
 			}
 			ws := windows([]byte(it.Text), it.Attack)
+			for i := range ws {
+				ws[i].bag = bags
+			}
+			bags++
 			train = append(train, ws...)
 			if it.Attack {
 				na++
@@ -103,7 +116,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "%-14s train: %5d attacks (%6d windows) %5d benign (%6d windows); dev: rest\n", src.Name, na, wa, nb, wb)
 	}
-	m := fit(train, *epochs, *rate, *l2)
+	m := fit(train, *epochs, *rate, *l2, *mil)
 	report(stdout, m, dev)
 	if *out != "" {
 		if err := os.WriteFile(*out, m.Marshal(), 0o644); err != nil {
@@ -150,7 +163,7 @@ func windows(text []byte, attack bool) []sample {
 	return out
 }
 
-func fit(train []sample, epochs int, rate, l2 float64) *learned.Model {
+func fit(train []sample, epochs int, rate, l2 float64, mil int) *learned.Model {
 	const n = 1 << learned.Bits
 	w := make([]float64, n)
 	g2 := make([]float64, n)
@@ -170,15 +183,42 @@ func fit(train []sample, epochs int, rate, l2 float64) *learned.Model {
 	for i := range order {
 		order[i] = i
 	}
+	score := func(s sample) float64 {
+		z := bias
+		for _, f := range s.feats {
+			z += w[f]
+		}
+		return z
+	}
 	for e := range epochs {
 		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		// Multiple-instance epochs: an attack text is an attack because
+		// some window of it is, as the layer judges a text by its best
+		// window; its other windows (a jailbreak's role-play preamble,
+		// the data an instruction hides in) are not pushed up.
+		var best map[int]int
+		if mil > 0 && e >= mil {
+			best = map[int]int{}
+			top := map[int]float64{}
+			for i, s := range train {
+				if !s.attack {
+					continue
+				}
+				if z, ok := top[s.bag]; !ok || score(s) > z {
+					top[s.bag], best[s.bag] = score(s), i
+				}
+			}
+		}
 		var loss float64
 		for _, i := range order {
 			s := train[i]
-			z := bias
-			for _, f := range s.feats {
-				z += w[f]
+			if best != nil && s.attack {
+				if best[s.bag] != i {
+					continue
+				}
+				s.weight = 1
 			}
+			z := score(s)
 			p := 1 / (1 + math.Exp(-z))
 			y, cw := 0.0, wb*s.weight
 			if s.attack {
