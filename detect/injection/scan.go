@@ -279,6 +279,7 @@ func (sc *scanner) scan(text []byte, o Options) Result {
 	if len(text) > nopts.Window {
 		text = text[:nopts.Window]
 	}
+	raw := text
 	sc.isJSON = jsonShaped(text)
 	if sc.isJSON {
 		sc.json.decode(text)
@@ -292,7 +293,7 @@ func (sc *scanner) scan(text []byte, o Options) Result {
 	sc.vh = sc.vh[:0]
 	sc.match(n.views)
 	if !sc.critical && o.LearnedThreshold > 0 && len(n.views) > 0 {
-		sc.learn(&n.views[0])
+		sc.learn(&n.views[0], raw)
 	}
 	if !sc.critical && n.finish() {
 		sc.match(n.views)

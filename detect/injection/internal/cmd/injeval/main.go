@@ -60,6 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	only := fs.String("sources", "", "comma-separated source names (default: all)")
 	misses := fs.String("show", "", "print the items of this source that patterns + learned layer get wrong")
 	asJSON := fs.Bool("json", false, "print the table as JSON")
+	chatRole := fs.String("chat", "", "scan each item as the content of a chat request's message with this role (system, user or tool), as an agent sends it to an LLM API, instead of as a document")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -69,6 +70,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("go env GOMODCACHE: %w", err)
 		}
 		*modcache = strings.TrimSpace(string(out))
+	}
+	switch *chatRole {
+	case "", "system", "user", "tool":
+	default:
+		return fmt.Errorf("-chat: %q is not system, user or tool", *chatRole)
 	}
 	cfg := evalset.Config{Mirror: *mirror, ModCache: *modcache, Repo: *repo}
 	want := map[string]bool{}
@@ -114,8 +120,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 					by[key].benign++
 				}
 			}
+			body := []byte(it.Text)
+			if *chatRole != "" {
+				body = chatRequest(*chatRole, it.Text)
+			}
 			for i, conf := range configs {
-				r := injection.Scan([]byte(it.Text), conf.opts)
+				r := injection.Scan(body, conf.opts)
 				for _, key := range keys {
 					switch {
 					case it.Attack && r.Flagged:
@@ -226,4 +236,30 @@ func clip(s string, n int) string {
 		return s[:n] + "…"
 	}
 	return s
+}
+
+// chatRequest is text as the content of a message with role in a chat
+// completions request, among the turns an agent sends, each message's
+// role first as the SDKs write them.
+func chatRequest(role, text string) []byte {
+	type message struct {
+		Role       string `json:"role"`
+		Content    string `json:"content"`
+		ToolCallID string `json:"tool_call_id,omitempty"`
+	}
+	msgs := []message{{Role: "system", Content: "You are a helpful assistant."}}
+	switch role {
+	case "system":
+		msgs = []message{{Role: "system", Content: text}, {Role: "user", Content: "What can you help me with?"}}
+	case "user":
+		msgs = append(msgs, message{Role: "user", Content: text})
+	case "tool":
+		msgs = append(msgs, message{Role: "user", Content: "Summarise what the tool returned."},
+			message{Role: "tool", ToolCallID: "call_1", Content: text})
+	}
+	b, _ := json.Marshal(struct {
+		Model    string    `json:"model"`
+		Messages []message `json:"messages"`
+	}{"gpt-4o", msgs})
+	return b
 }
