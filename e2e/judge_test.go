@@ -4,82 +4,22 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"log"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/stackctl/stack/internal/judgetest"
 	"github.com/stackctl/stack/reason"
 )
 
 // judgeKey is the API key the loopback judge wants as a bearer token.
 const judgeKey = "sk-judge-e2e-0123456789"
-
-// chatJudge is a loopback HTTPS server answering /v1/chat/completions
-// as the OpenAI API documents it, with the judge's structured verdict
-// in the message content: an injection when the document it was asked
-// about contains "unlock". While slow is set it answers only after 3 s.
-type chatJudge struct {
-	url, caFile string
-	calls, slow atomic.Int32
-}
-
-func startChatJudge(t *testing.T) *chatJudge {
-	t.Helper()
-	j := &chatJudge{}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		j.calls.Add(1)
-		if r.Header.Get("Authorization") != "Bearer "+judgeKey {
-			w.WriteHeader(http.StatusUnauthorized)
-			io.WriteString(w, `{"error":{"message":"Incorrect API key provided","type":"invalid_request_error"}}`)
-			return
-		}
-		var req struct {
-			Model    string `json:"model"`
-			Messages []struct {
-				Role    string `json:"role"`
-				Content string `json:"content"`
-			} `json:"messages"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Model != "judge-1" || len(req.Messages) == 0 {
-			http.Error(w, `{"error":{"message":"bad request"}}`, http.StatusBadRequest)
-			return
-		}
-		if j.slow.Load() != 0 {
-			select {
-			case <-time.After(3 * time.Second):
-			case <-r.Context().Done():
-				return
-			}
-		}
-		doc := req.Messages[len(req.Messages)-1].Content
-		verdict := `{"injection":false,"score":0.02,"reason":"ordinary data"}`
-		if strings.Contains(doc, "unlock") {
-			verdict = `{"injection":true,"score":0.93,"reason":"asks the assistant to unlock a door"}`
-		}
-		content, _ := json.Marshal(verdict)
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"id":"chatcmpl-e2e","object":"chat.completion","created":1767225600,"model":"judge-1","choices":[{"index":0,"message":{"role":"assistant","content":%s,"refusal":null},"finish_reason":"stop"}],"usage":{"prompt_tokens":310,"completion_tokens":18,"total_tokens":328}}`, content)
-	}))
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	j.url = srv.URL + "/v1/chat/completions"
-	j.caFile = filepath.Join(t.TempDir(), "judge-ca.pem")
-	if err := os.WriteFile(j.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return j
-}
 
 // gzipJSON answers with v as JSON, gzipped when the client accepts it,
 // as most APIs do.
@@ -109,7 +49,7 @@ func gzipJSON(v any) http.Handler {
 // than its time budget costs the budget, not the answer (on_error open).
 func TestModelJudgeThroughSidecar(t *testing.T) {
 	e := newEnv(t, "STACK_TEST_JUDGE_KEY="+judgeKey)
-	j := startChatJudge(t)
+	j := judgetest.Start(t, judgetest.Options{Key: judgeKey, Model: "judge-1", Injection: judgetest.Contains("unlock")})
 	cfg := fmt.Sprintf(`detect:
   prompt_injection:
     mode: block
@@ -123,7 +63,7 @@ func TestModelJudgeThroughSidecar(t *testing.T) {
       on_error: open
       when: untrusted
       break_after: -1
-`, j.url, j.caFile)
+`, j.URL, j.CAFile)
 	if err := os.WriteFile(filepath.Join(e.home, "stack.yaml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +103,7 @@ func TestModelJudgeThroughSidecar(t *testing.T) {
 	resp.Body.Close()
 	blocked("go", httpResult{Status: resp.StatusCode, Header: resp.Header, Body: string(body)})
 	// The same content three times: one call, then cached verdicts.
-	if n := j.calls.Load(); n != 1 {
+	if n := j.Calls.Load(); n != 1 {
 		t.Errorf("judge calls for one document sent three times = %d, want 1", n)
 	}
 
@@ -171,12 +111,12 @@ func TestModelJudgeThroughSidecar(t *testing.T) {
 	if res.Status != http.StatusOK || !strings.Contains(res.Body, "Sunny, 21 degrees") {
 		t.Errorf("clean answer: %d %s", res.Status, res.Raw)
 	}
-	if n := j.calls.Load(); n != 2 {
+	if n := j.Calls.Load(); n != 2 {
 		t.Errorf("judge calls after a clean answer = %d, want 2", n)
 	}
 
 	// A judge past its budget: the answer still comes, after the budget.
-	j.slow.Store(1)
+	j.SetDelay(3 * time.Second)
 	start := time.Now()
 	res = e.curl(agentID, tok, "--compressed", e.url(stripeHost, "/v1/news"))
 	took := time.Since(start)
@@ -196,7 +136,7 @@ func TestModelJudgeThroughSidecar(t *testing.T) {
 	judged := map[string]bool{}
 	for _, r := range recs {
 		if r.Action == "detector_fired" && r.Detector == "prompt_injection" && strings.HasPrefix(r.Detail, "chat judge: prompt injection in response body") {
-			if !strings.Contains(r.Detail, "asks the assistant to unlock a door") || r.Severity != "critical" {
+			if !strings.Contains(r.Detail, judgetest.Reason) || r.Severity != "critical" {
 				t.Errorf("judge signal without the judge's reason: %+v", r)
 			}
 			judged[r.Path] = true

@@ -1,17 +1,8 @@
 package main
 
 import (
-	"encoding/json"
-	"encoding/pem"
-	"fmt"
-	"io"
-	"log"
-	"net/http"
-	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,49 +13,17 @@ import (
 
 	"github.com/stackctl/stack/config"
 	"github.com/stackctl/stack/detect"
+	"github.com/stackctl/stack/internal/judgetest"
 	"github.com/stackctl/stack/proxy"
 )
-
-// chatJudgeServer is a loopback HTTPS server answering
-// /v1/chat/completions as the OpenAI API documents it: a verdict of
-// injection for every document. It refuses calls without the bearer
-// token key, and writes its certificate to a CA file.
-func chatJudgeServer(t *testing.T, key string) (url, caFile string, calls *atomic.Int32) {
-	t.Helper()
-	calls = new(atomic.Int32)
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls.Add(1)
-		if r.Header.Get("Authorization") != "Bearer "+key {
-			w.WriteHeader(http.StatusUnauthorized)
-			io.WriteString(w, `{"error":{"message":"Incorrect API key provided","type":"invalid_request_error"}}`)
-			return
-		}
-		var req struct {
-			Model string `json:"model"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Model != "judge-1" || r.URL.Path != "/v1/chat/completions" {
-			http.Error(w, "bad request", http.StatusBadRequest)
-			return
-		}
-		verdict, _ := json.Marshal(`{"injection":true,"score":0.9,"reason":"asks the assistant to unlock a door"}`)
-		fmt.Fprintf(w, `{"id":"chatcmpl-1","object":"chat.completion","created":1767225600,"model":"judge-1","choices":[{"index":0,"message":{"role":"assistant","content":%s,"refusal":null},"finish_reason":"stop"}],"usage":{"prompt_tokens":300,"completion_tokens":20,"total_tokens":320}}`, verdict)
-	}))
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	caFile = filepath.Join(t.TempDir(), "judge-ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return srv.URL + "/v1/chat/completions", caFile, calls
-}
 
 // detect.prompt_injection.model wires a judge into the sidecar's grid:
 // its key comes from the variable api_key_env names, it is sent as a
 // bearer token, and each judgement is logged at debug.
 func TestInjectionJudgeWired(t *testing.T) {
 	const key = "sk-judge-0123456789"
-	url, caFile, calls := chatJudgeServer(t, key)
+	js := judgetest.Start(t, judgetest.Options{Key: key, Model: "judge-1"})
+	url, caFile, calls := js.URL, js.CAFile, &js.Calls
 	t.Setenv("STACK_TEST_JUDGE_KEY", key)
 	cfg := config.Default(t.TempDir())
 	cfg.Detect.PromptInjection.Model = config.InjectionModelConfig{
