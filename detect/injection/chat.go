@@ -194,7 +194,7 @@ func (b jsonScan) array(i int, f func(s, e int, complete bool) bool) {
 	}
 }
 
-// strValue returns the raw text of the string value at b[s:e], or "" if
+// strValue returns the raw text of the string value at b[s:e], or nil if
 // it is none.
 func (b jsonScan) strValue(s, e int) []byte {
 	if e-s >= 2 && b[s] == '"' && b[e-1] == '"' {
@@ -241,7 +241,7 @@ func (b jsonScan) item(spans []span, s, e int, complete bool) []span {
 	case !hasRole && t != "" && t != "message":
 		// A Responses item that is no message (a function call, a
 		// reasoning summary): the model's own.
-	case !trustedRoles[string(role)]:
+	case !trusted:
 		if content.end > content.start {
 			spans = append(spans, content)
 		}

@@ -190,6 +190,16 @@ func BenchmarkChatUntrusted(b *testing.B) {
 	}
 }
 
+// BenchmarkChatUntrustedGJSON is the same with gjson, the reference: what
+// the hand-written reader saves.
+func BenchmarkChatUntrustedGJSON(b *testing.B) {
+	body := chatRequest16K()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		chatUntrustedGJSON(body)
+	}
+}
+
 // BenchmarkScanLearnedChat is a whole scan of that request with the
 // learned layer on.
 func BenchmarkScanLearnedChat(b *testing.B) {

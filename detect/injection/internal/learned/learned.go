@@ -193,8 +193,6 @@ func (t *tokenizer) fill(out *[batch]token) int {
 }
 
 // features are a word's FeaturesPerWord indexes into the weight table.
-// They are a struct, not an array, so that they are returned in
-// registers.
 type features struct{ word, pair, stem uint32 }
 
 func (f features) array() [FeaturesPerWord]uint32 { return [...]uint32{f.word, f.pair, f.stem} }

@@ -13,9 +13,10 @@
 // each attack is trained on its highest-scoring window only, as the
 // layer judges a text by its best window: the rest of a long jailbreak,
 // or of the text an instruction hides in, need not look like an attack.
-// On the development fifth this cut the false alarms on security writing
-// (OWASP WSTG) from 1.4% to 0% and on Go module docs from 0.1% to 0% at
-// 0.98, at the same recall. It then reports, on the development fifth,
+// On the development fifth at 0.98 (-mil 0 against the default) this cut
+// the false alarms on OWASP WSTG from 2.9% to 0.7%, on garak's docs from
+// 5.7% to 1.9% and on BIPIA's contexts from 2.0% to 0.7%, at the same
+// recall but garak's (0.92 to 0.90). It then reports, on the development fifth,
 // the false-alarm rate and recall at a few thresholds. Training is
 // deterministic: the same data gives the same weights.
 package main
@@ -204,8 +205,9 @@ func fit(train []sample, epochs int, rate, l2 float64, mil int) *learned.Model {
 				if !s.attack {
 					continue
 				}
-				if z, ok := top[s.bag]; !ok || score(s) > z {
-					top[s.bag], best[s.bag] = score(s), i
+				z := score(s)
+				if top1, ok := top[s.bag]; !ok || z > top1 {
+					top[s.bag], best[s.bag] = z, i
 				}
 			}
 		}
