@@ -90,9 +90,18 @@ func (f *fixture) startSidecar(ctx context.Context, url, agent, dir string, tune
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	// The loops end before the directory and the store they write to go
+	// (cleanups run last registered, first run), even when the test has
+	// not ended ctx itself.
+	ctx, cancel := context.WithCancel(ctx)
 	if err := c.Start(ctx); err != nil {
+		cancel()
 		f.t.Fatal(err)
 	}
+	f.t.Cleanup(func() {
+		cancel()
+		c.Wait()
+	})
 	s.Client = c
 	return s
 }

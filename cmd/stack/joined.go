@@ -56,7 +56,9 @@ func (a *app) joinControl(ctx context.Context, verifier *passport.Verifier, revs
 		return nil, usageError(err)
 	}
 	ctx, stop := context.WithCancel(ctx)
-	a.onClose(func() error { stop(); return nil })
+	// Its loops write the revocation store and the state file: they end
+	// before either closes.
+	a.onClose(func() error { stop(); link.Wait(); return nil })
 	if err := link.Start(ctx); err != nil {
 		return nil, fmt.Errorf("joining the control plane at %s: %w", strings.Join(cfg.URLs, ", "), err)
 	}

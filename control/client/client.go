@@ -101,6 +101,8 @@ type Client struct {
 	http *http.Client
 	log  *zap.Logger
 	now  func() time.Time
+	// loops tracks the background loops Start begins (see Wait).
+	loops sync.WaitGroup
 
 	mu          sync.Mutex
 	cur         int    // index in urls of the replica in use
@@ -291,13 +293,16 @@ func (c *Client) Start(ctx context.Context) error {
 	if err := c.start(sctx); err != nil {
 		return err
 	}
-	go c.credentialLoop(ctx)
-	go c.passportLoop(ctx)
-	go c.watchLoop(ctx)
-	go c.leaseLoop(ctx)
-	go c.forwardLoop(ctx)
+	for _, loop := range []func(context.Context){c.credentialLoop, c.passportLoop, c.watchLoop, c.leaseLoop, c.forwardLoop} {
+		c.loops.Go(func() { loop(ctx) })
+	}
 	return nil
 }
+
+// Wait returns once the background loops of Start have returned, which
+// they do after Start's ctx ends: after it, the client writes nothing
+// more to StatePath or the revocation store.
+func (c *Client) Wait() { c.loops.Wait() }
 
 func (c *Client) start(ctx context.Context) error {
 	for attempt := 0; ; attempt++ {
