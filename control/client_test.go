@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -330,6 +331,35 @@ func TestStaleSidecarRefuses(t *testing.T) {
 
 // Revoking a passport on the control plane reaches every sidecar, and
 // revokes the passports delegated from it with it.
+// TestWaitEndsWithCtx: once Start's ctx ends, Wait returns, and only
+// after every background loop has: none writes to the state file or the
+// revocation store once they may be gone.
+func TestWaitEndsWithCtx(t *testing.T) {
+	f := newFixture(t, nil)
+	f.register("bot")
+	ctx, cancel := context.WithCancel(context.Background())
+	s := f.startSidecar(ctx, f.ts.URL, "bot", "", nil)
+	eventually(t, "watching", func() bool { return s.Health().Connected })
+	cancel()
+	waited := make(chan struct{})
+	go func() {
+		s.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wait did not return within 10s of ctx's end")
+	}
+	buf := make([]byte, 1<<20)
+	stacks := string(buf[:runtime.Stack(buf, true)])
+	for _, loop := range []string{"credentialLoop", "passportLoop", "watchLoop", "leaseLoop", "forwardLoop"} {
+		if strings.Contains(stacks, "client.(*Client)."+loop) {
+			t.Errorf("%s still runs after Wait", loop)
+		}
+	}
+}
+
 func TestRevocationCascadesToDelegates(t *testing.T) {
 	f := newFixture(t, nil)
 	f.register("planner")
